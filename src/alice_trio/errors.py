@@ -1,0 +1,191 @@
+"""Every error alice_trio raises, under one base.
+
+::
+
+    AliceError                         .partial (RunResult so far), .provider, .stderr_tail
+    ├── ConfigError                    bad configuration or usage (CLI exit code 2)
+    │   └── UnknownProviderError       .known (the registered names)
+    ├── EmptyPromptError               "empty prompt"
+    ├── CLINotFoundError               the command is not on PATH / not executable
+    ├── ProcessFailedError             .returncode / .signal; the CLI died without a verdict
+    ├── RunTimeoutError                the overall timeout fired ("llm timeout")
+    ├── IdleTimeoutError               stdout was silent for .idle_seconds
+    ├── LineTooLongError               a stdout line exceeded .limit bytes (policy "error")
+    ├── AgentError                     the agent / model API reported a failed turn (.status)
+    ├── ProtocolError                  the CLI spoke something we cannot work with
+    ├── TransportClosedError           the peer process or connection went away (C11)
+    ├── RunInterruptedError            the turn was interrupted (reported as interrupted)
+    ├── CallbackError                  on_progress / on_raw_event raised (.__cause__)
+    └── SessionError                   misuse of an interactive session
+        ├── SessionClosedError         "interactive session is closed"
+        ├── NoActiveTurnError          "no active turn to steer"
+        └── SteerUnsupportedError      "provider does not support native steer"
+
+Cancellation by the caller's trio scope is *not* an AliceError: ``trio.Cancelled`` propagates
+unchanged, after the process group is dead.
+
+Error messages never include environment values (API keys): only the command, exit status, the
+CLI's own error text and the stderr tail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import RunResult
+
+__all__ = [
+    "AgentError",
+    "AliceError",
+    "CLINotFoundError",
+    "CallbackError",
+    "ConfigError",
+    "EmptyPromptError",
+    "IdleTimeoutError",
+    "LineTooLongError",
+    "NoActiveTurnError",
+    "ProcessFailedError",
+    "ProtocolError",
+    "RunInterruptedError",
+    "RunTimeoutError",
+    "SessionClosedError",
+    "SessionError",
+    "SteerUnsupportedError",
+    "TransportClosedError",
+    "UnknownProviderError",
+]
+
+
+class AliceError(Exception):
+    """Base of every alice_trio error.
+
+    ``partial`` is the :class:`RunResult` collected before the failure (thread id, usage and the
+    last complete reply, if any); ``stderr_tail`` the last lines the CLI wrote to stderr.
+    """
+
+    default_message = "alice_trio error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        partial: RunResult | None = None,
+        provider: str = "",
+        stderr_tail: str = "",
+        **extra: Any,
+    ) -> None:
+        self.message = message or self.default_message
+        self.partial = partial if partial is not None else RunResult()
+        self.provider = provider
+        self.stderr_tail = stderr_tail
+        for k, v in extra.items():
+            setattr(self, k, v)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.stderr_tail:
+            tail = self.stderr_tail.strip()
+            if len(tail) > 2000:
+                tail = "…" + tail[-2000:]
+            if tail and tail not in text:
+                text = f"{text}\nstderr tail:\n{tail}"
+        return text
+
+
+class ConfigError(AliceError):
+    default_message = "invalid configuration"
+
+
+class UnknownProviderError(ConfigError):
+    def __init__(self, name: str, known: list[str] | tuple[str, ...]) -> None:
+        self.name = name
+        self.known = tuple(sorted(known))
+        super().__init__(
+            f'unsupported llm_provider "{name}"; known providers: {", ".join(self.known)}'
+        )
+
+
+class EmptyPromptError(AliceError):
+    default_message = "empty prompt"
+
+
+class CLINotFoundError(AliceError):
+    default_message = "agent CLI not found"
+
+
+class ProcessFailedError(AliceError):
+    """The CLI exited (non-zero or by a signal) without the decoder seeing a verdict."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        returncode: int | None = None,
+        **kw: Any,
+    ) -> None:
+        self.returncode = returncode
+        self.signal = -returncode if returncode is not None and returncode < 0 else None
+        super().__init__(message, **kw)
+
+
+class RunTimeoutError(AliceError):
+    default_message = "llm timeout"
+
+
+class IdleTimeoutError(AliceError):
+    default_message = "idle timeout"
+
+    def __init__(self, message: str = "", *, idle_seconds: float = 0.0, **kw: Any) -> None:
+        self.idle_seconds = idle_seconds
+        super().__init__(message, **kw)
+
+
+class LineTooLongError(AliceError):
+    default_message = "output line too long"
+
+    def __init__(self, message: str = "", *, limit: int = 0, **kw: Any) -> None:
+        self.limit = limit
+        super().__init__(message, **kw)
+
+
+class AgentError(AliceError):
+    """The agent reported a failed turn (API error, ``is_error`` result, ``turn.failed``)."""
+
+    default_message = "agent turn failed"
+
+    def __init__(self, message: str = "", *, status: int | None = None, **kw: Any) -> None:
+        self.status = status
+        super().__init__(message, **kw)
+
+
+class ProtocolError(AliceError):
+    default_message = "protocol error"
+
+
+class TransportClosedError(AliceError):
+    default_message = "agent process closed the connection"
+
+
+class RunInterruptedError(AliceError):
+    default_message = "turn interrupted"
+
+
+class CallbackError(AliceError):
+    default_message = "a progress callback raised"
+
+
+class SessionError(AliceError):
+    default_message = "session error"
+
+
+class SessionClosedError(SessionError):
+    default_message = "interactive session is closed"
+
+
+class NoActiveTurnError(SessionError):
+    default_message = "no active turn to steer"
+
+
+class SteerUnsupportedError(SessionError):
+    default_message = "provider does not support native steer"

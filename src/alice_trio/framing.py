@@ -1,0 +1,122 @@
+"""Pure line framing: bytes in, complete lines out, with a byte limit per line.
+
+No I/O and no trio: the engine feeds whatever ``receive_some`` returned, and the framer hands
+back complete lines (without the ``\\n`` and a trailing ``\\r``). A line longer than
+``max_line_bytes`` is never buffered past the limit: the framer drops its bytes as they arrive
+and reports one :class:`OversizedLine` with the full size once its newline (or EOF) comes, so
+memory stays bounded whatever the CLI prints. The engine decides what an oversized line means
+(a typed error or a skipped-and-reported line).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "LineFramer", "OversizedLine", "decode_line"]
+
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class OversizedLine:
+    """A line whose length exceeded the limit; ``size`` is its full length in bytes and
+    ``head`` its first bytes (at most 200), for diagnostics."""
+
+    size: int
+    head: bytes = b""
+
+
+class LineFramer:
+    """Split a byte stream into lines.
+
+    ``feed(data)`` returns the lines completed by ``data``; ``feed_eof()`` returns the final
+    unterminated line, if any. Any split of the same stream into chunks gives the same lines.
+    """
+
+    __slots__ = ("_buf", "_discarding", "_eof", "_head", "max_line_bytes")
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        self.max_line_bytes = max_line_bytes
+        self._buf = bytearray()
+        self._discarding = 0  # >0: bytes seen so far of an oversized line being skipped
+        self._head = b""
+        self._eof = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the current partial line (never more than ``max_line_bytes``)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | OversizedLine]:
+        if self._eof:
+            raise RuntimeError("feed() after feed_eof()")
+        out: list[bytes | OversizedLine] = []
+        if not data:
+            return out
+        limit = self.max_line_bytes
+        start = 0
+        n = len(data)
+        while start < n:
+            nl = data.find(b"\n", start)
+            if self._discarding:
+                if nl < 0:
+                    self._discarding += n - start
+                    return out
+                size = self._discarding + (nl - start)
+                out.append(OversizedLine(size, self._head))
+                self._discarding = 0
+                self._head = b""
+                start = nl + 1
+                continue
+            if nl < 0:
+                # partial line: keep it, unless it already exceeds the limit
+                if len(self._buf) + (n - start) > limit:
+                    self._start_discard(data[start:])
+                else:
+                    self._buf += data[start:]
+                return out
+            if self._buf:
+                total = len(self._buf) + (nl - start)
+                if total > limit:
+                    self._buf += data[start : start + 200]
+                    out.append(OversizedLine(total, bytes(self._buf[:200])))
+                    self._buf.clear()
+                else:
+                    self._buf += data[start:nl]
+                    out.append(_strip_cr(bytes(self._buf)))
+                    self._buf.clear()
+            else:
+                if nl - start > limit:
+                    out.append(OversizedLine(nl - start, data[start : start + 200]))
+                else:
+                    out.append(_strip_cr(data[start:nl]))
+            start = nl + 1
+        return out
+
+    def _start_discard(self, rest: bytes) -> None:
+        self._head = bytes((self._buf + rest[:200])[:200])
+        self._discarding = len(self._buf) + len(rest)
+        self._buf.clear()
+
+    def feed_eof(self) -> list[bytes | OversizedLine]:
+        """Signal end of stream; returns the unterminated last line, if any."""
+        self._eof = True
+        if self._discarding:
+            size, self._discarding = self._discarding, 0
+            return [OversizedLine(size, self._head)]
+        if self._buf:
+            line = _strip_cr(bytes(self._buf))
+            self._buf.clear()
+            return [line]
+        return []
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def decode_line(line: bytes) -> str:
+    """UTF-8 with replacement: non-UTF-8 output never crashes a run."""
+    return line.decode("utf-8", errors="replace")

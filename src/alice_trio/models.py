@@ -1,0 +1,270 @@
+"""The public data model: what a caller sends in and gets back.
+
+Everything here is a frozen attrs class, pure data with no I/O, shared by the one-shot engine,
+interactive sessions and every provider. Field meanings follow the Alice spec §2.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "EventKind",
+    "ExecPolicy",
+    "ProgressCallback",
+    "QuestionInfo",
+    "QuestionOption",
+    "RawEvent",
+    "RawEventCallback",
+    "RunRequest",
+    "RunResult",
+    "TurnEvent",
+    "TurnQuestion",
+    "Usage",
+    "call_maybe_async",
+]
+
+SANDBOX_VALUES = ("read-only", "workspace-write", "danger-full-access")
+APPROVAL_VALUES = ("untrusted", "on-request", "on-failure", "never")
+
+
+def _strip(value: str) -> str:
+    return value.strip()
+
+
+def _dirs(values: Any) -> tuple[str, ...]:
+    """Trim, drop empties, de-duplicate keeping the first spelling and order."""
+    out: list[str] = []
+    for v in values or ():
+        s = str(v).strip()
+        if s and s not in out:
+            out.append(s)
+    return tuple(out)
+
+
+@attrs.frozen(kw_only=True)
+class ExecPolicy:
+    """Sandbox / approval / extra writable dirs (spec §2.5). Empty strings mean "not set"."""
+
+    sandbox: str = attrs.field(default="", converter=_strip)
+    ask_for_approval: str = attrs.field(default="", converter=_strip)
+    add_dirs: tuple[str, ...] = attrs.field(default=(), converter=_dirs)
+
+    def merged(self, override: ExecPolicy | None) -> ExecPolicy:
+        """``self`` with ``override`` on top: non-empty fields replace, add_dirs are appended."""
+        if override is None:
+            return self
+        return ExecPolicy(
+            sandbox=override.sandbox or self.sandbox,
+            ask_for_approval=override.ask_for_approval or self.ask_for_approval,
+            add_dirs=self.add_dirs + override.add_dirs,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """Token counts of a turn. ``total_tokens`` is input + output (cached is part of input)."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def has_usage(self) -> bool:
+        return bool(self.input_tokens or self.cached_input_tokens or self.output_tokens)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class RawEvent:
+    """A backend-internal event for ``on_raw_event``: ``line`` is the raw protocol line,
+    ``detail`` a human-readable summary (spec §2.3)."""
+
+    kind: str
+    line: str = ""
+    detail: str = ""
+
+
+ProgressCallback = Callable[[str], Awaitable[None] | None]
+RawEventCallback = Callable[[RawEvent], Awaitable[None] | None]
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> None:
+    """Call a sync or async callback and await it if it returned an awaitable."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
+@attrs.frozen(kw_only=True)
+class RunRequest:
+    """One agent turn to run.
+
+    ``user_text`` is the full prompt (trimmed; empty is rejected with ``EmptyPromptError``).
+    ``thread_id`` resumes a provider session. ``env`` is merged over the provider config's env,
+    which is merged over the process env. ``on_progress`` receives complete assistant messages,
+    ``[file_change] …`` notices and retry notices; ``on_raw_event`` receives everything else.
+    Callbacks may be sync or async; they run in their own task and never stall the CLI's pipe.
+    A callback that raises fails the run (``CallbackError``) after the process group is killed.
+    """
+
+    user_text: str
+    thread_id: str = attrs.field(default="", converter=_strip)
+    agent_name: str = ""
+    scene: str = ""
+    provider: str = ""
+    model: str = attrs.field(default="", converter=_strip)
+    variant: str = attrs.field(default="", converter=_strip)
+    profile: str = attrs.field(default="", converter=_strip)
+    reasoning_effort: str = attrs.field(default="", converter=_strip)
+    personality: str = attrs.field(default="", converter=_strip)
+    workspace_dir: str = attrs.field(default="", converter=_strip)
+    exec_policy: ExecPolicy | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=lambda m: dict(m or {}))
+    on_progress: ProgressCallback | None = attrs.field(default=None, eq=False, repr=False)
+    on_raw_event: RawEventCallback | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def prompt(self) -> str:
+        return self.user_text.strip()
+
+    def evolve(self, **changes: Any) -> RunRequest:
+        return attrs.evolve(self, **changes)
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """What a turn produced. On errors the same shape travels as ``error.partial``."""
+
+    reply: str = ""
+    next_thread_id: str = ""
+    goal_done: bool = False
+    usage: Usage = Usage()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reply": self.reply,
+            "next_thread_id": self.next_thread_id,
+            "goal_done": self.goal_done,
+            "usage": self.usage.to_dict(),
+        }
+
+
+class EventKind(enum.Enum):
+    """Normalized kinds of event a provider decoder or session driver produces."""
+
+    THREAD_STARTED = "thread_started"
+    TURN_STARTED = "turn_started"
+    ASSISTANT_TEXT = "assistant_text"  # always a complete message, never a delta
+    USER_TEXT = "user_text"
+    REASONING = "reasoning"
+    TOOL_USE = "tool_use"
+    TOOL_RESULT = "tool_result"
+    FILE_CHANGE = "file_change"
+    RETRY = "retry"  # the CLI retries an API call; text is a user-visible notice
+    STEER_CONSUMED = "steer_consumed"
+    QUESTION = "question"
+    USAGE = "usage"  # a usage update outside the terminal event
+    TURN_COMPLETED = "turn_completed"
+    TURN_INTERRUPTED = "turn_interrupted"
+    ERROR = "error"
+    UNKNOWN = "unknown"  # unrecognized type, non-JSON line: visible, never fatal
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({EventKind.TURN_COMPLETED, EventKind.TURN_INTERRUPTED, EventKind.ERROR})
+
+
+@attrs.frozen(kw_only=True)
+class QuestionOption:
+    label: str
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class QuestionInfo:
+    question: str
+    header: str = ""
+    options: tuple[QuestionOption, ...] = ()
+    multiple: bool = False
+    custom: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class TurnQuestion:
+    """A structured question the agent asks the user (opencode ``question.asked``)."""
+
+    request_id: str
+    questions: tuple[QuestionInfo, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requestID": self.request_id,
+            "questions": [
+                {
+                    "question": q.question,
+                    "header": q.header,
+                    "options": [{"label": o.label, "description": o.description} for o in q.options],
+                    "multiple": q.multiple,
+                    "custom": q.custom,
+                }
+                for q in self.questions
+            ],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class TurnEvent:
+    """One normalized event of a turn.
+
+    ``raw`` is the protocol line it came from. ``error`` is set on ERROR events (a message the
+    CLI or API reported); ``status`` carries an HTTP/API status code when the CLI gave one.
+    ``usage`` is set where the event reports usage.
+    """
+
+    kind: EventKind
+    text: str = ""
+    thread_id: str = ""
+    turn_id: str = ""
+    usage: Usage | None = None
+    error: str = ""
+    status: int | None = None
+    raw: str = ""
+    question: TurnQuestion | None = None
+    provider: str = ""
+
+    def to_raw_event(self) -> RawEvent:
+        """The ``on_raw_event`` form of this event (spec §5.3)."""
+        detail = self.text.strip()
+        if self.question is not None:
+            import json
+
+            detail = json.dumps(self.question.to_dict(), ensure_ascii=False)
+        elif self.kind is EventKind.ERROR and self.error:
+            detail = self.error
+        return RawEvent(kind=self.kind.value, line=self.raw.strip(), detail=detail)

@@ -1,0 +1,283 @@
+"""What a provider is: pure code that knows one CLI's flags and output, and nothing of processes.
+
+A provider module holds
+
+* a config class (attrs, subclass of :class:`CLIConfig`) for its YAML profile keys,
+* ``build_invocation(request, config) -> Invocation``: argv, env overrides, cwd, stdin bytes,
+* a decoder class: a state machine fed one stdout line at a time (``feed(line) -> events``) whose
+  ``finish()`` gives a :class:`DecodeOutcome` (the result, or the failure the agent reported),
+
+and registers one :class:`Provider` object (see :mod:`alice_trio.providers.registry`). Neither
+the builder nor the decoder imports trio or does I/O: they are tested on recorded transcripts
+without any process, and the engine (:mod:`alice_trio.engine`) is the only place that spawns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from ..framing import DEFAULT_MAX_LINE_BYTES
+from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
+
+__all__ = [
+    "CLIConfig",
+    "DecodeOutcome",
+    "Decoder",
+    "Invocation",
+    "JsonLineDecoder",
+    "Provider",
+    "RunLimits",
+    "as_int",
+    "as_str",
+    "merge_env",
+]
+
+DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
+
+
+@attrs.frozen(kw_only=True)
+class RunLimits:
+    """Engine knobs that bound a run. All durations are seconds.
+
+    * ``kill_grace``: SIGTERM to the group → this long → SIGKILL to the group.
+    * ``drain_timeout``: after a terminal event, how long the CLI may take to exit by itself
+      (it flushes its transcript, C7) before it is killed; after the CLI exits, how long a
+      grandchild may keep stdout open before reading stops (C9).
+    * ``max_line_bytes`` / ``line_policy``: a longer stdout line is an error (``"error"``) or is
+      skipped and reported as an ``unknown`` raw event (``"skip"``).
+    * ``stderr_tail_bytes``: how much of the end of stderr is kept for errors.
+    * ``callback_buffer``: events queued for the callbacks before the reader waits for them.
+    * ``sweep``: after the group is gone, kill the run's processes that escaped it (setsid'd
+      tool processes), see :mod:`alice_trio.engine.reaper`. ``keep_background`` opts out for
+      a normal exit (an agent's background job may then outlive the turn).
+    """
+
+    kill_grace: float = 0.25
+    drain_timeout: float = 2.0
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    line_policy: str = attrs.field(
+        default="error", validator=attrs.validators.in_(("error", "skip"))
+    )
+    stderr_tail_bytes: int = 64 * 1024
+    callback_buffer: int = 4096
+    sweep: bool = True
+    keep_background: bool = False
+
+
+def _env_dict(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+@attrs.frozen(kw_only=True)
+class CLIConfig:
+    """Settings shared by every CLI provider; providers subclass it to add their own keys.
+
+    ``command`` empty means the provider's default command. ``timeout`` ≤ 0 means 48 h.
+    ``idle_timeout`` (seconds of stdout silence) ``None`` means no idle watchdog.
+    ``extra_args`` are appended before the prompt terminator.
+    """
+
+    command: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    idle_timeout: float | None = None
+    model: str = ""
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict)
+    workspace_dir: str = ""
+    exec_policy: ExecPolicy = ExecPolicy()
+    extra_args: tuple[str, ...] = ()
+    limits: RunLimits = RunLimits()
+
+    def effective_timeout(self) -> float:
+        return self.timeout if self.timeout and self.timeout > 0 else DEFAULT_TIMEOUT
+
+
+@attrs.frozen(kw_only=True)
+class Invocation:
+    """How to start one CLI process. ``env`` holds overrides only: the engine merges them over
+    the host's environment and removes ``env_remove``. ``stdin`` ``None`` means stdin is
+    closed at once; bytes are written and then stdin is closed (EOF). ``idle_timeout`` and
+    ``timeout`` are seconds (``None``: none)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict)
+    env_remove: tuple[str, ...] = ()
+    cwd: str | None = None
+    stdin: bytes | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    limits: RunLimits = RunLimits()
+
+
+@attrs.frozen(kw_only=True)
+class DecodeOutcome:
+    """What a decoder concluded after the last line.
+
+    ``error`` is the failure the agent reported (empty: none), ``status`` its HTTP/API status.
+    ``interrupted``: the CLI reported the turn as interrupted. ``missing_reply``: the message to
+    use when the turn ended with no assistant text (empty: a missing reply is fine).
+    ``terminal``: a terminal event was seen.
+    """
+
+    result: RunResult
+    error: str = ""
+    status: int | None = None
+    interrupted: bool = False
+    terminal: bool = False
+    missing_reply: str = ""
+    unknown_lines: int = 0
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """A pure state machine over one run's stdout lines."""
+
+    @property
+    def terminal(self) -> bool:
+        """True once the turn's terminal event was seen (the engine then only drains)."""
+        ...
+
+    def feed(self, line: str) -> list[TurnEvent]: ...
+
+    def finish(self) -> DecodeOutcome: ...
+
+
+@attrs.frozen(kw_only=True)
+class Provider:
+    """The registration record of a provider.
+
+    ``session_factory`` (optional) opens an interactive session driver for this provider; see
+    :mod:`alice_trio.sessions`. ``explain_exit`` (optional) turns an exit code and stderr tail
+    into a clearer message (e.g. gemini's "workspace not trusted", exit 55).
+    """
+
+    name: str
+    default_command: str
+    config_class: type[CLIConfig]
+    build_invocation: Callable[[RunRequest, Any], Invocation]
+    new_decoder: Callable[[RunRequest, Any], Decoder]
+    description: str = ""
+    explain_exit: Callable[[int, str], str | None] | None = None
+    session_factory: Any = None
+    steer_mode: str = "queue_when_busy"
+
+    def command(self, config: CLIConfig) -> str:
+        return config.command.strip() or self.default_command
+
+
+def merge_env(*layers: Mapping[str, str] | None) -> dict[str, str]:
+    """Merge env layers left to right (later wins)."""
+    out: dict[str, str] = {}
+    for layer in layers:
+        if layer:
+            out.update(layer)
+    return out
+
+
+def as_int(value: Any) -> int:
+    """A token count from a JSON number or numeric string; anything else is 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value.strip()))
+        except ValueError:
+            return 0
+    return 0
+
+
+def as_str(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+class JsonLineDecoder:
+    """Base for JSON-lines decoders: parses each line, keeps the run state, never raises.
+
+    Subclasses implement ``_decode(obj, line) -> list[TurnEvent]`` for one parsed JSON object
+    and use the helpers to record the thread id, assistant text, usage and failures. Non-JSON
+    lines, non-object JSON and any exception inside ``_decode`` become ``UNKNOWN`` events and
+    are counted, so a new CLI version's drift shows instead of breaking the run.
+    """
+
+    provider: ClassVar[str] = ""
+    #: message used when the turn ends with no assistant text ("" = not an error)
+    no_reply_message: ClassVar[str] = ""
+
+    def __init__(self, *, thread_id: str = "") -> None:
+        self.thread_id = thread_id
+        self.reply = ""
+        self.usage = Usage()
+        self.error = ""
+        self.status: int | None = None
+        self.interrupted = False
+        self._terminal = False
+        self.unknown_lines = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self._terminal
+
+    def feed(self, line: str) -> list[TurnEvent]:
+        s = line.strip()
+        if not s:
+            return []
+        try:
+            obj = json.loads(s)
+        except ValueError:
+            return [self._unknown(line, "non-JSON line")]
+        if not isinstance(obj, dict):
+            return [self._unknown(line, "JSON line that is not an object")]
+        try:
+            return self._decode(obj, line)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            return [self._unknown(line, f"undecodable event: {exc!r}")]
+
+    def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
+        raise NotImplementedError
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    def _event(self, kind: EventKind, line: str, **kw: Any) -> TurnEvent:
+        kw.setdefault("thread_id", self.thread_id)
+        return TurnEvent(kind=kind, raw=line, provider=self.provider, **kw)
+
+    def _unknown(self, line: str, why: str) -> TurnEvent:
+        self.unknown_lines += 1
+        return self._event(EventKind.UNKNOWN, line, text=why)
+
+    def _assistant(self, text: str, line: str) -> list[TurnEvent]:
+        text = text.strip()
+        if not text:
+            return []
+        self.reply = text
+        return [self._event(EventKind.ASSISTANT_TEXT, line, text=text)]
+
+    def _fail(self, message: str, line: str, status: int | None = None) -> TurnEvent:
+        self.error = message.strip() or f"{self.provider} turn failed"
+        if status is not None:
+            self.status = status
+        self._terminal = True
+        return self._event(EventKind.ERROR, line, error=self.error, status=status)
+
+    def _complete(self, line: str, usage: Usage | None = None) -> TurnEvent:
+        if usage is not None:
+            self.usage = usage
+        self._terminal = True
+        return self._event(EventKind.TURN_COMPLETED, line, usage=usage)
+
+    def finish(self) -> DecodeOutcome:
+        return DecodeOutcome(
+            result=RunResult(reply=self.reply, next_thread_id=self.thread_id, usage=self.usage),
+            error=self.error,
+            status=self.status,
+            interrupted=self.interrupted,
+            terminal=self._terminal,
+            missing_reply=self.no_reply_message,
+            unknown_lines=self.unknown_lines,
+        )

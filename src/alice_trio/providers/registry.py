@@ -1,0 +1,90 @@
+"""Provider lookup by name: the built-in providers plus third-party ones from entry points.
+
+A third-party package registers a provider without touching this package, in its
+``pyproject.toml``::
+
+    [project.entry-points."alice_trio.providers"]
+    mycli = "my_package.mycli:PROVIDER"
+
+where ``PROVIDER`` is a :class:`~alice_trio.providers.base.Provider`. Names are trimmed and
+lower-cased; an unknown name raises :class:`~alice_trio.errors.UnknownProviderError` listing the
+known ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from ..errors import UnknownProviderError
+from .base import Provider
+
+__all__ = ["ENTRY_POINT_GROUP", "get_provider", "provider_names", "register_provider"]
+
+ENTRY_POINT_GROUP = "alice_trio.providers"
+
+#: built-in provider name -> module holding ``PROVIDER``
+BUILTIN_MODULES: dict[str, str] = {
+    "codex": "alice_trio.providers.codex",
+    "claude": "alice_trio.providers.claude",
+    "gemini": "alice_trio.providers.gemini",
+    "kimi": "alice_trio.providers.kimi",
+    "opencode": "alice_trio.providers.opencode",
+    "replay": "alice_trio.providers.replay",
+}
+
+_registry: dict[str, Provider] = {}
+_entry_points_loaded = False
+
+
+def normalize_name(name: str) -> str:
+    return (name or "").strip().lower()
+
+
+def register_provider(provider: Provider, *, replace: bool = False) -> None:
+    """Register ``provider`` under its (normalized) name."""
+    key = normalize_name(provider.name)
+    if not key:
+        raise ValueError("provider name must not be empty")
+    if key in _registry and not replace and _registry[key] is not provider:
+        raise ValueError(f"provider {key!r} is already registered")
+    _registry[key] = provider
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        provider = getattr(obj, "PROVIDER", obj)
+        if isinstance(provider, Provider) and normalize_name(provider.name) not in _registry:
+            _registry[normalize_name(provider.name)] = provider
+
+
+def _load_builtin(key: str) -> None:
+    module = BUILTIN_MODULES.get(key)
+    if module and key not in _registry:
+        mod = importlib.import_module(module)
+        register_provider(mod.PROVIDER)
+
+
+def provider_names() -> list[str]:
+    """Every known provider name (built-in and from entry points), sorted."""
+    _load_entry_points()
+    return sorted(set(BUILTIN_MODULES) | set(_registry))
+
+
+def get_provider(name: str) -> Provider:
+    """The provider called ``name`` (trimmed, case-insensitive)."""
+    key = normalize_name(name)
+    if key in _registry:
+        return _registry[key]
+    if key in BUILTIN_MODULES:
+        _load_builtin(key)
+        return _registry[key]
+    _load_entry_points()
+    if key in _registry:
+        return _registry[key]
+    raise UnknownProviderError(name, provider_names())

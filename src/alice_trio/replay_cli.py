@@ -1,0 +1,143 @@
+"""A fake agent CLI that re-emits a recorded transcript: ``python -m alice_trio.replay_cli``.
+
+Usage: ``python -m alice_trio.replay_cli [--speed F] [--] TRANSCRIPT``
+
+Like codex, it first reads stdin to EOF (unless stdin is a terminal) and discards it. Then it
+writes the recorded lines with their recorded timing divided by ``--speed`` (``0``: no delays),
+flushing after every line, and exits the way the recording did. Accepted inputs:
+
+* a timeline JSONL: ``{"t_ms", "stream": "stdout"|"stderr", "line"}`` records (other records
+  are ignored) and an optional ``{"exit": N}`` record; without one, the ``rc`` of a
+  ``meta.json`` beside the file is used, else 0;
+* a capture ``.json``: ``{"events": [{"t" (seconds), "kind", "text"}], "exit_code"}``;
+* anything else: raw stdout bytes, written as they are, no delays, exit 0.
+
+A negative exit code (the recorded process was killed by a signal) is reproduced by killing
+itself with that signal. SIGTERM and SIGINT keep their default action: the process dies at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+__all__ = ["Transcript", "load_transcript", "main"]
+
+
+@attrs.frozen
+class Transcript:
+    """``lines``: ``(seconds, stream, data)`` with data ending in a newline (except perhaps a raw
+    file's last line); ``timed``: whether the recording has timing."""
+
+    lines: tuple[tuple[float, str, bytes], ...]
+    exit_code: int = 0
+    timed: bool = True
+
+
+def _timeline_records(text: str) -> Iterator[dict[str, object]]:
+    for raw in text.splitlines():
+        raw = raw.strip()
+        if raw:
+            obj = json.loads(raw)
+            if isinstance(obj, dict):
+                yield obj
+
+
+def _meta_rc(path: Path) -> int:
+    try:
+        rc = json.loads((path.parent / "meta.json").read_text()).get("rc")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return rc if isinstance(rc, int) else 0
+
+
+def load_transcript(path: str | os.PathLike[str]) -> Transcript:
+    """Parse a transcript file in any of the accepted formats (see the module docstring)."""
+    path = Path(path)
+    data = path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and isinstance(whole.get("events"), list):
+        lines = tuple(
+            (float(e.get("t") or 0.0), e["kind"], (str(e.get("text", "")) + "\n").encode())
+            for e in whole["events"]
+            if isinstance(e, dict) and e.get("kind") in ("stdout", "stderr")
+        )
+        rc = whole.get("exit_code")
+        return Transcript(lines, rc if isinstance(rc, int) else 0)
+    try:
+        records = list(_timeline_records(text))
+    except ValueError:
+        records = []
+    if records and any("t_ms" in r and "stream" in r for r in records):
+        out: list[tuple[float, str, bytes]] = []
+        exit_code: int | None = None
+        for r in records:
+            if isinstance(r.get("exit"), int):
+                exit_code = r["exit"]  # type: ignore[assignment]
+            elif r.get("stream") in ("stdout", "stderr") and "line" in r:
+                t = float(r.get("t_ms") or 0.0) / 1000.0  # type: ignore[arg-type]
+                out.append((t, str(r["stream"]), (str(r["line"]) + "\n").encode()))
+        return Transcript(tuple(out), _meta_rc(path) if exit_code is None else exit_code)
+    raw = tuple((0.0, "stdout", line) for line in data.splitlines(keepends=True))
+    return Transcript(raw, 0, timed=False)
+
+
+def replay(transcript: Transcript, speed: float) -> None:
+    """Write the lines with their timing (``speed`` 0: none), flushing each one."""
+    start = time.monotonic()
+    streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    for t, stream, data in transcript.lines:
+        if transcript.timed and speed > 0:
+            delay = start + t / speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        out = streams[stream]
+        out.write(data)
+        out.flush()
+
+
+def _exit(code: int) -> None:
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        time.sleep(1.0)  # the signal is delivered before this returns
+    sys.exit(code if 0 <= code <= 255 else 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    parser = argparse.ArgumentParser(
+        prog="python -m alice_trio.replay_cli", description="Replay a recorded agent CLI run."
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="time factor; 0 = no delays")
+    parser.add_argument("transcript", help="timeline .jsonl, capture .json or raw stdout file")
+    args = parser.parse_args(argv)
+    try:
+        transcript = load_transcript(args.transcript)
+    except OSError as exc:
+        parser.exit(2, f"replay_cli: cannot read {args.transcript}: {exc.strerror}\n")
+    if sys.stdin is not None and not sys.stdin.closed and not sys.stdin.isatty():
+        while sys.stdin.buffer.read(65536):
+            pass
+    try:
+        replay(transcript, args.speed)
+    except BrokenPipeError:
+        os._exit(1)
+    _exit(transcript.exit_code)
+
+
+if __name__ == "__main__":
+    main()

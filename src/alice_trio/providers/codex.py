@@ -19,7 +19,6 @@ usage of the whole thread, not of this turn, and it is passed on unchanged.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +38,7 @@ __all__ = [
     "explain_exit",
     "format_file_change",
     "idle_timeout_for",
+    "new_decoder",
 ]
 
 DEFAULT_SANDBOX = "workspace-write"
@@ -107,8 +107,13 @@ def _flag_value(name: str, value: str) -> str:
 
 
 def _toml_string(value: str) -> str:
-    """A TOML basic string (JSON string syntax is a subset of it)."""
-    return json.dumps(value)
+    """A TOML basic string. Not ``json.dumps``: its ``\\ud83d\\ude00`` surrogate pairs and a
+    raw DEL are invalid TOML. Control characters are ``\\uXXXX``-escaped, the rest is literal."""
+    body = "".join(
+        f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else "\\" + c if c in '"\\' else c
+        for c in value
+    )
+    return f'"{body}"'
 
 
 def build_invocation(request: RunRequest, config: CodexConfig) -> Invocation:

@@ -33,8 +33,9 @@ Decoding (:class:`ClaudeStreamDecoder`):
 * ``stream_event`` (``--include-partial-messages``) and other ``system`` lines are ignored;
 * ``result``: usage (``input_tokens``, ``cache_read_input_tokens`` as cached, ``output_tokens``),
   ``result.result`` as the reply when no assistant text came (§13.17 fixed), ``is_error`` → an
-  error with ``api_error_status`` as status and the result text or ``errors[]``; subtype
-  ``error_during_execution`` after an interrupt ("[Request interrupted by user…]") → interrupted.
+  error with ``api_error_status`` (else the last retried status) as status and the result text
+  or ``errors[]``; subtype ``error_during_execution`` after an interrupt ("[Request interrupted
+  by user…]") → interrupted.
 
 SIGTERM makes claude exit 143 at once with no ``result``; the engine reports the exit. The
 decoder never raises.
@@ -232,6 +233,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
         self.saw_result = False
         self._reply_msg_id = ""  # message id whose text blocks make up the current reply
         self._interrupt_seen = False
+        self._retry_status: int | None = None  # status of the last api_retry
 
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
         session = as_str(obj.get("session_id"))
@@ -249,6 +251,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
             if subtype == "init":
                 return [self._event(EventKind.THREAD_STARTED, line)]
             if subtype == "api_retry":
+                self._retry_status = _status(obj.get("error_status")) or self._retry_status
                 return [self._event(EventKind.RETRY, line, text=retry_notice(obj))]
             return []  # status, compact_boundary, hooks…: informational
         if kind == "stream_event":
@@ -350,7 +353,9 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                 self.interrupted = True
                 self._terminal = True
                 return [self._event(EventKind.TURN_INTERRUPTED, line, usage=usage, text=text)]
-            status = _status(obj.get("api_error_status"))
+            # "Repeated 529 Overloaded errors" comes with api_error_status null: the retries
+            # before it said which status it was
+            status = _status(obj.get("api_error_status")) or self._retry_status
             return [self._fail(text or "claude result error", line, status=status)]
         events: list[TurnEvent] = []
         if not self.reply and text:  # the reply fallback Alice's HEAD dropped (§13.17)

@@ -190,6 +190,9 @@ def _status(*values: Any) -> int | None:
             m = _STATUS_IN_TEXT.search(s)
             if m:
                 return int(m.group(1))
+            for name, code in _GRPC_STATUS.items():
+                if re.search(rf"\b{name}\b", s):
+                    return code
     return None
 
 

@@ -1,0 +1,187 @@
+"""The replay provider and its fake CLI (``python -m alice_trio.replay_cli``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alice_trio.errors import ConfigError, EmptyPromptError, UnknownProviderError
+from alice_trio.models import RunRequest, Usage
+from alice_trio.providers import get_provider
+from alice_trio.providers.codex import CodexExecDecoder
+from alice_trio.providers.replay import (
+    PROVIDER,
+    ReplayConfig,
+    build_invocation,
+    default_transcript_path,
+    new_decoder,
+)
+from alice_trio.replay_cli import load_transcript
+from alice_trio.transcript import decode_transcript, outcome_summary
+
+TRANSCRIPTS = Path(__file__).resolve().parent.parent / "transcripts"
+CODEX = TRANSCRIPTS / "codex"
+CAPTURE = TRANSCRIPTS / "replay"
+TOOL_THREAD = "01a21857-8d93-7d61-8bab-f9ca2ca653ae"
+
+
+def replay(
+    path: Path | str, *, speed: str = "0", stdin: bytes = b""
+) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "alice_trio.replay_cli", "--speed", speed, "--", str(path)]
+    return subprocess.run(argv, input=stdin, capture_output=True, timeout=60, check=False)
+
+
+# -- provider ----------------------------------------------------------------------------------
+
+
+def test_argv_prompt_on_stdin_and_default_transcript() -> None:
+    inv = build_invocation(RunRequest(user_text=" hi "), ReplayConfig(speed=0))
+    path = default_transcript_path()
+    assert inv.argv == (sys.executable, "-m", "alice_trio.replay_cli", "--speed", "0.0", "--", path)
+    assert Path(path).is_file()
+    assert inv.stdin == b"hi"
+    cfg = ReplayConfig(transcript="/x.jsonl", speed=2.5, command="python3", extra_args=("-v",))
+    assert build_invocation(RunRequest(user_text="hi"), cfg).argv == (
+        "python3", "-m", "alice_trio.replay_cli", "--speed", "2.5", "-v", "--", "/x.jsonl",
+    )  # fmt: skip
+    with pytest.raises(EmptyPromptError):
+        build_invocation(RunRequest(user_text="  "), ReplayConfig())
+    with pytest.raises(ValueError):
+        ReplayConfig(speed=-1)
+
+
+def test_registered_and_decoder_delegates() -> None:
+    assert get_provider("Replay") is PROVIDER
+    assert PROVIDER.default_command == sys.executable
+    request = RunRequest(user_text="hi", thread_id="t0")
+    decoder = new_decoder(request, ReplayConfig())
+    assert isinstance(decoder, CodexExecDecoder)
+    assert decoder.finish().result.next_thread_id == "t0"
+    other = get_provider("opencode")
+    delegated = new_decoder(request, ReplayConfig(decode_as=" OpenCode "))
+    assert type(delegated) is type(other.new_decoder(request, other.config_class()))
+    with pytest.raises(ConfigError):
+        new_decoder(request, ReplayConfig(decode_as="replay"))
+    with pytest.raises(UnknownProviderError):
+        new_decoder(request, ReplayConfig(decode_as="nope"))
+
+
+def test_packaged_transcript_decodes_as_codex() -> None:
+    records = [json.loads(ln) for ln in Path(default_transcript_path()).read_text().splitlines()]
+    stdout = "\n".join(r["line"] for r in records if r["stream"] == "stdout")
+    summary = outcome_summary(decode_transcript("codex", stdout))
+    assert summary["reply"].startswith("The command printed:")
+    assert summary["next_thread_id"] == TOOL_THREAD
+    assert summary["usage"] == {
+        "input_tokens": 2468,
+        "cached_input_tokens": 2000,
+        "output_tokens": 112,
+    }
+    assert summary["error"] is None
+
+
+def test_decode_transcript_reports_failures() -> None:
+    stdout = (CODEX / "codex_exec_http500" / "stdout.raw").read_text()
+    summary = outcome_summary(decode_transcript("codex", stdout))
+    assert summary["error"].startswith("We’re currently experiencing high demand")
+    assert summary["reply"] == "" and summary["usage"] == Usage().to_dict()
+    assert outcome_summary(decode_transcript("codex", ""))["error"] == (
+        "codex returned no final agent message"
+    )
+
+
+# -- transcript loading ------------------------------------------------------------------------
+
+
+def test_load_timeline_ignores_harness_records_and_reads_meta_rc() -> None:
+    t = load_transcript(CODEX / "codex_exec_stall_SIGTERM" / "timeline.jsonl")
+    assert t.exit_code == -15 and t.timed
+    assert [s for _, s, _ in t.lines] == ["stderr", "stderr", "stdout", "stdout"]
+    assert t.lines[2][0] == pytest.approx(0.1913)
+
+
+def test_load_capture_and_raw(tmp_path: Path) -> None:
+    cap = load_transcript(CAPTURE / "kimi_legacy_err500.json")
+    assert cap.exit_code == 75 and cap.timed
+    assert [s for _, s, _ in cap.lines] == ["stderr", "stderr", "stdout", "stdout"]
+    raw = tmp_path / "out.txt"
+    raw.write_bytes(b"a\r\nb")
+    plain = load_transcript(raw)
+    assert not plain.timed and plain.exit_code == 0
+    assert [d for _, _, d in plain.lines] == [b"a\r\n", b"b"]
+
+
+# -- the fake CLI as a process ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "rc"),
+    [("codex_exec_tool", 0), ("codex_exec_http500", 1), ("codex_exec_stall_SIGTERM", -15)],
+)
+def test_replays_timeline_bytes_and_exit_code(case: str, rc: int) -> None:
+    proc = replay(CODEX / case / "timeline.jsonl", stdin=b"the prompt, read and ignored")
+    assert proc.stdout == (CODEX / case / "stdout.raw").read_bytes()
+    assert proc.stderr == (CODEX / case / "stderr.raw").read_bytes()
+    assert proc.returncode == rc
+
+
+def test_replays_capture_json() -> None:
+    proc = replay(CAPTURE / "kimi_legacy_err500.json")
+    assert proc.stdout == (CAPTURE / "kimi_legacy_err500.stdout").read_bytes()
+    assert proc.stderr == (CAPTURE / "kimi_legacy_err500.stderr").read_bytes()
+    assert proc.returncode == 75
+
+
+def test_replays_raw_stdout_and_explicit_exit_record(tmp_path: Path) -> None:
+    data = (CODEX / "codex_exec_simple" / "stdout.raw").read_bytes()
+    proc = replay(CODEX / "codex_exec_simple" / "stdout.raw", speed="1")
+    assert (proc.stdout, proc.stderr, proc.returncode) == (data, b"", 0)
+    timeline = tmp_path / "t.jsonl"
+    records = [
+        {"t_ms": 0, "stream": "stdout", "line": '{"type":"turn.started"}'},
+        {"t_ms": 1, "stream": "harness", "line": "ignored"},
+        {"note": "other records are ignored"},
+        {"exit": 3},
+    ]
+    timeline.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    proc = replay(timeline)
+    assert (proc.stdout, proc.returncode) == (b'{"type":"turn.started"}\n', 3)
+
+
+def test_missing_transcript_is_a_usage_error(tmp_path: Path) -> None:
+    proc = replay(tmp_path / "missing.jsonl")
+    assert proc.returncode == 2
+    assert b"cannot read" in proc.stderr
+
+
+def test_sigterm_ends_a_waiting_replay(tmp_path: Path) -> None:
+    timeline = tmp_path / "slow.jsonl"
+    lines = [
+        {"t_ms": 0, "stream": "stdout", "line": "first"},
+        {"t_ms": 600000, "stream": "stdout", "line": "never"},
+    ]
+    timeline.write_text("\n".join(json.dumps(r) for r in lines))
+    argv = [sys.executable, "-m", "alice_trio.replay_cli", "--", str(timeline)]
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"first\n"  # flushed per line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+        assert proc.stdout.read() == b""
+
+
+async def test_engine_runs_the_replay_provider_end_to_end() -> None:
+    oneshot = pytest.importorskip("alice_trio.engine.oneshot")
+    progress: list[str] = []
+    request = RunRequest(user_text="run echo hi", on_progress=progress.append)
+    result = await oneshot.run_oneshot(PROVIDER, ReplayConfig(speed=0), request)
+    assert result.reply.startswith("The command printed:")
+    assert result.next_thread_id == TOOL_THREAD
+    assert result.usage == Usage(input_tokens=2468, cached_input_tokens=2000, output_tokens=112)
+    assert progress[-1] == result.reply

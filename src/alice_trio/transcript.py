@@ -14,7 +14,9 @@ from .providers.registry import get_provider
 __all__ = ["decode_transcript", "outcome_summary"]
 
 
-def decode_transcript(provider_name: str, stdout_text: str, *, thread_id: str = "") -> DecodeOutcome:
+def decode_transcript(
+    provider_name: str, stdout_text: str, *, thread_id: str = ""
+) -> DecodeOutcome:
     """Feed every line of ``stdout_text`` (``\\n``-separated, a trailing ``\\r`` dropped)
     through a new decoder of ``provider_name`` and return its outcome. Never raises on bad
     input; raises ``UnknownProviderError`` for an unknown provider."""

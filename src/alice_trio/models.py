@@ -229,7 +229,9 @@ class TurnQuestion:
                 {
                     "question": q.question,
                     "header": q.header,
-                    "options": [{"label": o.label, "description": o.description} for o in q.options],
+                    "options": [
+                        {"label": o.label, "description": o.description} for o in q.options
+                    ],
                     "multiple": q.multiple,
                     "custom": q.custom,
                 }

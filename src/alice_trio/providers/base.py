@@ -38,6 +38,11 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
 
+try:  # orjson is optional (extra "fast"); it parses ~3x faster than json
+    from orjson import loads as json_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    json_loads = json.loads
+
 
 @attrs.frozen(kw_only=True)
 class RunLimits:
@@ -229,7 +234,7 @@ class JsonLineDecoder:
         if not s:
             return []
         try:
-            obj = json.loads(s)
+            obj = json_loads(s)
         except ValueError:
             return [self._unknown(line, "non-JSON line")]
         if not isinstance(obj, dict):

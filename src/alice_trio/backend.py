@@ -1,0 +1,44 @@
+"""The caller-facing one-shot backend: provider name + config in, ``run(request)`` out."""
+
+from __future__ import annotations
+
+from .engine.oneshot import run_oneshot
+from .models import RunRequest, RunResult
+from .providers.base import CLIConfig, Provider
+from .providers.registry import get_provider
+
+__all__ = ["OneShotBackend", "run_once"]
+
+
+class OneShotBackend:
+    """Runs each request as one CLI process (``codex exec``, ``claude -p``, …).
+
+    ``provider`` is a registered name (``"codex"``, ``"claude"``, …) or a
+    :class:`~alice_trio.providers.base.Provider`; ``config`` defaults to the provider's config
+    class with its defaults. :meth:`run` is safe to call concurrently: runs share nothing.
+    """
+
+    def __init__(self, provider: str | Provider, config: CLIConfig | None = None) -> None:
+        self.provider = get_provider(provider) if isinstance(provider, str) else provider
+        self.config = config if config is not None else self.provider.config_class()
+        if not isinstance(self.config, self.provider.config_class):
+            raise TypeError(
+                f"{self.provider.name} needs a {self.provider.config_class.__name__}, "
+                f"got {type(self.config).__name__}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run one turn. Cancelling the caller kills the CLI's whole process tree first."""
+        return await run_oneshot(self.provider, self.config, request)
+
+
+async def run_once(
+    request: RunRequest, *, provider: str | Provider | None = None, config: CLIConfig | None = None
+) -> RunResult:
+    """Run one turn on ``provider`` (default: ``request.provider``) with ``config``."""
+    name = provider if provider is not None else request.provider
+    return await OneShotBackend(name, config).run(request)

@@ -1,0 +1,113 @@
+"""Delivering events to the caller's callbacks without ever stalling the pipe reader.
+
+The stdout reader hands events to :class:`CallbackDispatcher` with :meth:`offer`, which never
+waits while the buffer has room. A separate task (:meth:`run`) calls ``on_progress`` /
+``on_raw_event`` (sync or async). When a slow callback lets the buffer fill up, purely
+informational raw events (reasoning, tool use, unknown lines, …) are dropped and counted;
+progress and terminal events are never dropped: the reader then waits for room (backpressure),
+so a stuck callback can delay the run but never lose a reply. Everything offered before
+:meth:`close` is delivered before :meth:`run` returns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import trio
+
+from ..models import (
+    EventKind,
+    ProgressCallback,
+    RawEvent,
+    RawEventCallback,
+    TurnEvent,
+    call_maybe_async,
+)
+
+__all__ = ["CallbackDispatcher", "progress_text"]
+
+#: events that only feed ``on_raw_event`` and may be shed when the consumer is too slow
+_SHEDDABLE = frozenset(
+    {
+        EventKind.REASONING,
+        EventKind.TOOL_USE,
+        EventKind.TOOL_RESULT,
+        EventKind.UNKNOWN,
+        EventKind.USAGE,
+        EventKind.USER_TEXT,
+    }
+)
+#: events that are bookkeeping only and never reach a callback
+_SILENT = frozenset({EventKind.THREAD_STARTED, EventKind.TURN_STARTED})
+
+
+def progress_text(event: TurnEvent) -> str | None:
+    """The ``on_progress`` text of an event, or None when it is not a progress event."""
+    if event.kind is EventKind.ASSISTANT_TEXT:
+        return event.text.strip() or None
+    if event.kind is EventKind.FILE_CHANGE:
+        text = event.text.strip()
+        return f"[file_change] {text}" if text else None
+    if event.kind is EventKind.RETRY:
+        return event.text.strip() or None
+    return None
+
+
+class CallbackDispatcher:
+    """Buffer between the stdout reader and the caller's callbacks (see module docstring)."""
+
+    def __init__(
+        self,
+        on_progress: ProgressCallback | None,
+        on_raw_event: RawEventCallback | None,
+        buffer: int = 4096,
+    ) -> None:
+        self.on_progress = on_progress
+        self.on_raw_event = on_raw_event
+        self.active = on_progress is not None or on_raw_event is not None
+        size = buffer if buffer > 0 else math.inf
+        self._send, self._recv = trio.open_memory_channel[TurnEvent](size)
+        self.dropped = 0
+
+    def wants(self, event: TurnEvent) -> bool:
+        if not self.active or event.kind in _SILENT:
+            return False
+        if progress_text(event) is not None and self.on_progress is not None:
+            return True
+        return self.on_raw_event is not None
+
+    async def offer(self, event: TurnEvent) -> None:
+        """Queue ``event``; waits only when the buffer is full and the event must not be lost."""
+        if not self.wants(event):
+            return
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            if event.kind in _SHEDDABLE:
+                self.dropped += 1
+                return
+            await self._send.send(event)
+
+    def close(self) -> None:
+        """No more events: :meth:`run` returns once the queued ones are delivered."""
+        self._send.close()
+
+    async def run(self) -> None:
+        """Deliver queued events until :meth:`close`. A callback's exception propagates."""
+        async with self._recv:
+            async for event in self._recv:
+                text = progress_text(event)
+                if text is not None and self.on_progress is not None:
+                    await call_maybe_async(self.on_progress, text)
+                    if event.kind is not EventKind.RETRY:
+                        continue
+                if self.on_raw_event is not None:
+                    await call_maybe_async(self.on_raw_event, event.to_raw_event())
+            if self.dropped and self.on_raw_event is not None:
+                await call_maybe_async(
+                    self.on_raw_event,
+                    RawEvent(
+                        kind="dropped",
+                        detail=f"{self.dropped} informational events dropped: callback too slow",
+                    ),
+                )

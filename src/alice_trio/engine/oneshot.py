@@ -1,0 +1,375 @@
+"""One agent turn as one process: the run nursery.
+
+:func:`run_invocation` spawns the CLI in a new session and runs one nursery holding
+
+* a **stdin writer** (writes the request's stdin bytes, then closes stdin: codex exec and
+  opencode run wait for EOF when stdin is a pipe; without stdin bytes the CLI gets /dev/null),
+* a **stdout reader** (bytes → lines through :class:`~alice_trio.framing.LineFramer` with a byte
+  limit → the provider's pure decoder → events),
+* a **stderr reader** (always drained into a bounded :class:`StderrTail`),
+* an **idle watchdog** (one cancel scope whose deadline moves forward on every stdout chunk),
+* the overall-timeout watchdog and the exit waiter,
+
+plus, beside it, the callback dispatcher (:mod:`alice_trio.engine.callbacks`).
+
+The run ends when the CLI exits (then stdout/stderr get ``drain_timeout`` to reach EOF: a
+grandchild holding the pipe cannot wedge the run, C9) or when the decoder saw the terminal event
+(then the CLI gets ``drain_timeout`` to exit by itself before it is killed: it can flush, C7, and
+a CLI that never exits cannot wedge the run, C4). Whatever the end — success, error, timeout,
+the caller's cancellation — the whole process group is then terminated (SIGTERM, ``kill_grace``,
+SIGKILL), escaped processes of the run are swept (:mod:`alice_trio.engine.reaper`), and only then
+does the call return or raise. Cancellation is trio's: ``trio.Cancelled`` propagates unchanged
+after the group is reaped; a second cancel cannot orphan anything because teardown is shielded.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ..errors import (
+    AgentError,
+    AliceError,
+    CallbackError,
+    CLINotFoundError,
+    ConfigError,
+    EmptyPromptError,
+    IdleTimeoutError,
+    LineTooLongError,
+    ProcessFailedError,
+    ProtocolError,
+    RunInterruptedError,
+    RunTimeoutError,
+)
+from ..framing import LineFramer, OversizedLine, decode_line
+from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, RunResult, TurnEvent
+from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
+from . import reaper
+from .callbacks import CallbackDispatcher
+from .process_group import terminate_group
+from .stderr_tail import StderrTail
+
+__all__ = ["build_env", "describe_exit", "run_invocation", "run_oneshot"]
+
+_READ_SIZE = 256 * 1024
+
+
+def build_env(invocation: Invocation, run_id: str) -> dict[str, str]:
+    """Host env < invocation env (config env < request env, merged by the provider) < marker."""
+    env = dict(os.environ)
+    env.update(invocation.env)
+    for key in invocation.env_remove:
+        env.pop(key, None)
+    env[reaper.MARKER_ENV] = run_id
+    return env
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit status {returncode}"
+
+
+async def run_oneshot(provider: Provider, config: CLIConfig, request: RunRequest) -> RunResult:
+    """Run one turn of ``provider`` for ``request``; see the module docstring for the lifecycle.
+
+    Raises :class:`~alice_trio.errors.EmptyPromptError` before spawning for a blank prompt, and
+    the other :class:`~alice_trio.errors.AliceError` subclasses (each carrying ``partial`` and
+    ``stderr_tail``) when the run fails.
+    """
+    if not request.prompt:
+        raise EmptyPromptError(provider=provider.name)
+    invocation = provider.build_invocation(request, config)
+    decoder = provider.new_decoder(request, config)
+    return await run_invocation(
+        invocation,
+        decoder,
+        provider=provider.name,
+        fallback_thread_id=request.thread_id,
+        on_progress=request.on_progress,
+        on_raw_event=request.on_raw_event,
+        explain_exit=provider.explain_exit,
+    )
+
+
+@attrs.define
+class _Run:
+    invocation: Invocation
+    decoder: Decoder
+    provider: str
+    dispatcher: CallbackDispatcher
+    tail: StderrTail
+    proc: trio.Process | None = None
+    io: trio.Nursery | None = None
+    failure: AliceError | None = None
+    exited: trio.Event = attrs.Factory(trio.Event)
+    stdout_eof: trio.Event = attrs.Factory(trio.Event)
+    stderr_eof: trio.Event = attrs.Factory(trio.Event)
+    terminal_seen: bool = False
+    killed_after_terminal: bool = False
+    idle_scope: trio.CancelScope | None = None
+
+    # -- ending ---------------------------------------------------------------------------
+    def finish(self) -> None:
+        assert self.io is not None
+        self.io.cancel_scope.cancel()
+
+    def fail(self, error: AliceError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self.finish()
+
+    # -- the tasks of the run nursery -----------------------------------------------------
+    async def write_stdin(self) -> None:
+        assert self.proc is not None
+        stdin = self.proc.stdin
+        if stdin is None:
+            return
+        try:
+            if self.invocation.stdin:
+                await stdin.send_all(self.invocation.stdin)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the CLI exited or closed stdin without reading everything: not our error
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await stdin.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
+    async def read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        limits = self.invocation.limits
+        framer = LineFramer(limits.max_line_bytes)
+        stream = self.proc.stdout
+        idle = self.invocation.idle_timeout
+        while True:
+            try:
+                chunk = await stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                chunk = b""
+            if not chunk:
+                await self.handle_lines(framer.feed_eof())
+                self.stdout_eof.set()
+                return
+            if idle and self.idle_scope is not None and not self.terminal_seen:
+                self.idle_scope.deadline = trio.current_time() + idle
+            await self.handle_lines(framer.feed(chunk))
+
+    async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
+        decoder = self.decoder
+        for item in items:
+            if isinstance(item, OversizedLine):
+                limit = self.invocation.limits.max_line_bytes
+                if self.invocation.limits.line_policy == "error":
+                    self.fail(
+                        LineTooLongError(
+                            f"{self.provider} printed a line of {item.size} bytes (limit {limit})",
+                            limit=limit,
+                        )
+                    )
+                    return
+                event = TurnEvent(
+                    kind=EventKind.UNKNOWN,
+                    text=f"skipped a line of {item.size} bytes (limit {limit})",
+                    raw=decode_line(item.head),
+                    provider=self.provider,
+                )
+                await self.dispatcher.offer(event)
+                continue
+            for event in decoder.feed(decode_line(item)):
+                await self.dispatcher.offer(event)
+            if decoder.terminal and not self.terminal_seen:
+                self.terminal_seen = True
+                if self.idle_scope is not None:
+                    self.idle_scope.deadline = math.inf
+                assert self.io is not None
+                self.io.start_soon(self.drain_after_terminal)
+
+    async def read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        stream = self.proc.stderr
+        while True:
+            try:
+                chunk = await stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                chunk = b""
+            if not chunk:
+                self.stderr_eof.set()
+                return
+            self.tail.write(chunk)
+
+    async def idle_watchdog(self) -> None:
+        idle = self.invocation.idle_timeout
+        if not idle or idle <= 0:
+            return
+        self.idle_scope = trio.CancelScope(deadline=trio.current_time() + idle)
+        with self.idle_scope:
+            await trio.sleep_forever()
+        if self.idle_scope.cancelled_caught:
+            self.fail(
+                IdleTimeoutError(
+                    f"{self.provider} idle timeout: no output for {idle:g} s",
+                    idle_seconds=idle,
+                )
+            )
+
+    async def run_timeout(self) -> None:
+        timeout = self.invocation.timeout
+        if not timeout or timeout <= 0:
+            return
+        await trio.sleep(timeout)
+        self.fail(RunTimeoutError(f"llm timeout: {self.provider} run exceeded {timeout:g} s"))
+
+    async def wait_exit(self) -> None:
+        assert self.proc is not None
+        await self.proc.wait()
+        self.exited.set()
+        if self.idle_scope is not None:
+            self.idle_scope.deadline = math.inf
+        with trio.move_on_after(self.invocation.limits.drain_timeout):
+            await self.stdout_eof.wait()
+            await self.stderr_eof.wait()
+        self.finish()
+
+    async def drain_after_terminal(self) -> None:
+        with trio.move_on_after(self.invocation.limits.drain_timeout):
+            await self.exited.wait()
+            return  # wait_exit ends the run
+        self.killed_after_terminal = True
+        self.finish()
+
+    async def dispatch(self) -> None:
+        try:
+            await self.dispatcher.run()
+        except Exception as exc:  # a user callback raised: fail the run, keep the cause
+            err = CallbackError(f"{self.provider}: callback raised {exc!r}")
+            err.__cause__ = exc
+            self.fail(err)
+
+
+async def run_invocation(
+    invocation: Invocation,
+    decoder: Decoder,
+    *,
+    provider: str,
+    fallback_thread_id: str = "",
+    on_progress: ProgressCallback | None = None,
+    on_raw_event: RawEventCallback | None = None,
+    explain_exit: Callable[[int, str], str | None] | None = None,
+) -> RunResult:
+    """Spawn ``invocation``, feed its stdout to ``decoder``, return the result or raise.
+
+    This is the engine's only entry point for one-shot runs; it knows no provider by name.
+    """
+    if not invocation.argv:
+        raise ConfigError("empty command", provider=provider)
+    if invocation.cwd and not os.path.isdir(invocation.cwd):
+        raise ConfigError(f"workspace dir does not exist: {invocation.cwd}", provider=provider)
+    limits = invocation.limits
+    run = _Run(
+        invocation=invocation,
+        decoder=decoder,
+        provider=provider,
+        dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
+        tail=StderrTail(limits.stderr_tail_bytes),
+    )
+    run_id = uuid.uuid4().hex
+    if limits.sweep:
+        reaper.subreaper_active()  # decide the mechanism before the first spawn
+    try:
+        run.proc = await trio.lowlevel.open_process(
+            list(invocation.argv),
+            stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=invocation.cwd or None,
+            env=build_env(invocation, run_id),
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise CLINotFoundError(
+            f"{provider}: command not found: {invocation.argv[0]}", provider=provider
+        ) from exc
+    except PermissionError as exc:
+        raise CLINotFoundError(
+            f"{provider}: command is not executable: {invocation.argv[0]}", provider=provider
+        ) from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOEXEC, errno.ENOTDIR):
+            raise CLINotFoundError(
+                f"{provider}: cannot execute {invocation.argv[0]}: {exc.strerror}",
+                provider=provider,
+            ) from exc
+        raise
+    proc = run.proc
+    try:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(run.dispatch)
+            try:
+                async with trio.open_nursery() as io:  # the run nursery
+                    run.io = io
+                    io.start_soon(run.write_stdin)
+                    io.start_soon(run.read_stdout)
+                    io.start_soon(run.read_stderr)
+                    io.start_soon(run.idle_watchdog)
+                    io.start_soon(run.run_timeout)
+                    io.start_soon(run.wait_exit)
+            finally:
+                run.dispatcher.close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await terminate_group(proc, limits.kill_grace)
+            if limits.sweep and not (
+                limits.keep_background and run.failure is None and proc.returncode == 0
+            ):
+                await reaper.sweep(run_id, proc.pid)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    await stream.aclose()
+    return _conclude(run, decoder.finish(), fallback_thread_id, explain_exit)
+
+
+def _conclude(
+    run: _Run,
+    outcome: DecodeOutcome,
+    fallback_thread_id: str,
+    explain_exit: Callable[[int, str], str | None] | None,
+) -> RunResult:
+    result = outcome.result
+    if not result.next_thread_id and fallback_thread_id:
+        result = attrs.evolve(result, next_thread_id=fallback_thread_id)
+    tail = run.tail.text()
+    common = {"partial": result, "provider": run.provider, "stderr_tail": tail}
+    if run.failure is not None:
+        run.failure.partial = result
+        run.failure.stderr_tail = tail
+        raise run.failure
+    if outcome.error:
+        raise AgentError(outcome.error, status=outcome.status, **common)
+    if outcome.interrupted:
+        raise RunInterruptedError(f"{run.provider} turn interrupted", **common)
+    assert run.proc is not None
+    rc = run.proc.returncode
+    if rc is None:  # pragma: no cover - terminate_group always reaps
+        rc = -signal.SIGKILL
+    if rc != 0 and not run.killed_after_terminal:
+        message = (explain_exit(rc, tail) if explain_exit else None) or (
+            f"{run.provider} exec failed: {describe_exit(rc)}"
+        )
+        raise ProcessFailedError(message, returncode=rc, **common)
+    if not result.reply and outcome.missing_reply:
+        raise ProtocolError(outcome.missing_reply, **common)
+    return result

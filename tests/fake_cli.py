@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""A fake agent CLI with knobs, for engine tests. Stdlib only; runs as its own process.
+
+It prints JSON lines of the tiny "fake" protocol decoded by ``tests/fake_provider.py``:
+``{"type":"thread","id":…}``, ``{"type":"text","text":…}``, ``{"type":"done","input":…,
+"output":…}``, ``{"type":"fail","message":…}``. Knobs (argv flags) make it misbehave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+
+def out(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
+    """Fork a long-lived grandchild: 'own' (own stdio, same group), 'inherit' (holds our
+    stdout), 'setsid' (own session, escapes the group), 'setsid-fork' (own session, then forks
+    again below it)."""
+    pid = os.fork()
+    if pid:
+        return
+    if mode.startswith("setsid"):
+        os.setsid()
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if mode != "inherit":
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+    if mode == "setsid-fork" and os.fork():
+        # the intermediate exits: its child is orphaned below our subreaper / init
+        os._exit(0)
+    if pidfile:
+        with open(pidfile, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    time.sleep(600)
+    os._exit(0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--thread", default="thread-1")
+    p.add_argument("--text", action="append", default=[])
+    p.add_argument("--lines", type=int, default=0, help="emit N filler text events")
+    p.add_argument("--read-stdin", action="store_true", help="echo stdin (read to EOF) as text")
+    p.add_argument("--sleep", type=float, default=0.0, help="sleep before the final event")
+    p.add_argument("--sleep-after", type=float, default=0.0, help="sleep after the final event")
+    p.add_argument("--ignore-term", action="store_true")
+    p.add_argument("--grandchild", default="", help="own|inherit|setsid|setsid-fork")
+    p.add_argument("--grandchild-ignore-term", action="store_true")
+    p.add_argument("--pidfile")
+    p.add_argument("--crash", type=int, default=None, help="exit with this code before 'done'")
+    p.add_argument("--stderr", default="", help="write this to stderr")
+    p.add_argument("--stderr-flood", type=int, default=0, help="bytes of stderr to write")
+    p.add_argument("--giant-line", type=int, default=0, help="bytes of one text line")
+    p.add_argument("--garbage", action="store_true", help="non-UTF-8 bytes on stdout and stderr")
+    p.add_argument("--fail", default="", help="emit a fail event with this message")
+    p.add_argument("--no-done", action="store_true")
+    p.add_argument("--exit", type=int, default=0)
+    a = p.parse_args()
+
+    if a.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if a.pidfile:
+        with open(a.pidfile, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    if a.grandchild:
+        spawn_grandchild(a.grandchild, a.grandchild_ignore_term, a.pidfile)
+    out({"type": "thread", "id": a.thread})
+    if a.read_stdin:
+        out({"type": "text", "text": "stdin:" + sys.stdin.read()})
+    if a.stderr:
+        sys.stderr.write(a.stderr + "\n")
+        sys.stderr.flush()
+    if a.stderr_flood:
+        chunk = b"e" * 1023 + b"\n"
+        for _ in range(a.stderr_flood // 1024):
+            os.write(2, chunk)
+    if a.garbage:
+        sys.stdout.buffer.write(b"\xff\xfe not utf8 \x80\n")
+        sys.stdout.flush()
+        sys.stderr.buffer.write(b"\xff bad stderr \x80\n")
+        sys.stderr.flush()
+    for i in range(a.lines):
+        out({"type": "text", "text": f"line {i} " + "x" * 250})
+    if a.giant_line:
+        sys.stdout.write(json.dumps({"type": "text", "text": "g" * a.giant_line}) + "\n")
+        sys.stdout.flush()
+    for t in a.text:
+        out({"type": "text", "text": t})
+    if a.sleep:
+        time.sleep(a.sleep)
+    if a.crash is not None:
+        sys.stderr.write("fatal: the fake CLI crashed\n")
+        sys.stderr.flush()
+        return a.crash
+    if a.fail:
+        out({"type": "fail", "message": a.fail, "status": 529})
+    elif not a.no_done:
+        out({"type": "done", "input": 10, "cached": 4, "output": 5})
+    if a.sleep_after:
+        time.sleep(a.sleep_after)
+    return a.exit
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,8 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from fake_provider import FAST, PROVIDER, FakeConfig
-from helpers import alive, marked, new_mark, read_pids
+import trio.lowlevel
 
 from alice_trio.engine.oneshot import run_oneshot
 from alice_trio.errors import (
@@ -25,6 +24,9 @@ from alice_trio.errors import (
     RunTimeoutError,
 )
 from alice_trio.models import RunRequest, Usage
+
+from fake_provider import FAST, PROVIDER, FakeConfig
+from helpers import alive, marked, new_mark, read_pids
 
 
 def cfg(*args: str, **kw) -> FakeConfig:
@@ -56,7 +58,7 @@ async def test_async_callbacks_and_raw_events():
     raw: list[str] = []
 
     async def on_progress(text: str) -> None:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         progress.append(text)
 
     async def on_raw(event) -> None:

@@ -281,12 +281,12 @@ class GeminiStreamDecoder(JsonLineDecoder):
                 self._chunk_lines.append(line)
                 return []
             return self._flush() + self._assistant(text, line)
-        events = self._flush()
         if role == "user":
+            events = self._flush()
             if text.strip():
                 events.append(self._event(EventKind.USER_TEXT, line, text=text.strip()))
             return events
-        return [*events, self._unknown(line, f"gemini message with role {role!r}")]
+        return [self._unknown(line, f"gemini message with role {role!r}")]
 
     def _init(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         self.thread_id = as_str(obj.get("session_id")) or self.thread_id

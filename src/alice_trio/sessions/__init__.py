@@ -1,0 +1,1 @@
+"""Interactive sessions: long-lived CLI processes with submit, steer, queue and interrupt."""

@@ -1,0 +1,97 @@
+"""The contract between the interactive session core and one provider's protocol driver.
+
+A *driver* speaks one CLI's interactive protocol (codex app-server JSON-RPC, claude
+bidirectional stream-json, ACP, legacy kimi wire, opencode serve HTTP+SSE). The *session*
+(:mod:`alice_trio.sessions.session`) owns the nursery, the turn state (active turn, queue,
+steer/queue/interrupt decisions) and the outbound event stream; it knows no provider by name.
+
+Lifecycle: the session calls ``await nursery.start(driver.run, emit)``. ``run`` spawns the
+process (or connects), performs the handshake, calls ``task_status.started()`` and then keeps
+reading, turning protocol messages into :class:`~alice_trio.models.TurnEvent` and awaiting
+``emit(event)`` for each (``emit`` applies backpressure; it never drops). ``run`` returns when
+the process/connection ends (the session then fails pending work with
+:class:`~alice_trio.errors.TransportClosedError`) and must leave nothing running when cancelled.
+
+Every event carries the ``turn_id`` of the turn that caused it — including output produced for
+steered or enqueued input — so the session never attributes a reply to the wrong turn.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from ..models import RunRequest, TurnEvent
+
+__all__ = [
+    "Emit",
+    "SessionDriver",
+    "SteerMode",
+    "SubmitMode",
+    "SubmitResult",
+    "TurnRef",
+]
+
+
+class SteerMode(enum.Enum):
+    """What the provider does with input that arrives while a turn runs (spec §2.6)."""
+
+    NATIVE = "native"  # injected into the active turn
+    NATIVE_ENQUEUE = "native_enqueue"  # appended; the provider takes it at its next boundary
+    QUEUE_WHEN_BUSY = "queue_when_busy"  # the session queues it until the turn ends
+    INTERRUPT_ONLY = "interrupt_only"  # no safe enqueue
+
+
+class SubmitMode(enum.Enum):
+    STARTED = "started"
+    STEERED = "steered"
+    QUEUED = "queued"
+
+
+@attrs.frozen(kw_only=True)
+class TurnRef:
+    thread_id: str
+    turn_id: str
+
+
+@attrs.frozen(kw_only=True)
+class SubmitResult:
+    thread_id: str
+    turn_id: str
+    mode: SubmitMode
+    queue_depth: int = 0
+
+
+Emit = Callable[[TurnEvent], Awaitable[None]]
+
+
+@runtime_checkable
+class SessionDriver(Protocol):
+    """One provider's interactive protocol (see module docstring)."""
+
+    steer_mode: SteerMode
+
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        """Spawn/connect, handshake, ``task_status.started()``, then pump events until EOF."""
+        ...
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        """Start a turn; returns once the provider accepted it (not when it completes)."""
+        ...
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        """Inject ``request`` into the active turn (NATIVE / NATIVE_ENQUEUE only). Returns the
+        ref whose events will carry the answer (a new turn id for enqueue-style providers)."""
+        ...
+
+    async def interrupt_turn(self, turn: TurnRef) -> None:
+        """Ask the provider to stop ``turn``; the terminal event arrives through ``emit``."""
+        ...
+
+    async def aclose(self, *, graceful: bool) -> None:
+        """End the process/connection: graceful = EOF + short grace; else kill at once."""
+        ...

@@ -251,7 +251,8 @@ class OpenCodeDecoder(JsonLineDecoder):
     def _step_finish(self, part: dict[str, Any], line: str) -> list[TurnEvent]:
         reason = as_str(part.get("reason"))
         self.finish_reason = reason
-        usage = usage_from_tokens(part.get("tokens")) if "tokens" in part else None
+        tokens = part.get("tokens")
+        usage = usage_from_tokens(tokens) if isinstance(tokens, dict) else None
         if usage is not None:
             self.usage = usage
         if reason == "unknown":
@@ -309,4 +310,3 @@ PROVIDER = Provider(
     explain_exit=explain_exit,
     steer_mode="native_enqueue",
 )
-

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alice_trio.errors import ConfigError, EmptyPromptError
+from alice_trio.engine.oneshot import run_oneshot
+from alice_trio.errors import (
+    AgentError,
+    ConfigError,
+    EmptyPromptError,
+    ProcessFailedError,
+    RunInterruptedError,
+)
 from alice_trio.framing import LineFramer, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent, Usage
 from alice_trio.providers import claude
@@ -621,3 +629,66 @@ def test_truncated_stream_never_raises(name, data):
 def test_arbitrary_bytes_never_raise(blob):
     _, out = decode_bytes(blob)
     assert isinstance(out, DecodeOutcome)
+
+
+# -- through the engine, with a fake claude replaying a transcript ------------------------------
+
+
+def fake_cli(tmp_path: Path, stdout: Path | None, exit_code: int = 0, stderr: str = "") -> str:
+    """An executable that records its argv and stdin, prints ``stdout`` and exits."""
+    script = tmp_path / "fake-agent"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"rec = {str(tmp_path / 'rec.json')!r}\n"
+        "data = sys.stdin.buffer.read().decode()\n"
+        "json.dump({'argv': sys.argv[1:], 'stdin': data}, open(rec, 'w'))\n"
+        f"out = {str(stdout) if stdout else ''!r}\n"
+        "if out:\n"
+        "    sys.stdout.buffer.write(open(out, 'rb').read())\n"
+        f"sys.stderr.write({stderr!r})\n"
+        f"sys.exit({exit_code})\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+async def test_engine_runs_a_recorded_tool_turn(tmp_path):
+    command = fake_cli(tmp_path, HERE / "claude_stream_tool.stdout")
+    progress: list[str] = []
+    request = RunRequest(user_text="[[TOOL]] please", on_progress=progress.append)
+    result = await run_oneshot(claude.PROVIDER, ClaudeConfig(command=command), request)
+    assert result.reply == TOOL_REPLY
+    assert result.next_thread_id == "94f07424-432f-4641-bff9-3824045ad0d8"
+    assert result.usage == Usage(input_tokens=39022, output_tokens=68)
+    assert progress == ["I'll run a command.", TOOL_REPLY]
+    rec = json.loads((tmp_path / "rec.json").read_text())
+    assert rec["stdin"] == "[[TOOL]] please"
+    assert rec["argv"][0] == "-p"
+
+
+async def test_engine_api_error_is_agent_error(tmp_path):
+    command = fake_cli(tmp_path, HERE / "claude_err500.stdout", exit_code=1)
+    progress: list[str] = []
+    request = RunRequest(user_text="hi", on_progress=progress.append)
+    with pytest.raises(AgentError) as info:
+        await run_oneshot(claude.PROVIDER, ClaudeConfig(command=command), request)
+    assert info.value.status == 500
+    assert "API Error: 500" in str(info.value)
+    assert info.value.partial.next_thread_id == "95cd9b3d-57da-4036-a52b-1699c45aee6e"
+    assert progress[0].startswith("claude API call failed, retrying 1/2 after 500")
+
+
+async def test_engine_root_refusal_is_explained(tmp_path):
+    stderr = (HERE / "claude_bypass_as_root_refused.stderr").read_text()
+    command = fake_cli(tmp_path, None, exit_code=1, stderr=stderr)
+    with pytest.raises(ProcessFailedError) as info:
+        await run_oneshot(claude.PROVIDER, ClaudeConfig(command=command), RunRequest(user_text="x"))
+    assert "IS_SANDBOX=1" in str(info.value)
+
+
+async def test_engine_sigint_transcript_is_interrupted(tmp_path):
+    command = fake_cli(tmp_path, HERE / "claude_sigint_streaming.stdout")
+    with pytest.raises(RunInterruptedError) as info:
+        await run_oneshot(claude.PROVIDER, ClaudeConfig(command=command), RunRequest(user_text="x"))
+    assert info.value.partial.reply == "word0 word1 word2 word3"

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alice_trio.errors import ConfigError, EmptyPromptError
+from alice_trio.engine.oneshot import run_oneshot
+from alice_trio.errors import AgentError, ConfigError, EmptyPromptError, ProcessFailedError
 from alice_trio.framing import LineFramer, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent, Usage
 from alice_trio.providers import gemini
@@ -256,10 +258,12 @@ CASES = {
                       "[API Error: fake UNAVAILABLE]", 503, True),
     "gemini_err503_maxattempts2": ("", "73b41f4a-f29f-4a24-9d5a-ed1bc222c7fb", (0, 0, 0),
                                    "[API Error: fake UNAVAILABLE]", 503, True),
-    # not stream-json (-o json pretty-printed, text, --list-sessions): no result, never a crash
-    "gemini_json": ("", "", (0, 0, 0), NO_RESULT, None, False),
-    "gemini_text": ("", "", (0, 0, 0), NO_RESULT, None, False),
-    "gemini_list_sessions": ("", "", (0, 0, 0), NO_RESULT, None, False),
+    # not stream-json (-o json pretty-printed, text, --list-sessions): the stream never
+    # started, so no verdict (the engine judges the exit status; an empty reply then fails
+    # with missing_reply), never a crash
+    "gemini_json": ("", "", (0, 0, 0), "", None, False),
+    "gemini_text": ("", "", (0, 0, 0), "", None, False),
+    "gemini_list_sessions": ("", "", (0, 0, 0), "", None, False),
 }  # fmt: skip
 
 
@@ -461,6 +465,23 @@ def test_finish_keeps_a_cut_message_as_the_reply():
     assert out.error == NO_RESULT
 
 
+def test_no_stream_at_all_leaves_the_verdict_to_the_exit_status():
+    # exit 55 (untrusted) / 41 (auth) print nothing on stdout: explain_exit must get its turn
+    _, out = decode_bytes(b"")
+    assert out.error == ""
+    assert not out.terminal
+    _, out = feed_all(["Loaded cached credentials.", {"type": "brand_new"}])
+    assert out.error == ""
+    _, out = feed_all([{"type": "init", "session_id": "s"}])
+    assert out.error == NO_RESULT
+
+
+def test_explain_exit_reads_the_stream_json_error_on_stderr():
+    tail = 'Warning: x\n{"type":"error","timestamp":"t","severity":"error","message":"bad flag"}\n'
+    assert explain_exit(42, tail) == "gemini exec failed (exit 42): bad flag"
+    assert explain_exit(1, '{"type":"error"') is None
+
+
 def test_resumed_thread_kept_when_init_has_none():
     _, out = feed_all([{"type": "result", "status": "success"}], thread_id="old")
     assert out.result.next_thread_id == "old"
@@ -488,7 +509,10 @@ def test_alice_empty_response():
 def test_alice_invalid_output():
     events, out = decode_bytes((ALICE / "gemini_oneshot_invalid.stdout.txt").read_bytes())
     assert [e.kind for e in events] == [EventKind.UNKNOWN]
-    assert out.error == NO_RESULT
+    assert out.error == ""  # never started: the exit status decides
+    assert out.result.reply == ""
+    assert out.missing_reply == "gemini returned no final response"
+    assert out.unknown_lines == 1
 
 
 @pytest.mark.parametrize(
@@ -501,7 +525,9 @@ def test_alice_invalid_output():
 def test_alice_pretty_printed_json_is_not_stream_json(name):
     # a multi-line document is what -o json prints; we never ask for it: no crash, no result
     _, out = decode_bytes((ALICE / name).read_bytes(), thread_id="session_existing")
-    assert out.error == NO_RESULT
+    assert out.error == ""
+    assert out.result.reply == ""
+    assert not out.terminal
     assert out.result.next_thread_id == "session_existing"
 
 
@@ -603,8 +629,8 @@ def test_truncated_stream_never_raises(name, data):
     cut = data.draw(st.integers(min_value=0, max_value=len(raw)))
     _, out = decode_bytes(raw[:cut])
     assert isinstance(out, DecodeOutcome)
-    if not out.terminal:
-        assert out.error  # no result: always a typed failure, never a silent success
+    if not out.terminal:  # no result: a typed failure, or no reply at all (missing_reply)
+        assert out.error or (not out.result.reply and out.missing_reply)
 
 
 @settings(max_examples=200, deadline=None)
@@ -612,3 +638,73 @@ def test_truncated_stream_never_raises(name, data):
 def test_arbitrary_bytes_never_raise(blob):
     _, out = decode_bytes(blob)
     assert isinstance(out, DecodeOutcome)
+
+
+# -- through the engine, with a fake gemini replaying a transcript ------------------------------
+
+
+def fake_cli(tmp_path: Path, stdout: Path | None, exit_code: int = 0, stderr: str = "") -> str:
+    """An executable that records its argv, env and stdin, prints ``stdout`` and exits."""
+    script = tmp_path / "fake-agent"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        f"rec = {str(tmp_path / 'rec.json')!r}\n"
+        "data = sys.stdin.buffer.read().decode()\n"
+        "env = {k: v for k, v in os.environ.items() if k.startswith('GEMINI_CLI_')}\n"
+        "json.dump({'argv': sys.argv[1:], 'stdin': data, 'env': env}, open(rec, 'w'))\n"
+        f"out = {str(stdout) if stdout else ''!r}\n"
+        "if out:\n"
+        "    sys.stdout.buffer.write(open(out, 'rb').read())\n"
+        f"sys.stderr.write({stderr!r})\n"
+        f"sys.exit({exit_code})\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+async def test_engine_runs_a_recorded_turn_with_one_progress_message(tmp_path):
+    command = fake_cli(tmp_path, HERE / "gemini_stream_plain.stdout")
+    progress: list[str] = []
+    raw: list[str] = []
+    request = RunRequest(
+        user_text="say hello",
+        on_progress=progress.append,
+        on_raw_event=lambda e: raw.append(e.kind),
+    )
+    result = await run_oneshot(gemini.PROVIDER, GeminiConfig(command=command), request)
+    assert result.reply == HELLO + "say hello"
+    assert result.next_thread_id == "22222222-3333-4444-8555-666666666666"
+    assert result.usage == Usage(input_tokens=10653, output_tokens=46)
+    assert progress == [HELLO + "say hello"]  # once (§13.22), complete, never a delta
+    assert "user_text" in raw and "turn_completed" in raw
+    rec = json.loads((tmp_path / "rec.json").read_text())
+    assert rec["stdin"] == "say hello"
+    assert rec["argv"] == ["-o", "stream-json", "--yolo"]
+    assert rec["env"] == {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
+
+
+async def test_engine_api_error_is_agent_error(tmp_path):
+    command = fake_cli(tmp_path, HERE / "gemini_err503.stdout", exit_code=247)
+    with pytest.raises(AgentError) as info:
+        await run_oneshot(gemini.PROVIDER, GeminiConfig(command=command), RunRequest(user_text="x"))
+    assert info.value.status == 503
+    assert "fake UNAVAILABLE" in str(info.value)
+    assert info.value.partial.next_thread_id == "d8de5ff1-0ca3-4ca6-94e0-f3278e0617f5"
+
+
+async def test_engine_signalled_without_result_is_an_error_with_partial_reply(tmp_path):
+    command = fake_cli(tmp_path, HERE / "gemini_norelaunch_sigterm_streaming.stdout", exit_code=0)
+    with pytest.raises(AgentError) as info:
+        await run_oneshot(gemini.PROVIDER, GeminiConfig(command=command), RunRequest(user_text="x"))
+    assert str(info.value) == NO_RESULT
+    assert info.value.partial.reply == SLOW5
+
+
+@pytest.mark.parametrize(("code", "needle"), [(55, "untrusted workspace"), (41, "auth method")])
+async def test_engine_start_up_failures_are_explained(tmp_path, code, needle):
+    command = fake_cli(tmp_path, None, exit_code=code, stderr="Error\n")
+    with pytest.raises(ProcessFailedError) as info:
+        await run_oneshot(gemini.PROVIDER, GeminiConfig(command=command), RunRequest(user_text="x"))
+    assert needle in str(info.value)
+    assert info.value.returncode == code

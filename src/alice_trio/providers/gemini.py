@@ -37,12 +37,14 @@ event arrives (or at ``result``); ``role: user`` → ``user_text``; ``tool_use``
 → tool events; ``thought`` → reasoning; ``error`` events are non-fatal notices (``retry`` when
 they name a retryable API status, else a visible ``unknown`` event), remembered as the failure
 if no ``result`` follows; ``result`` → usage from ``stats`` and the verdict (``status: error``
-→ an error). The reply is emitted once (§13.22: no duplicate reply, no
-``[file_change] [file_change]``). The decoder never raises.
+→ an error); a stream that started and ends without ``result`` is an error. The reply is
+emitted once (§13.22: no duplicate reply, no ``[file_change] [file_change]``). The decoder
+never raises.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -249,6 +251,7 @@ class GeminiStreamDecoder(JsonLineDecoder):
         self._chunk_lines: list[str] = []
         self._error_notice = ""
         self._error_status: int | None = None
+        self._started = False  # a known stream-json event was seen
 
     # assistant message assembly
     def _flush(self) -> list[TurnEvent]:
@@ -263,12 +266,14 @@ class GeminiStreamDecoder(JsonLineDecoder):
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
         kind = obj.get("type")
         if kind == "message":
+            self._started = True
             return self._message(obj, line)
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
             if kind is None and "response" in obj:
                 return self._flush() + self._json_document(obj, line)
             return [self._unknown(line, f"unknown gemini event type {kind!r}")]
+        self._started = True
         return self._flush() + handler(self, obj, line)
 
     def _message(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
@@ -355,9 +360,12 @@ class GeminiStreamDecoder(JsonLineDecoder):
         return [*events, self._complete(line, usage)]
 
     def finish(self) -> DecodeOutcome:
+        """The outcome. A stream that started but has no ``result`` is a failure (gemini exits
+        0 without one when signalled). One that never started reports nothing, so the engine
+        judges by the exit status and :func:`explain_exit` can name the cause (exit 55, 41)."""
         self._flush()  # a message cut short still becomes the (partial) reply
         outcome = super().finish()
-        if not outcome.error and not self.saw_result:
+        if not outcome.error and not self.saw_result and self._started:
             message = self._error_notice or NO_RESULT_MESSAGE
             return attrs.evolve(outcome, error=message, status=self._error_status)
         return outcome
@@ -398,7 +406,26 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
             "gemini CLI is using an older Node runtime from PATH, ensure Node >= 20 "
             "(for example via nvm PATH)"
         )
+    message = _stderr_error(stderr_tail)
+    if message and returncode != 0:
+        return f"gemini exec failed (exit {returncode}): {message}"
     return None
+
+
+def _stderr_error(stderr_tail: str) -> str:
+    """The message of the last stream-json ``error`` event gemini wrote to stderr (it reports
+    start-up failures there in stream-json mode), or ``""``."""
+    for raw in reversed(stderr_tail.splitlines()):
+        raw = raw.strip()
+        if not (raw.startswith("{") and '"error"' in raw):
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and obj.get("type") == "error":
+            return as_str(obj.get("message"))
+    return ""
 
 
 PROVIDER = Provider(

@@ -41,7 +41,9 @@ import trio
 
 __all__ = [
     "MARKER_ENV",
+    "cgroup_kill_available",
     "configure",
+    "describe",
     "find_marked",
     "mechanism",
     "reap_group_zombies",
@@ -106,6 +108,33 @@ def mechanism() -> str:
     if os.path.isdir("/proc/self"):
         return "marker-scan"
     return "group-only"
+
+
+def cgroup_kill_available() -> bool:
+    """True where cgroup v2 is mounted and this process's cgroup offers ``cgroup.kill`` and is
+    writable (delegated). alice_trio reports it but does not move runs into cgroups: doing so
+    needs a delegated subtree set up by the host (systemd ``Delegate=yes``); the subreaper sweep
+    catches the same escapees without privileges."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    unified = [ln.split("::", 1)[1] for ln in lines if ln.startswith("0::")]
+    if not unified or not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return False
+    path = "/sys/fs/cgroup" + unified[0].rstrip("/")
+    return os.path.exists(f"{path}/cgroup.kill") and os.access(path, os.W_OK)
+
+
+def describe() -> dict[str, object]:
+    """What cleans up escaped processes here, for ``alice-trio doctor`` and benchmarks."""
+    return {
+        "mechanism": mechanism(),
+        "subreaper_mode": _mode,
+        "cgroup_v2_kill_available": cgroup_kill_available(),
+        "platform": sys.platform,
+    }
 
 
 # -- /proc helpers ---------------------------------------------------------------------------
@@ -259,7 +288,12 @@ def _kill_marked(run_id: str, me: int, killed: set[int]) -> bool:
     pending = False
     for pid in list(killed):
         st = _stat(pid)
-        if st is not None and st[0] != "Z":
+        if st is None:
+            continue
+        if st[0] == "Z":
+            if st[1] == me:  # the kernel flag is still set: the orphan came back to us
+                _reap(pid)
+        else:
             pending = True  # SIGKILLed and still tearing down
     for pid in find_marked(run_id):
         st = _stat(pid)

@@ -1,0 +1,176 @@
+"""Leave nothing behind (issue 9): processes that escape the group with setsid() are swept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import trio
+
+from alice_trio.engine import reaper
+from alice_trio.engine.oneshot import run_oneshot
+from alice_trio.errors import IdleTimeoutError, ProcessFailedError, RunTimeoutError
+from alice_trio.models import RunRequest
+from alice_trio.providers.base import Invocation
+from alice_trio.transports.process import open_agent_process
+
+from fake_provider import FAKE_CLI, FAST, PROVIDER, FakeConfig
+from helpers import alive, marked, new_mark, read_pids
+
+ESCAPES = ("setsid", "setsid-fork")
+
+
+def cfg(*args: str, **kw) -> FakeConfig:
+    kw.setdefault("limits", FAST)
+    return FakeConfig(args=tuple(args), **kw)
+
+
+def escaped(mode: str, pidfile: Path, *extra: str) -> tuple[str, ...]:
+    return (
+        "--grandchild",
+        mode,
+        "--grandchild-ignore-term",
+        "--pidfile",
+        str(pidfile),
+        *extra,
+    )
+
+
+def assert_nothing_left(mark: str, pidfile: Path) -> None:
+    pids = read_pids(pidfile)
+    assert len(pids) >= 2, "the fake CLI did not start its tool process"
+    assert [p for p in pids if alive(p)] == []
+    assert marked(mark) == []
+
+
+@pytest.mark.parametrize("mode", ESCAPES)
+async def test_swept_after_run_timeout(tmp_path: Path, mode: str):
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    with pytest.raises(RunTimeoutError):
+        await run_oneshot(
+            PROVIDER,
+            cfg(*escaped(mode, pidfile, "--sleep", "30"), timeout=0.5),
+            RunRequest(user_text="x", env={"TEST_MARK": mark}),
+        )
+    assert_nothing_left(mark, pidfile)
+
+
+@pytest.mark.parametrize("mode", ESCAPES)
+async def test_swept_after_idle_timeout(tmp_path: Path, mode: str):
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    with pytest.raises(IdleTimeoutError):
+        await run_oneshot(
+            PROVIDER,
+            cfg(*escaped(mode, pidfile, "--sleep", "30"), idle_timeout=0.5),
+            RunRequest(user_text="x", env={"TEST_MARK": mark}),
+        )
+    assert_nothing_left(mark, pidfile)
+
+
+@pytest.mark.parametrize("mode", ESCAPES)
+async def test_swept_after_crash(tmp_path: Path, mode: str):
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    with pytest.raises(ProcessFailedError):
+        await run_oneshot(
+            PROVIDER,
+            cfg(*escaped(mode, pidfile, "--crash", "9")),
+            RunRequest(user_text="x", env={"TEST_MARK": mark}),
+        )
+    assert_nothing_left(mark, pidfile)
+
+
+@pytest.mark.parametrize("mode", ESCAPES)
+async def test_swept_after_normal_exit(tmp_path: Path, mode: str):
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    result = await run_oneshot(
+        PROVIDER,
+        cfg(*escaped(mode, pidfile, "--text", "done")),
+        RunRequest(user_text="x", env={"TEST_MARK": mark}),
+    )
+    assert result.reply == "done"
+    assert_nothing_left(mark, pidfile)
+
+
+@pytest.mark.parametrize("graceful", [True, False])
+async def test_session_process_is_swept_on_close(tmp_path: Path, graceful: bool):
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    invocation = Invocation(
+        argv=(sys.executable, FAKE_CLI, *escaped("setsid", pidfile, "--sleep", "30")),
+        env={"TEST_MARK": mark},
+        limits=FAST,
+    )
+    async with open_agent_process(
+        invocation, name="fake", graceful=graceful, close_grace=0.2
+    ) as agent:
+        line = await agent.lines.receive()
+        assert json.loads(line)["type"] == "thread"
+        assert agent.returncode is None
+        with trio.fail_after(5):
+            while len(read_pids(pidfile)) < 2:  # noqa: ASYNC110 - polling another process's file
+                await trio.sleep(0.01)
+    assert_nothing_left(mark, pidfile)
+
+
+async def test_session_process_is_swept_on_cancel(tmp_path: Path):
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    invocation = Invocation(
+        argv=(sys.executable, FAKE_CLI, *escaped("setsid-fork", pidfile, "--sleep", "30")),
+        env={"TEST_MARK": mark},
+        limits=FAST,
+    )
+    with trio.move_on_after(1.0) as scope:
+        async with open_agent_process(invocation, name="fake") as agent:
+            await agent.exited.wait()
+    assert scope.cancelled_caught
+    assert_nothing_left(mark, pidfile)
+
+
+def test_marker_scan_fallback_without_subreaper(tmp_path: Path):
+    """In a host that is not a subreaper, the marker scan finds and kills the escapees."""
+    pidfile = tmp_path / "pids"
+    script = textwrap.dedent(
+        f"""
+        import sys, trio
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from alice_trio.engine import reaper
+        from alice_trio.engine.oneshot import run_oneshot
+        from alice_trio.models import RunRequest
+        from fake_provider import FAST, PROVIDER, FakeConfig
+
+        async def main():
+            args = ("--grandchild", "setsid", "--grandchild-ignore-term",
+                    "--pidfile", {str(pidfile)!r}, "--text", "ok")
+            r = await run_oneshot(PROVIDER, FakeConfig(args=args, limits=FAST),
+                                  RunRequest(user_text="x"))
+            print(reaper.mechanism(), r.reply)
+
+        trio.run(main)
+        """
+    )
+    env = {**os.environ, "ALICE_TRIO_SUBREAPER": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["marker-scan", "ok"]
+    pids = read_pids(pidfile)
+    assert len(pids) == 2
+    assert [p for p in pids if alive(p)] == []
+    for pid in pids:  # an escapee re-parented to this (subreaper) test process: reap it
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def test_configure_validates_and_describes():
+    with pytest.raises(ValueError):
+        reaper.configure("sometimes")
+    info = reaper.describe()
+    assert info["mechanism"] in ("subreaper", "marker-scan", "group-only")
+    assert isinstance(info["cgroup_v2_kill_available"], bool)

@@ -1,0 +1,1 @@
+"""alice_trio benchmarks: ``python -m benchmarks [--quick] [--json PATH]`` (see README.md)."""

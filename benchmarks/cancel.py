@@ -1,0 +1,319 @@
+"""Cancellation latency: cancel → the caller has control, → the CLI exited, → the whole process
+tree is reaped; with an orphan count. Run in its own interpreter (the subreaper flag is
+process-wide)::
+
+    python -m benchmarks.cancel --mechanism on|off [--quick] [--only mechanism]
+
+Subjects: ``oneshot`` (``OneShotBackend.run``), ``agent_process`` (the long-lived process of
+interactive sessions, ``open_agent_process``), ``session`` (``open_session``, when it exists) and
+``bare`` (the physical limit: 30 lines of trio that spawn in a new session, SIGTERM the group,
+wait ``kill_grace``, SIGKILL the group and reap the pids they know).
+
+CLI behaviours (``benchmarks/fake_claude.py --hold``): ``term`` exits on SIGTERM, ``busy`` spins
+on the CPU and ignores stdin EOF, ``noterm`` ignores SIGTERM (as does its grandchild). Each has a
+sleeping grandchild: ``own`` (same process group) or ``setsid`` (escaped the group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from alice_trio.backend import OneShotBackend
+from alice_trio.engine import reaper
+from alice_trio.models import RunRequest
+from alice_trio.providers.base import Invocation, RunLimits
+
+from .common import (
+    BENCH_PROVIDER,
+    Observer,
+    bench_config,
+    emit,
+    fake_launcher,
+    kill_leftovers,
+    pid_present,
+    read_pids,
+    summary_ms,
+    tmpdir,
+)
+
+LIMITS = RunLimits()  # the defaults: kill_grace 0.25 s
+USER_LINE = b'{"type":"user","message":{"role":"user","content":"bench"}}\n'
+
+Subject = Callable[[list[str], trio.Event], Awaitable[None]]
+
+
+# -- subjects: each runs until cancelled; sets ``ready`` once the turn has started -----------
+def oneshot(launcher: str) -> Subject:
+    async def run(args: list[str], ready: trio.Event) -> None:
+        backend = OneShotBackend(BENCH_PROVIDER, bench_config(launcher, *args, limits=LIMITS))
+        await backend.run(RunRequest(user_text="bench", on_progress=lambda _t: ready.set()))
+
+    return run
+
+
+def agent_process(launcher: str) -> Subject:
+    from alice_trio.transports.process import open_agent_process
+
+    async def run(args: list[str], ready: trio.Event) -> None:
+        inv = Invocation(argv=(launcher, "--input-format", "stream-json", *args), limits=LIMITS)
+        async with open_agent_process(inv, name="claude") as agent:
+            await agent.send(USER_LINE)
+            async for line in agent.lines:
+                if '"assistant"' in line:
+                    ready.set()
+
+    return run
+
+
+def session_subject(launcher: str) -> Subject | None:
+    """``open_session`` on the claude stream-json driver, if the sessions package has landed."""
+    try:
+        from alice_trio.sessions.session import open_session  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _ = open_session
+    return None  # wired once the session API is final (see README)
+
+
+def bare(launcher: str) -> Subject:
+    async def run(args: list[str], ready: trio.Event) -> None:
+        proc = await trio.lowlevel.open_process(
+            [launcher, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            await proc.stdin.send_all(b"bench")
+            await proc.stdin.aclose()
+            while chunk := await proc.stdout.receive_some(65536):
+                if b'"assistant"' in chunk:
+                    ready.set()
+        finally:
+            with trio.CancelScope(shield=True):
+                await _bare_kill(proc, LIMITS.kill_grace, args)
+
+    return run
+
+
+async def _bare_kill(proc: trio.Process, grace: float, args: list[str]) -> None:
+    pgid = proc.pid
+    known = read_pids(args[args.index("--pidfile") + 1]) if "--pidfile" in args else []
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    with trio.move_on_after(grace):
+        await proc.wait()
+        while _group_alive(pgid, known):
+            await trio.sleep(0.0005)
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    await proc.wait()
+    while _group_alive(pgid, known):
+        await trio.sleep(0.0005)
+
+
+def _group_alive(pgid: int, known: list[int]) -> bool:
+    for pid in known:  # reap our own zombies (orphans re-parent to us under a subreaper)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def observer_floor(observer: Observer, n: int) -> dict[str, Any]:
+    """The observer's own lag: SIGKILL + reap a sleeping child at t0, as fast as possible."""
+    lags = []
+    for _ in range(n):
+        proc = await trio.lowlevel.open_process(["sleep", "60"], start_new_session=True)
+        await observer.arm([proc.pid], 4.0)
+        t0 = time.monotonic()
+        proc.kill()
+        await proc.wait()
+        _exits, gones = await observer.result()
+        if proc.pid in gones:
+            lags.append(gones[proc.pid] - t0)
+    return summary_ms(lags)
+
+
+# -- one measured cancel ---------------------------------------------------------------------
+async def trial(
+    subject: Subject,
+    observer: Observer,
+    args: list[str],
+    *,
+    double_after: float | None = None,
+    watch_timeout: float = 4.0,
+) -> dict[str, Any]:
+    ready = trio.Event()
+    inner = trio.CancelScope()
+    outer = trio.CancelScope()
+    returned: list[float] = []
+    error: list[BaseException] = []
+
+    async def run() -> None:
+        with outer, inner:
+            try:
+                await subject(args, ready)
+            except Exception as exc:  # the subject failed before the cancel: report it
+                error.append(exc)
+                ready.set()
+        returned.append(time.monotonic())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        with trio.fail_after(30):
+            await ready.wait()
+        if error:
+            raise RuntimeError(f"subject failed: {error[0]!r}")
+        pidfile = args[args.index("--pidfile") + 1]
+        pids = read_pids(pidfile)
+        await observer.arm(pids, watch_timeout)
+        t0 = time.monotonic()
+        inner.cancel()
+        if double_after is not None:
+            await trio.sleep(double_after)
+            outer.cancel()
+    present_at_return = sum(pid_present(p) for p in pids)
+    exits, gones = await observer.result()
+    orphans = kill_leftovers(p for p in pids if p not in gones)
+    cli = pids[0]
+    return {
+        "control": returned[0] - t0,
+        "exited": exits[cli] - t0 if cli in exits else None,
+        "reaped": (max(gones.values()) - t0) if len(gones) == len(pids) else None,
+        "present_at_return": present_at_return,
+        "orphans": orphans,
+    }
+
+
+async def scenario(
+    name: str,
+    subject: Subject,
+    observer: Observer,
+    hold: str,
+    grandchild: str,
+    n: int,
+    *,
+    double_after: float | None = None,
+    watch_timeout: float = 4.0,
+) -> dict[str, Any]:
+    rows = []
+    with tmpdir("cancel") as d:
+        for i in range(n):
+            pidfile = os.path.join(d, f"{i}.pids")
+            args = ["--hold", hold, "--grandchild", grandchild, "--pidfile", pidfile]
+            rows.append(
+                await trial(
+                    subject, observer, args, double_after=double_after, watch_timeout=watch_timeout
+                )
+            )
+    return {
+        "name": name,
+        "hold": hold,
+        "grandchild": grandchild,
+        "runs": n,
+        "double_cancel_after_ms": None if double_after is None else double_after * 1000,
+        "control_ms": summary_ms(r["control"] for r in rows),
+        "exited_ms": summary_ms(r["exited"] for r in rows if r["exited"] is not None),
+        "reaped_ms": summary_ms(r["reaped"] for r in rows if r["reaped"] is not None),
+        "present_at_return": sum(r["present_at_return"] for r in rows),
+        "orphans": sum(r["orphans"] for r in rows),
+        "unreaped_runs": sum(r["reaped"] is None for r in rows),
+    }
+
+
+async def main_async(mechanism: str, quick: bool, only: str) -> dict[str, Any]:
+    got = reaper.configure(mechanism)
+    n_fast = 8 if quick else 200
+    n_slow = 3 if quick else 50
+    out: dict[str, Any] = {"mechanism": got, "kill_grace_ms": LIMITS.kill_grace * 1000}
+    scenarios: list[dict[str, Any]] = []
+    with tmpdir("launcher") as d:
+        launcher = fake_launcher(d)
+        observer = await Observer.start()
+        try:
+            out["observer_floor_ms"] = await observer_floor(observer, 5 if quick else 50)
+            one = oneshot(launcher)
+            if only == "mechanism":
+                for gc in ("own", "setsid"):
+                    scenarios.append(
+                        await scenario(f"oneshot/term/{gc}", one, observer, "term", gc, n_fast)
+                    )
+                    scenarios.append(
+                        await scenario(f"oneshot/noterm/{gc}", one, observer, "noterm", gc, n_slow)
+                    )
+            else:
+                subjects: list[tuple[str, Subject]] = [
+                    ("oneshot", one),
+                    ("agent_process", agent_process(launcher)),
+                ]
+                sess = session_subject(launcher)
+                if sess is not None:
+                    subjects.append(("session", sess))
+                subjects.append(("bare", bare(launcher)))
+                for label, subj in subjects:
+                    for hold in ("term", "busy", "noterm"):
+                        n = n_slow if hold == "noterm" else n_fast
+                        scenarios.append(
+                            await scenario(f"{label}/{hold}", subj, observer, hold, "own", n)
+                        )
+                scenarios.append(
+                    await scenario(
+                        "oneshot/term/double", one, observer, "term", "own", n_fast,
+                        double_after=0.0005,
+                    )
+                )
+                scenarios.append(
+                    await scenario(
+                        "oneshot/noterm/double", one, observer, "noterm", "own", n_slow,
+                        double_after=0.05,
+                    )
+                )
+                scenarios.append(
+                    await scenario("oneshot/term/setsid", one, observer, "term", "setsid", n_fast)
+                )
+        finally:
+            await observer.aclose()
+    out["scenarios"] = scenarios
+    out["session_note"] = (
+        "" if session_subject(launcher) is not None else
+        "alice_trio.sessions.session.open_session not available yet: the agent_process rows "
+        "measure the long-lived process layer sessions are built on"
+    )
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--mechanism", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", default="", choices=("", "mechanism"))
+    a = p.parse_args()
+    result = trio.run(main_async, a.mechanism, a.quick, a.only)
+    emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,7 +68,12 @@ class ExecPolicy:
 
 @attrs.frozen(kw_only=True)
 class Usage:
-    """Token counts of a turn. ``total_tokens`` is input + output (cached is part of input)."""
+    """Token counts of a turn, as the CLI reports them. ``total_tokens`` is input + output.
+
+    Whether ``input_tokens`` includes the cached tokens follows the model API behind the CLI:
+    OpenAI/Gemini-style CLIs (codex, gemini, kimi) count cached tokens inside input; claude and
+    opencode report non-cached input and the cache reads separately.
+    """
 
     input_tokens: int = 0
     cached_input_tokens: int = 0

@@ -340,3 +340,38 @@ async def test_concurrent_run_is_untouched_by_a_cancelled_one(tmp_path: Path):
         assert marked(kill_mark) == []
         assert marked(keep_mark)  # the other run is still alive
     assert results[0].reply == "kept"
+
+
+async def test_idle_retry_hook_runs_exactly_one_more_attempt():
+    seen: list[RunRequest] = []
+
+    def retry(request: RunRequest, partial):
+        seen.append(request)
+        if len(seen) > 1:
+            return None
+        return request.evolve(thread_id=partial.next_thread_id, user_text="resume")
+
+    provider = attrs.evolve(PROVIDER, idle_retry=retry)
+    # first attempt stalls (idle timeout); the retry (same config) stalls too -> error mentions both
+    config = cfg("--text", "partial", "--sleep", "30", idle_timeout=0.3)
+    with pytest.raises(IdleTimeoutError) as info:
+        await run_oneshot(provider, config, req())
+    assert "and resume failed" in str(info.value)
+    assert len(seen) == 1  # the hook is consulted once; the retry's failure is final
+
+
+async def test_idle_retry_recovers_and_sums_usage():
+    def build(request, config):
+        inv = PROVIDER.build_invocation(request, config)
+        if request.user_text == "resume":
+            return attrs.evolve(inv, argv=(*inv.argv[:2], "--text", "recovered"))
+        return inv
+
+    provider = attrs.evolve(
+        PROVIDER,
+        build_invocation=build,
+        idle_retry=lambda r, p: r.evolve(thread_id=p.next_thread_id, user_text="resume"),
+    )
+    result = await run_oneshot(provider, cfg("--sleep", "30", idle_timeout=0.3), req())
+    assert result.reply == "recovered"
+    assert result.usage.input_tokens == 10  # stalled attempt reported none

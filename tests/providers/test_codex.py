@@ -621,3 +621,17 @@ def test_usage_numbers_or_numeric_strings(
     expected = Usage(input_tokens=inp, cached_input_tokens=cached, output_tokens=out)
     assert event.kind is EventKind.TURN_COMPLETED and event.usage == expected
     assert decoder.finish().result.usage == expected
+
+
+def test_idle_retry_resumes_the_known_thread_with_the_spec_prompt():
+    from alice_trio.models import RunResult
+    from alice_trio.providers.codex import IDLE_RESUME_PROMPT, idle_retry
+
+    request = RunRequest(user_text="do it")
+    assert idle_retry(request, RunResult()) is None  # no thread known: give up
+    retry = idle_retry(request, RunResult(next_thread_id="t-1"))
+    assert retry is not None
+    assert retry.thread_id == "t-1"
+    assert retry.user_text == IDLE_RESUME_PROMPT
+    resumed = idle_retry(RunRequest(user_text="x", thread_id="t-0"), RunResult())
+    assert resumed is not None and resumed.thread_id == "t-0"

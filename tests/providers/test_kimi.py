@@ -580,3 +580,18 @@ def test_outcome_is_frozen_data() -> None:
     _, out = decode_case("kimi_code_stream_plain.stdout")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         out.error = "x"  # type: ignore[misc]
+
+
+def test_legacy_new_session_gets_a_real_uuid_thread_id() -> None:
+    import uuid as _uuid
+
+    from alice_trio.providers.kimi import KimiConfig, prepare_request
+
+    legacy = KimiConfig(flavor="legacy")
+    prepared = prepare_request(RunRequest(user_text="hi"), legacy)
+    assert str(_uuid.UUID(prepared.thread_id)) == prepared.thread_id
+    assert f"--session={prepared.thread_id}" in build_invocation(prepared, legacy).argv
+    kept = prepare_request(RunRequest(user_text="hi", thread_id="abc"), legacy)
+    assert kept.thread_id == "abc"
+    code = prepare_request(RunRequest(user_text="hi"), KimiConfig())
+    assert code.thread_id == ""  # Kimi Code reports its own id on stdout

@@ -186,7 +186,7 @@ def test_default_workdir_is_the_current_directory() -> None:
 # -- recorded transcripts --------------------------------------------------------------------
 
 #: opencode 1.18.33 against the fake server: every step reports the same tokens
-FAKE_TOKENS = Usage(input_tokens=234 + 1000, cached_input_tokens=1000, output_tokens=49 + 7)
+FAKE_TOKENS = Usage(input_tokens=234, cached_input_tokens=1000, output_tokens=49)
 
 
 @attrs.frozen
@@ -279,10 +279,13 @@ def test_default_format_is_not_decoded_but_never_fatal(case: str) -> None:
     assert out.unknown_lines == len(events) > 0
 
 
-def test_usage_total_matches_opencode_total() -> None:
+def test_usage_is_mapped_as_reported_not_swapped() -> None:
     first = json.loads((HERE / "oc_run_simple" / "stdout.raw").read_text().splitlines()[-1])
     tokens = first["part"]["tokens"]
-    assert usage_from_tokens(tokens).total_tokens == tokens["total"] == 1290
+    usage = usage_from_tokens(tokens)
+    assert usage.input_tokens == tokens["input"]
+    assert usage.cached_input_tokens == tokens["cache"]["read"]
+    assert usage.output_tokens == tokens["output"]
 
 
 def test_tool_run_events_and_terminal_only_at_the_final_step() -> None:
@@ -335,8 +338,8 @@ def test_fixture_independent_text() -> None:
     assert [e.text for e in events if e.kind is EventKind.ASSISTANT_TEXT] == ["FIRST", "SECOND"]
     assert out.result.reply == "SECOND"
     assert out.result.next_thread_id == "ses_test"
-    # the last step wins: input 12 (+4 cached), cached 4, output 6 — not swapped
-    assert out.result.usage == Usage(input_tokens=16, cached_input_tokens=4, output_tokens=6)
+    # the last step wins: input 12, cached 4, output 6 — not swapped (spec §11.2: 12/6/4)
+    assert out.result.usage == Usage(input_tokens=12, cached_input_tokens=4, output_tokens=6)
     assert out.terminal is False  # the fixture's step_finish lines have no reason
 
 
@@ -345,7 +348,7 @@ def test_fixture_parse_lines() -> None:
     texts = [e.text for e in events if e.kind is EventKind.ASSISTANT_TEXT]
     assert texts == ["FIRST", "SECOND"] and "FIRST" not in texts[1]
     assert out.result.next_thread_id == "ses_123"
-    assert out.result.usage == Usage(input_tokens=13, cached_input_tokens=3, output_tokens=7)
+    assert out.result.usage == Usage(input_tokens=10, cached_input_tokens=3, output_tokens=7)
 
 
 def test_fixture_raw_events() -> None:
@@ -389,7 +392,7 @@ def test_usage_is_overwritten_by_the_latest_step_only_when_it_has_tokens() -> No
 
 def test_legacy_flat_cache_read_key() -> None:
     assert usage_from_tokens({"input": 1, "cache_read": 2, "output": 3}) == Usage(
-        input_tokens=3, cached_input_tokens=2, output_tokens=3
+        input_tokens=1, cached_input_tokens=2, output_tokens=3
     )
     assert usage_from_tokens("garbage") == Usage()
 

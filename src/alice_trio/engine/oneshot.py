@@ -87,10 +87,34 @@ async def run_oneshot(provider: Provider, config: CLIConfig, request: RunRequest
 
     Raises :class:`~alice_trio.errors.EmptyPromptError` before spawning for a blank prompt, and
     the other :class:`~alice_trio.errors.AliceError` subclasses (each carrying ``partial`` and
-    ``stderr_tail``) when the run fails.
+    ``stderr_tail``) when the run fails. After an :class:`IdleTimeoutError`, a provider with an
+    ``idle_retry`` hook (codex) gets exactly one more attempt; usage of both attempts is summed
+    and a failed retry raises its own error with ``"<idle error> and resume failed: …"``.
     """
     if not request.prompt:
         raise EmptyPromptError(provider=provider.name)
+    if provider.prepare_request is not None:
+        request = provider.prepare_request(request, config)
+    try:
+        return await _run_request(provider, config, request)
+    except IdleTimeoutError as exc:
+        retry = provider.idle_retry(request, exc.partial) if provider.idle_retry else None
+        if retry is None:
+            raise
+        first = exc
+    try:
+        result = await _run_request(provider, config, retry)
+    except AliceError as second:
+        second.message = f"{first.message} and resume failed: {second.message}"
+        second.args = (second.message,)
+        second.partial = attrs.evolve(
+            second.partial, usage=first.partial.usage + second.partial.usage
+        )
+        raise
+    return attrs.evolve(result, usage=first.partial.usage + result.usage)
+
+
+async def _run_request(provider: Provider, config: CLIConfig, request: RunRequest) -> RunResult:
     invocation = provider.build_invocation(request, config)
     decoder = provider.new_decoder(request, config)
     return await run_invocation(
@@ -315,8 +339,11 @@ async def run_invocation(
             ) from exc
         raise
     proc = run.proc
+    timeout = invocation.timeout
     try:
         async with trio.open_nursery() as outer:
+            if timeout and timeout > 0:  # also bounds a callback that never returns
+                outer.cancel_scope.deadline = trio.current_time() + timeout
             outer.start_soon(run.dispatch)
             try:
                 async with trio.open_nursery() as io:  # the run nursery
@@ -329,6 +356,14 @@ async def run_invocation(
                     io.start_soon(run.wait_exit)
             finally:
                 run.dispatcher.close()
+                if run.failure is not None:  # a failed run waits for stuck callbacks no more
+                    outer.cancel_scope.deadline = min(
+                        outer.cancel_scope.deadline, trio.current_time() + limits.drain_timeout
+                    )
+        if outer.cancel_scope.cancelled_caught and run.failure is None:
+            run.failure = RunTimeoutError(
+                f"llm timeout: {provider} run exceeded {timeout:g} s"
+            )
     finally:
         with trio.CancelScope(shield=True):
             await terminate_group(proc, limits.kill_grace)

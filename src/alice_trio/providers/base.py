@@ -156,7 +156,11 @@ class Provider:
 
     ``session_factory`` (optional) opens an interactive session driver for this provider; see
     :mod:`alice_trio.sessions`. ``explain_exit`` (optional) turns an exit code and stderr tail
-    into a clearer message (e.g. gemini's "workspace not trusted", exit 55).
+    into a clearer message (e.g. gemini's "workspace not trusted", exit 55). ``idle_retry``
+    (optional): after an idle timeout, the request for exactly one more attempt (e.g. codex
+    resumes the thread it already started), or None to give up. ``prepare_request``
+    (optional): completes a request before argv and decoder are built (e.g. legacy kimi picks
+    the session id of a new session itself, since it prints it only on stderr).
     """
 
     name: str
@@ -166,6 +170,8 @@ class Provider:
     new_decoder: Callable[[RunRequest, Any], Decoder]
     description: str = ""
     explain_exit: Callable[[int, str], str | None] | None = None
+    idle_retry: Callable[[RunRequest, RunResult], RunRequest | None] | None = None
+    prepare_request: Callable[[RunRequest, Any], RunRequest] | None = None
     session_factory: Any = None
     steer_mode: str = "queue_when_busy"
 

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, EmptyPromptError
-from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent, Usage
+from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
 from .base import CLIConfig, DecodeOutcome, Invocation, JsonLineDecoder, Provider, as_int, as_str
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "build_invocation",
     "explain_exit",
     "format_file_change",
+    "idle_retry",
     "idle_timeout_for",
     "new_decoder",
 ]
@@ -402,6 +403,22 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
     return None
 
 
+IDLE_RESUME_PROMPT = (
+    "Resume the current thread from its existing state and finish the task. Do not repeat "
+    "completed analysis. If required repo or file updates are still pending, perform them now, "
+    "then emit the required final assistant completion message."
+)
+
+
+def idle_retry(request: RunRequest, partial: RunResult) -> RunRequest | None:
+    """After an idle timeout with a known thread (resumed or announced by ``thread.started``),
+    resume it once with the fixed prompt of spec §6.1.2; otherwise give up."""
+    thread = partial.next_thread_id or request.thread_id
+    if not thread:
+        return None
+    return request.evolve(thread_id=thread, user_text=IDLE_RESUME_PROMPT)
+
+
 PROVIDER = Provider(
     name="codex",
     default_command="codex",
@@ -410,5 +427,6 @@ PROVIDER = Provider(
     new_decoder=new_decoder,
     description="OpenAI codex, one-shot `codex exec --json` (prompt on stdin)",
     explain_exit=explain_exit,
+    idle_retry=idle_retry,
     steer_mode="native",
 )

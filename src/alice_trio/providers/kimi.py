@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from typing import Any, ClassVar
 
 import attrs
@@ -377,6 +378,15 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
     return None
 
 
+def prepare_request(request: RunRequest, config: KimiConfig) -> RunRequest:
+    """Legacy kimi-cli prints a new session's id only on stderr, but accepts
+    ``--session=<new id>`` for a new session: pick a fresh UUID so the run returns a real
+    thread id (never a placeholder). Kimi Code reports its id on stdout; nothing to do."""
+    if config.flavor == "legacy" and not request.thread_id:
+        return request.evolve(thread_id=str(uuid.uuid4()))
+    return request
+
+
 PROVIDER = Provider(
     name="kimi",
     default_command="kimi",
@@ -385,5 +395,6 @@ PROVIDER = Provider(
     new_decoder=new_decoder,
     description="Kimi Code 2.x (kimi -p --output-format stream-json) or legacy kimi-cli --print",
     explain_exit=explain_exit,
+    prepare_request=prepare_request,
     steer_mode="native",
 )

@@ -23,13 +23,10 @@ decoder is ``terminal`` at the final ``step_finish``: one whose reason is neithe
 ``tool-calls`` nor ``unknown`` (opencode's own loop stops on exactly those reasons; normally
 ``stop``). The engine then drains and kills.
 
-Usage: the latest ``step_finish`` wins (each step reports its own call). OpenCode's
-``tokens.input`` excludes cached tokens and ``tokens.output`` excludes reasoning tokens; the
-package's :class:`~alice_trio.models.Usage` counts cached tokens inside ``input_tokens`` and
-reasoning inside ``output_tokens`` (OpenAI convention), so ``input = input + cache.read +
-cache.write``, ``cached = cache.read``, ``output = output + reasoning``, and
-``Usage.total_tokens`` equals opencode's ``tokens.total``. (The Go one-shot swapped cached and
-output, spec §13.18.)
+Usage: the latest ``step_finish`` wins (each step reports its own call), mapped as the CLI
+reports it: ``input`` = ``tokens.input``, ``cached`` = ``tokens.cache.read`` (or the flat
+``cache_read``), ``output`` = ``tokens.output``. OpenCode's ``tokens.input`` excludes cached
+tokens (Anthropic-style), like claude's. (The Go one-shot swapped cached and output, spec §13.18.)
 
 A model stream cut off without a finish reason makes opencode loop forever, each step ending
 with reason ``unknown`` (about 8 requests a second): after ``max_unknown_steps`` such steps in a
@@ -195,12 +192,10 @@ def usage_from_tokens(tokens: Any) -> Usage:
     """A :class:`Usage` from a ``step_finish`` ``part.tokens`` object (see the module doc)."""
     tokens = _dict(tokens)
     cache = _dict(tokens.get("cache"))
-    cache_read = as_int(cache.get("read")) or as_int(tokens.get("cache_read"))
-    cache_write = as_int(cache.get("write")) or as_int(tokens.get("cache_write"))
     return Usage(
-        input_tokens=as_int(tokens.get("input")) + cache_read + cache_write,
-        cached_input_tokens=cache_read,
-        output_tokens=as_int(tokens.get("output")) + as_int(tokens.get("reasoning")),
+        input_tokens=as_int(tokens.get("input")),
+        cached_input_tokens=as_int(cache.get("read")) or as_int(tokens.get("cache_read")),
+        output_tokens=as_int(tokens.get("output")),
     )
 
 

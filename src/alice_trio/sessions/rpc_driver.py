@@ -1,0 +1,206 @@
+"""The shared machinery of the JSON-RPC session drivers (codex app-server, ACP, kimi wire).
+
+:class:`RpcDriver` implements the I/O half of :class:`~alice_trio.sessions.driver.SessionDriver`:
+``run`` spawns the CLI (:func:`~alice_trio.transports.process.open_agent_process`), starts the
+:class:`~alice_trio.transports.jsonrpc.JsonRpcClient` reader, performs the subclass's handshake,
+reports started, and then pumps incoming notifications through the subclass's pure mapper into
+``emit`` (awaited: backpressure, never a drop). Server→client requests are answered from their
+own tasks by :meth:`RpcDriver.answer_request` (approvals through the approver, see
+:mod:`alice_trio.sessions.approval`).
+
+``run`` returns when the CLI closes stdout. A request still waiting then fails at once with
+:class:`~alice_trio.errors.TransportClosedError` (exit status + stderr tail); a turn whose
+protocol request was in flight gets an ``error`` event carrying that text, so a crash is never a
+silent hang or a bare cancellation (spec §13.13).
+
+``aclose(graceful=True)`` closes stdin and waits ``close_grace`` seconds for the CLI to exit,
+then kills the process group; ``graceful=False`` kills at once. Either way it returns only when
+``run`` has finished and the processes are reaped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import trio
+
+from ..errors import AliceError, SessionClosedError, TransportClosedError
+from ..models import EventKind, RunRequest, TurnEvent
+from ..protocols.jsonrpc import ErrorResponse, Invalid, Notification, Request
+from ..providers.base import Invocation
+from ..transports.jsonrpc import JsonRpcClient
+from ..transports.process import AgentProcess, open_agent_process
+from .approval import Approver
+from .driver import Emit, SteerMode, TurnRef
+
+__all__ = ["RpcDriver"]
+
+
+async def _discard(event: TurnEvent) -> None:
+    return None
+
+
+class RpcDriver:
+    """Base class; subclasses set the class attributes and implement the hooks."""
+
+    provider: ClassVar[str] = ""
+    steer_mode: SteerMode = SteerMode.QUEUE_WHEN_BUSY
+    jsonrpc: ClassVar[bool] = True
+    string_ids: ClassVar[bool] = False
+    id_prefix: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        invocation: Invocation,
+        *,
+        approver: Approver | None = None,
+        close_grace: float = 2.0,
+    ) -> None:
+        self.invocation = invocation
+        self.approver = approver
+        self.close_grace = close_grace
+        self.client: JsonRpcClient | None = None
+        self.process: AgentProcess | None = None
+        self.approval_errors: list[BaseException] = []
+        self._emit: Emit = _discard
+        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._started = False
+        self._done = trio.Event()
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+    async def handshake(self, client: JsonRpcClient) -> None:
+        """Initialize the protocol (runs before ``task_status.started()``)."""
+
+    def map_notification(self, msg: Notification) -> list[TurnEvent]:
+        """Pure mapping of one notification to events."""
+        return []
+
+    async def answer_request(self, req: Request) -> Any:
+        """Answer one server→client request (raise JsonRpcError for an error reply)."""
+        from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError
+
+        raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)
+
+    def eof_events(self) -> list[TurnEvent]:
+        """Events to flush when stdout ends (e.g. buffered text)."""
+        return []
+
+    # -- SessionDriver ----------------------------------------------------------------------------
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        self._emit = emit
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with open_agent_process(
+                    self.invocation, name=self.provider, close_grace=self.close_grace
+                ) as proc:
+                    self.process = proc
+                    client = JsonRpcClient(
+                        proc,
+                        jsonrpc=self.jsonrpc,
+                        on_request=self._on_request,
+                        string_ids=self.string_ids,
+                        id_prefix=self.id_prefix,
+                    )
+                    self.client = client
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        await nursery.start(client.run)
+                        await self.handshake(client)
+                        nursery.start_soon(self._pump, client)
+                        self._started = True
+                        task_status.started()
+        finally:
+            self._done.set()
+
+    async def aclose(self, *, graceful: bool) -> None:
+        if self._scope is None:
+            return
+        if graceful and self.process is not None and not self._done.is_set():
+            await self.process.close_stdin()
+            with trio.move_on_after(self.close_grace):
+                await self._done.wait()
+        self._scope.cancel()
+        await self._done.wait()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _require_client(self) -> JsonRpcClient:
+        client = self.client
+        if client is None or not self._started:
+            raise SessionClosedError(f"{self.provider} session is not running")
+        if client.closed.is_set():
+            client._check_open()
+        return client
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        if self._nursery is None:
+            raise SessionClosedError(f"{self.provider} session is not running")
+        self._nursery.start_soon(fn, *args)
+
+    async def emit(self, event: TurnEvent) -> None:
+        await self._emit(event)
+
+    async def _pump(self, client: JsonRpcClient) -> None:
+        async with client.incoming:
+            async for msg in client.incoming:
+                for event in self._map_incoming(msg):
+                    await self._emit(event)
+        for event in self.eof_events():
+            await self._emit(event)
+
+    def _map_incoming(self, msg: Notification | Invalid | ErrorResponse) -> list[TurnEvent]:
+        if isinstance(msg, Notification):
+            return self.map_notification(msg)
+        if isinstance(msg, Invalid):
+            return [self.unknown(msg.raw, msg.reason)]
+        text = f"json-rpc error code={msg.code} message={msg.message}"
+        return [self.unknown(msg.raw, text)]
+
+    def unknown(self, raw: str, text: str) -> TurnEvent:
+        return TurnEvent(kind=EventKind.UNKNOWN, text=text, raw=raw, provider=self.provider)
+
+    async def _on_request(self, req: Request) -> Any:
+        return await self.answer_request(req)
+
+    async def request_turn(
+        self,
+        ref: TurnRef,
+        method: str,
+        params: Any,
+        on_result: Any,
+        on_cancel: Any = None,
+    ) -> None:
+        """Run ``method`` (a request that ends with the turn) in the background; ``on_result``
+        maps its result to events. A JSON-RPC error or a dead process becomes an ``error`` event
+        of ``ref``'s turn."""
+        client = self._require_client()
+        try:
+            result = await client.request(method, params, on_cancel=on_cancel)
+        except AliceError as exc:
+            await self._emit(self.turn_error(ref, str(exc), getattr(exc, "stderr_tail", "")))
+            return
+        for event in on_result(result):
+            await self._emit(event)
+
+    def turn_error(self, ref: TurnRef, message: str, stderr_tail: str = "") -> TurnEvent:
+        text = message
+        if stderr_tail.strip() and stderr_tail.strip() not in text:
+            text = f"{text}\nstderr tail:\n{stderr_tail.strip()[-2000:]}"
+        return TurnEvent(
+            kind=EventKind.ERROR, error=text, thread_id=ref.thread_id, turn_id=ref.turn_id,
+            provider=self.provider,
+        )  # fmt: skip
+
+    @staticmethod
+    def check_prompt(request: RunRequest) -> str:
+        from ..errors import EmptyPromptError
+
+        prompt = request.prompt
+        if not prompt:
+            raise EmptyPromptError()
+        return prompt
+
+
+def closed_error(provider: str) -> TransportClosedError:
+    return TransportClosedError(f"{provider} session is closed", provider=provider)

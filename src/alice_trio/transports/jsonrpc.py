@@ -1,0 +1,261 @@
+"""A JSON-RPC client over a long-lived CLI's stdin/stdout (:class:`AgentProcess`).
+
+:class:`JsonRpcClient` owns the reading side of the process: start :meth:`JsonRpcClient.run`
+in a nursery, then
+
+* ``await client.request(method, params)`` returns the ``result`` or raises
+  :class:`~alice_trio.protocols.jsonrpc.JsonRpcError` for an error object. When stdout reaches
+  EOF (the process died or closed it) **every pending request fails at once** with
+  :class:`~alice_trio.errors.TransportClosedError` carrying the exit status and the stderr tail
+  (peer class C11), and later requests fail the same way without writing. A request cancelled by
+  the caller is forgotten locally; its ``on_cancel`` hook (the protocol's own cancel, if it has
+  one) is sent, shielded and bounded, and a late response is ignored.
+* ``await client.notify(method, params)`` writes a notification.
+* Incoming notifications (and lines that are no valid message, and error objects with a null id)
+  arrive on :attr:`JsonRpcClient.incoming`, a bounded channel: when the consumer is slow the
+  reader waits, which back-pressures the child through its stdout pipe. Nothing is dropped.
+* Server→client requests are handed to ``on_request`` in **their own task**, so a slow handler
+  (a user asked to approve a command) never stops the reader (spec §13.9). The handler returns
+  the result or raises ``JsonRpcError`` to answer with an error; the reply echoes the request id
+  with its original JSON type. Without a handler every server request gets ``-32601 method not
+  found`` (never a blanket ``{}``).
+
+Writes go through :meth:`AgentProcess.send` (one lock, never held by the reader) and give up
+after ``write_timeout`` seconds with ``TransportClosedError``: a child that stopped reading its
+stdin cannot wedge a caller forever. The line byte limit is the process's framer limit
+(``RunLimits.max_line_bytes``); with policy ``"error"`` an over-long line ends the process
+context with :class:`~alice_trio.errors.LineTooLongError` instead of silently stopping.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ..errors import AliceError, TransportClosedError
+from ..protocols.jsonrpc import (
+    INTERNAL_ERROR,
+    METHOD_NOT_FOUND,
+    ErrorResponse,
+    Invalid,
+    JsonRpcError,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    encode_error,
+    encode_notification,
+    encode_request,
+    encode_result,
+    id_key,
+    parse_line,
+)
+from .process import AgentProcess
+
+__all__ = ["Incoming", "JsonRpcClient", "RequestHandler"]
+
+Incoming = Notification | Invalid | ErrorResponse
+RequestHandler = Callable[[Request], Awaitable[Any]]
+
+#: how long to wait, after stdout EOF, for the exit status and the last stderr (message only)
+_EXIT_GRACE = 0.25
+
+
+class _Slot:
+    __slots__ = ("error", "event", "method", "result")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.event = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class JsonRpcClient:
+    """See the module docstring. ``jsonrpc`` adds ``"jsonrpc":"2.0"`` to every message;
+    ``string_ids`` makes our request ids strings (``"<prefix>1"``; kimi wire requires strings),
+    otherwise they are integers counting from 1."""
+
+    def __init__(
+        self,
+        process: AgentProcess,
+        *,
+        jsonrpc: bool,
+        on_request: RequestHandler | None = None,
+        string_ids: bool = False,
+        id_prefix: str = "",
+        incoming_buffer: int = 256,
+        write_timeout: float | None = 60.0,
+    ) -> None:
+        self.process = process
+        self.name = process.name
+        self.jsonrpc = jsonrpc
+        self.on_request = on_request
+        self.string_ids = string_ids
+        self.id_prefix = id_prefix
+        self.write_timeout = write_timeout
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Slot] = {}
+        self._send_incoming, self.incoming = trio.open_memory_channel[Incoming](incoming_buffer)
+        self._closed: TransportClosedError | None = None
+        self.closed = trio.Event()
+        self.late_responses = 0  # responses to requests that were cancelled/forgotten
+        self.server_requests = 0
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def request(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        on_cancel: Callable[[], Awaitable[None]] | None = None,
+    ) -> Any:
+        """Send a request and wait for its response (see the module docstring for errors)."""
+        self._check_open()
+        rid = self._new_id()
+        key = id_key(rid)
+        slot = _Slot(method)
+        self._pending[key] = slot
+        try:
+            await self._write(encode_request(rid, method, params, jsonrpc=self.jsonrpc))
+            await slot.event.wait()
+        except trio.Cancelled:
+            if on_cancel is not None and not slot.event.is_set() and self._closed is None:
+                with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                    try:
+                        await on_cancel()
+                    except AliceError:
+                        pass
+            raise
+        finally:
+            self._pending.pop(key, None)
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification. Raises TransportClosedError once the peer is gone."""
+        self._check_open()
+        await self._write(encode_notification(method, params, jsonrpc=self.jsonrpc))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read stdout until EOF, dispatching every line; then fail what is pending."""
+        try:
+            async with self._send_incoming, trio.open_nursery() as handlers:
+                task_status.started()
+                async for line in self.process.lines:
+                    await self._dispatch(line, handlers)
+                await self._on_eof()
+                handlers.cancel_scope.cancel()
+        finally:
+            if self._closed is None:  # cancelled or the process context failed
+                self._close(
+                    TransportClosedError(
+                        f"{self.name}: connection closed", provider=self.name,
+                        stderr_tail=self.process.stderr_tail(),
+                    )
+                )  # fmt: skip
+
+    # -- internals ----------------------------------------------------------------------------
+    def _new_id(self) -> RequestId:
+        n = next(self._ids)
+        return f"{self.id_prefix}{n}" if self.string_ids else n
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._copy_closed()
+
+    def _copy_closed(self) -> TransportClosedError:
+        c = self._closed
+        assert c is not None
+        return TransportClosedError(c.message, provider=c.provider, stderr_tail=c.stderr_tail)
+
+    async def _write(self, data: bytes) -> None:
+        if self.write_timeout is None:
+            await self.process.send(data)
+            return
+        with trio.move_on_after(self.write_timeout) as scope:
+            await self.process.send(data)
+        if scope.cancelled_caught:
+            raise TransportClosedError(
+                f"{self.name} did not read its input for {self.write_timeout:g} s",
+                provider=self.name,
+                stderr_tail=self.process.stderr_tail(),
+            )
+
+    async def _dispatch(self, line: str, handlers: trio.Nursery) -> None:
+        msg = parse_line(line)
+        if msg is None:
+            return
+        if isinstance(msg, Response | ErrorResponse) and msg.id is not None:
+            slot = self._pending.pop(id_key(msg.id), None)
+            if slot is None:
+                self.late_responses += 1
+                return
+            if isinstance(msg, ErrorResponse):
+                slot.error = msg.to_error(slot.method, provider=self.name)
+            else:
+                slot.result = msg.result
+            slot.event.set()
+            return
+        if isinstance(msg, Request):
+            self.server_requests += 1
+            handlers.start_soon(self._serve, msg)
+            return
+        await self._send_incoming.send(msg)
+
+    async def _serve(self, req: Request) -> None:
+        if self.on_request is None:
+            data = encode_error(
+                req.id, METHOD_NOT_FOUND, f"method not supported: {req.method}",
+                jsonrpc=self.jsonrpc,
+            )  # fmt: skip
+        else:
+            try:
+                result = await self.on_request(req)
+            except JsonRpcError as exc:
+                data = encode_error(req.id, exc.code, exc.rpc_message, exc.data,
+                                    jsonrpc=self.jsonrpc)  # fmt: skip
+            except Exception as exc:
+                data = encode_error(req.id, INTERNAL_ERROR, f"client handler failed: {exc}",
+                                    jsonrpc=self.jsonrpc)  # fmt: skip
+                await self._reply(data)
+                raise
+            else:
+                data = encode_result(req.id, result, jsonrpc=self.jsonrpc)
+        await self._reply(data)
+
+    async def _reply(self, data: bytes) -> None:
+        if self._closed is not None:
+            return
+        try:
+            await self._write(data)
+        except TransportClosedError:
+            pass  # the peer is gone; run() reports it
+
+    async def _on_eof(self) -> None:
+        with trio.move_on_after(_EXIT_GRACE):
+            await self.process.exited.wait()
+            await trio.sleep(0.01)  # let the stderr reader take the last bytes
+        self._close(
+            TransportClosedError(
+                f"{self.name} closed its output ({self.process.exit_description()})",
+                provider=self.name,
+                stderr_tail=self.process.stderr_tail(),
+            )
+        )
+
+    def _close(self, error: TransportClosedError) -> None:
+        self._closed = error
+        pending, self._pending = self._pending, {}
+        for slot in pending.values():
+            slot.error = self._copy_closed()
+            slot.event.set()
+        self.closed.set()

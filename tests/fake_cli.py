@@ -67,6 +67,19 @@ def main() -> int:
     p.add_argument("--fail", default="", help="emit a fail event with this message")
     p.add_argument("--no-done", action="store_true")
     p.add_argument("--exit", type=int, default=0)
+    # knobs for tests/reliability (additive)
+    p.add_argument("--raw", action="append", default=[], help="print this stdout line verbatim")
+    p.add_argument("--unknown-lines", type=int, default=0, help="N events of an unknown type")
+    p.add_argument("--count-stdin", action="store_true", help="read stdin to EOF, print its size")
+    p.add_argument("--die-signal", type=int, default=0, help="kill itself with this signal")
+    p.add_argument("--flush-file", help="after the final event: wait --flush-delay, write here")
+    p.add_argument("--flush-delay", type=float, default=0.0)
+    p.add_argument("--split-utf8", action="store_true", help="a text event written byte by byte")
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="answer every stdin line with text+done; on stdin EOF flush (see --flush-file)",
+    )
     a = p.parse_args()
 
     if a.ignore_term:
@@ -77,6 +90,10 @@ def main() -> int:
     if a.grandchild:
         spawn_grandchild(a.grandchild, a.grandchild_ignore_term, a.pidfile)
     out({"type": "thread", "id": a.thread})
+    if a.interactive:
+        return interactive(a)
+    if a.count_stdin:
+        out({"type": "text", "text": f"stdin bytes: {len(sys.stdin.buffer.read())}"})
     if a.read_stdin:
         out({"type": "text", "text": "stdin:" + sys.stdin.read()})
     if a.stderr:
@@ -96,6 +113,17 @@ def main() -> int:
     if a.giant_line:
         sys.stdout.write(json.dumps({"type": "text", "text": "g" * a.giant_line}) + "\n")
         sys.stdout.flush()
+    for raw in a.raw:
+        sys.stdout.write(raw + "\n")
+        sys.stdout.flush()
+    for i in range(a.unknown_lines):
+        out({"type": "x_future_event", "seq": i, "pad": "u" * 200})
+    if a.split_utf8:
+        data = (json.dumps({"type": "text", "text": "h\u00e9llo \u6f22\u5b57 \U0001f600"},
+                           ensure_ascii=False) + "\n").encode()
+        for i in range(len(data)):
+            os.write(1, data[i : i + 1])
+            time.sleep(0.001)
     for t in a.text:
         out({"type": "text", "text": t})
     if a.sleep:
@@ -104,12 +132,43 @@ def main() -> int:
         sys.stderr.write("fatal: the fake CLI crashed\n")
         sys.stderr.flush()
         return a.crash
+    if a.die_signal:
+        sys.stderr.write(f"fatal: the fake CLI dies by signal {a.die_signal}\n")
+        sys.stderr.flush()
+        signal.signal(a.die_signal, signal.SIG_DFL)
+        os.kill(os.getpid(), a.die_signal)
+        time.sleep(5)
     if a.fail:
         out({"type": "fail", "message": a.fail, "status": 529})
     elif not a.no_done:
         out({"type": "done", "input": 10, "cached": 4, "output": 5})
     if a.sleep_after:
         time.sleep(a.sleep_after)
+    flush(a)
+    return a.exit
+
+
+def flush(a: argparse.Namespace) -> None:
+    """Simulate a CLI writing its session file after the turn (C7)."""
+    if a.flush_file:
+        time.sleep(a.flush_delay)
+        with open(a.flush_file, "w") as f:
+            f.write("flushed\n")
+
+
+def interactive(a: argparse.Namespace) -> int:
+    """A long-lived agent: one turn per stdin line; stdin EOF means 'finish and exit'."""
+    for n, line in enumerate(sys.stdin, 1):
+        text = line.rstrip("\n")
+        if text == "crash":
+            sys.stderr.write("fatal: the fake CLI crashed mid-session\n")
+            sys.stderr.flush()
+            os._exit(3)
+        if text == "hang":
+            time.sleep(600)
+        out({"type": "text", "text": f"echo {n}: {text}"})
+        out({"type": "done", "input": n, "cached": 0, "output": n})
+    flush(a)
     return a.exit
 
 

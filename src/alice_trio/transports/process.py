@@ -177,6 +177,7 @@ async def open_agent_process(
         ) from exc
     agent = AgentProcess(proc, invocation, run_id, name)
     clean_exit = False
+    single: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(agent._read_stdout)
@@ -189,6 +190,12 @@ async def open_agent_process(
                 with trio.move_on_after(close_grace):
                     await proc.wait()
             nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # one failure (a reader's typed error such as LineTooLongError, or the caller's own
+        # exception from the body) propagates as itself, not wrapped in a strict group
+        if len(group.exceptions) != 1 or isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise
+        single = group.exceptions[0]
     finally:
         with trio.CancelScope(shield=True):
             await terminate_group(proc, limits.kill_grace)
@@ -197,3 +204,5 @@ async def open_agent_process(
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     await stream.aclose()
+    if single is not None:
+        raise single

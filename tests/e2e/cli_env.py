@@ -31,6 +31,7 @@ GEMINI_MODEL = "gemini-2.5-flash"  # an explicit model skips gemini's router cal
 @attrs.frozen
 class CliSetup:
     cli: str
+    root: str
     binary: str
     env: dict[str, str]
     workspace: str
@@ -233,6 +234,7 @@ max_context_size = 262144
         raise ValueError(f"unknown CLI {cli!r}")
     return CliSetup(
         cli=cli,
+        root=str(root),
         binary=entry["path"],
         env=env,
         workspace=str(work),

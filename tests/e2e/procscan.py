@@ -1,4 +1,4 @@
-"""Find live processes by environment marker or process group, by scanning ``/proc`` (Linux).
+"""Find live processes by environment marker, working directory or process group (``/proc``).
 
 Zombies are not "alive" (they hold no resources but a pid slot, and their parent reaps them).
 Processes we may not read (other users) are skipped.
@@ -65,6 +65,21 @@ def alive_with_marker(env_name: str, value: str) -> list[ProcInfo]:
     needle = f"{env_name}={value}".encode()
     me = os.getpid()
     return [p for p in live_processes() if p.pid != me and _has_marker(p.pid, needle)]
+
+
+def alive_in_dir(root: str) -> list[ProcInfo]:
+    """Live processes whose working directory is ``root`` or below it. Catches a CLI whose
+    environ can no longer be read: setproctitle (legacy kimi-cli) overwrites that memory."""
+    prefix = os.path.realpath(root).rstrip("/") + "/"
+    out: list[ProcInfo] = []
+    for p in live_processes():
+        try:
+            cwd = os.readlink(f"/proc/{p.pid}/cwd")
+        except OSError:
+            continue
+        if (cwd.rstrip("/") + "/").startswith(prefix) and p.pid != os.getpid():
+            out.append(p)
+    return out
 
 
 def alive_in_group(pgid: int) -> list[ProcInfo]:

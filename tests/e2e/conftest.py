@@ -1,0 +1,63 @@
+"""Fixtures for the e2e lane: the fake model server per test, the installed CLIs, isolated envs.
+
+The CLIs come from the manifest that ``install_clis.py`` writes (``$ALICE_TRIO_E2E_MANIFEST``
+overrides its path). A CLI missing from it skips its tests with the install's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cli_env
+import procscan
+import pytest
+from e2e_support import FakeServer, load_manifest, run_processes
+
+
+@pytest.fixture(scope="session")
+def e2e_manifest() -> dict[str, Any]:
+    manifest = load_manifest()
+    if manifest is None:
+        pytest.skip("no e2e CLI manifest: run `python tests/e2e/install_clis.py` first")
+    return manifest
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[FakeServer]:
+    server = FakeServer(tmp_path / "server")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def cli_setup(
+    e2e_manifest: dict[str, Any], fake_server: FakeServer, tmp_path: Path
+) -> Iterator[Callable[[str], cli_env.CliSetup]]:
+    """``cli_setup("claude")`` → an isolated env for that CLI (skips when it is not installed).
+    After the test, every process of the setup still alive is killed (and reported by
+    the tests that assert on it)."""
+    made: list[cli_env.CliSetup] = []
+
+    def make(cli: str) -> cli_env.CliSetup:
+        entry = e2e_manifest.get("clis", {}).get(cli)
+        if not entry:
+            pytest.skip(f"{cli}: not in the e2e install manifest")
+        if not entry.get("ok"):
+            pytest.skip(f"{cli}: install failed: {entry.get('reason', '?')}")
+        setup = cli_env.build(
+            cli,
+            tmp_path / cli,
+            fake_server.port,
+            entry,
+            catalog_cache=Path(e2e_manifest["dir"]) / "codex_model_catalog.json",
+        )
+        made.append(setup)
+        return setup
+
+    yield make
+    for setup in made:
+        procscan.kill_all(run_processes(setup))

@@ -1,0 +1,212 @@
+"""The one-shot e2e cases, shared by every provider (``test_oneshot_<provider>.py`` subclass it).
+
+Each case drives the real CLI through the library (``OneShotBackend``) against the fake model
+server and checks what a caller sees: the reply, the progress events, the thread id that
+resumes, the typed error, the usage, and that cancelling mid-turn or mid-tool leaves no process
+behind (by env marker, by process group and by the tool's command line).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+import trio
+from cli_env import CliSetup
+from e2e_support import FakeServer, assert_nothing_left, run_processes, wait_until
+from procscan import live_processes
+
+from alice_trio.backend import OneShotBackend
+from alice_trio.errors import AgentError, AliceError
+from alice_trio.models import RawEvent, RunRequest, RunResult, Usage
+from alice_trio.providers.base import CLIConfig
+
+SetupFactory = Callable[[str], CliSetup]
+START_TIMEOUT = 60.0  # seconds for a CLI to reach the model / start its tool
+CANCEL_BOUND = 15.0  # a cancelled run must be fully torn down well within this
+
+
+class Collected:
+    """Progress messages and raw events of one run."""
+
+    def __init__(self) -> None:
+        self.progress: list[str] = []
+        self.raw: list[RawEvent] = []
+
+    def on_progress(self, text: str) -> None:
+        self.progress.append(text)
+
+    def on_raw(self, event: RawEvent) -> None:
+        self.raw.append(event)
+
+    def text(self) -> str:
+        return "\n".join([*self.progress, *(f"{e.kind} {e.line} {e.detail}" for e in self.raw)])
+
+
+class OneShotCases:
+    """Subclasses set ``CLI`` (manifest key), ``PROVIDER`` (registry name) and ``config()``."""
+
+    CLI: ClassVar[str]
+    PROVIDER: ClassVar[str]
+    #: expected usage of one plain turn (None: the CLI does not report usage in this mode)
+    PLAIN_USAGE: ClassVar[Usage | None] = None
+    #: markers that make the CLI fail fast, with the HTTP status the error should carry
+    #: (None: the CLI does not surface it)
+    ERROR_CASES: ClassVar[tuple[tuple[str, int | None], ...]] = (("[[ERR400]]", 400),)
+    #: the error types an API failure may surface as (the engine raises ProcessFailedError when
+    #: the CLI reports the failure only on stderr and exits non-zero, e.g. Kimi Code)
+    ERROR_TYPES: ClassVar[tuple[type[AliceError], ...]] = (AgentError,)
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        raise NotImplementedError
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def backend(self, setup: CliSetup) -> OneShotBackend:
+        return OneShotBackend(self.PROVIDER, self.config(setup))
+
+    def request(
+        self, setup: CliSetup, text: str, events: Collected | None = None, thread_id: str = ""
+    ) -> RunRequest:
+        return RunRequest(
+            user_text=text,
+            thread_id=thread_id,
+            workspace_dir=setup.workspace,
+            on_progress=events.on_progress if events else None,
+            on_raw_event=events.on_raw if events else None,
+        )
+
+    async def run(self, setup: CliSetup, text: str, **kw: Any) -> RunResult:
+        with trio.fail_after(180):
+            return await self.backend(setup).run(self.request(setup, text, **kw))
+
+    async def cancel_when(
+        self, setup: CliSetup, text: str, ready: Callable[[], Any], what: str
+    ) -> tuple[set[int], float]:
+        """Start a run, wait for ``ready()``, note the process groups of the run, cancel.
+        Returns the groups and the seconds from cancel to the run's full teardown."""
+        groups: set[int] = set()
+        outcome: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def runner() -> None:
+                with scope:
+                    outcome["result"] = await self.backend(setup).run(self.request(setup, text))
+
+            nursery.start_soon(runner)
+            await wait_until(ready, START_TIMEOUT, what)
+            groups = {p.pgid for p in run_processes(setup)}
+            assert groups, "the run's processes were not found (env marker, cwd)"
+            cancelled_at = time.monotonic()
+            scope.cancel()
+        took = time.monotonic() - cancelled_at
+        assert "result" not in outcome, "the run finished instead of being cancelled"
+        assert scope.cancelled_caught
+        return groups, took
+
+    # -- cases -------------------------------------------------------------------------------
+
+    async def test_plain_reply(self, cli_setup: SetupFactory, fake_server: FakeServer) -> None:
+        setup = cli_setup(self.CLI)
+        events = Collected()
+        result = await self.run(setup, "say hello", events=events)
+        assert result.reply == "Hello from the fake model. You said: say hello"
+        await assert_nothing_left(setup)
+
+    async def test_usage_is_reported(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """The fake model reports 1234 input tokens (1000 of them cached) and 56 output tokens
+        in each API's own format; ``Usage`` counts cached tokens as part of the input."""
+        if self.PLAIN_USAGE is None:
+            pytest.skip(f"{self.CLI} does not report token usage in this mode")
+        setup = cli_setup(self.CLI)
+        result = await self.run(setup, "count my tokens")
+        assert result.usage == self.PLAIN_USAGE, f"usage {result.usage}"
+
+    async def test_tool_call_with_progress_events(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        events = Collected()
+        result = await self.run(setup, "[[TOOL]] run the command", events=events)
+        assert "TOOL_OUTPUT_42" in result.reply
+        assert result.reply.rstrip().endswith("Done.")
+        decisions = [r["decision"] for r in fake_server.model_requests() if r.get("n_tools")]
+        assert "tool" in decisions and decisions[-1] == "text"
+        assert "echo TOOL_OUTPUT_42" in events.text(), "the tool call was not reported as an event"
+        await assert_nothing_left(setup)
+
+    async def test_resume_with_the_returned_thread_id(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        token = f"ALPHA-{secrets.token_hex(4)}"
+        first = await self.run(setup, f"first turn: remember {token}")
+        assert first.next_thread_id, "no thread id to resume with"
+        second = await self.run(setup, "second turn", thread_id=first.next_thread_id)
+        assert "You said: second turn" in second.reply
+        assert second.next_thread_id
+        # the CLI sent the first turn's history with the second prompt: it resumed the session
+        last = fake_server.model_requests()[-1]
+        assert token in str(last.get("body")), "the resumed turn did not carry the first turn"
+        await assert_nothing_left(setup)
+
+    @pytest.mark.parametrize("case", range(2))
+    async def test_api_error_is_a_typed_error(
+        self, cli_setup: SetupFactory, fake_server: FakeServer, case: int
+    ) -> None:
+        if case >= len(self.ERROR_CASES):
+            pytest.skip("no further fast error case for this CLI")
+        marker, status = self.ERROR_CASES[case]
+        setup = cli_setup(self.CLI)
+        started = time.monotonic()
+        with pytest.raises(AliceError) as caught:
+            await self.run(setup, f"{marker} this must fail")
+        error = caught.value
+        assert isinstance(error, self.ERROR_TYPES), f"unexpected error type: {error!r}"
+        if isinstance(error, AgentError) and status is not None:
+            assert error.status == status, f"status {error.status}: {error}"
+        elif status is not None:  # no status attribute: the message must still name it
+            assert str(status) in str(error), str(error)
+        assert time.monotonic() - started < 60, "the error was not fast"
+        await assert_nothing_left(setup)
+
+    async def test_cancel_mid_turn_leaves_nothing(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        streaming_since: list[float] = []
+
+        def streaming_a_while() -> bool:
+            slow = [r for r in fake_server.model_requests() if r.get("delay")]
+            if slow and not streaming_since:
+                streaming_since.append(time.monotonic())
+            return bool(streaming_since) and time.monotonic() - streaming_since[0] > 1.0
+
+        groups, took = await self.cancel_when(
+            setup, "[[SLOW]] a long answer", streaming_a_while, "the slow stream to start"
+        )
+        await assert_nothing_left(setup, groups)
+        assert took < CANCEL_BOUND
+
+    @pytest.mark.parametrize("shape", ["sleep", "sleep_then_echo"])
+    async def test_cancel_mid_tool_leaves_nothing(
+        self, cli_setup: SetupFactory, fake_server: FakeServer, shape: str
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        sleeper = f"sleep 60.{secrets.randbelow(10**6):06d}"
+        command = sleeper if shape == "sleep" else f"{sleeper}; echo done"
+
+        def tool_running() -> bool:
+            return any(p.cmdline == sleeper for p in live_processes())
+
+        groups, took = await self.cancel_when(
+            setup, f"[[TOOL]][[CMD:{command}]] run it", tool_running, f"`{sleeper}` to start"
+        )
+        await assert_nothing_left(setup, groups, cmd_token=sleeper)
+        assert took < CANCEL_BOUND

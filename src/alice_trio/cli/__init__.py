@@ -1,0 +1,1 @@
+"""The ``alice-trio`` command line (``alice_trio.cli.main:main``)."""

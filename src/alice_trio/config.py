@@ -1,0 +1,774 @@
+"""The YAML configuration: profiles that name a provider and its settings.
+
+File shape (a deliberately simpler shape than Alice's multi-bot one; see docs/configuration.md)::
+
+    default_profile: chat            # required when there are several profiles
+    env: {HTTPS_PROXY: "..."}        # passed to every CLI (a profile's env wins)
+    workspace_dir: ""                # default cwd of every CLI (a profile's wins)
+    auth_status_timeout_secs: 15     # `alice-trio doctor` checks
+    llm_profiles:
+      chat:
+        provider: codex              # required: there is no implicit default provider
+        model: gpt-5.4-mini
+        timeout_secs: 600
+        ...                          # any key of the provider's config class
+
+Loading is YAML (safe loader, duplicate keys rejected) → normalization (spec §10.2) → cattrs into
+the provider's config class, found through the registry (``Provider.config_class``), with unknown
+keys forbidden. Every problem becomes one line ``<key path>: <what was expected>, got <value>``
+(with a did-you-mean for unknown keys, and the known providers for an unknown one); all lines of
+one file are raised together as one :class:`~alice_trio.errors.ConfigError` whose ``errors``
+holds ``(path, message)`` pairs. Env *values* never appear in messages.
+
+YAML keys are the config classes' field names, except that ``exec_policy`` is ``permissions``
+and a duration field (``timeout``, ``idle_timeout``, ``kill_grace``, …) is ``<name>_secs``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, override
+
+from .errors import ConfigError, UnknownProviderError
+from .models import APPROVAL_VALUES, SANDBOX_VALUES, ExecPolicy
+from .providers.base import DEFAULT_TIMEOUT, CLIConfig, Provider
+from .providers.registry import get_provider, normalize_name, provider_names
+
+__all__ = [
+    "DEFAULT_AUTH_STATUS_TIMEOUT",
+    "AppConfig",
+    "ProfileConfig",
+    "build_profile",
+    "config_keys",
+    "load_config",
+    "override_profile",
+    "parse_config",
+    "yaml_key",
+]
+
+DEFAULT_AUTH_STATUS_TIMEOUT = 15.0
+#: profile keys that are not fields of the provider's config class
+PROFILE_META_KEYS = ("provider", "description")
+TOP_LEVEL_KEYS = ("default_profile", "env", "workspace_dir", "auth_status_timeout_secs",
+                  "llm_profiles")  # fmt: skip
+#: string fields that are trimmed *and* lower-cased (spec §10.2)
+LOWERCASE_FIELDS = frozenset({"reasoning_effort", "variant", "personality"})
+#: a key people are likely to write → the key we use
+KEY_HINTS = {
+    "exec_policy": "permissions",
+    "timeout": "timeout_secs",
+    "idle_timeout": "idle_timeout_secs",
+    "profile": "provider_profile (codex) or agent (opencode)",
+    "llm_provider": "provider",
+    "cwd": "workspace_dir",
+    "workdir": "workspace_dir",
+    "args": "extra_args",
+    "codex_idle_timeout_secs": "default_idle_timeout_secs",
+    "codex_high_idle_timeout_secs": "high_idle_timeout_secs",
+    "codex_xhigh_idle_timeout_secs": "xhigh_idle_timeout_secs",
+    "bots": "llm_profiles (alice-trio has no bots: one file is one set of profiles)",
+    "default_provider": "default_profile",
+}
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """A leaf validation failure: ``message`` is the text after ``<path>: ``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _show(value: Any, *, secret: bool = False) -> str:
+    """A short rendering of a bad value for an error message (``secret``: its type only)."""
+    if secret:
+        return f"a {type(value).__name__}"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return '"' + shown.replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _did_you_mean(key: str, known: list[str] | tuple[str, ...]) -> str:
+    hint = KEY_HINTS.get(key)
+    if hint and hint.split(" ")[0] in known:
+        return f"; did you mean {hint}?"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f'; did you mean "{close[0]}"?'
+    if hint:
+        return f"; did you mean {hint}?"
+    return ""
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _cls_keys(cl: type) -> dict[str, str]:
+    """attribute name → YAML key of an attrs class."""
+    return {a.name: yaml_key(cl, a) for a in attrs.fields(cl)}
+
+
+def _flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tuple[str, str]]:
+    """Turn a (nested) cattrs validation error into ``(path, message)`` lines."""
+    out: list[tuple[str, str]] = []
+    if isinstance(exc, ClassValidationError):
+        keys = _cls_keys(exc.cl) if attrs.has(exc.cl) else {}
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            if isinstance(note, AttributeValidationNote):
+                sub_path = _join(path, keys.get(note.name, note.name))
+                sub_cl = note.type if isinstance(note.type, type) else None
+                out += _flatten(sub, sub_path, sub_cl)
+            else:
+                out += _flatten(sub, path)
+        for sub in without:
+            out += _flatten(sub, path, exc.cl)
+    elif isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            key = note.index if isinstance(note, IterableValidationNote) else None
+            sub_path = _join(path, key) if isinstance(key, (int, str)) else path
+            out += _flatten(sub, sub_path)
+        for sub in without:
+            out += _flatten(sub, path)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        known = sorted(_cls_keys(exc.cl).values())
+        for key in sorted(exc.extra_fields):
+            out.append((_join(path, key), "unknown key" + _did_you_mean(key, known)))
+    elif isinstance(exc, _Invalid):
+        out.append((path, exc.message))
+    elif isinstance(exc, KeyError):
+        out.append((_join(path, str(exc.args[0])), "required key is missing"))
+    elif isinstance(exc, (ValueError, TypeError)):
+        out.append(_attrs_validator_message(exc, path, cl))
+    else:  # pragma: no cover - cattrs raises only the above
+        out.append((path, str(exc)))
+    return out
+
+
+def _attrs_validator_message(
+    exc: ValueError | TypeError, path: str, cl: type | None
+) -> tuple[str, str]:
+    """A config class's own attrs validator failed (``in_``, ``ge``, …)."""
+    args = exc.args
+    if len(args) >= 4 and isinstance(args[1], attrs.Attribute):
+        attr, options, value = args[1], args[2], args[3]
+        key = yaml_key(cl, attr) if cl is not None and attrs.has(cl) else attr.name
+        choices = ", ".join(str(o) if o != "" else '""' for o in options)
+        return _join(path, key), f"{_show(value)} is unsupported; expected one of: {choices}"
+    text = str(exc)
+    if text.startswith("'") and "' " in text and cl is not None and attrs.has(cl):
+        name, rest = text[1:].split("' ", 1)
+        keys = _cls_keys(cl)
+        if name in keys:
+            if rest.startswith("must be ") and ": " in rest:
+                rest = rest.replace(": ", ", got ", 1)
+            return _join(path, keys[name]), rest
+    return path, text
+
+
+def _raise(errors: list[tuple[str, str]], source: str = "") -> typing.NoReturn:
+    lines = [f"{p}: {m}" if p else m for p, m in errors]
+    err = ConfigError("\n".join(lines))
+    err.errors = tuple(errors)  # type: ignore[attr-defined]
+    err.source = source  # type: ignore[attr-defined]
+    raise err
+
+
+# -- key names ----------------------------------------------------------------------------------
+
+_DURATION_SUFFIXES = ("timeout", "grace")
+
+
+def _is_float_type(t: Any) -> bool:
+    return t is float or set(typing.get_args(t)) == {float, type(None)}
+
+
+def _is_duration(attribute: attrs.Attribute[Any]) -> bool:
+    return attribute.name.endswith(_DURATION_SUFFIXES) and _is_float_type(attribute.type)
+
+
+def yaml_key(cl: type | None, attribute: attrs.Attribute[Any]) -> str:
+    """The YAML key of a config class field (``exec_policy`` → ``permissions``, durations get
+    ``_secs``)."""
+    if attribute.name == "exec_policy":
+        return "permissions"
+    if _is_duration(attribute):
+        return attribute.name + "_secs"
+    return attribute.name
+
+
+def _fields(cl: type) -> tuple[attrs.Attribute[Any], ...]:
+    return attrs.fields(attrs.resolve_types(cl))
+
+
+def config_keys(cl: type) -> list[str]:
+    """Every YAML key of config class ``cl``, in field order."""
+    return [yaml_key(cl, a) for a in _fields(cl)]
+
+
+# -- the converter ------------------------------------------------------------------------------
+
+
+def _str(value: Any, _: Any = None) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_show(value)}")
+    return value.strip()
+
+
+def _lower_str(value: Any, _: Any = None) -> str:
+    return _str(value).lower()
+
+
+def _bool(value: Any, _: Any = None) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _int(value: Any, _: Any = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"expected an integer, got {_show(value)}")
+    return value
+
+
+def _float(value: Any, _: Any = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid(f"expected a number, got {_show(value)}")
+    return float(value)
+
+
+def _seconds(value: Any, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        what = "a number of seconds" + (" or null" if optional else "")
+        raise _Invalid(f"expected {what}, got {_show(value)}")
+    return float(value)
+
+
+def _timeout_secs(value: Any, _: Any = None) -> float:
+    seconds = _seconds(value, optional=False)
+    assert seconds is not None
+    return seconds if seconds > 0 else DEFAULT_TIMEOUT  # spec §10.3: <= 0 → 48 h
+
+
+def _duration(optional: bool) -> Callable[[Any, Any], float | None]:
+    def hook(value: Any, _: Any = None) -> float | None:
+        seconds = _seconds(value, optional)
+        if seconds is not None and seconds < 0:
+            raise _Invalid(f"expected a number of seconds >= 0, got {_show(value)}")
+        return seconds
+
+    return hook
+
+
+def _str_tuple(value: Any, _: Any = None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list of strings, got {_show(value)}")
+    out: list[str] = []
+    bad = [i for i, v in enumerate(value) if not isinstance(v, str)]
+    if bad:
+        i = bad[0]
+        raise _Invalid(f"expected a list of strings, item {i} is {_show(value[i])}")
+    out = [v.strip() for v in value]
+    return tuple(out)
+
+
+def _scalar_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value).strip()
+    if value is None:
+        return ""
+    return None
+
+
+def _str_map(value: Any, _: Any = None) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Invalid(f"expected a mapping of names to strings, got {_show(value)}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        text = _scalar_text(v)
+        if text is None:
+            raise _Invalid(f"expected a mapping of names to strings, {k!s} is {_show(v)}")
+        out[str(k).strip()] = text
+    return out
+
+
+def _choice(values: tuple[str, ...]) -> Callable[[Any, Any], str]:
+    def hook(value: Any, _: Any = None) -> str:
+        text = _lower_str(value)
+        if text and text not in values:
+            raise _Invalid(f'"{text}" is unsupported; expected one of: {", ".join(values)}')
+        return text
+
+    return hook
+
+
+def _exec_policy_hook(conv: cattrs.Converter) -> Callable[[Any, Any], ExecPolicy]:
+    inner = make_dict_structure_fn(
+        ExecPolicy,
+        conv,
+        _cattrs_forbid_extra_keys=True,
+        sandbox=override(struct_hook=_choice(SANDBOX_VALUES)),
+        ask_for_approval=override(struct_hook=_choice(APPROVAL_VALUES)),
+        add_dirs=override(struct_hook=_str_tuple),
+    )
+
+    def hook(value: Any, cl: Any) -> ExecPolicy:
+        if value is None:
+            return ExecPolicy()
+        if not isinstance(value, dict):
+            raise _Invalid(
+                "expected a mapping with sandbox, ask_for_approval and add_dirs, "
+                f"got {_show(value)}"
+            )
+        return inner(value, cl)
+
+    return hook
+
+
+def _is_str_tuple(t: Any) -> bool:
+    return typing.get_origin(t) is tuple and typing.get_args(t) == (str, Ellipsis)
+
+
+def _is_str_map(t: Any) -> bool:
+    return typing.get_origin(t) in (Mapping, dict, typing.Mapping) and typing.get_args(t) == (
+        str,
+        str,
+    )
+
+
+def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[Any, Any], Any]]:
+    def factory(cl: type) -> Callable[[Any, Any], Any]:
+        overrides: dict[str, Any] = {}
+        for a in _fields(cl):
+            key = yaml_key(cl, a)
+            kw: dict[str, Any] = {}
+            if key != a.name:
+                kw["rename"] = key
+            if a.name == "timeout" and a.type is float:
+                kw["struct_hook"] = _timeout_secs
+            elif _is_duration(a):
+                kw["struct_hook"] = _duration(optional=a.type is not float)
+            elif a.name in LOWERCASE_FIELDS and a.type is str:
+                kw["struct_hook"] = _lower_str
+            if kw:
+                overrides[a.name] = override(**kw)
+        inner = make_dict_structure_fn(cl, conv, _cattrs_forbid_extra_keys=True, **overrides)
+
+        def hook(value: Any, t: Any) -> Any:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise _Invalid(f"expected a mapping, got {_show(value)}")
+            return inner(value, t)
+
+        return hook
+
+    return factory
+
+
+@functools.cache
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(str, _str)
+    conv.register_structure_hook(bool, _bool)
+    conv.register_structure_hook(int, _int)
+    conv.register_structure_hook(float, _float)
+    conv.register_structure_hook_func(_is_str_tuple, _str_tuple)
+    conv.register_structure_hook_func(_is_str_map, _str_map)
+    conv.register_structure_hook(ExecPolicy, _exec_policy_hook(conv))
+    conv.register_structure_hook_factory(attrs.has, _attrs_hook_factory(conv))
+    return conv
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ProfileConfig:
+    """One resolved profile: its provider and a complete provider config (env and workspace
+    dir already merged with the file's top-level ones)."""
+
+    name: str
+    provider: str
+    config: CLIConfig
+    description: str = ""
+
+    def resolve(self) -> tuple[Provider, CLIConfig]:
+        return get_provider(self.provider), self.config
+
+
+@attrs.frozen(kw_only=True)
+class AppConfig:
+    """A loaded configuration: named profiles and the default one.
+
+    ``default_profile`` is "" only when there is no profile at all. ``source`` is the file it
+    came from ("" when built in code).
+    """
+
+    profiles: Mapping[str, ProfileConfig] = attrs.field(factory=dict)
+    default_profile: str = ""
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    workspace_dir: str = ""
+    auth_status_timeout: float = DEFAULT_AUTH_STATUS_TIMEOUT
+    source: str = ""
+
+    def profile_names(self) -> list[str]:
+        return list(self.profiles)
+
+    def get(self, name: str = "") -> ProfileConfig:
+        """The profile called ``name`` (trimmed, case-insensitive; "" = the default). Raises
+        :class:`ConfigError` naming the configured profiles when there is none such."""
+        key = normalize_name(name) or self.default_profile
+        if not key:
+            raise ConfigError("no profile is configured (llm_profiles is empty)")
+        if key not in self.profiles:
+            known = list(self.profiles)
+            raise ConfigError(
+                f'unknown profile "{key}"; configured profiles: {", ".join(known)}'
+                + _did_you_mean(key, known)
+            )
+        return self.profiles[key]
+
+    def profile(self, name: str = "") -> tuple[Provider, CLIConfig]:
+        """``(provider, config)`` of profile ``name`` ("" = the default profile)."""
+        return self.get(name).resolve()
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, rejecting duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (first at line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        try:
+            seen[key] = key_node.start_mark.line
+        except TypeError:  # unhashable key: let the base class report it
+            break
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _env(raw: Any, path: str, errors: list[tuple[str, str]]) -> dict[str, str]:
+    """Validate and normalize an ``env`` mapping (keys trimmed, case kept; values trimmed;
+    empty values dropped). Values are never shown in messages."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append((path, f"expected a mapping of variable names to values, got {_show(raw)}"))
+        return {}
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        key = str(k).strip() if k is not None else ""
+        if not key:
+            errors.append((path, "env key must not be empty"))
+            continue
+        if "=" in key:
+            errors.append((path, f"env key \"{key}\" must not contain '='"))
+            continue
+        text = _scalar_text(v)
+        if text is None:
+            errors.append((_join(path, key), f"expected a string, got {_show(v, secret=True)}"))
+            continue
+        if text:
+            out[key] = text
+    return out
+
+
+def build_profile(
+    name: str,
+    raw: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    workspace_dir: str = "",
+    path: str = "",
+) -> ProfileConfig:
+    """Structure one profile mapping (``provider`` + the provider's config keys) into a
+    :class:`ProfileConfig`. ``env``/``workspace_dir`` are the file-level defaults under the
+    profile's own. Raises :class:`ConfigError` listing every problem with its key path."""
+    errors: list[tuple[str, str]] = []
+    profile = _build_profile(name, raw, env or {}, workspace_dir, path or name, errors)
+    if errors or profile is None:
+        _raise(errors)
+    return profile
+
+
+def _build_profile(
+    name: str,
+    raw: Any,
+    top_env: Mapping[str, str],
+    top_workspace: str,
+    path: str,
+    errors: list[tuple[str, str]],
+) -> ProfileConfig | None:
+    if not isinstance(raw, dict):
+        errors.append((path, f"expected a mapping of profile settings, got {_show(raw)}"))
+        return None
+    data = dict(raw)
+    provider_raw = data.pop("provider", None)
+    description = data.pop("description", "")
+    known = provider_names()
+    if provider_raw is None or (isinstance(provider_raw, str) and not provider_raw.strip()):
+        errors.append((_join(path, "provider"), f"required; known providers: {', '.join(known)}"))
+        return None
+    if not isinstance(provider_raw, str):
+        errors.append((_join(path, "provider"), f"expected a string, got {_show(provider_raw)}"))
+        return None
+    provider_name = normalize_name(provider_raw)
+    try:
+        provider = get_provider(provider_name)
+    except UnknownProviderError:
+        close = difflib.get_close_matches(provider_name, known, n=1, cutoff=0.6)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        errors.append(
+            (
+                _join(path, "provider"),
+                f'unsupported provider "{provider_name}"; known providers: '
+                f"{', '.join(known)}{hint}",
+            )
+        )
+        return None
+    if not isinstance(description, str):
+        errors.append((_join(path, "description"), f"expected a string, got {_show(description)}"))
+        description = ""
+    cl = provider.config_class
+    keys = config_keys(cl)
+    n_errors = len(errors)
+    # unknown keys first, with a provider-aware hint
+    for key in list(data):
+        if key not in keys:
+            errors.append((_join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
+            del data[key]
+    profile_env = _env(data.pop("env", None), _join(path, "env"), errors)
+    data["env"] = {**top_env, **profile_env}
+    if "workspace_dir" not in data and top_workspace:
+        data["workspace_dir"] = top_workspace
+    try:
+        config = _converter().structure(data, cl)
+    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
+        errors.extend(_flatten(exc, path, cl))
+        return None
+    except (ValueError, TypeError) as exc:  # the config class's own validators
+        errors.append(_attrs_validator_message(exc, path, cl))
+        return None
+    if len(errors) > n_errors:
+        return None
+    return ProfileConfig(
+        name=name, provider=provider.name, config=config, description=description.strip()
+    )
+
+
+def override_profile(
+    profile: ProfileConfig, raw: Mapping[str, Any], *, path: str = ""
+) -> ProfileConfig:
+    """``profile`` with the keys of ``raw`` (YAML keys of its provider's config class, validated
+    like a file) replaced; ``env`` is merged over the profile's env. Used for command-line
+    overrides (``alice-trio run -o KEY=VALUE``). Raises :class:`ConfigError`."""
+    provider = get_provider(profile.provider)
+    cl = provider.config_class
+    keys = config_keys(cl)
+    errors: list[tuple[str, str]] = []
+    data = dict(raw)
+    for key in list(data):
+        if key not in keys:
+            errors.append((_join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
+            del data[key]
+    if "env" in data:
+        data["env"] = {**profile.config.env, **_env(data["env"], _join(path, "env"), errors)}
+    partial = None
+    try:
+        partial = _converter().structure(data, cl)
+    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
+        errors.extend(_flatten(exc, path, cl))
+    except (ValueError, TypeError) as exc:
+        errors.append(_attrs_validator_message(exc, path, cl))
+    if errors or partial is None:
+        _raise(errors)
+    by_key = {yaml_key(cl, a): a.name for a in _fields(cl)}
+    changes = {by_key[k]: getattr(partial, by_key[k]) for k in data}
+    return attrs.evolve(profile, config=attrs.evolve(profile.config, **changes))
+
+
+def _unknown_profile_key(key: str, provider: Provider, keys: list[str]) -> str:
+    owners = []
+    for other in provider_names():
+        if other == provider.name:
+            continue
+        try:
+            other_keys = config_keys(get_provider(other).config_class)
+        except Exception:  # a broken third-party provider must not hide this error
+            continue
+        if key in other_keys:
+            owners.append(other)
+    msg = f'unknown key for provider "{provider.name}"'
+    if owners:
+        return msg + f" (it is a key of {', '.join(owners)})"
+    return msg + _did_you_mean(key, [*PROFILE_META_KEYS, *keys])
+
+
+def parse_config(data: Any, *, source: str = "") -> AppConfig:
+    """Validate an already-parsed YAML document and build the :class:`AppConfig`."""
+    errors: list[tuple[str, str]] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        _raise([("", f"expected a mapping at the top level, got {_show(data)}")], source)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            errors.append((str(key), "unknown key" + _did_you_mean(str(key), TOP_LEVEL_KEYS)))
+    env = _env(data.get("env"), "env", errors)
+    workspace_dir = ""
+    try:
+        workspace_dir = _str(data.get("workspace_dir"))
+    except _Invalid as exc:
+        errors.append(("workspace_dir", exc.message))
+    auth_timeout = DEFAULT_AUTH_STATUS_TIMEOUT
+    raw_auth = data.get("auth_status_timeout_secs")
+    if raw_auth is not None:
+        try:
+            auth_timeout = float(_seconds(raw_auth, optional=False) or 0.0)
+            if auth_timeout <= 0:
+                errors.append(("auth_status_timeout_secs", "auth_status_timeout_secs must be > 0"))
+        except _Invalid as exc:
+            errors.append(("auth_status_timeout_secs", exc.message))
+
+    profiles: dict[str, ProfileConfig] = {}
+    raw_profiles = data.get("llm_profiles")
+    if raw_profiles is None:
+        raw_profiles = {}
+    if not isinstance(raw_profiles, dict):
+        what = _show(raw_profiles)
+        errors.append(("llm_profiles", f"expected a mapping of profile names, got {what}"))
+        raw_profiles = {}
+    seen: dict[str, str] = {}
+    for raw_name, raw_profile in raw_profiles.items():
+        name = normalize_name(str(raw_name)) if raw_name is not None else ""
+        if not name:
+            errors.append(("llm_profiles", "a profile name must not be empty"))
+            continue
+        if name in seen:
+            errors.append(
+                (f"llm_profiles.{raw_name}",
+                 f'duplicate profile: "{seen[name]}" and "{raw_name}" are both "{name}"')
+            )  # fmt: skip
+            continue
+        seen[name] = str(raw_name)
+        profile = _build_profile(
+            name, raw_profile, env, workspace_dir, f"llm_profiles.{raw_name}", errors
+        )
+        if profile is not None:
+            profiles[name] = profile
+
+    default = ""
+    raw_default = data.get("default_profile")
+    try:
+        default = normalize_name(_str(raw_default))
+    except _Invalid as exc:
+        errors.append(("default_profile", exc.message))
+    names = list(seen)
+    if default and default not in seen:
+        errors.append(
+            ("default_profile",
+             f'"{default}" is not a profile; profiles: {", ".join(names) or "(none)"}'
+             + _did_you_mean(default, names))
+        )  # fmt: skip
+    elif not default and len(seen) > 1:
+        errors.append(
+            ("default_profile",
+             f"required when several profiles are configured (profiles: {', '.join(names)})")
+        )  # fmt: skip
+    elif not default and len(seen) == 1:
+        default = names[0]
+    if errors:
+        _raise(errors, source)
+    return AppConfig(
+        profiles=profiles,
+        default_profile=default,
+        env=env,
+        workspace_dir=workspace_dir,
+        auth_status_timeout=auth_timeout,
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> AppConfig:
+    """Read, validate and resolve the YAML file at ``path``.
+
+    Raises :class:`ConfigError`: the file is unreadable, is not valid YAML (line and column
+    given), or has invalid settings (every problem listed, one ``<key path>: ...`` per line).
+    """
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {source}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {source} is not UTF-8 text") from exc
+    try:
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(exc, "problem", None) or str(exc)
+        err = ConfigError(f"{source}: invalid YAML{where}: {problem}")
+        err.source = source  # type: ignore[attr-defined]
+        raise err from exc
+    return parse_config(data, source=source)

@@ -1,0 +1,213 @@
+"""One router for every kind of backend: send each request to the backend of its profile or
+provider (spec §5.4, with the one set of rules and texts below; Alice had two routers that
+disagreed, §13 item 23).
+
+Resolution of a request, first match wins:
+
+1. ``request.profile`` names a configured profile → that profile's backend. The outer profile
+   name is then cleared from the request (it is ours, not the CLI's: it must never reach
+   ``codex -p``); a ``request.provider`` that contradicts the profile's is a
+   :class:`~alice_trio.errors.ConfigError`.
+2. ``request.provider`` (trimmed, lower-cased) → that provider's backend, else
+   ``llm backend for provider "<p>" is unavailable; configured providers: <a, b>``. A profile
+   name that is not a configured profile is passed on unchanged (the provider may know it:
+   codex ``profile_overrides`` / ``-p``, opencode agents).
+3. Neither → the default route.
+
+The default route, fixed at construction: ``default_profile`` if given (it must be a profile);
+else ``default_provider`` if given (it must be registered, else ``multi backend: defaultProvider
+"<p>" is not in the registered backends``); else the only backend when there is exactly one;
+else ``codex`` when it is registered; else ``multi backend: defaultProvider must be set when
+multiple backends are configured and "codex" is not one of them``. No backends at all:
+``multi backend requires at least one backend``. The resolved provider is written into
+``request.provider``; backend errors pass through unwrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from .backend import OneShotBackend
+from .config import AppConfig
+from .errors import ConfigError, SteerUnsupportedError
+from .models import RunRequest, RunResult
+from .providers.base import CLIConfig, Provider
+from .providers.registry import normalize_name
+
+__all__ = ["Backend", "MultiBackend", "backend_from_config"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything with a provider ``name`` and ``run(request)``: :class:`OneShotBackend`, an
+    interactive session backend, or a caller's own. ``steer(request)`` and ``aclose()`` are
+    optional."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(self, request: RunRequest) -> RunResult: ...
+
+
+class MultiBackend:
+    """Routes each request to one of several backends (see the module docstring).
+
+    ``backends`` maps provider names to backends (``None`` values are skipped; an empty name is
+    a :class:`ConfigError`: there is no implicit provider). ``profiles`` maps profile names to
+    backends; a profile backend's provider is its ``name``.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend | None] | None = None,
+        *,
+        default_provider: str = "",
+        profiles: Mapping[str, Backend] | None = None,
+        default_profile: str = "",
+    ) -> None:
+        self._providers: dict[str, Backend] = {}
+        for key, backend in (backends or {}).items():
+            if backend is None:
+                continue
+            name = normalize_name(key)
+            if not name:
+                raise ConfigError("multi backend: a backend is registered under an empty name")
+            self._providers[name] = backend
+        self._profiles: dict[str, Backend] = {
+            normalize_name(k): b for k, b in (profiles or {}).items()
+        }
+        if not self._providers and not self._profiles:
+            raise ConfigError("multi backend requires at least one backend")
+        self._default = self._choose_default(
+            normalize_name(default_provider), normalize_name(default_profile)
+        )
+
+    def _choose_default(self, provider: str, profile: str) -> tuple[str, Backend]:
+        if profile:
+            if profile not in self._profiles:
+                raise ConfigError(
+                    f'multi backend: defaultProfile "{profile}" is not in the configured profiles'
+                )
+            backend = self._profiles[profile]
+            return normalize_name(backend.name), backend
+        if provider:
+            if provider not in self._providers:
+                raise ConfigError(
+                    f'multi backend: defaultProvider "{provider}" is not in the registered backends'
+                )
+            return provider, self._providers[provider]
+        distinct = {id(b): b for b in [*self._providers.values(), *self._profiles.values()]}
+        if len(distinct) == 1:
+            (only,) = distinct.values()
+            return normalize_name(only.name), only
+        if "codex" in self._providers:
+            return "codex", self._providers["codex"]
+        raise ConfigError(
+            "multi backend: defaultProvider must be set when multiple backends are configured "
+            'and "codex" is not one of them'
+        )
+
+    # -- introspection ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return "multi"
+
+    @property
+    def default_provider(self) -> str:
+        return self._default[0]
+
+    def providers(self) -> list[str]:
+        """The provider names that can be routed to (registered and via profiles), sorted."""
+        names = set(self._providers)
+        names.update(normalize_name(b.name) for b in self._profiles.values())
+        return sorted(names)
+
+    def profiles(self) -> list[str]:
+        return list(self._profiles)
+
+    def profile_backends(self) -> dict[str, Backend]:
+        """Profile name → its backend (a copy)."""
+        return dict(self._profiles)
+
+    # -- routing ------------------------------------------------------------------------------
+    def route(self, request: RunRequest) -> tuple[Backend, RunRequest]:
+        """The backend for ``request`` and the request as that backend receives it."""
+        provider = normalize_name(request.provider)
+        profile = normalize_name(request.profile)
+        if profile and profile in self._profiles:
+            backend = self._profiles[profile]
+            resolved = normalize_name(backend.name)
+            if provider and provider != resolved:
+                raise ConfigError(
+                    f'profile "{profile}" uses provider "{resolved}", but the request asks for '
+                    f'provider "{provider}"'
+                )
+            return backend, request.evolve(provider=resolved, profile="")
+        if provider:
+            backend = self._providers.get(provider)
+            if backend is None:
+                backend = self._provider_via_profile(provider)
+            if backend is None:
+                raise ConfigError(
+                    f'llm backend for provider "{provider}" is unavailable; configured '
+                    f"providers: {', '.join(self.providers())}",
+                    provider=provider,
+                )
+            return backend, request.evolve(provider=provider)
+        name, backend = self._default
+        return backend, request.evolve(provider=name)
+
+    def _provider_via_profile(self, provider: str) -> Backend | None:
+        """A provider with no backend of its own: the default profile when it uses that
+        provider, else the first profile (in configuration order) that does."""
+        default = self._default[1]
+        if normalize_name(default.name) == provider and any(
+            b is default for b in self._profiles.values()
+        ):
+            return default
+        for backend in self._profiles.values():
+            if normalize_name(backend.name) == provider:
+                return backend
+        return None
+
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run ``request`` on its backend; the backend's errors pass through unchanged."""
+        backend, routed = self.route(request)
+        return await backend.run(routed)
+
+    async def steer(self, request: RunRequest) -> Any:
+        """Steer the active turn of ``request``'s backend; a backend without ``steer`` raises
+        :class:`SteerUnsupportedError`."""
+        backend, routed = self.route(request)
+        steer = getattr(backend, "steer", None)
+        if steer is None:
+            raise SteerUnsupportedError(provider=routed.provider)
+        return await steer(routed)
+
+    async def aclose(self) -> None:
+        """Close every backend that has ``aclose`` (each once)."""
+        seen: set[int] = set()
+        for backend in [*self._providers.values(), *self._profiles.values()]:
+            if id(backend) in seen:
+                continue
+            seen.add(id(backend))
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
+
+
+BackendFactory = Callable[[Provider, CLIConfig], Backend]
+
+
+def backend_from_config(app: AppConfig, factory: BackendFactory | None = None) -> MultiBackend:
+    """A :class:`MultiBackend` with one backend per profile of ``app`` (built by ``factory``,
+    default :class:`OneShotBackend`) and ``app.default_profile`` as the default route.
+    A request naming only a provider goes to the default profile when it uses that provider,
+    else to the first profile of the file that does."""
+    make = factory or OneShotBackend
+    profiles: dict[str, Backend] = {}
+    for name, profile in app.profiles.items():
+        provider, config = profile.resolve()
+        profiles[name] = make(provider, config)
+    return MultiBackend(profiles=profiles, default_profile=app.default_profile)

@@ -119,8 +119,12 @@ def main() -> int:
     for i in range(a.unknown_lines):
         out({"type": "x_future_event", "seq": i, "pad": "u" * 200})
     if a.split_utf8:
-        data = (json.dumps({"type": "text", "text": "h\u00e9llo \u6f22\u5b57 \U0001f600"},
-                           ensure_ascii=False) + "\n").encode()
+        data = (
+            json.dumps(
+                {"type": "text", "text": "h\u00e9llo \u6f22\u5b57 \U0001f600"}, ensure_ascii=False
+            )
+            + "\n"
+        ).encode()
         for i in range(len(data)):
             os.write(1, data[i : i + 1])
             time.sleep(0.001)
@@ -135,7 +139,8 @@ def main() -> int:
     if a.die_signal:
         sys.stderr.write(f"fatal: the fake CLI dies by signal {a.die_signal}\n")
         sys.stderr.flush()
-        signal.signal(a.die_signal, signal.SIG_DFL)
+        if a.die_signal not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(a.die_signal, signal.SIG_DFL)
         os.kill(os.getpid(), a.die_signal)
         time.sleep(5)
     if a.fail:

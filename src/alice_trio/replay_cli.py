@@ -110,7 +110,8 @@ def replay(transcript: Transcript, speed: float) -> None:
 
 def _exit(code: int) -> None:
     if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot have a handler
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         time.sleep(1.0)  # the signal is delivered before this returns
     sys.exit(code if 0 <= code <= 255 else 1)

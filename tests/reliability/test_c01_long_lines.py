@@ -55,8 +55,15 @@ async def test_50mb_line_over_a_small_limit_is_a_typed_error_and_memory_stays_bo
         with trio.fail_after(30), pytest.raises(LineTooLongError) as info:
             await run_oneshot(
                 PROVIDER,
-                cfg("--lines", "1", "--giant-line", str(50 * MB), "--sleep-after", "30",
-                    limits=limits),
+                cfg(
+                    "--lines",
+                    "1",
+                    "--giant-line",
+                    str(50 * MB),
+                    "--sleep-after",
+                    "30",
+                    limits=limits,
+                ),
                 req(mark),
             )
         _, peak = tracemalloc.get_traced_memory()

@@ -38,9 +38,7 @@ ENDINGS = {
 # setsid-fork (escaped the group, then re-parented below us) is the hardest; the other modes
 # run in the default suite for the endings where they differ, and fully under -m slow
 FAST_CASES = [("setsid-fork", e) for e in ENDINGS] + [("own", "cancel"), ("setsid", "crash")]
-SLOW_CASES = [
-    (m, e) for m in ("own", "setsid") for e in ENDINGS if (m, e) not in FAST_CASES
-]
+SLOW_CASES = [(m, e) for m in ("own", "setsid") for e in ENDINGS if (m, e) not in FAST_CASES]
 CASES = [pytest.param(m, e, id=f"{m}-{e}") for m, e in FAST_CASES] + [
     pytest.param(m, e, id=f"{m}-{e}", marks=pytest.mark.slow) for m, e in SLOW_CASES
 ]
@@ -76,8 +74,16 @@ async def test_no_process_survives(mode: str, ending: str, tmp_path: Path):
 async def test_cli_and_grandchild_ignoring_sigterm_die_within_grace(tmp_path: Path):
     mark = new_mark()
     pidfile = tmp_path / "pids"
-    args = ("--ignore-term", "--grandchild", "own", "--grandchild-ignore-term",
-            "--pidfile", str(pidfile), "--sleep", "30")
+    args = (
+        "--ignore-term",
+        "--grandchild",
+        "own",
+        "--grandchild-ignore-term",
+        "--pidfile",
+        str(pidfile),
+        "--sleep",
+        "30",
+    )
     with trio.move_on_after(0.5):
         await run_oneshot(PROVIDER, cfg(*args), req(mark))
     assert_nothing_left(mark, read_pids(pidfile))
@@ -88,8 +94,16 @@ async def test_second_cancel_during_teardown_cannot_orphan(tmp_path: Path):
     the group is being killed (CLI ignores SIGTERM: teardown takes the whole kill grace)."""
     mark = new_mark()
     pidfile = tmp_path / "pids"
-    args = ("--ignore-term", "--grandchild", "setsid", "--grandchild-ignore-term",
-            "--pidfile", str(pidfile), "--sleep", "30")
+    args = (
+        "--ignore-term",
+        "--grandchild",
+        "setsid",
+        "--grandchild-ignore-term",
+        "--pidfile",
+        str(pidfile),
+        "--sleep",
+        "30",
+    )
     with trio.move_on_after(0.45):  # fires inside the inner run's 0.25 s kill grace
         with trio.move_on_after(0.35):
             await run_oneshot(PROVIDER, cfg(*args), req(mark))
@@ -118,7 +132,7 @@ async def test_error_paths_all_reap(tmp_path: Path):
     """Every typed error leaves nothing behind (one loop over the error endings)."""
     for ending in ("crash", "timeout", "idle"):
         mark = new_mark()
-        args, kw, expect = ENDINGS[ending]
+        args, kw, _ = ENDINGS[ending]
         with pytest.raises(AliceError):
             await run_oneshot(PROVIDER, cfg(*args, "--grandchild", "setsid-fork", **kw), req(mark))
         assert_nothing_left(mark)

@@ -68,8 +68,9 @@ async def test_no_terminal_event_and_no_idle_timeout_falls_to_the_overall_timeou
     """kimi --print has no terminal event at all: the overall timeout is the backstop."""
     mark = new_mark()
     with elapsed() as took, pytest.raises(RunTimeoutError, match="llm timeout") as info:
-        await run_oneshot(PROVIDER, cfg("--text", "x", "--no-done", "--sleep", "60",
-                                        timeout=0.5), req(mark))
+        await run_oneshot(
+            PROVIDER, cfg("--text", "x", "--no-done", "--sleep", "60", timeout=0.5), req(mark)
+        )
     assert info.value.partial.reply == "x"
     assert took[0] < 0.5 + BOUND
     assert_nothing_left(mark)

@@ -26,8 +26,7 @@ async def test_stderr_flood_while_stdout_streams():
     with trio.fail_after(20):
         result = await run_oneshot(
             PROVIDER,
-            cfg("--stderr-flood", str(8 << 20), "--lines", "2000", "--text", "end",
-                limits=limits),
+            cfg("--stderr-flood", str(8 << 20), "--lines", "2000", "--text", "end", limits=limits),
             req(),
         )
     assert result.reply == "end"
@@ -122,7 +121,8 @@ async def test_blocked_callback_is_cancellable():
     mark = new_mark()
     with trio.fail_after(10), elapsed() as took:
         with trio.move_on_after(0.4):
-            await run_oneshot(PROVIDER, cfg("--text", "a", "--sleep", "30"),
-                              req(mark, on_progress=_stuck))
+            await run_oneshot(
+                PROVIDER, cfg("--text", "a", "--sleep", "30"), req(mark, on_progress=_stuck)
+            )
     assert took[0] < 2.0
     assert_nothing_left(mark)

@@ -387,7 +387,7 @@ def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[An
             kw: dict[str, Any] = {}
             if key != a.name:
                 kw["rename"] = key
-            if a.name == "timeout" and a.type is float:
+            if a.name == "timeout" and a.type is float and issubclass(cl, CLIConfig):
                 kw["struct_hook"] = _timeout_secs
             elif _is_duration(a):
                 kw["struct_hook"] = _duration(optional=a.type is not float)

@@ -177,9 +177,9 @@ class Observer:
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode()
 
-    async def arm(self, pids: Sequence[int], timeout: float) -> None:
+    async def arm(self, pids: Sequence[int], watch_seconds: float) -> None:
         assert self.proc.stdin is not None
-        msg = f"watch {timeout} {' '.join(map(str, pids))}\n"
+        msg = f"watch {watch_seconds} {' '.join(map(str, pids))}\n"
         await self.proc.stdin.send_all(msg.encode())
         if await self._line() != "armed":
             raise RuntimeError("observer did not arm")
@@ -204,26 +204,32 @@ def pid_present(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-def kill_leftovers(pids: Iterable[int]) -> int:
-    """SIGKILL what is still alive (an orphan the subject left); returns how many."""
-    n = 0
+def kill_leftovers(pids: Iterable[int]) -> tuple[int, int]:
+    """SIGKILL what the subject left behind; returns (orphans still running, zombies nobody
+    reaped). Our own children among them are reaped here so the next trial starts clean."""
+    alive = zombies = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 state = f.read().rsplit(b")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != b"Z":
-            n += 1
+        if state == b"Z":
+            zombies += 1
+        else:
+            alive += 1
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    return n
+        for _ in range(200):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.001)
+    return alive, zombies
 
 
 def read_pids(path: str) -> list[int]:
@@ -245,9 +251,7 @@ def run_module(module: str, args: Sequence[str], timeout: float = 900.0) -> dict
         cmd, cwd=str(REPO), capture_output=True, text=True, timeout=timeout, check=False
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"{' '.join(cmd)} printed no JSON:\n{proc.stderr[-3000:]}")

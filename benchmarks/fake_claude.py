@@ -66,7 +66,11 @@ def _init_line() -> bytes:
 
 
 _HEAD = '{"type":"assistant","message":{"id":"msg_%08d","type":"message","role":"assistant","model":"claude-fake","content":[{"type":"text","text":"'  # noqa: E501
-_TAIL = '"}],"stop_reason":null,"usage":{"input_tokens":1,"output_tokens":1}},"parent_tool_use_id":null,"session_id":"' + SESSION + '"}\n'  # noqa: E501
+_TAIL = (
+    '"}],"stop_reason":null,"usage":{"input_tokens":1,"output_tokens":1}},"parent_tool_use_id":null,"session_id":"'
+    + SESSION
+    + '"}\n'
+)
 
 
 def _template(size: int) -> bytes:

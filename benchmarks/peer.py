@@ -28,7 +28,6 @@ from .cancel import Subject, oneshot, scenario
 from .common import Observer, emit, fake_launcher, median, tmpdir
 from .throughput import _backend
 
-
 #: the SDK's teardown: EOF, 5 s, SIGTERM, 5 s, SIGKILL — plus a margin
 SDK_WATCH = {"term": 1.5, "busy": 7.0, "noterm": 12.5}
 
@@ -106,7 +105,12 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 a = await scenario(f"alice_trio/{hold}", ours, observer, hold, "own", n)
                 # the SDK never kills the grandchild: wait for its own teardown, not forever
                 b = await scenario(
-                    f"claude_agent_sdk/{hold}", theirs, observer, hold, "own", n,
+                    f"claude_agent_sdk/{hold}",
+                    theirs,
+                    observer,
+                    hold,
+                    "own",
+                    n,
                     watch_timeout=SDK_WATCH[hold],
                 )
                 ratio = {
@@ -114,8 +118,14 @@ async def main_async(quick: bool) -> dict[str, Any]:
                     for key in ("control_ms", "exited_ms", "reaped_ms")
                     if a[key].get("p50") and b[key].get("p50")
                 }
-                out["cancel"].append({"hold": hold, "alice_trio": a, "claude_agent_sdk": b,
-                                      "sdk_over_alice_p50": ratio})
+                out["cancel"].append(
+                    {
+                        "hold": hold,
+                        "alice_trio": a,
+                        "claude_agent_sdk": b,
+                        "sdk_over_alice_p50": ratio,
+                    }
+                )
         finally:
             await observer.aclose()
         ours_w, ours_s, theirs_w, theirs_s = [], [], [], []

@@ -1,0 +1,80 @@
+"""Smoke test of the benchmark harness: ``python -m benchmarks --quick`` runs and its JSON is
+complete. Never asserts a timing (benchmarks are not unit tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _numbers(obj: object, path: str = "") -> list[tuple[str, float]]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, (int, float)):
+        return [(path, obj)]
+    if isinstance(obj, dict):
+        return [n for k, v in obj.items() for n in _numbers(v, f"{path}.{k}")]
+    if isinstance(obj, list):
+        return [n for i, v in enumerate(obj) for n in _numbers(v, f"{path}[{i}]")]
+    return []
+
+
+def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cores"] >= 1 and report["machine"]["python"]
+    sections = report["sections"]
+    assert set(sections) >= {
+        "cancel",
+        "mechanisms",
+        "throughput",
+        "memory",
+        "overhead",
+        "peer",
+        "sessions",
+    }
+    for name, sec in sections.items():
+        assert "error" not in sec, (name, sec)
+    names = {s["name"] for s in sections["cancel"]["scenarios"]}
+    assert {
+        "oneshot/term",
+        "oneshot/busy",
+        "oneshot/noterm",
+        "oneshot/noterm/double",
+        "agent_process/term",
+        "bare/term",
+    } <= names
+    for row in sections["cancel"]["scenarios"]:
+        assert row["control_ms"]["n"] == row["runs"] > 0
+    assert set(sections["mechanisms"]) == {"subreaper", "marker_scan"}
+    assert set(sections["throughput"]["layers"]) == {"pipe", "framer", "decoder", "backend"}
+    assert {"codex", "claude", "gemini", "kimi", "opencode"} <= set(
+        sections["throughput"]["decoder_only"]
+    )
+    assert set(sections["memory"]) == {"giant", "giant_skip", "stderr"}
+    assert sections["memory"]["giant"]["reply_chars"] >= sections["memory"]["giant"]["bytes"]
+    assert "sequential" in sections["overhead"] and "concurrent" in sections["overhead"]
+    assert "throughput" in sections["peer"] or "skipped" in sections["peer"]
+    assert report["goals"] and all("goal" in g for g in report["goals"])
+    numbers = _numbers(report)
+    assert len(numbers) > 100
+    bad = [(p, v) for p, v in numbers if not math.isfinite(v) or v < 0]
+    assert not bad, bad[:10]

@@ -1,0 +1,263 @@
+"""The alice-trio command line: run, replay, providers, doctor, chat; exit codes 0/1/2/130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alice_trio.cli.main import main
+
+from helpers import marked, new_mark
+
+ROOT = Path(__file__).resolve().parents[2]
+TRANSCRIPTS = ROOT / "tests" / "transcripts"
+THREAD = "01a21857-8d93-7d61-8bab-f9ca2ca653ae"
+HTTP500 = TRANSCRIPTS / "codex" / "codex_exec_http500" / "timeline.jsonl"
+CLI = [sys.executable, "-m", "alice_trio.cli.main"]
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def test_run_replay_zero_config_prints_reply(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys, "run", "--provider", "replay", "--plain", "-o", "speed=0")
+    assert code == 0
+    assert out.startswith("The command printed:")
+    assert "tool› command=`/bin/bash -lc 'echo hi'`" in err
+    assert f"thread: {THREAD}" in err
+    assert "usage: 2468 input (2000 cached), 112 output tokens" in err
+
+
+def test_run_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "run", "-P", "replay", "-o", "speed=0", "--json", "-q", "hi")
+    assert code == 0
+    obj = json.loads(out)
+    assert set(obj) == {"reply", "next_thread_id", "goal_done", "usage", "provider", "profile",
+                        "error", "error_type"}  # fmt: skip
+    assert obj["next_thread_id"] == THREAD and obj["error"] is None
+    assert obj["usage"] == {"input_tokens": 2468, "cached_input_tokens": 2000, "output_tokens": 112}
+    assert obj["provider"] == "replay"
+
+
+def test_run_jsonl_one_event_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "run", "-P", "replay", "-o", "speed=0", "--jsonl")
+    assert code == 0
+    lines = [json.loads(x) for x in out.splitlines()]
+    kinds = [x.get("kind") for x in lines if x["type"] == "event"]
+    assert kinds[:3] == ["tool_use", "tool_use", "assistant_text"]
+    assert lines[-1]["type"] == "result" and lines[-1]["next_thread_id"] == THREAD
+
+
+def test_run_with_config_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(
+        capsys, "run", "-c", str(ROOT / "config.example.yaml"), "-p", "REPLAY", "-o", "speed=0",
+        "--json", "hello",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["profile"] == "replay"
+
+
+def test_run_failure_exits_1_with_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(
+        capsys, "run", "-P", "replay", "-o", f"transcript={HTTP500}", "-o", "speed=0", "--json",
+        "-q", "hi",
+    )  # fmt: skip
+    assert code == 1
+    obj = json.loads(out)
+    assert obj["error"] and obj["error_type"] == "AgentError"
+    assert obj["reply"] == ""
+    assert "alice-trio:" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "the following arguments are required"),
+        (["run", "hi"], "give --provider NAME"),
+        (["run", "-P", "nope", "hi"], 'unsupported provider "nope"; known providers:'),
+        (["run", "-P", "replay", "-o", "sped=0"], '-o.sped: unknown key for provider "replay"'),
+        (["run", "-P", "replay", "-o", "noequals"], "-o expects KEY=VALUE"),
+        (["run", "-P", "replay", "-p", "x"], "--profile needs --config"),
+        (["run", "-c", "/nonexistent.yaml", "hi"], "cannot read config file"),
+        (["run", "-P", "replay", "--cwd", "/nonexistent/dir"], "workspace dir does not exist"),
+        (["run", "-P", "replay", "--json", "--jsonl"], "not allowed with argument"),
+        (["replay", "--provider", "codex", "/nonexistent/file"], "cannot read /nonexistent/file"),
+        (["replay", "--provider", "nope", str(HTTP500)], 'unsupported llm_provider "nope"'),
+    ],
+)
+def test_usage_and_config_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2
+    assert needle in err
+
+
+def test_bad_config_file_lists_every_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("llm_profiles:\n  chat: {provider: codex, timeout_secs: abc, modle: x}\n")
+    code, _, err = run_main(capsys, "run", "-c", str(f), "hi")
+    assert code == 2
+    assert (
+        f'alice-trio: {f}: llm_profiles.chat.timeout_secs: expected a number of seconds, got "abc"'
+        in err
+    )
+    assert 'llm_profiles.chat.modle: unknown key for provider "codex"; did you mean "model"?' in err
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+def _stdout_files() -> list[tuple[str, Path]]:
+    out = []
+    for provider in ("codex", "claude", "gemini", "kimi", "opencode"):
+        for f in sorted((TRANSCRIPTS / provider).rglob("*")):
+            name = f.name
+            if f.is_file() and (name == "stdout.raw" or name.endswith(".stdout")
+                                or ".stdout." in name):  # fmt: skip
+                out.append((provider, f))
+    return out
+
+
+STDOUT_FILES = _stdout_files()
+
+
+def test_there_are_transcripts_of_every_provider() -> None:
+    assert {p for p, _ in STDOUT_FILES} == {"codex", "claude", "gemini", "kimi", "opencode"}
+
+
+@pytest.mark.parametrize(
+    ("provider", "path"), STDOUT_FILES, ids=[f"{p}:{f.name}" for p, f in STDOUT_FILES]
+)
+def test_replay_json_on_every_transcript(
+    capsys: pytest.CaptureFixture[str], provider: str, path: Path
+) -> None:
+    code, out, _ = run_main(capsys, "replay", "--provider", provider, "--json", str(path))
+    assert code == 0
+    obj = json.loads(out)
+    assert set(obj) == {"reply", "next_thread_id", "usage", "error"}
+    assert set(obj["usage"]) == {"input_tokens", "cached_input_tokens", "output_tokens"}
+    assert obj["error"] is None or isinstance(obj["error"], str)
+    assert obj["error"] is not None or obj["reply"]  # a clean decode has a reply
+
+
+def test_replay_known_outcomes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(
+        capsys, "replay", "-P", "codex", "--json", str(TRANSCRIPTS / "codex" / "codex_exec_tool")
+    )
+    assert code == 0
+    obj = json.loads(out)
+    assert obj["reply"].startswith("The command printed:") and obj["error"] is None
+    assert obj["usage"]["output_tokens"] == 112
+    code, out, _ = run_main(capsys, "replay", "-P", "codex", "--json", str(HTTP500))
+    assert code == 0 and json.loads(out)["error"]
+    code, out, err = run_main(capsys, "replay", "-P", "codex", "--plain", str(HTTP500))
+    assert code == 0 and "error:" in err
+
+
+# -- providers / doctor ---------------------------------------------------------------------
+
+
+def test_providers_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "providers", "--json")
+    assert code == 0
+    names = {row["name"] for row in json.loads(out)}
+    assert {"codex", "claude", "gemini", "kimi", "opencode", "replay"} <= names
+
+
+def _script(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def test_doctor_with_fake_clis(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _script(bin_dir / "codex", 'case "$1" in --version) echo "codex-cli 0.171.0";;\n'
+            'login) echo "Logged in using an API key"; exit 0;; esac\n')  # fmt: skip
+    status = '{"loggedIn":false,"authMethod":"","apiProvider":""}'
+    _script(bin_dir / "claude", 'case "$1" in --version) echo "2.1.0 (Claude Code)";;\n'
+            f"auth) echo '{status}'; exit 1;; esac\n")  # fmt: skip
+    _script(bin_dir / "kimi", 'echo "kimi, version 1.50.0"\n')
+    _script(bin_dir / "opencode", "echo broken >&2; exit 3\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+                "KIMI_SHARE_DIR", "XDG_DATA_HOME"):  # fmt: skip
+        monkeypatch.delenv(key, raising=False)
+    code, out, _ = run_main(capsys, "doctor", "--json", "--timeout", "10")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["codex"]["version"] == "0.171.0"
+    assert rows["codex"]["supported"] == "yes (0.171.0)"
+    assert rows["codex"]["logged_in"].startswith("yes")
+    assert rows["claude"]["supported"] == "older than tested 2.1.197"
+    assert rows["claude"]["logged_in"].startswith("no")
+    assert rows["gemini"]["note"] == "not on PATH" and rows["gemini"]["path"] == ""
+    assert rows["kimi"]["supported"] == "yes (1.50.0)" and "legacy" in rows["kimi"]["note"]
+    assert rows["opencode"]["note"] == "--version exit 3"
+    assert rows["opencode"]["logged_in"].startswith("no")
+    code, out, _ = run_main(capsys, "doctor", "--plain")
+    assert code == 0 and "0.171.0" in out and "not found" in out
+
+
+# -- processes: SIGINT / SIGTERM / chat -----------------------------------------------------
+
+
+def _wait_for(pred: object, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_cancels_the_run_and_leaves_no_process(sig: int, code: int) -> None:
+    mark = new_mark()
+    env = {**os.environ, "TEST_MARK": mark}
+    proc = subprocess.Popen(
+        [*CLI, "run", "--provider", "replay", "-o", "speed=0.002", "--json", "--plain", "hi"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # the replayed agent (a grandchild, in its own session) is running
+        assert _wait_for(lambda: len(marked(mark)) >= 2), "the replay CLI never started"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
+    assert json.loads(out)["error"] == "interrupted"
+    assert b"interrupted" in err
+    assert marked(mark) == []
+
+
+def test_chat_over_a_session() -> None:
+    pytest.importorskip("alice_trio.sessions.session")
+    proc = subprocess.run(
+        [*CLI, "chat", "--provider", "replay", "-o", "speed=0", "--plain"],
+        input=b"hello\nsecond\n", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().count("The command printed:") == 2

@@ -11,6 +11,7 @@ so a stuck callback can delay the run but never lose a reply. Everything offered
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import trio
@@ -37,6 +38,8 @@ _SHEDDABLE = frozenset(
         EventKind.USER_TEXT,
     }
 )
+#: events delivered back to back (no checkpoint between them when the callbacks are sync)
+_DRAIN_BATCH = 512
 #: events that are bookkeeping only and never reach a callback
 _SILENT = frozenset({EventKind.THREAD_STARTED, EventKind.TURN_STARTED})
 
@@ -96,13 +99,14 @@ class CallbackDispatcher:
         """Deliver queued events until :meth:`close`. A callback's exception propagates."""
         async with self._recv:
             async for event in self._recv:
-                text = progress_text(event)
-                if text is not None and self.on_progress is not None:
-                    await call_maybe_async(self.on_progress, text)
-                    if event.kind is not EventKind.RETRY:
-                        continue
-                if self.on_raw_event is not None:
-                    await call_maybe_async(self.on_raw_event, event.to_raw_event())
+                await self._deliver(event)
+                # drain what is already queued without a scheduler round trip per event
+                for _ in range(_DRAIN_BATCH):
+                    try:
+                        event = self._recv.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    await self._deliver(event)
             if self.dropped and self.on_raw_event is not None:
                 await call_maybe_async(
                     self.on_raw_event,
@@ -111,3 +115,16 @@ class CallbackDispatcher:
                         detail=f"{self.dropped} informational events dropped: callback too slow",
                     ),
                 )
+
+    async def _deliver(self, event: TurnEvent) -> None:
+        text = progress_text(event)
+        if text is not None and self.on_progress is not None:
+            result = self.on_progress(text)
+            if result is not None and inspect.isawaitable(result):
+                await result
+            if event.kind is not EventKind.RETRY:
+                return
+        if self.on_raw_event is not None:
+            result = self.on_raw_event(event.to_raw_event())
+            if result is not None and inspect.isawaitable(result):
+                await result

@@ -26,6 +26,7 @@ multiple backends are configured and "codex" is not one of them``. No backends a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 from typing import Any, Protocol, runtime_checkable
 
 from .backend import OneShotBackend
@@ -79,6 +80,7 @@ class MultiBackend:
         }
         if not self._providers and not self._profiles:
             raise ConfigError("multi backend requires at least one backend")
+        self._stack: AsyncExitStack | None = None
         self._default = self._choose_default(
             normalize_name(default_provider), normalize_name(default_profile)
         )
@@ -185,13 +187,32 @@ class MultiBackend:
             raise SteerUnsupportedError(provider=routed.provider)
         return await steer(routed)
 
+    def _distinct(self) -> list[Backend]:
+        seen: dict[int, Backend] = {}
+        for backend in [*self._providers.values(), *self._profiles.values()]:
+            seen.setdefault(id(backend), backend)
+        return list(seen.values())
+
+    async def __aenter__(self) -> MultiBackend:
+        """Enter every backend that is an async context manager (e.g. a session backend,
+        which owns a nursery); leaving exits them in reverse order."""
+        stack = AsyncExitStack()
+        async with stack:
+            for backend in self._distinct():
+                if hasattr(backend, "__aenter__") and hasattr(backend, "__aexit__"):
+                    await stack.enter_async_context(backend)  # type: ignore[arg-type]
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            return await stack.__aexit__(*exc)  # type: ignore[arg-type]
+        return None
+
     async def aclose(self) -> None:
         """Close every backend that has ``aclose`` (each once)."""
-        seen: set[int] = set()
-        for backend in [*self._providers.values(), *self._profiles.values()]:
-            if id(backend) in seen:
-                continue
-            seen.add(id(backend))
+        for backend in self._distinct():
             close = getattr(backend, "aclose", None)
             if close is not None:
                 await close()
@@ -202,7 +223,8 @@ BackendFactory = Callable[[Provider, CLIConfig], Backend]
 
 def backend_from_config(app: AppConfig, factory: BackendFactory | None = None) -> MultiBackend:
     """A :class:`MultiBackend` with one backend per profile of ``app`` (built by ``factory``,
-    default :class:`OneShotBackend`) and ``app.default_profile`` as the default route.
+    default :class:`OneShotBackend`; e.g. ``SessionBackend`` for interactive sessions, then use
+    the router as ``async with``) and ``app.default_profile`` as the default route.
     A request naming only a provider goes to the default profile when it uses that provider,
     else to the first profile of the file that does."""
     make = factory or OneShotBackend

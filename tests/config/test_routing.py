@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import attrs
 import pytest
@@ -168,3 +169,35 @@ async def test_backend_from_config_runs_replay() -> None:
     result = await multi.run(RunRequest(user_text="hi"))
     assert result.reply.startswith("The command printed:")
     assert result.next_thread_id == "01a21857-8d93-7d61-8bab-f9ca2ca653ae"
+
+
+async def test_async_with_enters_context_manager_backends() -> None:
+    log: list[str] = []
+
+    @attrs.define
+    class Managed(Fake):
+        async def __aenter__(self) -> Managed:
+            log.append(f"enter {self.name}")
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            log.append(f"exit {self.name}")
+
+    shared = Managed("codex")
+    multi = MultiBackend({"codex": shared}, profiles={"a": shared, "b": Managed("claude")})
+    async with multi as entered:
+        assert entered is multi
+        await multi.run(req())
+    assert log == ["enter codex", "enter claude", "exit claude", "exit codex"]
+
+
+async def test_backend_from_config_with_session_backends() -> None:
+    sessions = pytest.importorskip("alice_trio.sessions.backend")
+    app = parse_config({"llm_profiles": {"fast": {"provider": "replay", "speed": 0}}})
+
+    def factory(provider: Any, config: Any) -> Any:
+        return sessions.SessionBackend(provider, config, idle_ttl=0.05)
+
+    async with backend_from_config(app, factory=factory) as multi:
+        result = await multi.run(RunRequest(user_text="hi", env={"ALICE_SESSION_KEY": "chat-1"}))
+    assert result.reply.startswith("The command printed:")

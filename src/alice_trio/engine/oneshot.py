@@ -194,7 +194,9 @@ class _Run:
 
     async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
         decoder = self.decoder
-        for item in items:
+        items.reverse()  # consumed from the end, so each line's bytes are freed once decoded
+        while items:
+            item = items.pop()
             if isinstance(item, OversizedLine):
                 limit = self.invocation.limits.max_line_bytes
                 if self.invocation.limits.line_policy == "error":
@@ -213,7 +215,9 @@ class _Run:
                 )
                 await self.dispatcher.offer(event)
                 continue
-            for event in decoder.feed(decode_line(item)):
+            line = decode_line(item)
+            del item  # a 50 MB line must not be held as bytes and str while it is parsed
+            for event in decoder.feed(line):
                 await self.dispatcher.offer(event)
             if decoder.terminal and not self.terminal_seen:
                 self.terminal_seen = True

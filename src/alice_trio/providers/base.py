@@ -43,6 +43,8 @@ try:  # orjson is optional (extra "fast"); it parses ~3x faster than json
 except ImportError:  # pragma: no cover - depends on the environment
     json_loads = json.loads
 
+_BIG_LINE = 1 << 20
+
 
 @attrs.frozen(kw_only=True)
 class RunLimits:
@@ -240,7 +242,9 @@ class JsonLineDecoder:
         if not s:
             return []
         try:
-            obj = json_loads(s)
+            # orjson copies its input: for a huge line the stdlib parser (no copy) keeps the
+            # peak memory at the line + its parsed value
+            obj = json_loads(s) if len(s) < _BIG_LINE else json.loads(s)
         except ValueError:
             return [self._unknown(line, "non-JSON line")]
         if not isinstance(obj, dict):

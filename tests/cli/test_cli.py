@@ -261,3 +261,32 @@ def test_chat_over_a_session() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().count("The command printed:") == 2
+
+
+def test_chat_ctrl_c_interrupts_the_turn_and_ctrl_d_ends() -> None:
+    pytest.importorskip("alice_trio.sessions.session")
+    mark = new_mark()
+    proc = subprocess.Popen(
+        [*CLI, "chat", "--provider", "replay", "-o", "speed=0.002", "--plain"],
+        env={**os.environ, "TEST_MARK": mark}, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"hello\n")
+        proc.stdin.flush()
+        assert _wait_for(lambda: len(marked(mark)) >= 2), "the turn never started"
+        proc.send_signal(signal.SIGINT)
+        assert _wait_for(lambda: len(marked(mark)) == 1), "the turn was not interrupted"
+        proc.stdin.close()  # Ctrl-D
+        proc.wait(timeout=20)
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert b"turn interrupted" in err
+    assert out == b""
+    assert marked(mark) == []

@@ -6,6 +6,7 @@ overrides its path). A CLI missing from it skips its tests with the install's re
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ def cli_setup(
         procscan.kill_all(run_processes(setup))
 
 
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip at collection, with the reason printed by ``-rs``: the cases of a CLI the install
     could not provide, and the usage case of CLIs that report no usage."""
@@ -84,6 +92,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=f"{cli}: not in the e2e install manifest"))
         elif not entry.get("ok"):
             reason = f"{cli}: install failed: {entry.get('reason', '?')}"
+            item.add_marker(pytest.mark.skip(reason=reason))
+        elif getattr(cls, "DRIVER_MODULE", None) and not _module_exists(cls.DRIVER_MODULE):
+            reason = f"{cli}: session driver {cls.DRIVER_MODULE} does not exist yet"
             item.add_marker(pytest.mark.skip(reason=reason))
         elif item.name == "test_usage_is_reported" and getattr(cls, "PLAIN_USAGE", 0) is None:
             reason = f"{cli} reports no token usage in one-shot mode"

@@ -1,0 +1,191 @@
+"""e2e: interactive sessions (``alice_trio.sessions.open_session``) on the real CLIs.
+
+Per provider: two turns in one session (plain, then a tool call with its events), interrupting
+a streaming turn and going on in the same session, and cancelling the session's owner while a
+tool runs — after which no process of the run may be alive. A provider whose session driver
+module does not exist yet is skipped at collection (conftest) with that reason.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, ClassVar
+
+import pytest
+import trio
+from cli_env import GEMINI_MODEL, CliSetup
+from e2e_support import FakeServer, assert_nothing_left, run_processes, wait_until
+from oneshot_cases import START_TIMEOUT, SetupFactory
+from procscan import live_processes
+
+from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.providers.base import CLIConfig
+from alice_trio.providers.claude import ClaudeConfig
+from alice_trio.providers.codex import CodexConfig
+from alice_trio.providers.gemini import GeminiConfig
+from alice_trio.providers.kimi import KimiConfig
+from alice_trio.providers.opencode import OpenCodeConfig
+from alice_trio.sessions.session import InteractiveSession, open_session
+
+pytestmark = pytest.mark.e2e
+TURN_LIMIT = 120.0
+
+
+async def next_terminal(session: InteractiveSession, seen: list[TurnEvent]) -> TurnEvent:
+    """Read events (into ``seen``) up to the next terminal one."""
+    with trio.fail_after(TURN_LIMIT):
+        while True:
+            event = await session.events().receive()
+            seen.append(event)
+            if event.kind.terminal:
+                return event
+
+
+def text_of(events: list[TurnEvent]) -> str:
+    return "\n".join(f"{e.kind.value} {e.text} {e.raw}" for e in events)
+
+
+class InteractiveCases:
+    CLI: ClassVar[str]
+    PROVIDER: ClassVar[str]
+    #: the session driver module (collection skips the class while it does not exist)
+    DRIVER_MODULE: ClassVar[str]
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        raise NotImplementedError
+
+    def request(self, setup: CliSetup, text: str) -> RunRequest:
+        return RunRequest(user_text=text, workspace_dir=setup.workspace)
+
+    def open(self, setup: CliSetup) -> Any:
+        return open_session(
+            self.PROVIDER, self.config(setup), initial=self.request(setup, "(session start)")
+        )
+
+    async def test_two_turns_plain_then_tool(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        async with self.open(setup) as session:
+            seen: list[TurnEvent] = []
+            await session.submit(self.request(setup, "say hello"))
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            replies = [e.text for e in seen if e.kind is EventKind.ASSISTANT_TEXT]
+            assert any("You said: say hello" in r for r in replies), text_of(seen)
+
+            seen.clear()
+            await session.submit(self.request(setup, "[[TOOL]] now run it"))
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            assert any(e.kind is EventKind.TOOL_USE for e in seen), text_of(seen)
+            replies = [e.text for e in seen if e.kind is EventKind.ASSISTANT_TEXT]
+            assert any("TOOL_OUTPUT_42" in r for r in replies), text_of(seen)
+        await assert_nothing_left(setup)
+
+    async def test_interrupt_a_streaming_turn_then_continue(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        async with self.open(setup) as session:
+            seen: list[TurnEvent] = []
+            await session.submit(self.request(setup, "[[SLOW]] a long answer"))
+            await wait_until(
+                lambda: any(r.get("delay") for r in fake_server.model_requests()),
+                START_TIMEOUT,
+                "the slow stream to start",
+            )
+            await trio.sleep(1.0)
+            asked = time.monotonic()
+            await session.interrupt()
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_INTERRUPTED, text_of(seen)
+            assert time.monotonic() - asked < 15, "the interrupt took too long"
+
+            seen.clear()
+            await session.submit(self.request(setup, "after the interrupt"))
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            replies = [e.text for e in seen if e.kind is EventKind.ASSISTANT_TEXT]
+            assert any("You said: after the interrupt" in r for r in replies), text_of(seen)
+        await assert_nothing_left(setup)
+
+    async def test_cancel_the_owner_mid_tool_leaves_nothing(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        sleeper = f"sleep 60.{secrets.randbelow(10**6):06d}"
+        groups: set[int] = set()
+        with trio.CancelScope() as scope:
+            async with self.open(setup) as session:
+                await session.submit(self.request(setup, f"[[TOOL]][[CMD:{sleeper}; echo done]]"))
+                await wait_until(
+                    lambda: any(p.cmdline == sleeper for p in live_processes()),
+                    START_TIMEOUT,
+                    f"`{sleeper}` to start",
+                )
+                groups = {p.pgid for p in run_processes(setup)}
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert groups
+        await assert_nothing_left(setup, groups, cmd_token=sleeper)
+
+
+class TestCodexInteractive(InteractiveCases):
+    CLI = PROVIDER = "codex"
+    DRIVER_MODULE = "alice_trio.sessions.codex_app_server"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        return CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+
+class TestClaudeInteractive(InteractiveCases):
+    CLI = PROVIDER = "claude"
+    DRIVER_MODULE = "alice_trio.sessions.claude_stream"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        return ClaudeConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, is_sandbox=True
+        )
+
+
+class TestGeminiInteractive(InteractiveCases):
+    CLI = PROVIDER = "gemini"
+    DRIVER_MODULE = "alice_trio.sessions.oneshot_driver"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        return GeminiConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model=GEMINI_MODEL
+        )
+
+
+class TestKimiInteractive(InteractiveCases):
+    CLI = PROVIDER = "kimi"
+    DRIVER_MODULE = "alice_trio.sessions.acp"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        # yolo: the ACP driver accepts the permission requests (declined by default)
+        return KimiConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, yolo=True
+        )
+
+
+class TestKimiLegacyInteractive(InteractiveCases):
+    CLI = "kimi_legacy"
+    PROVIDER = "kimi"
+    DRIVER_MODULE = "alice_trio.sessions.kimi_wire"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        return KimiConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy"
+        )
+
+
+class TestOpenCodeInteractive(InteractiveCases):
+    CLI = PROVIDER = "opencode"
+    DRIVER_MODULE = "alice_trio.sessions.opencode_serve"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)

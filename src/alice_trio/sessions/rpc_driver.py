@@ -28,7 +28,7 @@ from ..errors import AliceError, SessionClosedError, TransportClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols.jsonrpc import ErrorResponse, Invalid, Notification, Request
 from ..providers.base import Invocation
-from ..transports.jsonrpc import JsonRpcClient
+from ..transports.jsonrpc import Barrier, JsonRpcClient
 from ..transports.process import AgentProcess, open_agent_process
 from .approval import Approver
 from .driver import Emit, SteerMode, TurnRef
@@ -107,8 +107,8 @@ class RpcDriver:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
                         await nursery.start(client.run)
-                        await self.handshake(client)
                         nursery.start_soon(self._pump, client)
+                        await self.handshake(client)
                         self._started = True
                         task_status.started()
         finally:
@@ -144,6 +144,9 @@ class RpcDriver:
     async def _pump(self, client: JsonRpcClient) -> None:
         async with client.incoming:
             async for msg in client.incoming:
+                if isinstance(msg, Barrier):
+                    msg.release()
+                    continue
                 for event in self._map_incoming(msg):
                     await self._emit(event)
         for event in self.eof_events():
@@ -176,7 +179,7 @@ class RpcDriver:
         of ``ref``'s turn."""
         client = self._require_client()
         try:
-            result = await client.request(method, params, on_cancel=on_cancel)
+            result = await client.request(method, params, on_cancel=on_cancel, ordered=True)
         except AliceError as exc:
             await self._emit(self.turn_error(ref, str(exc), getattr(exc, "stderr_tail", "")))
             return

@@ -55,9 +55,7 @@ from ..protocols.jsonrpc import (
 )
 from .process import AgentProcess
 
-__all__ = ["Incoming", "JsonRpcClient", "RequestHandler"]
-
-Incoming = Notification | Invalid | ErrorResponse
+__all__ = ["Barrier", "Incoming", "JsonRpcClient", "RequestHandler"]
 RequestHandler = Callable[[Request], Awaitable[Any]]
 
 #: how long to wait, after stdout EOF, for the exit status and the last stderr (message only)
@@ -65,13 +63,32 @@ _EXIT_GRACE = 0.25
 
 
 class _Slot:
-    __slots__ = ("error", "event", "method", "result")
+    __slots__ = ("error", "event", "method", "ordered", "result")
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str, ordered: bool = False) -> None:
         self.method = method
+        self.ordered = ordered
         self.event = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+
+
+class Barrier:
+    """The response of an ``ordered`` request, queued behind the notifications that preceded
+    it on the wire. The consumer of :attr:`JsonRpcClient.incoming` calls :meth:`release` when
+    it reaches it, which wakes the requester: so a turn-ending response (ACP ``session/prompt``,
+    kimi ``prompt``) is seen only after every update of that turn was handled."""
+
+    __slots__ = ("_slot",)
+
+    def __init__(self, slot: _Slot) -> None:
+        self._slot = slot
+
+    def release(self) -> None:
+        self._slot.event.set()
+
+
+Incoming = Notification | Invalid | ErrorResponse | Barrier
 
 
 class JsonRpcClient:
@@ -116,12 +133,15 @@ class JsonRpcClient:
         params: Any = None,
         *,
         on_cancel: Callable[[], Awaitable[None]] | None = None,
+        ordered: bool = False,
     ) -> Any:
-        """Send a request and wait for its response (see the module docstring for errors)."""
+        """Send a request and wait for its response (see the module docstring for errors).
+        ``ordered``: the response is delivered through :attr:`incoming` as a :class:`Barrier`
+        (its consumer must release it)."""
         self._check_open()
         rid = self._new_id()
         key = id_key(rid)
-        slot = _Slot(method)
+        slot = _Slot(method, ordered)
         self._pending[key] = slot
         try:
             await self._write(encode_request(rid, method, params, jsonrpc=self.jsonrpc))
@@ -203,7 +223,10 @@ class JsonRpcClient:
                 slot.error = msg.to_error(slot.method, provider=self.name)
             else:
                 slot.result = msg.result
-            slot.event.set()
+            if slot.ordered:
+                await self._send_incoming.send(Barrier(slot))
+            else:
+                slot.event.set()
             return
         if isinstance(msg, Request):
             self.server_requests += 1
@@ -256,6 +279,7 @@ class JsonRpcClient:
         self._closed = error
         pending, self._pending = self._pending, {}
         for slot in pending.values():
-            slot.error = self._copy_closed()
-            slot.event.set()
+            if not slot.event.is_set():
+                slot.error = self._copy_closed()
+                slot.event.set()
         self.closed.set()

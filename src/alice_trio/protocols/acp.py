@@ -1,0 +1,285 @@
+"""Agent Client Protocol (ACP, JSON-RPC 2.0 over stdio), client side, sans I/O.
+
+Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and Kimi Code 2.1
+(``kimi acp``), protocol version 1.
+
+* :func:`initialize_params`: protocol version 1; the client offers **no** ``fs`` or
+  ``terminal`` capability (we do not implement them, so the agent uses its own tools).
+* ``session/new {cwd, mcpServers: []}`` → ``sessionId``; ``session/load`` resumes (the agent
+  replays the history as ``session/update`` s, which the driver discards, see
+  :attr:`AcpUpdateMapper.replaying`).
+* ``session/prompt``: its **response** ends the turn (:meth:`AcpUpdateMapper.finish`):
+  ``stopReason`` ``cancelled`` → ``turn_interrupted``; ``refusal`` → ``error``; anything else
+  (``end_turn``, ``max_tokens``, ``max_turn_requests``) → ``turn_completed``. Usage comes from the
+  result's ``usage`` or gemini's ``_meta.quota.token_count``, else the last ``usage_update`` of
+  the turn (context tokens in use, reported as input tokens).
+* ``session/update`` (:meth:`AcpUpdateMapper.update`): ``agent_message_chunk`` s are joined
+  (verbatim, no trimming) into one complete ``assistant_text`` per message, flushed when another
+  kind of update arrives, the ``messageId`` changes or the turn ends; ``agent_thought_chunk`` →
+  ``reasoning`` likewise; ``tool_call`` and status changes of ``tool_call_update`` →
+  ``tool_use``; ``user_message_chunk`` → ``user_text``; ``usage_update`` → ``usage``; plan,
+  commands, mode and session-info updates → nothing; an unknown kind → ``unknown``.
+* ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
+  the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
+  ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
+  answers ``{"outcome": {"outcome": "cancelled"}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..models import EventKind, TurnEvent, Usage
+from ..providers.base import as_int, as_str
+from ..sessions.approval import ApprovalDecision, ApprovalOption, ApprovalRequest
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AcpUpdateMapper",
+    "cancel_params",
+    "initialize_params",
+    "load_session_params",
+    "new_session_params",
+    "permission_request",
+    "permission_result",
+    "prompt_params",
+    "result_usage",
+]
+
+PROTOCOL_VERSION = 1
+
+_QUIET = frozenset(
+    {
+        "available_commands_update", "current_mode_update", "session_info_update", "plan",
+        "config_option_update", "config_options_update",
+    }
+)  # fmt: skip
+
+
+def initialize_params() -> dict[str, Any]:
+    return {
+        "protocolVersion": PROTOCOL_VERSION,
+        "clientCapabilities": {
+            "fs": {"readTextFile": False, "writeTextFile": False},
+            "terminal": False,
+        },
+    }
+
+
+def new_session_params(cwd: str) -> dict[str, Any]:
+    return {"cwd": cwd, "mcpServers": []}
+
+
+def load_session_params(session_id: str, cwd: str) -> dict[str, Any]:
+    return {"sessionId": session_id, "cwd": cwd, "mcpServers": []}
+
+
+def prompt_params(session_id: str, text: str) -> dict[str, Any]:
+    return {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]}
+
+
+def cancel_params(session_id: str) -> dict[str, Any]:
+    return {"sessionId": session_id}
+
+
+def _content_text(content: Any) -> str:
+    """Text of an ACP content block (or list of blocks); other block types give ""."""
+    if isinstance(content, list):
+        return "".join(_content_text(c) for c in content)
+    if not isinstance(content, Mapping):
+        return ""
+    if content.get("type") == "text" and isinstance(content.get("text"), str):
+        return content["text"]
+    if content.get("type") == "content":  # tool call content wrapper
+        return _content_text(content.get("content"))
+    return ""
+
+
+def result_usage(result: Any) -> Usage | None:
+    """Usage of a ``session/prompt`` result: ``usage`` (ACP) or ``_meta.quota.token_count``
+    (gemini); ``None`` when it has neither."""
+    if not isinstance(result, Mapping):
+        return None
+    usage = result.get("usage")
+    if isinstance(usage, Mapping):
+        return Usage(
+            input_tokens=as_int(usage.get("inputTokens")),
+            cached_input_tokens=as_int(usage.get("cachedReadTokens")),
+            output_tokens=as_int(usage.get("outputTokens")),
+        )
+    meta = result.get("_meta")
+    quota = meta.get("quota") if isinstance(meta, Mapping) else None
+    tc = quota.get("token_count") if isinstance(quota, Mapping) else None
+    if isinstance(tc, Mapping):
+        return Usage(
+            input_tokens=as_int(tc.get("input_tokens")),
+            cached_input_tokens=as_int(tc.get("cached_input_tokens")),
+            output_tokens=as_int(tc.get("output_tokens")),
+        )
+    return None
+
+
+class AcpUpdateMapper:
+    """Pure state machine over one ACP session's updates (see the module docstring).
+
+    :meth:`begin` sets the turn that later updates belong to. While :attr:`replaying` is true
+    (a ``session/load`` history replay) updates are counted in :attr:`replayed` and produce
+    nothing.
+    """
+
+    def __init__(self, *, provider: str, session_id: str = "") -> None:
+        self.provider = provider
+        self.session_id = session_id
+        self.turn_id = ""
+        self.replaying = False
+        self.replayed = 0
+        self._text: list[str] = []
+        self._text_raw = ""
+        self._text_id: Any = None
+        self._thought: list[str] = []
+        self._thought_raw = ""
+        self._tools: dict[str, dict[str, str]] = {}
+        self._context_usage: Usage | None = None
+
+    def begin(self, turn_id: str) -> None:
+        self.turn_id = turn_id
+        self._context_usage = None
+
+    def _event(self, kind: EventKind, raw: str, **kw: Any) -> TurnEvent:
+        return TurnEvent(kind=kind, thread_id=self.session_id, turn_id=self.turn_id, raw=raw,
+                         provider=self.provider, **kw)  # fmt: skip
+
+    def flush(self) -> list[TurnEvent]:
+        out: list[TurnEvent] = []
+        text = "".join(self._text)
+        if text.strip():
+            out.append(self._event(EventKind.ASSISTANT_TEXT, self._text_raw, text=text))
+        thought = "".join(self._thought)
+        if thought.strip():
+            out.append(self._event(EventKind.REASONING, self._thought_raw, text=thought))
+        self._text, self._thought, self._text_id = [], [], None
+        return out
+
+    def update(self, params: Any, raw: str = "") -> list[TurnEvent]:
+        if not isinstance(params, Mapping):
+            return [self._event(EventKind.UNKNOWN, raw, text="session/update without params")]
+        update = params.get("update")
+        if not isinstance(update, Mapping):
+            return [self._event(EventKind.UNKNOWN, raw, text="session/update without update")]
+        if self.replaying:
+            self.replayed += 1
+            return []
+        kind = as_str(update.get("sessionUpdate"))
+        if kind == "agent_message_chunk":
+            msg_id = update.get("messageId")
+            out = []
+            if self._thought or (msg_id is not None and self._text and msg_id != self._text_id):
+                out = self.flush()
+            self._text.append(_content_text(update.get("content")))
+            self._text_raw, self._text_id = raw, msg_id
+            return out
+        if kind == "agent_thought_chunk":
+            out = self.flush() if self._text else []
+            self._thought.append(_content_text(update.get("content")))
+            self._thought_raw = raw
+            return out
+        out = self.flush()
+        if kind in _QUIET:
+            return out
+        if kind == "user_message_chunk":
+            text = _content_text(update.get("content"))
+            return out + ([self._event(EventKind.USER_TEXT, raw, text=text)] if text else [])
+        if kind in ("tool_call", "tool_call_update"):
+            return out + self._tool(update, raw, new=kind == "tool_call")
+        if kind == "usage_update":
+            used, size = as_int(update.get("used")), as_int(update.get("size"))
+            self._context_usage = Usage(input_tokens=used)
+            text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
+            return [*out, self._event(EventKind.USAGE, raw, text=text, usage=self._context_usage)]
+        return [*out, self._event(EventKind.UNKNOWN, raw, text=f"ACP update {kind!r}")]
+
+    def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
+        tid = as_str(update.get("toolCallId"))
+        known = self._tools.setdefault(tid, {"title": "", "kind": "", "status": ""})
+        for key in ("title", "kind"):
+            if as_str(update.get(key)):
+                known[key] = as_str(update.get(key))
+        status = as_str(update.get("status"))
+        if not new and (not status or status == known["status"]):
+            return []  # a content-only update: nothing new to show
+        known["status"] = status or known["status"]
+        text = known["title"] or tid
+        if known["kind"]:
+            text += f" [{known['kind']}]"
+        if known["status"]:
+            text += f" status=`{known['status']}`"
+        if known["status"] in ("completed", "failed"):
+            self._tools.pop(tid, None)
+        return [self._event(EventKind.TOOL_USE, raw, text=text)]
+
+    def finish(self, result: Any, raw: str = "") -> list[TurnEvent]:
+        """The prompt's response: flush, then the terminal event of the current turn."""
+        out = self.flush()
+        stop = as_str(result.get("stopReason")) if isinstance(result, Mapping) else ""
+        usage = result_usage(result) or self._context_usage
+        if stop == "cancelled":
+            out.append(self._event(EventKind.TURN_INTERRUPTED, raw, usage=usage))
+        elif stop == "refusal":
+            out.append(self._event(EventKind.ERROR, raw, error="the agent refused the prompt",
+                                   usage=usage))  # fmt: skip
+        else:
+            text = "" if stop in ("", "end_turn") else f"stop reason: {stop}"
+            out.append(self._event(EventKind.TURN_COMPLETED, raw, text=text,
+                                   usage=usage or Usage()))  # fmt: skip
+        return out
+
+
+# -- permissions ---------------------------------------------------------------------------------
+
+_TOOL_KIND = {"execute": "command", "edit": "file_change", "delete": "file_change",
+              "move": "file_change"}  # fmt: skip
+
+
+def permission_request(
+    params: Any, *, provider: str, turn_id: str = "", method: str = "session/request_permission"
+) -> ApprovalRequest:
+    p: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
+    tool = p.get("toolCall") if isinstance(p.get("toolCall"), Mapping) else {}
+    options = tuple(
+        ApprovalOption(id=as_str(o.get("optionId")), name=as_str(o.get("name")),
+                       kind=as_str(o.get("kind")))
+        for o in p.get("options") or [] if isinstance(o, Mapping)
+    )  # fmt: skip
+    title = as_str(tool.get("title"))
+    detail = _content_text(tool.get("content")).strip()
+    raw_input = tool.get("rawInput")
+    command = as_str(raw_input.get("command")) if isinstance(raw_input, Mapping) else ""
+    paths = tuple(
+        as_str(loc.get("path")) for loc in tool.get("locations") or []
+        if isinstance(loc, Mapping) and as_str(loc.get("path"))
+    )  # fmt: skip
+    summary = title + (f" ({detail})" if detail and detail != title else "")
+    return ApprovalRequest(
+        provider=provider, kind=_TOOL_KIND.get(as_str(tool.get("kind")), "tool"),
+        summary=summary or "use a tool", command=command, paths=paths, options=options,
+        thread_id=as_str(p.get("sessionId")), turn_id=turn_id, method=method, params=p,
+    )  # fmt: skip
+
+
+_PREFERENCE = {
+    ApprovalDecision.ACCEPT: ("allow_once", "allow_always"),
+    ApprovalDecision.ACCEPT_FOR_SESSION: ("allow_always", "allow_once"),
+    ApprovalDecision.DECLINE: ("reject_once", "reject_always"),
+    ApprovalDecision.CANCEL: (),
+}
+
+
+def permission_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
+    """The ``session/request_permission`` result for ``answer`` (see the module docstring)."""
+    decision = answer if isinstance(answer, ApprovalDecision) else ApprovalDecision.DECLINE
+    for kind in _PREFERENCE[decision]:
+        for option in request.options:
+            if option.kind == kind and option.id:
+                return {"outcome": {"outcome": "selected", "optionId": option.id}}
+    return {"outcome": {"outcome": "cancelled"}}

@@ -1,0 +1,266 @@
+"""Interactive sessions over the Agent Client Protocol: gemini ``--acp``, Kimi Code ``kimi acp``,
+and any ACP agent started by command (:class:`AcpConfig`).
+
+Steer mode ``queue_when_busy``: ACP has no way to add input to a running prompt, so the session
+queues it; :meth:`AcpDriver.steer_turn` raises :class:`SteerUnsupportedError`.
+
+* Handshake: ``initialize`` (protocol 1, no fs/terminal capability), then ``session/new
+  {cwd, mcpServers: []}``, or ``session/load`` when the first request has a thread id (the ACP
+  session id). Gemini 0.61 keeps replaying the history **after** answering ``session/load``, so
+  the driver waits until the agent has been quiet for ``load_settle`` seconds (at most
+  ``load_settle_max``) and discards every update up to then: the replayed history is never
+  reported as the new turn's reply.
+* ``start_turn``: a ``turn_started`` event, then ``session/prompt`` in the background; the turn
+  id is ``acp-<n>`` (ACP has none), the thread id the session id. The prompt's response ends the
+  turn (see :mod:`alice_trio.protocols.acp`); a JSON-RPC error or a dead process becomes an
+  ``error`` event of that turn.
+* ``interrupt_turn``: the ``session/cancel`` notification; the prompt then ends ``cancelled``.
+* ``session/request_permission`` → the approver callback, else
+  :func:`~alice_trio.sessions.approval.default_decision` (``auto_approve`` / yolo → accept).
+  Other agent requests (``fs/*``, ``terminal/*``, which we did not offer) get ``-32601``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import ConfigError, ProtocolError, SteerUnsupportedError
+from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent
+from ..protocols import acp as proto
+from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
+from ..providers.base import CLIConfig, Invocation, as_str, merge_env
+from ..providers.gemini import NO_RELAUNCH_ENV, TRUST_ENV, GeminiConfig
+from ..providers.kimi import KimiConfig
+from .approval import Approver, ask, default_decision
+from .driver import SteerMode, TurnRef
+from .rpc_driver import RpcDriver
+
+__all__ = [
+    "AcpConfig",
+    "AcpDriver",
+    "open_acp_driver",
+    "open_gemini_driver",
+    "open_kimi_driver",
+]
+
+
+def _args(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value or ())
+
+
+@attrs.frozen(kw_only=True)
+class AcpConfig(CLIConfig):
+    """Any ACP agent: ``command`` (required) followed by ``args`` (e.g. ``("--acp",)``), then
+    ``extra_args``. ``auto_approve`` accepts permission requests when no callback is given."""
+
+    args: tuple[str, ...] = attrs.field(default=(), converter=_args)
+    auto_approve: bool = False
+    name: str = "acp"
+
+
+class AcpDriver(RpcDriver):
+    steer_mode = SteerMode.QUEUE_WHEN_BUSY
+    jsonrpc = True
+
+    def __init__(
+        self,
+        invocation: Invocation,
+        initial: RunRequest,
+        *,
+        provider: str = "acp",
+        cwd: str = "",
+        policy: ExecPolicy | None = None,
+        auto_approve: bool = False,
+        approver: Approver | None = None,
+        close_grace: float = 2.0,
+        load_settle: float = 0.3,
+        load_settle_max: float = 5.0,
+    ) -> None:
+        super().__init__(invocation, approver=approver, close_grace=close_grace)
+        self.provider = provider  # type: ignore[misc]
+        self.cwd = os.path.abspath(cwd or invocation.cwd or os.getcwd())
+        self.policy = policy or ExecPolicy()
+        self.auto_approve = auto_approve
+        self.load_settle = load_settle
+        self.load_settle_max = load_settle_max
+        self.resume_id = initial.thread_id
+        self.session_id = ""
+        self.agent_info: dict[str, Any] = {}
+        self.mapper = proto.AcpUpdateMapper(provider=provider)
+        self._turns = itertools.count(1)
+        self._last_update = 0.0
+
+    async def handshake(self, client: Any) -> None:
+        info = await client.request("initialize", proto.initialize_params())
+        self.agent_info = info if isinstance(info, dict) else {}
+        if self.resume_id:
+            caps = self.agent_info.get("agentCapabilities") or {}
+            if not (isinstance(caps, dict) and caps.get("loadSession")):
+                raise ProtocolError(
+                    f"{self.provider}: the agent cannot load session {self.resume_id!r}",
+                    provider=self.provider,
+                )
+            self.mapper.session_id = self.session_id = self.resume_id
+            self.mapper.replaying = True
+            self._last_update = trio.current_time()
+            await client.request(
+                "session/load", proto.load_session_params(self.resume_id, self.cwd)
+            )
+            await self._settle()
+            self.mapper.replaying = False
+        else:
+            result = await client.request("session/new", proto.new_session_params(self.cwd))
+            sid = as_str(result.get("sessionId")) if isinstance(result, dict) else ""
+            if not sid:
+                raise ProtocolError(f"{self.provider}: session/new returned no sessionId",
+                                    provider=self.provider)  # fmt: skip
+            self.mapper.session_id = self.session_id = sid
+
+    async def _settle(self) -> None:
+        deadline = trio.current_time() + self.load_settle_max
+        while True:
+            now = trio.current_time()
+            wait = min(self._last_update + self.load_settle, deadline) - now
+            if wait <= 0:
+                return
+            await trio.sleep(wait)
+
+    def map_notification(self, msg: Notification) -> list[TurnEvent]:
+        if msg.method != "session/update":
+            return [self.unknown(msg.raw, f"ACP notification {msg.method}")]
+        if self.mapper.replaying:
+            self._last_update = trio.current_time()
+        return self.mapper.update(msg.params, msg.raw)
+
+    def eof_events(self) -> list[TurnEvent]:
+        return self.mapper.flush()
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        text = self.check_prompt(request)
+        self._require_client()
+        ref = TurnRef(thread_id=self.session_id, turn_id=f"acp-{next(self._turns)}")
+        started = trio.Event()
+        self._spawn(self._prompt, ref, text, started)
+        await started.wait()
+        return ref
+
+    async def _prompt(self, ref: TurnRef, text: str, started: trio.Event) -> None:
+        self.mapper.flush()
+        self.mapper.begin(ref.turn_id)
+        await self.emit(TurnEvent(kind=EventKind.TURN_STARTED, thread_id=ref.thread_id,
+                                  turn_id=ref.turn_id, provider=self.provider))  # fmt: skip
+        started.set()
+
+        async def cancel() -> None:
+            await self._require_client().notify(
+                "session/cancel", proto.cancel_params(self.session_id)
+            )
+
+        await self.request_turn(
+            ref, "session/prompt", proto.prompt_params(self.session_id, text),
+            self.mapper.finish, on_cancel=cancel,
+        )  # fmt: skip
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        raise SteerUnsupportedError(provider=self.provider)
+
+    async def interrupt_turn(self, turn: TurnRef) -> None:
+        await self._require_client().notify("session/cancel", proto.cancel_params(self.session_id))
+
+    async def answer_request(self, req: Request) -> Any:
+        if req.method != "session/request_permission":
+            raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)
+        approval = proto.permission_request(
+            req.params, provider=self.provider, turn_id=self.mapper.turn_id
+        )
+        fallback = default_decision(self.policy, auto_approve=self.auto_approve)
+        answer = await ask(self.approver, approval, fallback, self.approval_errors)
+        result = proto.permission_result(approval, answer)
+        outcome = result["outcome"].get("optionId") or "cancelled"
+        await self.emit(
+            TurnEvent(
+                kind=EventKind.TOOL_USE, text=f"approval {approval.kind}: {approval.summary} -> "
+                f"{outcome}", thread_id=self.session_id, turn_id=self.mapper.turn_id,
+                raw=req.raw, provider=self.provider,
+            )
+        )  # fmt: skip
+        return result
+
+
+def _cwd(request: RunRequest, config: CLIConfig) -> str:
+    wd = request.workspace_dir or config.workspace_dir.strip()
+    return os.path.abspath(wd) if wd else os.getcwd()
+
+
+def open_acp_driver(
+    config: AcpConfig, initial: RunRequest, *, approver: Approver | None = None, **kw: Any
+) -> AcpDriver:
+    """Any ACP agent by command. Raises ConfigError without a command."""
+    if not config.command.strip():
+        raise ConfigError("acp: a command is required")
+    cwd = _cwd(initial, config)
+    inv = Invocation(
+        argv=(config.command.strip(), *config.args, *config.extra_args),
+        env=merge_env(config.env, initial.env),
+        cwd=cwd,
+        limits=config.limits,
+    )
+    return AcpDriver(
+        inv, initial, provider=config.name or "acp", cwd=cwd,
+        policy=config.exec_policy.merged(initial.exec_policy),
+        auto_approve=config.auto_approve, approver=approver, **kw,
+    )  # fmt: skip
+
+
+def open_gemini_driver(
+    config: GeminiConfig, initial: RunRequest, *, approver: Approver | None = None, **kw: Any
+) -> AcpDriver:
+    """``gemini --acp [--model=M] [--approval-mode=…|--yolo] [--include-directories=D…]``
+    with ``GEMINI_CLI_TRUST_WORKSPACE`` / ``GEMINI_CLI_NO_RELAUNCH`` as in one-shot mode."""
+    model = initial.model or config.model.strip()
+    policy = config.exec_policy.merged(initial.exec_policy)
+    argv = [config.command.strip() or "gemini", "--acp"]
+    if model:
+        argv.append(f"--model={model}")
+    if config.approval_mode:
+        argv.append(f"--approval-mode={config.approval_mode}")
+    elif config.yolo:
+        argv.append("--yolo")
+    argv += [f"--include-directories={d}" for d in policy.add_dirs]
+    argv += config.extra_args
+    env: dict[str, str] = {}
+    if config.trust_workspace:
+        env[TRUST_ENV] = "true"
+    if config.no_relaunch:
+        env[NO_RELAUNCH_ENV] = "true"
+    cwd = _cwd(initial, config)
+    inv = Invocation(argv=tuple(argv), env=merge_env(env, config.env, initial.env), cwd=cwd,
+                     limits=config.limits)  # fmt: skip
+    auto = config.approval_mode == "yolo" or (not config.approval_mode and config.yolo)
+    return AcpDriver(inv, initial, provider="gemini", cwd=cwd, policy=policy,
+                     auto_approve=auto, approver=approver, **kw)  # fmt: skip
+
+
+def open_kimi_driver(
+    config: KimiConfig, initial: RunRequest, *, approver: Approver | None = None, **kw: Any
+) -> AcpDriver:
+    """Kimi Code 2.x: ``kimi acp`` (it has no model flag: the model comes from its config or
+    ``KIMI_MODEL_*`` env). Telemetry/auto-update switches as in one-shot mode."""
+    env: dict[str, str] = {}
+    if config.disable_telemetry:
+        env["KIMI_DISABLE_TELEMETRY"] = "1"
+    if config.disable_auto_update:
+        env["KIMI_CODE_NO_AUTO_UPDATE"] = "1"
+    cwd = _cwd(initial, config)
+    inv = Invocation(
+        argv=(config.command.strip() or "kimi", "acp", *config.extra_args),
+        env=merge_env(env, config.env, initial.env), cwd=cwd, limits=config.limits,
+    )  # fmt: skip
+    return AcpDriver(inv, initial, provider="kimi", cwd=cwd,
+                     policy=config.exec_policy.merged(initial.exec_policy),
+                     auto_approve=config.yolo, approver=approver, **kw)  # fmt: skip

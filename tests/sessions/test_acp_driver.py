@@ -1,0 +1,199 @@
+"""ACP driver against a fake peer replaying gemini 0.61 ``--acp`` and Kimi Code 2.1 ``acp``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from rpc_recorder import Recorder
+from rpc_scripts import cgk_steps, peer_argv, peer_problems, sent, write_script
+
+from alice_trio.errors import SteerUnsupportedError, TransportClosedError
+from alice_trio.models import EventKind, RunRequest
+from alice_trio.providers.base import RunLimits
+from alice_trio.providers.gemini import GeminiConfig
+from alice_trio.providers.kimi import KimiConfig
+from alice_trio.sessions.acp import AcpConfig, open_acp_driver, open_gemini_driver, open_kimi_driver
+from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
+from alice_trio.sessions.driver import SessionDriver, SteerMode
+
+FAST = RunLimits(kill_grace=0.25, drain_timeout=0.5)
+GEMINI_SID = "9b2874d2-3e9d-4a1e-b86c-950a9126d956"
+KIMI_SID = "session_0fa5713e-3d93-47de-9f1e-50631180755e"
+
+
+def acp_driver(tmp_path: Path, steps: list[dict[str, Any]], **kw: Any):
+    script, log = write_script(tmp_path, steps)
+    argv = peer_argv(script, log)
+    config = AcpConfig(command=argv[0], args=argv[1:], workspace_dir=str(tmp_path),
+                       limits=FAST, **kw.pop("config", {}))
+    return open_acp_driver(config, kw.pop("initial", RunRequest(user_text="x")),
+                           close_grace=1.0, load_settle=0.2, **kw), log
+
+
+TURNS = ("first turn: say hello", "[[TOOL]] run a command", "[[SLOW]] third turn")
+
+
+async def run_three_turns(driver: Any, rec: Recorder) -> list[Any]:
+    """Plain turn, tool turn (permission round trip), slow turn cancelled."""
+    refs = []
+    ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+    refs.append(ref)
+    assert (await rec.terminal(ref.turn_id)).kind is EventKind.TURN_COMPLETED
+    ref = await driver.start_turn(RunRequest(user_text=TURNS[1]))
+    refs.append(ref)
+    assert (await rec.terminal(ref.turn_id)).kind is EventKind.TURN_COMPLETED
+    ref = await driver.start_turn(RunRequest(user_text=TURNS[2]))
+    refs.append(ref)
+    await rec.wait_for(lambda e: e.kind is EventKind.TURN_STARTED and e.turn_id == ref.turn_id)
+    await driver.interrupt_turn(ref)
+    assert (await rec.terminal(ref.turn_id)).kind is EventKind.TURN_INTERRUPTED
+    return refs
+
+
+@pytest.mark.parametrize(
+    ("case", "sid", "option", "reply2"),
+    [
+        ("gemini_acp", GEMINI_SID, "proceed_once",
+         'The tool returned: {"output": "<untrusted_context>\\nOutput: (empty)\\nProcess Group'
+         ' PGID: 20059\\n</untrusted_context>"}. Done.'),
+        ("kimi_code_acp", KIMI_SID, "approve_once",
+         "The tool returned: Wall time: 0.017 seconds Command executed successfully.. Done."),
+    ],
+)
+async def test_recorded_session_plain_tool_permission_cancel(
+    tmp_path: Path, case: str, sid: str, option: str, reply2: str
+):
+    asked: list[ApprovalRequest] = []
+
+    def approver(req: ApprovalRequest) -> ApprovalDecision:
+        asked.append(req)
+        return ApprovalDecision.ACCEPT
+
+    driver, log = acp_driver(tmp_path, cgk_steps("acp", case), approver=approver)
+    assert isinstance(driver, SessionDriver)
+    assert driver.steer_mode is SteerMode.QUEUE_WHEN_BUSY
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        refs = await run_three_turns(driver, rec)
+        with pytest.raises(SteerUnsupportedError):
+            await driver.steer_turn(refs[0], RunRequest(user_text="more"))
+        await driver.aclose(graceful=True)
+    assert peer_problems(log) == []
+    assert {r.thread_id for r in refs} == {sid}
+    assert len({r.turn_id for r in refs}) == 3
+    first = rec.texts(EventKind.ASSISTANT_TEXT, refs[0].turn_id)
+    assert first == ["Hello from the fake model. You said: first turn: say hello"]
+    second = rec.texts(EventKind.ASSISTANT_TEXT, refs[1].turn_id)
+    assert second[0].startswith("I'll r") and second[-1] == reply2
+    assert len(second) == 2  # the tool call splits the two messages
+    assert rec.of(EventKind.TOOL_USE, refs[1].turn_id)
+    third = rec.texts(EventKind.ASSISTANT_TEXT, refs[2].turn_id)
+    assert third and third[0].startswith("word0 word1 ")  # partial text is kept, unsplit
+    assert [a.kind for a in asked] == ["tool" if case == "kimi_code_acp" else "command"]
+    msgs = sent(log)
+    assert all(m.get("jsonrpc") == "2.0" for m in msgs)
+    assert msgs[0]["params"]["clientCapabilities"] == {
+        "fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
+    assert msgs[1]["method"] == "session/new"
+    assert msgs[1]["params"] == {"cwd": str(tmp_path), "mcpServers": []}
+    answer = next(m for m in msgs if "result" in m)
+    assert answer == {"jsonrpc": "2.0", "id": 0,
+                      "result": {"outcome": {"outcome": "selected", "optionId": option}}}
+    cancel = next(m for m in msgs if m.get("method") == "session/cancel")
+    assert cancel["params"] == {"sessionId": sid} and "id" not in cancel
+
+
+async def test_gemini_usage_from_prompt_meta(tmp_path: Path):
+    driver, _ = acp_driver(tmp_path, cgk_steps("acp", "gemini_acp")[:3])
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.usage is not None
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (11699, 30)
+
+
+@pytest.mark.parametrize(
+    ("decision", "option"),
+    [(ApprovalDecision.DECLINE, "cancel"), (ApprovalDecision.ACCEPT_FOR_SESSION, "proceed_always"),
+     (None, "cancel")],
+)
+async def test_permission_is_picked_by_option_kind(
+    tmp_path: Path, decision: ApprovalDecision | None, option: str
+):
+    steps = cgk_steps("acp", "gemini_acp")[:5]  # through the permission answer of turn 2
+    approver = (lambda req: decision) if decision is not None else None
+    driver, log = acp_driver(tmp_path, steps, approver=approver)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        for text in TURNS[:2]:
+            ref = await driver.start_turn(RunRequest(user_text=text))
+            await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    answer = next(m for m in sent(log) if "result" in m)
+    assert answer["result"]["outcome"]["optionId"] == option  # gemini's reject is "cancel"
+    assert peer_problems(log) == []
+
+
+async def test_load_replay_is_not_the_new_turns_reply(tmp_path: Path):
+    steps = cgk_steps("acp", "gemini_acp_load")
+    load, prompt = steps[1], steps[2]
+    assert load["expect"] == "session/load" and prompt["expect"] == "session/prompt"
+    # gemini goes on replaying after its load response; the harness had already sent the
+    # prompt, so the recording interleaves them. Replay it as gemini emits it: right away.
+    load["reply"] += prompt["reply"][:3]
+    prompt["reply"] = prompt["reply"][3:]
+    sid = "22222222-3333-4444-8555-666666666666"
+    driver, log = acp_driver(tmp_path, steps, initial=RunRequest(user_text="x", thread_id=sid))
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="turn after load", thread_id=sid))
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED and ref.thread_id == sid
+    assert rec.texts(EventKind.ASSISTANT_TEXT) == [
+        "Hello from the fake model. You said: turn after load"]
+    assert rec.of(EventKind.USER_TEXT) == []
+    assert driver.mapper.replayed == 5
+    load_msg = next(m for m in sent(log) if m.get("method") == "session/load")
+    assert load_msg["params"] == {"sessionId": sid, "cwd": str(tmp_path), "mcpServers": []}
+
+
+async def test_crash_mid_prompt_is_an_error_event_with_stderr(tmp_path: Path):
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    steps.append({"expect": "session/prompt", "id": 3, "reply": [
+        {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": KIMI_SID, "update": {
+            "sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "Hel"}}}},
+    ]})
+    steps.append({"action": "crash", "stderr": "FATAL: out of memory\n", "code": 134})
+    driver, _ = acp_driver(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="hi"))
+        err = await rec.terminal(ref.turn_id)
+    assert err.kind is EventKind.ERROR
+    assert "FATAL: out of memory" in err.error
+    assert rec.texts(EventKind.ASSISTANT_TEXT, ref.turn_id) == ["Hel"]
+    with pytest.raises(TransportClosedError):
+        await driver.start_turn(RunRequest(user_text="again"))
+
+
+def test_gemini_and_kimi_factories_build_the_acp_commands(tmp_path: Path):
+    g = open_gemini_driver(GeminiConfig(model="gemini-2.5-flash", workspace_dir=str(tmp_path)),
+                           RunRequest(user_text="x"))
+    assert g.invocation.argv == ("gemini", "--acp", "--model=gemini-2.5-flash", "--yolo")
+    assert g.invocation.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+    assert g.auto_approve and g.provider == "gemini"
+    k = open_kimi_driver(KimiConfig(workspace_dir=str(tmp_path)), RunRequest(user_text="x"))
+    assert k.invocation.argv == ("kimi", "acp")
+    assert k.invocation.env["KIMI_DISABLE_TELEMETRY"] == "1"
+    assert not k.auto_approve and k.provider == "kimi"

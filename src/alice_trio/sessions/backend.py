@@ -1,0 +1,443 @@
+"""``Backend.run(request)`` over interactive sessions (spec §5, with §13.1/2/6/10/11/13 fixed).
+
+::
+
+    async with SessionBackend("claude", config) as backend:
+        result = await backend.run(request)
+
+**Session key.** ``request.env["ALICE_SESSION_KEY"]`` (trimmed), else ``request.thread_id``.
+Runs with the same key are serialized by a per-key lock that is never replaced while anyone
+holds or waits for it (§13.10); a request with neither key gets a fresh one-turn session.
+
+**Reuse.** After a completed turn the session stays open for ``idle_ttl`` seconds; a timer task
+in the backend's nursery closes it then, unless a run took it again (a generation counter,
+checked under the same per-key lock). A session whose process died is replaced on the next run,
+resuming by thread id.
+
+**One run.** ``submit`` the request, then follow the session's events: only events of the
+submitted turn — and of turns steered into it with :meth:`steer` — count (an event with another
+or no turn id is ignored, §13.6). The reply is the last complete assistant text, the thread id
+the last one seen, the usage the last usage of each turn, summed over the turns. Progress and
+raw events go through a :class:`~alice_trio.engine.callbacks.CallbackDispatcher`, so a slow
+callback never stalls the driver's reader (§13.2).
+
+**Endings.** ``turn_completed`` → the result. ``turn_interrupted`` →
+:class:`RunInterruptedError`; ``error`` → :class:`AgentError` (status, stderr tail); the
+session closing under the run → :class:`TransportClosedError` with the stderr tail (§13.13);
+the provider timeout → the turn is interrupted (``interrupt_deadline``), the session is dropped
+and :class:`RunTimeoutError` is raised; the caller's cancellation → the same interrupt-then-kill,
+then ``trio.Cancelled`` propagates. Every error carries the partial result. A callback that
+raises fails the run with :class:`CallbackError` after the session is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from ..engine.callbacks import CallbackDispatcher
+from ..errors import (
+    AgentError,
+    AliceError,
+    CallbackError,
+    ConfigError,
+    NoActiveTurnError,
+    RunInterruptedError,
+    RunTimeoutError,
+    TransportClosedError,
+)
+from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
+from ..providers.base import CLIConfig, Provider
+from ..providers.registry import get_provider
+from .driver import SessionDriver, SubmitResult
+from .session import InteractiveSession, open_session
+
+__all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
+
+SESSION_KEY_ENV = "ALICE_SESSION_KEY"
+
+
+def session_key(request: RunRequest) -> str:
+    return (request.env.get(SESSION_KEY_ENV) or "").strip() or request.thread_id
+
+
+@attrs.define(eq=False)
+class _Turn:
+    """What one run collects from the events of its turn(s)."""
+
+    provider: str
+    awaited: set[str] = attrs.Factory(set)
+    done: set[str] = attrs.Factory(set)
+    reply: str = ""
+    thread_id: str = ""
+    usage: dict[str, Usage] = attrs.Factory(dict)
+    error: TurnEvent | None = None
+    interrupted: bool = False
+    submit_error: AliceError | None = None
+    steering: int = 0  # steer calls in flight: the run must not end under them
+    finished: trio.Event = attrs.Factory(trio.Event)
+
+    def check(self) -> None:
+        if self.awaited and self.awaited <= self.done and not self.steering:
+            self.finished.set()
+
+    def partial(self) -> RunResult:
+        total = Usage()
+        for u in self.usage.values():
+            total = total + u
+        return RunResult(reply=self.reply, next_thread_id=self.thread_id, usage=total)
+
+    def take(self, event: TurnEvent) -> bool:
+        """Apply ``event`` if it belongs to this run; True when it does."""
+        if not event.turn_id or event.turn_id not in self.awaited:
+            return False
+        if event.thread_id:
+            self.thread_id = event.thread_id
+        if event.usage is not None and event.usage.has_usage:
+            self.usage[event.turn_id] = event.usage
+        if event.kind is EventKind.ASSISTANT_TEXT and event.text.strip():
+            self.reply = event.text.strip()
+        if event.kind.terminal:
+            self.done.add(event.turn_id)
+            if event.kind is EventKind.ERROR and self.error is None:
+                self.error = event
+            elif event.kind is EventKind.TURN_INTERRUPTED:
+                self.interrupted = True
+            self.check()
+        return True
+
+
+@attrs.define(eq=False)
+class _Entry:
+    key: str
+    session: InteractiveSession
+    close_requested: trio.Event = attrs.Factory(trio.Event)
+    host_done: trio.Event = attrs.Factory(trio.Event)
+    graceful: bool = True
+    generation: int = 0
+    current: _Turn | None = None
+    watch: trio.CancelScope | None = None
+
+
+class SessionBackend:
+    """Runs requests over reused interactive sessions (see the module docstring).
+
+    ``provider`` is a registered name or a :class:`Provider`; ``config`` defaults to the
+    provider's config class. ``driver_factory`` (tests) replaces the registry lookup:
+    ``driver_factory(config, initial_request) -> SessionDriver``.
+    """
+
+    def __init__(
+        self,
+        provider: str | Provider,
+        config: CLIConfig | None = None,
+        *,
+        idle_ttl: float = 30.0,
+        interrupt_deadline: float = 5.0,
+        driver_factory: Any = None,
+    ) -> None:
+        self.provider = get_provider(provider) if isinstance(provider, str) else provider
+        self.config = config if config is not None else self.provider.config_class()
+        self.idle_ttl = idle_ttl
+        self.interrupt_deadline = interrupt_deadline
+        self.driver_factory = driver_factory
+        self._locks: dict[str, trio.Lock] = {}
+        self._sessions: dict[str, _Entry] = {}
+        self._nursery: trio.Nursery | None = None
+        self._stack: AsyncExitStack | None = None
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> SessionBackend:
+        stack = AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool | None:
+        assert self._stack is not None
+        failing = exc[0] is not None
+        for entry in list(self._sessions.values()):
+            self._drop(entry, graceful=not failing)
+        try:
+            return await self._stack.__aexit__(*exc)
+        finally:
+            self._nursery = None
+            self._stack = None
+
+    def open_sessions(self) -> list[str]:
+        return sorted(self._sessions)
+
+    # -- public API --------------------------------------------------------------------------
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run one turn (see the module docstring for errors and cancellation)."""
+        if self._nursery is None:
+            raise ConfigError("use the SessionBackend as `async with SessionBackend(...)`")
+        request = request.evolve(provider=self.provider.name)
+        key = session_key(request)
+        if not key:
+            async with self._open(request) as session:
+                entry = _Entry(key="", session=session)
+                return await self._run_turn(entry, request)
+        lock = self._locks.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                entry = self._sessions.get(key)
+                if entry is not None and entry.session.closed:
+                    self._drop(entry, graceful=False)
+                    entry = None
+                if entry is None:
+                    entry = await self._nursery.start(self._host, key, request)
+                entry.generation += 1
+                result = await self._run_turn(entry, request)
+                self._nursery.start_soon(self._idle_close, entry, entry.generation)
+                return result
+        finally:
+            self._forget_lock(key, lock)
+
+    async def steer(self, request: RunRequest) -> SubmitResult:
+        """Steer the running turn of the request's session; its reply joins the running
+        :meth:`run`'s result. Raises :class:`NoActiveTurnError` when no turn runs there, and
+        what :meth:`InteractiveSession.steer` raises."""
+        entry = self._sessions.get(session_key(request))
+        if entry is None or entry.current is None:
+            raise NoActiveTurnError(provider=self.provider.name)
+        turn = entry.current
+        if turn.finished.is_set():
+            raise NoActiveTurnError(provider=self.provider.name)
+        turn.steering += 1
+        try:
+            submitted = await entry.session.steer(request.evolve(provider=self.provider.name))
+            if submitted.turn_id:
+                turn.awaited.add(submitted.turn_id)
+        finally:
+            turn.steering -= 1
+            turn.check()
+        return submitted
+
+    # -- sessions ----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _open(self, initial: RunRequest) -> AsyncIterator[InteractiveSession]:
+        driver: SessionDriver | None = None
+        if self.driver_factory is not None:
+            driver = self.driver_factory(self.config, initial)
+        async with open_session(self.provider, self.config, initial=initial, driver=driver) as s:
+            yield s
+
+    async def _host(self, key: str, initial: RunRequest, *, task_status: Any) -> None:
+        """Owns one session's context for its whole life (a task of the backend nursery)."""
+        entry: _Entry | None = None
+        try:
+            async with self._open(initial) as session:
+                entry = _Entry(key=key, session=session)
+                self._sessions[key] = entry
+                task_status.started(entry)
+                with trio.CancelScope() as watch:
+                    entry.watch = watch
+                    await entry.close_requested.wait()
+                await session.aclose(graceful=entry.graceful)
+        finally:
+            if entry is not None:
+                entry.host_done.set()
+                if self._sessions.get(key) is entry:
+                    del self._sessions[key]
+
+    def _drop(self, entry: _Entry, *, graceful: bool) -> None:
+        """Close ``entry``'s session in the background (the host task does the work)."""
+        if self._sessions.get(entry.key) is entry:
+            del self._sessions[entry.key]
+        entry.graceful = entry.graceful and graceful
+        entry.close_requested.set()
+
+    async def _idle_close(self, entry: _Entry, generation: int) -> None:
+        await trio.sleep(self.idle_ttl)
+        lock = self._locks.setdefault(entry.key, trio.Lock())
+        try:
+            async with lock:
+                if entry.generation == generation and self._sessions.get(entry.key) is entry:
+                    self._drop(entry, graceful=True)
+        finally:
+            self._forget_lock(entry.key, lock)
+
+    def _forget_lock(self, key: str, lock: trio.Lock) -> None:
+        """Remove a per-key lock only when nobody holds or waits for it and no session uses
+        it (§13.10: a held lock is never replaced by a new one)."""
+        stats = lock.statistics()
+        if (
+            not lock.locked()
+            and stats.tasks_waiting == 0
+            and key not in self._sessions
+            and self._locks.get(key) is lock
+        ):
+            del self._locks[key]
+
+    # -- one run -----------------------------------------------------------------------------
+    async def _run_turn(self, entry: _Entry, request: RunRequest) -> RunResult:
+        session = entry.session
+        turn = _Turn(provider=self.provider.name, thread_id=request.thread_id)
+        limits = getattr(self.config, "limits", None)
+        dispatcher = CallbackDispatcher(
+            request.on_progress,
+            request.on_raw_event,
+            limits.callback_buffer if limits is not None else 4096,
+        )
+        events = session.events()
+        timeout = self.config.effective_timeout()
+        callback_error: list[BaseException] = []
+        closed_under_us = False
+        timed_out = False
+        entry.current = turn
+        try:
+            with trio.move_on_after(timeout) as deadline:
+                async with trio.open_nursery() as nursery:
+
+                    async def deliver() -> None:
+                        try:
+                            await dispatcher.run()
+                        except Exception as exc:  # a user callback raised
+                            callback_error.append(exc)
+                            nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(deliver)
+                    try:
+                        closed_under_us = await self._follow(
+                            session, events, turn, dispatcher, request
+                        )
+                    finally:
+                        dispatcher.close()
+            timed_out = deadline.cancelled_caught
+        except BaseException:
+            # the caller's cancellation (or a bug): interrupt with a deadline, then kill
+            with trio.CancelScope(shield=True):
+                await self._interrupt_and_wait(session, events, turn)
+            self._drop(entry, graceful=False)
+            raise
+        finally:
+            entry.current = None
+        partial = turn.partial()
+        tail = session.stderr_tail()
+        name = self.provider.name
+        if turn.submit_error is not None:
+            if session.closed:
+                self._drop(entry, graceful=False)
+            raise turn.submit_error
+        if callback_error:
+            self._drop(entry, graceful=False)
+            err = CallbackError(
+                f"{name}: callback raised {callback_error[0]!r}",
+                partial=partial,
+                provider=name,
+                stderr_tail=tail,
+            )
+            err.__cause__ = callback_error[0]
+            raise err
+        if timed_out:
+            await self._interrupt_and_wait(session, events, turn)
+            self._drop(entry, graceful=False)
+            raise RunTimeoutError(
+                f"llm timeout: {name} turn exceeded {timeout:g} s",
+                partial=turn.partial(),
+                provider=name,
+                stderr_tail=tail,
+            )
+        if closed_under_us or not turn.finished.is_set():
+            self._drop(entry, graceful=False)
+            failure = session.failure
+            message = (
+                str(failure)
+                if failure is not None
+                else (f"{name} session closed before the turn finished")
+            )
+            raise TransportClosedError(message, partial=partial, provider=name, stderr_tail=tail)
+        if turn.error is not None:
+            self._drop(entry, graceful=False)
+            event = turn.error
+            raise AgentError(
+                event.error or f"{name} turn failed",
+                status=event.status,
+                partial=partial,
+                provider=name,
+                stderr_tail=tail,
+            )
+        if turn.interrupted:
+            raise RunInterruptedError(
+                f"{name} turn interrupted", partial=partial, provider=name, stderr_tail=tail
+            )
+        return partial
+
+    async def _follow(
+        self,
+        session: InteractiveSession,
+        events: trio.MemoryReceiveChannel[TurnEvent],
+        turn: _Turn,
+        dispatcher: CallbackDispatcher,
+        request: RunRequest,
+    ) -> bool:
+        """Submit and read events until every awaited turn ended. True: the session closed."""
+        backlog: list[TurnEvent] = []
+        submitted = trio.Event()
+        closed = False
+
+        async def read() -> None:
+            nonlocal closed
+            async for event in events:
+                if not submitted.is_set():
+                    backlog.append(event)  # ids are unknown until submit returns
+                    continue
+                if turn.take(event):
+                    await dispatcher.offer(event)
+                if turn.finished.is_set():
+                    return
+            closed = True
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            try:
+                result = await session.submit(request)
+            except AliceError as exc:
+                turn.submit_error = exc
+                nursery.cancel_scope.cancel()
+                return False
+            if not result.turn_id:  # queued behind a turn this run does not own
+                turn.submit_error = AgentError(
+                    f"{turn.provider}: the session is busy with another turn"
+                )
+                nursery.cancel_scope.cancel()
+                return False
+            turn.awaited.add(result.turn_id)
+            if result.thread_id:
+                turn.thread_id = turn.thread_id or result.thread_id
+            for event in backlog:
+                if turn.take(event):
+                    await dispatcher.offer(event)
+            backlog.clear()
+            submitted.set()
+            if turn.finished.is_set():
+                nursery.cancel_scope.cancel()
+        return closed and not turn.finished.is_set()
+
+    async def _interrupt_and_wait(
+        self,
+        session: InteractiveSession,
+        events: trio.MemoryReceiveChannel[TurnEvent],
+        turn: _Turn,
+    ) -> None:
+        """Interrupt the turn and read its events until it ended or the deadline passed."""
+        if session.closed or turn.finished.is_set() or not turn.awaited:
+            return
+        with trio.move_on_after(self.interrupt_deadline):
+            try:
+                await session.interrupt()
+            except AliceError:
+                return
+            async for event in events:
+                turn.take(event)
+                if turn.finished.is_set():
+                    return

@@ -1,0 +1,236 @@
+"""The session core over a scripted driver: submit/steer/queue/interrupt/close and events."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from scripted_driver import ScriptedDriver
+
+from alice_trio.errors import (
+    EmptyPromptError,
+    NoActiveTurnError,
+    SessionClosedError,
+    SteerUnsupportedError,
+)
+from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.sessions.driver import SteerMode, SubmitMode
+from alice_trio.sessions.session import SessionState, open_session
+
+
+def req(text: str, **kw) -> RunRequest:
+    return RunRequest(user_text=text, **kw)
+
+
+async def drain(session, n: int) -> list[TurnEvent]:
+    out = []
+    for _ in range(n):
+        out.append(await session.events().receive())
+    return out
+
+
+async def test_submit_starts_then_queues_fifo_and_inherits_thread_id():
+    driver = ScriptedDriver(SteerMode.QUEUE_WHEN_BUSY, thread_id="")
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        first = await s.submit(req("one"))
+        assert first.mode is SubmitMode.STARTED and s.state is SessionState.RUNNING
+        q1 = await s.submit(req("two"))
+        q2 = await s.submit(req("three"))
+        assert (q1.mode, q1.queue_depth, q2.queue_depth) == (SubmitMode.QUEUED, 1, 2)
+        ref = driver.started[0][0]
+        await driver.push(
+            TurnEvent(kind=EventKind.TURN_COMPLETED, turn_id=ref.turn_id, thread_id="thr-new")
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.prompt for _, r in driver.started] == ["one", "two"]
+        assert driver.started[1][1].thread_id == "thr-new"  # inherited
+        await driver.finish(driver.started[1][0])
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.prompt for _, r in driver.started] == ["one", "two", "three"]
+        assert s.queue_depth == 0
+
+
+async def test_native_steer_and_errors():
+    driver = ScriptedDriver(SteerMode.NATIVE)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        with pytest.raises(NoActiveTurnError):
+            await s.steer(req("early"))
+        with pytest.raises(EmptyPromptError):
+            await s.submit(req("   "))
+        started = await s.submit(req("one"))
+        steered = await s.submit(req("more"))
+        assert steered.mode is SubmitMode.STEERED and steered.turn_id == started.turn_id
+        again = await s.steer(req("and more"))
+        assert again.turn_id == started.turn_id
+        assert [r.prompt for _, r in driver.steered] == ["more", "and more"]
+
+
+async def test_steer_unsupported_for_queue_mode():
+    driver = ScriptedDriver(SteerMode.QUEUE_WHEN_BUSY)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+        with pytest.raises(SteerUnsupportedError):
+            await s.steer(req("two"))
+
+
+async def test_enqueue_steer_turn_becomes_active_after_the_first():
+    driver = ScriptedDriver(SteerMode.NATIVE_ENQUEUE, enqueue=True)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        first = await s.submit(req("one"))
+        second = await s.submit(req("two"))
+        assert second.mode is SubmitMode.STEERED and second.turn_id != first.turn_id
+        await driver.finish(driver.started[0][0])
+        await drain(s, 1)
+        assert s.active_turn is not None and s.active_turn.turn_id == second.turn_id
+        assert (await s.submit(req("three"))).mode is SubmitMode.STEERED
+        assert s.busy
+
+
+async def test_defect_06_terminal_without_or_with_foreign_turn_id_does_not_clear():
+    driver = ScriptedDriver(SteerMode.QUEUE_WHEN_BUSY)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        started = await s.submit(req("one"))
+        await driver.push(TurnEvent(kind=EventKind.TURN_COMPLETED, turn_id=""))
+        await driver.push(TurnEvent(kind=EventKind.ERROR, turn_id="someone-else"))
+        await drain(s, 2)
+        assert s.active_turn is not None and s.active_turn.turn_id == started.turn_id
+        assert (await s.submit(req("two"))).mode is SubmitMode.QUEUED
+
+
+async def test_defect_07_queued_start_cannot_race_a_new_submit():
+    driver = ScriptedDriver(SteerMode.QUEUE_WHEN_BUSY)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+        await s.submit(req("two"))
+        gate = driver.start_gate = trio.Event()
+        await driver.finish(driver.started[0][0])  # pops "two"; its start waits on the gate
+        await trio.testing.wait_all_tasks_blocked()
+        third = await s.submit(req("three"))  # must queue, not start a second turn
+        assert third.mode is SubmitMode.QUEUED
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.prompt for _, r in driver.started] == ["one", "two"]
+
+
+async def test_defect_08_reader_never_waits_for_the_submit_lock():
+    """A start that blocks until the driver's reader delivered many events must not deadlock
+    (Go: the forwarder waited for the mutex StartTurn held)."""
+    driver = ScriptedDriver(SteerMode.QUEUE_WHEN_BUSY)
+    async with open_session("fake", initial=req("x"), driver=driver, buffer=4) as s:
+        got: list[TurnEvent] = []
+        delivered = trio.Event()
+
+        async def reader():
+            for i in range(50):
+                await driver.push(TurnEvent(kind=EventKind.REASONING, text=str(i), turn_id="t0"))
+            delivered.set()
+
+        async def consume():
+            async for ev in s.events():
+                got.append(ev)
+                if len(got) == 50:
+                    return
+
+        async def slow_start(request):
+            await delivered.wait()  # e.g. the turn/start response comes after notifications
+            return await orig(request)
+
+        orig = driver.start_turn
+        driver.start_turn = slow_start
+        with trio.fail_after(5):
+            async with trio.open_nursery() as n:
+                n.start_soon(reader)
+                n.start_soon(consume)
+                result = await s.submit(req("one"))
+        assert result.mode is SubmitMode.STARTED and len(got) == 50
+
+
+async def test_interrupt_is_forwarded_and_terminal_clears():
+    driver = ScriptedDriver(SteerMode.NATIVE)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.interrupt()  # nothing active: no-op
+        started = await s.submit(req("one"))
+        await s.interrupt()
+        events = await drain(s, 1)
+        assert events[0].kind is EventKind.TURN_INTERRUPTED
+        assert driver.interrupted[0].turn_id == started.turn_id
+        assert s.state is SessionState.IDLE
+
+
+async def test_closed_is_sticky_and_close_graceful_when_idle():
+    driver = ScriptedDriver(auto_reply=True)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+        await drain(s, 3)
+        await s.aclose()
+        for call in (s.submit(req("a")), s.steer(req("b")), s.interrupt()):
+            with pytest.raises(SessionClosedError):
+                await call
+        assert s.state is SessionState.CLOSED
+    assert driver.closed_with == [True]
+
+
+async def test_leaving_with_a_running_turn_or_on_cancel_kills(autojump_clock):
+    driver = ScriptedDriver()
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+    assert driver.closed_with == [False]
+    driver2 = ScriptedDriver()
+    with trio.move_on_after(1) as scope:
+        async with open_session("fake", initial=req("x"), driver=driver2) as s2:
+            await s2.submit(req("one"))
+            await trio.sleep_forever()
+    assert scope.cancelled_caught  # the cancel surfaced as itself, nothing hung
+
+
+async def test_owner_exception_comes_out_unwrapped():
+    with pytest.raises(KeyError):
+        async with open_session("fake", initial=req("x"), driver=ScriptedDriver()):
+            raise KeyError("mine")
+
+
+async def test_break_and_cancel_mid_iteration_are_harmless(autojump_clock):
+    driver = ScriptedDriver(auto_reply=True)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+        async for ev in s.events():
+            if ev.kind is EventKind.ASSISTANT_TEXT:
+                break
+        rest = await s.events().receive()
+        assert rest.kind is EventKind.TURN_COMPLETED
+        with trio.move_on_after(0.01):  # cancelled while waiting inside the iteration
+            async for _ in s.events():
+                pass
+        await s.submit(req("two"))
+        kinds = [ev.kind for ev in await drain(s, 3)]
+        assert kinds[-1] is EventKind.TURN_COMPLETED
+
+
+async def test_defect_13_driver_crash_fails_pending_turns_with_an_error():
+    driver = ScriptedDriver()
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        started = await s.submit(req("one"))
+        from alice_trio.errors import TransportClosedError
+
+        driver.end(TransportClosedError("claude exited: exit status 3", stderr_tail="boom"))
+        events = [ev async for ev in s.events()]
+        assert events[-1].kind is EventKind.ERROR and events[-1].turn_id == started.turn_id
+        assert "exit status 3" in events[-1].error
+        assert s.state is SessionState.FAILED
+        with pytest.raises(SessionClosedError):
+            await s.submit(req("two"))
+
+
+async def test_queued_start_failure_becomes_an_error_event_with_its_own_id():
+    driver = ScriptedDriver()
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+        await s.submit(req("two"))
+        from alice_trio.errors import ProtocolError
+
+        driver.fail_start = ProtocolError("bad start")
+        await driver.finish(driver.started[0][0])
+        events = await drain(s, 2)
+        assert events[1].kind is EventKind.ERROR and events[1].error == "bad start"
+        assert events[1].turn_id.startswith("queued-start-")
+        assert s.state is SessionState.IDLE

@@ -75,13 +75,25 @@ def agent_process(launcher: str) -> Subject:
 
 
 def session_subject(launcher: str) -> Subject | None:
-    """``open_session`` on the claude stream-json driver, if the sessions package has landed."""
+    """``open_session`` on the claude stream-json driver; None until both have landed."""
     try:
-        from alice_trio.sessions.session import open_session  # type: ignore[attr-defined]
+        from alice_trio.sessions import claude_stream  # noqa: F401  (the driver must exist)
+        from alice_trio.sessions.session import open_session
     except ImportError:
         return None
-    _ = open_session
-    return None  # wired once the session API is final (see README)
+    from alice_trio.models import EventKind
+    from alice_trio.providers.claude import ClaudeConfig
+
+    async def run(args: list[str], ready: trio.Event) -> None:
+        config = ClaudeConfig(command=launcher, extra_args=tuple(args), limits=LIMITS)
+        request = RunRequest(user_text="bench")
+        async with open_session("claude", config, initial=request) as session:
+            await session.submit(request)
+            async for event in session.events():
+                if event.kind is EventKind.ASSISTANT_TEXT:
+                    ready.set()
+
+    return run
 
 
 def bare(launcher: str) -> Subject:
@@ -187,7 +199,7 @@ async def trial(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run)
-        with trio.fail_after(30):
+        with trio.fail_after(10):
             await ready.wait()
         if error:
             raise RuntimeError(f"subject failed: {error[0]!r}")
@@ -286,9 +298,17 @@ async def main_async(mechanism: str, quick: bool, only: str) -> dict[str, Any]:
                 for label, subj in subjects:
                     for hold in ("term", "busy", "noterm"):
                         n = n_slow if hold == "noterm" else n_fast
-                        scenarios.append(
-                            await scenario(f"{label}/{hold}", subj, observer, hold, "own", n)
-                        )
+                        try:
+                            row = await scenario(f"{label}/{hold}", subj, observer, hold, "own", n)
+                        except Exception as exc:
+                            if label != "session":
+                                raise
+                            # a young driver that cannot talk to the fake yet: say so, go on
+                            out.setdefault("session_errors", []).append(
+                                f"{label}/{hold}: {exc!r}"[:500]
+                            )
+                            continue
+                        scenarios.append(row)
                 scenarios.append(
                     await scenario(
                         "oneshot/term/double",
@@ -320,8 +340,8 @@ async def main_async(mechanism: str, quick: bool, only: str) -> dict[str, Any]:
     out["session_note"] = (
         ""
         if session_subject(launcher) is not None
-        else "alice_trio.sessions.session.open_session not available yet: the agent_process rows "
-        "measure the long-lived process layer sessions are built on"
+        else "the claude stream-json session driver (alice_trio.sessions.claude_stream) has not "
+        "landed: the agent_process rows measure the long-lived process layer sessions use"
     )
     return out
 

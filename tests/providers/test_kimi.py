@@ -470,10 +470,17 @@ def test_thread_id_from_stderr() -> None:
 
 
 def test_explain_exit() -> None:
+    from alice_trio.errors import AgentError
+
     tail = (HERE / "kimi_code_err429.stderr").read_text()
-    assert explain_exit(1, tail) == (
+    err = explain_exit(1, tail)
+    assert isinstance(err, AgentError) and err.status == 429
+    assert err.message == (
         "kimi exited with code 1: failed to run prompt: provider.rate_limit: "
         "429 fake rate_limit_reached_error"
+    )
+    assert explain_exit(1, "error: failed to run prompt: bad config") == (
+        "kimi exited with code 1: failed to run prompt: bad config"
     )
     assert explain_exit(1, "Traceback ...\nboom") is None
     assert explain_exit(75, "") is None

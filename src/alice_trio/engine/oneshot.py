@@ -296,7 +296,7 @@ async def run_invocation(
     fallback_thread_id: str = "",
     on_progress: ProgressCallback | None = None,
     on_raw_event: RawEventCallback | None = None,
-    explain_exit: Callable[[int, str], str | None] | None = None,
+    explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
 ) -> RunResult:
     """Spawn ``invocation``, feed its stdout to ``decoder``, return the result or raise.
 
@@ -365,9 +365,7 @@ async def run_invocation(
                         outer.cancel_scope.deadline, trio.current_time() + limits.drain_timeout
                     )
         if outer.cancel_scope.cancelled_caught and run.failure is None:
-            run.failure = RunTimeoutError(
-                f"llm timeout: {provider} run exceeded {timeout:g} s"
-            )
+            run.failure = RunTimeoutError(f"llm timeout: {provider} run exceeded {timeout:g} s")
     finally:
         with trio.CancelScope(shield=True):
             await terminate_group(proc, limits.kill_grace)
@@ -385,7 +383,7 @@ def _conclude(
     run: _Run,
     outcome: DecodeOutcome,
     fallback_thread_id: str,
-    explain_exit: Callable[[int, str], str | None] | None,
+    explain_exit: Callable[[int, str], str | AliceError | None] | None,
 ) -> RunResult:
     result = outcome.result
     if not result.next_thread_id and fallback_thread_id:
@@ -405,9 +403,13 @@ def _conclude(
     if rc is None:  # pragma: no cover - terminate_group always reaps
         rc = -signal.SIGKILL
     if rc != 0 and not run.killed_after_terminal:
-        message = (explain_exit(rc, tail) if explain_exit else None) or (
-            f"{run.provider} exec failed: {describe_exit(rc)}"
-        )
+        explained = explain_exit(rc, tail) if explain_exit else None
+        if isinstance(explained, AliceError):
+            explained.partial = result
+            explained.provider = run.provider
+            explained.stderr_tail = tail
+            raise explained
+        message = explained or f"{run.provider} exec failed: {describe_exit(rc)}"
         raise ProcessFailedError(message, returncode=rc, **common)
     if not result.reply and outcome.missing_reply:
         raise ProtocolError(outcome.missing_reply, **common)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from ..errors import AliceError
 from ..framing import DEFAULT_MAX_LINE_BYTES
 from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
 
@@ -158,7 +159,9 @@ class Provider:
 
     ``session_factory`` (optional) opens an interactive session driver for this provider; see
     :mod:`alice_trio.sessions`. ``explain_exit`` (optional) turns an exit code and stderr tail
-    into a clearer message (e.g. gemini's "workspace not trusted", exit 55). ``idle_retry``
+    into a clearer message (e.g. gemini's "workspace not trusted", exit 55), or into a more
+    specific error (e.g. an :class:`~alice_trio.errors.AgentError` with the API status that
+    kimi only prints on stderr). ``idle_retry``
     (optional): after an idle timeout, the request for exactly one more attempt (e.g. codex
     resumes the thread it already started), or None to give up. ``prepare_request``
     (optional): completes a request before argv and decoder are built (e.g. legacy kimi picks
@@ -171,7 +174,7 @@ class Provider:
     build_invocation: Callable[[RunRequest, Any], Invocation]
     new_decoder: Callable[[RunRequest, Any], Decoder]
     description: str = ""
-    explain_exit: Callable[[int, str], str | None] | None = None
+    explain_exit: Callable[[int, str], str | AliceError | None] | None = None
     idle_retry: Callable[[RunRequest, RunResult], RunRequest | None] | None = None
     prepare_request: Callable[[RunRequest, Any], RunRequest] | None = None
     session_factory: Any = None

@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..errors import AgentError
 from ..models import EventKind, RunRequest, TurnEvent
 from .base import (
     CLIConfig,
@@ -79,6 +80,8 @@ _RESUME_HINT_RE = re.compile(
     r"To resume this session:\s*kimi\s+(?:-r|-S|--resume|--session)[ =]?\s*(\S+)"
 )
 _CODE_ERROR_RE = re.compile(r"^error:\s*(.+)$", re.MULTILINE)
+#: ``error: failed to run prompt: provider.api_error: 500 …`` → 500
+_API_STATUS_RE = re.compile(r"provider\.\w+:\s*(\d{3})\b")
 
 
 @attrs.frozen(kw_only=True)
@@ -366,16 +369,20 @@ def thread_id_from_stderr(text: str) -> str:
     return found[-1].strip() if found else ""
 
 
-def explain_exit(returncode: int, stderr_tail: str) -> str | None:
+def explain_exit(returncode: int, stderr_tail: str) -> str | AgentError | None:
     """A clearer message for a failed kimi process, or ``None``.
 
     Kimi Code reports a turn that failed for good as ``error: failed to run prompt: <why>`` on
     stderr (exit 1), e.g. after exhausting its API retries.
     """
     found = _CODE_ERROR_RE.findall(stderr_tail or "")
-    if found:
-        return f"kimi exited with code {returncode}: {found[-1].strip()}"
-    return None
+    if not found:
+        return None
+    message = f"kimi exited with code {returncode}: {found[-1].strip()}"
+    api = _API_STATUS_RE.search(found[-1])
+    if api:  # the model API refused: an agent failure with its status, not a crash
+        return AgentError(message, status=int(api.group(1)))
+    return message
 
 
 def prepare_request(request: RunRequest, config: KimiConfig) -> RunRequest:

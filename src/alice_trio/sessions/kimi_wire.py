@@ -1,0 +1,174 @@
+"""Interactive legacy kimi-cli (≤ 1.50): ``kimi --wire`` (JSON-RPC 2.0, string ids).
+
+Steer mode ``native``: ``steer {user_input}`` adds input to the running turn; kimi reports it
+with a ``SteerInput`` event and answers within the same turn (same turn id).
+
+* Process: ``<command> --wire --session=<id> [--model=M] [--yolo] [--add-dir=D…] [extra…]``.
+  ``<id>`` is the request's thread id, or a **fresh uuid4** for a new session (kimi-cli creates
+  a missing session under that id), so the thread id reported on every event and returned for
+  resuming is kimi's real session id, never the Go placeholder ``"kimi-wire"`` (spec §13.15).
+* Handshake: ``initialize`` (protocol 1.10; ``supports_question`` only when an approver
+  callback exists, otherwise kimi hides its question tool).
+* ``start_turn``: ``prompt`` in the background (turn id ``wire-<n>``); its response ends the
+  turn. Cancelling it (session closed) sends ``cancel`` (spec §13.11); a JSON-RPC error (e.g.
+  ``-32003`` chat provider error) or a dead process becomes an ``error`` event of the turn.
+* ``interrupt_turn``: ``cancel``; the prompt then ends ``cancelled`` → ``turn_interrupted``.
+* Approvals/questions: the approver callback, else
+  :func:`~alice_trio.sessions.approval.default_decision` (``yolo`` → accept; questions are
+  dismissed, never answered with ``""``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from typing import Any
+
+import trio
+
+from ..models import EventKind, RunRequest, TurnEvent
+from ..protocols import kimi_wire as proto
+from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
+from ..providers.base import Invocation, as_str, merge_env
+from ..providers.kimi import KimiConfig
+from .approval import Approver, ask, default_decision
+from .driver import SteerMode, TurnRef
+from .rpc_driver import RpcDriver
+
+__all__ = ["KimiWireDriver", "build_invocation", "open_driver"]
+
+
+def build_invocation(config: KimiConfig, initial: RunRequest, session_id: str) -> Invocation:
+    model = initial.model or config.model.strip()
+    policy = config.exec_policy.merged(initial.exec_policy)
+    argv = [config.command.strip() or "kimi", "--wire", f"--session={session_id}"]
+    if model:
+        argv.append(f"--model={model}")
+    if config.yolo:
+        argv.append("--yolo")
+    argv += [f"--add-dir={d}" for d in policy.add_dirs]
+    argv += config.extra_args
+    env: dict[str, str] = {}
+    if config.disable_telemetry:
+        env["KIMI_DISABLE_TELEMETRY"] = "1"
+    if config.disable_auto_update:
+        env["KIMI_CLI_NO_AUTO_UPDATE"] = "1"
+    wd = initial.workspace_dir or config.workspace_dir.strip()
+    return Invocation(
+        argv=tuple(argv), env=merge_env(env, config.env, initial.env),
+        cwd=os.path.abspath(wd) if wd else None, limits=config.limits,
+    )  # fmt: skip
+
+
+class KimiWireDriver(RpcDriver):
+    provider = "kimi"
+    steer_mode = SteerMode.NATIVE
+    jsonrpc = True
+    string_ids = True
+
+    def __init__(
+        self,
+        config: KimiConfig,
+        initial: RunRequest,
+        *,
+        approver: Approver | None = None,
+        invocation: Invocation | None = None,
+        session_id: str = "",
+        close_grace: float = 2.0,
+    ) -> None:
+        self.session_id = initial.thread_id or session_id or str(uuid.uuid4())
+        super().__init__(
+            invocation or build_invocation(config, initial, self.session_id),
+            approver=approver, close_grace=close_grace,
+        )  # fmt: skip
+        self.config = config
+        self.policy = config.exec_policy.merged(initial.exec_policy)
+        self.mapper = proto.KimiWireMapper(session_id=self.session_id)
+        self.server_info: dict[str, Any] = {}
+        self._turns = itertools.count(1)
+
+    async def handshake(self, client: Any) -> None:
+        params = proto.initialize_params(supports_question=self.approver is not None)
+        info = await client.request("initialize", params)
+        self.server_info = info if isinstance(info, dict) else {}
+
+    def map_notification(self, msg: Notification) -> list[TurnEvent]:
+        if msg.method != "event":
+            return [self.unknown(msg.raw, f"kimi wire notification {msg.method}")]
+        return self.mapper.event(msg.params, msg.raw)
+
+    def eof_events(self) -> list[TurnEvent]:
+        return self.mapper.flush()
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        text = self.check_prompt(request)
+        self._require_client()
+        ref = TurnRef(thread_id=self.session_id, turn_id=f"wire-{next(self._turns)}")
+        started = trio.Event()
+        self._spawn(self._prompt, ref, text, started)
+        await started.wait()
+        return ref
+
+    async def _cancel(self) -> None:
+        await self._require_client().request("cancel", {})
+
+    async def _prompt(self, ref: TurnRef, text: str, started: trio.Event) -> None:
+        self.mapper.flush()
+        self.mapper.begin(ref.turn_id)
+        started.set()
+        await self.request_turn(ref, "prompt", {"user_input": text}, self.mapper.finish,
+                                on_cancel=self._cancel)  # fmt: skip
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        text = self.check_prompt(request)
+        await self._require_client().request("steer", {"user_input": text})
+        return turn
+
+    async def interrupt_turn(self, turn: TurnRef) -> None:
+        await self._cancel()
+
+    async def answer_request(self, req: Request) -> Any:
+        params = req.params if isinstance(req.params, dict) else {}
+        payload = params.get("payload") if isinstance(params.get("payload"), dict) else {}
+        rtype = as_str(params.get("type"))
+        if req.method != "request":
+            raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)
+        if rtype == "HookRequest":
+            return {"request_id": as_str(payload.get("id")), "action": "allow", "reason": ""}
+        if rtype == "ToolCallRequest":
+            return {"tool_call_id": as_str(payload.get("id")), "return_value": {
+                "is_error": True, "output": "", "display": [],
+                "message": "alice_trio has no external tool handler"}}  # fmt: skip
+        approval = proto.approval_request(
+            params, session_id=self.session_id, turn_id=self.mapper.turn_id
+        )
+        if approval is None:
+            raise JsonRpcError(f"request type not supported: {rtype}", code=METHOD_NOT_FOUND)
+        if approval.question is not None:
+            await self.emit(TurnEvent(
+                kind=EventKind.QUESTION, question=approval.question, text=approval.summary,
+                thread_id=self.session_id, turn_id=self.mapper.turn_id, raw=req.raw,
+                provider=self.provider,
+            ))  # fmt: skip
+        fallback = default_decision(self.policy, auto_approve=self.config.yolo)
+        answer = await ask(self.approver, approval, fallback, self.approval_errors)
+        result = proto.approval_result(approval, answer)
+        if result is None:
+            raise JsonRpcError("question dismissed: no answer", code=-32000)
+        if approval.kind != "question":
+            await self.emit(TurnEvent(
+                kind=EventKind.TOOL_USE,
+                text=f"approval {approval.kind}: {approval.summary} -> {result['response']}",
+                thread_id=self.session_id, turn_id=self.mapper.turn_id, raw=req.raw,
+                provider=self.provider,
+            ))  # fmt: skip
+        return result
+
+
+def open_driver(
+    config: KimiConfig, initial: RunRequest, *, approver: Approver | None = None
+) -> KimiWireDriver:
+    """The legacy-wire session factory (Kimi Code 2.x has no wire mode: use
+    :func:`alice_trio.sessions.acp.open_kimi_driver`)."""
+    return KimiWireDriver(config, initial, approver=approver)

@@ -1,0 +1,244 @@
+"""Legacy kimi wire driver against a fake peer replaying kimi-cli 1.50 ``--wire`` traffic."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from rpc_recorder import Recorder
+from rpc_scripts import cgk_steps, peer_argv, peer_problems, sent, write_script
+
+from alice_trio.errors import TransportClosedError
+from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.protocols.kimi_wire import KimiWireMapper
+from alice_trio.providers.base import Invocation, RunLimits
+from alice_trio.providers.kimi import KimiConfig
+from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
+from alice_trio.sessions.driver import SessionDriver, SteerMode
+from alice_trio.sessions.kimi_wire import KimiWireDriver, build_invocation
+
+FAST = RunLimits(kill_grace=0.25, drain_timeout=0.5)
+APPROVAL_ID = "9aa0bdb3-fa3d-474b-b899-8f18ab218d8d"
+
+
+def make(tmp_path: Path, steps: list[dict[str, Any]], **kw: Any):
+    script, log = write_script(tmp_path, steps)
+    inv = Invocation(argv=peer_argv(script, log), cwd=str(tmp_path), limits=FAST)
+    config = kw.pop("config", KimiConfig(flavor="legacy"))
+    initial = kw.pop("initial", RunRequest(user_text="x"))
+    return KimiWireDriver(config, initial, invocation=inv, close_grace=1.0, **kw), log
+
+
+def ev(etype: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "event", "params": {"type": etype, "payload": payload}}
+
+
+async def test_recorded_session_plain_tool_approval_cancel(tmp_path: Path):
+    asked: list[ApprovalRequest] = []
+
+    def approver(req: ApprovalRequest) -> ApprovalDecision:
+        asked.append(req)
+        return ApprovalDecision.ACCEPT
+
+    driver, log = make(tmp_path, cgk_steps("kimi_wire", "kimi_legacy_wire"), approver=approver)
+    assert isinstance(driver, SessionDriver) and driver.steer_mode is SteerMode.NATIVE
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        r1 = await driver.start_turn(RunRequest(user_text="first turn: say hello"))
+        d1 = await rec.terminal(r1.turn_id)
+        r2 = await driver.start_turn(RunRequest(user_text="[[TOOL]] second turn"))
+        d2 = await rec.terminal(r2.turn_id)
+        r3 = await driver.start_turn(RunRequest(user_text="[[SLOW]] third turn"))
+        await rec.wait_for(lambda e: e.kind is EventKind.TURN_STARTED and e.turn_id == r3.turn_id)
+        await driver.interrupt_turn(r3)
+        d3 = await rec.terminal(r3.turn_id)
+        await driver.aclose(graceful=True)
+    assert peer_problems(log) == []
+    assert (d1.kind, d2.kind, d3.kind) == (EventKind.TURN_COMPLETED, EventKind.TURN_COMPLETED,
+                                           EventKind.TURN_INTERRUPTED)
+    assert rec.texts(EventKind.ASSISTANT_TEXT, r1.turn_id) == [
+        "Hello from the fake model. You said: first turn: say hello"]
+    assert rec.texts(EventKind.ASSISTANT_TEXT, r2.turn_id) == [
+        "I'll run a command.",
+        "The tool returned: <system>Command executed successfully.</system>. Done."]
+    assert rec.texts(EventKind.ASSISTANT_TEXT, r3.turn_id) == [
+        "word0 word1 word2 word3 word4 word5 "]
+    assert d1.usage is not None and (d1.usage.input_tokens, d1.usage.output_tokens) == (10502, 15)
+    assert d2.usage is not None and d2.usage.output_tokens == 52 + 18
+    assert [a.command for a in asked] == ["touch created_by_wire.txt"]
+    msgs = sent(log)
+    assert all(m["jsonrpc"] == "2.0" and isinstance(m["id"], str) for m in msgs)
+    assert msgs[0]["params"]["protocol_version"] == "1.10"
+    answer = next(m for m in msgs if "result" in m)
+    assert answer == {"jsonrpc": "2.0", "id": APPROVAL_ID,
+                      "result": {"request_id": APPROVAL_ID, "response": "approve"}}
+    assert [m["method"] for m in msgs if "method" in m] == [
+        "initialize", "prompt", "prompt", "prompt", "cancel"]
+
+
+async def test_defect_15_thread_id_is_a_real_session_id_never_the_placeholder(tmp_path: Path):
+    """Go reported the placeholder "kimi-wire" as the thread id of a new session."""
+    config = KimiConfig(flavor="legacy", model="fake")
+    inv = build_invocation(config, RunRequest(user_text="x"), "sid")
+    assert inv.argv == ("kimi", "--wire", "--session=sid", "--model=fake")
+    driver = KimiWireDriver(config, RunRequest(user_text="x"))
+    assert str(uuid.UUID(driver.session_id)) == driver.session_id
+    assert f"--session={driver.session_id}" in driver.invocation.argv
+    assert "kimi-wire" not in driver.invocation.argv
+    resumed = KimiWireDriver(config, RunRequest(user_text="x", thread_id="145c95e6"))
+    assert resumed.session_id == "145c95e6"
+    assert "--session=145c95e6" in resumed.invocation.argv
+    assert "--yolo" not in resumed.invocation.argv  # approvals are decided, not skipped
+
+
+async def test_resumed_session_events_carry_the_session_id(tmp_path: Path):
+    sid = "145c95e6-e5bd-4e9e-9c43-16d5d20b2ee4"
+    driver, _ = make(tmp_path, cgk_steps("kimi_wire", "kimi_legacy_wire_resume"),
+                     initial=RunRequest(user_text="x", thread_id=sid))
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="turn inside resumed wire session"))
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert ref.thread_id == sid and done.thread_id == sid
+    assert {e.thread_id for e in rec.events} == {sid}
+
+
+def mapped(events: list[dict[str, Any]]) -> list[TurnEvent]:
+    m = KimiWireMapper(session_id="s")
+    m.begin("t")
+    out: list[TurnEvent] = []
+    for e in events:
+        out += m.event(e["params"], json.dumps(e))
+    return out + m.finish({"status": "finished"})
+
+
+def test_defect_15_chunks_are_joined_verbatim_and_type_names_never_appended():
+    out = mapped([
+        ev("TurnBegin", {"user_input": "go"}),
+        ev("ContentPart", {"type": "think", "think": "hmm, "}),
+        ev("ContentPart", {"type": "think", "think": "ok"}),
+        ev("ContentPart", {"type": "text", "text": "Hello"}),
+        ev("ContentPart", {"type": "text", "text": " world\n"}),
+        ev("ContentPart", {"type": "image_url", "image_url": {"url": "x"}}),
+        ev("ContentPart", {"type": "text", "text": "  bye  "}),
+        ev("TurnEnd", {}),
+    ])
+    texts = [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT]
+    assert texts == ["Hello world\n  bye  "]
+    assert [e.text for e in out if e.kind is EventKind.REASONING] == ["hmm, ok"]
+    assert out[-1].kind is EventKind.TURN_COMPLETED
+
+
+def test_alice_fixture_coalesce():
+    path = Path(__file__).parent.parent / "transcripts" / "kimi_wire"
+    path = path / "alice_kimi_wire_coalesce.jsonl"
+    out = mapped([json.loads(x) for x in path.read_text().splitlines()])
+    assert [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT] == ["hello"]
+
+
+async def test_defect_15_question_goes_to_the_callback_not_auto_empty(tmp_path: Path):
+    qid = "q-1"
+    question = {"jsonrpc": "2.0", "method": "request", "id": qid, "params": {
+        "type": "QuestionRequest", "payload": {"id": qid, "tool_call_id": "c1", "questions": [
+            {"question": "Which color?", "header": "Color", "options": [
+                {"label": "red"}, {"label": "blue"}], "multi_select": False}]}}}
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
+    steps.append({"expect": "prompt", "id": "p-1", "reply": [
+        ev("TurnBegin", {"user_input": "ask"}), question]})
+    steps.append({"expect_response": qid, "reply": [
+        ev("ContentPart", {"type": "text", "text": "You chose blue."}), ev("TurnEnd", {}),
+        {"jsonrpc": "2.0", "id": "p-1", "result": {"status": "finished"}}]})
+    seen: list[ApprovalRequest] = []
+
+    async def approver(req: ApprovalRequest) -> dict[str, str]:
+        seen.append(req)
+        return {"Which color?": "blue"}
+
+    for cb in (approver, None):
+        driver, log = make(tmp_path, steps, approver=cb)
+        rec = Recorder()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, rec)
+            ref = await driver.start_turn(RunRequest(user_text="ask"))
+            await rec.terminal(ref.turn_id)
+            await driver.aclose(graceful=True)
+        assert peer_problems(log) == []
+        answer = next(m for m in sent(log) if m.get("id") == qid)
+        q = rec.of(EventKind.QUESTION, ref.turn_id)
+        assert q and q[0].question is not None and q[0].question.questions[0].header == "Color"
+        if cb is not None:
+            assert answer["result"] == {"request_id": qid, "answers": {"Which color?": "blue"}}
+            assert sent(log)[0]["params"]["capabilities"]["supports_question"] is True
+        else:  # dismissed with an error, never answered ""
+            assert "result" not in answer and answer["error"]["code"] == -32000
+        (tmp_path / "script.log.jsonl").write_text("")
+    assert len(seen) == 1
+
+
+async def test_steer_is_native_and_stays_on_the_turn(tmp_path: Path):
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
+    steps.append({"expect": "prompt", "id": "p-1", "reply": [
+        ev("TurnBegin", {"user_input": "start"}),
+        ev("ContentPart", {"type": "text", "text": "A"})]})
+    steps.append({"expect": "steer", "id": "s-1", "reply": [
+        {"jsonrpc": "2.0", "id": "s-1", "result": {"status": "steered"}},
+        ev("SteerInput", {"user_input": [{"type": "text", "text": "and B"}]}),
+        ev("ContentPart", {"type": "text", "text": "B"}), ev("TurnEnd", {}),
+        {"jsonrpc": "2.0", "id": "p-1", "result": {"status": "finished"}}]})
+    driver, log = make(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="start"))
+        await rec.wait_for(lambda e: e.kind is EventKind.TURN_STARTED)
+        assert await driver.steer_turn(ref, RunRequest(user_text="and B")) == ref
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED
+    assert rec.texts(EventKind.ASSISTANT_TEXT, ref.turn_id) == ["A", "B"]
+    assert rec.texts(EventKind.STEER_CONSUMED, ref.turn_id) == ["and B"]
+    steer = next(m for m in sent(log) if m.get("method") == "steer")
+    assert steer["params"] == {"user_input": "and B"}
+
+
+async def test_prompt_error_and_crash_become_turn_errors(tmp_path: Path):
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
+    steps.append({"expect": "prompt", "id": "p-1", "reply": [
+        {"jsonrpc": "2.0", "id": "p-1", "error": {"code": -32003, "message": "Error code: 500"}}]})
+    steps.append({"expect": "prompt", "id": "p-2", "reply": [ev("TurnBegin", {"user_input": "x"})]})
+    steps.append({"action": "crash", "stderr": "Traceback: boom\n", "code": 1})
+    driver, _ = make(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        r1 = await driver.start_turn(RunRequest(user_text="x"))
+        e1 = await rec.terminal(r1.turn_id)
+        r2 = await driver.start_turn(RunRequest(user_text="y"))
+        e2 = await rec.terminal(r2.turn_id)
+    assert e1.kind is EventKind.ERROR and "code=-32003" in e1.error and "500" in e1.error
+    assert e2.kind is EventKind.ERROR and "Traceback: boom" in e2.error
+    with pytest.raises(TransportClosedError):
+        await driver.steer_turn(r2, RunRequest(user_text="z"))
+
+
+async def test_defect_11_closing_mid_prompt_sends_cancel(tmp_path: Path):
+    """Go sent the prompt with context.Background(): nothing could cancel it."""
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
+    steps.append({"expect": "prompt", "id": "p-1", "reply": [ev("TurnBegin", {"user_input": "x"})]})
+    steps.append({"expect": "cancel", "id": "c-1", "reply": [
+        {"jsonrpc": "2.0", "id": "c-1", "result": {}}]})
+    driver, log = make(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        await driver.start_turn(RunRequest(user_text="x"))
+        await rec.wait_for(lambda e: e.kind is EventKind.TURN_STARTED)
+        nursery.cancel_scope.cancel()
+    assert [m.get("method") for m in sent(log)] == ["initialize", "prompt", "cancel"]

@@ -174,3 +174,23 @@ def test_configure_validates_and_describes():
     info = reaper.describe()
     assert info["mechanism"] in ("subreaper", "marker-scan", "group-only")
     assert isinstance(info["cgroup_v2_kill_available"], bool)
+
+
+def test_a_group_of_zombies_is_not_running():
+    """Zombies nobody reaped yet (e.g. under an init that reaps every 2 s) must not make
+    teardown wait: killpg(0) still sees them, group_running does not."""
+    import time
+
+    from alice_trio.engine.process_group import group_alive, group_running
+
+    child = subprocess.Popen(["true"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not alive(child.pid)  # exited, not reaped: a zombie
+        assert group_alive(child.pid)
+        assert not group_running(child.pid)
+    finally:
+        child.wait()
+    assert not group_alive(child.pid)

@@ -21,7 +21,7 @@ import trio
 
 from . import reaper
 
-__all__ = ["group_alive", "signal_group", "terminate_group"]
+__all__ = ["group_alive", "group_running", "signal_group", "terminate_group"]
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -36,16 +36,29 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process (zombies included) is left in group ``pgid``."""
+    """True while any process is left in group ``pgid``, zombies that no one reaped yet
+    included (``killpg(pgid, 0)`` succeeds on them)."""
     return signal_group(pgid, 0)
 
 
+def group_running(pgid: int) -> bool:
+    """True while a process of group ``pgid`` is still running (not a zombie).
+
+    Cheap when the group is gone; otherwise one ``/proc`` scan. Zombies re-parented to an init
+    that reaps slowly (seen: every 1.5–2 s) must not make teardown wait: they are dead.
+    """
+    if not group_alive(pgid):
+        return False
+    return reaper.group_has_running_member(pgid)
+
+
 async def _wait_group_empty(pgid: int, deadline: float) -> bool:
-    """Poll until group ``pgid`` is empty or ``deadline``; reaps our own zombies of the group."""
+    """Poll until no process of group ``pgid`` runs, or ``deadline``; reaps our own zombies of
+    the group on the way."""
     delay = 0.0005
     while True:
         reaper.reap_group_zombies(pgid)
-        if not group_alive(pgid):
+        if not group_running(pgid):
             return True
         if trio.current_time() >= deadline:
             return False
@@ -62,7 +75,7 @@ async def terminate_group(proc: trio.Process, grace: float) -> None:
     """
     pgid = proc.pid
     leader_running = proc.returncode is None
-    if not leader_running and not group_alive(pgid):
+    if not leader_running and not group_running(pgid):
         return
     deadline = trio.current_time() + max(0.0, grace)
     signal_group(pgid, signal.SIGTERM)

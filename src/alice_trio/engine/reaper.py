@@ -45,6 +45,7 @@ __all__ = [
     "configure",
     "describe",
     "find_marked",
+    "group_has_running_member",
     "mechanism",
     "reap_group_zombies",
     "subreaper_active",
@@ -214,6 +215,22 @@ def reap_group_zombies(pgid: int) -> None:
         st = _stat(pid)
         if st is not None and st[0] == "Z" and (st[2] == pgid or st[3] == pgid):
             _reap(pid)
+
+
+def group_has_running_member(pgid: int) -> bool:
+    """True when a non-zombie process of group ``pgid`` exists (one ``/proc`` scan).
+
+    Where ``/proc`` is missing, assume yes (the caller then relies on its deadline)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in entries:
+        if name.isdigit():
+            st = _stat(int(name))
+            if st is not None and st[2] == pgid and st[0] != "Z":
+                return True
+    return False
 
 
 def find_marked(run_id: str) -> list[int]:

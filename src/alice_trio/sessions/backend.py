@@ -120,7 +120,7 @@ class _Entry:
     graceful: bool = True
     generation: int = 0
     current: _Turn | None = None
-    watch: trio.CancelScope | None = None
+    timer: trio.CancelScope | None = None
 
 
 class SessionBackend:
@@ -149,6 +149,7 @@ class SessionBackend:
         self._sessions: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
+        self._timers: set[trio.CancelScope] = set()
 
     @property
     def name(self) -> str:
@@ -164,6 +165,8 @@ class SessionBackend:
     async def __aexit__(self, *exc: object) -> bool | None:
         assert self._stack is not None
         failing = exc[0] is not None
+        for timer in list(self._timers):
+            timer.cancel()
         for entry in list(self._sessions.values()):
             self._drop(entry, graceful=not failing)
         try:
@@ -196,6 +199,8 @@ class SessionBackend:
                 if entry is None:
                     entry = await self._nursery.start(self._host, key, request)
                 entry.generation += 1
+                if entry.timer is not None:
+                    entry.timer.cancel()  # reused: its idle close is off
                 result = await self._run_turn(entry, request)
                 self._nursery.start_soon(self._idle_close, entry, entry.generation)
                 return result
@@ -239,9 +244,7 @@ class SessionBackend:
                 entry = _Entry(key=key, session=session)
                 self._sessions[key] = entry
                 task_status.started(entry)
-                with trio.CancelScope() as watch:
-                    entry.watch = watch
-                    await entry.close_requested.wait()
+                await entry.close_requested.wait()
                 await session.aclose(graceful=entry.graceful)
         finally:
             if entry is not None:
@@ -257,7 +260,15 @@ class SessionBackend:
         entry.close_requested.set()
 
     async def _idle_close(self, entry: _Entry, generation: int) -> None:
-        await trio.sleep(self.idle_ttl)
+        with trio.CancelScope() as timer:
+            entry.timer = timer
+            self._timers.add(timer)
+            try:
+                await trio.sleep(self.idle_ttl)
+            finally:
+                self._timers.discard(timer)
+        if timer.cancelled_caught:
+            return
         lock = self._locks.setdefault(entry.key, trio.Lock())
         try:
             async with lock:

@@ -54,6 +54,7 @@ from ..errors import (
 from ..models import EventKind, RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
+from ._groups import single_exception
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
 __all__ = ["InteractiveSession", "SessionState", "open_session"]
@@ -324,9 +325,13 @@ class InteractiveSession:
 
     async def _run_driver(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Run the driver; when it ends, fail pending turns and end the event stream."""
+        status = _StartedFlag(task_status)
         try:
-            await self.driver.run(self._emit, task_status=task_status)
+            with single_exception():
+                await self.driver.run(self._emit, task_status=status)
         except AliceError as exc:
+            if not status.done:
+                raise  # a start failure goes to whoever opened the session
             self.failure = exc
         finally:
             self.driver_done.set()
@@ -363,6 +368,18 @@ class InteractiveSession:
         self._send.close()
 
 
+class _StartedFlag:
+    """A task status that remembers whether the driver reported itself started."""
+
+    def __init__(self, inner: trio.TaskStatus[None]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        self.done = True
+        self.inner.started(value)
+
+
 def _resolve(provider: str | Provider, config: CLIConfig | None) -> tuple[Provider, CLIConfig]:
     prov = get_provider(provider) if isinstance(provider, str) else provider
     cfg = config if config is not None else prov.config_class()
@@ -394,7 +411,8 @@ async def open_session(
     else:
         name = provider if isinstance(provider, str) else provider.name
     graceful = True
-    try:
+    # the owner's own exception (or the driver's start error) comes out as itself
+    with single_exception():
         async with trio.open_nursery() as nursery:
             session = InteractiveSession(
                 driver, nursery, provider=name, thread_id=initial.thread_id, buffer=buffer
@@ -418,8 +436,3 @@ async def open_session(
                     session._closed = True
                     session._queue.clear()
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # the owner's own exception (or the driver's start error) comes out as itself
-        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-            raise group.exceptions[0] from None
-        raise

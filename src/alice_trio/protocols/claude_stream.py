@@ -1,0 +1,239 @@
+"""claude bidirectional stream-json, pure: stdin messages and stdout → turn events with the
+reply attributed to the submission that caused it.
+
+``claude -p --input-format stream-json --output-format stream-json --verbose
+--replay-user-messages`` (checked against claude 2.1.197, recordings in
+``tests/transcripts/claude_bidi/``):
+
+* stdin: ``control_request`` ``initialize`` → ``control_response``; user messages
+  ``{"type":"user","message":{"role":"user","content":[{"type":"text","text":…}]},…}``;
+  ``control_request`` ``interrupt`` → ``control_response`` at once, then the partial assistant
+  message, ``[Request interrupted by user]`` and a ``result`` ``error_during_execution``.
+* Each CLI turn prints ``system/init`` … ``result``. A message written while a turn runs is
+  **not** one turn per message: claude injects it into the running turn at the next tool
+  boundary, or merges every message that waited into the *next* turn (one ``result`` for
+  several messages). Counting ``result`` lines per message therefore mis-attributes replies
+  (the Go driver's §13.5 problem in another form).
+* With ``--replay-user-messages`` claude echoes each user message it takes into a turn as a
+  ``user`` line with ``isReplay: true`` (its own uuid, our text; merged messages come back as
+  one line with several text blocks; the same message can be echoed twice).
+
+Attribution (:class:`ClaudeBidiMapper`): submissions are kept in order; an echo marks the
+submissions whose text it carries as *consumed* by the current CLI turn (a steered one also
+yields ``steer_consumed``). Events of a CLI turn carry the turn id of its oldest consumed
+submission (else the oldest pending one). A ``result`` completes every consumed submission:
+the oldest gets the terminal event with the usage; each other one gets the turn's final reply
+as ``assistant_text`` and the same terminal kind under its own turn id. A ``result`` without
+any echo (a CLI that does not replay) completes the oldest pending submission. Per-line
+decoding is :class:`~alice_trio.providers.claude.ClaudeStreamDecoder` (one per CLI turn).
+Nothing here raises on input: unknown lines become ``unknown`` events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ..models import EventKind, TurnEvent
+from ..providers.base import as_str, json_loads
+from ..providers.claude import ClaudeStreamDecoder
+
+__all__ = [
+    "ClaudeBidiMapper",
+    "Submission",
+    "control_request",
+    "control_response_error",
+    "user_message",
+]
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def user_message(text: str) -> bytes:
+    """One stdin line carrying a user message."""
+    return _line(
+        {
+            "type": "user",
+            "session_id": "",
+            "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+            "parent_tool_use_id": None,
+        }
+    )
+
+
+def control_request(request_id: str, subtype: str, **fields: Any) -> bytes:
+    return _line(
+        {
+            "type": "control_request",
+            "request_id": request_id,
+            "request": {"subtype": subtype, **fields},
+        }
+    )
+
+
+def control_response_error(request_id: str, message: str) -> bytes:
+    """Our answer to a control request from claude that we do not support."""
+    return _line(
+        {
+            "type": "control_response",
+            "response": {"subtype": "error", "request_id": request_id, "error": message},
+        }
+    )
+
+
+@attrs.define
+class Submission:
+    turn_id: str
+    text: str
+    steered: bool = False
+    consumed: bool = False
+
+
+def _texts(message: Any) -> list[str]:
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, str):
+        return [content.strip()]
+    out: list[str] = []
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, Mapping) and as_str(block.get("type")).lower() == "text":
+                out.append(as_str(block.get("text")))
+    return out
+
+
+class ClaudeBidiMapper:
+    """Stdout lines of one bidirectional claude process → events (see module docstring).
+
+    ``control_responses`` collects ``request_id → response`` for the driver;
+    ``outgoing`` collects stdin lines the driver must write (answers to claude's own control
+    requests).
+    """
+
+    provider = "claude"
+
+    def __init__(self, *, thread_id: str = "") -> None:
+        self.thread_id = thread_id
+        self.pending: list[Submission] = []
+        self.control_responses: dict[str, Mapping[str, Any]] = {}
+        self.outgoing: list[bytes] = []
+        self._decoder = ClaudeStreamDecoder(thread_id=thread_id)
+
+    # -- submissions ----------------------------------------------------------------------------
+    def submit(self, turn_id: str, text: str, *, steered: bool = False) -> None:
+        self.pending.append(Submission(turn_id=turn_id, text=text.strip(), steered=steered))
+
+    def owner(self) -> str:
+        """Turn id that output arriving now belongs to."""
+        for sub in self.pending:
+            if sub.consumed:
+                return sub.turn_id
+        return self.pending[0].turn_id if self.pending else ""
+
+    # -- stdout ---------------------------------------------------------------------------------
+    def feed(self, line: str) -> list[TurnEvent]:
+        s = line.strip()
+        if not s:
+            return []
+        try:
+            obj = json_loads(s)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            return self._tag(self._decoder.feed(line))  # the decoder reports it as unknown
+        kind = obj.get("type")
+        if kind == "control_response":
+            response = obj.get("response")
+            if isinstance(response, Mapping):
+                self.control_responses[as_str(response.get("request_id"))] = response
+            return []
+        if kind == "control_request":
+            rid = as_str(obj.get("request_id"))
+            subtype = as_str((obj.get("request") or {}).get("subtype"))
+            self.outgoing.append(
+                control_response_error(rid, f"alice_trio does not handle {subtype!r} requests")
+            )
+            return [self._event(EventKind.UNKNOWN, s, text=f"claude control_request {subtype!r}")]
+        if kind == "user" and obj.get("isReplay") is True:
+            return self._replay(obj, s)
+        session = as_str(obj.get("session_id"))
+        if session:
+            self.thread_id = session
+        events = self._decoder.feed(line)
+        if kind == "result":
+            return self._result(events, s)
+        return self._tag(events)
+
+    def _event(self, kind: EventKind, raw: str, **kw: Any) -> TurnEvent:
+        return TurnEvent(
+            kind=kind,
+            raw=raw,
+            provider=self.provider,
+            thread_id=kw.pop("thread_id", self.thread_id),
+            turn_id=kw.pop("turn_id", self.owner()),
+            **kw,
+        )
+
+    def _tag(self, events: list[TurnEvent]) -> list[TurnEvent]:
+        owner = self.owner()
+        return [
+            attrs.evolve(e, turn_id=owner, thread_id=e.thread_id or self.thread_id) for e in events
+        ]
+
+    def _replay(self, obj: Mapping[str, Any], raw: str) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        for text in _texts(obj.get("message")):
+            text = text.strip()
+            for sub in self.pending:
+                if not sub.consumed and sub.text == text:
+                    sub.consumed = True
+                    if sub.steered:
+                        events.append(
+                            self._event(
+                                EventKind.STEER_CONSUMED, raw, text=text, turn_id=sub.turn_id
+                            )
+                        )
+                    break
+        return events
+
+    def _result(self, events: list[TurnEvent], raw: str) -> list[TurnEvent]:
+        done = [sub for sub in self.pending if sub.consumed] or self.pending[:1]
+        out: list[TurnEvent] = []
+        terminal = next((e for e in events if e.kind.terminal), None)
+        if not done:
+            out += [attrs.evolve(e, turn_id="") for e in events if not e.kind.terminal]
+            if terminal is not None:
+                out.append(
+                    self._event(
+                        EventKind.UNKNOWN,
+                        raw,
+                        turn_id="",
+                        text="claude result for no submitted message",
+                    )
+                )
+        else:
+            head = done[0].turn_id
+            out += [
+                attrs.evolve(e, turn_id=head, thread_id=e.thread_id or self.thread_id)
+                for e in events
+            ]
+            reply = self._decoder.reply
+            for sub in done[1:]:
+                if reply and terminal is not None and terminal.kind is EventKind.TURN_COMPLETED:
+                    out.append(
+                        self._event(EventKind.ASSISTANT_TEXT, raw, text=reply, turn_id=sub.turn_id)
+                    )
+                if terminal is not None:
+                    out.append(
+                        attrs.evolve(
+                            terminal, turn_id=sub.turn_id, usage=None, thread_id=self.thread_id
+                        )
+                    )
+            finished = {sub.turn_id for sub in done}
+            self.pending = [sub for sub in self.pending if sub.turn_id not in finished]
+        self._decoder = ClaudeStreamDecoder(thread_id=self.thread_id)
+        return out

@@ -1,0 +1,248 @@
+"""claude as a session driver: one long-lived ``claude -p`` in bidirectional stream-json mode.
+
+Steer mode ``native_enqueue``: a message written while a turn runs is taken by claude at its
+next boundary; the driver gives it a turn id of its own and the reply is attributed by
+:class:`~alice_trio.protocols.claude_stream.ClaudeBidiMapper` (module docstring there).
+
+Process: the one-shot argv builder's flags (permission mode, model, resume, add-dirs, allowed
+tools; :mod:`alice_trio.providers.claude`) with ``--input-format stream-json
+--replay-user-messages`` added and stdin kept open. ``--model``/``--resume`` come from the
+``initial`` request: they are fixed for the life of the process. :meth:`run` sends the
+``initialize`` control request and reports the session started once claude answered
+(``init_timeout``; a process that exits first raises :class:`ProcessFailedError` with the stderr
+tail).
+
+Interrupt writes the ``interrupt`` control request and waits up to ``interrupt_deadline`` for
+its ``control_response`` (:class:`ProtocolError` when none comes); the turn's own terminal
+event follows. When claude exits while submissions are pending, each gets an ``error`` event
+with the exit status and stderr tail before :meth:`run` returns (§13.13: a crash is an error,
+not a silent close). Close: graceful = stdin EOF then ``close_grace`` (claude exits 0 within
+~0.03 s when idle), else the process group is killed at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import (
+    EmptyPromptError,
+    ProcessFailedError,
+    ProtocolError,
+    SessionClosedError,
+    TransportClosedError,
+)
+from ..models import EventKind, RunRequest, TurnEvent
+from ..protocols.claude_stream import ClaudeBidiMapper, control_request, user_message
+from ..providers.base import Invocation
+from ..providers.claude import ClaudeConfig, build_invocation
+from ..transports.process import AgentProcess, open_agent_process
+from ._groups import single_exception
+from .driver import Emit, SteerMode, TurnRef
+
+__all__ = ["ClaudeStreamDriver", "build_stream_invocation", "open_driver"]
+
+
+def build_stream_invocation(config: ClaudeConfig, initial: RunRequest) -> Invocation:
+    """The one-shot invocation turned bidirectional: stream-json input, replayed user
+    messages, stdin left open (no prompt bytes)."""
+    probe = initial.evolve(user_text=initial.prompt or "-")
+    inv = build_invocation(probe, config)
+    argv = list(inv.argv)
+    argv[2:2] = ["--input-format", "stream-json", "--replay-user-messages"]
+    return attrs.evolve(inv, argv=tuple(argv), stdin=b"", timeout=None, idle_timeout=None)
+
+
+class ClaudeStreamDriver:
+    """See the module docstring."""
+
+    steer_mode = SteerMode.NATIVE_ENQUEUE
+
+    def __init__(
+        self,
+        config: ClaudeConfig,
+        initial: RunRequest,
+        *,
+        init_timeout: float = 60.0,
+        interrupt_deadline: float = 5.0,
+        close_grace: float = 2.0,
+        invocation: Invocation | None = None,
+    ) -> None:
+        self.config = config
+        self.invocation = invocation or build_stream_invocation(config, initial)
+        self.init_timeout = init_timeout
+        self.interrupt_deadline = interrupt_deadline
+        self.close_grace = close_grace
+        self.mapper = ClaudeBidiMapper(thread_id=initial.thread_id)
+        self._proc: AgentProcess | None = None
+        self._emit: Emit | None = None
+        self._ids = itertools.count(1)
+        self._req_ids = itertools.count(1)
+        self._responses: dict[str, trio.Event] = {}
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+        self._closing = False
+
+    def stderr_tail(self) -> str:
+        return self._proc.stderr_tail() if self._proc is not None else ""
+
+    # -- the process -------------------------------------------------------------------------
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        self._emit = emit
+        try:
+            with single_exception(), self._scope:
+                async with open_agent_process(
+                    self.invocation, name="claude", close_grace=self.close_grace
+                ) as proc:
+                    self._proc = proc
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._read, proc)
+                        await self._initialize(proc)
+                        task_status.started()
+                        await proc.stdout_closed.wait()
+                        with trio.move_on_after(self.close_grace):
+                            await proc.exited.wait()
+                        nursery.cancel_scope.cancel()
+                await self._report_exit()
+        finally:
+            self._done.set()
+
+    async def _initialize(self, proc: AgentProcess) -> None:
+        rid = f"init-{next(self._req_ids)}"
+        waiter = self._responses.setdefault(rid, trio.Event())
+        await proc.send(control_request(rid, "initialize"))
+        with trio.move_on_after(self.init_timeout) as scope:
+            async with trio.open_nursery() as n:
+
+                async def gone() -> None:
+                    await proc.stdout_closed.wait()
+                    n.cancel_scope.cancel()
+
+                async def answered() -> None:
+                    await waiter.wait()
+                    n.cancel_scope.cancel()
+
+                n.start_soon(gone)
+                n.start_soon(answered)
+        if waiter.is_set():
+            return
+        with trio.move_on_after(self.close_grace):
+            await proc.exited.wait()
+        what = "no answer to initialize" if scope.cancelled_caught else proc.exit_description()
+        raise ProcessFailedError(
+            f"claude stream-json did not start: {what}",
+            returncode=proc.returncode,
+            provider="claude",
+            stderr_tail=proc.stderr_tail(),
+        )
+
+    async def _read(self, proc: AgentProcess) -> None:
+        assert self._emit is not None
+        async for line in proc.lines:
+            events = self.mapper.feed(line)
+            for rid in list(self.mapper.control_responses):
+                self._responses.setdefault(rid, trio.Event()).set()
+            while self.mapper.outgoing:
+                try:
+                    await proc.send(self.mapper.outgoing.pop(0))
+                except TransportClosedError:
+                    pass
+            for event in events:
+                await self._emit(event)
+
+    async def _report_exit(self) -> None:
+        """claude exited: every pending submission gets an error (§13.13)."""
+        proc = self._proc
+        if proc is None or self._closing or not self.mapper.pending:
+            return
+        assert self._emit is not None
+        tail = proc.stderr_tail().strip()
+        message = f"claude exited during the turn ({proc.exit_description()})"
+        if tail:
+            message += f": {tail[-2000:]}"
+        pending, self.mapper.pending = self.mapper.pending, []
+        for sub in pending:
+            await self._emit(
+                TurnEvent(
+                    kind=EventKind.ERROR,
+                    error=message,
+                    turn_id=sub.turn_id,
+                    thread_id=self.mapper.thread_id,
+                    provider="claude",
+                )
+            )
+
+    # -- commands ----------------------------------------------------------------------------
+    def _live(self) -> AgentProcess:
+        if self._proc is None or self._done.is_set() or self._closing:
+            raise SessionClosedError(provider="claude")
+        return self._proc
+
+    async def _submit(self, request: RunRequest, *, steered: bool) -> TurnRef:
+        text = request.prompt
+        if not text:
+            raise EmptyPromptError(provider="claude")
+        proc = self._live()
+        ref = TurnRef(
+            thread_id=self.mapper.thread_id or request.thread_id,
+            turn_id=f"claude-{next(self._ids)}",
+        )
+        self.mapper.submit(ref.turn_id, text, steered=steered)
+        if not steered:
+            assert self._emit is not None
+            await self._emit(
+                TurnEvent(
+                    kind=EventKind.TURN_STARTED,
+                    thread_id=ref.thread_id,
+                    turn_id=ref.turn_id,
+                    provider="claude",
+                )
+            )
+        try:
+            await proc.send(user_message(text))
+        except TransportClosedError:
+            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
+            raise
+        return ref
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        return await self._submit(request, steered=False)
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        return await self._submit(request, steered=True)
+
+    async def interrupt_turn(self, turn: TurnRef) -> None:
+        proc = self._live()
+        rid = f"interrupt-{next(self._req_ids)}"
+        waiter = self._responses.setdefault(rid, trio.Event())
+        await proc.send(control_request(rid, "interrupt"))
+        with trio.move_on_after(self.interrupt_deadline):
+            await waiter.wait()
+            return
+        raise ProtocolError(
+            f"claude did not answer the interrupt within {self.interrupt_deadline:g} s",
+            provider="claude",
+            stderr_tail=proc.stderr_tail(),
+        )
+
+    async def aclose(self, *, graceful: bool) -> None:
+        if self._done.is_set():
+            return
+        self._closing = True
+        proc = self._proc
+        if graceful and proc is not None:
+            await proc.close_stdin()
+            with trio.move_on_after(self.close_grace):
+                await self._done.wait()
+        self._scope.cancel()
+        await self._done.wait()
+
+
+def open_driver(config: Any, initial: RunRequest) -> ClaudeStreamDriver:
+    """Session factory for claude (registry entry)."""
+    if not isinstance(config, ClaudeConfig):
+        config = ClaudeConfig()
+    return ClaudeStreamDriver(config, initial)

@@ -1,0 +1,287 @@
+"""The claude bidirectional stream-json driver against a fake claude replaying real timelines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from alice_trio.errors import ProcessFailedError, ProtocolError
+from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.protocols.claude_stream import ClaudeBidiMapper, user_message
+from alice_trio.providers.base import Invocation, RunLimits
+from alice_trio.providers.claude import ClaudeConfig
+from alice_trio.sessions.backend import SessionBackend
+from alice_trio.sessions.claude_stream import ClaudeStreamDriver, build_stream_invocation
+from alice_trio.sessions.driver import SubmitMode
+from alice_trio.sessions.session import SessionState, open_session
+
+HERE = Path(__file__).parent
+FAKE = HERE / "fake_claude_bidi.py"
+TL = HERE.parent / "transcripts" / "claude_bidi"
+
+
+def timeline(name: str) -> Path:
+    return TL / f"{name}.timeline.jsonl"
+
+
+def fake_driver(name: str, env: dict[str, str] | None = None, **kw) -> ClaudeStreamDriver:
+    inv = Invocation(
+        argv=(sys.executable, str(FAKE), str(timeline(name))),
+        env=env or {},
+        limits=RunLimits(kill_grace=0.5),
+    )
+    return ClaudeStreamDriver(
+        ClaudeConfig(), RunRequest(user_text="x"), invocation=inv, close_grace=1.0, **kw
+    )
+
+
+def req(text: str) -> RunRequest:
+    return RunRequest(user_text=text)
+
+
+async def collect(session, turn_ids: set[str]) -> list[TurnEvent]:
+    """Events until every turn in ``turn_ids`` had its terminal event."""
+    out: list[TurnEvent] = []
+    left = set(turn_ids)
+    with trio.fail_after(20):
+        async for ev in session.events():
+            out.append(ev)
+            if ev.kind.terminal:
+                left.discard(ev.turn_id)
+                if not left:
+                    break
+    return out
+
+
+def of(events, turn_id, kind):
+    return [e for e in events if e.turn_id == turn_id and e.kind is kind]
+
+
+def test_argv_is_the_oneshot_flags_made_bidirectional():
+    inv = build_stream_invocation(
+        ClaudeConfig(permission_mode="plan"), RunRequest(user_text="", thread_id="abc", model="m")
+    )
+    assert inv.argv[:6] == (
+        "claude",
+        "-p",
+        "--input-format",
+        "stream-json",
+        "--replay-user-messages",
+        "--output-format",
+    )
+    assert "--resume=abc" in inv.argv and "--model=m" in inv.argv
+    assert "--permission-mode=plan" in inv.argv
+    assert not any("x" == a for a in inv.argv)
+
+
+def test_user_message_line_shape():
+    obj = json.loads(user_message("hi"))
+    assert obj["type"] == "user" and obj["message"]["content"] == [{"type": "text", "text": "hi"}]
+    assert obj["parent_tool_use_id"] is None
+
+
+async def test_two_turns_each_get_their_reply_and_thread_id():
+    async with open_session(
+        "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_two_turns")
+    ) as s:
+        one = await s.submit(req("first turn"))
+        ev1 = await collect(s, {one.turn_id})
+        two = await s.submit(req("second turn"))
+        assert two.mode is SubmitMode.STARTED
+        ev2 = await collect(s, {two.turn_id})
+    text1 = of(ev1, one.turn_id, EventKind.ASSISTANT_TEXT)[-1].text
+    text2 = of(ev2, two.turn_id, EventKind.ASSISTANT_TEXT)[-1].text
+    assert text1.endswith("You said: first turn") and text2.endswith("You said: second turn")
+    done = of(ev1, one.turn_id, EventKind.TURN_COMPLETED)[0]
+    assert done.usage is not None and done.usage.has_usage
+    assert len(done.thread_id) == 36  # the session_id claude printed
+
+
+async def test_defect_05_claude_merged_steers_get_the_right_replies():
+    """Go: the run ends at the first result, the steered message's reply is lost or given to
+    the next run. Here each submission completes with the answer claude gave to it."""
+    async with open_session(
+        "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_steer_merged")
+    ) as s:
+        first = await s.submit(req("[[SLOW:6:0.4]] first"))
+        second = await s.submit(req("second message"))
+        third = await s.submit(req("third message"))
+        assert second.mode is third.mode is SubmitMode.STEERED
+        assert len({first.turn_id, second.turn_id, third.turn_id}) == 3
+        events = await collect(s, {first.turn_id, second.turn_id, third.turn_id})
+        assert s.state is SessionState.IDLE
+    assert of(events, first.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.startswith("word0")
+    for ref in (second, third):
+        assert of(events, ref.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.endswith(
+            "second message third message"
+        )
+        assert of(events, ref.turn_id, EventKind.STEER_CONSUMED)
+        assert of(events, ref.turn_id, EventKind.TURN_COMPLETED)
+    # the first turn's terminal comes before the steered turns' output
+    kinds = [(e.turn_id, e.kind) for e in events]
+    assert kinds.index((first.turn_id, EventKind.TURN_COMPLETED)) < kinds.index(
+        (second.turn_id, EventKind.TURN_COMPLETED)
+    )
+
+
+async def test_steer_injected_into_a_tool_turn_shares_its_result():
+    async with open_session(
+        "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_steer_tool")
+    ) as s:
+        first = await s.submit(req("[[TOOL]] [[CMD:sleep 1.5; echo hi]] first"))
+        second = await s.submit(req("second message"))
+        events = await collect(s, {first.turn_id, second.turn_id})
+        third = await s.submit(req("third message"))
+        assert third.mode is SubmitMode.STARTED
+        later = await collect(s, {third.turn_id})
+    for ref in (first, second):
+        assert of(events, ref.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == (
+            "The tool returned: hi. Done."
+        )
+    assert of(events, first.turn_id, EventKind.TOOL_USE)
+    assert of(later, third.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.endswith("third message")
+
+
+async def test_interrupt_ends_the_turn_and_the_waiting_steer_still_runs():
+    async with open_session(
+        "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_steer_interrupt")
+    ) as s:
+        first = await s.submit(req("[[SLOW:20:0.3]] first"))
+        second = await s.submit(req("second message"))
+        await s.interrupt()  # returns once claude acknowledged (control_response)
+        events = await collect(s, {first.turn_id, second.turn_id})
+    assert of(events, first.turn_id, EventKind.TURN_INTERRUPTED)
+    assert of(events, second.turn_id, EventKind.TURN_COMPLETED)
+    assert of(events, second.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.endswith("second message")
+
+
+async def test_api_error_result_is_an_error_event_with_status():
+    async with open_session(
+        "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_api_error")
+    ) as s:
+        ref = await s.submit(req("[[ERR500]] fail please"))
+        events = await collect(s, {ref.turn_id})
+    err = events[-1]
+    assert err.kind is EventKind.ERROR and err.status == 500 and "API Error: 500" in err.error
+
+
+async def test_without_replay_results_complete_submissions_in_order():
+    """The recorded session without --replay-user-messages (fallback: FIFO)."""
+    async with open_session("claude", initial=req("x"), driver=fake_driver("claude_bidi")) as s:
+        a = await s.submit(req("first turn: say hello"))
+        ea = await collect(s, {a.turn_id})
+        b = await s.submit(req("[[TOOL]] second turn: run a command"))
+        eb = await collect(s, {b.turn_id})
+        c = await s.submit(req("[[SLOW]] third turn: long answer"))
+        await s.interrupt()
+        ec = await collect(s, {c.turn_id})
+    assert of(ea, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.endswith("say hello")
+    assert of(eb, b.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.startswith("The tool returned")
+    assert ec[-1].kind is EventKind.TURN_INTERRUPTED
+
+
+async def test_defect_13_crash_mid_turn_is_an_error_with_exit_status_and_stderr():
+    driver = fake_driver("claude_bidi_replay_two_turns", env={"FAKE_CLAUDE_CRASH_AFTER": "3"})
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        ref = await s.submit(req("first turn"))
+        events = await collect(s, {ref.turn_id})
+        assert [e async for e in s.events()] == []  # then the stream ends
+        assert s.state is SessionState.FAILED
+    err = events[-1]
+    assert err.kind is EventKind.ERROR and err.turn_id == ref.turn_id
+    assert "exit status 3" in err.error and "boom: fake crash" in err.error
+
+
+async def test_start_failure_raises_with_stderr():
+    driver = fake_driver("claude_bidi_replay_two_turns", env={"FAKE_CLAUDE_CRASH_AFTER": "0"})
+    inv = Invocation(
+        argv=(sys.executable, "-c", "import sys; sys.stderr.write('nope'); sys.exit(2)"),
+        limits=RunLimits(kill_grace=0.2),
+    )
+    driver = ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=0.5)
+    with pytest.raises(ProcessFailedError) as info:
+        async with open_session("claude", initial=req("x"), driver=driver):
+            pass
+    assert "exit status 2" in str(info.value) and "nope" in info.value.stderr_tail
+
+
+async def test_defect_11_interrupt_waits_for_the_acknowledgement():
+    """Go fired the interrupt and forgot it. A claude that never answers is reported."""
+    silent = HERE / "transcripts_tmp_silent.jsonl"
+    lines = [
+        json.loads(x) for x in timeline("claude_bidi_replay_two_turns").read_text().splitlines()
+    ]
+    # keep the initialize exchange and the first user message only: nobody answers after
+    keep = [e for e in lines if e["dir"] == "in"][:2]
+    init_out = next(e for e in lines if e["dir"] == "out")
+    silent.write_text("\n".join(json.dumps(e) for e in [keep[0], init_out, keep[1]]) + "\n")
+    try:
+        inv = Invocation(
+            argv=(sys.executable, str(FAKE), str(silent)), limits=RunLimits(kill_grace=0.2)
+        )
+        driver = ClaudeStreamDriver(
+            ClaudeConfig(), req("x"), invocation=inv, interrupt_deadline=0.3, close_grace=0.5
+        )
+        async with open_session("claude", initial=req("x"), driver=driver) as s:
+            await s.submit(req("first turn"))
+            with pytest.raises(ProtocolError, match="did not answer the interrupt"):
+                await s.interrupt()
+    finally:
+        os.unlink(silent)
+
+
+async def test_defect_01_slow_consumer_loses_nothing():
+    """Go dropped events (terminal ones too) when its 128-slot channels were full."""
+    async with open_session(
+        "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_steer_merged"), buffer=1
+    ) as s:
+        first = await s.submit(req("[[SLOW:6:0.4]] first"))
+        second = await s.submit(req("second message"))
+        third = await s.submit(req("third message"))
+        await trio.sleep(0.5)  # nobody reads while claude answers everything
+        events = await collect(s, {first.turn_id, second.turn_id, third.turn_id})
+    terminals = [e for e in events if e.kind.terminal]
+    assert {e.turn_id for e in terminals} == {first.turn_id, second.turn_id, third.turn_id}
+
+
+async def test_backend_run_includes_steered_replies():
+    backend_cfg = ClaudeConfig()
+
+    def factory(config, initial):
+        return fake_driver("claude_bidi_replay_steer_merged")
+
+    async with SessionBackend("claude", backend_cfg, driver_factory=factory) as backend:
+        request = RunRequest(user_text="[[SLOW:6:0.4]] first", env={"ALICE_SESSION_KEY": "k"})
+        progress: list[str] = []
+        result_box = []
+
+        async def run():
+            result_box.append(await backend.run(request.evolve(on_progress=progress.append)))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run)
+            with trio.fail_after(10):
+                while not backend.open_sessions() or backend._sessions["k"].current is None:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            await backend.steer(
+                RunRequest(user_text="second message", env={"ALICE_SESSION_KEY": "k"})
+            )
+            await backend.steer(
+                RunRequest(user_text="third message", env={"ALICE_SESSION_KEY": "k"})
+            )
+        result = result_box[0]
+    assert result.reply.endswith("second message third message")
+    assert progress[0].startswith("word0") and progress[-1] == result.reply
+    assert result.usage.has_usage and len(result.next_thread_id) == 36
+
+
+def test_mapper_result_without_submission_is_unknown_not_misattributed():
+    m = ClaudeBidiMapper()
+    events = m.feed('{"type":"result","subtype":"success","is_error":false,"result":"x"}')
+    assert all(e.turn_id == "" for e in events)
+    assert not any(e.kind.terminal for e in events)

@@ -18,6 +18,7 @@ runs in its own task and :meth:`AgentProcess.send` only waits for the pipe.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -57,6 +58,7 @@ class AgentProcess:
         self.stdout_closed = trio.Event()
         self._send_lines, self.lines = trio.open_memory_channel[str](1024)
         self._write_lock = trio.Lock()
+        self._receive_scope: trio.CancelScope | None = None
         self.oversized = 0
 
     @property
@@ -106,10 +108,16 @@ class AgentProcess:
         framer = LineFramer(self.invocation.limits.max_line_bytes)
         async with self._send_lines:
             while True:
-                try:
-                    chunk = await stream.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    chunk = b""
+                chunk = b""
+                # once the process has exited, stdout silent for drain_timeout counts as EOF:
+                # a grandchild holding the pipe cannot keep ``lines`` open (C9)
+                with trio.CancelScope(deadline=self._eof_deadline()) as scope:
+                    self._receive_scope = scope
+                    try:
+                        chunk = await stream.receive_some(_READ_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        chunk = b""
+                self._receive_scope = None
                 items = framer.feed(chunk) if chunk else framer.feed_eof()
                 for item in items:
                     if isinstance(item, OversizedLine):
@@ -138,9 +146,16 @@ class AgentProcess:
                 return
             self.tail.write(chunk)
 
+    def _eof_deadline(self) -> float:
+        if not self.exited.is_set():
+            return math.inf
+        return trio.current_time() + self.invocation.limits.drain_timeout
+
     async def _wait(self) -> None:
         await self.proc.wait()
         self.exited.set()
+        if self._receive_scope is not None:
+            self._receive_scope.deadline = self._eof_deadline()
 
 
 @asynccontextmanager

@@ -13,6 +13,8 @@ checks it, then writes the step's ``reply`` lines:
   (otherwise the peer exits 3, like a server that cannot match the answer).
 * ``{"action": "crash", "stderr": "...", "code": 1}`` — write stderr and exit (no answer).
 * ``{"action": "hang"}`` — stop answering, keep running until stdin closes.
+* ``{"action": "ignore_sigterm"}`` — from now on SIGTERM is ignored (only SIGKILL ends it), so
+  what the client writes while killing it still reaches the log.
 
 Every line the client wrote is appended to LOG as ``{"msg": ...}`` (or ``{"bad": line}``).
 After the last step the peer reads until stdin EOF and exits 0. A message the script did not
@@ -22,6 +24,7 @@ expect makes it exit 4.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 
@@ -63,6 +66,9 @@ def main() -> int:
             while read() is not None:
                 pass
             return 0
+        if action == "ignore_sigterm":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            continue
         if action == "sleep":
             time.sleep(float(step["seconds"]))
             continue

@@ -230,7 +230,7 @@ async def test_prompt_error_and_crash_become_turn_errors(tmp_path: Path):
 
 async def test_defect_11_closing_mid_prompt_sends_cancel(tmp_path: Path):
     """Go sent the prompt with context.Background(): nothing could cancel it."""
-    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
+    steps = [{"action": "ignore_sigterm"}, *cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]]
     steps.append({"expect": "prompt", "id": "p-1", "reply": [ev("TurnBegin", {"user_input": "x"})]})
     steps.append({"expect": "cancel", "id": "c-1", "reply": [
         {"jsonrpc": "2.0", "id": "c-1", "result": {}}]})

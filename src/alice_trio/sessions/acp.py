@@ -157,9 +157,10 @@ class AcpDriver(RpcDriver):
         started.set()
 
         async def cancel() -> None:
-            await self._require_client().notify(
-                "session/cancel", proto.cancel_params(self.session_id)
-            )
+            if self.client is not None:
+                await self.client.send_untracked(
+                    "session/cancel", proto.cancel_params(self.session_id), request=False
+                )
 
         await self.request_turn(
             ref, "session/prompt", proto.prompt_params(self.session_id, text),

@@ -129,4 +129,3 @@ async def ask(
     if isinstance(answer, ApprovalDecision):
         return answer
     return ApprovalDecision.DECLINE
-

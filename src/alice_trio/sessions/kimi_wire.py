@@ -111,7 +111,9 @@ class KimiWireDriver(RpcDriver):
         return ref
 
     async def _cancel(self) -> None:
-        await self._require_client().request("cancel", {})
+        """``cancel`` for a prompt being abandoned (fire and forget)."""
+        if self.client is not None:
+            await self.client.send_untracked("cancel", {}, request=True)
 
     async def _prompt(self, ref: TurnRef, text: str, started: trio.Event) -> None:
         self.mapper.flush()
@@ -126,7 +128,7 @@ class KimiWireDriver(RpcDriver):
         return turn
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
-        await self._cancel()
+        await self._require_client().request("cancel", {})
 
     async def answer_request(self, req: Request) -> Any:
         params = req.params if isinstance(req.params, dict) else {}

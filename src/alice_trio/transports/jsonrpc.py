@@ -147,7 +147,7 @@ class JsonRpcClient:
             await self._write(encode_request(rid, method, params, jsonrpc=self.jsonrpc))
             await slot.event.wait()
         except trio.Cancelled:
-            if on_cancel is not None and not slot.event.is_set() and self._closed is None:
+            if on_cancel is not None and not slot.event.is_set():
                 with trio.CancelScope(shield=True), trio.move_on_after(2.0):
                     try:
                         await on_cancel()
@@ -164,6 +164,16 @@ class JsonRpcClient:
         """Send a notification. Raises TransportClosedError once the peer is gone."""
         self._check_open()
         await self._write(encode_notification(method, params, jsonrpc=self.jsonrpc))
+
+    async def send_untracked(self, method: str, params: Any = None, *, request: bool) -> None:
+        """Write a request whose answer nobody waits for (``request=True``) or a notification,
+        even while the reader is shutting down: for a protocol's cancel sent from a cancelled
+        request's ``on_cancel``. Raises TransportClosedError only when stdin is gone."""
+        if request:
+            data = encode_request(self._new_id(), method, params, jsonrpc=self.jsonrpc)
+        else:
+            data = encode_notification(method, params, jsonrpc=self.jsonrpc)
+        await self._write(data)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read stdout until EOF, dispatching every line; then fail what is pending."""

@@ -329,3 +329,23 @@ async def test_resume_sends_thread_resume(tmp_path: Path):
     turn = next(m for m in msgs if m.get("method") == "turn/start")
     assert turn["params"]["effort"] == "high" and turn["params"]["personality"] == "friendly"
     assert turn["params"]["model"] == "m1"
+
+
+async def test_through_open_session(tmp_path: Path):
+    from alice_trio.sessions.driver import SubmitMode
+    from alice_trio.sessions.session import open_session
+
+    driver, log = make_driver(tmp_path, until_turn_start("full", 1))
+    with trio.fail_after(20):
+        async with open_session("codex", initial=RunRequest(user_text="x"),
+                                driver=driver) as session:
+            result = await session.submit(RunRequest(user_text="Say hello"))
+            assert result.mode is SubmitMode.STARTED and result.thread_id == THREAD
+            kinds = []
+            async for event in session.events():
+                kinds.append(event.kind)
+                if event.kind.terminal:
+                    break
+    assert kinds[-1] is EventKind.TURN_COMPLETED
+    assert EventKind.ASSISTANT_TEXT in kinds
+    assert peer_problems(log) == []

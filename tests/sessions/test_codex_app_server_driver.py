@@ -349,3 +349,30 @@ async def test_through_open_session(tmp_path: Path):
     assert kinds[-1] is EventKind.TURN_COMPLETED
     assert EventKind.ASSISTANT_TEXT in kinds
     assert peer_problems(log) == []
+
+
+async def test_defect_08_many_notifications_before_the_turn_start_response(tmp_path: Path):
+    """Go: >128 notifications ahead of the turn/start response wedged reader and forwarder."""
+    steps = until_turn_start("full", 1)
+    chatter = {"method": "item/started", "params": {"threadId": THREAD, "turnId": "t",
+               "item": {"type": "commandExecution", "command": "echo", "status": "x"}}}
+    steps[-1]["reply"] = [chatter] * 400 + steps[-1]["reply"]
+    driver, _ = make_driver(tmp_path, steps)
+    events: list[Any] = []
+    finished = trio.Event()
+
+    async def slow_emit(event: Any) -> None:  # a consumer that lags but never deadlocks
+        events.append(event)
+        if event.kind.terminal:
+            finished.set()
+        if len(events) % 100 == 0:
+            await trio.sleep(0.01)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, slow_emit)
+            ref = await driver.start_turn(RunRequest(user_text="Say hello"))
+            await finished.wait()
+            await driver.aclose(graceful=True)
+    assert events[-1].kind is EventKind.TURN_COMPLETED and events[-1].turn_id == ref.turn_id
+    assert sum(1 for e in events if e.kind is EventKind.TOOL_USE) == 400  # none dropped

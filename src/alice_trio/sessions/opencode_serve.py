@@ -1,0 +1,421 @@
+"""opencode as a session driver: ``opencode serve`` over HTTP + server-sent events (httpx).
+
+Server: with ``config.server_url`` the driver attaches to that server; otherwise it spawns
+``opencode serve --hostname 127.0.0.1 --port 0`` (cwd = workspace, ``PWD`` set, no stdin),
+takes the first ``http(s)://`` token of its stdout as the base URL and keeps draining stdout
+for the life of the process (§13.16: a full pipe would block the server). The process group
+is killed on close (``serve`` ignores stdin EOF, so there is no graceful wait to pay, §13.12).
+
+Session: ``POST /session`` (or the initial request's thread id), then ``GET /event`` —
+:meth:`run` reports the driver started only once that subscription answered, so no event of a
+prompt can be published before we listen (§13.16). Every call carries ``?directory=`` (the
+workspace) and an HTTP timeout (``http_timeout``; the event stream has none). If the event
+stream drops it is reopened; the session's messages and status are then fetched and replayed
+through the mapper (idempotent), so a turn whose terminal event fell into the gap still ends.
+
+Turns: ``start_turn``/``steer_turn`` post ``prompt_async`` (steer mode ``native_enqueue``; each
+steer gets its own turn id) and the mapping in :mod:`alice_trio.protocols.opencode_events`
+attributes the answers. ``interrupt_turn`` posts ``/abort``. Questions (``question.asked``)
+become ``question`` events; answer them with :meth:`OpenCodeServeDriver.reply_question` /
+:meth:`reject_question`, or give ``on_question`` (sync or async, returns the answers — a list of
+label lists — or ``None`` to reject), which is called in its own task.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+import trio
+
+from ..errors import (
+    AliceError,
+    ConfigError,
+    EmptyPromptError,
+    LineTooLongError,
+    ProcessFailedError,
+    ProtocolError,
+    SessionClosedError,
+    TransportClosedError,
+)
+from ..models import EventKind, RunRequest, TurnEvent, TurnQuestion
+from ..protocols.opencode_events import OpenCodeMapper
+from ..providers.base import Invocation, merge_env
+from ..providers.opencode import OpenCodeConfig, resolve_agent
+from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
+from ..transports.process import AgentProcess, open_agent_process
+from ._groups import single_exception
+from .driver import Emit, SteerMode, TurnRef
+
+__all__ = ["OpenCodeServeDriver", "find_url", "open_driver", "prompt_body"]
+
+QuestionCallback = Callable[[TurnQuestion], Awaitable[Any] | Any]
+
+
+def find_url(line: str) -> str:
+    """The first ``http(s)://`` token of a ``serve`` stdout line, or ""."""
+    for token in line.split():
+        if token.startswith(("http://", "https://")):
+            return token.rstrip(".,)").rstrip("/")
+    return ""
+
+
+def prompt_body(request: RunRequest, config: OpenCodeConfig) -> dict[str, Any]:
+    """The ``prompt_async`` body (spec §6.5.1: parts, model split at the first "/", variant,
+    agent for the built-in agents)."""
+    body: dict[str, Any] = {"parts": [{"type": "text", "text": request.prompt}]}
+    model = request.model or config.model.strip()
+    provider_id, sep, model_id = model.partition("/")
+    if sep and provider_id and model_id:
+        body["model"] = {"providerID": provider_id, "modelID": model_id}
+    variant = request.variant or config.variant.strip()
+    if variant:
+        body["variant"] = variant
+    agent = resolve_agent(request, config)
+    if agent:
+        body["agent"] = agent
+    return body
+
+
+class OpenCodeServeDriver:
+    """See the module docstring."""
+
+    steer_mode = SteerMode.NATIVE_ENQUEUE
+
+    def __init__(
+        self,
+        config: OpenCodeConfig,
+        initial: RunRequest,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        invocation: Invocation | None = None,
+        http_timeout: float = 30.0,
+        start_timeout: float = 60.0,
+        reconnect_delay: float = 0.5,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        on_question: QuestionCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.initial = initial
+        self.directory = (initial.workspace_dir or config.workspace_dir).strip()
+        self.transport = transport
+        self.invocation = invocation
+        self.http_timeout = http_timeout
+        self.start_timeout = start_timeout
+        self.reconnect_delay = reconnect_delay
+        self.max_frame_bytes = max_frame_bytes
+        self.on_question = on_question
+        self.base_url = config.server_url.strip().rstrip("/")
+        self.mapper = OpenCodeMapper(session_id=initial.thread_id)
+        self._client: httpx.AsyncClient | None = None
+        self._proc: AgentProcess | None = None
+        self._emit: Emit | None = None
+        self._nursery: trio.Nursery | None = None
+        self._ids = itertools.count(1)
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+        self._closing = False
+        self.reconnects = 0
+
+    def stderr_tail(self) -> str:
+        return self._proc.stderr_tail() if self._proc is not None else ""
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def serve_invocation(self) -> Invocation:
+        if self.invocation is not None:
+            return self.invocation
+        command = self.config.command.strip() or "opencode"
+        cwd = self.directory or None
+        env = merge_env(self.config.env, self.initial.env)
+        env["PWD"] = os.path.abspath(cwd) if cwd else os.getcwd()
+        argv = (command, "serve", "--hostname", "127.0.0.1", "--port", "0", *self.config.extra_args)
+        return Invocation(argv=argv, env=env, cwd=cwd, limits=self.config.limits)
+
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        self._emit = emit
+        try:
+            with single_exception(), self._scope:
+                async with httpx.AsyncClient(
+                    transport=self.transport, timeout=self.http_timeout
+                ) as client:
+                    self._client = client
+                    if self.base_url:
+                        await self._serve(task_status)
+                    else:
+                        async with open_agent_process(
+                            self.serve_invocation(),
+                            name="opencode",
+                            stdin=False,
+                            graceful=False,
+                        ) as proc:
+                            self._proc = proc
+                            self.base_url = await self._read_url(proc)
+                            async with trio.open_nursery() as n:
+                                n.start_soon(self._drain_stdout, proc)
+                                await self._serve(task_status)
+                                n.cancel_scope.cancel()
+        finally:
+            self._done.set()
+
+    async def _read_url(self, proc: AgentProcess) -> str:
+        with trio.move_on_after(self.start_timeout):
+            async for line in proc.lines:
+                url = find_url(line)
+                if url:
+                    return url
+            with trio.move_on_after(1.0):
+                await proc.exited.wait()
+            raise ProcessFailedError(
+                f"opencode serve exited before reporting its URL ({proc.exit_description()})",
+                returncode=proc.returncode,
+                provider="opencode",
+                stderr_tail=proc.stderr_tail(),
+            )
+        raise ProcessFailedError(
+            f"opencode serve printed no URL within {self.start_timeout:g} s",
+            provider="opencode",
+            stderr_tail=proc.stderr_tail(),
+        )
+
+    async def _drain_stdout(self, proc: AgentProcess) -> None:
+        async for _ in proc.lines:
+            pass
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+        if not self.mapper.session_id:
+            created = await self._post("/session", {})
+            sid = created.get("id") if isinstance(created, dict) else None
+            if not isinstance(sid, str) or not sid:
+                raise ProtocolError("opencode serve returned no session id", provider="opencode")
+            self.mapper.session_id = sid
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self._events)
+            task_status.started()
+            if self._proc is not None:
+                await self._proc.exited.wait()
+                await self._report_exit()
+                nursery.cancel_scope.cancel()
+
+    async def _events(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Keep one live ``/event`` subscription; after a reconnect, reconcile (see module)."""
+        started = False
+
+        def opened() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()  # listening: prompts may be posted from now on
+            elif self._nursery is not None:
+                self._nursery.start_soon(self._resubscribe)
+
+        while True:
+            try:
+                async with aclosing(
+                    read_events(
+                        self._http(),
+                        f"{self.base_url}/event",
+                        params=self._params(),
+                        on_open=opened,
+                        max_frame_bytes=self.max_frame_bytes,
+                    )
+                ) as stream:
+                    async for payload in stream:
+                        await self._handle(payload)
+            except (httpx.HTTPError, ProtocolError, LineTooLongError) as exc:
+                if not started:
+                    raise TransportClosedError(
+                        f"opencode event stream failed: {exc}",
+                        provider="opencode",
+                        stderr_tail=self.stderr_tail(),
+                    ) from exc
+            if not started:
+                raise TransportClosedError(
+                    "opencode event stream ended before it opened",
+                    provider="opencode",
+                    stderr_tail=self.stderr_tail(),
+                )
+            if self._closing:
+                return
+            await trio.sleep(self.reconnect_delay)
+            self.reconnects += 1
+
+    async def _resubscribe(self) -> None:
+        """After a gap: replay the session's messages and status (the mapper is idempotent)."""
+        if not self.mapper.pending:
+            return
+        try:
+            messages = await self._get(f"/session/{self.mapper.session_id}/message")
+            status = await self._get("/session/status")
+        except (httpx.HTTPError, AliceError):
+            return
+        sid = self.mapper.session_id
+        for item in messages if isinstance(messages, list) else ():
+            info = item.get("info") if isinstance(item, dict) else None
+            if not isinstance(info, dict):
+                continue
+            # role and parent first, then the parts, then the message's final state
+            opening = {k: v for k, v in info.items() if k not in ("finish", "error", "time")}
+            objs = [{"type": "message.updated", "properties": {"sessionID": sid, "info": opening}}]
+            objs += [
+                {"type": "message.part.updated", "properties": {"sessionID": sid, "part": part}}
+                for part in item.get("parts") or ()
+            ]
+            objs.append({"type": "message.updated", "properties": {"sessionID": sid, "info": info}})
+            for obj in objs:
+                await self._handle_obj(obj)
+        entry = status.get(sid) if isinstance(status, dict) else None
+        if not (isinstance(entry, dict) and entry.get("type") == "busy"):
+            await self._handle_obj({"type": "session.idle", "properties": {"sessionID": sid}})
+
+    async def _handle(self, payload: str) -> None:
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(obj, dict):
+            await self._handle_obj(obj, payload)
+
+    async def _handle_obj(self, obj: dict[str, Any], raw: str = "") -> None:
+        assert self._emit is not None
+        for event in self.mapper.feed(obj, raw):
+            if event.kind is EventKind.QUESTION and self.on_question is not None:
+                assert self._nursery is not None and event.question is not None
+                self._nursery.start_soon(self._ask, event.question)
+            await self._emit(event)
+
+    async def _ask(self, question: TurnQuestion) -> None:
+        assert self.on_question is not None
+        answer = self.on_question(question)
+        if hasattr(answer, "__await__"):
+            answer = await answer
+        try:
+            if answer is None:
+                await self.reject_question(question.request_id)
+            else:
+                await self.reply_question(question.request_id, answer)
+        except AliceError:
+            pass
+
+    async def _report_exit(self) -> None:
+        proc = self._proc
+        if proc is None or self._closing or not self.mapper.pending:
+            return
+        assert self._emit is not None
+        message = f"opencode serve exited during the turn ({proc.exit_description()})"
+        tail = proc.stderr_tail().strip()
+        if tail:
+            message += f": {tail[-2000:]}"
+        pending, self.mapper.pending = self.mapper.pending, []
+        for sub in pending:
+            await self._emit(
+                TurnEvent(
+                    kind=EventKind.ERROR,
+                    error=message,
+                    turn_id=sub.turn_id,
+                    thread_id=self.mapper.session_id,
+                    provider="opencode",
+                )
+            )
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None or self._done.is_set():
+            raise SessionClosedError(provider="opencode")
+        return self._client
+
+    def _params(self) -> dict[str, str]:
+        return {"directory": self.directory} if self.directory else {}
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        client = self._http()
+        kwargs: dict[str, Any] = {"params": self._params()}
+        if body is not None:
+            kwargs["json"] = body
+        try:
+            resp = await client.request(method, f"{self.base_url}{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            raise TransportClosedError(
+                f"opencode serve {method} {path} failed: {exc!r}",
+                provider="opencode",
+                stderr_tail=self.stderr_tail(),
+            ) from exc
+        if resp.status_code // 100 != 2:
+            text = resp.text[:4096].strip()
+            raise ProtocolError(
+                f"opencode serve {path} failed status={resp.status_code} body={text}",
+                provider="opencode",
+            )
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            return None
+
+    async def _post(self, path: str, body: Any = None) -> Any:
+        return await self._request("POST", path, body)
+
+    async def _get(self, path: str) -> Any:
+        return await self._request("GET", path)
+
+    # -- commands -----------------------------------------------------------------------------
+    async def _prompt(self, request: RunRequest, *, started: bool) -> TurnRef:
+        if not request.prompt:
+            raise EmptyPromptError(provider="opencode")
+        if self._closing or self._done.is_set():
+            raise SessionClosedError(provider="opencode")
+        sid = self.mapper.session_id
+        ref = TurnRef(thread_id=sid, turn_id=f"opencode-{next(self._ids)}")
+        self.mapper.submit(ref.turn_id, request.prompt)
+        if started and self._emit is not None:
+            await self._emit(
+                TurnEvent(
+                    kind=EventKind.TURN_STARTED,
+                    thread_id=sid,
+                    turn_id=ref.turn_id,
+                    provider="opencode",
+                )
+            )
+        try:
+            await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
+        except AliceError:
+            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
+            raise
+        return ref
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        return await self._prompt(request, started=True)
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        return await self._prompt(request, started=False)
+
+    async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.mapper.interrupt_requested = True
+        await self._post(f"/session/{self.mapper.session_id}/abort")
+
+    async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:
+        """Answer a ``question`` event: one list of chosen labels per question."""
+        await self._post(f"/question/{request_id}/reply", {"answers": [list(a) for a in answers]})
+
+    async def reject_question(self, request_id: str) -> None:
+        await self._post(f"/question/{request_id}/reject")
+
+    async def aclose(self, *, graceful: bool) -> None:
+        if self._done.is_set():
+            return
+        self._closing = True
+        self._scope.cancel()
+        await self._done.wait()
+
+
+def open_driver(config: Any, initial: RunRequest) -> OpenCodeServeDriver:
+    """Session factory for opencode (registry entry)."""
+    if not isinstance(config, OpenCodeConfig):
+        raise ConfigError("the opencode session driver needs an OpenCodeConfig")
+    return OpenCodeServeDriver(config, initial)

@@ -1,0 +1,320 @@
+"""The opencode serve driver against an in-process fake server replaying recorded events."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+import trio
+from fake_opencode import (
+    SID,
+    TRANSCRIPTS,
+    FakeOpenCode,
+    assistant,
+    idle,
+    recorded_segments,
+    user_msg,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alice_trio.errors import LineTooLongError
+from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.protocols.opencode_events import OpenCodeMapper
+from alice_trio.providers.base import Invocation, RunLimits
+from alice_trio.providers.opencode import OpenCodeConfig
+from alice_trio.sessions.driver import SubmitMode
+from alice_trio.sessions.opencode_serve import OpenCodeServeDriver, find_url, prompt_body
+from alice_trio.sessions.session import open_session
+from alice_trio.transports.http_sse import SSEParser
+
+WS = "/tmp/oc-ws"
+
+
+def req(text: str, **kw) -> RunRequest:
+    return RunRequest(user_text=text, **kw)
+
+
+def driver_for(fake: FakeOpenCode, **kw) -> OpenCodeServeDriver:
+    cfg = OpenCodeConfig(server_url="http://oc.test/", workspace_dir=WS)
+    return OpenCodeServeDriver(cfg, req("x"), transport=fake.transport, reconnect_delay=0.01, **kw)
+
+
+async def collect(session, turn_ids) -> list[TurnEvent]:
+    out, left = [], set(turn_ids)
+    with trio.fail_after(5):
+        async for ev in session.events():
+            out.append(ev)
+            if ev.kind.terminal:
+                left.discard(ev.turn_id)
+                if not left:
+                    return out
+    return out
+
+
+def of(events, turn_id, kind):
+    return [e for e in events if e.turn_id == turn_id and e.kind is kind]
+
+
+async def test_recorded_session_three_turns_tool_usage_and_abort():
+    t1, t2, t3, after_abort = recorded_segments()
+    fake = FakeOpenCode()
+    fake.on_prompt = [t1, t2, t3]
+    fake.on_abort = [after_abort]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("Say hello"))
+        ea = await collect(s, {a.turn_id})
+        b = await s.submit(req("FAKE_TOOL: run echo hi"))
+        eb = await collect(s, {b.turn_id})
+        c = await s.submit(req("FAKE_STALL hold on"))
+        await s.interrupt()
+        ec = await collect(s, {c.turn_id})
+    assert a.thread_id == SID
+    assert of(ea, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "Hello from the fake model."
+    done = of(ea, a.turn_id, EventKind.TURN_COMPLETED)[0]
+    assert (done.usage.input_tokens, done.usage.cached_input_tokens, done.usage.output_tokens) == (
+        234,
+        1000,
+        49,
+    )
+    # defect 16: one tool_use and one tool_result for a part updated five times
+    assert len(of(eb, b.turn_id, EventKind.TOOL_USE)) == 1
+    assert len(of(eb, b.turn_id, EventKind.TOOL_RESULT)) == 1
+    assert of(eb, b.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "The command printed: hi"
+    usage_b = of(eb, b.turn_id, EventKind.TURN_COMPLETED)[0].usage
+    assert usage_b.input_tokens == 2 * 234 and usage_b.output_tokens == 2 * 49  # summed
+    assert ec[-1].kind is EventKind.TURN_INTERRUPTED and ec[-1].turn_id == c.turn_id
+
+
+async def test_defect_16_subscription_is_live_before_the_first_prompt():
+    fake = FakeOpenCode()
+    fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "fast") + idle()]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("hi"))  # the fake publishes everything before answering 204
+        events = await collect(s, {a.turn_id})
+    assert of(events, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "fast"
+    order = [(m, p) for m, p, _, _ in fake.requests]
+    assert order.index(("GET", "/event")) < order.index(("POST", f"/session/{SID}/prompt_async"))
+
+
+async def test_defect_16_directory_param_on_every_call():
+    fake = FakeOpenCode()
+    fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "ok") + idle()]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("hi"))
+        await collect(s, {a.turn_id})
+        await s.driver.reply_question("que_1", [["A"]])
+        await s.driver.reject_question("que_2")
+        b = await s.submit(req("slow"))
+        await s.interrupt()
+    assert b.mode is SubmitMode.STARTED
+    assert {p for _, p, _, _ in fake.requests} >= {
+        "/event",
+        "/session",
+        "/question/que_1/reply",
+        f"/session/{SID}/abort",
+    }
+    assert all(params.get("directory") == WS for _, _, params, _ in fake.requests)
+
+
+async def test_defect_16_tool_only_turn_completes_on_idle():
+    fake = FakeOpenCode()
+    events = user_msg("msg_u1", "run it") + assistant(
+        "msg_a1", "msg_u1", finish="tool-calls", tool=True
+    )
+    fake.on_prompt = [events + idle()]  # no final message.updated with finish=stop
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("run it"))
+        got = await collect(s, {a.turn_id})
+    assert got[-1].kind is EventKind.TURN_COMPLETED and got[-1].turn_id == a.turn_id
+
+
+async def test_defect_05_opencode_steer_gets_its_own_reply():
+    fake = FakeOpenCode()
+    fake.on_prompt = [
+        user_msg("msg_u1", "first"),  # turn 1 starts, still busy
+        user_msg("msg_u2", "second")  # the steer's user message
+        + assistant("msg_a1", "msg_u1", "answer one")
+        + assistant("msg_a2", "msg_u2", "answer two")
+        + idle(),
+    ]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("first"))
+        b = await s.submit(req("second"))
+        assert b.mode is SubmitMode.STEERED and b.turn_id != a.turn_id
+        got = await collect(s, {a.turn_id, b.turn_id})
+    assert of(got, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "answer one"
+    assert of(got, b.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "answer two"
+    assert of(got, b.turn_id, EventKind.TURN_COMPLETED)
+
+
+async def test_merged_steers_complete_together_with_the_final_reply():
+    fake = FakeOpenCode()
+    fake.on_prompt = [
+        user_msg("msg_u1", "first"),
+        user_msg("msg_u2", "second"),
+        user_msg("msg_u3", "third") + assistant("msg_a1", "msg_u3", "all answered") + idle(),
+    ]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        refs = [await s.submit(req(t)) for t in ("first", "second", "third")]
+        got = await collect(s, {r.turn_id for r in refs})
+    for r in refs:
+        assert of(got, r.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "all answered"
+        assert of(got, r.turn_id, EventKind.TURN_COMPLETED)
+
+
+async def test_idle_before_the_prompt_user_message_does_not_complete_it():
+    fake = FakeOpenCode()
+    # the idle of an earlier turn is still in flight when the prompt's events arrive
+    fake.on_prompt = [idle() + user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "yes")]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+    assert of(got, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "yes"
+    assert [e.kind for e in got if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+
+
+async def test_question_round_trip_by_callback_and_by_method():
+    questions = [
+        json.loads(x)
+        for x in (TRANSCRIPTS / "opencode_question_asked.events.ASSEMBLED.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    for q in questions:
+        q["properties"]["sessionID"] = SID
+    fake = FakeOpenCode()
+    fake.on_prompt = [[*user_msg("msg_u1", "ask me"), questions[0]]]
+    fake.on_reply = [assistant("msg_a1", "msg_u1", "PostgreSQL it is") + idle()]
+    asked = []
+
+    def on_question(q):
+        asked.append(q)
+        return [["PostgreSQL"]]
+
+    async with open_session(
+        "opencode", initial=req("x"), driver=driver_for(fake, on_question=on_question)
+    ) as s:
+        a = await s.submit(req("ask me"))
+        got = await collect(s, {a.turn_id})
+    q_event = of(got, a.turn_id, EventKind.QUESTION)[0]
+    assert q_event.question.request_id == "que_parsed"
+    assert q_event.question.questions[0].options[0].label == "PostgreSQL"
+    assert asked[0].request_id == "que_parsed"
+    reply = next(r for r in fake.requests if r[1] == "/question/que_parsed/reply")
+    assert reply[3] == {"answers": [["PostgreSQL"]]}
+    assert got[-1].kind is EventKind.TURN_COMPLETED
+    assert of(got, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "PostgreSQL it is"
+
+
+async def test_reconnect_replays_the_snapshot_so_the_turn_still_ends():
+    fake = FakeOpenCode()
+    lost = assistant("msg_a1", "msg_u1", "said in the gap")
+    fake.on_prompt = [user_msg("msg_u1", "hi")]
+    fake.messages = [
+        {"info": lost[-1]["properties"]["info"], "parts": [lost[1]["properties"]["part"]]}
+    ]
+    drv = driver_for(fake)
+    async with open_session("opencode", initial=req("x"), driver=drv) as s:
+        a = await s.submit(req("hi"))
+        got = [await s.events().receive() for _ in range(2)]  # turn_started, user_text
+        fake.drop_streams()  # the answer is published while nobody listens
+        got += await collect(s, {a.turn_id})
+    assert drv.reconnects >= 1
+    assert of(got, a.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == "said in the gap"
+    assert got[-1].kind is EventKind.TURN_COMPLETED
+
+
+def test_mapper_alice_normalization_fixture():
+    m = OpenCodeMapper(session_id="session-1")
+    m.submit("turn-1", "hello")
+    out = []
+    for line in (TRANSCRIPTS / "opencode_sse_normalization.events.jsonl").read_text().splitlines():
+        out += m.feed(json.loads(line), line)
+    kinds = [(e.kind, e.text) for e in out]
+    assert (EventKind.ASSISTANT_TEXT, "middle") in kinds
+    assert kinds.count((EventKind.ASSISTANT_TEXT, "middle")) == 1
+    assert out[-1].kind is EventKind.TURN_COMPLETED
+    assert (out[-1].usage.input_tokens, out[-1].usage.output_tokens) == (7, 11)
+
+
+def test_prompt_body_and_url():
+    body = prompt_body(
+        req(" hi ", model="fake/fake-model", variant="high", profile="plan"), OpenCodeConfig()
+    )
+    assert body["parts"] == [{"type": "text", "text": "hi"}]
+    assert body["model"] == {"providerID": "fake", "modelID": "fake-model"}
+    assert body["variant"] == "high" and body["agent"] == "plan"
+    assert find_url("opencode server listening on http://127.0.0.1:4096.") == (
+        "http://127.0.0.1:4096"
+    )
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
+def test_sse_parser_is_chunking_independent(cuts):
+    stream = b': comment\nevent: x\ndata: {"a":1}\n\ndata: line1\ndata:line2\r\n\nid: 3\n\n'
+    parser, out, pos = SSEParser(), [], 0
+    for c in cuts:
+        out += parser.feed(stream[pos : pos + c])
+        pos += c
+    out += parser.feed(stream[pos:]) + parser.feed_eof()
+    assert out == ['{"a":1}', "line1\nline2"]
+
+
+def test_sse_frame_limit_raises():
+    parser = SSEParser(max_frame_bytes=16)
+    with pytest.raises(LineTooLongError):
+        parser.feed(b"data: " + b"x" * 40 + b"\n\n")
+
+
+SERVE = textwrap.dedent("""
+    import sys, time, os
+    print("Warning: OPENCODE_SERVER_PASSWORD is not set", flush=True)
+    print("opencode server listening on http://127.0.0.1:4096", flush=True)
+    for i in range(40000):
+        sys.stdout.write("log line %d padding padding padding padding padding\\n" % i)
+    sys.stdout.flush()
+    open(sys.argv[1], "w").close()
+    if sys.argv[2] == "crash":
+        sys.stderr.write("serve crashed\\n"); sys.stderr.flush(); sys.exit(3)
+    time.sleep(60)
+""")
+
+
+def serve_driver(fake, tmp_path, mode):
+    script = tmp_path / "serve.py"
+    script.write_text(SERVE)
+    inv = Invocation(
+        argv=(sys.executable, str(script), str(tmp_path / "drained"), mode),
+        limits=RunLimits(kill_grace=0.2),
+    )
+    return OpenCodeServeDriver(
+        OpenCodeConfig(), req("x"), transport=fake.transport, invocation=inv, reconnect_delay=0.01
+    )
+
+
+async def test_spawned_serve_url_is_read_and_stdout_kept_drained(tmp_path):
+    fake = FakeOpenCode()
+    drv = serve_driver(fake, tmp_path, "stay")
+    async with open_session("opencode", initial=req("x"), driver=drv):
+        assert drv.base_url == "http://127.0.0.1:4096"
+        with trio.fail_after(10):
+            while not (tmp_path / "drained").exists():  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        pid = drv._proc.pid
+    import os
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_serve_crash_mid_turn_is_an_error_with_stderr(tmp_path):
+    fake = FakeOpenCode()
+    drv = serve_driver(fake, tmp_path, "crash")
+    async with open_session("opencode", initial=req("x"), driver=drv) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+    assert got[-1].kind is EventKind.ERROR
+    assert "exit status 3" in got[-1].error and "serve crashed" in got[-1].error

@@ -27,6 +27,7 @@ __all__ = [
     "TurnQuestion",
     "Usage",
     "call_maybe_async",
+    "redacted_env",
 ]
 
 SANDBOX_VALUES = ("read-only", "workspace-write", "danger-full-access")
@@ -35,6 +36,12 @@ APPROVAL_VALUES = ("untrusted", "on-request", "on-failure", "never")
 
 def _strip(value: str) -> str:
     return value.strip()
+
+
+def redacted_env(env: Mapping[str, str]) -> str:
+    """The ``repr`` of an env mapping with its values hidden: API keys never reach a log line
+    through ``repr(request)`` / ``repr(config)``."""
+    return "{" + ", ".join(f"{key!r}: '***'" for key in env) + "}"
 
 
 def _dirs(values: Any) -> tuple[str, ...]:
@@ -147,7 +154,9 @@ class RunRequest:
     personality: str = attrs.field(default="", converter=_strip)
     workspace_dir: str = attrs.field(default="", converter=_strip)
     exec_policy: ExecPolicy | None = None
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=lambda m: dict(m or {}))
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, converter=lambda m: dict(m or {}), repr=redacted_env
+    )
     on_progress: ProgressCallback | None = attrs.field(default=None, eq=False, repr=False)
     on_raw_event: RawEventCallback | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -22,7 +22,15 @@ import attrs
 
 from ..errors import AliceError
 from ..framing import DEFAULT_MAX_LINE_BYTES
-from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
+from ..models import (
+    EventKind,
+    ExecPolicy,
+    RunRequest,
+    RunResult,
+    TurnEvent,
+    Usage,
+    redacted_env,
+)
 
 __all__ = [
     "CLIConfig",
@@ -93,7 +101,7 @@ class CLIConfig:
     timeout: float = DEFAULT_TIMEOUT
     idle_timeout: float | None = None
     model: str = ""
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict, repr=redacted_env)
     workspace_dir: str = ""
     exec_policy: ExecPolicy = ExecPolicy()
     extra_args: tuple[str, ...] = ()
@@ -111,7 +119,7 @@ class Invocation:
     ``timeout`` are seconds (``None``: none)."""
 
     argv: tuple[str, ...]
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict, repr=redacted_env)
     env_remove: tuple[str, ...] = ()
     cwd: str | None = None
     stdin: bytes | None = None

@@ -202,7 +202,9 @@ class SessionBackend:
                 if entry.timer is not None:
                     entry.timer.cancel()  # reused: its idle close is off
                 result = await self._run_turn(entry, request)
-                self._nursery.start_soon(self._idle_close, entry, entry.generation)
+                timer = entry.timer = trio.CancelScope()  # registered now: exit cancels it
+                self._timers.add(timer)
+                self._nursery.start_soon(self._idle_close, entry, entry.generation, timer)
                 return result
         finally:
             self._forget_lock(key, lock)
@@ -259,10 +261,8 @@ class SessionBackend:
         entry.graceful = entry.graceful and graceful
         entry.close_requested.set()
 
-    async def _idle_close(self, entry: _Entry, generation: int) -> None:
-        with trio.CancelScope() as timer:
-            entry.timer = timer
-            self._timers.add(timer)
+    async def _idle_close(self, entry: _Entry, generation: int, timer: trio.CancelScope) -> None:
+        with timer:
             try:
                 await trio.sleep(self.idle_ttl)
             finally:

@@ -692,3 +692,19 @@ async def test_engine_sigint_transcript_is_interrupted(tmp_path):
     with pytest.raises(RunInterruptedError) as info:
         await run_oneshot(claude.PROVIDER, ClaudeConfig(command=command), RunRequest(user_text="x"))
     assert info.value.partial.reply == "word0 word1 word2 word3"
+
+
+def test_many_text_blocks_of_one_message_make_one_reply() -> None:
+    """Blocks of one message are joined once, at the end (they used to be re-joined on every
+    block: quadratic; ``python -m benchmarks`` shows the rate)."""
+    decoder = ClaudeStreamDecoder()
+    block = json.dumps(
+        {
+            "type": "assistant",
+            "message": {"id": "msg_1", "content": [{"type": "text", "text": "b"}]},
+        }
+    )
+    for _ in range(20000):
+        decoder.feed(block)
+    assert decoder.current_reply == "\n".join(["b"] * 20000)
+    assert decoder.finish().result.reply == decoder.current_reply

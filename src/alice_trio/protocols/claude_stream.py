@@ -221,7 +221,7 @@ class ClaudeBidiMapper:
                 attrs.evolve(e, turn_id=head, thread_id=e.thread_id or self.thread_id)
                 for e in events
             ]
-            reply = self._decoder.reply
+            reply = self._decoder.current_reply
             for sub in done[1:]:
                 if reply and terminal is not None and terminal.kind is EventKind.TURN_COMPLETED:
                     out.append(

@@ -50,7 +50,15 @@ import attrs
 
 from ..errors import ConfigError, EmptyPromptError
 from ..models import EventKind, RunRequest, TurnEvent, Usage
-from .base import CLIConfig, Invocation, JsonLineDecoder, Provider, as_int, as_str
+from .base import (
+    CLIConfig,
+    DecodeOutcome,
+    Invocation,
+    JsonLineDecoder,
+    Provider,
+    as_int,
+    as_str,
+)
 
 __all__ = [
     "PROVIDER",
@@ -232,6 +240,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
         super().__init__(thread_id=thread_id)
         self.saw_result = False
         self._reply_msg_id = ""  # message id whose text blocks make up the current reply
+        self._reply_parts: list[str] = []  # those blocks; ``reply`` holds the last, finish() joins
         self._interrupt_seen = False
         self._retry_status: int | None = None  # status of the last api_retry
 
@@ -295,10 +304,11 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                 events.append(self._event(EventKind.REASONING, line, text=text))
             else:
                 msg_id = as_str(message.get("id"))
-                previous = self.reply if msg_id and msg_id == self._reply_msg_id else ""
                 events += self._assistant(text, line)
-                if previous:
-                    self.reply = f"{previous}\n{self.reply}"
+                if msg_id and msg_id == self._reply_msg_id:
+                    self._reply_parts.append(self.reply)  # another block of the same message
+                else:
+                    self._reply_parts = [self.reply]
                 self._reply_msg_id = msg_id
         if tools:
             self._reply_msg_id = ""  # text after a tool call starts a new reply
@@ -362,6 +372,19 @@ class ClaudeStreamDecoder(JsonLineDecoder):
             events += self._assistant(text, line)
         events.append(self._complete(line, usage))
         return events
+
+    @property
+    def current_reply(self) -> str:
+        """The reply so far: every text block of the last message, joined (only when asked,
+        so a message with many blocks costs linear time, not quadratic)."""
+        if len(self._reply_parts) > 1 and self.reply == self._reply_parts[-1]:
+            return "\n".join(self._reply_parts)
+        return self.reply
+
+    def finish(self) -> DecodeOutcome:
+        self.reply = self.current_reply
+        self._reply_parts = [self.reply] if self.reply else []
+        return super().finish()
 
 
 def new_decoder(request: RunRequest, config: ClaudeConfig) -> ClaudeStreamDecoder:

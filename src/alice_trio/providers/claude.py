@@ -193,14 +193,14 @@ def _block_text(content: Any) -> str:
         texts = [
             as_str(b.get("text"))
             for b in content
-            if isinstance(b, Mapping) and as_str(b.get("type")).lower() == "text"
+            if isinstance(b, dict) and as_str(b.get("type")).lower() == "text"
         ]
         return "\n".join(t for t in texts if t)
     return ""
 
 
 def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         return None
     return Usage(
         input_tokens=as_int(raw.get("input_tokens")),
@@ -269,7 +269,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
 
     def _assistant_line(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         message = obj.get("message")
-        if not isinstance(message, Mapping):
+        if not isinstance(message, dict):
             return [self._unknown(line, "assistant line without a message")]
         content = message.get("content")
         texts: list[str] = []
@@ -277,7 +277,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
         thinking: list[str] = []
         if isinstance(content, list):
             for block in content:
-                if not isinstance(block, Mapping):
+                if not isinstance(block, dict):
                     continue
                 btype = as_str(block.get("type")).lower()
                 if btype == "text":
@@ -317,14 +317,14 @@ class ClaudeStreamDecoder(JsonLineDecoder):
 
     def _user_line(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         message = obj.get("message")
-        content = message.get("content") if isinstance(message, Mapping) else None
+        content = message.get("content") if isinstance(message, dict) else None
         events: list[TurnEvent] = []
         texts: list[str] = []
         if isinstance(content, str):
             texts.append(content.strip())
         elif isinstance(content, list):
             for block in content:
-                if not isinstance(block, Mapping):
+                if not isinstance(block, dict):
                     continue
                 btype = as_str(block.get("type")).lower()
                 if btype == "tool_result":

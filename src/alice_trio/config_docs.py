@@ -88,6 +88,9 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     "start).",
     ("GeminiConfig", "session_id"): "UUID for a new session (`--session-id`).",
     ("GeminiConfig", "prompt_via"): "`stdin` (default) or `argv` (`--prompt=<text>`).",
+    ("GeminiConfig", "session_protocol"): "Interactive sessions: `acp` (default; one "
+    "long-lived `gemini --acp`, real interrupt) or `oneshot` (one `gemini -p` per turn, input "
+    "queued while busy).",
     # kimi
     ("KimiConfig", "flavor"): "`code` (Kimi Code 2.x, npm @moonshot-ai/kimi-code) or `legacy` "
     "(PyPI kimi-cli 1.50; its interactive mode is the wire protocol).",

@@ -375,3 +375,20 @@ async def test_idle_retry_recovers_and_sums_usage():
     result = await run_oneshot(provider, cfg("--sleep", "30", idle_timeout=0.3), req())
     assert result.reply == "recovered"
     assert result.usage.input_tokens == 10  # stalled attempt reported none
+
+
+async def test_output_still_being_delivered_after_exit_is_not_cut_off():
+    """The post-exit drain deadline counts silence, not time: a slow consumer that keeps the
+    reader busy past ``drain_timeout`` still gets every event (the CLI exited long before)."""
+    got: list[str] = []
+
+    async def slow(text: str) -> None:
+        await trio.sleep(0.002)
+        got.append(text)
+
+    limits = attrs.evolve(FAST, callback_buffer=4, drain_timeout=0.2)
+    result = await run_oneshot(
+        PROVIDER, cfg("--lines", "300", "--text", "final", limits=limits), req(on_progress=slow)
+    )
+    assert result.reply == "final"
+    assert len(got) == 301 and got[-1] == "final"

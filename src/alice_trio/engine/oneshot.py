@@ -142,6 +142,7 @@ class _Run:
     stdout_eof: trio.Event = attrs.Factory(trio.Event)
     stderr_eof: trio.Event = attrs.Factory(trio.Event)
     terminal_seen: bool = False
+    activity: int = 0  # stdout chunks read + lines handled: progress of the reader
     killed_after_terminal: bool = False
     idle_scope: trio.CancelScope | None = None
 
@@ -188,6 +189,7 @@ class _Run:
                 await self.handle_lines(framer.feed_eof())
                 self.stdout_eof.set()
                 return
+            self.activity += 1
             if idle and self.idle_scope is not None and not self.terminal_seen:
                 self.idle_scope.deadline = trio.current_time() + idle
             await self.handle_lines(framer.feed(chunk))
@@ -219,6 +221,7 @@ class _Run:
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
             for event in decoder.feed(line):
                 await self.dispatcher.offer(event)
+            self.activity += 1
             if decoder.terminal and not self.terminal_seen:
                 self.terminal_seen = True
                 if self.idle_scope is not None:
@@ -267,9 +270,18 @@ class _Run:
         self.exited.set()
         if self.idle_scope is not None:
             self.idle_scope.deadline = math.inf
-        with trio.move_on_after(self.invocation.limits.drain_timeout):
-            await self.stdout_eof.wait()
-            await self.stderr_eof.wait()
+        # The pipes get ``drain_timeout`` *of silence* to reach EOF: a grandchild holding
+        # stdout cannot wedge the run (C9), but output still flowing (or still being delivered
+        # to a slow callback) is never cut off.
+        drain = self.invocation.limits.drain_timeout
+        while True:
+            before = self.activity
+            with trio.move_on_after(drain):
+                await self.stdout_eof.wait()
+                await self.stderr_eof.wait()
+                break
+            if self.activity == before:
+                break
         self.finish()
 
     async def drain_after_terminal(self) -> None:

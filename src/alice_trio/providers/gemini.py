@@ -90,6 +90,9 @@ class GeminiConfig(CLIConfig):
     * ``no_relaunch``: ``GEMINI_CLI_NO_RELAUNCH=true`` (default false).
     * ``session_id``: a UUID for a *new* session (``--session-id``), unused when resuming.
     * ``prompt_via``: ``stdin`` (default) or ``argv`` (``--prompt=<text>``).
+    * ``session_protocol``: how interactive sessions talk to gemini: ``acp`` (default, one
+      long-lived ``gemini --acp`` process, real interrupt) or ``oneshot`` (one ``gemini -p``
+      run per turn, input queued while busy).
     * ``exec_policy.add_dirs`` → ``--include-directories`` each.
     """
 
@@ -102,6 +105,9 @@ class GeminiConfig(CLIConfig):
     session_id: str = attrs.field(default="", converter=str.strip)
     prompt_via: str = attrs.field(
         default="stdin", converter=str.strip, validator=attrs.validators.in_(("stdin", "argv"))
+    )
+    session_protocol: str = attrs.field(
+        default="acp", converter=str.strip, validator=attrs.validators.in_(("acp", "oneshot"))
     )
 
 

@@ -53,6 +53,7 @@ from ..errors import (
 from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
+from .approval import Approver
 from .driver import SessionDriver, SubmitResult
 from .session import InteractiveSession, open_session
 
@@ -128,7 +129,10 @@ class SessionBackend:
 
     ``provider`` is a registered name or a :class:`Provider`; ``config`` defaults to the
     provider's config class. ``driver_factory`` (tests) replaces the registry lookup:
-    ``driver_factory(config, initial_request) -> SessionDriver``.
+    ``driver_factory(config, initial_request) -> SessionDriver``. ``approver`` decides approval
+    requests and questions (see :func:`open_session`). ``interrupt_deadline``: on the caller's
+    cancellation or the provider timeout, how long the turn's interrupt may take before the
+    session's process group is killed (the caller waits at most this plus ``kill_grace``).
     """
 
     def __init__(
@@ -137,14 +141,16 @@ class SessionBackend:
         config: CLIConfig | None = None,
         *,
         idle_ttl: float = 30.0,
-        interrupt_deadline: float = 5.0,
+        interrupt_deadline: float = 1.0,
         driver_factory: Any = None,
+        approver: Approver | None = None,
     ) -> None:
         self.provider = get_provider(provider) if isinstance(provider, str) else provider
         self.config = config if config is not None else self.provider.config_class()
         self.idle_ttl = idle_ttl
         self.interrupt_deadline = interrupt_deadline
         self.driver_factory = driver_factory
+        self.approver = approver
         self._locks: dict[str, trio.Lock] = {}
         self._sessions: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
@@ -235,7 +241,9 @@ class SessionBackend:
         driver: SessionDriver | None = None
         if self.driver_factory is not None:
             driver = self.driver_factory(self.config, initial)
-        async with open_session(self.provider, self.config, initial=initial, driver=driver) as s:
+        async with open_session(
+            self.provider, self.config, initial=initial, driver=driver, approver=self.approver
+        ) as s:
             yield s
 
     async def _host(self, key: str, initial: RunRequest, *, task_status: Any) -> None:

@@ -8,12 +8,14 @@ factory in :attr:`Provider.session_factory <alice_trio.providers.base.Provider>`
 wrapping driver (:mod:`alice_trio.sessions.oneshot_driver`, steer mode ``queue_when_busy``).
 
 Kimi is one provider with two interactive protocols: ``flavor: legacy`` (kimi-cli 1.50) speaks
-the legacy wire protocol, Kimi Code 2.x speaks ACP.
+the legacy wire protocol, Kimi Code 2.x speaks ACP. Gemini speaks ACP (``gemini --acp``) unless
+``session_protocol: oneshot`` asks for one ``gemini -p`` run per turn.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +24,13 @@ from ..models import RunRequest
 from ..providers.base import CLIConfig, Provider
 from .driver import SessionDriver
 
-__all__ = ["SESSION_DRIVERS", "DriverFactory", "load_factory", "resolve_factory"]
+__all__ = [
+    "SESSION_DRIVERS",
+    "DriverFactory",
+    "create_driver",
+    "load_factory",
+    "resolve_factory",
+]
 
 DriverFactory = Callable[[Any, RunRequest], SessionDriver]
 
@@ -62,6 +70,8 @@ def resolve_factory(provider: Provider, config: CLIConfig) -> DriverFactory:
     name = provider.name.strip().lower()
     if name == "kimi" and getattr(config, "flavor", "") == "legacy":
         name = "kimi-wire"
+    if name == "gemini" and getattr(config, "session_protocol", "acp") == "acp":
+        name = "gemini-acp"
     spec = SESSION_DRIVERS.get(name)
     if spec is not None:
         return load_factory(spec)
@@ -71,3 +81,26 @@ def resolve_factory(provider: Provider, config: CLIConfig) -> DriverFactory:
         return OneShotDriver(provider, cfg)
 
     return factory
+
+
+def create_driver(
+    provider: Provider, config: CLIConfig, initial: RunRequest, *, approver: Any = None
+) -> SessionDriver:
+    """Build the session driver for ``provider``; ``approver`` goes to factories that take it.
+
+    Raises :class:`ConfigError` when an approver is given for a driver that has no approval
+    protocol (claude stream-json runs with a permission mode, opencode answers through
+    ``reply_question``)."""
+    factory = resolve_factory(provider, config)
+    if approver is None:
+        return factory(config, initial)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        params = {}
+    takes = "approver" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+    if not takes:
+        raise ConfigError(f"the {provider.name} session driver takes no approver")
+    return factory(config, initial, approver=approver)

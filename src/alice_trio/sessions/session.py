@@ -55,6 +55,7 @@ from ..models import EventKind, RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
 from ._groups import single_exception
+from .approval import Approver
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
 __all__ = ["InteractiveSession", "SessionState", "open_session"]
@@ -394,19 +395,22 @@ async def open_session(
     initial: RunRequest,
     driver: SessionDriver | None = None,
     buffer: int = DEFAULT_BUFFER,
+    approver: Approver | None = None,
 ) -> AsyncIterator[InteractiveSession]:
     """Open an interactive session for ``provider`` (see the module docstring).
 
     ``initial`` is the first request: drivers whose process flags are fixed at start (model,
     resume thread, workspace) take them from it; it is *not* submitted. ``driver`` overrides
     the registry lookup (tests, custom drivers). Raises what the driver's start raises
-    (:class:`CLINotFoundError`, :class:`ProtocolError`, …) before yielding.
+    (:class:`CLINotFoundError`, :class:`ProtocolError`, …) before yielding. ``approver``
+    decides the agent's approval requests and questions (:mod:`alice_trio.sessions.approval`);
+    a driver whose protocol has none rejects it with :class:`ConfigError`.
     """
-    from .registry import resolve_factory
+    from .registry import create_driver
 
     if driver is None:
         prov, cfg = _resolve(provider, config)
-        driver = resolve_factory(prov, cfg)(cfg, initial)
+        driver = create_driver(prov, cfg, initial, approver=approver)
         name = prov.name
     else:
         name = provider if isinstance(provider, str) else provider.name

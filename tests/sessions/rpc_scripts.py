@@ -44,8 +44,9 @@ def steps_from(messages: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     for direction, msg in messages:
         if direction == "in":
             if "method" in msg:
-                steps.append({"expect": msg["method"], "id": msg.get("id"), "reply": [],
-                              "sent": msg})
+                steps.append(
+                    {"expect": msg["method"], "id": msg.get("id"), "reply": [], "sent": msg}
+                )
             else:
                 steps.append({"expect_response": msg["id"], "reply": [], "sent": msg})
         elif steps:

@@ -27,10 +27,16 @@ KIMI_SID = "session_0fa5713e-3d93-47de-9f1e-50631180755e"
 def acp_driver(tmp_path: Path, steps: list[dict[str, Any]], **kw: Any):
     script, log = write_script(tmp_path, steps)
     argv = peer_argv(script, log)
-    config = AcpConfig(command=argv[0], args=argv[1:], workspace_dir=str(tmp_path),
-                       limits=FAST, **kw.pop("config", {}))
-    return open_acp_driver(config, kw.pop("initial", RunRequest(user_text="x")),
-                           close_grace=1.0, load_settle=0.2, **kw), log
+    config = AcpConfig(
+        command=argv[0],
+        args=argv[1:],
+        workspace_dir=str(tmp_path),
+        limits=FAST,
+        **kw.pop("config", {}),
+    )
+    return open_acp_driver(
+        config, kw.pop("initial", RunRequest(user_text="x")), close_grace=1.0, load_settle=0.2, **kw
+    ), log
 
 
 TURNS = ("first turn: say hello", "[[TOOL]] run a command", "[[SLOW]] third turn")
@@ -56,11 +62,19 @@ async def run_three_turns(driver: Any, rec: Recorder) -> list[Any]:
 @pytest.mark.parametrize(
     ("case", "sid", "option", "reply2"),
     [
-        ("gemini_acp", GEMINI_SID, "proceed_once",
-         'The tool returned: {"output": "<untrusted_context>\\nOutput: (empty)\\nProcess Group'
-         ' PGID: 20059\\n</untrusted_context>"}. Done.'),
-        ("kimi_code_acp", KIMI_SID, "approve_once",
-         "The tool returned: Wall time: 0.017 seconds Command executed successfully.. Done."),
+        (
+            "gemini_acp",
+            GEMINI_SID,
+            "proceed_once",
+            'The tool returned: {"output": "<untrusted_context>\\nOutput: (empty)\\nProcess Group'
+            ' PGID: 20059\\n</untrusted_context>"}. Done.',
+        ),
+        (
+            "kimi_code_acp",
+            KIMI_SID,
+            "approve_once",
+            "The tool returned: Wall time: 0.017 seconds Command executed successfully.. Done.",
+        ),
     ],
 )
 async def test_recorded_session_plain_tool_permission_cancel(
@@ -97,12 +111,17 @@ async def test_recorded_session_plain_tool_permission_cancel(
     msgs = sent(log)
     assert all(m.get("jsonrpc") == "2.0" for m in msgs)
     assert msgs[0]["params"]["clientCapabilities"] == {
-        "fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
+        "fs": {"readTextFile": False, "writeTextFile": False},
+        "terminal": False,
+    }
     assert msgs[1]["method"] == "session/new"
     assert msgs[1]["params"] == {"cwd": str(tmp_path), "mcpServers": []}
     answer = next(m for m in msgs if "result" in m)
-    assert answer == {"jsonrpc": "2.0", "id": 0,
-                      "result": {"outcome": {"outcome": "selected", "optionId": option}}}
+    assert answer == {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "result": {"outcome": {"outcome": "selected", "optionId": option}},
+    }
     cancel = next(m for m in msgs if m.get("method") == "session/cancel")
     assert cancel["params"] == {"sessionId": sid} and "id" not in cancel
 
@@ -121,8 +140,11 @@ async def test_gemini_usage_from_prompt_meta(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("decision", "option"),
-    [(ApprovalDecision.DECLINE, "cancel"), (ApprovalDecision.ACCEPT_FOR_SESSION, "proceed_always"),
-     (None, "cancel")],
+    [
+        (ApprovalDecision.DECLINE, "cancel"),
+        (ApprovalDecision.ACCEPT_FOR_SESSION, "proceed_always"),
+        (None, "cancel"),
+    ],
 )
 async def test_permission_is_picked_by_option_kind(
     tmp_path: Path, decision: ApprovalDecision | None, option: str
@@ -160,7 +182,8 @@ async def test_load_replay_is_not_the_new_turns_reply(tmp_path: Path):
         await driver.aclose(graceful=True)
     assert done.kind is EventKind.TURN_COMPLETED and ref.thread_id == sid
     assert rec.texts(EventKind.ASSISTANT_TEXT) == [
-        "Hello from the fake model. You said: turn after load"]
+        "Hello from the fake model. You said: turn after load"
+    ]
     assert rec.of(EventKind.USER_TEXT) == []
     assert driver.mapper.replayed == 5
     load_msg = next(m for m in sent(log) if m.get("method") == "session/load")
@@ -169,10 +192,25 @@ async def test_load_replay_is_not_the_new_turns_reply(tmp_path: Path):
 
 async def test_crash_mid_prompt_is_an_error_event_with_stderr(tmp_path: Path):
     steps = cgk_steps("acp", "kimi_code_acp")[:2]
-    steps.append({"expect": "session/prompt", "id": 3, "reply": [
-        {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": KIMI_SID, "update": {
-            "sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "Hel"}}}},
-    ]})
+    steps.append(
+        {
+            "expect": "session/prompt",
+            "id": 3,
+            "reply": [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "session/update",
+                    "params": {
+                        "sessionId": KIMI_SID,
+                        "update": {
+                            "sessionUpdate": "agent_message_chunk",
+                            "content": {"type": "text", "text": "Hel"},
+                        },
+                    },
+                },
+            ],
+        }
+    )
     steps.append({"action": "crash", "stderr": "FATAL: out of memory\n", "code": 134})
     driver, _ = acp_driver(tmp_path, steps)
     rec = Recorder()
@@ -188,8 +226,10 @@ async def test_crash_mid_prompt_is_an_error_event_with_stderr(tmp_path: Path):
 
 
 def test_gemini_and_kimi_factories_build_the_acp_commands(tmp_path: Path):
-    g = open_gemini_driver(GeminiConfig(model="gemini-2.5-flash", workspace_dir=str(tmp_path)),
-                           RunRequest(user_text="x"))
+    g = open_gemini_driver(
+        GeminiConfig(model="gemini-2.5-flash", workspace_dir=str(tmp_path)),
+        RunRequest(user_text="x"),
+    )
     assert g.invocation.argv == ("gemini", "--acp", "--model=gemini-2.5-flash", "--yolo")
     assert g.invocation.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
     assert g.auto_approve and g.provider == "gemini"

@@ -31,13 +31,15 @@ def make_driver(
     config = CodexConfig(
         workspace_dir=str(tmp_path),
         model="fake-model",
-        exec_policy=cfg.pop("exec_policy", ExecPolicy(sandbox="danger-full-access",
-                                                       ask_for_approval="never")),
+        exec_policy=cfg.pop(
+            "exec_policy", ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
+        ),
         **cfg,
     )
     inv = Invocation(argv=peer_argv(script, log), cwd=str(tmp_path), limits=FAST)
-    return CodexAppServerDriver(config, RunRequest(user_text="x"), approver=approver,
-                                invocation=inv, close_grace=1.0), log
+    return CodexAppServerDriver(
+        config, RunRequest(user_text="x"), approver=approver, invocation=inv, close_grace=1.0
+    ), log
 
 
 def full_steps() -> list[dict[str, Any]]:
@@ -73,8 +75,10 @@ async def test_full_recording_plain_tool_approval_interrupt(tmp_path: Path):
         assert any("echo hi" in t and "exit_code=`0`" in t for t in tools)
         # turn 3: an approval round trip (codex sends id 0, an integer)
         ref3 = await driver.start_turn(
-            RunRequest(user_text="FAKE_TOOL FAKE_TOOL_CMD<<touch approved_by_harness.txt>> please",
-                       exec_policy=ExecPolicy(ask_for_approval="untrusted"))
+            RunRequest(
+                user_text="FAKE_TOOL FAKE_TOOL_CMD<<touch approved_by_harness.txt>> please",
+                exec_policy=ExecPolicy(ask_for_approval="untrusted"),
+            )
         )
         done = await rec.terminal(ref3.turn_id)
         assert done.kind is EventKind.TURN_COMPLETED
@@ -96,8 +100,12 @@ async def test_full_recording_plain_tool_approval_interrupt(tmp_path: Path):
     assert init["params"]["clientInfo"]["name"] == "alice_trio"
     assert msgs[1] == {"method": "initialized"}
     start = next(m for m in msgs if m.get("method") == "thread/start")
-    assert start["params"] == {"model": "fake-model", "cwd": str(tmp_path),
-                               "approvalPolicy": "never", "sandbox": "danger-full-access"}
+    assert start["params"] == {
+        "model": "fake-model",
+        "cwd": str(tmp_path),
+        "approvalPolicy": "never",
+        "sandbox": "danger-full-access",
+    }
     answer = next(m for m in msgs if "result" in m)
     assert answer == {"id": 0, "result": {"decision": "accept"}}
     turn3 = [m for m in msgs if m.get("method") == "turn/start"][2]
@@ -122,8 +130,10 @@ def until_turn_start(case: str, n: int = 1) -> list[dict[str, Any]]:
     ("case", "message"),
     [
         ("error500", "We’re currently experiencing high demand, which may cause temporary errors."),
-        ("truncate", "stream disconnected before completion: stream closed before "
-                     "response.completed"),
+        (
+            "truncate",
+            "stream disconnected before completion: stream closed before response.completed",
+        ),
     ],
 )
 async def test_defect_14_failed_turn_keeps_turn_error_message(
@@ -155,16 +165,17 @@ async def test_defect_14_usage_is_captured(tmp_path: Path):
         await driver.aclose(graceful=True)
     # the tool turn made two model calls: 2 x (1234 in / 1000 cached / 56 out)
     assert done.usage is not None
-    assert (done.usage.input_tokens, done.usage.cached_input_tokens,
-            done.usage.output_tokens) == (2468, 2000, 112)
+    assert (done.usage.input_tokens, done.usage.cached_input_tokens, done.usage.output_tokens) == (
+        2468,
+        2000,
+        112,
+    )
     assert rec.of(EventKind.USAGE, ref2.turn_id)
 
 
 def approval_steps() -> list[dict[str, Any]]:
     """The recorded approval turn; the recorded answer step accepts any decision."""
-    return until_turn_start("full", 3) + [
-        s for s in codex_steps("full") if "expect_response" in s
-    ]
+    return until_turn_start("full", 3) + [s for s in codex_steps("full") if "expect_response" in s]
 
 
 @pytest.mark.parametrize(
@@ -219,8 +230,9 @@ async def test_approval_callback_async_and_string_id_echoed(tmp_path: Path):
 
 async def test_unknown_server_request_gets_an_error_not_empty_result(tmp_path: Path):
     steps = until_turn_start("full", 1)
-    steps[-1]["reply"].insert(0, {"id": 5, "method": "account/chatgptAuthTokens/refresh",
-                                  "params": {}})
+    steps[-1]["reply"].insert(
+        0, {"id": 5, "method": "account/chatgptAuthTokens/refresh", "params": {}}
+    )
     steps.append({"expect_response": 5, "reply": []})
     driver, log = make_driver(tmp_path, steps)
     rec = Recorder()
@@ -241,19 +253,39 @@ async def test_steer_goes_to_the_active_turn(tmp_path: Path):
     stall = steps[-1]
     turn_id = stall["reply"][0]["result"]["turn"]["id"]
     ids = {"threadId": THREAD, "turnId": turn_id}
-    steps.append({
-        "expect": "turn/steer", "id": 99,
-        "reply": [
-            {"id": 99, "result": {"turnId": turn_id}},
-            {"method": "item/completed", "params": {**ids, "item": {
-                "type": "userMessage", "id": "u2",
-                "content": [{"type": "text", "text": "also say bye", "text_elements": []}]}}},
-            {"method": "item/completed", "params": {**ids, "item": {
-                "type": "agentMessage", "id": "m9", "text": "Bye."}}},
-            {"method": "turn/completed", "params": {"threadId": THREAD, "turn": {
-                "id": turn_id, "status": "completed", "error": None, "items": []}}},
-        ],
-    })
+    steps.append(
+        {
+            "expect": "turn/steer",
+            "id": 99,
+            "reply": [
+                {"id": 99, "result": {"turnId": turn_id}},
+                {
+                    "method": "item/completed",
+                    "params": {
+                        **ids,
+                        "item": {
+                            "type": "userMessage",
+                            "id": "u2",
+                            "content": [
+                                {"type": "text", "text": "also say bye", "text_elements": []}
+                            ],
+                        },
+                    },
+                },
+                {
+                    "method": "item/completed",
+                    "params": {**ids, "item": {"type": "agentMessage", "id": "m9", "text": "Bye."}},
+                },
+                {
+                    "method": "turn/completed",
+                    "params": {
+                        "threadId": THREAD,
+                        "turn": {"id": turn_id, "status": "completed", "error": None, "items": []},
+                    },
+                },
+            ],
+        }
+    )
     driver, log = make_driver(tmp_path, steps)
     rec = Recorder()
     async with trio.open_nursery() as nursery:
@@ -270,9 +302,11 @@ async def test_steer_goes_to_the_active_turn(tmp_path: Path):
     assert rec.texts(EventKind.STEER_CONSUMED, ref.turn_id) == ["also say bye"]
     assert rec.texts(EventKind.ASSISTANT_TEXT, ref.turn_id)[-1] == "Bye."
     steer = next(m for m in sent(log) if m.get("method") == "turn/steer")
-    assert steer["params"] == {"threadId": THREAD, "expectedTurnId": ref.turn_id,
-                               "input": [{"type": "text", "text": "also say bye",
-                                          "text_elements": []}]}
+    assert steer["params"] == {
+        "threadId": THREAD,
+        "expectedTurnId": ref.turn_id,
+        "input": [{"type": "text", "text": "also say bye", "text_elements": []}],
+    }
 
 
 async def test_defect_13_crash_mid_request_fails_at_once_with_stderr(tmp_path: Path):
@@ -312,11 +346,13 @@ async def test_resume_sends_thread_resume(tmp_path: Path):
         if s.get("expect") == "thread/start":
             s["expect"] = "thread/resume"
     script, log = write_script(tmp_path, steps)
-    config = CodexConfig(workspace_dir=str(tmp_path), model="m1", reasoning_effort="high",
-                         personality="friendly")
+    config = CodexConfig(
+        workspace_dir=str(tmp_path), model="m1", reasoning_effort="high", personality="friendly"
+    )
     inv = Invocation(argv=peer_argv(script, log), cwd=str(tmp_path), limits=FAST)
-    driver = CodexAppServerDriver(config, RunRequest(user_text="x", thread_id=THREAD),
-                                  invocation=inv, close_grace=1.0)
+    driver = CodexAppServerDriver(
+        config, RunRequest(user_text="x", thread_id=THREAD), invocation=inv, close_grace=1.0
+    )
     rec = Recorder()
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run, rec)
@@ -337,8 +373,9 @@ async def test_through_open_session(tmp_path: Path):
 
     driver, log = make_driver(tmp_path, until_turn_start("full", 1))
     with trio.fail_after(20):
-        async with open_session("codex", initial=RunRequest(user_text="x"),
-                                driver=driver) as session:
+        async with open_session(
+            "codex", initial=RunRequest(user_text="x"), driver=driver
+        ) as session:
             result = await session.submit(RunRequest(user_text="Say hello"))
             assert result.mode is SubmitMode.STARTED and result.thread_id == THREAD
             kinds = []
@@ -354,8 +391,14 @@ async def test_through_open_session(tmp_path: Path):
 async def test_defect_08_many_notifications_before_the_turn_start_response(tmp_path: Path):
     """Go: >128 notifications ahead of the turn/start response wedged reader and forwarder."""
     steps = until_turn_start("full", 1)
-    chatter = {"method": "item/started", "params": {"threadId": THREAD, "turnId": "t",
-               "item": {"type": "commandExecution", "command": "echo", "status": "x"}}}
+    chatter = {
+        "method": "item/started",
+        "params": {
+            "threadId": THREAD,
+            "turnId": "t",
+            "item": {"type": "commandExecution", "command": "echo", "status": "x"},
+        },
+    }
     steps[-1]["reply"] = [chatter] * 400 + steps[-1]["reply"]
     driver, _ = make_driver(tmp_path, steps)
     events: list[Any] = []

@@ -35,8 +35,9 @@ FAST = RunLimits(kill_grace=0.25, drain_timeout=0.5)
 ids = st.one_of(st.integers(min_value=-(2**53), max_value=2**53), st.text(max_size=20))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 methods = st.text(min_size=1, max_size=20)
@@ -72,8 +73,9 @@ def test_notification_round_trip(method: str, params: Any):
 @given(st.text(max_size=200))
 def test_parse_line_never_raises(text: str):
     msg = parse_line(text)
-    assert msg is None or isinstance(msg, Request | Notification | Response | ErrorResponse
-                                     | Invalid)
+    assert msg is None or isinstance(
+        msg, Request | Notification | Response | ErrorResponse | Invalid
+    )
 
 
 def test_parse_edge_cases():
@@ -82,8 +84,9 @@ def test_parse_edge_cases():
     assert isinstance(parse_line("[1,2]"), Invalid)
     assert isinstance(parse_line('{"id": 1.5, "method": "x"}'), Invalid)
     assert isinstance(parse_line('{"id": true, "result": 1}'), Invalid)
-    assert parse_line('{"id": 0, "method": "x"}') == Request(id=0, method="x",
-                                                             raw='{"id": 0, "method": "x"}')
+    assert parse_line('{"id": 0, "method": "x"}') == Request(
+        id=0, method="x", raw='{"id": 0, "method": "x"}'
+    )
     orphan = parse_line('{"id": null, "error": {"code": -32700, "message": "parse"}}')
     assert isinstance(orphan, ErrorResponse) and orphan.id is None
     assert str(JsonRpcError("", code=7)) == "json-rpc error code=7"
@@ -110,8 +113,11 @@ async def with_client(tmp_path: Path, steps: list[dict[str, Any]], body: Any, **
 
 
 async def test_c11_every_pending_request_fails_at_once_when_the_peer_dies(tmp_path: Path):
-    steps = [{"expect": "a", "id": 1}, {"expect": "b", "id": 2},
-             {"action": "crash", "stderr": "segfault in peer\n", "code": 139}]
+    steps = [
+        {"expect": "a", "id": 1},
+        {"expect": "b", "id": 2},
+        {"action": "crash", "stderr": "segfault in peer\n", "code": 139},
+    ]
     errors: list[BaseException] = []
 
     async def body(client: JsonRpcClient, nursery: trio.Nursery) -> None:
@@ -138,11 +144,18 @@ async def test_c11_every_pending_request_fails_at_once_when_the_peer_dies(tmp_pa
 
 async def test_defect_09_a_slow_server_request_handler_never_blocks_the_reader(tmp_path: Path):
     """Go answered server requests synchronously on the reader goroutine."""
-    steps = [{"expect": "go", "id": 1, "reply": [
-        {"id": "srv-7", "method": "approve?", "params": {}},
-        notif(1),
-        {"id": 1, "result": "done"},
-    ]}, {"expect_response": "srv-7"}]
+    steps = [
+        {
+            "expect": "go",
+            "id": 1,
+            "reply": [
+                {"id": "srv-7", "method": "approve?", "params": {}},
+                notif(1),
+                {"id": 1, "result": "done"},
+            ],
+        },
+        {"expect_response": "srv-7"},
+    ]
     got_notification = trio.Event()
 
     async def handler(req: Request) -> Any:
@@ -167,8 +180,13 @@ async def test_defect_09_a_slow_server_request_handler_never_blocks_the_reader(t
 
 async def test_defect_01_no_notification_is_dropped_under_backpressure(tmp_path: Path):
     """Go dropped events once its buffers were full; here the reader waits instead."""
-    steps = [{"expect": "go", "id": 1, "reply": [notif(i) for i in range(500)]
-              + [{"id": 1, "result": "end"}]}]
+    steps = [
+        {
+            "expect": "go",
+            "id": 1,
+            "reply": [notif(i) for i in range(500)] + [{"id": 1, "result": "end"}],
+        }
+    ]
 
     async def body(client: JsonRpcClient, nursery: trio.Nursery) -> None:
         seen: list[int] = []
@@ -209,9 +227,11 @@ async def test_defect_04_run_returns_and_incoming_closes_at_eof(tmp_path: Path):
 
 
 async def test_cancelled_request_is_forgotten_and_its_cancel_sent(tmp_path: Path):
-    steps = [{"expect": "slow", "id": 1}, {"expect": "stop", "id": None,
-                                            "reply": [{"id": 1, "result": "late"}]},
-             {"expect": "ping", "id": 2, "reply": [{"id": 2, "result": "pong"}]}]
+    steps = [
+        {"expect": "slow", "id": 1},
+        {"expect": "stop", "id": None, "reply": [{"id": 1, "result": "late"}]},
+        {"expect": "ping", "id": 2, "reply": [{"id": 2, "result": "pong"}]},
+    ]
     cancels: list[str] = []
 
     async def body(client: JsonRpcClient, nursery: trio.Nursery) -> None:
@@ -232,8 +252,10 @@ async def test_cancelled_request_is_forgotten_and_its_cancel_sent(tmp_path: Path
 
 async def test_defect_13_an_oversized_line_is_an_error_not_a_silent_stop(tmp_path: Path):
     """Go's scanner error on a >10 MiB line silently ended the reader."""
-    steps = [{"expect": "go", "id": 1, "reply": [{"method": "big", "params": "x" * 5000}]},
-             {"action": "hang"}]
+    steps = [
+        {"expect": "go", "id": 1, "reply": [{"method": "big", "params": "x" * 5000}]},
+        {"action": "hang"},
+    ]
     clients: list[JsonRpcClient] = []
     limits = RunLimits(kill_grace=0.25, drain_timeout=0.5, max_line_bytes=1024)
 

@@ -59,15 +59,21 @@ async def test_recorded_session_plain_tool_approval_cancel(tmp_path: Path):
         d3 = await rec.terminal(r3.turn_id)
         await driver.aclose(graceful=True)
     assert peer_problems(log) == []
-    assert (d1.kind, d2.kind, d3.kind) == (EventKind.TURN_COMPLETED, EventKind.TURN_COMPLETED,
-                                           EventKind.TURN_INTERRUPTED)
+    assert (d1.kind, d2.kind, d3.kind) == (
+        EventKind.TURN_COMPLETED,
+        EventKind.TURN_COMPLETED,
+        EventKind.TURN_INTERRUPTED,
+    )
     assert rec.texts(EventKind.ASSISTANT_TEXT, r1.turn_id) == [
-        "Hello from the fake model. You said: first turn: say hello"]
+        "Hello from the fake model. You said: first turn: say hello"
+    ]
     assert rec.texts(EventKind.ASSISTANT_TEXT, r2.turn_id) == [
         "I'll run a command.",
-        "The tool returned: <system>Command executed successfully.</system>. Done."]
+        "The tool returned: <system>Command executed successfully.</system>. Done.",
+    ]
     assert rec.texts(EventKind.ASSISTANT_TEXT, r3.turn_id) == [
-        "word0 word1 word2 word3 word4 word5 "]
+        "word0 word1 word2 word3 word4 word5 "
+    ]
     assert d1.usage is not None and (d1.usage.input_tokens, d1.usage.output_tokens) == (10502, 15)
     assert d2.usage is not None and d2.usage.output_tokens == 52 + 18
     assert [a.command for a in asked] == ["touch created_by_wire.txt"]
@@ -75,10 +81,18 @@ async def test_recorded_session_plain_tool_approval_cancel(tmp_path: Path):
     assert all(m["jsonrpc"] == "2.0" and isinstance(m["id"], str) for m in msgs)
     assert msgs[0]["params"]["protocol_version"] == "1.10"
     answer = next(m for m in msgs if "result" in m)
-    assert answer == {"jsonrpc": "2.0", "id": APPROVAL_ID,
-                      "result": {"request_id": APPROVAL_ID, "response": "approve"}}
+    assert answer == {
+        "jsonrpc": "2.0",
+        "id": APPROVAL_ID,
+        "result": {"request_id": APPROVAL_ID, "response": "approve"},
+    }
     assert [m["method"] for m in msgs if "method" in m] == [
-        "initialize", "prompt", "prompt", "prompt", "cancel"]
+        "initialize",
+        "prompt",
+        "prompt",
+        "prompt",
+        "cancel",
+    ]
 
 
 async def test_defect_15_thread_id_is_a_real_session_id_never_the_placeholder(tmp_path: Path):
@@ -98,8 +112,11 @@ async def test_defect_15_thread_id_is_a_real_session_id_never_the_placeholder(tm
 
 async def test_resumed_session_events_carry_the_session_id(tmp_path: Path):
     sid = "145c95e6-e5bd-4e9e-9c43-16d5d20b2ee4"
-    driver, _ = make(tmp_path, cgk_steps("kimi_wire", "kimi_legacy_wire_resume"),
-                     initial=RunRequest(user_text="x", thread_id=sid))
+    driver, _ = make(
+        tmp_path,
+        cgk_steps("kimi_wire", "kimi_legacy_wire_resume"),
+        initial=RunRequest(user_text="x", thread_id=sid),
+    )
     rec = Recorder()
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run, rec)
@@ -120,16 +137,18 @@ def mapped(events: list[dict[str, Any]]) -> list[TurnEvent]:
 
 
 def test_defect_15_chunks_are_joined_verbatim_and_type_names_never_appended():
-    out = mapped([
-        ev("TurnBegin", {"user_input": "go"}),
-        ev("ContentPart", {"type": "think", "think": "hmm, "}),
-        ev("ContentPart", {"type": "think", "think": "ok"}),
-        ev("ContentPart", {"type": "text", "text": "Hello"}),
-        ev("ContentPart", {"type": "text", "text": " world\n"}),
-        ev("ContentPart", {"type": "image_url", "image_url": {"url": "x"}}),
-        ev("ContentPart", {"type": "text", "text": "  bye  "}),
-        ev("TurnEnd", {}),
-    ])
+    out = mapped(
+        [
+            ev("TurnBegin", {"user_input": "go"}),
+            ev("ContentPart", {"type": "think", "think": "hmm, "}),
+            ev("ContentPart", {"type": "think", "think": "ok"}),
+            ev("ContentPart", {"type": "text", "text": "Hello"}),
+            ev("ContentPart", {"type": "text", "text": " world\n"}),
+            ev("ContentPart", {"type": "image_url", "image_url": {"url": "x"}}),
+            ev("ContentPart", {"type": "text", "text": "  bye  "}),
+            ev("TurnEnd", {}),
+        ]
+    )
     texts = [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT]
     assert texts == ["Hello world\n  bye  "]
     assert [e.text for e in out if e.kind is EventKind.REASONING] == ["hmm, ok"]
@@ -145,16 +164,44 @@ def test_alice_fixture_coalesce():
 
 async def test_defect_15_question_goes_to_the_callback_not_auto_empty(tmp_path: Path):
     qid = "q-1"
-    question = {"jsonrpc": "2.0", "method": "request", "id": qid, "params": {
-        "type": "QuestionRequest", "payload": {"id": qid, "tool_call_id": "c1", "questions": [
-            {"question": "Which color?", "header": "Color", "options": [
-                {"label": "red"}, {"label": "blue"}], "multi_select": False}]}}}
+    question = {
+        "jsonrpc": "2.0",
+        "method": "request",
+        "id": qid,
+        "params": {
+            "type": "QuestionRequest",
+            "payload": {
+                "id": qid,
+                "tool_call_id": "c1",
+                "questions": [
+                    {
+                        "question": "Which color?",
+                        "header": "Color",
+                        "options": [{"label": "red"}, {"label": "blue"}],
+                        "multi_select": False,
+                    }
+                ],
+            },
+        },
+    }
     steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
-    steps.append({"expect": "prompt", "id": "p-1", "reply": [
-        ev("TurnBegin", {"user_input": "ask"}), question]})
-    steps.append({"expect_response": qid, "reply": [
-        ev("ContentPart", {"type": "text", "text": "You chose blue."}), ev("TurnEnd", {}),
-        {"jsonrpc": "2.0", "id": "p-1", "result": {"status": "finished"}}]})
+    steps.append(
+        {
+            "expect": "prompt",
+            "id": "p-1",
+            "reply": [ev("TurnBegin", {"user_input": "ask"}), question],
+        }
+    )
+    steps.append(
+        {
+            "expect_response": qid,
+            "reply": [
+                ev("ContentPart", {"type": "text", "text": "You chose blue."}),
+                ev("TurnEnd", {}),
+                {"jsonrpc": "2.0", "id": "p-1", "result": {"status": "finished"}},
+            ],
+        }
+    )
     seen: list[ApprovalRequest] = []
 
     async def approver(req: ApprovalRequest) -> dict[str, str]:
@@ -184,14 +231,29 @@ async def test_defect_15_question_goes_to_the_callback_not_auto_empty(tmp_path: 
 
 async def test_steer_is_native_and_stays_on_the_turn(tmp_path: Path):
     steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
-    steps.append({"expect": "prompt", "id": "p-1", "reply": [
-        ev("TurnBegin", {"user_input": "start"}),
-        ev("ContentPart", {"type": "text", "text": "A"})]})
-    steps.append({"expect": "steer", "id": "s-1", "reply": [
-        {"jsonrpc": "2.0", "id": "s-1", "result": {"status": "steered"}},
-        ev("SteerInput", {"user_input": [{"type": "text", "text": "and B"}]}),
-        ev("ContentPart", {"type": "text", "text": "B"}), ev("TurnEnd", {}),
-        {"jsonrpc": "2.0", "id": "p-1", "result": {"status": "finished"}}]})
+    steps.append(
+        {
+            "expect": "prompt",
+            "id": "p-1",
+            "reply": [
+                ev("TurnBegin", {"user_input": "start"}),
+                ev("ContentPart", {"type": "text", "text": "A"}),
+            ],
+        }
+    )
+    steps.append(
+        {
+            "expect": "steer",
+            "id": "s-1",
+            "reply": [
+                {"jsonrpc": "2.0", "id": "s-1", "result": {"status": "steered"}},
+                ev("SteerInput", {"user_input": [{"type": "text", "text": "and B"}]}),
+                ev("ContentPart", {"type": "text", "text": "B"}),
+                ev("TurnEnd", {}),
+                {"jsonrpc": "2.0", "id": "p-1", "result": {"status": "finished"}},
+            ],
+        }
+    )
     driver, log = make(tmp_path, steps)
     rec = Recorder()
     async with trio.open_nursery() as nursery:
@@ -210,8 +272,19 @@ async def test_steer_is_native_and_stays_on_the_turn(tmp_path: Path):
 
 async def test_prompt_error_and_crash_become_turn_errors(tmp_path: Path):
     steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
-    steps.append({"expect": "prompt", "id": "p-1", "reply": [
-        {"jsonrpc": "2.0", "id": "p-1", "error": {"code": -32003, "message": "Error code: 500"}}]})
+    steps.append(
+        {
+            "expect": "prompt",
+            "id": "p-1",
+            "reply": [
+                {
+                    "jsonrpc": "2.0",
+                    "id": "p-1",
+                    "error": {"code": -32003, "message": "Error code: 500"},
+                }
+            ],
+        }
+    )
     steps.append({"expect": "prompt", "id": "p-2", "reply": [ev("TurnBegin", {"user_input": "x"})]})
     steps.append({"action": "crash", "stderr": "Traceback: boom\n", "code": 1})
     driver, _ = make(tmp_path, steps)
@@ -232,8 +305,9 @@ async def test_defect_11_closing_mid_prompt_sends_cancel(tmp_path: Path):
     """Go sent the prompt with context.Background(): nothing could cancel it."""
     steps = [{"action": "ignore_sigterm"}, *cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]]
     steps.append({"expect": "prompt", "id": "p-1", "reply": [ev("TurnBegin", {"user_input": "x"})]})
-    steps.append({"expect": "cancel", "id": "c-1", "reply": [
-        {"jsonrpc": "2.0", "id": "c-1", "result": {}}]})
+    steps.append(
+        {"expect": "cancel", "id": "c-1", "reply": [{"jsonrpc": "2.0", "id": "c-1", "result": {}}]}
+    )
     driver, log = make(tmp_path, steps)
     rec = Recorder()
     async with trio.open_nursery() as nursery:

@@ -164,8 +164,10 @@ class KimiWireMapper:
             text += f": {message}" if message else ""
             return [*out, self._event(EventKind.TOOL_USE, raw, text=text)]
         if etype == "StepRetry":
-            text = (f"retry {as_int(payload.get('next_attempt'))}/"
-                    f"{as_int(payload.get('max_attempts'))}: {as_str(payload.get('error_type'))}")
+            text = (
+                f"retry {as_int(payload.get('next_attempt'))}/"
+                f"{as_int(payload.get('max_attempts'))}: {as_str(payload.get('error_type'))}"
+            )
             status = as_int(payload.get("status_code")) or None
             return [*out, self._event(EventKind.RETRY, raw, text=text, status=status)]
         if etype == "PlanDisplay":

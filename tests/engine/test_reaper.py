@@ -194,3 +194,54 @@ def test_a_group_of_zombies_is_not_running():
     finally:
         child.wait()
     assert not group_alive(child.pid)
+
+
+THREADED_CHILD = r"""
+import ctypes, os, signal, sys, threading, time
+pidfile = sys.argv[1]
+def record(pid):
+    with open(pidfile, "a") as f:
+        f.write(f"{pid}\n")
+if os.fork() == 0:
+    # a group member shaped like node: many threads, dies slowly on SIGTERM with its main
+    # thread already a zombie, and a setsid'd tool process below it
+    tool = os.fork()
+    if tool == 0:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        record(os.getpid())
+        time.sleep(600)
+        os._exit(0)
+    def on_term(signum, frame):
+        threading.Thread(target=lambda: (time.sleep(0.4), os._exit(0))).start()
+        ctypes.CDLL(None).pthread_exit(None)
+    signal.signal(signal.SIGTERM, on_term)
+    record(os.getpid())
+    while True:
+        time.sleep(1)
+record(os.getpid())
+print('{"type":"thread","id":"t"}', flush=True)
+time.sleep(600)
+"""
+
+
+async def test_sweep_waits_for_a_group_member_whose_main_thread_died_first(tmp_path: Path):
+    """Regression (seen with gemini's node child): the sweep must not stop while a group member
+    is a zombie main thread with threads still exiting: its setsid'd tool is re-parented only
+    when the last thread is gone."""
+    mark, pidfile = new_mark(), tmp_path / "pids"
+    invocation = Invocation(
+        argv=(sys.executable, "-c", THREADED_CHILD, str(pidfile)),
+        env={"TEST_MARK": mark},
+        limits=FAST,
+    )
+    with trio.move_on_after(5):
+        async with open_agent_process(invocation, name="fake", graceful=False) as agent:
+            await agent.lines.receive()
+            with trio.fail_after(5):
+                while len(read_pids(pidfile)) < 3:  # noqa: ASYNC110 - another process's file
+                    await trio.sleep(0.01)
+    assert_nothing_left(mark, pidfile)

@@ -228,9 +228,18 @@ def group_has_running_member(pgid: int) -> bool:
     for name in entries:
         if name.isdigit():
             st = _stat(int(name))
-            if st is not None and st[2] == pgid and st[0] != "Z":
+            if st is not None and st[2] == pgid and (st[0] != "Z" or _threads_left(int(name))):
                 return True
     return False
+
+
+def _threads_left(pid: int) -> bool:
+    """A zombie main thread whose other threads are still exiting (node, bun, …): the process
+    is not dead yet and its children are not re-parented yet."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def find_marked(run_id: str) -> list[int]:
@@ -282,7 +291,10 @@ async def sweep(run_id: str, sid: int, *, max_seconds: float = 5.0) -> int:
             for pid in _children(me):
                 ours, zombie = _ours(pid, run_id, sid, marker)
                 if zombie and (ours or pid in killed):
-                    _reap(pid)
+                    if not _reap(pid):
+                        # a multi-threaded process (node) whose main thread is a zombie while
+                        # other threads still exit: its children are not re-parented yet
+                        pending = True
                     continue
                 if pid in killed:  # dying: its environ may already be gone; wait for it
                     pending = True

@@ -68,6 +68,7 @@ __all__ = [
     "GeminiConfig",
     "GeminiStreamDecoder",
     "build_invocation",
+    "default_env",
     "explain_exit",
     "new_decoder",
     "stats_usage",
@@ -120,6 +121,17 @@ def _value(name: str, value: str) -> str:
     return value
 
 
+def default_env(config: GeminiConfig) -> dict[str, str]:
+    """The env switches of a gemini process (workspace trust, no relaunch), before the
+    config/request env."""
+    env: dict[str, str] = {}
+    if config.trust_workspace:
+        env[TRUST_ENV] = "true"
+    if config.no_relaunch:
+        env[NO_RELAUNCH_ENV] = "true"
+    return env
+
+
 def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
     """argv, env, cwd, stdin and timeouts for one headless gemini turn.
 
@@ -154,13 +166,7 @@ def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
         stdin = None
     argv += config.extra_args
 
-    env: dict[str, str] = {}
-    if config.trust_workspace:
-        env[TRUST_ENV] = "true"
-    if config.no_relaunch:
-        env[NO_RELAUNCH_ENV] = "true"
-    env.update(config.env)
-    env.update(request.env)
+    env = {**default_env(config), **config.env, **request.env}
     timeout = config.effective_timeout()
     idle = config.idle_timeout if config.idle_timeout and config.idle_timeout > 0 else None
     return Invocation(

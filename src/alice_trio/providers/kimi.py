@@ -61,6 +61,7 @@ __all__ = [
     "KimiConfig",
     "KimiDecoder",
     "build_invocation",
+    "default_env",
     "explain_exit",
     "format_tool_calls",
     "new_decoder",
@@ -110,7 +111,8 @@ def _workspace(request: RunRequest, config: CLIConfig) -> str | None:
     return os.path.abspath(os.path.normpath(wd)) if wd else None
 
 
-def _default_env(config: KimiConfig) -> dict[str, str]:
+def default_env(config: KimiConfig) -> dict[str, str]:
+    """The env switches of a kimi process (telemetry, auto-update), before config/request env."""
     env: dict[str, str] = {}
     if config.disable_telemetry:
         env["KIMI_DISABLE_TELEMETRY"] = "1"
@@ -152,7 +154,7 @@ def build_invocation(request: RunRequest, config: KimiConfig) -> Invocation:
         argv.append(f"--prompt={prompt}")
     return Invocation(
         argv=tuple(argv),
-        env=merge_env(_default_env(config), config.env, request.env),
+        env=merge_env(default_env(config), config.env, request.env),
         cwd=_workspace(request, config),
         stdin=stdin,
         timeout=config.effective_timeout(),

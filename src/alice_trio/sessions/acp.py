@@ -34,8 +34,10 @@ from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent
 from ..protocols import acp as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
 from ..providers.base import CLIConfig, Invocation, as_str, merge_env
-from ..providers.gemini import NO_RELAUNCH_ENV, TRUST_ENV, GeminiConfig
+from ..providers.gemini import GeminiConfig
+from ..providers.gemini import default_env as gemini_env
 from ..providers.kimi import KimiConfig
+from ..providers.kimi import default_env as kimi_env
 from .approval import Approver, ask, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
@@ -234,13 +236,9 @@ def open_gemini_driver(
         argv.append("--yolo")
     argv += [f"--include-directories={d}" for d in policy.add_dirs]
     argv += config.extra_args
-    env: dict[str, str] = {}
-    if config.trust_workspace:
-        env[TRUST_ENV] = "true"
-    if config.no_relaunch:
-        env[NO_RELAUNCH_ENV] = "true"
     cwd = _cwd(initial, config)
-    inv = Invocation(argv=tuple(argv), env=merge_env(env, config.env, initial.env), cwd=cwd,
+    env = merge_env(gemini_env(config), config.env, initial.env)
+    inv = Invocation(argv=tuple(argv), env=env, cwd=cwd,
                      limits=config.limits)  # fmt: skip
     auto = config.approval_mode == "yolo" or (not config.approval_mode and config.yolo)
     return AcpDriver(inv, initial, provider="gemini", cwd=cwd, policy=policy,
@@ -252,15 +250,10 @@ def open_kimi_driver(
 ) -> AcpDriver:
     """Kimi Code 2.x: ``kimi acp`` (it has no model flag: the model comes from its config or
     ``KIMI_MODEL_*`` env). Telemetry/auto-update switches as in one-shot mode."""
-    env: dict[str, str] = {}
-    if config.disable_telemetry:
-        env["KIMI_DISABLE_TELEMETRY"] = "1"
-    if config.disable_auto_update:
-        env["KIMI_CODE_NO_AUTO_UPDATE"] = "1"
     cwd = _cwd(initial, config)
     inv = Invocation(
         argv=(config.command.strip() or "kimi", "acp", *config.extra_args),
-        env=merge_env(env, config.env, initial.env), cwd=cwd, limits=config.limits,
+        env=merge_env(kimi_env(config), config.env, initial.env), cwd=cwd, limits=config.limits,
     )  # fmt: skip
     return AcpDriver(inv, initial, provider="kimi", cwd=cwd,
                      policy=config.exec_policy.merged(initial.exec_policy),

@@ -58,8 +58,15 @@ OUTPUT_TOKENS = 56
 REASONING_TOKENS = 7
 DEFAULT_COMMAND = "echo TOOL_OUTPUT_42"
 TOOL_PREAMBLE = "I'll run a command."
-# User texts that are context the CLI adds, not what the user typed.
-CONTEXT_PREFIXES = ("<system-reminder>", "<environment_context>", "<session_context>")
+# User texts that are context the CLI adds, not what the user typed. claude adds
+# "[Request interrupted by user]" (or "... for tool use]") after an interrupt and sends it in
+# one user message together with the next text the user types.
+CONTEXT_PREFIXES = (
+    "<system-reminder>",
+    "<environment_context>",
+    "<session_context>",
+    "[Request interrupted by user",
+)
 SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
 
 _MARKER_CMD = re.compile(r"\[\[CMD:(.*?)\]\]", re.S)

@@ -42,6 +42,25 @@ def test_plain_reply_echoes_the_latest_user_text_skipping_context_blocks() -> No
     assert dec.data["text"] == "Hello from the fake model. You said: second question"
 
 
+def test_claude_interrupt_marker_is_context_not_user_text() -> None:
+    # claude 2.1.197 after an interrupt: the marker and the next typed text in one user message
+    body = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "[[SLOW]] a long answer"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "word0 word1 "}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "[Request interrupted by user]"},
+                    {"type": "text", "text": "after the interrupt"},
+                ],
+            },
+        ]
+    }
+    dec = fms.Script().decide("anthropic", body)
+    assert dec.data["text"] == "Hello from the fake model. You said: after the interrupt"
+
+
 @pytest.mark.parametrize(
     ("api", "body", "tool", "args"),
     [

@@ -160,6 +160,29 @@ async def test_interrupt_ends_the_turn_and_the_waiting_steer_still_runs():
     assert of(events, second.turn_id, EventKind.ASSISTANT_TEXT)[-1].text.endswith("second message")
 
 
+async def test_interrupt_then_the_next_turn_gets_its_own_reply():
+    # real claude 2.1.197: after the interrupt claude prints the partial assistant message,
+    # "[Request interrupted by user]" and an error_during_execution result; the next message
+    # is echoed (isReplay) in a CLI turn of its own and answered there
+    async with open_session(
+        "claude",
+        initial=req("x"),
+        driver=fake_driver("claude_bidi_replay_interrupt_then_continue"),
+    ) as s:
+        first = await s.submit(req("[[SLOW]] a long answer"))
+        await s.interrupt()
+        events = await collect(s, {first.turn_id})
+        assert [e.kind for e in events if e.kind.terminal] == [EventKind.TURN_INTERRUPTED]
+        assert of(events, first.turn_id, EventKind.ASSISTANT_TEXT)[0].text.startswith("word0")
+        assert s.active_turn is None
+        second = await s.submit(req("after the interrupt"))
+        later = await collect(s, {second.turn_id})
+    assert {e.turn_id for e in later} == {second.turn_id}
+    assert of(later, second.turn_id, EventKind.TURN_COMPLETED)
+    replies = of(later, second.turn_id, EventKind.ASSISTANT_TEXT)
+    assert replies[-1].text == "Hello from the fake model. You said: after the interrupt"
+
+
 async def test_api_error_result_is_an_error_event_with_status():
     async with open_session(
         "claude", initial=req("x"), driver=fake_driver("claude_bidi_replay_api_error")

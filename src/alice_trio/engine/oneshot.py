@@ -54,12 +54,11 @@ from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, 
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
 from . import reaper
 from .callbacks import CallbackDispatcher
+from .pipes import receive_chunk
 from .process_group import terminate_group
 from .stderr_tail import StderrTail
 
 __all__ = ["build_env", "describe_exit", "run_invocation", "run_oneshot"]
-
-_READ_SIZE = 256 * 1024
 
 
 def build_env(invocation: Invocation, run_id: str) -> dict[str, str]:
@@ -181,10 +180,7 @@ class _Run:
         stream = self.proc.stdout
         idle = self.invocation.idle_timeout
         while True:
-            try:
-                chunk = await stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                chunk = b""
+            chunk = await receive_chunk(stream)
             if not chunk:
                 await self.handle_lines(framer.feed_eof())
                 self.stdout_eof.set()
@@ -233,10 +229,7 @@ class _Run:
         assert self.proc is not None and self.proc.stderr is not None
         stream = self.proc.stderr
         while True:
-            try:
-                chunk = await stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                chunk = b""
+            chunk = await receive_chunk(stream)
             if not chunk:
                 self.stderr_eof.set()
                 return

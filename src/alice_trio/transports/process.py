@@ -28,6 +28,7 @@ import trio
 
 from ..engine import reaper
 from ..engine.oneshot import build_env, describe_exit
+from ..engine.pipes import receive_chunk
 from ..engine.process_group import terminate_group
 from ..engine.stderr_tail import StderrTail
 from ..errors import CLINotFoundError, LineTooLongError, TransportClosedError
@@ -35,8 +36,6 @@ from ..framing import LineFramer, OversizedLine, decode_line
 from ..providers.base import Invocation
 
 __all__ = ["AgentProcess", "open_agent_process"]
-
-_READ_SIZE = 256 * 1024
 
 
 class AgentProcess:
@@ -113,10 +112,7 @@ class AgentProcess:
                 # a grandchild holding the pipe cannot keep ``lines`` open (C9)
                 with trio.CancelScope(deadline=self._eof_deadline()) as scope:
                     self._receive_scope = scope
-                    try:
-                        chunk = await stream.receive_some(_READ_SIZE)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        chunk = b""
+                    chunk = await receive_chunk(stream)
                 self._receive_scope = None
                 items = framer.feed(chunk) if chunk else framer.feed_eof()
                 for item in items:
@@ -138,10 +134,7 @@ class AgentProcess:
         stream = self.proc.stderr
         assert stream is not None
         while True:
-            try:
-                chunk = await stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+            chunk = await receive_chunk(stream)
             if not chunk:
                 return
             self.tail.write(chunk)

@@ -166,10 +166,8 @@ class TestKimiInteractive(InteractiveCases):
     DRIVER_MODULE = "alice_trio.sessions.acp"
 
     def config(self, setup: CliSetup) -> CLIConfig:
-        # yolo: the ACP driver accepts the permission requests (declined by default)
-        return KimiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, yolo=True
-        )
+        # no yolo: kimi's default exec policy accepts the permission requests (like ``kimi -p``)
+        return KimiConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
 
 
 class TestKimiLegacyInteractive(InteractiveCases):

@@ -11,12 +11,12 @@ from rpc_recorder import Recorder
 from rpc_scripts import cgk_steps, peer_argv, peer_problems, sent, write_script
 
 from alice_trio.errors import SteerUnsupportedError, TransportClosedError
-from alice_trio.models import EventKind, RunRequest
+from alice_trio.models import EventKind, ExecPolicy, RunRequest
 from alice_trio.providers.base import RunLimits
 from alice_trio.providers.gemini import GeminiConfig
 from alice_trio.providers.kimi import KimiConfig
 from alice_trio.sessions.acp import AcpConfig, open_acp_driver, open_gemini_driver, open_kimi_driver
-from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
+from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest, default_decision
 from alice_trio.sessions.driver import SessionDriver, SteerMode
 
 FAST = RunLimits(kill_grace=0.25, drain_timeout=0.5)
@@ -237,3 +237,8 @@ def test_gemini_and_kimi_factories_build_the_acp_commands(tmp_path: Path):
     assert k.invocation.argv == ("kimi", "acp")
     assert k.invocation.env["KIMI_DISABLE_TELEMETRY"] == "1"
     assert not k.auto_approve and k.provider == "kimi"
+    # kimi's default policy (like ``kimi -p``) accepts; a policy the caller set is kept
+    assert default_decision(k.policy) is ApprovalDecision.ACCEPT
+    asking = KimiConfig(exec_policy=ExecPolicy(ask_for_approval="on-request"))
+    k2 = open_kimi_driver(asking, RunRequest(user_text="x"))
+    assert default_decision(k2.policy) is ApprovalDecision.DECLINE

@@ -13,7 +13,7 @@ from rpc_recorder import Recorder
 from rpc_scripts import cgk_steps, peer_argv, peer_problems, sent, write_script
 
 from alice_trio.errors import TransportClosedError
-from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent
 from alice_trio.protocols.kimi_wire import KimiWireMapper
 from alice_trio.providers.base import Invocation, RunLimits
 from alice_trio.providers.kimi import KimiConfig
@@ -93,6 +93,32 @@ async def test_recorded_session_plain_tool_approval_cancel(tmp_path: Path):
         "prompt",
         "cancel",
     ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "response"),
+    [
+        (ExecPolicy(), "approve"),  # kimi's default: tools run, as in ``kimi --print``
+        (ExecPolicy(sandbox="danger-full-access", ask_for_approval="never"), "approve"),
+        (ExecPolicy(ask_for_approval="on-request"), "reject"),  # the caller asked to be asked
+        (ExecPolicy(sandbox="workspace-write"), "reject"),
+    ],
+)
+async def test_without_an_approver_the_exec_policy_with_kimi_defaults_decides(
+    tmp_path: Path, policy: ExecPolicy, response: str
+):
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")
+    driver, log = make(tmp_path, steps, config=KimiConfig(flavor="legacy", exec_policy=policy))
+    assert "--yolo" not in driver.invocation.argv
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        for text in ("first turn: say hello", "[[TOOL]] second turn"):
+            ref = await driver.start_turn(RunRequest(user_text=text))
+            await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=False)
+    answer = next(m for m in sent(log) if m.get("id") == APPROVAL_ID)
+    assert answer["result"] == {"request_id": APPROVAL_ID, "response": response}
 
 
 async def test_defect_15_thread_id_is_a_real_session_id_never_the_placeholder(tmp_path: Path):

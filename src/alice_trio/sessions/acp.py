@@ -38,7 +38,7 @@ from ..providers.gemini import GeminiConfig
 from ..providers.gemini import default_env as gemini_env
 from ..providers.kimi import KimiConfig
 from ..providers.kimi import default_env as kimi_env
-from .approval import Approver, ask, default_decision
+from .approval import KIMI_DEFAULT_POLICY, Approver, ask, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -249,12 +249,15 @@ def open_kimi_driver(
     config: KimiConfig, initial: RunRequest, *, approver: Approver | None = None, **kw: Any
 ) -> AcpDriver:
     """Kimi Code 2.x: ``kimi acp`` (it has no model flag: the model comes from its config or
-    ``KIMI_MODEL_*`` env). Telemetry/auto-update switches as in one-shot mode."""
+    ``KIMI_MODEL_*`` env). Telemetry/auto-update switches as in one-shot mode; permission
+    requests without a callback follow kimi's default policy (accepted unless the caller set a
+    sandbox or approval policy, like ``kimi -p``)."""
     cwd = _cwd(initial, config)
     inv = Invocation(
         argv=(config.command.strip() or "kimi", "acp", *config.extra_args),
         env=merge_env(kimi_env(config), config.env, initial.env), cwd=cwd, limits=config.limits,
     )  # fmt: skip
     return AcpDriver(inv, initial, provider="kimi", cwd=cwd,
-                     policy=config.exec_policy.merged(initial.exec_policy),
+                     policy=KIMI_DEFAULT_POLICY.merged(
+                         config.exec_policy.merged(initial.exec_policy)),
                      auto_approve=config.yolo, approver=approver, **kw)  # fmt: skip

@@ -9,7 +9,12 @@ blanket-accepts (the Go driver accepted everything whatever the policy, spec §1
 
 * the config explicitly auto-approves (``yolo`` / ``auto_approve``) → accept;
 * the effective exec policy is ``danger-full-access`` with approval ``never`` (or unset) —
-  the caller already granted everything, so a prompt has nothing left to protect → accept;
+  the caller already granted everything, so a prompt has nothing left to protect → accept.
+  The effective policy is the caller's with the **provider's defaults** for the fields left
+  unset: kimi's are :data:`KIMI_DEFAULT_POLICY` (spec §10: claude and kimi default to
+  ``danger-full-access``/``never``; both kimi one-shot modes run tools unasked), so a kimi
+  session with a default config runs the same tools its one-shot run does, and a caller who
+  sets a sandbox or an approval policy gets exactly that;
 * otherwise → **decline**: the caller asked for approvals or a sandbox and nobody is there to
   approve, so the agent is told no and continues (codex/ACP/kimi all carry on after a decline).
 
@@ -34,6 +39,7 @@ import attrs
 from ..models import ExecPolicy, TurnQuestion
 
 __all__ = [
+    "KIMI_DEFAULT_POLICY",
     "Answer",
     "ApprovalDecision",
     "ApprovalOption",
@@ -87,6 +93,10 @@ class ApprovalRequest:
 
 Answer = ApprovalDecision | Mapping[str, str] | None
 Approver = Callable[[ApprovalRequest], Awaitable[Answer] | Answer]
+
+
+#: kimi's own defaults (both of its one-shot modes auto-approve tools); see the module docstring
+KIMI_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
 
 
 def default_decision(policy: ExecPolicy, *, auto_approve: bool = False) -> ApprovalDecision:

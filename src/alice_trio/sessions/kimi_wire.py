@@ -14,7 +14,9 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
   ``-32003`` chat provider error) or a dead process becomes an ``error`` event of the turn.
 * ``interrupt_turn``: ``cancel``; the prompt then ends ``cancelled`` → ``turn_interrupted``.
 * Approvals/questions: the approver callback, else
-  :func:`~alice_trio.sessions.approval.default_decision` (``yolo`` → accept; questions are
+  :func:`~alice_trio.sessions.approval.default_decision` of the exec policy with kimi's
+  defaults for unset fields (``yolo``, or no sandbox/approval policy set → accept, as kimi's
+  ``--print`` mode does; a policy asking for approvals or a sandbox → reject; questions are
   dismissed, never answered with ``""``).
 """
 
@@ -32,7 +34,7 @@ from ..protocols import kimi_wire as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
 from ..providers.base import Invocation, as_str, merge_env
 from ..providers.kimi import KimiConfig
-from .approval import Approver, ask, default_decision
+from .approval import KIMI_DEFAULT_POLICY, Approver, ask, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -83,7 +85,7 @@ class KimiWireDriver(RpcDriver):
             approver=approver, close_grace=close_grace,
         )  # fmt: skip
         self.config = config
-        self.policy = config.exec_policy.merged(initial.exec_policy)
+        self.policy = KIMI_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
         self.mapper = proto.KimiWireMapper(session_id=self.session_id)
         self.server_info: dict[str, Any] = {}
         self._turns = itertools.count(1)

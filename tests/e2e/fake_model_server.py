@@ -13,8 +13,9 @@ It binds ``127.0.0.1`` (port 0 = random), writes the port to ``--port-file`` (at
 - OpenAI Chat Completions ``POST /v1/chat/completions`` (SSE or JSON), ``GET /v1/models``
   (opencode, kimi, legacy kimi)
 
-Replies are scripted by markers in the latest user text (context blocks the CLIs add, like
-``<system-reminder>``, are skipped). If a tool result comes after the latest user text, the
+Replies are scripted by markers in the latest user text: the last text part of the latest
+user message (context blocks the CLIs add, like ``<system-reminder>``, are skipped; a CLI that
+merges an unanswered prompt with the next one sends them as separate parts). If a tool result comes after the latest user text, the
 server answers with the final text ``The tool returned: <output>. Done.``
 
 ===========================  ==============================================================
@@ -98,9 +99,11 @@ def _is_context_only(text: str) -> bool:
     return not stripped or stripped.startswith(CONTEXT_PREFIXES)
 
 
-def _user_text(content: Any) -> str | None:
-    pieces = [t for t in _texts(content) if not _is_context_only(t)]
-    return "\n".join(pieces) if pieces else None
+def _user_texts(content: Any) -> list[str]:
+    """The typed texts of one user message, one per text part: a CLI that merges inputs into
+    one message (claude after an interrupt, kimi-cli after a cancelled turn: the unanswered
+    prompt and the next one) sends each as its own part, and the latest one is what counts."""
+    return [t for t in _texts(content) if not _is_context_only(t)]
 
 
 def _stringify(value: Any) -> str:
@@ -123,9 +126,7 @@ def history(api: str, body: dict[str, Any]) -> list[tuple[str, str]]:
                 for part in content:
                     if isinstance(part, dict) and part.get("type") == "tool_result":
                         items.append(("tool", _stringify(part.get("content"))))
-            text = _user_text(content)
-            if text is not None:
-                items.append(("user", text))
+            items += [("user", text) for text in _user_texts(content)]
     elif api == "gemini":
         for msg in body.get("contents") or []:
             if msg.get("role", "user") != "user":
@@ -133,9 +134,7 @@ def history(api: str, body: dict[str, Any]) -> list[tuple[str, str]]:
             for part in msg.get("parts") or []:
                 if "functionResponse" in part:
                     items.append(("tool", _stringify(part["functionResponse"].get("response"))))
-            text = _user_text(msg.get("parts"))
-            if text is not None:
-                items.append(("user", text))
+            items += [("user", text) for text in _user_texts(msg.get("parts"))]
     elif api == "responses":
         raw = body.get("input")
         if isinstance(raw, str):
@@ -145,17 +144,13 @@ def history(api: str, body: dict[str, Any]) -> list[tuple[str, str]]:
             if kind in ("function_call_output", "custom_tool_call_output"):
                 items.append(("tool", _stringify(item.get("output"))))
             elif kind == "message" and item.get("role") == "user":
-                text = _user_text(item.get("content"))
-                if text is not None:
-                    items.append(("user", text))
+                items += [("user", text) for text in _user_texts(item.get("content"))]
     elif api == "chat":
         for msg in body.get("messages") or []:
             if msg.get("role") == "tool":
                 items.append(("tool", _stringify(msg.get("content"))))
             elif msg.get("role") == "user":
-                text = _user_text(msg.get("content"))
-                if text is not None:
-                    items.append(("user", text))
+                items += [("user", text) for text in _user_texts(msg.get("content"))]
     return items
 
 

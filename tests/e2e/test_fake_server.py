@@ -61,6 +61,26 @@ def test_claude_interrupt_marker_is_context_not_user_text() -> None:
     assert dec.data["text"] == "Hello from the fake model. You said: after the interrupt"
 
 
+def test_only_the_latest_part_of_a_merged_user_message_is_scripted() -> None:
+    # kimi-cli 1.50 after a cancelled turn: the unanswered prompt and the next one, one message
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "[[SLOW]] a long answer"},
+                    {"type": "text", "text": "after the interrupt"},
+                ],
+            }
+        ]
+    }
+    dec = fms.Script().decide("chat", body)
+    assert dec.data == {
+        "text": "Hello from the fake model. You said: after the interrupt",
+        "delay": 0.0,
+    }
+
+
 @pytest.mark.parametrize(
     ("api", "body", "tool", "args"),
     [

@@ -15,8 +15,9 @@ It binds ``127.0.0.1`` (port 0 = random), writes the port to ``--port-file`` (at
 
 Replies are scripted by markers in the latest user text: the last text part of the latest
 user message (context blocks the CLIs add, like ``<system-reminder>``, are skipped; a CLI that
-merges an unanswered prompt with the next one sends them as separate parts). If a tool result comes after the latest user text, the
-server answers with the final text ``The tool returned: <output>. Done.``
+merges an unanswered prompt with the next one sends them as separate parts). If a tool result
+comes after the latest user text, the server answers with the final text
+``The tool returned: <output>. Done.``
 
 ===========================  ==============================================================
 marker                       behaviour

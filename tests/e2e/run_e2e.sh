@@ -4,7 +4,8 @@
 # 1. installs the pinned CLIs into ~/.cache/alice-trio-e2e/<hash of tests/e2e/clis/*> (reused when
 #    present; a CLI whose install fails is skipped, with its reason printed),
 # 2. runs `pytest -m e2e tests/e2e` against the fake model server,
-# 3. fails if any test failed or if any process of the lane is still alive afterwards.
+# 3. re-runs the failed tests once (printed as RETRY), and fails if a test failed twice or if any
+#    process of the lane is still alive afterwards.
 #
 # Knobs: ALICE_TRIO_E2E_INSTALL_BUDGET (seconds, default 1200), ALICE_TRIO_E2E_TEST_BUDGET
 # (seconds, default 1800), ALICE_TRIO_E2E_CACHE (cache root), ALICE_TRIO_E2E_PYTHON (a python
@@ -43,10 +44,20 @@ EOF
 
 echo "== e2e: pytest -m e2e tests/e2e (budget ${TEST_BUDGET}s)"
 # SIGINT first: pytest-trio cancels the running test, and the engine reaps the CLI's group.
+CACHE_DIR=$(mktemp -d /tmp/alice-trio-e2e-pytest.XXXXXX)
 timeout --signal=INT --kill-after=60 "$TEST_BUDGET" \
-  "$PY" -m pytest -m e2e tests/e2e -q -p no:cacheprovider -rsx --durations=10 "$@"
+  "$PY" -m pytest -m e2e tests/e2e -q -o cache_dir="$CACHE_DIR" -rsx --durations=10 "$@"
 rc=$?
 [ "$rc" -eq 124 ] && echo "e2e: FAILED: the tests ran out of their ${TEST_BUDGET}s budget"
+if [ "$rc" -eq 1 ]; then
+  # Real CLIs on a loaded 2-core machine: a failed test gets one more try, said out loud.
+  # A test that fails twice fails the lane.
+  echo "e2e: RETRY: re-running the failed tests once (their first failures are printed above)"
+  timeout --signal=INT --kill-after=60 "$TEST_BUDGET" \
+    "$PY" -m pytest -m e2e tests/e2e -q -o cache_dir="$CACHE_DIR" --last-failed -rsx "$@"
+  rc=$?
+fi
+rm -rf "$CACHE_DIR"
 
 # Nothing of the lane may outlive it: every CLI env carries ALICE_E2E_MARKER.
 "$PY" - <<'EOF' || rc=1

@@ -290,3 +290,54 @@ def test_chat_ctrl_c_interrupts_the_turn_and_ctrl_d_ends() -> None:
     assert b"turn interrupted" in err
     assert out == b""
     assert marked(mark) == []
+
+
+# -- run --command FAKE for every provider -----------------------------------------------------
+
+#: provider → (recorded stdout its fake CLI replays, config overrides)
+FAKE_RUNS = {
+    "codex": (TRANSCRIPTS / "codex" / "codex_exec_tool" / "stdout.raw", ()),
+    "claude": (TRANSCRIPTS / "claude" / "claude_stream_tool.stdout", ()),
+    "gemini": (TRANSCRIPTS / "gemini" / "gemini_stream_plain.stdout", ()),
+    "kimi": (TRANSCRIPTS / "kimi" / "kimi_code_stream_tool.stdout", ()),
+    "opencode": (TRANSCRIPTS / "opencode" / "oc_run_tool" / "stdout.raw", ()),
+    "replay": (TRANSCRIPTS / "codex" / "codex_exec_simple" / "stdout.raw", ("-o", "speed=0")),
+}
+
+
+def _fake_cli(path: Path, transcript: Path) -> Path:
+    """An executable standing in for a real agent CLI: it ignores its arguments, reads stdin
+    to EOF and prints the recorded stdout (the replay CLI, as a user's bot test would use it)."""
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "sys.stdin.read()\n"
+        f"os.execv(sys.executable, [sys.executable, '-m', 'alice_trio.replay_cli', '--speed', "
+        f"'0', '--', {str(transcript)!r}])\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("provider", sorted(FAKE_RUNS))
+def test_run_with_a_fake_command_for_every_provider(
+    provider: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alice_trio.transcript import decode_transcript, outcome_summary
+
+    transcript, extra = FAKE_RUNS[provider]
+    fake = _fake_cli(tmp_path / f"fake-{provider}", transcript)
+    if provider == "replay":
+        argv = ["run", "-P", "replay", "-o", f"transcript={transcript}", *extra]
+    else:
+        argv = ["run", "-P", provider, "--command", str(fake), *extra]
+    code, out, _ = run_main(capsys, *argv, "--json", "-q", "what did the tool print?")
+    expected = outcome_summary(
+        decode_transcript("codex" if provider == "replay" else provider, transcript.read_text())
+    )
+    assert code == 0, out
+    got = json.loads(out)
+    assert got["error"] is None
+    assert got["reply"] == expected["reply"] and got["reply"]
+    assert got["next_thread_id"] == expected["next_thread_id"] and got["next_thread_id"]
+    assert got["usage"] == expected["usage"]

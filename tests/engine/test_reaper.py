@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,41 @@ async def test_sweep_waits_for_a_group_member_whose_main_thread_died_first(tmp_p
                 while len(read_pids(pidfile)) < 3:  # noqa: ASYNC110 - another process's file
                     await trio.sleep(0.01)
     assert_nothing_left(mark, pidfile)
+
+
+def test_guardian_kills_a_dead_hosts_runs_even_setsid_tools(tmp_path: Path):
+    """The guardian is the only cleanup left when the host is SIGKILLed: it ends every process
+    carrying the host's id once the host's pipe closes, and leaves others alone."""
+    from alice_trio.engine import guardian
+
+    host_id = "test-" + new_mark()
+    victim = subprocess.Popen(
+        [sys.executable, "-c", "import os, time; os.setsid(); time.sleep(60)"],
+        env={**os.environ, guardian.HOST_ENV: host_id},
+    )
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    keeper = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", guardian.GUARDIAN_SOURCE, guardian.HOST_ENV, host_id],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.2)
+        assert keeper.poll() is None and alive(victim.pid)
+        assert keeper.stdin is not None
+        keeper.stdin.close()  # what the kernel does when the host dies
+        assert keeper.wait(timeout=10) == 0
+        assert victim.wait(timeout=5) == -9
+        assert bystander.poll() is None
+    finally:
+        for proc in (victim, bystander, keeper):
+            proc.kill()
+            proc.wait()
+
+
+def test_guardian_mode_validates():
+    from alice_trio.engine import guardian
+
+    with pytest.raises(ValueError):
+        guardian.configure("maybe")
+    assert guardian.host_id()

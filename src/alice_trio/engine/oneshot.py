@@ -52,7 +52,7 @@ from ..errors import (
 from ..framing import LineFramer, OversizedLine, decode_line
 from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, RunResult, TurnEvent
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
-from . import reaper
+from . import guardian, reaper
 from .callbacks import CallbackDispatcher
 from .pipes import receive_chunk
 from .process_group import terminate_group
@@ -62,12 +62,14 @@ __all__ = ["build_env", "describe_exit", "run_invocation", "run_oneshot"]
 
 
 def build_env(invocation: Invocation, run_id: str) -> dict[str, str]:
-    """Host env < invocation env (config env < request env, merged by the provider) < marker."""
+    """Host env < invocation env (config env < request env, merged by the provider) < the
+    run's marker and the host's id (see :mod:`.reaper` and :mod:`.guardian`)."""
     env = dict(os.environ)
     env.update(invocation.env)
     for key in invocation.env_remove:
         env.pop(key, None)
     env[reaper.MARKER_ENV] = run_id
+    env[guardian.HOST_ENV] = guardian.host_id()
     return env
 
 
@@ -322,6 +324,7 @@ async def run_invocation(
     run_id = uuid.uuid4().hex
     if limits.sweep:
         reaper.subreaper_active()  # decide the mechanism before the first spawn
+        guardian.ensure_started()
     try:
         run.proc = await trio.lowlevel.open_process(
             list(invocation.argv),

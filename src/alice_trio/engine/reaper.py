@@ -130,8 +130,11 @@ def cgroup_kill_available() -> bool:
 
 def describe() -> dict[str, object]:
     """What cleans up escaped processes here, for ``alice-trio doctor`` and benchmarks."""
+    from . import guardian
+
     return {
         "mechanism": mechanism(),
+        "guardian": "running" if guardian.running() else "not started",
         "subreaper_mode": _mode,
         "cgroup_v2_kill_available": cgroup_kill_available(),
         "platform": sys.platform,

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ..engine import reaper
+from ..engine import guardian, reaper
 from ..engine.oneshot import build_env, describe_exit
 from ..engine.pipes import receive_chunk
 from ..engine.process_group import terminate_group
@@ -169,6 +169,7 @@ async def open_agent_process(
     limits = invocation.limits
     if limits.sweep:
         reaper.subreaper_active()
+        guardian.ensure_started()
     try:
         proc = await trio.lowlevel.open_process(
             list(invocation.argv),

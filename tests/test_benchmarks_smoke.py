@@ -28,8 +28,7 @@ def _numbers(obj: object, path: str = "") -> list[tuple[str, float]]:
     return []
 
 
-def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def _quick_run(out: Path) -> tuple[subprocess.CompletedProcess[str], dict | None]:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
         cwd=REPO,
@@ -38,8 +37,26 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
         timeout=600,
         check=False,
     )
+    report = json.loads(out.read_text()) if proc.returncode == 0 and out.exists() else None
+    return proc, report
+
+
+def _section_errors(report: dict | None) -> list[tuple[str, str]]:
+    if report is None:
+        return [("run", "no report")]
+    return [(k, v["error"]) for k, v in report["sections"].items() if "error" in v]
+
+
+def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc, report = _quick_run(out)
+    if _section_errors(report):
+        # a section that crashed once on a loaded machine gets one more run; twice is a bug
+        first = (proc.returncode, _section_errors(report), proc.stderr[-1500:])
+        proc, report = _quick_run(out)
+        assert not _section_errors(report), ("failed twice", first, proc.stderr[-1500:])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    assert report is not None
     assert report["machine"]["cores"] >= 1 and report["machine"]["python"]
     sections = report["sections"]
     assert set(sections) >= {

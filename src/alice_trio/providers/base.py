@@ -110,6 +110,11 @@ class CLIConfig:
     def effective_timeout(self) -> float:
         return self.timeout if self.timeout and self.timeout > 0 else DEFAULT_TIMEOUT
 
+    def effective_idle_timeout(self) -> float | None:
+        """``idle_timeout`` when it is set and positive, capped at the overall timeout."""
+        idle = self.idle_timeout
+        return min(idle, self.effective_timeout()) if idle and idle > 0 else None
+
 
 @attrs.frozen(kw_only=True)
 class Invocation:

@@ -147,14 +147,13 @@ def build_invocation(request: RunRequest, config: ClaudeConfig) -> Invocation:
     env.update(config.env)
     env.update(request.env)
     timeout = config.effective_timeout()
-    idle = config.idle_timeout if config.idle_timeout and config.idle_timeout > 0 else None
     return Invocation(
         argv=tuple(argv),
         env=env,
         cwd=request.workspace_dir or config.workspace_dir.strip() or None,
         stdin=prompt.encode("utf-8"),
         timeout=timeout,
-        idle_timeout=min(idle, timeout) if idle else None,
+        idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
     )
 

@@ -90,7 +90,8 @@ def idle_timeout_for(effort: str, config: CodexConfig, overall: float) -> float 
     """The idle timeout: ``config.idle_timeout`` if set, else the tier of ``effort``
     (``xhigh`` / ``high`` / anything else, trimmed and case-insensitive), capped at ``overall``."""
     if config.idle_timeout is not None:
-        return min(config.idle_timeout, overall) if config.idle_timeout > 0 else None
+        idle = config.effective_idle_timeout()
+        return min(idle, overall) if idle else None
     tier = effort.strip().lower()
     if tier == "xhigh":
         idle = config.xhigh_idle_timeout

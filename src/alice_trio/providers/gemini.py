@@ -168,14 +168,13 @@ def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
 
     env = {**default_env(config), **config.env, **request.env}
     timeout = config.effective_timeout()
-    idle = config.idle_timeout if config.idle_timeout and config.idle_timeout > 0 else None
     return Invocation(
         argv=tuple(argv),
         env=env,
         cwd=request.workspace_dir or config.workspace_dir.strip() or None,
         stdin=stdin,
         timeout=timeout,
-        idle_timeout=min(idle, timeout) if idle else None,
+        idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
     )
 

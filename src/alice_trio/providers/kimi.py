@@ -158,7 +158,7 @@ def build_invocation(request: RunRequest, config: KimiConfig) -> Invocation:
         cwd=_workspace(request, config),
         stdin=stdin,
         timeout=config.effective_timeout(),
-        idle_timeout=config.idle_timeout,
+        idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
     )
 

@@ -155,7 +155,7 @@ def build_invocation(request: RunRequest, config: OpenCodeConfig) -> Invocation:
         cwd=workdir,
         stdin=request.prompt.encode("utf-8"),
         timeout=config.effective_timeout(),
-        idle_timeout=config.idle_timeout,
+        idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
     )
 

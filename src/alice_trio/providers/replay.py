@@ -53,7 +53,7 @@ def build_invocation(request: RunRequest, config: ReplayConfig) -> Invocation:
         cwd=request.workspace_dir or config.workspace_dir.strip() or None,
         stdin=request.prompt.encode("utf-8"),
         timeout=config.effective_timeout(),
-        idle_timeout=config.idle_timeout,
+        idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
     )
 

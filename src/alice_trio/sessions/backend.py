@@ -262,6 +262,15 @@ class SessionBackend:
                 if self._sessions.get(key) is entry:
                     del self._sessions[key]
 
+    async def _drop_and_wait(self, entry: _Entry) -> None:
+        """Kill ``entry``'s session and wait until its process group is reaped (shielded and
+        bounded), so a failed or cancelled run returns with nothing of its session left."""
+        self._drop(entry, graceful=False)
+        if not entry.key:  # a one-turn session: the caller's ``async with`` closes it
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(10.0):
+            await entry.host_done.wait()
+
     def _drop(self, entry: _Entry, *, graceful: bool) -> None:
         """Close ``entry``'s session in the background (the host task does the work)."""
         if self._sessions.get(entry.key) is entry:
@@ -336,7 +345,7 @@ class SessionBackend:
             # the caller's cancellation (or a bug): interrupt with a deadline, then kill
             with trio.CancelScope(shield=True):
                 await self._interrupt_and_wait(session, events, turn)
-            self._drop(entry, graceful=False)
+            await self._drop_and_wait(entry)
             raise
         finally:
             entry.current = None
@@ -345,10 +354,10 @@ class SessionBackend:
         name = self.provider.name
         if turn.submit_error is not None:
             if session.closed:
-                self._drop(entry, graceful=False)
+                await self._drop_and_wait(entry)
             raise turn.submit_error
         if callback_error:
-            self._drop(entry, graceful=False)
+            await self._drop_and_wait(entry)
             err = CallbackError(
                 f"{name}: callback raised {callback_error[0]!r}",
                 partial=partial,
@@ -359,7 +368,7 @@ class SessionBackend:
             raise err
         if timed_out:
             await self._interrupt_and_wait(session, events, turn)
-            self._drop(entry, graceful=False)
+            await self._drop_and_wait(entry)
             raise RunTimeoutError(
                 f"llm timeout: {name} turn exceeded {timeout:g} s",
                 partial=turn.partial(),
@@ -367,7 +376,7 @@ class SessionBackend:
                 stderr_tail=tail,
             )
         if closed_under_us or not turn.finished.is_set():
-            self._drop(entry, graceful=False)
+            await self._drop_and_wait(entry)
             failure = session.failure
             message = (
                 str(failure)
@@ -376,7 +385,7 @@ class SessionBackend:
             )
             raise TransportClosedError(message, partial=partial, provider=name, stderr_tail=tail)
         if turn.error is not None:
-            self._drop(entry, graceful=False)
+            await self._drop_and_wait(entry)
             event = turn.error
             raise AgentError(
                 event.error or f"{name} turn failed",

@@ -341,3 +341,12 @@ def test_run_with_a_fake_command_for_every_provider(
     assert got["reply"] == expected["reply"] and got["reply"]
     assert got["next_thread_id"] == expected["next_thread_id"] and got["next_thread_id"]
     assert got["usage"] == expected["usage"]
+
+
+def test_doctor_says_which_cleanup_mechanism_is_in_force(capsys: pytest.CaptureFixture[str]):
+    code, out, _ = run_main(capsys, "doctor", "--plain", "--timeout", "5")
+    assert code == 0
+    line = [ln for ln in out.splitlines() if ln.startswith("process cleanup:")]
+    assert line, out
+    assert any(m in line[0] for m in ("subreaper sweep", "marker-scan sweep", "group-only"))
+    assert "host guardian" in line[0] and "cgroup v2 kill" in line[0]

@@ -323,4 +323,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         render_table(rows, plain=args.plain)
+        sys.stdout.write(cleanup_line() + "\n")
     return 0
+
+
+def cleanup_line() -> str:
+    """Which mechanism ends escaped tool processes here (docs/process-cleanup.md)."""
+    from ..engine import guardian, reaper
+
+    info = reaper.describe()
+    host_guard = "on" if guardian.ensure_started() else "off"
+    cgroup = "available (not used)" if info["cgroup_v2_kill_available"] else "not available"
+    return (
+        f"process cleanup: group kill + {info['mechanism']} sweep; host guardian {host_guard}; "
+        f"cgroup v2 kill {cgroup}"
+    )

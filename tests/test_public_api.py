@@ -65,3 +65,19 @@ def test_providers_and_protocols_are_sans_io(path: Path):
                 assert node.attr in {"getcwd", "path", "fspath", "sep"}, (
                     f"{path.name}:{node.lineno} uses os.{node.attr}"
                 )
+
+
+def test_readme_python_examples_compile_and_import_what_exists():
+    import re
+    import textwrap
+
+    readme = (SRC.parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks
+    for block in blocks:
+        code = textwrap.dedent(block)
+        compile("async def _example():\n" + textwrap.indent(code, "    "), "README", "exec")
+        for module, names in re.findall(r"^from (alice_trio[\w.]*) import (.+)$", code, re.M):
+            mod = importlib.import_module(module)
+            for name in (n.strip() for n in names.split(",")):
+                assert hasattr(mod, name), f"README imports {module}.{name}"

@@ -3,7 +3,6 @@ transcript (claude 2.1.197) and on Alice's fixtures, and robustness properties."
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ from alice_trio.errors import (
     ProcessFailedError,
     RunInterruptedError,
 )
-from alice_trio.framing import LineFramer, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent, Usage
 from alice_trio.providers import claude
 from alice_trio.providers.base import DecodeOutcome
@@ -32,6 +30,8 @@ from alice_trio.providers.claude import (
 )
 from alice_trio.providers.registry import get_provider
 
+from decoding import feed_chunks, split_at
+
 HERE = Path(__file__).resolve().parent.parent / "transcripts" / "claude"
 ALICE = HERE / "alice"
 
@@ -40,18 +40,7 @@ def decode_bytes(
     data: bytes, cuts: list[int] | None = None, thread_id: str = ""
 ) -> tuple[list[TurnEvent], DecodeOutcome]:
     """Feed ``data`` through a LineFramer (split at ``cuts``) into a new decoder."""
-    framer = LineFramer()
-    decoder = ClaudeStreamDecoder(thread_id=thread_id)
-    events: list[TurnEvent] = []
-    bounds = [0, *sorted(c for c in (cuts or []) if 0 < c < len(data)), len(data)]
-    for a, b in itertools.pairwise(bounds):
-        for line in framer.feed(data[a:b]):
-            assert isinstance(line, bytes)
-            events += decoder.feed(decode_line(line))
-    for line in framer.feed_eof():
-        assert isinstance(line, bytes)
-        events += decoder.feed(decode_line(line))
-    return events, decoder.finish()
+    return feed_chunks(ClaudeStreamDecoder(thread_id=thread_id), split_at(data, cuts))
 
 
 def load(name: str) -> bytes:

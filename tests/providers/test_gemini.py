@@ -3,7 +3,6 @@ transcript (gemini 0.61.0) and on Alice's fixtures, and robustness properties.""
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 
 from alice_trio.engine.oneshot import run_oneshot
 from alice_trio.errors import AgentError, ConfigError, EmptyPromptError, ProcessFailedError
-from alice_trio.framing import LineFramer, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent, Usage
 from alice_trio.providers import gemini
 from alice_trio.providers.base import DecodeOutcome
@@ -27,6 +25,8 @@ from alice_trio.providers.gemini import (
 )
 from alice_trio.providers.registry import get_provider
 
+from decoding import feed_chunks, split_at
+
 HERE = Path(__file__).resolve().parent.parent / "transcripts" / "gemini"
 ALICE = HERE / "alice"
 
@@ -35,18 +35,7 @@ def decode_bytes(
     data: bytes, cuts: list[int] | None = None, thread_id: str = ""
 ) -> tuple[list[TurnEvent], DecodeOutcome]:
     """Feed ``data`` through a LineFramer (split at ``cuts``) into a new decoder."""
-    framer = LineFramer()
-    decoder = GeminiStreamDecoder(thread_id=thread_id)
-    events: list[TurnEvent] = []
-    bounds = [0, *sorted(c for c in (cuts or []) if 0 < c < len(data)), len(data)]
-    for a, b in itertools.pairwise(bounds):
-        for line in framer.feed(data[a:b]):
-            assert isinstance(line, bytes)
-            events += decoder.feed(decode_line(line))
-    for line in framer.feed_eof():
-        assert isinstance(line, bytes)
-        events += decoder.feed(decode_line(line))
-    return events, decoder.finish()
+    return feed_chunks(GeminiStreamDecoder(thread_id=thread_id), split_at(data, cuts))
 
 
 def load(name: str) -> bytes:

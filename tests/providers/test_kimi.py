@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alice_trio.framing import LineFramer, OversizedLine, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent
 from alice_trio.providers.base import DecodeOutcome, RunLimits
 from alice_trio.providers.kimi import (
@@ -26,6 +25,8 @@ from alice_trio.providers.kimi import (
 )
 from alice_trio.providers.registry import get_provider
 
+from decoding import feed_chunks
+
 HERE = Path(__file__).resolve().parent.parent / "transcripts" / "kimi"
 ALICE = HERE / "alice"
 
@@ -34,17 +35,7 @@ def decode_bytes(
     chunks: list[bytes], *, thread_id: str = ""
 ) -> tuple[list[TurnEvent], DecodeOutcome]:
     """Feed raw stdout chunks through the LineFramer into a fresh decoder, like the engine."""
-    framer = LineFramer()
-    decoder = KimiDecoder(thread_id=thread_id)
-    events: list[TurnEvent] = []
-    for chunk in chunks:
-        for line in framer.feed(chunk):
-            assert not isinstance(line, OversizedLine)
-            events += decoder.feed(decode_line(line))
-    for line in framer.feed_eof():
-        assert not isinstance(line, OversizedLine)
-        events += decoder.feed(decode_line(line))
-    return events, decoder.finish()
+    return feed_chunks(KimiDecoder(thread_id=thread_id), chunks)
 
 
 def decode_case(name: str, *, thread_id: str = "") -> tuple[list[TurnEvent], DecodeOutcome]:

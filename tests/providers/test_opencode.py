@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alice_trio.framing import LineFramer, OversizedLine, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent, Usage
 from alice_trio.providers.base import DecodeOutcome, RunLimits
 from alice_trio.providers.opencode import (
@@ -30,6 +29,8 @@ from alice_trio.providers.opencode import (
 )
 from alice_trio.providers.registry import get_provider
 
+from decoding import feed_chunks
+
 HERE = Path(__file__).resolve().parent.parent / "transcripts" / "opencode"
 ALICE = HERE / "alice"
 
@@ -38,17 +39,9 @@ def decode_bytes(
     chunks: list[bytes], *, thread_id: str = "", max_unknown_steps: int = 20
 ) -> tuple[list[TurnEvent], DecodeOutcome]:
     """Feed raw stdout chunks through the LineFramer into a fresh decoder, like the engine."""
-    framer = LineFramer()
-    decoder = OpenCodeDecoder(thread_id=thread_id, max_unknown_steps=max_unknown_steps)
-    events: list[TurnEvent] = []
-    for chunk in chunks:
-        for line in framer.feed(chunk):
-            assert not isinstance(line, OversizedLine)
-            events += decoder.feed(decode_line(line))
-    for line in framer.feed_eof():
-        assert not isinstance(line, OversizedLine)
-        events += decoder.feed(decode_line(line))
-    return events, decoder.finish()
+    return feed_chunks(
+        OpenCodeDecoder(thread_id=thread_id, max_unknown_steps=max_unknown_steps), chunks
+    )
 
 
 def decode_case(case: str, **kw: object) -> tuple[list[TurnEvent], DecodeOutcome]:

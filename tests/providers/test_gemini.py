@@ -697,3 +697,13 @@ async def test_engine_start_up_failures_are_explained(tmp_path, code, needle):
         await run_oneshot(gemini.PROVIDER, GeminiConfig(command=command), RunRequest(user_text="x"))
     assert needle in str(info.value)
     assert info.value.returncode == code
+
+
+def test_a_message_with_an_unknown_role_is_drift_not_the_start_of_a_stream() -> None:
+    """Found by the garbage property: a stray ``message`` line with an unknown role must not
+    turn a non-stream output into "gemini ended without a result"."""
+    raw = (HERE / "gemini_list_sessions.stdout").read_bytes()
+    stray = b'{"type":"message","role":"system","content":"x"}\n'
+    events, out = decode_bytes(stray + raw)
+    assert out.error == decode_bytes(raw)[1].error == ""
+    assert events[0].kind is EventKind.UNKNOWN

@@ -277,7 +277,9 @@ class GeminiStreamDecoder(JsonLineDecoder):
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
         kind = obj.get("type")
         if kind == "message":
-            self._started = True
+            role = as_str(obj.get("role")).lower()
+            if role in ("assistant", "user"):
+                self._started = True  # an unknown role is drift, not proof of a stream
             return self._message(obj, line)
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:

@@ -332,7 +332,7 @@ def cleanup_line() -> str:
     from ..engine import guardian, reaper
 
     info = reaper.describe()
-    host_guard = "on" if guardian.ensure_started() else "off"
+    host_guard = "on" if guardian.enabled() else "off"
     cgroup = "available (not used)" if info["cgroup_v2_kill_available"] else "not available"
     return (
         f"process cleanup: group kill + {info['mechanism']} sweep; host guardian {host_guard}; "

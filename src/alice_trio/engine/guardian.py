@@ -22,7 +22,15 @@ import subprocess
 import sys
 import uuid
 
-__all__ = ["GUARDIAN_SOURCE", "HOST_ENV", "configure", "ensure_started", "host_id", "running"]
+__all__ = [
+    "GUARDIAN_SOURCE",
+    "HOST_ENV",
+    "configure",
+    "enabled",
+    "ensure_started",
+    "host_id",
+    "running",
+]
 
 HOST_ENV = "ALICE_TRIO_HOST_ID"
 
@@ -83,7 +91,9 @@ def configure(mode: str = "auto") -> None:
     _mode = mode
 
 
-def _wanted() -> bool:
+def enabled() -> bool:
+    """Whether runs of this host will be guarded (decided by :func:`configure`, the
+    ``ALICE_TRIO_GUARDIAN`` variable and the platform); starts nothing."""
     if _mode == "off" or not os.path.isdir("/proc/self"):
         return False
     if _mode == "auto" and os.environ.get("ALICE_TRIO_GUARDIAN", "").strip() in ("0", "off"):
@@ -103,7 +113,7 @@ def ensure_started() -> bool:
     global _proc
     if running():
         return True
-    if not _wanted():
+    if not enabled():
         return False
     try:
         _proc = subprocess.Popen(

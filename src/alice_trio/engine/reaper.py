@@ -134,7 +134,7 @@ def describe() -> dict[str, object]:
 
     return {
         "mechanism": mechanism(),
-        "guardian": "running" if guardian.running() else "not started",
+        "guardian": "running" if guardian.running() else ("on" if guardian.enabled() else "off"),
         "subreaper_mode": _mode,
         "cgroup_v2_kill_available": cgroup_kill_available(),
         "platform": sys.platform,

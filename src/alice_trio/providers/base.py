@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from ..errors import AliceError
+from ..file_changes import FileChange, WriteTools, changes_from_tool_call, format_file_changes
 from ..framing import DEFAULT_MAX_LINE_BYTES
 from ..models import (
     EventKind,
@@ -238,6 +239,8 @@ class JsonLineDecoder:
     provider: ClassVar[str] = ""
     #: message used when the turn ends with no assistant text ("" = not an error)
     no_reply_message: ClassVar[str] = ""
+    #: the CLI's file-writing tools (see :mod:`alice_trio.file_changes`)
+    write_tools: ClassVar[WriteTools] = {}
 
     def __init__(self, *, thread_id: str = "") -> None:
         self.thread_id = thread_id
@@ -248,6 +251,7 @@ class JsonLineDecoder:
         self.interrupted = False
         self._terminal = False
         self.unknown_lines = 0
+        self._pending_writes: dict[str, list[FileChange]] = {}
 
     @property
     def terminal(self) -> bool:
@@ -277,6 +281,22 @@ class JsonLineDecoder:
     def _event(self, kind: EventKind, line: str, **kw: Any) -> TurnEvent:
         kw.setdefault("thread_id", self.thread_id)
         return TurnEvent(kind=kind, raw=line, provider=self.provider, **kw)
+
+    def _tool_called(self, tool_id: str, name: str, arguments: Any) -> None:
+        """Remember the files a write/edit tool call names until its result says it ran."""
+        changes = changes_from_tool_call(self.write_tools, name, arguments)
+        if changes:
+            self._pending_writes[tool_id] = changes
+
+    def _tool_done(self, tool_id: str, ok: bool, line: str) -> list[TurnEvent]:
+        """The ``file_change`` event of a finished write/edit tool call (none if it failed, was
+        declined or named no file: the turn-end snapshot still sees what really changed)."""
+        changes = self._pending_writes.pop(tool_id, None)
+        return self._file_changes(changes, line) if ok and changes else []
+
+    def _file_changes(self, changes: list[FileChange], line: str) -> list[TurnEvent]:
+        text = format_file_changes(changes)
+        return [self._event(EventKind.FILE_CHANGE, line, text=text, files=tuple(changes))]
 
     def _unknown(self, line: str, why: str) -> TurnEvent:
         self.unknown_lines += 1

@@ -52,6 +52,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, EmptyPromptError
+from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
     CLIConfig,
@@ -247,6 +248,13 @@ def stats_usage(stats: Any) -> Usage | None:
     return total
 
 
+#: gemini-cli's file-writing tools: name → (path arguments, kind)
+WRITE_TOOLS: WriteTools = {
+    "write_file": (("file_path",), FileChangeKind.WRITTEN),
+    "replace": (("file_path",), FileChangeKind.MODIFIED),
+}
+
+
 class GeminiStreamDecoder(JsonLineDecoder):
     """Decoder of ``gemini -o stream-json`` stdout (see the module docstring for the
     mapping); never raises. Lines that are not JSON objects of a known type never end an
@@ -254,6 +262,7 @@ class GeminiStreamDecoder(JsonLineDecoder):
 
     provider = "gemini"
     no_reply_message = NO_REPLY_MESSAGE
+    write_tools = WRITE_TOOLS
 
     def __init__(self, *, thread_id: str = "") -> None:
         super().__init__(thread_id=thread_id)
@@ -311,7 +320,9 @@ class GeminiStreamDecoder(JsonLineDecoder):
         return [self._event(EventKind.THREAD_STARTED, line)]
 
     def _tool_use(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
-        text = f"tool_use name=`{as_str(obj.get('tool_name'))}` id=`{as_str(obj.get('tool_id'))}`"
+        name, tool_id = as_str(obj.get("tool_name")), as_str(obj.get("tool_id"))
+        self._tool_called(tool_id, name, obj.get("parameters"))
+        text = f"tool_use name=`{name}` id=`{tool_id}`"
         return [self._event(EventKind.TOOL_USE, line, text=text)]
 
     def _tool_result(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
@@ -321,7 +332,9 @@ class GeminiStreamDecoder(JsonLineDecoder):
         detail = detail or as_str(obj.get("output"))
         if detail:
             text += f": {detail}"
-        return [self._event(EventKind.TOOL_RESULT, line, text=text)]
+        ok = as_str(obj.get("status")).lower() == "success"
+        done = self._tool_done(as_str(obj.get("tool_id")), ok, line)
+        return [self._event(EventKind.TOOL_RESULT, line, text=text), *done]
 
     def _thought(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         subject, description = as_str(obj.get("subject")), as_str(obj.get("description"))

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ..errors import AgentError
+from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent
 from .base import (
     CLIConfig,
@@ -198,6 +199,35 @@ def _arguments(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def tool_calls(calls: Any) -> list[tuple[str, str, Any]]:
+    """``(id, name, arguments)`` of each OpenAI-style tool call; string arguments are parsed
+    as JSON (left as they are when they are not JSON)."""
+    out: list[tuple[str, str, Any]] = []
+    for call in calls if isinstance(calls, list) else ():
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function")
+        src = fn if isinstance(fn, dict) else call
+        args = src.get("arguments", src.get("args"))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except (ValueError, RecursionError):
+                pass
+        out.append((as_str(call.get("id")), as_str(src.get("name")), args))
+    return out
+
+
+#: Kimi Code's (``Write``/``Edit``) and legacy kimi-cli's (``WriteFile``/``StrReplaceFile``)
+#: file-writing tools: name → (path arguments, kind)
+WRITE_TOOLS: WriteTools = {
+    "Write": (("path", "file_path"), FileChangeKind.WRITTEN),
+    "Edit": (("path", "file_path"), FileChangeKind.MODIFIED),
+    "WriteFile": (("path",), FileChangeKind.WRITTEN),
+    "StrReplaceFile": (("path",), FileChangeKind.MODIFIED),
+}
+
+
 def format_tool_calls(calls: Any) -> str:
     """Spec §6.4.2 tool format: ``<type> id=`…` name=`…` arguments=`…``` per call (empty parts
     left out), several calls joined with ``"; "``."""
@@ -247,6 +277,7 @@ class KimiDecoder(JsonLineDecoder):
 
     provider: ClassVar[str] = "kimi"
     no_reply_message: ClassVar[str] = NO_REPLY_MESSAGE
+    write_tools: ClassVar[WriteTools] = WRITE_TOOLS
 
     def __init__(self, *, thread_id: str = "") -> None:
         super().__init__(thread_id=thread_id)
@@ -308,6 +339,8 @@ class KimiDecoder(JsonLineDecoder):
             tools = format_tool_calls(msg.get("tool_calls"))
             if tools:
                 events.append(self._event(EventKind.TOOL_USE, line, text=tools))
+                for call_id, name, args in tool_calls(msg.get("tool_calls")):
+                    self._tool_called(call_id, name, args)
             return events
         if role == "tool":
             self._pending_retry = None
@@ -316,7 +349,9 @@ class KimiDecoder(JsonLineDecoder):
             detail = f"tool_result id=`{call_id}`" if call_id else "tool_result"
             if text:
                 detail += f" {text}"
-            return [*events, self._event(EventKind.TOOL_RESULT, line, text=detail)]
+            ok = not any(msg.get(key) is True for key in ("is_error", "isError"))
+            done = self._tool_done(call_id, ok, line)
+            return [*events, self._event(EventKind.TOOL_RESULT, line, text=detail), *done]
         if role in ("user", "system"):
             return events
         if events:

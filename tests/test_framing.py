@@ -63,6 +63,8 @@ def test_any_chunking_matches_the_reference(data: tuple[bytes, list[bytes]], lim
 def test_limit_is_inclusive(limit: int) -> None:
     assert frame([b"12345\n123456\n"], limit) == reference(b"12345\n123456\n", limit)
     assert frame([b"12345\n"], 5) == [b"12345"]
+    assert frame([b"12345", b"\n"], 5) == [b"12345"]  # a partial line at the limit is kept
+    assert frame([b"123", b"45", b"\n"], 5) == [b"12345"]
     assert frame([b"123456\n"], 5) == [OversizedLine(6, b"123456")]
 
 
@@ -77,12 +79,12 @@ def test_crlf_and_eof() -> None:
     framer = LineFramer(4)
     assert framer.feed(b"") == []
     assert framer.feed_eof() == []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^feed\(\) after feed_eof\(\)$"):
         framer.feed(b"x")
 
 
 def test_limit_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^max_line_bytes must be positive$"):
         LineFramer(0)
 
 

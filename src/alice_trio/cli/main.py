@@ -303,23 +303,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    rows = []
+    from ..provider_docs import provider_info  # the records, as docs/providers.md shows them
+
+    rows: list[dict[str, Any]] = []
     for name in provider_names():
         try:
-            p = get_provider(name)
+            rows.append(provider_info(get_provider(name)))
         except Exception as exc:  # a broken third-party entry point
             rows.append({"name": name, "error": str(exc)})
-            continue
-        rows.append(
-            {
-                "name": p.name,
-                "description": p.description,
-                "default_command": p.default_command,
-                "config_class": f"{p.config_class.__module__}.{p.config_class.__qualname__}",
-                "steer_mode": p.steer_mode,
-                "interactive": p.session_factory is not None,
-            }
-        )
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return EXIT_OK

@@ -68,6 +68,10 @@ def new_decoder(request: RunRequest, config: ReplayConfig) -> Decoder:
     return delegate.new_decoder(request, delegate.config_class())
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import AuthCheck, Flavor, SessionSpec, VersionCheck  # noqa: E402
+
 PROVIDER = Provider(
     name="replay",
     default_command=sys.executable,
@@ -75,5 +79,12 @@ PROVIDER = Provider(
     build_invocation=build_invocation,
     new_decoder=new_decoder,
     description="replays a recorded transcript (no agent CLI needed)",
-    steer_mode="queue_when_busy",
+    flavors=(
+        Flavor(
+            label="recorded transcript",
+            session=SessionSpec(),
+            versions=VersionCheck(pattern=r"Python (?P<v>\d+\.\d+\.\d+)"),
+            auth=AuthCheck(otherwise="not needed"),
+        ),
+    ),
 )

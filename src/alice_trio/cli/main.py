@@ -390,14 +390,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser(
         "doctor",
-        help="check the installed agent CLIs",
-        description="For each provider: is the CLI on PATH, its version, whether it looks "
-        "logged in, and whether the version is one alice-trio was tested with.",
+        help="check that each profile (or provider) can run here",
+        description="For each profile of the config (--config or $ALICE_TRIO_CONFIG), or each "
+        "provider without one: the CLI on PATH, its version against the versions alice-trio "
+        "verified (newer: a warning), the login, each with the profile's own command, env and "
+        "workspace; --probe runs one real turn. Checks run concurrently, each under --timeout.",
     )
-    doctor.add_argument("--config", "-c", metavar="FILE", help="take commands from this config")
-    doctor.add_argument("--timeout", type=float, metavar="SECS", help="per check (default 15)")
+    doctor.add_argument("--config", "-c", metavar="FILE", help="check this config's profiles")
+    doctor.add_argument("--profile", "-p", action="append", metavar="NAME",
+                        help="only this profile (repeatable)")  # fmt: skip
+    doctor.add_argument("--timeout", type=float, metavar="SECS",
+                        help="deadline of each check (default 15)")  # fmt: skip
+    doctor.add_argument("--probe", action="store_true", help="also run one real agent turn")
+    doctor.add_argument("--probe-timeout", type=float, metavar="SECS",
+                        help="deadline of the probe (default 120)")  # fmt: skip
     doctor.add_argument("--json", action="store_true", help="print JSON")
-    doctor.add_argument("--plain", action="store_true", help="plain text table")
+    doctor.add_argument("--plain", action="store_true", help="(accepted; the output is plain)")
     doctor.set_defaults(func=_lazy("doctor", "cmd_doctor"))
 
     providers = sub.add_parser("providers", help="list the registered providers")

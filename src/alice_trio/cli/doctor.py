@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -415,6 +416,13 @@ def _width() -> int:
     return max(40, min(shutil.get_terminal_size((80, 24)).columns, 100))
 
 
+class _PathWrapper(textwrap.TextWrapper):
+    """Wraps at spaces and, inside a long path, after a ``/`` (never in the middle of a name
+    when a slash is there to break at)."""
+
+    wordsep_simple_re = re.compile(r"(\s+|(?<=/)(?=[^/\s]))")
+
+
 def render_text(rows: list[DoctorRow], width: int = 80) -> str:
     """One block per target, every line wrapped to ``width`` columns."""
     label_w = 10
@@ -423,16 +431,13 @@ def render_text(rows: list[DoctorRow], width: int = 80) -> str:
     def field(label: str, value: str) -> None:
         if not value:
             return
-        out.extend(
-            textwrap.wrap(
-                value,
-                width=width,
-                initial_indent=f"  {label:<{label_w}}",
-                subsequent_indent=" " * (label_w + 2),
-                break_on_hyphens=False,
-            )
-            or [f"  {label}"]
+        wrapper = _PathWrapper(
+            width=width,
+            initial_indent=f"  {label:<{label_w}}",
+            subsequent_indent=" " * (label_w + 2),
+            break_on_hyphens=False,
         )
+        out.extend(wrapper.wrap(value) or [f"  {label}"])
 
     for r in rows:
         head = f"{r.name}: {r.status}"

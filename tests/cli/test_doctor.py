@@ -30,6 +30,13 @@ HOST_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "GEMINI_API
              "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "ALICE_TRIO_CONFIG")  # fmt: skip
 
 
+CODEX_RUN = "\n".join([
+    '{"type":"thread.started","thread_id":"t-1"}',
+    '{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"ok"}}',
+    '{"type":"turn.completed","usage":{"input_tokens":1,"output_tokens":1}}',
+]) + "\n"  # fmt: skip
+
+
 def _script(path: Path, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
@@ -272,11 +279,16 @@ def test_doctor_probe_runs_one_real_turn(tmp_path: Path) -> None:
             f"*) echo $$ >> {pids}; trap '' TERM; while :; do sleep 1; done;; esac\n")  # fmt: skip
     fail = _script(tmp_path / "codex-fails", 'case "$1" in --version) echo "codex-cli 0.171.0";;'
                    ' login) exit 0;; *) echo "quota exceeded" >&2; exit 1;; esac\n')  # fmt: skip
+    # no login to see (a key in a file codex reads, say), yet it answers: the probe decides
+    works = _script(tmp_path / "codex-works", 'case "$1" in --version) echo "codex-cli 0.171.0";;'
+                    ' login) exit 1;; *) cat >/dev/null; cat "$0.out";; esac\n')  # fmt: skip
+    Path(f"{works}.out").write_text(CODEX_RUN)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(_yaml({
         "replay": {"provider": "replay", "speed": 0},
         "hangs": {"provider": "codex", "command": str(hang)},
         "fails": {"provider": "codex", "command": str(fail)},
+        "works": {"provider": "codex", "command": str(works)},
     }))  # fmt: skip
     proc = _doctor(_host_env(tmp_path), "--config", str(cfg), "--json", "--probe",
                    "--probe-timeout", "3")  # fmt: skip
@@ -287,6 +299,10 @@ def test_doctor_probe_runs_one_real_turn(tmp_path: Path) -> None:
     assert rows["hangs"]["probe"] == "timed out after 3 s (the CLI was killed)"
     assert rows["hangs"]["status"] == "problem"
     assert rows["fails"]["probe"].startswith("failed: ProcessFailedError:")
+    assert rows["works"]["logged_in"].startswith("no: `login status` says not logged in")
+    assert rows["works"]["probe"].startswith("ok: replied 'ok' in ")
+    assert rows["works"]["status"] == "warning" and rows["works"]["problems"] == []
+    assert rows["works"]["warnings"] == ["no login detected, yet the probe ran a turn"]
     assert _gone(pids)
     # without --probe nothing runs a turn
     proc = _doctor(_host_env(tmp_path), "--config", str(cfg), "--json", "-p", "replay")

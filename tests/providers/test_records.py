@@ -181,6 +181,13 @@ def test_readme_has_a_row_per_builtin_provider() -> None:
     assert "docs/providers.md" in section
 
 
+def test_config_example_has_a_profile_per_builtin_provider() -> None:
+    import yaml
+
+    profiles = yaml.safe_load((ROOT / "config.example.yaml").read_text())["llm_profiles"]
+    assert {p["provider"] for p in profiles.values()} == set(BUILTIN_MODULES)
+
+
 def _pins() -> dict[str, str]:
     """``"npm <package>"`` / ``"pypi <package>"`` → pinned version, from tests/e2e/clis/."""
     pins: dict[str, str] = {}

@@ -60,6 +60,7 @@ __all__ = [
     "render_text",
 ]
 
+NOT_LOGGED_IN = "not logged in (see login)"
 PROBE_PROMPT = "This is a connectivity check. Reply with the single word: ok"
 DEFAULT_PROBE_TIMEOUT = 120.0
 _STATUSES = {"ok": "ok", "warning": "with warnings", "problem": "with problems",
@@ -298,6 +299,8 @@ async def _probe(target: Target, seconds: float) -> str:
             )
     except AliceError as exc:
         return f"failed: {type(exc).__name__}: {_first_line(exc.message) or exc.message}"
+    except Exception as exc:  # a third-party provider's bug: report it, doctor goes on
+        return f"failed: {type(exc).__name__}: {_first_line(str(exc))}"
     if scope.cancelled_caught:
         return f"timed out after {seconds:g} s (the CLI was killed)"
     took = time.monotonic() - started
@@ -316,12 +319,15 @@ async def check_target(target: Target, seconds: float, *, probe: float | None = 
         ctx = _context(target)
     except AliceError as exc:
         return attrs.evolve(row, problems=(f"config: {exc.message}",))
+    except Exception as exc:  # a third-party provider's argv builder
+        return attrs.evolve(row, problems=(f"config: {type(exc).__name__}: {exc}",))
     problems: list[str] = []
     warnings: list[str] = []
     notes: list[str] = []
+    workspace_ok = ctx.cwd is None or os.path.isdir(ctx.cwd)
     if ctx.cwd is not None:
         row = attrs.evolve(row, workspace=ctx.cwd)
-        if not os.path.isdir(ctx.cwd):
+        if not workspace_ok:
             problems.append(f"workspace {ctx.cwd} is not a directory")
     path = shutil.which(command, path=ctx.env.get("PATH", os.defpath)) or ""
     if not path:
@@ -330,7 +336,7 @@ async def check_target(target: Target, seconds: float, *, probe: float | None = 
         (problems if target.profile else notes).append(f"{command} not found on PATH")
         return attrs.evolve(row, flavor=flavor.name, problems=tuple(problems), notes=tuple(notes),
                             newest_verified=flavor.versions.newest)  # fmt: skip
-    cwd = ctx.cwd if ctx.cwd and os.path.isdir(ctx.cwd) else None
+    cwd = ctx.cwd if workspace_ok else None
     ctx.cwd = cwd
     check = provider.flavor_of(target.config).versions
     rc, out, err = await run_check_command([path, *check.args], seconds, ctx.env, cwd)
@@ -367,18 +373,21 @@ async def check_target(target: Target, seconds: float, *, probe: float | None = 
         if extra:
             notes.append(extra)
         if logged.startswith("no:"):
-            problems.append("not logged in (see login)")
+            problems.append(NOT_LOGGED_IN)
         elif logged.startswith("unknown") and "timed out" in logged:
             warnings.append(f"login check {logged[9:]}")
     probe_text = ""
-    if probe is not None and not problems:
-        probe_text = ctx.mask(await _probe(target, probe))
-        if probe_text.startswith("failed"):
-            problems.append(f"probe {probe_text}")
-        elif probe_text.startswith("timed out"):
-            problems.append(f"probe {probe_text}")
+    if probe is not None and (hung or not workspace_ok):
+        probe_text = "skipped: " + ("the CLI did not answer --version" if hung
+                                    else "the workspace is missing")  # fmt: skip
     elif probe is not None:
-        probe_text = "skipped: fix the problems first"
+        # the probe is the ground truth: it runs even when the login was not detected
+        probe_text = ctx.mask(await _probe(target, probe))
+        if not probe_text.startswith("ok"):
+            problems.append(f"probe {probe_text}")
+        elif NOT_LOGGED_IN in problems:
+            problems.remove(NOT_LOGGED_IN)
+            warnings.append("no login detected, yet the probe ran a turn")
     return attrs.evolve(
         row,
         flavor=flavor.name,

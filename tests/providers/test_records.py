@@ -74,6 +74,43 @@ def test_the_created_driver_is_what_the_record_says(name: str, flavor: str) -> N
         assert spec.capabilities.approvals or hasattr(driver, "reply_question")
 
 
+def _event_sources(name: str, flavor: str) -> str:
+    """The source of every module that produces the events of ``name``/``flavor``'s sessions:
+    the driver factory's module and the session/protocol modules it imports (transitively),
+    plus, for a one-shot wrapper, the decoder's provider module."""
+    provider = get_provider(name)
+    spec = provider.flavor(flavor).session
+    assert isinstance(spec.factory, str)
+    todo = [spec.factory.partition(":")[0]]
+    if not spec.long_lived:
+        config = _config(provider, flavor)
+        todo.append(f"alice_trio.providers.{getattr(config, 'decode_as', name)}")
+    seen: set[str] = set()
+    texts = []
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_file(module)
+        if path is None:
+            continue
+        texts.append(path.read_text())
+        todo += [m for m in _imports(path) if m.startswith(("alice_trio.sessions.",
+                                                             "alice_trio.protocols."))]  # fmt: skip
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize(("name", "flavor"), FLAVORS)
+def test_event_capabilities_match_what_the_driver_code_emits(name: str, flavor: str) -> None:
+    """``file_changes`` / ``questions`` are true exactly when the session's event sources can
+    produce ``file_change`` / ``question`` events (flip the record with the code)."""
+    caps = get_provider(name).flavor(flavor).session.capabilities
+    source = _event_sources(name, flavor)
+    assert caps.file_changes == ("EventKind.FILE_CHANGE" in source), f"{name}/{flavor}"
+    assert caps.questions == ("EventKind.QUESTION" in source), f"{name}/{flavor}"
+
+
 def test_kimi_default_session_queues_and_legacy_steers() -> None:
     """The defect: the record said ``native`` for kimi while its default driver (ACP) queues."""
     kimi = get_provider("kimi")

@@ -70,7 +70,7 @@ def new_decoder(request: RunRequest, config: ReplayConfig) -> Decoder:
 
 # -- registration ---------------------------------------------------------------------------------
 
-from .record import AuthCheck, Flavor, SessionSpec, VersionCheck  # noqa: E402
+from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
 
 PROVIDER = Provider(
     name="replay",
@@ -82,7 +82,11 @@ PROVIDER = Provider(
     flavors=(
         Flavor(
             label="recorded transcript",
-            session=SessionSpec(),
+            # the recorded events, decoded by `decode_as` (codex by default: file changes)
+            session=SessionSpec(
+                protocol="one replayed run per turn",
+                capabilities=Capabilities(file_changes=True),
+            ),
             versions=VersionCheck(pattern=r"Python (?P<v>\d+\.\d+\.\d+)"),
             auth=AuthCheck(otherwise="not needed"),
         ),

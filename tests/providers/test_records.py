@@ -74,17 +74,19 @@ def test_the_created_driver_is_what_the_record_says(name: str, flavor: str) -> N
         assert spec.capabilities.approvals or hasattr(driver, "reply_question")
 
 
-def _event_sources(name: str, flavor: str) -> str:
-    """The source of every module that produces the events of ``name``/``flavor``'s sessions:
-    the driver factory's module and the session/protocol modules it imports (transitively),
-    plus, for a one-shot wrapper, the decoder's provider module."""
+def _sources(name: str, flavor: str, *, decoder: bool) -> str:
+    """The source of the driver factory's module and the session/protocol modules it imports
+    (transitively); for a one-shot wrapper also the provider module that builds each turn's
+    argv (``decoder=False``) or decodes its output (``decoder=True``: replay's ``decode_as``)."""
     provider = get_provider(name)
     spec = provider.flavor(flavor).session
     assert isinstance(spec.factory, str)
     todo = [spec.factory.partition(":")[0]]
     if not spec.long_lived:
         config = _config(provider, flavor)
-        todo.append(f"alice_trio.providers.{getattr(config, 'decode_as', name)}")
+        todo.append(
+            f"alice_trio.providers.{getattr(config, 'decode_as', name) if decoder else name}"
+        )
     seen: set[str] = set()
     texts = []
     while todo:
@@ -106,9 +108,17 @@ def test_event_capabilities_match_what_the_driver_code_emits(name: str, flavor: 
     """``file_changes`` / ``questions`` are true exactly when the session's event sources can
     produce ``file_change`` / ``question`` events (flip the record with the code)."""
     caps = get_provider(name).flavor(flavor).session.capabilities
-    source = _event_sources(name, flavor)
+    source = _sources(name, flavor, decoder=True)
     assert caps.file_changes == ("EventKind.FILE_CHANGE" in source), f"{name}/{flavor}"
     assert caps.questions == ("EventKind.QUESTION" in source), f"{name}/{flavor}"
+
+
+@pytest.mark.parametrize(("name", "flavor"), FLAVORS)
+def test_model_switch_matches_where_the_driver_reads_the_model(name: str, flavor: str) -> None:
+    """A textual check: ``model_switch`` is true exactly when each turn's request model is read
+    (``request.model``), not only the first request's (``initial.model``, process flags)."""
+    caps = get_provider(name).flavor(flavor).session.capabilities
+    assert caps.model_switch == ("request.model" in _sources(name, flavor, decoder=False))
 
 
 def test_kimi_default_session_queues_and_legacy_steers() -> None:
@@ -137,9 +147,7 @@ def test_third_party_provider_gets_the_same_fields_with_defaults() -> None:
     assert flavor.versions.verified == () and flavor.auth.otherwise == "unknown"
     driver = create_driver(bare, REPLAY.config_class(), RunRequest(user_text=""))
     assert isinstance(driver, OneShotDriver) and driver.provider is bare
-    assert provider_info(bare)["flavors"][0]["session"]["driver"].endswith(
-        ":open_oneshot_driver"
-    )
+    assert provider_info(bare)["flavors"][0]["session"]["driver"].endswith(":open_oneshot_driver")
 
 
 def test_third_party_session_factory_is_used() -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from alice_trio.cli.doctor import DoctorRow, Target, check_all, render_text
 from alice_trio.cli.main import main
@@ -222,7 +221,8 @@ def _hung(path: Path, pids: Path) -> Path:
 
 
 def _gone(pids: Path) -> bool:
-    for pid in pids.read_text().split():
+    """Every pid recorded in ``pids`` is gone."""
+    for pid in (pids.read_text() if pids.exists() else "").split():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -231,27 +231,26 @@ def _gone(pids: Path) -> bool:
     return True
 
 
-async def test_hung_clis_are_checked_concurrently_and_each_bounded(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
-) -> None:
-    pids = tmp_path / "pids"
+async def test_hung_clis_are_checked_concurrently_and_each_bounded(tmp_path: Path) -> None:
+    """Four CLIs that never answer: each check ends at its deadline, the login command is not
+    run after a hung --version (one deadline per CLI, not two), and the four ran at the same
+    time — each waits until all four have started before it hangs, and says so."""
+    pids, together = tmp_path / "pids", tmp_path / "together"
+    body = (f"echo $$ >> {pids}\ntrap '' TERM\n"
+            f'while [ "$(wc -l < {pids})" -lt 4 ]; do sleep 0.05; done\n'
+            f"echo $$ >> {together}\nwhile :; do sleep 1; done\n")  # fmt: skip
     targets = []
     for i in range(4):
-        cmd = _hung(tmp_path / f"codex{i}", pids)
+        cmd = _script(tmp_path / f"codex{i}", body)
         targets.append(Target(name=f"c{i}", provider=get_provider("codex"),
                               config=CodexConfig(command=str(cmd)), profile=f"c{i}"))  # fmt: skip
-    start = trio.current_time()
-    rows = await check_all(targets, 10.0)
-    elapsed = trio.current_time() - start
-    # one deadline (+ the kill grace), not one per CLI and not one per check
-    assert elapsed < 20.0
+    rows = await check_all(targets, 3.0)
     for row in rows:
-        assert row.warnings == (f"`{row.path} --version` timed out after 10 s",) or (
-            row.warnings == ("`" + row.command + " --version` timed out after 10 s",)
-        ), row
+        assert row.warnings == (f"`{row.command} --version` timed out after 3 s",), row
         assert row.logged_in == "unknown: not checked, the CLI did not answer --version"
         assert row.status == "warning"
-    assert len(pids.read_text().split()) == 4 and _gone(pids)
+    assert len(together.read_text().split()) == 4  # all four were running at once
+    assert _gone(pids)
 
 
 def test_doctor_reports_which_check_timed_out(tmp_path: Path) -> None:

@@ -121,6 +121,14 @@ def test_model_switch_matches_where_the_driver_reads_the_model(name: str, flavor
     assert caps.model_switch == ("request.model" in _sources(name, flavor, decoder=False))
 
 
+@pytest.mark.parametrize("name", [n for n in BUILTIN_MODULES if get_provider(n).flavor_field])
+def test_every_value_of_the_flavor_field_has_a_flavor(name: str) -> None:
+    provider = get_provider(name)
+    field = attrs.fields_dict(provider.config_class)[provider.flavor_field]
+    allowed = set(getattr(field.validator, "options", ()))
+    assert allowed and allowed == {f.name for f in provider.flavors}
+
+
 def test_kimi_default_session_queues_and_legacy_steers() -> None:
     """The defect: the record said ``native`` for kimi while its default driver (ACP) queues."""
     kimi = get_provider("kimi")
@@ -172,6 +180,8 @@ def test_record_validation() -> None:
         VersionCheck(verified=("latest",))
     with pytest.raises(ValueError):  # two flavors, nothing to choose between them
         attrs.evolve(REPLAY, flavors=(Flavor(name="a"), Flavor(name="b")))
+    with pytest.raises(ValueError, match="not a config field"):
+        attrs.evolve(REPLAY, flavor_field="colour", flavors=(Flavor(name="a"),))
     with pytest.raises(ConfigError, match="no flavor"):
         get_provider("kimi").flavor("modern")
 

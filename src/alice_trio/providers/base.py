@@ -175,6 +175,10 @@ def _flavors(instance: Any, attribute: Any, value: tuple[Flavor, ...]) -> None:
         raise ValueError(f"flavor names must be unique, got {names!r}")
     if not instance.flavor_field and len(names) != 1:
         raise ValueError("several flavors need a flavor_field to choose between them")
+    if instance.flavor_field and instance.flavor_field not in attrs.fields_dict(
+        instance.config_class
+    ):
+        raise ValueError(f"flavor_field {instance.flavor_field!r} is not a config field")
 
 
 @attrs.frozen(kw_only=True)

@@ -159,6 +159,24 @@ def test_doctor_warns_when_a_cli_is_newer_than_verified(tmp_path: Path) -> None:
     assert "cl (profile, provider claude): warning" in text.stdout
 
 
+def test_doctor_says_when_a_profile_flavor_does_not_match_the_installed_cli(
+    tmp_path: Path,
+) -> None:
+    kimi = _script(tmp_path / "kimi", 'echo "kimi, version 2.1.0"\n')  # Kimi Code
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(_yaml({
+        "old": {"provider": "kimi", "flavor": "legacy", "command": str(kimi)},
+        "new": {"provider": "kimi", "command": str(kimi), "env": {"KIMI_API_KEY": "k" * 8}},
+    }))  # fmt: skip
+    proc = _doctor(_host_env(tmp_path), "--config", str(cfg), "--json")
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["old"]["flavor"] == "legacy" and rows["old"]["status"] == "problem"
+    assert rows["old"]["problems"][0] == (
+        f"{kimi} 2.1.0 looks like Kimi Code 2.x (flavor: code); the profile has flavor: legacy"
+    )
+    assert rows["new"]["flavor"] == "code" and rows["new"]["status"] == "ok"
+
+
 def test_doctor_output_fits_80_columns(tmp_path: Path, fake_bin: Path) -> None:
     long_dir = tmp_path / ("a-rather-long-directory-name-" * 4)
     long_dir.mkdir()

@@ -225,20 +225,19 @@ def _home(ctx: _Context) -> Path:
     return Path(ctx.env.get("HOME") or Path.home())
 
 
-def _pick_flavor(target: Target, version: str) -> Flavor:
-    """The profile's flavor; without a profile, the flavor whose verified versions share the
-    installed major version (kimi 1.x is the legacy kimi-cli), else the default one."""
-    provider = target.provider
-    flavor = provider.flavor_of(target.config)
-    if target.profile or not version:
-        return flavor
+def _flavor_by_version(provider: Provider, configured: Flavor, version: str) -> Flavor:
+    """The flavor an installed ``version`` belongs to: ``configured`` unless its verified
+    versions have another major version and another flavor's have this one (kimi 1.x is the
+    legacy kimi-cli, 2.x Kimi Code)."""
     major = version_key(version)[:1]
-    if version_key(flavor.versions.newest)[:1] == major:
-        return flavor
+    if not major or not configured.versions.newest:
+        return configured
+    if version_key(configured.versions.newest)[:1] == major:
+        return configured
     for other in provider.flavors:
         if other.versions.newest and version_key(other.versions.newest)[:1] == major:
             return other
-    return flavor
+    return configured
 
 
 def _first_line(text: str) -> str:
@@ -343,7 +342,18 @@ async def check_target(target: Target, seconds: float, *, probe: float | None = 
     text = f"{out}\n{err}"
     hung = rc is None and err.startswith("timed out")
     version = check.parse(text) if rc is not None else ""
-    flavor = _pick_flavor(target, version)
+    flavor = provider.flavor_of(target.config)
+    installed = _flavor_by_version(provider, flavor, version)
+    if installed is not flavor and target.profile:
+        # the profile asks for one CLI and another is installed (kimi flavor: legacy with Kimi
+        # Code 2.x on PATH): its sessions and flags would not match
+        problems.append(
+            f"{command} {version} looks like {installed.label or installed.name} "
+            f"({provider.flavor_field}: {installed.name}); the profile has "
+            f"{provider.flavor_field}: {flavor.name}"
+        )
+    elif installed is not flavor:
+        flavor = installed  # no profile: describe what is installed
     versions = flavor.versions
     shown = " ".join([command, *versions.args])
     if rc is None:

@@ -172,6 +172,8 @@ async def run_check_command(
             )
         except OSError as exc:
             return None, "", exc.strerror or str(exc)
+        except ValueError as exc:  # e.g. a NUL byte in the command or the env
+            return None, "", str(exc)
         out = proc.stdout.decode("utf-8", "replace")
         err = proc.stderr.decode("utf-8", "replace")
         return proc.returncode, out, err

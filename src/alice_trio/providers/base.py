@@ -15,7 +15,7 @@ without any process, and the engine (:mod:`alice_trio.engine`) is the only place
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
@@ -167,6 +167,10 @@ class Decoder(Protocol):
     def finish(self) -> DecodeOutcome: ...
 
 
+def _flavor_tuple(value: Iterable[Flavor]) -> tuple[Flavor, ...]:
+    return tuple(value)
+
+
 def _flavors(instance: Any, attribute: Any, value: tuple[Flavor, ...]) -> None:
     names = [f.name for f in value]
     if not names:
@@ -214,7 +218,7 @@ class Provider:
     prepare_request: Callable[[RunRequest, Any], RunRequest] | None = None
     flavor_field: str = ""
     flavors: tuple[Flavor, ...] = attrs.field(
-        default=(Flavor(),), converter=tuple, validator=_flavors
+        default=(Flavor(),), converter=_flavor_tuple, validator=_flavors
     )
 
     def command(self, config: CLIConfig) -> str:

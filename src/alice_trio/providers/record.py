@@ -129,6 +129,10 @@ def _versions(value: Any) -> tuple[str, ...]:
     return tuple(sorted(items, key=version_key))
 
 
+def _notes(value: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def _pattern(instance: Any, attribute: Any, value: str) -> None:
     re.compile(value)
 
@@ -149,7 +153,7 @@ class VersionCheck:
     pattern: str = attrs.field(default=r"\d+\.\d+\.\d+", validator=_pattern)
     verified: tuple[str, ...] = attrs.field(default=(), converter=_versions)
     source: str = ""
-    notes: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    notes: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
 
     @property
     def newest(self) -> str:

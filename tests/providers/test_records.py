@@ -314,3 +314,50 @@ def test_no_trio_is_reachable_from_the_provider_modules() -> None:
             path = _module_file(name)
             if path is not None:
                 todo += sorted(_imports(path))
+
+
+# -- third-party providers through entry points ---------------------------------------------------
+
+
+class _EntryPoint:
+    def __init__(self, name: str, value: str, load: Any) -> None:
+        self.name, self.value, self._load = name, value, load
+
+    def load(self) -> Any:
+        return self._load()
+
+
+def test_a_broken_entry_point_does_not_break_the_others(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alice_trio.cli.doctor import default_targets
+    from alice_trio.cli.main import main
+    from alice_trio.providers import registry
+
+    good = attrs.evolve(REPLAY, name="thirdgood", flavors=(Flavor(),))
+
+    def fails() -> Any:
+        raise ImportError("No module named 'missing_dep'")
+
+    eps = [
+        _EntryPoint("thirdbroken", "thirdbroken.mod:PROVIDER", fails),
+        _EntryPoint("thirdwrong", "thirdwrong.mod:PROVIDER", lambda: object()),
+        _EntryPoint("thirdgood", "thirdgood.mod:PROVIDER", lambda: good),
+    ]
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_broken", {})
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    names = registry.provider_names()
+    assert {"thirdbroken", "thirdwrong", "thirdgood", "codex"} <= set(names)
+    assert registry.get_provider("thirdgood") is good
+    with pytest.raises(ConfigError, match="could not be loaded: ImportError: No module named"):
+        registry.get_provider("thirdbroken")
+    with pytest.raises(ConfigError, match="is not a Provider"):
+        registry.get_provider("thirdwrong")
+    assert main(["providers", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert "could not be loaded" in rows["thirdbroken"]["error"]
+    assert rows["thirdgood"]["steer_mode"] == "queue_when_busy"
+    assert rows["thirdgood"]["interactive"] is False
+    assert "thirdgood" in {t.name for t in default_targets()}

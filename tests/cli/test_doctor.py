@@ -118,9 +118,8 @@ def test_doctor_checks_each_profile_with_its_own_env(tmp_path: Path, fake_bin: P
     assert rows["gem"]["path"] == str(fake_bin / "gemini")  # found on the profile's PATH
     assert rows["gem"]["workspace"] == str(work)
     assert rows["gem"]["status"] == "ok" and rows["gem"]["version_status"] == "verified"
-    assert rows["gem-oauth"]["logged_in"] == (
-        f"yes: {oauth_home}/.gemini/oauth_creds.json exists"
-    )
+    creds = oauth_home / ".gemini" / "oauth_creds.json"
+    assert rows["gem-oauth"]["logged_in"] == f"yes: {creds} exists"
     assert rows["cl"]["logged_in"] == "yes: ANTHROPIC_API_KEY is set in the profile's env"
     assert rows["cl"]["status"] == "ok"
     assert rows["cl-nokey"]["logged_in"].startswith("no: `auth status` says not logged in")

@@ -319,6 +319,12 @@ def cmd_providers(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{row['name']:<10} (failed to load: {row['error']})\n")
         else:
             sys.stdout.write(f"{row['name']:<10} {row['description']}\n")
+            for f in row["flavors"]:
+                s, v = f["session"], f["versions"]
+                when = f"[{f['selected_by']}] " if f["selected_by"] else ""
+                verified = ", ".join(v["verified"]) or "-"
+                sys.stdout.write(f"{'':<10}   {when}sessions {s['protocol']}, steer "
+                                 f"{s['steer_mode']}; verified {verified}\n")  # fmt: skip
     return EXIT_OK
 
 

@@ -420,6 +420,10 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
     return None
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+
 PROVIDER = Provider(
     name="claude",
     default_command="claude",
@@ -429,5 +433,23 @@ PROVIDER = Provider(
     description="Anthropic claude Code, one-shot `claude -p --output-format stream-json`"
     " (prompt on stdin)",
     explain_exit=explain_exit,
-    steer_mode="native_enqueue",
+    flavors=(
+        Flavor(
+            label="Claude Code",
+            session=SessionSpec(
+                factory="alice_trio.sessions.claude_stream:open_driver",
+                protocol="`claude -p` bidirectional stream-json",
+                long_lived=True,
+                steer_mode="native_enqueue",
+                capabilities=Capabilities(resume=True),
+            ),
+            versions=VersionCheck(verified=("2.1.197",), source="npm @anthropic-ai/claude-code"),
+            auth=AuthCheck(
+                status_args=("auth", "status"),
+                status_json_key="loggedIn",
+                env_keys=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"),
+                otherwise="no",
+            ),
+        ),
+    ),
 )

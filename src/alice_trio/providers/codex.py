@@ -424,6 +424,10 @@ def idle_retry(request: RunRequest, partial: RunResult) -> RunRequest | None:
     return request.evolve(thread_id=thread, user_text=IDLE_RESUME_PROMPT)
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+
 PROVIDER = Provider(
     name="codex",
     default_command="codex",
@@ -433,5 +437,25 @@ PROVIDER = Provider(
     description="OpenAI codex, one-shot `codex exec --json` (prompt on stdin)",
     explain_exit=explain_exit,
     idle_retry=idle_retry,
-    steer_mode="native",
-)
+    flavors=(
+        Flavor(
+            label="codex-cli",
+            session=SessionSpec(
+                factory="alice_trio.sessions.codex_app_server:open_driver",
+                protocol="`codex app-server` (JSON-RPC over stdio)",
+                long_lived=True,
+                steer_mode="native",
+                capabilities=Capabilities(
+                    approvals=True, questions=True, file_changes=True, model_switch=True,
+                    resume=True,
+                ),
+            ),
+            versions=VersionCheck(verified=("0.171.0",), source="npm @openai/codex"),
+            auth=AuthCheck(
+                status_args=("login", "status"),
+                env_keys=("OPENAI_API_KEY", "CODEX_API_KEY"),
+                otherwise="no",
+            ),
+        ),
+    ),
+)  # fmt: skip

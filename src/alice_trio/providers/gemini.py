@@ -454,6 +454,24 @@ def _stderr_error(stderr_tail: str) -> str:
     return ""
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import (  # noqa: E402
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
+
+_VERSIONS = VersionCheck(verified=("0.61.0",), source="npm @google/gemini-cli")
+_AUTH = AuthCheck(
+    env_keys=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
+    files=(CredentialPath(name="oauth_creds.json", default_dir="~/.gemini"),),
+    otherwise="no",
+)
+
 PROVIDER = Provider(
     name="gemini",
     default_command="gemini",
@@ -462,5 +480,33 @@ PROVIDER = Provider(
     new_decoder=new_decoder,
     description="Google gemini CLI, one-shot `gemini -o stream-json` (prompt on stdin)",
     explain_exit=explain_exit,
-    steer_mode="queue_when_busy",
+    flavor_field="session_protocol",
+    flavors=(
+        Flavor(
+            name="acp",
+            label="Gemini CLI, sessions over ACP",
+            session=SessionSpec(
+                factory="alice_trio.sessions.acp:open_gemini_driver",
+                protocol="`gemini --acp` (ACP)",
+                long_lived=True,
+                steer_mode="queue_when_busy",
+                capabilities=Capabilities(approvals=True, resume=True),
+            ),
+            versions=_VERSIONS,
+            auth=_AUTH,
+        ),
+        Flavor(
+            name="oneshot",
+            label="Gemini CLI, one `gemini -p` per turn",
+            session=SessionSpec(
+                factory="alice_trio.sessions.oneshot_driver:open_gemini_driver",
+                protocol="one `gemini -o stream-json` run per turn",
+                long_lived=False,
+                steer_mode="queue_when_busy",
+                capabilities=Capabilities(model_switch=True, resume=True),
+            ),
+            versions=_VERSIONS,
+            auth=_AUTH,
+        ),
+    ),
 )

@@ -431,6 +431,17 @@ def prepare_request(request: RunRequest, config: KimiConfig) -> RunRequest:
     return request
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import (  # noqa: E402
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
+
 PROVIDER = Provider(
     name="kimi",
     default_command="kimi",
@@ -440,5 +451,54 @@ PROVIDER = Provider(
     description="Kimi Code 2.x (kimi -p --output-format stream-json) or legacy kimi-cli --print",
     explain_exit=explain_exit,
     prepare_request=prepare_request,
-    steer_mode="native",
-)
+    flavor_field="flavor",
+    flavors=(
+        Flavor(
+            name="code",
+            label="Kimi Code 2.x",
+            session=SessionSpec(
+                factory="alice_trio.sessions.acp:open_kimi_driver",
+                protocol="`kimi acp` (ACP)",
+                long_lived=True,
+                steer_mode="queue_when_busy",
+                capabilities=Capabilities(approvals=True, resume=True),
+            ),
+            versions=VersionCheck(verified=("2.1.0",), source="npm @moonshot-ai/kimi-code"),
+            auth=AuthCheck(
+                env_keys=("KIMI_MODEL_API_KEY", "KIMI_API_KEY", "MOONSHOT_API_KEY"),
+                files=(
+                    CredentialPath(
+                        dir_env="KIMI_CODE_HOME", default_dir="~/.kimi-code", means="unknown"
+                    ),
+                ),
+                otherwise="no",
+            ),
+        ),
+        Flavor(
+            name="legacy",
+            label="kimi-cli (legacy)",
+            session=SessionSpec(
+                factory="alice_trio.sessions.kimi_wire:open_driver",
+                protocol="`kimi --wire` (legacy wire JSON-RPC)",
+                long_lived=True,
+                steer_mode="native",
+                capabilities=Capabilities(approvals=True, questions=True, resume=True),
+            ),
+            versions=VersionCheck(
+                verified=("1.50.0",),
+                source="pypi kimi-cli",
+                notes={"no longer maintained": "a deprecation stub: install kimi-cli 1.50.0"},
+            ),
+            auth=AuthCheck(
+                env_keys=("KIMI_API_KEY",),
+                files=(
+                    CredentialPath(
+                        name="config.toml", dir_env="KIMI_SHARE_DIR", default_dir="~/.kimi",
+                        means="unknown",
+                    ),
+                ),
+                otherwise="no",
+            ),
+        ),
+    ),
+)  # fmt: skip

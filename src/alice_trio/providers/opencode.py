@@ -327,6 +327,17 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
     return None
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import (  # noqa: E402
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
+
 PROVIDER = Provider(
     name="opencode",
     default_command="opencode",
@@ -335,5 +346,30 @@ PROVIDER = Provider(
     new_decoder=new_decoder,
     description="OpenCode (opencode run --format json, prompt on stdin)",
     explain_exit=explain_exit,
-    steer_mode="native_enqueue",
-)
+    flavors=(
+        Flavor(
+            label="OpenCode",
+            session=SessionSpec(
+                factory="alice_trio.sessions.opencode_serve:open_driver",
+                protocol="`opencode serve` (HTTP + server-sent events)",
+                long_lived=True,
+                steer_mode="native_enqueue",
+                capabilities=Capabilities(questions=True, model_switch=True, resume=True),
+            ),
+            versions=VersionCheck(verified=("1.18.33",), source="npm opencode-ai"),
+            auth=AuthCheck(
+                files=(
+                    CredentialPath(
+                        name="opencode/auth.json", dir_env="XDG_DATA_HOME",
+                        default_dir="~/.local/share",
+                    ),
+                ),
+                env_keys=(
+                    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY",
+                    "DEEPSEEK_API_KEY",
+                ),
+                otherwise="unknown",
+            ),
+        ),
+    ),
+)  # fmt: skip

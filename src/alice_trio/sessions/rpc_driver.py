@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import trio
 
-from ..errors import AliceError, SessionClosedError, TransportClosedError
+from ..errors import AliceError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols.jsonrpc import ErrorResponse, Invalid, Notification, Request
 from ..providers.base import Invocation
@@ -203,7 +203,3 @@ class RpcDriver:
         if not prompt:
             raise EmptyPromptError()
         return prompt
-
-
-def closed_error(provider: str) -> TransportClosedError:
-    return TransportClosedError(f"{provider} session is closed", provider=provider)

@@ -503,7 +503,7 @@ PROVIDER = Provider(
                 protocol="one `gemini -o stream-json` run per turn",
                 long_lived=False,
                 steer_mode="queue_when_busy",
-                capabilities=Capabilities(model_switch=True, resume=True),
+                capabilities=Capabilities(file_changes=True, model_switch=True, resume=True),
             ),
             versions=_VERSIONS,
             auth=_AUTH,

@@ -129,9 +129,16 @@ def flood(events: int, repeats: int) -> dict[str, Any]:
             "progress_bytes": runs[-1]["progress_bytes"],
         }
     bare, lib, cli = (rows[s]["wall_s"] for s in ("bare", "library", "cli_file"))
+    try:
+        import orjson  # noqa: F401
+
+        parser = "orjson"
+    except ImportError:
+        parser = "json (orjson not installed: pip install -e '.[bench]')"
     return {
         "events": events,
         "repeats": repeats,
+        "bare_parser": parser,
         "subjects": rows,
         "cli_over_bare": round(cli / bare, 2),
         "cli_over_library": round(cli / lib, 2),

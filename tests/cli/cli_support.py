@@ -3,12 +3,14 @@ does (a subprocess, optionally on a pseudo-terminal)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,6 +40,10 @@ def wait_for(pred: Callable[[], object], seconds: float = 30.0) -> bool:
     return False
 
 
+def _controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class PtyProcess:
     """``alice-trio ARGS`` with stdin, stdout and stderr on one pseudo-terminal, the way a
     person runs it in a terminal: :meth:`send` types, :attr:`screen` is everything shown."""
@@ -50,7 +56,8 @@ class PtyProcess:
             stdout=slave,
             stderr=slave,
             env={**os.environ, "COLUMNS": "100", "TERM": "xterm", **(env or {})},
-            start_new_session=True,  # the pty becomes its controlling terminal: Ctrl-C works
+            start_new_session=True,
+            preexec_fn=_controlling_terminal,  # Ctrl-C typed on the pty sends SIGINT
             close_fds=True,
         )
         os.close(slave)
@@ -79,6 +86,14 @@ class PtyProcess:
                 return True
             self._pump(0.05)
         return needle in self.screen
+
+    def expect_count(self, needle: str, count: int, seconds: float = 120.0) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.screen.count(needle) >= count:
+                return True
+            self._pump(0.05)
+        return self.screen.count(needle) >= count
 
     def ctrl_c(self) -> None:
         self.send("\x03")  # the terminal turns it into SIGINT for the foreground group

@@ -14,9 +14,8 @@ import pytest
 
 from alice_trio.cli.main import main
 
-from helpers import marked, new_mark
-
 from cli_support import validate_result
+from helpers import marked, new_mark
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = ROOT / "tests" / "transcripts"

@@ -214,6 +214,7 @@ class _Chat:
             except AliceError as exc:
                 self.printer.error(str(exc))
                 continue
+            self.printer.start()
             mode = submitted.mode.value
             if mode != "started":
                 depth = f" ({submitted.queue_depth} waiting)" if mode == "queued" else ""

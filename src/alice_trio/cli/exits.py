@@ -66,7 +66,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         code=EXIT_OK,
         name="ok",
         meaning="the turn completed (the reply is on stdout); replay: the file decoded, also "
-        "when the recorded run failed; stdout closed early (| head)",
+        "when the recorded run failed; stdout closed early (piped into head)",
     ),
     ExitCode(
         code=EXIT_FAILED,

@@ -268,6 +268,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             if printer is not None:
                 nursery.start_soon(printer.run)
+            if human is not None:
+                human.start()
             try:
                 outcome["result"] = await backend.run(request)
             except AliceError as exc:

@@ -166,14 +166,16 @@ class ProgressPrinter:
         self._started = self._last_write
         self._frames = 0
         self._status_shown = False
+        self._active = False  # a turn runs: the status line may be drawn
         self._ticking = False
         self._last_kind = ""
 
     # -- the frame task -------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write buffered progress every :data:`FRAME_SECONDS` (and redraw the status line)
         until cancelled. Cancel-safe: what is still buffered is written by :meth:`close`."""
         self._ticking = True
+        task_status.started()
         try:
             while True:
                 await trio.sleep(FRAME_SECONDS)
@@ -181,9 +183,18 @@ class ProgressPrinter:
         finally:
             self._ticking = False
 
+    def start(self) -> None:
+        """A turn starts: from now on (after half a second without events) the status line
+        is drawn, until :meth:`close`."""
+        self._active = True
+        self._started = time.monotonic()
+        self.events = 0
+        self._last_kind = ""
+
     def close(self) -> None:
-        """Write what is buffered and erase the status line (call once the run is over)."""
-        self._frame(final=True)
+        """Write what is buffered and erase the status line (the turn is over)."""
+        self._active = False
+        self._frame()
 
     flush = close
 
@@ -193,6 +204,8 @@ class ProgressPrinter:
         kind = event.kind
         if kind not in _SHOWN and not self.verbose:
             return
+        if not self._active:
+            self.start()
         self.events += 1
         self._last_kind = kind
         if self.hold_reply and kind == "assistant_text":
@@ -274,14 +287,14 @@ class ProgressPrinter:
         self._lines.extend(line for _, line in self._recent)
         self._recent.clear()
 
-    def _frame(self, *, final: bool = False) -> None:
+    def _frame(self) -> None:
         """Write buffered lines (and, live, redraw the status line below them)."""
         if self.live:
             self._move_recent_out()
         self._last_write = time.monotonic()
         draw_status = (
             self.status_line
-            and not final
+            and self._active
             and (self.events > 0 or self._last_write - self._started >= 0.5)
         )
         if not self._lines and not self._status_shown and not draw_status:

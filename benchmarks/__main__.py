@@ -224,7 +224,8 @@ def _cli_note(sections: dict[str, Any]) -> str:
         return ""
     return (
         f"{flood.get('events')} events; library alone / bare {flood.get('library_over_bare')}×, "
-        f"CLI / library {flood.get('cli_over_library')}× (what rendering adds)"
+        f"CLI / library {flood.get('cli_over_library')}× (what rendering adds; CPU "
+        f"{flood.get('cpu_cli_over_library')}×)"
     )
 
 
@@ -356,7 +357,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"  CLI / bare {f['cli_over_bare']}×, CLI / library {f['cli_over_library']}×, "
             f"library / bare {f['library_over_bare']}×, terminal CLI / library "
-            f"{f['cli_tty_over_library']}×"
+            f"{f['cli_tty_over_library']}× (CPU: CLI / bare {f['cpu_cli_over_bare']}×, "
+            f"CLI / library {f['cpu_cli_over_library']}×, terminal CLI / library "
+            f"{f['cpu_cli_tty_over_library']}×)"
         )
         lines.append(
             f"  {b['bytes'] / 1e6:.0f} MB reply: CLI wall {b['wall_s']} s, peak RSS "

@@ -66,3 +66,24 @@ def test_the_mapping_picks_the_most_specific_row() -> None:
     assert exit_code_for(errors.AgentError("x")) == 1
     assert exit_code_for(errors.ProcessFailedError("x")) == 1
     assert exit_code_for(errors.SessionClosedError("x")) == 1
+
+
+def test_run_trio_unwraps_an_interrupt_delivered_in_a_group() -> None:
+    """Ctrl-C that trio delivers inside a nursery (before a signal receiver is in place) comes
+    out of the CLI's trio.run as a bare KeyboardInterrupt, not a BaseExceptionGroup."""
+    import trio
+
+    from alice_trio.cli.main import Terminated, run_trio
+
+    async def body(exc: BaseException) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            await trio.lowlevel.checkpoint()
+            raise exc
+
+    for exc in (KeyboardInterrupt(), Terminated()):
+        with pytest.raises(KeyboardInterrupt) as info:
+            run_trio(body, exc)
+        assert type(info.value) is type(exc)
+    with pytest.raises(BaseExceptionGroup):  # anything else is not hidden
+        run_trio(body, ValueError("mine"))

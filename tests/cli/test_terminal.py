@@ -319,3 +319,32 @@ def test_run_ctrl_c_in_a_terminal() -> None:
     last = [ln for ln in visible(term.screen).splitlines() if ln.strip()][-1]
     assert last.removeprefix("^C") == "alice-trio: interrupted"  # ^C: the terminal's echo
     assert marked(mark) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_chat_signal_while_the_session_starts(tmp_path: Path, sig: int) -> None:
+    """The agent never finishes starting (a claude that prints nothing): a signal still ends
+    the chat at once, and the agent is gone."""
+    pytest.importorskip("alice_trio.sessions.session")
+    mute = tmp_path / "claude"
+    mute.write_text("#!/bin/sh\nexec sleep 600\n")
+    mute.chmod(0o755)
+    mark = new_mark()
+    proc = subprocess.Popen(
+        [*CLI, "chat", "--provider", "claude", "--command", str(mute), "--plain"],
+        env={**os.environ, "TEST_MARK": mark}, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: len(marked(mark)) >= 2), "the agent never started"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _tracebackless(err)
+    assert proc.returncode == 128 + sig, err
+    word = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert err.splitlines()[-1] == f"alice-trio: {word}"
+    assert wait_for(lambda: marked(mark) == [], 20)

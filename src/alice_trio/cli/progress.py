@@ -57,12 +57,7 @@ LIVE_LINES = 6
 _LINE_CHARS = 300
 #: an assistant message shown in progress is clipped to this many characters
 _TEXT_CHARS = 1200
-#: raw event kinds shown without --verbose
-_SHOWN = frozenset(
-    {"assistant_text", "tool_use", "tool_result", "file_change", "retry", "error", "question",
-     "reasoning", "dropped"}
-)  # fmt: skip
-#: kind → (label, ANSI style, keep newlines, clip length)
+#: the kinds shown without --verbose: kind → (label, ANSI style, keep newlines, clip length)
 _STYLES: dict[str, tuple[str, str, bool, int]] = {
     "assistant_text": ("assistant›", "1;36", True, _TEXT_CHARS),
     "tool_use": ("tool›", "35", False, _LINE_CHARS),
@@ -202,7 +197,7 @@ class ProgressPrinter:
     def on_raw_event(self, event: RawEvent) -> None:
         """The ``on_raw_event`` callback: formats and buffers; never blocks."""
         kind = event.kind
-        if kind not in _SHOWN and not self.verbose:
+        if kind not in _STYLES and not self.verbose:
             return
         if not self._active:
             self.start()
@@ -216,7 +211,19 @@ class ProgressPrinter:
         elif self._held is not None:
             held, self._held = self._held, None
             self._add(held.kind, self._format(held))
-        self._add(event.kind, self._format(event))
+        if self.live:
+            self._add(event.kind, self._format(event))
+            return
+        # lines mode, the per-event path of a flood: one formatted line appended to a batch
+        line = self._format(event)
+        self._lines.append(line)
+        self._size += len(line)
+        if (
+            not self._ticking
+            or self._size >= BATCH_BYTES
+            or time.monotonic() - self._last_write >= FRAME_SECONDS
+        ):
+            self._frame()
 
     def finish(self, reply: str) -> None:
         """The run ended with ``reply``: a held-back assistant message is shown unless it is
@@ -253,7 +260,16 @@ class ProgressPrinter:
         else:
             label, ansi, keep, limit = style
             text = event.detail
-        return self._paint(label, clip(text, limit, one_line=not keep), ansi)
+        if (
+            len(text) > limit
+            or (not keep and "\n" in text)
+            or text[:1].isspace()
+            or text[-1:].isspace()
+        ):
+            text = clip(text, limit, one_line=not keep)  # details arrive stripped: rarely taken
+        if self.color:
+            return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
+        return f"{label} {text}\n"
 
     def _paint(self, label: str, text: str, ansi: str) -> str:
         if self.color:

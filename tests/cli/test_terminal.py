@@ -348,3 +348,32 @@ def test_chat_signal_while_the_session_starts(tmp_path: Path, sig: int) -> None:
     word = "interrupted" if sig == signal.SIGINT else "terminated"
     assert err.splitlines()[-1] == f"alice-trio: {word}"
     assert wait_for(lambda: marked(mark) == [], 20)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_inside_a_trio_run_without_a_receiver(tmp_path: Path, sig: int, code: int) -> None:
+    """``doctor`` on hung CLIs runs trio without a signal receiver of its own: a signal still
+    ends it with the documented code and one line (SIGTERM goes through trio's Ctrl-C path)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("codex", "claude", "gemini", "kimi", "opencode"):
+        (bin_dir / name).write_text("#!/bin/sh\nexec sleep 600\n")
+        (bin_dir / name).chmod(0o755)
+    mark = new_mark()
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "TEST_MARK": mark}
+    proc = subprocess.Popen(
+        [*CLI, "doctor", "--plain", "--timeout", "120"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: len(marked(mark)) >= 2), "doctor never ran a check"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _tracebackless(err)
+    assert proc.returncode == code, err
+    word = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert err.splitlines()[-1] == f"alice-trio: {word}"

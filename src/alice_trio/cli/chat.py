@@ -35,7 +35,7 @@ import trio
 from ..errors import AliceError, ConfigError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from .exits import EXIT_OK, UsageError, exit_code_for, signal_exit
-from .main import Terminated, _config_error, _err, _isatty, resolve_profile, run_trio
+from .main import _config_error, _err, _isatty, interrupt_signal, resolve_profile, run_trio
 from .progress import ProgressPrinter, write_text
 
 __all__ = ["COMMANDS", "cmd_chat", "parse_line"]
@@ -331,6 +331,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
         _err(str(exc))
         return exit_code_for(exc)
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        _err("terminated" if terminated else "interrupted")
-        return signal_exit(signal.SIGTERM if terminated else signal.SIGINT)
+        signum = interrupt_signal(exc)
+        _err("interrupted" if signum == signal.SIGINT else "terminated")
+        return signal_exit(signum)

@@ -280,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         _, signum = run_trio(_with_signals, body)
     except KeyboardInterrupt as exc:  # a signal before the receiver was installed
-        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        signum = interrupt_signal(exc)
     finally:
         if printer is not None:
             printer.close()
@@ -528,8 +528,26 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return call
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM where no trio signal receiver handles it: unwind like Ctrl-C. Inside a trio run
+    the SIGINT machinery delivers it (trio raises KeyboardInterrupt only where it is safe);
+    elsewhere :class:`Terminated` is raised here."""
+    global _terminated
+    _terminated = True
+    handler = signal.getsignal(signal.SIGINT)
+    if trio.lowlevel.in_trio_run() and callable(handler):
+        signal.raise_signal(signal.SIGINT)
+        return
     raise Terminated()
+
+
+def interrupt_signal(exc: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt: SIGTERM for :class:`Terminated` (or one that
+    :func:`_on_sigterm` routed through trio's Ctrl-C machinery), else SIGINT."""
+    return signal.SIGTERM if isinstance(exc, Terminated) or _terminated else signal.SIGINT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -540,15 +558,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        _err("terminated" if terminated else "interrupted")
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        signum = interrupt_signal(exc)
+        _err(_signal_name(signum))
+        return signal_exit(signum)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

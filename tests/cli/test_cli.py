@@ -1,4 +1,4 @@
-"""The alice-trio command line: run, replay, providers, doctor, chat; exit codes 0/1/2/130."""
+"""The alice-trio command line: run, replay, providers, doctor, chat (in process and spawned)."""
 
 from __future__ import annotations
 

@@ -2,18 +2,17 @@
 
 :class:`ProgressPrinter` takes the engine's ``on_raw_event`` callback (the CLI passes no
 ``on_progress``, so every event — assistant messages, tool calls, file changes, retries — arrives
-here with its kind). The callback only formats a clipped line and appends it to a buffer; the
-output happens in frames:
+here with its kind). The callback never writes; the output happens in frames (:meth:`run`):
 
 * **live** (the stream is a terminal): at most :data:`FRAME_SECONDS` apart, each frame prints
-  the newest :data:`LIVE_LINES` events that arrived since the last one (older ones are counted
-  in one ``… N more events`` line) and redraws a one-line status (spinner, elapsed time, event
-  count) that is erased again before anything else is written. A flood of 200,000 events costs
-  a few hundred frames, not 200,000 terminal writes.
-* **lines** (a file or a pipe): one plain line per event (no colours, no markup), written in
-  batches (:data:`BATCH_BYTES` or one frame interval, whichever comes first).
+  the newest :data:`LIVE_LINES` events that arrived since the last one (the callback keeps only
+  those and counts the others, shown as one ``… N more events`` line) and redraws a one-line
+  status (spinner, elapsed time, event count) that is erased again before anything else is
+  written. A flood of 200,000 events costs a few hundred frames, not 200,000 terminal writes.
+* **lines** (a file or a pipe): the callback formats one plain line per event (no colours, no
+  markup), written in batches (:data:`BATCH_BYTES` or one frame interval, whichever comes first).
 
-Texts are clipped before any other work (``head … [N bytes] … tail``): a 50 MB assistant
+Texts are clipped when formatted (``head … [N bytes] … tail``): a 50 MB assistant
 message costs a slice of a few hundred characters, never a copy of the text. The frame task
 (:meth:`ProgressPrinter.run`) is cancel-safe: cancelling it loses nothing, :meth:`close` (or
 :meth:`flush`) writes what is still buffered. Without a running frame task (``replay``) every
@@ -155,7 +154,7 @@ class ProgressPrinter:
         self._held: RawEvent | None = None
         self._lines: list[str] = []  # lines mode: formatted, not yet written
         self._size = 0
-        self._recent: deque[tuple[str, str]] = deque(maxlen=LIVE_LINES)  # live: newest lines
+        self._recent: deque[RawEvent] = deque(maxlen=LIVE_LINES)  # live: the newest events
         self._skipped: Counter[str] = Counter()  # live mode: kinds not shown this frame
         self._last_write = time.monotonic()
         self._started = self._last_write
@@ -210,45 +209,33 @@ class ProgressPrinter:
             event = held
         elif self._held is not None:
             held, self._held = self._held, None
-            self._add(held.kind, self._format(held))
-        if self.live:
-            self._add(event.kind, self._format(event))
-            return
-        # lines mode, the per-event path of a flood: one formatted line appended to a batch
-        line = self._format(event)
-        self._lines.append(line)
-        self._size += len(line)
-        if (
-            not self._ticking
-            or self._size >= BATCH_BYTES
-            or time.monotonic() - self._last_write >= FRAME_SECONDS
-        ):
-            self._frame()
+            self._add_event(held)
+        self._add_event(event)
 
     def finish(self, reply: str) -> None:
         """The run ended with ``reply``: a held-back assistant message is shown unless it is
         that reply."""
         held, self._held = self._held, None
         if held is not None and not _same_text(held.detail, reply):
-            self._add(held.kind, self._format(held))
+            self._add_event(held)
 
     def message(self, text: str, style: str = "2") -> None:
-        self._add("", self._paint("›", clip(text, 2000), style), urgent=True)
+        self._add_line(self._paint("›", clip(text, 2000), style))
 
     def error(self, text: str) -> None:
-        self._add("", self._paint("error:", text.rstrip(), "1;31"), urgent=True)
+        self._add_line(self._paint("error:", text.rstrip(), "1;31"))
 
     def summary(self, result: RunResult) -> None:
         """Thread id and usage after the reply."""
         if result.next_thread_id:
-            self._add("", self._paint("thread:", result.next_thread_id, "2"), urgent=True)
+            self._add_line(self._paint("thread:", result.next_thread_id, "2"))
         u = result.usage
         if u.has_usage:
             text = (
                 f"{u.input_tokens} input ({u.cached_input_tokens} cached), "
                 f"{u.output_tokens} output tokens"
             )
-            self._add("", self._paint("usage:", text, "2"), urgent=True)
+            self._add_line(self._paint("usage:", text, "2"))
 
     # -- formatting -----------------------------------------------------------------------
     def _format(self, event: RawEvent) -> str:
@@ -277,30 +264,42 @@ class ProgressPrinter:
         return f"{label} {text}\n"
 
     # -- output ---------------------------------------------------------------------------
-    def _add(self, kind: str, line: str, *, urgent: bool = False) -> None:
-        if self.live and not urgent:
-            if len(self._recent) == LIVE_LINES:
-                self._skipped[self._recent[0][0]] += 1
-            self._recent.append((kind, line))
-        else:
-            if self.live:
-                self._move_recent_out()
-            self._lines.append(line)
-            self._size += len(line)
-        if urgent or not self._ticking:
-            self._frame()
-        elif self._size >= BATCH_BYTES or (
-            time.monotonic() - self._last_write >= FRAME_SECONDS and not self.live
+    def _add_event(self, event: RawEvent) -> None:
+        """Buffer one event: live, only the newest :data:`LIVE_LINES` are kept (and formatted
+        at the next frame), the others counted; lines mode, formatted now and batched."""
+        if self.live:
+            recent = self._recent
+            if len(recent) == LIVE_LINES:
+                self._skipped[recent[0].kind] += 1
+            recent.append(event)
+            if not self._ticking:
+                self._frame()
+            return
+        line = self._format(event)
+        self._lines.append(line)
+        self._size += len(line)
+        if (
+            not self._ticking
+            or self._size >= BATCH_BYTES
+            or time.monotonic() - self._last_write >= FRAME_SECONDS
         ):
             self._frame()
+
+    def _add_line(self, line: str) -> None:
+        """A message, an error, the summary: written at once, after the events before it."""
+        if self.live:
+            self._move_recent_out()
+        self._lines.append(line)
+        self._size += len(line)
+        self._frame()
 
     def _move_recent_out(self) -> None:
         if self._skipped:
             total = sum(self._skipped.values())
-            kinds = ", ".join(f"{k or 'other'} {n:,}" for k, n in self._skipped.most_common(4))
+            kinds = ", ".join(f"{k} {n:,}" for k, n in self._skipped.most_common(4))
             self._lines.append(self._paint("…", f"{total:,} more events ({kinds})", "2"))
             self._skipped.clear()
-        self._lines.extend(line for _, line in self._recent)
+        self._lines.extend(self._format(event) for event in self._recent)
         self._recent.clear()
 
     def _frame(self) -> None:

@@ -213,6 +213,10 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
         "×",
         "library alone: "
         + str(_get(sections, "cli", "big_reply", "library_peak_delta_over_bytes"))
+        + "×; a reply ending in whitespace: CLI "
+        + str(_get(sections, "cli", "big_reply_trailing_space", "peak_delta_over_bytes"))
+        + "×, library "
+        + str(_get(sections, "cli", "big_reply_trailing_space", "library_peak_delta_over_bytes"))
         + "×",
     )
     return out
@@ -344,7 +348,7 @@ def render(report: dict[str, Any]) -> str:
     if "error" in c:
         lines.append(f"\nalice-trio command: ERROR {c['error'][:300]}")
     elif c:
-        f, b = c["flood"], c["big_reply"]
+        f = c["flood"]
         lines.append(
             f"\nalice-trio command — {f['events']:,} progress events, wall s / CPU s "
             f"(median of {f['repeats']}, each a fresh process)"
@@ -361,13 +365,16 @@ def render(report: dict[str, Any]) -> str:
             f"CLI / library {f['cpu_cli_over_library']}×, terminal CLI / library "
             f"{f['cpu_cli_tty_over_library']}×)"
         )
-        lines.append(
-            f"  {b['bytes'] / 1e6:.0f} MB reply: CLI wall {b['wall_s']} s, peak RSS "
-            f"{b['peak_rss_mb']} MB (+{b['peak_delta_mb']} MB = {b['peak_delta_over_bytes']}× "
-            f"the bytes); library alone {b['library_wall_s']} s, peak {b['library_peak_rss_mb']} "
-            f"MB ({b['library_peak_delta_over_bytes']}×); progress {b['progress_bytes']:,} B, "
-            f"stdout {b['reply_bytes_on_stdout']:,} B"
-        )
+        for b in (c["big_reply"], c["big_reply_trailing_space"]):
+            ws = " ending in a space" if b["trailing_space"] else ""
+            lines.append(
+                f"  {b['bytes'] / 1e6:.0f} MB reply{ws}: CLI wall {b['wall_s']} s, peak RSS "
+                f"{b['peak_rss_mb']} MB (+{b['peak_delta_mb']} MB = "
+                f"{b['peak_delta_over_bytes']}× the bytes); library alone "
+                f"{b['library_wall_s']} s, peak {b['library_peak_rss_mb']} MB "
+                f"({b['library_peak_delta_over_bytes']}×); progress {b['progress_bytes']:,} B, "
+                f"stdout {b['reply_bytes_on_stdout']:,} B"
+            )
 
     lines.append("\nGoals")
     for g in report["goals"]:

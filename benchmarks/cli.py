@@ -15,7 +15,9 @@ run interleaved (one of each per round) so they share the machine's noise:
 
 Flood: ``--events`` progress events (200,000; 20,000 with ``--quick``), wall time per subject
 (median) and the ratios ``cli_file / bare`` and ``cli_file / library`` (what rendering adds).
-Big reply: one agent message of ``--big`` bytes (50 MB; 10 MB quick) through ``cli_file``:
+Big reply: one agent message of ``--big`` bytes (50 MB; 10 MB quick) through ``cli_file``
+(``big_reply_trailing_space``: the same message ending in a space, which the library's
+``strip()`` calls copy):
 peak RSS of the CLI process (its own ``VmHWM``, see ``peak.py``) minus the peak of the same
 command on a one-line reply, over the size; the same for ``library``.
 """
@@ -152,19 +154,22 @@ def flood(events: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def big_reply(size: int) -> dict[str, Any]:
+def big_reply(size: int, *, trailing_space: bool = False) -> dict[str, Any]:
     with tmpdir("cli-big") as d:
         fake = _launcher(d)
         env = {**os.environ, "FAKE_EVENTS": "0", "FAKE_BIG": "0"}
         small = _run("cli_file", fake, d, env)
         lib_small = _run("library", fake, d, env)
         env["FAKE_BIG"] = str(size)
+        if trailing_space:
+            env["FAKE_TRAILING_SPACE"] = "1"
         big = _run("cli_file", fake, d, env)
         lib_big = _run("library", fake, d, env)
     delta = max(0, big["peak_rss"] - small["peak_rss"])
     lib_delta = max(0, lib_big["peak_rss"] - lib_small["peak_rss"])
     return {
         "bytes": size,
+        "trailing_space": trailing_space,
         "wall_s": round(big["wall_s"], 3),
         "library_wall_s": round(lib_big["wall_s"], 3),
         "peak_rss_mb": round(big["peak_rss"] / 1e6, 1),
@@ -188,7 +193,13 @@ def main() -> int:
     events = a.events or (20_000 if a.quick else 200_000)
     size = a.big or (10_000_000 if a.quick else 50_000_000)
     repeats = a.repeats or (1 if a.quick else 3)
-    emit({"flood": flood(events, repeats), "big_reply": big_reply(size)})
+    emit(
+        {
+            "flood": flood(events, repeats),
+            "big_reply": big_reply(size),
+            "big_reply_trailing_space": big_reply(size, trailing_space=True),
+        }
+    )
     return 0
 
 

@@ -42,7 +42,8 @@ async def bare(fake: str) -> None:
             out.write(f"{event['type']} {item.get('type', '')} {text[:200]}\n")
     await proc.wait()
     out.flush()
-    sys.stdout.write(reply + "\n")
+    sys.stdout.write(reply)
+    sys.stdout.write("\n")
 
 
 async def library(fake: str) -> None:
@@ -53,7 +54,10 @@ async def library(fake: str) -> None:
     provider = get_provider("codex")
     backend = OneShotBackend(provider, provider.config_class(command=fake))
     result = await backend.run(RunRequest(user_text="bench", on_raw_event=lambda _e: None))
-    sys.stdout.write(result.reply + "\n")
+    reply = result.reply
+    for i in range(0, len(reply), 1 << 20):  # no whole copy of a huge reply
+        sys.stdout.buffer.write(reply[i : i + (1 << 20)].encode())
+    sys.stdout.buffer.write(b"\n")
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 Reads its prompt from stdin to EOF, then prints ``thread.started``, ``turn.started``,
 ``$FAKE_EVENTS`` progress items (nine command executions for each short agent message), a final
 agent message — ``$FAKE_BIG`` characters long when set, written in 1 MB pieces so the fake itself
-stays small — and ``turn.completed``.
+stays small; it ends in a space when ``$FAKE_TRAILING_SPACE`` is set — and ``turn.completed``.
 """
 
 import os
@@ -11,6 +11,7 @@ import sys
 
 events = int(os.environ.get("FAKE_EVENTS", "0") or 0)
 big = int(os.environ.get("FAKE_BIG", "0") or 0)
+trailing_space = bool(os.environ.get("FAKE_TRAILING_SPACE"))
 if not sys.stdin.isatty():
     sys.stdin.buffer.read()
 w = sys.stdout.buffer.write
@@ -31,10 +32,11 @@ for i in range(events):
 if big:
     w(b'{"type":"item.completed","item":{"id":"last","type":"agent_message","text":"')
     piece = b"abcdefghi " * 100_000
-    left = big
+    left = big - 1
     while left > 0:
         w(piece[: min(left, len(piece))])
         left -= len(piece)
+    w(b" " if trailing_space else b".")
     w(b'"}}\n')
 else:
     w(b'{"type":"item.completed","item":{"id":"last","type":"agent_message","text":"All done."}}\n')

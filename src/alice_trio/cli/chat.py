@@ -130,8 +130,8 @@ class _Chat:
             self.printer.finish(self.turn_reply)
             self.printer.close()
             if self.turn_reply:
-                reply = self.turn_reply.strip()
-                write_text(sys.stdout, reply + "\n")
+                write_text(sys.stdout, self.turn_reply.strip())
+                write_text(sys.stdout, "\n")
             if event.usage is not None and event.usage.has_usage:
                 u = event.usage
                 self.printer.message(

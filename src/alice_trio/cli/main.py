@@ -309,7 +309,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             human.finish(result.reply)
             human.close()
         reply = result.reply
-        write_text(sys.stdout, reply if reply.endswith("\n") else reply + "\n")
+        write_text(sys.stdout, reply)
+        if not reply.endswith("\n"):
+            write_text(sys.stdout, "\n")
     if human is not None:
         human.summary(result)
         human.close()
@@ -381,7 +383,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         write_text(sys.stdout, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
     if obj["reply"]:
-        write_text(sys.stdout, obj["reply"] + "\n")
+        write_text(sys.stdout, obj["reply"])
+        write_text(sys.stdout, "\n")
     printer = ProgressPrinter(plain=args.plain)
     printer.summary(outcome.result)
     if error:

@@ -377,3 +377,13 @@ def test_a_signal_inside_a_trio_run_without_a_receiver(tmp_path: Path, sig: int,
     assert proc.returncode == code, err
     word = "interrupted" if sig == signal.SIGINT else "terminated"
     assert err.splitlines()[-1] == f"alice-trio: {word}"
+
+
+def test_non_utf8_prompt_argument_is_read_with_replacement() -> None:
+    proc = subprocess.run(
+        [*CLI, "run", "--provider", "replay", "-o", "speed=0", "--json", "-q", b"caf\xe9"],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    _tracebackless(proc.stderr.decode())
+    assert proc.returncode == 0, proc.stderr
+    validate_result(json.loads(proc.stdout))

@@ -156,8 +156,14 @@ def _read_stdin() -> str:
     return bytes(buffer.read()).decode("utf-8", "replace")
 
 
+def _argv_text(text: str) -> str:
+    """A command-line argument as clean text: bytes that were not UTF-8 (which Python keeps as
+    lone surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _read_prompt(args: argparse.Namespace, provider: str) -> str:
-    text = " ".join(args.prompt or []).strip()
+    text = _argv_text(" ".join(args.prompt or []).strip())
     if text == "-":
         return _read_stdin()
     if text:

@@ -231,8 +231,9 @@ class _Chat:
         if cmd in ("/quit", "/exit"):
             return "end"
         if cmd == "/help":
-            say("commands: " + "; ".join(f"{k} — {v}" for k, v in COMMANDS.items()))
-            say("a line starting with // sends the rest with one '/' to the agent")
+            for name, what in COMMANDS.items():
+                say(f"{name:<11} {what}")
+            say("//text      send /text (a line starting with one / is never sent)")
         elif cmd == "/thread":
             say(f"thread: {self.thread_id or '(none yet)'}")
         elif cmd == "/interrupt":

@@ -61,6 +61,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     }
     sections["overhead"] = _section("overhead", "overhead", q)
     sections["peer"] = _section("claude-agent-sdk side by side", "peer", q)
+    sections["cli"] = _section("alice-trio command: rendering", "cli", q)
     rows = [
         r["name"]
         for r in _get(sections, "cancel", "scenarios") or []
@@ -196,7 +197,40 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
         "≤",
         "×",
     )
+    goal(
+        "CLI on an event flood (200k; quick 20k) vs bare trio+orjson reader, wall",
+        _get(sections, "cli", "flood", "cli_over_bare"),
+        1.6,
+        "≤",
+        "×",
+        _cli_note(sections),
+    )
+    goal(
+        "CLI huge reply (50 MB; quick 10 MB): peak RSS added / line size",
+        _get(sections, "cli", "big_reply", "peak_delta_over_bytes"),
+        3,
+        "≤",
+        "×",
+        "library alone: "
+        + str(_get(sections, "cli", "big_reply", "library_peak_delta_over_bytes"))
+        + "×; a reply ending in whitespace: CLI "
+        + str(_get(sections, "cli", "big_reply_trailing_space", "peak_delta_over_bytes"))
+        + "×, library "
+        + str(_get(sections, "cli", "big_reply_trailing_space", "library_peak_delta_over_bytes"))
+        + "×",
+    )
     return out
+
+
+def _cli_note(sections: dict[str, Any]) -> str:
+    flood = _get(sections, "cli", "flood") or {}
+    if not flood:
+        return ""
+    return (
+        f"{flood.get('events')} events; library alone / bare {flood.get('library_over_bare')}×, "
+        f"CLI / library {flood.get('cli_over_library')}× (what rendering adds; CPU "
+        f"{flood.get('cpu_cli_over_library')}×)"
+    )
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -309,6 +343,38 @@ def render(report: dict[str, Any]) -> str:
             f"  events/s: alice_trio {tp['alice_trio_events_per_s']:,} vs sdk "
             f"{tp['claude_agent_sdk_events_per_s']:,} ({tp['alice_over_sdk']}×)"
         )
+
+    c = s.get("cli", {})
+    if "error" in c:
+        lines.append(f"\nalice-trio command: ERROR {c['error'][:300]}")
+    elif c:
+        f = c["flood"]
+        lines.append(
+            f"\nalice-trio command — {f['events']:,} progress events, wall s / CPU s "
+            f"(median of {f['repeats']}, each a fresh process)"
+        )
+        for name, row in f["subjects"].items():
+            lines.append(
+                f"  {name:10} {row['wall_s']:>8.3f} / {row['cpu_s']:>7.3f}  "
+                f"progress {row['progress_lines']:,} lines, {row['progress_bytes']:,} B"
+            )
+        lines.append(
+            f"  CLI / bare {f['cli_over_bare']}×, CLI / library {f['cli_over_library']}×, "
+            f"library / bare {f['library_over_bare']}×, terminal CLI / library "
+            f"{f['cli_tty_over_library']}× (CPU: CLI / bare {f['cpu_cli_over_bare']}×, "
+            f"CLI / library {f['cpu_cli_over_library']}×, terminal CLI / library "
+            f"{f['cpu_cli_tty_over_library']}×)"
+        )
+        for b in (c["big_reply"], c["big_reply_trailing_space"]):
+            ws = " ending in a space" if b["trailing_space"] else ""
+            lines.append(
+                f"  {b['bytes'] / 1e6:.0f} MB reply{ws}: CLI wall {b['wall_s']} s, peak RSS "
+                f"{b['peak_rss_mb']} MB (+{b['peak_delta_mb']} MB = "
+                f"{b['peak_delta_over_bytes']}× the bytes); library alone "
+                f"{b['library_wall_s']} s, peak {b['library_peak_rss_mb']} MB "
+                f"({b['library_peak_delta_over_bytes']}×); progress {b['progress_bytes']:,} B, "
+                f"stdout {b['reply_bytes_on_stdout']:,} B"
+            )
 
     lines.append("\nGoals")
     for g in report["goals"]:

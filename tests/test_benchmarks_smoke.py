@@ -67,6 +67,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
         "overhead",
         "peer",
         "sessions",
+        "cli",
     }
     for name, sec in sections.items():
         assert "error" not in sec, (name, sec)
@@ -90,6 +91,12 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert sections["memory"]["giant"]["reply_chars"] >= sections["memory"]["giant"]["bytes"]
     assert "sequential" in sections["overhead"] and "concurrent" in sections["overhead"]
     assert "throughput" in sections["peer"] or "skipped" in sections["peer"]
+    cli = sections["cli"]
+    assert set(cli["flood"]["subjects"]) == {"fake", "bare", "library", "cli_file", "cli_tty"}
+    assert cli["flood"]["subjects"]["cli_file"]["progress_lines"] >= cli["flood"]["events"]
+    for big in (cli["big_reply"], cli["big_reply_trailing_space"]):
+        assert big["reply_bytes_on_stdout"] >= big["bytes"]
+        assert big["progress_bytes"] < 10_000
     assert report["goals"] and all("goal" in g for g in report["goals"])
     numbers = _numbers(report)
     assert len(numbers) > 100

@@ -11,7 +11,7 @@ from .models import RunRequest
 from .providers.base import DecodeOutcome
 from .providers.registry import get_provider
 
-__all__ = ["decode_transcript", "outcome_summary"]
+__all__ = ["decode_transcript", "outcome_error", "outcome_summary"]
 
 
 def decode_transcript(
@@ -28,15 +28,27 @@ def decode_transcript(
     return decoder.finish()
 
 
+def outcome_error(outcome: DecodeOutcome) -> tuple[str | None, str | None]:
+    """``(message, error class name)`` of the failure a live run of this outcome would raise
+    (the engine's order: the agent's error, an interrupted turn, a missing reply when the
+    provider says so), or ``(None, None)``."""
+    if outcome.error:
+        return outcome.error, "AgentError"
+    if outcome.interrupted:
+        return "turn interrupted", "RunInterruptedError"
+    if not outcome.result.reply and outcome.missing_reply:
+        return outcome.missing_reply, "ProtocolError"
+    return None, None
+
+
 def outcome_summary(outcome: DecodeOutcome) -> dict[str, Any]:
-    """``{"reply", "next_thread_id", "usage": {...}, "error": None | message}``; a missing reply
-    counts as an error when the provider says so (``missing_reply``)."""
-    error = outcome.error or None
-    if error is None and not outcome.result.reply and outcome.missing_reply:
-        error = outcome.missing_reply
+    """``{"reply", "next_thread_id", "usage": {...}, "error": None | message, "error_type"}``
+    (see :func:`outcome_error`)."""
+    error, error_type = outcome_error(outcome)
     return {
         "reply": outcome.result.reply,
         "next_thread_id": outcome.result.next_thread_id,
         "usage": outcome.result.usage.to_dict(),
         "error": error,
+        "error_type": error_type,
     }

@@ -1,4 +1,4 @@
-"""The alice-trio command line: run, replay, providers, doctor, chat; exit codes 0/1/2/130."""
+"""The alice-trio command line: run, replay, providers, doctor, chat (in process and spawned)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from alice_trio.cli.main import main
 
+from cli_support import validate_result
 from helpers import marked, new_mark
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +46,8 @@ def test_run_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(capsys, "run", "-P", "replay", "-o", "speed=0", "--json", "-q", "hi")
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"reply", "next_thread_id", "goal_done", "usage", "provider", "profile",
-                        "error", "error_type"}  # fmt: skip
+    validate_result(obj)
+    assert obj["schema"] == 1 and obj["command"] == "run" and obj["ok"] is True
     assert obj["next_thread_id"] == THREAD and obj["error"] is None
     assert obj["usage"] == {"input_tokens": 2468, "cached_input_tokens": 2000, "output_tokens": 112}
     assert obj["provider"] == "replay"
@@ -150,9 +151,8 @@ def test_replay_json_on_every_transcript(
     code, out, _ = run_main(capsys, "replay", "--provider", provider, "--json", str(path))
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"reply", "next_thread_id", "usage", "error"}
-    assert set(obj["usage"]) == {"input_tokens", "cached_input_tokens", "output_tokens"}
-    assert obj["error"] is None or isinstance(obj["error"], str)
+    validate_result(obj)
+    assert obj["command"] == "replay" and obj["provider"] == provider
     assert obj["error"] is not None or obj["reply"]  # a clean decode has a reply
 
 
@@ -192,8 +192,11 @@ def _wait_for(pred: object, seconds: float = 20.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_cancels_the_run_and_leaves_no_process(sig: int, code: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_signal_cancels_the_run_and_leaves_no_process(sig: int, code: int, word: str) -> None:
     mark = new_mark()
     env = {**os.environ, "TEST_MARK": mark}
     proc = subprocess.Popen(
@@ -210,8 +213,10 @@ def test_signal_cancels_the_run_and_leaves_no_process(sig: int, code: int) -> No
             proc.kill()
             proc.wait()
     assert proc.returncode == code, err
-    assert json.loads(out)["error"] == "interrupted"
-    assert b"interrupted" in err
+    obj = json.loads(out)
+    validate_result(obj)
+    assert obj["error"] == word and obj["ok"] is False
+    assert err.decode().splitlines() == [f"alice-trio: {word}"]
     assert marked(mark) == []
 
 

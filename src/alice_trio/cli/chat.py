@@ -1,14 +1,24 @@
-"""``alice-trio chat``: an interactive loop over one session.
+"""``alice-trio chat``: an interactive loop over one session at a time.
 
-Each line read from stdin is submitted to one :func:`~alice_trio.sessions.session.open_session`
+Each line read from stdin is submitted to an :func:`~alice_trio.sessions.session.open_session`
 session: it starts a turn, or — while a turn runs — is steered into it (providers with native
-steer) or queued until the turn ends. Events are printed as they arrive (stderr), each turn's
-final reply on stdout. Ctrl-C interrupts the running turn (a second Ctrl-C, or one while idle,
-ends the chat with exit 130); Ctrl-D (end of input) waits for the running and queued turns and
-ends the chat (exit 0). Closing the session kills the agent's process group.
+steer) or queued until the turn ends. Progress goes to stderr (framed, see
+:mod:`alice_trio.cli.progress`), each turn's final reply to stdout.
+
+A line starting with ``/`` is a command, never sent to the agent (``//text`` sends ``/text``):
+``/help``, ``/quit`` and ``/exit`` (end now: a running turn is killed with the session),
+``/interrupt`` (stop the running turn), ``/new`` (a fresh conversation: new session, no
+thread), ``/model NAME`` (the next turns use NAME: a new session resumes the current thread
+with it, since a session's model is fixed when its process starts), ``/thread`` (show the
+thread id). An unknown command is reported and dropped.
+
+Ctrl-C interrupts the running turn (a second Ctrl-C, or one while idle, ends the chat with exit
+130; SIGTERM ends it with 143); Ctrl-D (end of input) waits for the running and queued turns
+and ends the chat (exit 0). Signals are watched from the start, also while a session starts.
+Closing a session kills the agent's process group.
 
 stdin is read through a non-blocking :class:`trio.lowlevel.FdStream` on a duplicate of fd 0
-(no threads); its blocking mode is restored on exit.
+(no threads), decoded as UTF-8 with replacement; its blocking mode is restored on exit.
 """
 
 from __future__ import annotations
@@ -17,25 +27,52 @@ import argparse
 import os
 import signal
 import sys
+from typing import Any
 
+import attrs
 import trio
 
-from ..errors import AliceError, ConfigError
+from ..errors import AliceError, ConfigError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
-from .main import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-    _config_error,
-    _err,
-    resolve_profile,
-)
-from .progress import ProgressPrinter
+from .exits import EXIT_OK, UsageError, exit_code_for, signal_exit
+from .main import _config_error, _err, _isatty, interrupt_signal, resolve_profile, run_trio
+from .progress import ProgressPrinter, write_text
 
-__all__ = ["cmd_chat"]
+__all__ = ["COMMANDS", "cmd_chat", "parse_line"]
 
-_HELP = "type a message; Ctrl-C interrupts the turn, Ctrl-D ends the chat; /thread shows the id"
+#: command → help text (``/help`` prints these)
+COMMANDS: dict[str, str] = {
+    "/help": "this list",
+    "/quit": "end the chat now (a running turn is stopped); also /exit, Ctrl-D waits for it",
+    "/exit": "same as /quit",
+    "/interrupt": "stop the running turn (Ctrl-C does the same)",
+    "/new": "start a fresh conversation (new session, no thread)",
+    "/model": "/model NAME: use model NAME from the next turn (resumes this thread)",
+    "/thread": "show the thread id",
+}
+_HELP = "type a message; /help lists commands; Ctrl-C interrupts the turn, Ctrl-D ends the chat"
+
+
+@attrs.frozen
+class Line:
+    """One input line: a message for the agent, or a command with its argument."""
+
+    text: str
+    command: str = ""  # "" for a message; "/quit", … or an unknown "/cmd"
+    arg: str = ""
+
+
+def parse_line(raw: str) -> Line | None:
+    """A typed line → :class:`Line`; None for a blank line. ``//x`` is the message ``/x``."""
+    text = raw.strip()
+    if not text:
+        return None
+    if text.startswith("//"):
+        return Line(text=text[1:])
+    if text.startswith("/"):
+        word, _, arg = text.partition(" ")
+        return Line(text=text, command=word.lower(), arg=arg.strip())
+    return Line(text=text)
 
 
 async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
@@ -66,24 +103,35 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
 
 
 class _Chat:
-    def __init__(self, printer: ProgressPrinter, thread_id: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, provider: Any, config: Any, printer: ProgressPrinter
+    ) -> None:
+        self.args = args
+        self.provider = provider
+        self.config = config
         self.printer = printer
-        self.thread_id = thread_id
+        self.thread_id: str = args.thread or ""
+        self.model: str = args.model or ""
         self.turn_reply = ""
         self.interrupts = 0
         self.signal: int | None = None
+        self.session: Any = None
+        self.failure: AliceError | None = None
 
+    # -- events ---------------------------------------------------------------------------
     def on_event(self, event: TurnEvent) -> None:
         if event.thread_id:
             self.thread_id = event.thread_id
         if event.kind is EventKind.ASSISTANT_TEXT and event.text.strip():
-            self.turn_reply = event.text.strip()
+            self.turn_reply = event.text
         if event.kind in (EventKind.THREAD_STARTED, EventKind.TURN_STARTED):
             return
         if event.kind is EventKind.TURN_COMPLETED:
+            self.printer.finish(self.turn_reply)
+            self.printer.close()
             if self.turn_reply:
-                sys.stdout.write(self.turn_reply + "\n")
-                sys.stdout.flush()
+                write_text(sys.stdout, self.turn_reply.strip())
+                write_text(sys.stdout, "\n")
             if event.usage is not None and event.usage.has_usage:
                 u = event.usage
                 self.printer.message(
@@ -93,84 +141,177 @@ class _Chat:
             self.turn_reply = ""
             return
         if event.kind is EventKind.TURN_INTERRUPTED:
-            self.printer.message("turn interrupted", "yellow")
+            self.printer.finish("")
+            self.printer.message("turn interrupted", "33")
             self.turn_reply = ""
             return
         self.printer.on_raw_event(event.to_raw_event())
 
+    # -- the conversation -----------------------------------------------------------------
+    async def converse(self, lines: trio.MemoryReceiveChannel[str]) -> None:
+        """Sessions one after the other until /quit, end of input or a signal."""
+        while self.failure is None:
+            if await self._one_session(lines) == "end":
+                break
+        if self.failure is not None:
+            raise self.failure
+
+    async def _one_session(self, lines: trio.MemoryReceiveChannel[str]) -> str:
+        """One session; "end" (quit / end of input) or "restart" (/new, /model)."""
+        from ..sessions.session import open_session
+
+        initial = RunRequest(
+            user_text="(chat)",
+            thread_id=self.thread_id,
+            model=self.model,
+            workspace_dir=self.args.cwd or "",
+        )
+        outcome = "end"
+        async with open_session(self.provider, self.config, initial=initial) as session:
+            self.session = session
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, session, nursery.cancel_scope)
+                    outcome = await self._submit_lines(session, lines)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self.session = None
+        return outcome
+
+    async def _pump(self, session: Any, cancel: trio.CancelScope) -> None:
+        async for event in session.events():
+            self.on_event(event)
+        # the stream ended under us: the agent process died or the driver failed
+        failure = getattr(session, "failure", None)
+        self.failure = (
+            failure
+            if isinstance(failure, AliceError)
+            else SessionClosedError(
+                "the agent session ended", provider=getattr(session, "provider", "")
+            )
+        )
+        cancel.cancel()
+
+    async def _submit_lines(self, session: Any, lines: trio.MemoryReceiveChannel[str]) -> str:
+        async for raw in lines:
+            line = parse_line(raw)
+            if line is None:
+                continue
+            if line.command:
+                outcome = await self._command(session, line)
+                if outcome:
+                    return outcome
+                continue
+            self.interrupts = 0
+            request = RunRequest(
+                user_text=line.text,
+                thread_id=self.thread_id,
+                model=self.model,
+                workspace_dir=self.args.cwd or "",
+            )
+            try:
+                submitted = await session.submit(request)
+            except AliceError as exc:
+                self.printer.error(str(exc))
+                continue
+            self.printer.start()
+            mode = submitted.mode.value
+            if mode != "started":
+                depth = f" ({submitted.queue_depth} waiting)" if mode == "queued" else ""
+                self.printer.message(f"{mode}{depth}")
+        # end of input: let the running and queued turns finish
+        while session.busy:  # noqa: ASYNC110 - the session has no idle event
+            await trio.sleep(0.05)
+        return "end"
+
+    async def _command(self, session: Any, line: Line) -> str:
+        """Run a /command; "end" / "restart" when the session must go, else ""."""
+        say = self.printer.message
+        cmd = line.command
+        if cmd in ("/quit", "/exit"):
+            return "end"
+        if cmd == "/help":
+            for name, what in COMMANDS.items():
+                say(f"{name:<11} {what}")
+            say("//text      send /text (a line starting with one / is never sent)")
+        elif cmd == "/thread":
+            say(f"thread: {self.thread_id or '(none yet)'}")
+        elif cmd == "/interrupt":
+            if not session.busy:
+                say("no turn is running")
+            else:
+                await self._interrupt(session)
+        elif cmd == "/new":
+            self.thread_id = ""
+            say("new conversation" + (" (the running turn is stopped)" if session.busy else ""))
+            return "restart"
+        elif cmd == "/model":
+            if not line.arg or " " in line.arg:
+                say("usage: /model NAME")
+                return ""
+            self.model = line.arg
+            where = f"resuming thread {self.thread_id}" if self.thread_id else "new conversation"
+            say(f"model {self.model}: a new session ({where}) takes the next turn")
+            return "restart"
+        else:
+            say(f"unknown command {cmd} (not sent; /help lists commands, //text sends /text)")
+        return ""
+
+    async def _interrupt(self, session: Any) -> None:
+        self.printer.message("interrupting…", "33")
+        try:
+            await session.interrupt()
+        except AliceError as exc:
+            self.printer.error(str(exc))
+
+    async def watch_signals(self, signals: Any, cancel: trio.CancelScope) -> None:
+        """First Ctrl-C with a turn running interrupts it; any other signal ends the chat."""
+        async for signum in signals:
+            session = self.session
+            if (
+                signum == signal.SIGINT
+                and session is not None
+                and session.busy
+                and self.interrupts == 0
+            ):
+                self.interrupts += 1
+                self.printer.message("(Ctrl-C again to quit)", "33")
+                await self._interrupt(session)
+                continue
+            self.signal = signum
+            cancel.cancel()
+            return
+
 
 async def _chat(args: argparse.Namespace, provider: object, config: object) -> int:
-    from ..sessions.session import open_session
-
-    printer = ProgressPrinter(plain=args.plain, verbose=args.verbose)
-    chat = _Chat(printer, args.thread or "")
-    initial = RunRequest(
-        user_text="(chat)",
-        thread_id=args.thread or "",
-        model=args.model or "",
-        workspace_dir=args.cwd or "",
+    printer = ProgressPrinter(
+        plain=args.plain,
+        verbose=args.verbose,
+        hold_reply=_isatty(sys.stdout) and _isatty(sys.stderr),
+        title=f"{getattr(provider, 'name', 'agent')} is working",
     )
+    chat = _Chat(args, provider, config, printer)
     send, recv = trio.open_memory_channel[str](64)
+    error: AliceError | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_session(provider, config, initial=initial) as session:  # type: ignore[arg-type]
-            printer.message(_HELP)
+        try:
             async with trio.open_nursery() as nursery:
-
-                async def pump_events() -> None:
-                    async for event in session.events():
-                        chat.on_event(event)
-
-                async def watch_signals() -> None:
-                    async for signum in signals:
-                        if signum == signal.SIGINT and session.busy and chat.interrupts == 0:
-                            chat.interrupts += 1
-                            printer.message("interrupting… (Ctrl-C again to quit)", "yellow")
-                            try:
-                                await session.interrupt()
-                            except AliceError as exc:
-                                printer.error(str(exc))
-                            continue
-                        chat.signal = signum
-                        nursery.cancel_scope.cancel()
-                        return
-
-                async def submit_lines() -> None:
-                    async for line in recv:
-                        text = line.strip()
-                        if not text:
-                            continue
-                        if text == "/thread":
-                            printer.message(f"thread: {chat.thread_id or '(none yet)'}")
-                            continue
-                        chat.interrupts = 0
-                        request = RunRequest(
-                            user_text=text,
-                            thread_id=chat.thread_id,
-                            model=args.model or "",
-                            workspace_dir=args.cwd or "",
-                        )
-                        try:
-                            submitted = await session.submit(request)
-                        except AliceError as exc:
-                            printer.error(str(exc))
-                            continue
-                        mode = submitted.mode.value
-                        if mode != "started":
-                            depth = (
-                                f" ({submitted.queue_depth} waiting)" if mode == "queued" else ""
-                            )
-                            printer.message(f"{mode}{depth}")
-                    # end of input: let the running and queued turns finish
-                    while session.busy:  # noqa: ASYNC110 - the session has no idle event
-                        await trio.sleep(0.05)
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(pump_events)
-                nursery.start_soon(watch_signals)
+                nursery.start_soon(chat.watch_signals, signals, nursery.cancel_scope)
                 nursery.start_soon(_read_lines, send)
-                nursery.start_soon(submit_lines)
+                nursery.start_soon(printer.run)
+                printer.message(_HELP)
+                try:
+                    await chat.converse(recv)
+                except AliceError as exc:  # raised bare after the nursery, never in a group
+                    error = exc
+                nursery.cancel_scope.cancel()
+        finally:
+            printer.close()
     if chat.signal is not None:
-        return EXIT_INTERRUPTED if chat.signal == signal.SIGINT else 128 + chat.signal
+        _err("interrupted" if chat.signal == signal.SIGINT else "terminated")
+        return signal_exit(chat.signal)
+    if error is not None:
+        raise error
     return EXIT_OK
 
 
@@ -182,13 +323,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return _config_error(exc)
     except UsageError as exc:
         _err(str(exc))
-        return EXIT_USAGE
+        return exit_code_for(exc)
     try:
-        return trio.run(_chat, args, provider, config)
+        return int(run_trio(_chat, args, provider, config))
     except ConfigError as exc:
         return _config_error(exc)
     except AliceError as exc:
         _err(str(exc))
-        return 1
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return exit_code_for(exc)
+    except KeyboardInterrupt as exc:
+        signum = interrupt_signal(exc)
+        _err("interrupted" if signum == signal.SIGINT else "terminated")
+        return signal_exit(signum)

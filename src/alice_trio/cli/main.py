@@ -1,8 +1,9 @@
 """``alice-trio``: run one agent turn, decode a recorded transcript, chat, check the installed CLIs.
 
-Exit codes: 0 ok, 1 the run failed, 2 usage or configuration error, 130 interrupted (SIGINT;
-143 for SIGTERM). An interrupted run returns only after the engine has killed and reaped the
-agent CLI's whole process tree.
+Exit codes: the table in :mod:`alice_trio.cli.exits` (0 ok, 1 the run failed, 2 usage or
+configuration error, 3 agent CLI not found, 4 timeout, 130 SIGINT, 143 SIGTERM). An interrupted
+run returns only after the engine has killed and reaped the agent CLI's whole process tree; a
+signal never ends in a traceback or an exception group.
 """
 
 from __future__ import annotations
@@ -28,25 +29,43 @@ from ..config import (
     load_config,
     override_profile,
 )
-from ..errors import AliceError, ConfigError, EmptyPromptError
+from ..errors import AliceError, ConfigError
 from ..models import RunRequest
 from ..providers.registry import get_provider, normalize_name, provider_names
 from ..routing import backend_from_config
-from .progress import JsonLinesPrinter, ProgressPrinter, result_json
+from .exits import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    UsageError,
+    epilog,
+    exit_code_for,
+    signal_exit,
+)
+from .progress import JsonLinesPrinter, ProgressPrinter, write_text
+from .result import error_json, result_json
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "Terminated",
+    "main",
+]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 CONFIG_ENV = "ALICE_TRIO_CONFIG"
 #: the prompt of a replay run given none (the replayed agent ignores it)
 REPLAY_PROMPT = "Replay the recorded run."
+#: the recorded stderr a replay keeps for ``stderr_tail`` (the engine keeps 64 KiB too)
+_STDERR_TAIL_CHARS = 64 * 1024
 
 
-class UsageError(Exception):
-    """Bad command-line usage (exit 2)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a trio signal receiver: unwinds like Ctrl-C, exits 143."""
 
 
 # -- shared helpers -----------------------------------------------------------------------------
@@ -126,17 +145,41 @@ def _route(app: AppConfig, provider: str, profile: str) -> ProfileConfig:
     raise ConfigError(f"no profile serves provider {routed.provider!r}")  # pragma: no cover
 
 
+def _read_stdin() -> str:
+    """All of stdin as text: read as bytes, invalid UTF-8 becomes U+FFFD (never a traceback)."""
+    stream = sys.stdin
+    if stream is None:
+        return ""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # a replaced sys.stdin (tests): already text
+        return stream.read()
+    return bytes(buffer.read()).decode("utf-8", "replace")
+
+
+def _argv_text(text: str) -> str:
+    """A command-line argument as clean text: bytes that were not UTF-8 (which Python keeps as
+    lone surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _read_prompt(args: argparse.Namespace, provider: str) -> str:
-    text = " ".join(args.prompt or []).strip()
+    text = _argv_text(" ".join(args.prompt or []).strip())
     if text == "-":
-        return sys.stdin.read()
+        return _read_stdin()
     if text:
         return text
     if provider == "replay":
         return REPLAY_PROMPT
-    if sys.stdin is not None and not sys.stdin.isatty():
-        return sys.stdin.read()
+    if sys.stdin is not None and not _isatty(sys.stdin):
+        return _read_stdin()
     raise UsageError("no prompt: give it as arguments, or '-' to read it from stdin")
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 async def _with_signals(body: Callable[[], Any]) -> tuple[Any, int | None]:
@@ -162,8 +205,33 @@ async def _with_signals(body: Callable[[], Any]) -> tuple[Any, int | None]:
     return value, (caught[0] if caught else None)
 
 
-def _signal_exit(signum: int) -> int:
-    return EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
+def run_trio(fn: Callable[..., Any], *args: Any) -> Any:
+    """``trio.run(fn, *args)``, with a KeyboardInterrupt (Ctrl-C before or after a signal
+    receiver was in place; :class:`Terminated` for SIGTERM) that trio delivered inside an
+    exception group unwrapped to the bare exception."""
+    try:
+        return trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        interrupt = _interrupt_in(group)
+        if interrupt is None:
+            raise
+        raise interrupt from None
+
+
+def _interrupt_in(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    """The (first) KeyboardInterrupt of ``group`` when it holds nothing else but
+    ``trio.Cancelled``; None otherwise."""
+    interrupts, rest = group.split(KeyboardInterrupt)
+    if interrupts is None or (rest is not None and rest.split(trio.Cancelled)[1] is not None):
+        return None
+    exc: BaseException = interrupts
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _signal_name(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else "terminated"
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -174,86 +242,109 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile = resolve_profile(args)
         provider, config = profile.resolve()
         prompt = _read_prompt(args, provider.name)
-    except ConfigError as exc:
-        return _config_error(exc)
-    except UsageError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
-    backend = OneShotBackend(provider, config)
+    except (ConfigError, UsageError) as exc:
+        return _fail(exc)
+    names = {"command": "run", "provider": provider.name, "profile": profile.name}
+    want_json = bool(args.json or args.jsonl)
     jsonl = JsonLinesPrinter() if args.jsonl else None
     human = None
     if not (args.quiet or jsonl):
-        human = ProgressPrinter(plain=args.plain, verbose=args.verbose)
-    on_raw = jsonl.on_raw_event if jsonl else (human.on_raw_event if human else None)
-    request = RunRequest(
-        user_text=prompt,
-        thread_id=args.thread or "",
-        model=args.model or "",
-        workspace_dir=args.cwd or "",
-        on_raw_event=on_raw,
-    )
-    names = {"provider": provider.name, "profile": profile.name}
+        human = ProgressPrinter(
+            plain=args.plain,
+            verbose=args.verbose,
+            # the reply goes to stdout: on one terminal, progress must not show it first
+            hold_reply=not want_json and _isatty(sys.stdout) and _isatty(sys.stderr),
+            title=f"{provider.name} is working",
+        )
+    printer: ProgressPrinter | JsonLinesPrinter | None = jsonl or human
+    try:
+        request = RunRequest(
+            user_text=prompt,
+            thread_id=args.thread or "",
+            model=args.model or "",
+            workspace_dir=args.cwd or "",
+            on_raw_event=printer.on_raw_event if printer is not None else None,
+        )
+    except (AliceError, ValueError, TypeError) as exc:
+        return _fail(exc if isinstance(exc, AliceError) else ConfigError(str(exc)))
+    backend = OneShotBackend(provider, config)
     outcome: dict[str, Any] = {}
 
     async def body() -> None:
-        try:
-            outcome["result"] = await backend.run(request)
-        except AliceError as exc:
-            outcome["error"] = exc
+        async with trio.open_nursery() as nursery:
+            if printer is not None:
+                nursery.start_soon(printer.run)
+            if human is not None:
+                human.start()
+            try:
+                outcome["result"] = await backend.run(request)
+            except AliceError as exc:
+                outcome["error"] = exc
+            finally:
+                nursery.cancel_scope.cancel()
 
-    if human is not None:
-        human.start(f"{provider.name} is working…")
     try:
-        _, signum = trio.run(_with_signals, body)
-    except KeyboardInterrupt:  # a SIGINT before the signal receiver was installed
-        signum = signal.SIGINT
+        _, signum = run_trio(_with_signals, body)
+    except KeyboardInterrupt as exc:  # a signal before the receiver was installed
+        signum = interrupt_signal(exc)
     finally:
-        if human is not None:
-            human.stop()
+        if printer is not None:
+            printer.close()
 
     if signum is not None:
-        if args.json or jsonl:
-            obj = result_json(None, **names, error="interrupted", error_type="Interrupted")
-            _emit_json(obj, jsonl)
-        _err("interrupted")
-        return _signal_exit(signum)
+        if want_json:
+            name = _signal_name(signum)
+            _emit_json(result_json(None, **names, error=name, error_type=name.title()), jsonl)
+        _err(_signal_name(signum))
+        return signal_exit(signum)
     error: AliceError | None = outcome.get("error")
     if error is not None:
-        result = error.partial
-        if args.json or jsonl:
-            obj = result_json(result, **names, error=error.message, error_type=type(error).__name__)
-            if error.stderr_tail:
-                obj["stderr_tail"] = error.stderr_tail
-            _emit_json(obj, jsonl)
+        if want_json:
+            _emit_json(error_json(error, **names), jsonl)
         if human is not None:
-            human.summary(result)
+            human.finish("")  # a held-back message is not printed on stdout: show it
+            human.summary(error.partial)
+            human.close()
         _err(str(error))
-        return EXIT_USAGE if isinstance(error, (ConfigError, EmptyPromptError)) else EXIT_FAILED
+        return exit_code_for(error)
     result = outcome["result"]
-    if args.json or jsonl:
+    if want_json:
         _emit_json(result_json(result, **names), jsonl)
     else:
-        sys.stdout.write(result.reply + ("\n" if not result.reply.endswith("\n") else ""))
-        sys.stdout.flush()
+        if human is not None:
+            human.finish(result.reply)
+            human.close()
+        reply = result.reply
+        write_text(sys.stdout, reply)
+        if not reply.endswith("\n"):
+            write_text(sys.stdout, "\n")
     if human is not None:
         human.summary(result)
+        human.close()
     return EXIT_OK
+
+
+def _fail(exc: BaseException) -> int:
+    """Report ``exc`` on stderr; its exit code."""
+    if isinstance(exc, ConfigError):
+        return _config_error(exc)
+    _err(str(exc))
+    return exit_code_for(exc)
 
 
 def _emit_json(obj: dict[str, Any], jsonl: JsonLinesPrinter | None) -> None:
     if jsonl is not None:
         jsonl.emit({"type": "result", **obj})
     else:
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-        sys.stdout.flush()
+        write_text(sys.stdout, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 # -- replay -------------------------------------------------------------------------------------
 
 
-def _transcript_stdout(path: Path) -> str:
-    """The recorded stdout of ``path``: a raw stdout file, a timeline ``.jsonl``, a capture
-    ``.json`` or a case folder holding ``stdout.raw`` / ``timeline.jsonl``."""
+def _transcript_streams(path: Path) -> tuple[str, str]:
+    """The recorded stdout and stderr of ``path``: a raw stdout file, a timeline ``.jsonl``, a
+    capture ``.json`` or a case folder holding ``stdout.raw`` / ``timeline.jsonl``."""
     from ..replay_cli import load_transcript
 
     if path.is_dir():
@@ -264,19 +355,20 @@ def _transcript_stdout(path: Path) -> str:
         else:
             raise OSError(f"{path} is a folder without stdout.raw or timeline.jsonl")
     transcript = load_transcript(path)
-    data = b"".join(line for _, stream, line in transcript.lines if stream == "stdout")
-    return data.decode("utf-8", errors="replace")
+    out = b"".join(line for _, stream, line in transcript.lines if stream == "stdout")
+    err = b"".join(line for _, stream, line in transcript.lines if stream == "stderr")
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from ..transcript import decode_transcript, outcome_summary
+    from ..transcript import decode_transcript, outcome_error
 
     try:
         get_provider(args.provider)
     except ConfigError as exc:
         return _config_error(exc)
     try:
-        text = _transcript_stdout(Path(args.file))
+        text, stderr = _transcript_streams(Path(args.file))
     except OSError as exc:
         _err(f"cannot read {args.file}: {exc.strerror or exc}")
         return EXIT_USAGE
@@ -284,18 +376,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         outcome = decode_transcript(args.provider, text, thread_id=args.thread or "")
     except ConfigError as exc:
         return _config_error(exc)
-    summary = outcome_summary(outcome)
+    error, error_type = outcome_error(outcome)
+    obj = result_json(
+        outcome.result,
+        command="replay",
+        provider=normalize_name(args.provider),
+        error=error,
+        error_type=error_type,
+        stderr_tail=stderr[-_STDERR_TAIL_CHARS:],
+    )
     if args.json:
-        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        write_text(sys.stdout, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
-    if summary["reply"]:
-        sys.stdout.write(summary["reply"] + "\n")
+    if obj["reply"]:
+        write_text(sys.stdout, obj["reply"])
+        write_text(sys.stdout, "\n")
     printer = ProgressPrinter(plain=args.plain)
     printer.summary(outcome.result)
-    if summary["error"]:
-        printer.error(summary["error"])
+    if error:
+        printer.error(error)
     if outcome.unknown_lines:
         printer.message(f"{outcome.unknown_lines} line(s) were not understood")
+    printer.close()
     return EXIT_OK
 
 
@@ -354,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alice-trio",
         description="Drive AI coding-agent CLIs: one request in, one agent turn out.",
-        epilog="exit codes: 0 ok, 1 the run failed, 2 usage or config error, 130 interrupted",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"alice-trio {__version__}")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
@@ -362,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run one agent turn",
-        description="Run one agent turn: live progress on stderr, the reply on stdout.",
+        description="Run one agent turn: live progress on stderr, the reply on stdout. "
+        "--json/--jsonl print the result object of docs/cli.md (schema 1).",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_target_options(run)
     out = run.add_mutually_exclusive_group()
@@ -376,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="decode a recorded CLI stdout",
         description="Decode a file holding a CLI's raw stdout (or a timeline/capture) and print "
-        "the result. Exit 0 when the file decodes, also when the recorded run failed.",
+        "the result (--json: the result object of docs/cli.md, as run --json). Exit 0 when the "
+        "file decodes, also when the recorded run failed.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_argument("--provider", "-P", required=True, metavar="NAME")
     replay.add_argument("--thread", "-t", metavar="ID", help="thread id the run resumed")
@@ -389,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
         "chat",
         help="interactive conversation",
         description="Chat with an agent: type while a turn runs to queue (or steer) input, "
-        "Ctrl-C interrupts the turn, Ctrl-D ends the chat.",
+        "Ctrl-C interrupts the turn, Ctrl-D ends the chat. Commands: /help, /quit (/exit), "
+        "/interrupt, /new, /model NAME, /thread; //text sends a line starting with '/'.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_target_options(chat)
     chat.set_defaults(func=_lazy("chat", "cmd_chat"))
@@ -430,8 +542,51 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return call
 
 
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM where no trio signal receiver handles it: unwind like Ctrl-C. Inside a trio run
+    the SIGINT machinery delivers it (trio raises KeyboardInterrupt only where it is safe);
+    elsewhere :class:`Terminated` is raised here."""
+    global _terminated
+    _terminated = True
+    handler = signal.getsignal(signal.SIGINT)
+    if trio.lowlevel.in_trio_run() and callable(handler):
+        signal.raise_signal(signal.SIGINT)
+        return
+    raise Terminated()
+
+
+def interrupt_signal(exc: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt: SIGTERM for :class:`Terminated` (or one that
+    :func:`_on_sigterm` routed through trio's Ctrl-C machinery), else SIGINT."""
+    return signal.SIGTERM if isinstance(exc, Terminated) or _terminated else signal.SIGINT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``alice-trio`` entry point; returns the exit code."""
+    """The ``alice-trio`` entry point; returns the exit code (see :mod:`alice_trio.cli.exits`).
+
+    While it runs, SIGTERM unwinds like Ctrl-C (:class:`Terminated`) wherever no trio signal
+    receiver handles it; the previous handler is restored on return."""
+    previous = None
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        signum = interrupt_signal(exc)
+        _err(_signal_name(signum))
+        return signal_exit(signum)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -439,9 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:  # a signal trio delivered inside a group
+        interrupt = _interrupt_in(group)
+        if interrupt is None:
+            raise
+        raise interrupt from None
     except BrokenPipeError:  # stdout closed early (| head): not our failure
         try:
             sys.stdout = open(os.devnull, "w")  # silence the flush at exit

@@ -1,150 +1,402 @@
-"""Showing a run as it happens: human progress on stderr (rich when installed) or JSON lines.
+"""Showing a run as it happens, at a cost bounded by what a reader can take in.
 
-Both printers take the engine's ``on_raw_event`` callback (the CLI passes no ``on_progress``,
-so every event — assistant messages, tool calls, file changes, retries — arrives here with its
-kind). rich is imported lazily; without it (or with ``plain=True``) the output is plain text.
+:class:`ProgressPrinter` takes the engine's ``on_raw_event`` callback (the CLI passes no
+``on_progress``, so every event — assistant messages, tool calls, file changes, retries — arrives
+here with its kind). The callback never writes; the output happens in frames (:meth:`run`):
+
+* **live** (the stream is a terminal): at most :data:`FRAME_SECONDS` apart, each frame prints
+  the newest :data:`LIVE_LINES` events that arrived since the last one (the callback keeps only
+  those and counts the others, shown as one ``… N more events`` line) and redraws a one-line
+  status (spinner, elapsed time, event count) that is erased again before anything else is
+  written. A flood of 200,000 events costs a few hundred frames, not 200,000 terminal writes.
+* **lines** (a file or a pipe): the callback formats one plain line per event (no colours, no
+  markup), written in batches (:data:`BATCH_BYTES` or one frame interval, whichever comes first).
+
+Texts are clipped when formatted (``head … [N bytes] … tail``): a 50 MB assistant
+message costs a slice of a few hundred characters, never a copy of the text. The frame task
+(:meth:`ProgressPrinter.run`) is cancel-safe: cancelling it loses nothing, :meth:`close` (or
+:meth:`flush`) writes what is still buffered. Without a running frame task (``replay``) every
+call writes at once.
+
+:class:`JsonLinesPrinter` is ``--jsonl``: one JSON object per event, batched the same way.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import time
+from collections import Counter, deque
 from typing import Any, TextIO
+
+import trio
 
 from ..models import RawEvent, RunResult
 
-__all__ = ["JsonLinesPrinter", "ProgressPrinter", "result_json"]
+__all__ = [
+    "BATCH_BYTES",
+    "FRAME_SECONDS",
+    "LIVE_LINES",
+    "JsonLinesPrinter",
+    "ProgressPrinter",
+    "clip",
+    "utf8_len",
+    "write_text",
+]
 
-_MAX_DETAIL = 300
-#: raw event kinds shown without --verbose
-_SHOWN = frozenset(
-    {"assistant_text", "tool_use", "tool_result", "file_change", "retry", "error", "question",
-     "reasoning", "dropped"}
-)  # fmt: skip
+#: the longest time buffered progress waits before it is written (also the live frame rate)
+FRAME_SECONDS = 0.1
+#: lines-mode output is written when this much is buffered (or a frame interval passed)
+BATCH_BYTES = 1 << 16
+#: newest events shown per live frame; older ones in the same frame are only counted
+LIVE_LINES = 6
+#: a one-line detail (tool call, reasoning, …) is clipped to this many characters
+_LINE_CHARS = 300
+#: an assistant message shown in progress is clipped to this many characters
+_TEXT_CHARS = 1200
+#: the kinds shown without --verbose: kind → (label, ANSI style, keep newlines, clip length)
+_STYLES: dict[str, tuple[str, str, bool, int]] = {
+    "assistant_text": ("assistant›", "1;36", True, _TEXT_CHARS),
+    "tool_use": ("tool›", "35", False, _LINE_CHARS),
+    "tool_result": ("  ↳", "2", False, 160),
+    "file_change": ("file›", "32", False, _LINE_CHARS),
+    "retry": ("retry›", "33", False, _LINE_CHARS),
+    "error": ("error›", "1;31", False, 2000),
+    "reasoning": ("thinking›", "2;3", False, 160),
+    "question": ("question›", "1;33", False, 2000),
+    "dropped": ("note›", "2", False, _LINE_CHARS),
+}
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+#: characters per write when a long text goes out (bounds the encoded copy)
+_CHUNK_CHARS = 1 << 20
 
 
-def _short(text: str, limit: int = _MAX_DETAIL) -> str:
-    text = text.strip()
-    if len(text) > limit:
-        return text[: limit - 1] + "…"
+def utf8_len(text: str) -> int:
+    """UTF-8 size of ``text`` without encoding it whole (chunks of 1 Mi characters)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        len(text[i : i + _CHUNK_CHARS].encode("utf-8", "surrogatepass"))
+        for i in range(0, len(text), _CHUNK_CHARS)
+    )
+
+
+def clip(text: str, limit: int, *, one_line: bool = False) -> str:
+    """``text`` stripped, at most about ``limit`` characters: a longer one becomes
+    ``head … [N bytes] … tail``. Only the kept parts are copied; ``one_line`` turns newlines
+    into ``⏎``."""
+    n = len(text)
+    if n > limit + 64:
+        head, tail = text[: limit * 2 // 3].strip(), text[n - limit // 3 :].strip()
+        text = f"{head} … [{utf8_len(text):,} bytes] … {tail}"
+    else:
+        text = text.strip()
+    if one_line and "\n" in text:
+        text = text.replace("\r\n", "\n").replace("\n", " ⏎ ")
     return text
 
 
-def result_json(
-    result: RunResult | None,
-    *,
-    provider: str = "",
-    profile: str = "",
-    error: str | None = None,
-    error_type: str | None = None,
-) -> dict[str, Any]:
-    """The ``--json`` object of a run: the RunResult fields plus ``provider``, ``profile``,
-    ``error`` (null on success) and ``error_type``."""
-    out: dict[str, Any] = (result or RunResult()).to_dict()
-    out["provider"] = provider
-    out["profile"] = profile
-    out["error"] = error
-    out["error_type"] = error_type
-    return out
+def write_text(stream: TextIO, text: str) -> None:
+    """Write ``text`` in pieces of at most 1 Mi characters (a huge reply is never copied whole
+    into one encoded buffer); characters the stream cannot encode (a lone surrogate from a
+    ``\\ud800`` escape) become ``?`` instead of failing the write."""
+    buffer = getattr(stream, "buffer", None)
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    for i in range(0, len(text), _CHUNK_CHARS):
+        piece = text[i : i + _CHUNK_CHARS]
+        if buffer is not None:
+            stream.flush()
+            buffer.write(piece.encode(encoding, "replace"))
+        else:
+            stream.write(piece)
+    if buffer is not None:
+        buffer.flush()
+    stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 class ProgressPrinter:
-    """Live progress for humans on ``stream`` (default stderr)."""
+    """Progress for humans on ``stream`` (default stderr); see the module docstring.
+
+    ``live`` defaults to whether ``stream`` is a terminal; ``plain`` turns colours and the
+    status line off (``NO_COLOR`` turns colours off). ``hold_reply``: the newest assistant
+    message is written only once a later event shows it was not the final reply, and
+    :meth:`finish` drops it when it is the reply (printed on stdout anyway): the reply is then
+    shown once, not twice, when stdout and stderr are the same terminal.
+    """
 
     def __init__(
-        self, stream: TextIO | None = None, *, plain: bool = False, verbose: bool = False
+        self,
+        stream: TextIO | None = None,
+        *,
+        plain: bool = False,
+        verbose: bool = False,
+        live: bool | None = None,
+        hold_reply: bool = False,
+        title: str = "",
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.verbose = verbose
-        self.console: Any = None
-        if not plain:
-            try:
-                from rich.console import Console
-            except ImportError:  # rich is an optional extra
-                Console = None  # type: ignore[assignment,misc]
-            if Console is not None:
-                self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
-        self._status: Any = None
+        self.live = _isatty(self.stream) if live is None else live
+        self.status_line = self.live and not plain
+        self.color = self.status_line and not os.environ.get("NO_COLOR")
+        self.hold_reply = hold_reply
+        self.title = title
+        self.events = 0
+        self._held: RawEvent | None = None
+        self._lines: list[str] = []  # lines mode: formatted, not yet written
+        self._size = 0
+        self._recent: deque[RawEvent] = deque(maxlen=LIVE_LINES)  # live: the newest events
+        self._skipped: Counter[str] = Counter()  # live mode: kinds not shown this frame
+        self._last_write = time.monotonic()
+        self._started = self._last_write
+        self._frames = 0
+        self._status_shown = False
+        self._active = False  # a turn runs: the status line may be drawn
+        self._ticking = False
+        self._last_kind = ""
 
-    # -- a spinner while the turn runs (terminals only) --------------------------------------
-    def start(self, what: str) -> None:
-        if self.console is not None and self.console.is_terminal:
-            self._status = self.console.status(what, spinner="dots")
-            self._status.start()
-        else:
-            self._line("…", what, "dim")
+    # -- the frame task -------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write buffered progress every :data:`FRAME_SECONDS` (and redraw the status line)
+        until cancelled. Cancel-safe: what is still buffered is written by :meth:`close`."""
+        self._ticking = True
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(FRAME_SECONDS)
+                self._frame()
+        finally:
+            self._ticking = False
 
-    def stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+    def start(self) -> None:
+        """A turn starts: from now on (after half a second without events) the status line
+        is drawn, until :meth:`close`."""
+        self._active = True
+        self._started = time.monotonic()
+        self.events = 0
+        self._last_kind = ""
 
-    # -- output -------------------------------------------------------------------------------
-    def _line(self, label: str, text: str, style: str) -> None:
-        if self.console is not None:
-            from rich.markup import escape
+    def close(self) -> None:
+        """Write what is buffered and erase the status line (the turn is over)."""
+        self._active = False
+        self._frame()
 
-            self.console.print(f"[{style}]{escape(label)}[/] {escape(text)}")
-        else:
-            self.stream.write(f"{label} {text}\n")
-            self.stream.flush()
+    flush = close
 
+    # -- events ---------------------------------------------------------------------------
     def on_raw_event(self, event: RawEvent) -> None:
+        """The ``on_raw_event`` callback: formats and buffers; never blocks."""
         kind = event.kind
-        if kind not in _SHOWN and not self.verbose:
+        if kind not in _STYLES and not self.verbose:
             return
-        detail = event.detail
-        if kind == "assistant_text":
-            self._line("assistant›", detail.strip(), "bold cyan")
-        elif kind == "tool_use":
-            self._line("tool›", _short(detail.replace("\n", " ⏎ ")), "magenta")
-        elif kind == "tool_result":
-            self._line("  ↳", _short(detail.replace("\n", " ⏎ "), 160), "dim")
-        elif kind == "file_change":
-            self._line("file›", _short(detail), "green")
-        elif kind == "retry":
-            self._line("retry›", _short(detail), "yellow")
-        elif kind == "error":
-            self._line("error›", _short(detail), "bold red")
-        elif kind == "reasoning":
-            self._line("thinking›", _short(detail.replace("\n", " "), 160), "dim italic")
-        elif kind == "question":
-            self._line("question›", _short(detail), "bold yellow")
-        elif kind == "dropped":
-            self._line("note›", detail, "dim")
-        else:
-            self._line(f"{kind}›", _short(detail or event.line), "dim")
+        if not self._active:
+            self.start()
+        self.events += 1
+        self._last_kind = kind
+        if self.hold_reply and kind == "assistant_text":
+            held, self._held = self._held, event
+            if held is None:
+                return
+            event = held
+        elif self._held is not None:
+            held, self._held = self._held, None
+            self._add_event(held)
+        self._add_event(event)
 
-    def message(self, text: str, style: str = "dim") -> None:
-        self._line("›", text, style)
+    def finish(self, reply: str) -> None:
+        """The run ended with ``reply``: a held-back assistant message is shown unless it is
+        that reply."""
+        held, self._held = self._held, None
+        if held is not None and not _same_text(held.detail, reply):
+            self._add_event(held)
+
+    def message(self, text: str, style: str = "2") -> None:
+        self._add_line(self._paint("›", clip(text, 2000), style))
+
+    def error(self, text: str) -> None:
+        self._add_line(self._paint("error:", text.rstrip(), "1;31"))
 
     def summary(self, result: RunResult) -> None:
         """Thread id and usage after the reply."""
         if result.next_thread_id:
-            self._line("thread:", result.next_thread_id, "dim")
+            self._add_line(self._paint("thread:", result.next_thread_id, "2"))
         u = result.usage
         if u.has_usage:
-            self._line(
-                "usage:",
+            text = (
                 f"{u.input_tokens} input ({u.cached_input_tokens} cached), "
-                f"{u.output_tokens} output tokens",
-                "dim",
+                f"{u.output_tokens} output tokens"
             )
+            self._add_line(self._paint("usage:", text, "2"))
 
-    def error(self, text: str) -> None:
-        self._line("error:", text, "bold red")
+    # -- formatting -----------------------------------------------------------------------
+    def _format(self, event: RawEvent) -> str:
+        kind = event.kind
+        style = _STYLES.get(kind)
+        if style is None:
+            label, ansi, keep, limit = f"{kind}›", "2", False, _LINE_CHARS
+            text = event.detail or event.line
+        else:
+            label, ansi, keep, limit = style
+            text = event.detail
+        if (
+            len(text) > limit
+            or (not keep and "\n" in text)
+            or text[:1].isspace()
+            or text[-1:].isspace()
+        ):
+            text = clip(text, limit, one_line=not keep)  # details arrive stripped: rarely taken
+        if self.color:
+            return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
+        return f"{label} {text}\n"
+
+    def _paint(self, label: str, text: str, ansi: str) -> str:
+        if self.color:
+            return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
+        return f"{label} {text}\n"
+
+    # -- output ---------------------------------------------------------------------------
+    def _add_event(self, event: RawEvent) -> None:
+        """Buffer one event: live, only the newest :data:`LIVE_LINES` are kept (and formatted
+        at the next frame), the others counted; lines mode, formatted now and batched."""
+        if self.live:
+            recent = self._recent
+            if len(recent) == LIVE_LINES:
+                self._skipped[recent[0].kind] += 1
+            recent.append(event)
+            if not self._ticking:
+                self._frame()
+            return
+        line = self._format(event)
+        self._lines.append(line)
+        self._size += len(line)
+        if (
+            not self._ticking
+            or self._size >= BATCH_BYTES
+            or time.monotonic() - self._last_write >= FRAME_SECONDS
+        ):
+            self._frame()
+
+    def _add_line(self, line: str) -> None:
+        """A message, an error, the summary: written at once, after the events before it."""
+        if self.live:
+            self._move_recent_out()
+        self._lines.append(line)
+        self._size += len(line)
+        self._frame()
+
+    def _move_recent_out(self) -> None:
+        if self._skipped:
+            total = sum(self._skipped.values())
+            kinds = ", ".join(f"{k} {n:,}" for k, n in self._skipped.most_common(4))
+            self._lines.append(self._paint("…", f"{total:,} more events ({kinds})", "2"))
+            self._skipped.clear()
+        self._lines.extend(self._format(event) for event in self._recent)
+        self._recent.clear()
+
+    def _frame(self) -> None:
+        """Write buffered lines (and, live, redraw the status line below them)."""
+        if self.live:
+            self._move_recent_out()
+        self._last_write = time.monotonic()
+        draw_status = (
+            self.status_line
+            and self._active
+            and (self.events > 0 or self._last_write - self._started >= 0.5)
+        )
+        if not self._lines and not self._status_shown and not draw_status:
+            return
+        out = "\r\x1b[2K" if self._status_shown else ""
+        self._status_shown = False
+        if self._lines:
+            out += "".join(self._lines)
+            self._lines.clear()
+            self._size = 0
+        if draw_status:
+            out += self._status()
+            self._status_shown = True
+        try:
+            self.stream.write(out)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # stream closed under us: progress is optional
+            self.status_line = False
+
+    def _status(self) -> str:
+        self._frames += 1
+        spin = _SPINNER[self._frames % len(_SPINNER)]
+        elapsed = self._last_write - self._started
+        text = f"{self.title or 'working'} · {elapsed:.0f} s · {self.events:,} events"
+        if self._last_kind:
+            text += f" · last: {self._last_kind}"
+        width = shutil.get_terminal_size((80, 24)).columns
+        text = text[: max(10, width - 3)]
+        return f"\x1b[36m{spin}\x1b[0m {text}" if self.color else f"{spin} {text}"
+
+
+def _same_text(a: str, b: str) -> bool:
+    if a is b:
+        return True
+    if abs(len(a) - len(b)) > 64:
+        return False
+    return a.strip() == b.strip()
 
 
 class JsonLinesPrinter:
-    """``--jsonl``: one JSON object per event on ``stream`` (default stdout), flushed at once:
-    ``{"type": "event", "kind", "detail", "line"}`` then one ``{"type": "result", ...}``."""
+    """``--jsonl``: one JSON object per event on ``stream`` (default stdout):
+    ``{"type": "event", "kind", "detail", "line"}``, then one ``{"type": "result", …}``
+    (the result schema, see :mod:`alice_trio.cli.result`). Events are batched like
+    :class:`ProgressPrinter`'s lines mode (run :meth:`run` beside the turn; without it every
+    event is written at once)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self._lines: list[str] = []
+        self._size = 0
+        self._last_write = time.monotonic()
+        self._ticking = False
+
+    async def run(self) -> None:
+        """Flush every :data:`FRAME_SECONDS` until cancelled (cancel-safe)."""
+        self._ticking = True
+        try:
+            while True:
+                await trio.sleep(FRAME_SECONDS)
+                self.flush()
+        finally:
+            self._ticking = False
+
+    def flush(self) -> None:
+        self._last_write = time.monotonic()
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines.clear()
+            self._size = 0
+            write_text(self.stream, text)
+
+    close = flush
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self.stream.flush()
+        self._lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.flush()
 
     def on_raw_event(self, event: RawEvent) -> None:
-        self.emit({"type": "event", "kind": event.kind, "detail": event.detail, "line": event.line})
+        line = json.dumps(
+            {"type": "event", "kind": event.kind, "detail": event.detail, "line": event.line},
+            ensure_ascii=False,
+        )
+        self._lines.append(line + "\n")
+        self._size += len(line)
+        if (
+            not self._ticking
+            or self._size >= BATCH_BYTES
+            or time.monotonic() - self._last_write >= FRAME_SECONDS
+        ):
+            self.flush()

@@ -1,0 +1,207 @@
+"""The ``alice-trio`` command's own cost: rendering a flood of events and a huge reply.
+
+    python -m benchmarks.cli [--quick] [--events N] [--big BYTES] [--repeats R]
+
+Every subject is a fresh process on the same fake ``codex exec --json`` (``fake_codex.py``),
+run interleaved (one of each per round) so they share the machine's noise:
+
+* ``fake``: the fake alone, stdout to /dev/null (the producer's floor);
+* ``bare``: 30 lines of trio + orjson (``cli_subjects.py bare``): read, parse, write one plain
+  line per event to a file;
+* ``library``: ``OneShotBackend.run`` with a no-op ``on_raw_event`` (no rendering at all);
+* ``cli_file``: ``alice-trio run --provider codex --command FAKE``, progress to a file (one
+  plain line per event);
+* ``cli_tty``: the same with stderr on a pseudo-terminal (live frames and a status line).
+
+Flood: ``--events`` progress events (200,000; 20,000 with ``--quick``), wall time per subject
+(median) and the ratios ``cli_file / bare`` and ``cli_file / library`` (what rendering adds).
+Big reply: one agent message of ``--big`` bytes (50 MB; 10 MB quick) through ``cli_file``
+(``big_reply_trailing_space``: the same message ending in a space, which the library's
+``strip()`` calls copy):
+peak RSS of the CLI process (its own ``VmHWM``, see ``peak.py``) minus the peak of the same
+command on a one-line reply, over the size; the same for ``library``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pty
+import select
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import HERE, REPO, emit, median, tmpdir
+
+
+def _launcher(directory: str) -> str:
+    path = Path(directory) / "codex"
+    path.write_text(f"#!{sys.executable} -IS\n" + (HERE / "fake_codex.py").read_text())
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def _argv(subject: str, fake: str, peak_file: str) -> list[str]:
+    py = sys.executable
+    if subject == "fake":
+        return [fake]
+    peak = [py, "-m", "benchmarks.peak", peak_file]
+    if subject in ("bare", "library"):
+        return [*peak, "benchmarks.cli_subjects", subject, fake]
+    return [*peak, "alice_trio.cli.main", "run", "--provider", "codex", "--command", fake,
+            "bench"]  # fmt: skip
+
+
+def _run(subject: str, fake: str, d: str, env: dict[str, str]) -> dict[str, Any]:
+    """One run; wall seconds, CPU seconds, peak RSS, progress lines and reply size."""
+    err_path, out_path = Path(d) / f"{subject}.err", Path(d) / f"{subject}.out"
+    peak_path = Path(d) / f"{subject}.peak"
+    peak_path.unlink(missing_ok=True)
+    master = -1
+    with open(out_path, "wb") as out, open(err_path, "wb") as err_file:
+        stdout: Any = subprocess.DEVNULL if subject == "fake" else out
+        stderr: Any = err_file
+        if subject == "cli_tty":
+            master, slave = pty.openpty()
+            stderr = slave
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            _argv(subject, fake, str(peak_path)),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=str(REPO),
+        )
+        tty_bytes = 0
+        if master >= 0:
+            os.close(slave)
+            while True:  # drain the terminal like a terminal emulator would
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        data = os.read(master, 1 << 16)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    tty_bytes += len(data)
+                elif proc.poll() is not None:
+                    break
+        _, status, usage = os.wait4(proc.pid, 0)  # CPU: the subject and its fake
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if master >= 0:
+            os.close(master)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{subject} exited {proc.returncode}: {err_path.read_bytes()[-2000:]!r}")
+    with open(err_path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss": int(peak_path.read_text()) if peak_path.exists() else 0,
+        "progress_lines": lines,
+        "progress_bytes": tty_bytes or err_path.stat().st_size,
+        "reply_bytes": out_path.stat().st_size,
+    }
+
+
+SUBJECTS = ("fake", "bare", "library", "cli_file", "cli_tty")
+
+
+def flood(events: int, repeats: int) -> dict[str, Any]:
+    with tmpdir("cli") as d:
+        fake = _launcher(d)
+        env = {**os.environ, "FAKE_EVENTS": str(events), "FAKE_BIG": "0", "NO_COLOR": ""}
+        samples: dict[str, list[dict[str, Any]]] = {s: [] for s in SUBJECTS}
+        for _ in range(repeats):
+            for subject in SUBJECTS:
+                samples[subject].append(_run(subject, fake, d, env))
+    rows: dict[str, Any] = {}
+    for subject, runs in samples.items():
+        rows[subject] = {
+            "wall_s": round(median([r["wall_s"] for r in runs]), 3),
+            "cpu_s": round(median([r["cpu_s"] for r in runs]), 3),
+            "progress_lines": runs[-1]["progress_lines"],
+            "progress_bytes": runs[-1]["progress_bytes"],
+        }
+    bare, lib, cli = (rows[s]["wall_s"] for s in ("bare", "library", "cli_file"))
+    cpu = {s: rows[s]["cpu_s"] for s in ("bare", "library", "cli_file", "cli_tty")}
+    try:
+        import orjson  # noqa: F401
+
+        parser = "orjson"
+    except ImportError:
+        parser = "json (orjson not installed: pip install -e '.[bench]')"
+    return {
+        "events": events,
+        "repeats": repeats,
+        "bare_parser": parser,
+        "subjects": rows,
+        "cli_over_bare": round(cli / bare, 2),
+        "cli_over_library": round(cli / lib, 2),
+        "library_over_bare": round(lib / bare, 2),
+        "cli_tty_over_library": round(rows["cli_tty"]["wall_s"] / lib, 2),
+        # CPU seconds (the subject and its fake): steadier than wall time on a loaded machine
+        "cpu_cli_over_bare": round(cpu["cli_file"] / cpu["bare"], 2),
+        "cpu_cli_over_library": round(cpu["cli_file"] / cpu["library"], 2),
+        "cpu_cli_tty_over_library": round(cpu["cli_tty"] / cpu["library"], 2),
+    }
+
+
+def big_reply(size: int, *, trailing_space: bool = False) -> dict[str, Any]:
+    with tmpdir("cli-big") as d:
+        fake = _launcher(d)
+        env = {**os.environ, "FAKE_EVENTS": "0", "FAKE_BIG": "0"}
+        small = _run("cli_file", fake, d, env)
+        lib_small = _run("library", fake, d, env)
+        env["FAKE_BIG"] = str(size)
+        if trailing_space:
+            env["FAKE_TRAILING_SPACE"] = "1"
+        big = _run("cli_file", fake, d, env)
+        lib_big = _run("library", fake, d, env)
+    delta = max(0, big["peak_rss"] - small["peak_rss"])
+    lib_delta = max(0, lib_big["peak_rss"] - lib_small["peak_rss"])
+    return {
+        "bytes": size,
+        "trailing_space": trailing_space,
+        "wall_s": round(big["wall_s"], 3),
+        "library_wall_s": round(lib_big["wall_s"], 3),
+        "peak_rss_mb": round(big["peak_rss"] / 1e6, 1),
+        "base_peak_rss_mb": round(small["peak_rss"] / 1e6, 1),
+        "peak_delta_mb": round(delta / 1e6, 1),
+        "peak_delta_over_bytes": round(delta / size, 3),
+        "library_peak_rss_mb": round(lib_big["peak_rss"] / 1e6, 1),
+        "library_peak_delta_over_bytes": round(lib_delta / size, 3),
+        "reply_bytes_on_stdout": big["reply_bytes"],
+        "progress_bytes": big["progress_bytes"],
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--events", type=int)
+    p.add_argument("--big", type=int)
+    p.add_argument("--repeats", type=int)
+    a = p.parse_args()
+    events = a.events or (20_000 if a.quick else 200_000)
+    size = a.big or (10_000_000 if a.quick else 50_000_000)
+    repeats = a.repeats or (1 if a.quick else 3)
+    emit(
+        {
+            "flood": flood(events, repeats),
+            "big_reply": big_reply(size),
+            "big_reply_trailing_space": big_reply(size, trailing_space=True),
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The progress printer: bounded output for floods, clipped long texts, the reply shown once.
+No timing assertions: frames are driven by trio's MockClock."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import trio
+import trio.testing
+
+from alice_trio.cli.progress import (
+    FRAME_SECONDS,
+    LIVE_LINES,
+    JsonLinesPrinter,
+    ProgressPrinter,
+    clip,
+    utf8_len,
+    write_text,
+)
+from alice_trio.models import RawEvent
+
+
+def _tool(i: int) -> RawEvent:
+    return RawEvent(kind="tool_use", line="{}", detail=f"command=`ls {i}`")
+
+
+@pytest.mark.trio
+async def test_live_flood_is_coalesced_into_frames(autojump_clock: trio.testing.MockClock) -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=True, plain=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(printer.run)
+        printer.start()
+        for i in range(10_000):  # one burst between two frames
+            printer.on_raw_event(_tool(i))
+        await trio.sleep(FRAME_SECONDS * 1.5)
+        nursery.cancel_scope.cancel()
+    printer.close()
+    text = out.getvalue()
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    assert len(lines) <= LIVE_LINES + 3, lines
+    assert f"… {10_000 - LIVE_LINES:,} more events (tool_use {10_000 - LIVE_LINES:,})" in text
+    assert "command=`ls 9999`" in text and "command=`ls 0`" not in text
+
+
+def test_lines_mode_writes_one_plain_line_per_event() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=False)
+    for i in range(2_000):
+        printer.on_raw_event(_tool(i))
+    printer.on_raw_event(RawEvent(kind="assistant_text", detail="line one\nline two"))
+    printer.close()
+    text = out.getvalue()
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[:2] == ["tool› command=`ls 0`", "tool› command=`ls 1`"]
+    assert len(lines) == 2_000 + 2  # the assistant message keeps its two lines
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_huge_text_is_clipped_with_its_byte_count(live: bool) -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=live, plain=True)
+    big = "é" + "x" * 5_000_000 + "THE END"
+    printer.on_raw_event(RawEvent(kind="assistant_text", detail=big))
+    printer.on_raw_event(RawEvent(kind="tool_use", detail="y" * 1_000_000))
+    printer.close()
+    text = out.getvalue()
+    assert len(text) < 3_000
+    assert f"[{len(big.encode()):,} bytes]" in text and "THE END" in text and text.count("é") == 1
+    assert f"[{1_000_000:,} bytes]" in text
+
+
+def test_clip_and_utf8_len() -> None:
+    assert clip("  short  ", 100) == "short"
+    assert clip("a\nb", 100, one_line=True) == "a ⏎ b"
+    long = "h" * 1000 + "€" * 1000
+    assert utf8_len(long) == len(long.encode())
+    clipped = clip(long, 300)
+    assert clipped.startswith("h" * 200) and clipped.endswith("€" * 100)
+    assert f"[{len(long.encode()):,} bytes]" in clipped
+
+
+def test_held_reply_is_not_shown_twice() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=False, hold_reply=True)
+    printer.on_raw_event(RawEvent(kind="assistant_text", detail="first thoughts"))
+    printer.on_raw_event(_tool(1))
+    printer.on_raw_event(RawEvent(kind="assistant_text", detail="the final reply"))
+    printer.finish("the final reply\n")
+    printer.close()
+    assert out.getvalue().splitlines() == ["assistant› first thoughts", "tool› command=`ls 1`"]
+    # a run that failed after the message: it is not on stdout, so it is shown
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=False, hold_reply=True)
+    printer.on_raw_event(RawEvent(kind="assistant_text", detail="partial"))
+    printer.finish("")
+    printer.close()
+    assert out.getvalue() == "assistant› partial\n"
+
+
+def test_status_line_is_erased_and_not_drawn_before_a_turn() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=True, plain=False)
+    printer.error("boom")  # an error before anything ran: no status line around it
+    assert "working" not in out.getvalue()
+    printer.on_raw_event(_tool(1))
+    printer.close()
+    text = out.getvalue()
+    assert "working" in text  # drawn while the turn ran …
+    assert text.endswith("\r\x1b[2K")  # … and erased when it ended
+
+
+def test_write_text_never_fails_on_a_lone_surrogate() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")
+    write_text(stream, "a\ud800b" + "z" * (3 << 20))
+    assert raw.getvalue()[:3] == b"a?b" and len(raw.getvalue()) == 3 + (3 << 20)
+
+
+def test_jsonl_printer_writes_every_event() -> None:
+    out = io.StringIO()
+    printer = JsonLinesPrinter(out)
+    for i in range(100):
+        printer.on_raw_event(_tool(i))
+    printer.close()
+    assert len(out.getvalue().splitlines()) == 100

@@ -24,10 +24,24 @@ def out(obj: object) -> None:
 def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     """Fork a long-lived grandchild: 'own' (own stdio, same group), 'inherit' (holds our
     stdout), 'setsid' (own session, escapes the group), 'setsid-fork' (own session, then forks
-    again below it)."""
+    again below it).
+
+    Returns only once the grandchild (the last process of the chain) is running and has
+    recorded its pid: a pipe handshake, so a CLI that exits right away never races its tool.
+    """
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid:
-        return
+        os.close(ready_w)
+        while True:  # one byte from the tool process (EOF only if it died before recording)
+            try:
+                os.read(ready_r, 1)
+                break
+            except InterruptedError:
+                continue
+        os.close(ready_r)
+        return  # the setsid-fork intermediate is left un-waited, as careless CLIs do
+    os.close(ready_r)
     if mode.startswith("setsid"):
         os.setsid()
     if ignore_term:
@@ -43,6 +57,8 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     if pidfile:
         with open(pidfile, "a") as f:
             f.write(f"{os.getpid()}\n")
+    os.write(ready_w, b"1")
+    os.close(ready_w)
     time.sleep(600)
     os._exit(0)
 

@@ -23,8 +23,9 @@ def out(obj: object) -> None:
 
 def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     """Fork a long-lived grandchild: 'own' (own stdio, same group), 'inherit' (holds our
-    stdout), 'setsid' (own session, escapes the group), 'setsid-fork' (own session, then forks
-    again below it).
+    stdout), 'chatty' (holds our stdout and never goes quiet: a line every 0.1 s, like a
+    ``(while true; do echo log; sleep .1; done) &`` left behind), 'setsid' (own session, escapes
+    the group), 'setsid-fork' (own session, then forks again below it).
 
     Returns only once the grandchild (the last process of the chain) is running and has
     recorded its pid: a pipe handshake, so a CLI that exits right away never races its tool.
@@ -47,7 +48,7 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    if mode != "inherit":
+    if mode not in ("inherit", "chatty"):
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -59,6 +60,15 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
             f.write(f"{os.getpid()}\n")
     os.write(ready_w, b"1")
     os.close(ready_w)
+    if mode == "chatty":
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                os.write(1, b"log\n")
+            except OSError:
+                break
+            time.sleep(0.1)
+        os._exit(0)
     time.sleep(600)
     os._exit(0)
 
@@ -72,7 +82,7 @@ def main() -> int:
     p.add_argument("--sleep", type=float, default=0.0, help="sleep before the final event")
     p.add_argument("--sleep-after", type=float, default=0.0, help="sleep after the final event")
     p.add_argument("--ignore-term", action="store_true")
-    p.add_argument("--grandchild", default="", help="own|inherit|setsid|setsid-fork")
+    p.add_argument("--grandchild", default="", help="own|inherit|chatty|setsid|setsid-fork")
     p.add_argument("--grandchild-ignore-term", action="store_true")
     p.add_argument("--pidfile")
     p.add_argument("--crash", type=int, default=None, help="exit with this code before 'done'")

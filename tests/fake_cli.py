@@ -25,7 +25,8 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     """Fork a long-lived grandchild: 'own' (own stdio, same group), 'inherit' (holds our
     stdout), 'chatty' (holds our stdout and never goes quiet: a line every 0.1 s, like a
     ``(while true; do echo log; sleep .1; done) &`` left behind), 'setsid' (own session, escapes
-    the group), 'setsid-fork' (own session, then forks again below it).
+    the group), 'setsid-fork' (own session, then forks again below it), 'setsid-exit' (own
+    session, exits at once and is never waited for: a zombie the host adopts).
 
     Returns only once the grandchild (the last process of the chain) is running and has
     recorded its pid: a pipe handshake, so a CLI that exits right away never races its tool.
@@ -60,6 +61,8 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
             f.write(f"{os.getpid()}\n")
     os.write(ready_w, b"1")
     os.close(ready_w)
+    if mode == "setsid-exit":
+        os._exit(0)
     if mode == "chatty":
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -82,7 +85,9 @@ def main() -> int:
     p.add_argument("--sleep", type=float, default=0.0, help="sleep before the final event")
     p.add_argument("--sleep-after", type=float, default=0.0, help="sleep after the final event")
     p.add_argument("--ignore-term", action="store_true")
-    p.add_argument("--grandchild", default="", help="own|inherit|chatty|setsid|setsid-fork")
+    p.add_argument(
+        "--grandchild", default="", help="own|inherit|chatty|setsid|setsid-fork|setsid-exit"
+    )
     p.add_argument("--grandchild-ignore-term", action="store_true")
     p.add_argument("--pidfile")
     p.add_argument("--crash", type=int, default=None, help="exit with this code before 'done'")

@@ -101,6 +101,7 @@ def main() -> int:
     # knobs for tests/reliability (additive)
     p.add_argument("--raw", action="append", default=[], help="print this stdout line verbatim")
     p.add_argument("--unknown-lines", type=int, default=0, help="N events of an unknown type")
+    p.add_argument("--burst", type=int, default=0, help="N unknown events in one write")
     p.add_argument("--count-stdin", action="store_true", help="read stdin to EOF, print its size")
     p.add_argument("--die-signal", type=int, default=0, help="kill itself with this signal")
     p.add_argument("--flush-file", help="after the final event: wait --flush-delay, write here")
@@ -149,6 +150,10 @@ def main() -> int:
         sys.stdout.flush()
     for i in range(a.unknown_lines):
         out({"type": "x_future_event", "seq": i, "pad": "u" * 200})
+    if a.burst:  # what the reader gets as 256 KB chunks of ≈1,000 events each
+        burst = "".join(json.dumps({"type": "x_burst", "seq": i}) + "\n" for i in range(a.burst))
+        sys.stdout.write(burst)
+        sys.stdout.flush()
     if a.split_utf8:
         data = (
             json.dumps(

@@ -355,3 +355,36 @@ async def test_the_hosts_own_children_keep_their_exit_status(tmp_path: Path):
     assert await own_trio.wait() == 7
     assert own_popen.wait(timeout=5) == 9
     assert os.waitstatus_to_exitcode(os.waitpid(raw, 0)[1]) == 5  # noqa: ASYNC222
+
+
+def test_guardian_raises_no_resource_warning_under_dev_mode(tmp_path: Path):
+    """Issue 12.12: the guardian was a Popen with an open stdin pipe, reported as a
+    ResourceWarning ("subprocess … is still running", "unclosed file") at every host's exit."""
+    script = textwrap.dedent(
+        f"""
+        import sys, trio
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from alice_trio.engine import guardian
+        from alice_trio.engine.oneshot import run_oneshot
+        from alice_trio.models import RunRequest
+        from fake_provider import FAST, PROVIDER, FakeConfig
+
+        async def main():
+            r = await run_oneshot(PROVIDER, FakeConfig(args=("--text", "ok"), limits=FAST),
+                                  RunRequest(user_text="x"))
+            print(r.reply, guardian.running())
+
+        trio.run(main)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ALICE_TRIO_GUARDIAN"}  # guardian on
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "True"]
+    assert "ResourceWarning" not in out.stderr and "Exception ignored" not in out.stderr

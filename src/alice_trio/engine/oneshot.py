@@ -52,7 +52,7 @@ from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, 
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
 from .callbacks import CallbackDispatcher
 from .pipes import receive_chunk
-from .spawn import Child, close_child, describe_exit, spawn
+from .spawn import Child, Spawner, close_child, describe_exit, spawn
 from .stderr_tail import StderrTail
 
 __all__ = ["run_invocation", "run_oneshot"]
@@ -289,10 +289,12 @@ async def run_invocation(
     on_progress: ProgressCallback | None = None,
     on_raw_event: RawEventCallback | None = None,
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
+    spawner: Spawner = spawn,
 ) -> RunResult:
     """Spawn ``invocation``, feed its stdout to ``decoder``, return the result or raise.
 
     This is the engine's only entry point for one-shot runs; it knows no provider by name.
+    ``spawner`` starts the process (:func:`.spawn.spawn`; tests pass a fake :class:`.Child`).
     """
     limits = invocation.limits
     run = _Run(
@@ -302,7 +304,7 @@ async def run_invocation(
         dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
         tail=StderrTail(limits.stderr_tail_bytes),
     )
-    run.proc = await spawn(
+    run.proc = await spawner(
         invocation, name=provider, stdin="pipe" if invocation.stdin is not None else "devnull"
     )
     proc = run.proc

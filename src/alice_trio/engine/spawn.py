@@ -42,6 +42,7 @@ from . import guardian, process_group, reaper
 __all__ = [
     "Child",
     "SpawnedProcess",
+    "Spawner",
     "build_env",
     "check_invocation",
     "close_child",
@@ -86,6 +87,13 @@ class Child(Protocol):
     def pending_output(self) -> int:
         """Bytes written to stdout and not read yet (0 where unknown)."""
         ...
+
+
+class Spawner(Protocol):
+    """:func:`spawn`'s signature: what the one-shot engine and the session transport call to
+    start a process (a test passes a fake one to run them on trio's ``MockClock``)."""
+
+    async def __call__(self, invocation: Invocation, *, name: str, stdin: StdinMode) -> Child: ...
 
 
 @attrs.define(eq=False)

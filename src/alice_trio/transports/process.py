@@ -40,7 +40,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from ..engine.pipes import receive_chunk
-from ..engine.spawn import Child, close_child, describe_exit, spawn
+from ..engine.spawn import Child, Spawner, close_child, describe_exit, spawn
 from ..engine.stderr_tail import StderrTail
 from ..errors import AliceError, LineTooLongError, TransportClosedError
 from ..framing import LineFramer, OversizedLine, decode_line
@@ -284,15 +284,17 @@ async def open_agent_process(
     graceful: bool = True,
     close_grace: float = 2.0,
     stdin: bool = True,
+    spawner: Spawner = spawn,
 ) -> AsyncIterator[AgentProcess]:
     """Start ``invocation`` as a long-lived process; see the module docstring.
 
     Raises what :func:`alice_trio.engine.spawn.spawn` raises when the command cannot be started
     (the same errors as a one-shot run). ``stdin=False`` gives the process /dev/null (e.g.
-    ``opencode serve``, which ignores stdin EOF anyway).
+    ``opencode serve``, which ignores stdin EOF anyway). ``spawner`` starts the process
+    (tests pass a fake one, see :class:`alice_trio.engine.spawn.Child`).
     """
     limits = invocation.limits
-    child = await spawn(invocation, name=name, stdin="pipe" if stdin else "devnull")
+    child = await spawner(invocation, name=name, stdin="pipe" if stdin else "devnull")
     agent = AgentProcess(child, invocation, name)
     clean_exit = False
     single: BaseException | None = None

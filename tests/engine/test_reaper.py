@@ -55,7 +55,7 @@ async def test_swept_after_run_timeout(tmp_path: Path, mode: str):
     with pytest.raises(RunTimeoutError):
         await run_oneshot(
             PROVIDER,
-            cfg(*escaped(mode, pidfile, "--sleep", "30"), timeout=0.5),
+            cfg(*escaped(mode, pidfile, "--sleep", "30"), timeout=3.0),  # > a loaded start
             RunRequest(user_text="x", env={"TEST_MARK": mark}),
         )
     assert_nothing_left(mark, pidfile)
@@ -67,7 +67,7 @@ async def test_swept_after_idle_timeout(tmp_path: Path, mode: str):
     with pytest.raises(IdleTimeoutError):
         await run_oneshot(
             PROVIDER,
-            cfg(*escaped(mode, pidfile, "--sleep", "30"), idle_timeout=0.5),
+            cfg(*escaped(mode, pidfile, "--sleep", "30"), idle_timeout=3.0),
             RunRequest(user_text="x", env={"TEST_MARK": mark}),
         )
     assert_nothing_left(mark, pidfile)

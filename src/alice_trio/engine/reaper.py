@@ -97,7 +97,7 @@ def _set_subreaper() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -298,7 +298,7 @@ def find_marked(run_id: str) -> list[int]:
     """Every process on the host whose environment carries this run's marker."""
     marker = f"{MARKER_ENV}={run_id}".encode()
     me = os.getpid()
-    out = []
+    out: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:

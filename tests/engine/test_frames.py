@@ -135,6 +135,9 @@ async def test_stdin_closed_by_the_cli_fails_the_frame_and_all_later_ones():
             await proc.send(encode_request(1, "x", {}, jsonrpc=True))
         with pytest.raises(TransportClosedError):
             await proc.send(b"{}\n")
+        with trio.fail_after(10):
+            await proc.exited.wait()  # a transport that failed does not leave its process
+        assert proc.returncode == -signal.SIGKILL
 
 
 async def test_close_stdin_comes_after_the_queued_frames():

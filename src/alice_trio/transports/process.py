@@ -11,10 +11,11 @@ writer task and waits for it to be written; the caller's cancellation can no lon
 in half, because the caller never writes: a frame is either not queued at all (cancelled before
 the queue took it) or queued whole and then written whole even if the caller stopped waiting
 (:meth:`AgentProcess.enqueue` queues without any checkpoint, for callers that must know which).
-When a frame cannot be written whole, the transport fails for good: a closed or broken stdin
-raises :class:`~alice_trio.errors.TransportClosedError` for that frame and every later one;
-:meth:`AgentProcess.abort` (e.g. a peer that stopped reading its input for too long) kills the
-process group at once, so what is left of a half-written frame is never followed by anything.
+When a frame cannot be written whole, the transport fails for good and the process group is
+killed (:meth:`AgentProcess.abort`): a stdin the CLI closed or broke raises
+:class:`~alice_trio.errors.TransportClosedError` for that frame and every later one, and so does
+a peer that stopped reading its input for too long (the JSON-RPC client's ``write_timeout``);
+what is left of a half-written frame is never followed by anything.
 
 Leaving the context ends the process:
 
@@ -210,10 +211,13 @@ class AgentProcess:
                     else:
                         await stdin.send_all(frame.data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    # the CLI closed its stdin (or died): no part of a later frame can
-                    # reach it; this frame and all later ones fail
-                    self._send_frames.close()
-                    frame._finish(None if frame.eof else self._closed_input())
+                    if frame.eof:
+                        frame._finish()
+                        continue
+                    # the CLI closed its stdin (or died) with this frame maybe half-written:
+                    # the transport fails for good and the process is killed
+                    self.abort(self._closed_input())
+                    frame._finish(self._closed_input())
                     continue
                 frame._finish()
         finally:

@@ -184,3 +184,30 @@ async def test_terminate_of_a_dead_empty_group_sends_nothing(autojump_clock):
     leader._exit(0)
     await terminate(leader, 5.0)
     assert leader.signals == []
+
+
+@pytest.mark.parametrize("provider", ["claude", "codex", "opencode"])
+@pytest.mark.parametrize("case", ["not executable", "missing workspace"])
+async def test_public_entry_points_agree(provider: str, case: str, tmp_path: Path):
+    """Through the public API (``run_oneshot`` vs ``open_session``): before, a session raised a
+    bare OSError for a non-executable command and "cannot execute" for a missing workspace."""
+    from alice_trio.engine.oneshot import run_oneshot
+    from alice_trio.models import RunRequest
+    from alice_trio.providers import get_provider
+    from alice_trio.sessions.session import open_session
+
+    prov = get_provider(provider)
+    command = _not_executable(tmp_path)[0]
+    if case == "not executable":
+        config, request = prov.config_class(command=command), RunRequest(user_text="hi")
+    else:
+        config = prov.config_class()
+        request = RunRequest(user_text="hi", workspace_dir=str(tmp_path / "gone"))
+    with pytest.raises(AliceError) as one:
+        await run_oneshot(prov, config, request)
+    with pytest.raises(AliceError) as two:
+        async with open_session(provider, config, initial=request):
+            pass
+    expected = CLINotFoundError if case == "not executable" else ConfigError
+    assert type(one.value) is type(two.value) is expected
+    assert str(one.value) == str(two.value)

@@ -207,12 +207,12 @@ def check_invocation(invocation: Invocation, name: str) -> None:
 
 
 def spawn_error(exc: BaseException, invocation: Invocation, name: str) -> AliceError:
-    """The typed error for a failed spawn (``exc`` from ``open_process``)."""
+    """The typed error for a failed spawn (``exc`` as trio raised it)."""
     cmd = invocation.argv[0] if invocation.argv else ""
     cwd = invocation.cwd or ""
     if isinstance(exc, ValueError | TypeError):
         err: AliceError = ConfigError(f"{name}: cannot start {cmd}: {exc}", provider=name)
-    elif not isinstance(exc, OSError):  # pragma: no cover - open_process raises nothing else
+    elif not isinstance(exc, OSError):  # pragma: no cover - trio raises nothing else
         err = ProcessFailedError(f"{name}: cannot start {cmd}: {exc!r}", provider=name)
     elif cwd and exc.filename == cwd:  # the child's chdir failed (raced the check)
         err = ConfigError(

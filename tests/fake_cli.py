@@ -23,17 +23,33 @@ def out(obj: object) -> None:
 
 def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     """Fork a long-lived grandchild: 'own' (own stdio, same group), 'inherit' (holds our
-    stdout), 'setsid' (own session, escapes the group), 'setsid-fork' (own session, then forks
-    again below it)."""
+    stdout), 'chatty' (holds our stdout and never goes quiet: a line every 0.1 s, like a
+    ``(while true; do echo log; sleep .1; done) &`` left behind), 'setsid' (own session, escapes
+    the group), 'setsid-fork' (own session, then forks again below it), 'setsid-exit' (own
+    session, exits at once and is never waited for: a zombie the host adopts).
+
+    Returns only once the grandchild (the last process of the chain) is running and has
+    recorded its pid: a pipe handshake, so a CLI that exits right away never races its tool.
+    """
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid:
-        return
+        os.close(ready_w)
+        while True:  # one byte from the tool process (EOF only if it died before recording)
+            try:
+                os.read(ready_r, 1)
+                break
+            except InterruptedError:
+                continue
+        os.close(ready_r)
+        return  # the setsid-fork intermediate is left un-waited, as careless CLIs do
+    os.close(ready_r)
     if mode.startswith("setsid"):
         os.setsid()
     if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    if mode != "inherit":
+    if mode not in ("inherit", "chatty"):
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -43,6 +59,19 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     if pidfile:
         with open(pidfile, "a") as f:
             f.write(f"{os.getpid()}\n")
+    os.write(ready_w, b"1")
+    os.close(ready_w)
+    if mode == "setsid-exit":
+        os._exit(0)
+    if mode == "chatty":
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                os.write(1, b"log\n")
+            except OSError:
+                break
+            time.sleep(0.1)
+        os._exit(0)
     time.sleep(600)
     os._exit(0)
 
@@ -56,7 +85,9 @@ def main() -> int:
     p.add_argument("--sleep", type=float, default=0.0, help="sleep before the final event")
     p.add_argument("--sleep-after", type=float, default=0.0, help="sleep after the final event")
     p.add_argument("--ignore-term", action="store_true")
-    p.add_argument("--grandchild", default="", help="own|inherit|setsid|setsid-fork")
+    p.add_argument(
+        "--grandchild", default="", help="own|inherit|chatty|setsid|setsid-fork|setsid-exit"
+    )
     p.add_argument("--grandchild-ignore-term", action="store_true")
     p.add_argument("--pidfile")
     p.add_argument("--crash", type=int, default=None, help="exit with this code before 'done'")
@@ -70,6 +101,7 @@ def main() -> int:
     # knobs for tests/reliability (additive)
     p.add_argument("--raw", action="append", default=[], help="print this stdout line verbatim")
     p.add_argument("--unknown-lines", type=int, default=0, help="N events of an unknown type")
+    p.add_argument("--burst", type=int, default=0, help="N unknown events in one write")
     p.add_argument("--count-stdin", action="store_true", help="read stdin to EOF, print its size")
     p.add_argument("--die-signal", type=int, default=0, help="kill itself with this signal")
     p.add_argument("--flush-file", help="after the final event: wait --flush-delay, write here")
@@ -118,6 +150,10 @@ def main() -> int:
         sys.stdout.flush()
     for i in range(a.unknown_lines):
         out({"type": "x_future_event", "seq": i, "pad": "u" * 200})
+    if a.burst:  # what the reader gets as 256 KB chunks of ≈1,000 events each
+        burst = "".join(json.dumps({"type": "x_burst", "seq": i}) + "\n" for i in range(a.burst))
+        sys.stdout.write(burst)
+        sys.stdout.flush()
     if a.split_utf8:
         data = (
             json.dumps(

@@ -14,6 +14,7 @@
     ├── AgentError                     the agent / model API reported a failed turn (.status)
     ├── ProtocolError                  the CLI spoke something we cannot work with
     ├── TransportClosedError           the peer process or connection went away (C11)
+    ├── JsonRpcError                   the peer answered with a JSON-RPC error (.code, .data)
     ├── RunInterruptedError            the turn was interrupted (reported as interrupted)
     ├── CallbackError                  on_progress / on_raw_event raised (.__cause__)
     └── SessionError                   misuse of an interactive session
@@ -30,6 +31,7 @@ CLI's own error text and the stderr tail.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .models import RunResult
@@ -42,6 +44,7 @@ __all__ = [
     "ConfigError",
     "EmptyPromptError",
     "IdleTimeoutError",
+    "JsonRpcError",
     "LineTooLongError",
     "NoActiveTurnError",
     "ProcessFailedError",
@@ -165,6 +168,41 @@ class ProtocolError(AliceError):
 
 class TransportClosedError(AliceError):
     default_message = "agent process closed the connection"
+
+
+class JsonRpcError(AliceError):
+    """The peer answered a request with a JSON-RPC error object (``.code``, ``.data``,
+    ``.method``, ``.rpc_message``). Also raised by server-request handlers to answer with an
+    error. The message names the code, the peer's message and its ``data`` (often the real
+    reason: an HTTP status, a traceback), the data cut to 2,000 characters."""
+
+    default_message = "json-rpc error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: int = -32603,
+        data: Any = None,
+        method: str = "",
+        **kw: Any,
+    ) -> None:
+        self.code = code
+        self.data = data
+        self.method = method
+        self.rpc_message = message
+        text = f"json-rpc error code={code}" + (f" message={message}" if message.strip() else "")
+        if data is not None:
+            try:
+                shown = json.dumps(data, ensure_ascii=False, default=repr)
+            except (TypeError, ValueError, RecursionError):
+                shown = repr(data)
+            if len(shown) > 2000:
+                shown = shown[:2000] + "…"
+            text += f" data={shown}"
+        if method:
+            text = f"{method}: {text}"
+        super().__init__(text, **kw)
 
 
 class RunInterruptedError(AliceError):

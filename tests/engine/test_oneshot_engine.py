@@ -221,12 +221,12 @@ async def test_grandchild_holding_stdout_cannot_wedge_the_run(tmp_path: Path):
 
 
 async def test_idle_timeout_keeps_partial():
-    config = cfg("--text", "so far", "--sleep", "30", idle_timeout=0.3)
+    config = cfg("--text", "so far", "--sleep", "30", idle_timeout=1.0)  # > python's start
     with pytest.raises(IdleTimeoutError) as info:
         await run_oneshot(PROVIDER, config, req())
     assert info.value.partial.next_thread_id == "thread-1"
     assert info.value.partial.reply == "so far"
-    assert info.value.idle_seconds == 0.3
+    assert info.value.idle_seconds == 1.0
 
 
 async def test_run_timeout():

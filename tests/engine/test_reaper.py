@@ -55,7 +55,7 @@ async def test_swept_after_run_timeout(tmp_path: Path, mode: str):
     with pytest.raises(RunTimeoutError):
         await run_oneshot(
             PROVIDER,
-            cfg(*escaped(mode, pidfile, "--sleep", "30"), timeout=0.5),
+            cfg(*escaped(mode, pidfile, "--sleep", "30"), timeout=3.0),  # > a loaded start
             RunRequest(user_text="x", env={"TEST_MARK": mark}),
         )
     assert_nothing_left(mark, pidfile)
@@ -67,7 +67,7 @@ async def test_swept_after_idle_timeout(tmp_path: Path, mode: str):
     with pytest.raises(IdleTimeoutError):
         await run_oneshot(
             PROVIDER,
-            cfg(*escaped(mode, pidfile, "--sleep", "30"), idle_timeout=0.5),
+            cfg(*escaped(mode, pidfile, "--sleep", "30"), idle_timeout=3.0),
             RunRequest(user_text="x", env={"TEST_MARK": mark}),
         )
     assert_nothing_left(mark, pidfile)
@@ -284,3 +284,107 @@ def test_guardian_mode_validates():
     with pytest.raises(ValueError):
         guardian.configure("maybe")
     assert guardian.host_id()
+
+
+# -- adopted orphans are reaped (issue 12.3) -------------------------------------------------
+
+
+def _zombie_children() -> list[int]:
+    me = os.getpid()
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if fields[0] == b"Z" and int(fields[1]) == me:
+            out.append(int(name))
+    return out
+
+
+def _wait_until_zombie(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize("mode", ["setsid-exit", "setsid-fork"])
+async def test_twenty_runs_leave_no_zombie_in_the_host(tmp_path: Path, mode: str):
+    """Before: a CLI's un-waited setsid child, adopted by the subreaper host, stayed a zombie of
+    the host for good — one per run."""
+    if not reaper.subreaper_active():
+        pytest.skip("needs the subreaper (Linux)")
+    before = set(_zombie_children())
+    for i in range(20):
+        pidfile = tmp_path / f"pids-{i}"
+        result = await run_oneshot(
+            PROVIDER,
+            cfg("--grandchild", mode, "--pidfile", str(pidfile), "--text", "ok"),
+            RunRequest(user_text="x"),
+        )
+        assert result.reply == "ok"
+        assert len(read_pids(pidfile)) == 2
+    assert set(_zombie_children()) - before == set()
+
+
+async def test_the_hosts_own_children_keep_their_exit_status(tmp_path: Path):
+    """Reaping adopted orphans must never take the exit status of a child the host started
+    itself and has not waited for yet: trio's and subprocess's (even in a new session) and a
+    raw fork in the host's session."""
+    if not reaper.subreaper_active():
+        pytest.skip("needs the subreaper (Linux)")
+    own_trio = await trio.lowlevel.open_process(["sh", "-c", "exit 7"], start_new_session=True)
+    own_popen = subprocess.Popen(["sh", "-c", "exit 9"], start_new_session=True)  # noqa: ASYNC220
+    raw = os.fork()
+    if raw == 0:
+        os._exit(5)
+    for pid in (own_trio.pid, own_popen.pid, raw):
+        _wait_until_zombie(pid)  # exited, not waited for: exactly what the reaper looks at
+    result = await run_oneshot(
+        PROVIDER,
+        cfg("--grandchild", "setsid-exit", "--pidfile", str(tmp_path / "p"), "--text", "ok"),
+        RunRequest(user_text="x"),
+    )
+    assert result.reply == "ok"
+    assert reaper.reap_orphans() == 0
+    assert await own_trio.wait() == 7
+    assert own_popen.wait(timeout=5) == 9
+    assert os.waitstatus_to_exitcode(os.waitpid(raw, 0)[1]) == 5  # noqa: ASYNC222
+
+
+def test_guardian_raises_no_resource_warning_under_dev_mode(tmp_path: Path):
+    """Issue 12.12: the guardian was a Popen with an open stdin pipe, reported as a
+    ResourceWarning ("subprocess … is still running", "unclosed file") at every host's exit."""
+    script = textwrap.dedent(
+        f"""
+        import sys, trio
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from alice_trio.engine import guardian
+        from alice_trio.engine.oneshot import run_oneshot
+        from alice_trio.models import RunRequest
+        from fake_provider import FAST, PROVIDER, FakeConfig
+
+        async def main():
+            r = await run_oneshot(PROVIDER, FakeConfig(args=("--text", "ok"), limits=FAST),
+                                  RunRequest(user_text="x"))
+            print(r.reply, guardian.running())
+
+        trio.run(main)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ALICE_TRIO_GUARDIAN"}  # guardian on
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "True"]
+    assert "ResourceWarning" not in out.stderr and "Exception ignored" not in out.stderr

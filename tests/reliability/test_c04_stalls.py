@@ -79,8 +79,13 @@ async def test_no_terminal_event_and_no_idle_timeout_falls_to_the_overall_timeou
 async def test_idle_timer_stops_after_the_terminal_event():
     """After the terminal event only the drain deadline applies: a lingering CLI is not an
     idle-timeout error even when the idle timeout is shorter than the drain deadline."""
+    # idle 1.5 s (not 0.1 s: a loaded machine can take that long to start python) < drain 4 s
     result = await run_oneshot(
-        PROVIDER, cfg("--text", "ok", "--sleep-after", "60", idle_timeout=0.1), req()
+        PROVIDER,
+        cfg(
+            "--text", "ok", "--sleep-after", "60", idle_timeout=1.5, limits_kw={"drain_timeout": 4}
+        ),
+        req(),
     )
     assert result.reply == "ok"
 

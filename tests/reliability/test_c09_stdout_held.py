@@ -65,3 +65,85 @@ async def test_interactive_lines_end_after_the_exit_even_with_stdout_held():
     assert any('"thread"' in line for line in lines)
     assert took[0] < BOUND
     assert_nothing_left(mark)
+
+
+# -- a background job that keeps writing to the inherited stdout (issue 12.2) ----------------
+# Before: the drain after the CLI's exit counted *silence*, so a job that is never silent held
+# the run until the overall timeout, and the reply was thrown away as RunTimeoutError.
+
+CHATTY = ("--grandchild", "chatty", "--grandchild-ignore-term")
+
+
+async def test_terminal_and_exit_end_the_run_while_a_job_keeps_writing():
+    mark = new_mark()
+    with trio.fail_after(60):
+        result = await run_oneshot(PROVIDER, cfg(*CHATTY, "--text", "ok", timeout=20), req(mark))
+    assert result.reply == "ok"
+    assert_nothing_left(mark)  # the writer was swept
+
+
+async def test_exit_without_terminal_ends_the_run_while_a_job_keeps_writing():
+    mark = new_mark()
+    with trio.fail_after(60), pytest.raises(ProcessFailedError) as info:
+        await run_oneshot(
+            PROVIDER, cfg(*CHATTY, "--text", "p", "--crash", "4", timeout=20), req(mark)
+        )
+    assert info.value.returncode == 4 and info.value.partial.reply == "p"
+    assert_nothing_left(mark)
+
+
+async def test_a_slow_consumer_still_gets_everything_the_cli_wrote():
+    """The drain after the exit is bounded by what the CLI wrote, not by time: a callback
+    slower than drain_timeout loses nothing the CLI printed before it died."""
+    mark = new_mark()
+    seen: list[str] = []
+
+    async def slow(text: str) -> None:
+        await trio.sleep(0.002)  # 1500 events: ≈3 s of delivery, drain_timeout is 0.5 s
+        seen.append(text)
+
+    request = req(mark, on_progress=slow)
+    with trio.fail_after(120):
+        result = await run_oneshot(
+            PROVIDER,
+            cfg(*CHATTY, "--lines", "1500", "--text", "last", limits_kw={"callback_buffer": 8}),
+            request,
+        )
+    assert result.reply == "last"
+    assert len([t for t in seen if t.startswith("line ")]) == 1500 and seen[-1] == "last"
+    assert_nothing_left(mark)
+
+
+async def test_interactive_lines_end_while_a_job_keeps_writing():
+    mark = new_mark()
+    argv = (sys.executable, FAKE_CLI, "--interactive", *CHATTY)
+    inv = Invocation(argv=argv, env={"TEST_MARK": mark}, limits=FAST)
+    with trio.fail_after(30):
+        async with open_agent_process(inv, name="fake", graceful=False) as agent:
+            await agent.send(b"hello\n")
+            await agent.send(b"crash\n")
+            lines = [line async for line in agent.lines]  # ends: no hang
+            assert agent.returncode == 3
+    assert any("echo 1: hello" in line for line in lines)
+    assert_nothing_left(mark)
+
+
+async def test_interactive_slow_reader_gets_every_line_written_before_the_exit():
+    mark = new_mark()
+    code = (
+        "import json, sys\n"
+        "for i in range(3000):\n"
+        "    sys.stdout.write(json.dumps({'n': i, 'pad': 'x' * 200}) + '\\n')\n"
+        "sys.stdout.flush()\n"
+    )
+    # ≈600 KB, read at ≈3 s: the CLI exits with its last lines still in the pipe and in the
+    # lines channel, long before the consumer gets to them (drain_timeout is 0.5 s)
+    inv = Invocation(argv=(sys.executable, "-c", code), env={"TEST_MARK": mark}, limits=FAST)
+    got = []
+    with trio.fail_after(60):
+        async with open_agent_process(inv, name="fake", graceful=False) as agent:
+            async for line in agent.lines:
+                got.append(line)
+                await trio.sleep(0.001)
+    assert len(got) == 3000
+    assert_nothing_left(mark)

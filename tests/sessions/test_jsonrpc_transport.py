@@ -92,6 +92,26 @@ def test_parse_edge_cases():
     assert str(JsonRpcError("", code=7)) == "json-rpc error code=7"
 
 
+def test_json_rpc_error_is_in_the_error_tree_and_shows_its_data():
+    """Issue 12.12: the peer's ``data`` (often the real reason) was hidden, and the class sat
+    outside ``alice_trio.errors``."""
+    from alice_trio import errors
+
+    assert errors.JsonRpcError is JsonRpcError and issubclass(JsonRpcError, errors.AliceError)
+    err = parse_line(
+        '{"id": 3, "error": {"code": -32603, "message": "Internal error", '
+        '"data": {"status": 500, "detail": "model overloaded"}}}'
+    )
+    assert isinstance(err, ErrorResponse)
+    exc = err.to_error("session/prompt", provider="gemini")
+    text = str(exc)
+    assert text.startswith("session/prompt: json-rpc error code=-32603 message=Internal error")
+    assert '"detail": "model overloaded"' in text and '"status": 500' in text
+    assert exc.data == {"status": 500, "detail": "model overloaded"} and exc.provider == "gemini"
+    huge = str(JsonRpcError("x", code=1, data="d" * 100_000))
+    assert len(huge) < 2200  # cut, not dumped whole
+
+
 # -- the client over a real process -----------------------------------------------------------
 
 

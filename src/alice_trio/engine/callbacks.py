@@ -2,11 +2,16 @@
 
 The stdout reader hands events to :class:`CallbackDispatcher` with :meth:`offer`, which never
 waits while the buffer has room. A separate task (:meth:`run`) calls ``on_progress`` /
-``on_raw_event`` (sync or async). When a slow callback lets the buffer fill up, purely
-informational raw events (reasoning, tool use, unknown lines, …) are dropped and counted;
-progress and terminal events are never dropped: the reader then waits for room (backpressure),
-so a stuck callback can delay the run but never lose a reply. Everything offered before
-:meth:`close` is delivered before :meth:`run` returns.
+``on_raw_event`` (sync or async). Progress and terminal events are never dropped: when the
+buffer is full the reader waits for room (backpressure), so a stuck callback can delay the run
+but never lose a reply. Purely informational raw events (reasoning, tool use, unknown lines, …)
+are shed — dropped, counted and reported once — only when the consumer **really lags**: the
+buffer is full *and* the delivery task is blocked inside an async callback that made no progress
+while the reader gave it three scheduling rounds. A full buffer alone is not lag: a burst of
+50,000 events can fill it faster than the delivery task is scheduled, and a callback that
+keeps up (any sync callback, an async one that only checkpoints) then loses nothing — the
+reader yields until there is room. Everything offered before :meth:`close` is delivered before
+:meth:`run` returns.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ _SHEDDABLE = frozenset(
 )
 #: events delivered back to back (no checkpoint between them when the callbacks are sync)
 _DRAIN_BATCH = 512
+#: scheduling rounds without progress inside an async callback that make the consumer lagging
+_LAG_ROUNDS = 3
 #: events that are bookkeeping only and never reach a callback
 _SILENT = frozenset({EventKind.THREAD_STARTED, EventKind.TURN_STARTED})
 
@@ -71,6 +78,8 @@ class CallbackDispatcher:
         size = buffer if buffer > 0 else math.inf
         self._send, self._recv = trio.open_memory_channel[TurnEvent](size)
         self.dropped = 0
+        self.delivered = 0  # events handed to the callbacks (the consumer's progress)
+        self._in_callback = False  # the delivery task awaits an async callback
 
     def wants(self, event: TurnEvent) -> bool:
         if not self.active or event.kind in _SILENT:
@@ -80,16 +89,34 @@ class CallbackDispatcher:
         return self.on_raw_event is not None
 
     async def offer(self, event: TurnEvent) -> None:
-        """Queue ``event``; waits only when the buffer is full and the event must not be lost."""
+        """Queue ``event``. With the buffer full: wait for room (progress/terminal events, or
+        while the consumer keeps up), or shed a sheddable event when the consumer lags (see the
+        module docstring). Cancellable like any checkpoint; the event is then not queued."""
         if not self.wants(event):
             return
         try:
             self._send.send_nowait(event)
+            return
         except trio.WouldBlock:
-            if event.kind in _SHEDDABLE:
+            pass
+        if event.kind not in _SHEDDABLE:
+            await self._send.send(event)
+            return
+        seen, stalled = self.delivered, 0
+        while True:
+            await trio.lowlevel.checkpoint()  # the delivery task's turn
+            try:
+                self._send.send_nowait(event)
+                return
+            except trio.WouldBlock:
+                pass
+            # no progress over several scheduling rounds (trio orders a batch at random, so
+            # one round without progress is no evidence)
+            stalled = stalled + 1 if self._in_callback and self.delivered == seen else 0
+            if stalled >= _LAG_ROUNDS:  # blocked in a slow callback: it lags
                 self.dropped += 1
                 return
-            await self._send.send(event)
+            seen = self.delivered
 
     def close(self) -> None:
         """No more events: :meth:`run` returns once the queued ones are delivered."""
@@ -119,12 +146,18 @@ class CallbackDispatcher:
     async def _deliver(self, event: TurnEvent) -> None:
         text = progress_text(event)
         if text is not None and self.on_progress is not None:
-            result = self.on_progress(text)
-            if result is not None and inspect.isawaitable(result):
-                await result
+            await self._await(self.on_progress(text))
             if event.kind is not EventKind.RETRY:
+                self.delivered += 1
                 return
         if self.on_raw_event is not None:
-            result = self.on_raw_event(event.to_raw_event())
-            if result is not None and inspect.isawaitable(result):
+            await self._await(self.on_raw_event(event.to_raw_event()))
+        self.delivered += 1
+
+    async def _await(self, result: object) -> None:
+        if result is not None and inspect.isawaitable(result):
+            self._in_callback = True
+            try:
                 await result
+            finally:
+                self._in_callback = False

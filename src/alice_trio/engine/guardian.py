@@ -10,6 +10,11 @@ everything below it, setsid'd tools included). When the pipe reaches EOF — the
 killed, the kernel closes the pipe either way — the guardian SIGKILLs every process carrying the
 host's id, repeats until none is left (at most 10 s), and exits.
 
+The host keeps only two integers — the guardian's pid and the raw write end of the pipe (not
+inherited by anything the host spawns) — never a ``Popen`` or file object, so nothing warns or
+closes the pipe when the interpreter tears down its objects (``python -X dev`` used to report a
+``ResourceWarning`` for both): the kernel closes the pipe when the process is really gone.
+
 Opt out with ``ALICE_TRIO_GUARDIAN=0`` in the host's environment or :func:`configure("off")`
 (before the first run). It needs Linux ``/proc``; elsewhere it is off. A background job kept
 with ``RunLimits(keep_background=True)`` outlives its turn, but not the host.
@@ -18,7 +23,6 @@ with ``RunLimits(keep_background=True)`` outlives its turn, but not the host.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 
@@ -74,7 +78,8 @@ while time.monotonic() < deadline:
 
 _mode = "auto"
 _host_id = uuid.uuid4().hex
-_proc: subprocess.Popen[bytes] | None = None
+_pid: int | None = None  # the guardian, our child
+_pipe: int | None = None  # write end of its stdin; closed only by the kernel at our exit
 
 
 def host_id() -> str:
@@ -103,28 +108,53 @@ def enabled() -> bool:
 
 def running() -> bool:
     """Whether this host's guardian is alive."""
-    return _proc is not None and _proc.poll() is None
+    global _pid, _pipe
+    if _pid is None:
+        return False
+    try:
+        done, _ = os.waitpid(_pid, os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere: it is gone
+        done = _pid
+    if done == 0:
+        return True
+    _pid = None
+    if _pipe is not None:
+        os.close(_pipe)
+        _pipe = None
+    return False
 
 
 def ensure_started() -> bool:
     """Start the guardian once per host process (and again if it died). Returns whether one is
-    running. Synchronous and quick (one fork/exec of a stdlib-only interpreter); never raises:
+    running. Synchronous and quick (one spawn of a stdlib-only interpreter); never raises:
     without a guardian the rest of the teardown still works."""
-    global _proc
+    global _pid, _pipe
     if running():
         return True
     if not enabled():
         return False
+    read_end, write_end = os.pipe()  # both close-on-exec: no CLI of ours inherits them
     try:
-        _proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", GUARDIAN_SOURCE, HOST_ENV, _host_id],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={},  # it needs nothing: no markers, no secrets of the host
-            start_new_session=True,
-        )
-    except OSError:
-        _proc = None
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            _pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-I", "-S", "-c", GUARDIAN_SOURCE, HOST_ENV, _host_id],
+                {},  # it needs nothing: no markers, no secrets of the host
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read_end, 0),
+                    (os.POSIX_SPAWN_DUP2, devnull, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(devnull)
+    except (OSError, AttributeError, NotImplementedError):
+        os.close(write_end)
+        _pid = None
         return False
+    finally:
+        os.close(read_end)
+    _pipe = write_end
     return True

@@ -1,6 +1,7 @@
 """One agent turn as one process: the run nursery.
 
-:func:`run_invocation` spawns the CLI in a new session and runs one nursery holding
+:func:`run_invocation` spawns the CLI (:mod:`.spawn`, the engine's one spawn path) in a new
+session and runs one nursery holding
 
 * a **stdin writer** (writes the request's stdin bytes, then closes stdin: codex exec and
   opencode run wait for EOF when stdin is a pipe; without stdin bytes the CLI gets /dev/null),
@@ -12,8 +13,10 @@
 
 plus, beside it, the callback dispatcher (:mod:`alice_trio.engine.callbacks`).
 
-The run ends when the CLI exits (then stdout/stderr get ``drain_timeout`` to reach EOF: a
-grandchild holding the pipe cannot wedge the run, C9) or when the decoder saw the terminal event
+The run ends when the CLI exits (then what it wrote is read and handled — the bytes left in the
+pipe at its death, however slow the callbacks — and stdout/stderr get ``drain_timeout`` more to
+reach EOF: a grandchild holding the pipe, silent or chatty, cannot wedge the run, C9) or when
+the decoder saw the terminal event
 (then the CLI gets ``drain_timeout`` to exit by itself before it is killed: it can flush, C7, and
 a CLI that never exits cannot wedge the run, C4). Whatever the end — success, error, timeout,
 the caller's cancellation — the whole process group is then terminated (SIGTERM, ``kill_grace``,
@@ -24,13 +27,10 @@ after the group is reaped; a second cancel cannot orphan anything because teardo
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import signal
-import subprocess
-import uuid
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import trio
@@ -39,8 +39,6 @@ from ..errors import (
     AgentError,
     AliceError,
     CallbackError,
-    CLINotFoundError,
-    ConfigError,
     EmptyPromptError,
     IdleTimeoutError,
     LineTooLongError,
@@ -52,35 +50,12 @@ from ..errors import (
 from ..framing import LineFramer, OversizedLine, decode_line
 from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, RunResult, TurnEvent
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
-from . import guardian, reaper
 from .callbacks import CallbackDispatcher
 from .pipes import receive_chunk
-from .process_group import terminate_group
+from .spawn import Child, Spawner, close_child, describe_exit, spawn
 from .stderr_tail import StderrTail
 
-__all__ = ["build_env", "describe_exit", "run_invocation", "run_oneshot"]
-
-
-def build_env(invocation: Invocation, run_id: str) -> dict[str, str]:
-    """Host env < invocation env (config env < request env, merged by the provider) < the
-    run's marker and the host's id (see :mod:`.reaper` and :mod:`.guardian`)."""
-    env = dict(os.environ)
-    env.update(invocation.env)
-    for key in invocation.env_remove:
-        env.pop(key, None)
-    env[reaper.MARKER_ENV] = run_id
-    env[guardian.HOST_ENV] = guardian.host_id()
-    return env
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}"
-    return f"exit status {returncode}"
+__all__ = ["run_invocation", "run_oneshot"]
 
 
 async def run_oneshot(provider: Provider, config: CLIConfig, request: RunRequest) -> RunResult:
@@ -136,16 +111,18 @@ class _Run:
     provider: str
     dispatcher: CallbackDispatcher
     tail: StderrTail
-    proc: trio.Process | None = None
+    proc: Child | None = None
     io: trio.Nursery | None = None
     failure: AliceError | None = None
     exited: trio.Event = attrs.Factory(trio.Event)
     stdout_eof: trio.Event = attrs.Factory(trio.Event)
     stderr_eof: trio.Event = attrs.Factory(trio.Event)
     terminal_seen: bool = False
-    activity: int = 0  # stdout chunks read + lines handled: progress of the reader
+    bytes_read: int = 0  # stdout bytes taken from the pipe
+    bytes_handled: int = 0  # … and handed to the decoder and the callbacks
     killed_after_terminal: bool = False
     idle_scope: trio.CancelScope | None = None
+    progress: trio.Event = attrs.Factory(trio.Event)  # set (and renewed) per handled chunk
 
     # -- ending ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -187,10 +164,13 @@ class _Run:
                 await self.handle_lines(framer.feed_eof())
                 self.stdout_eof.set()
                 return
-            self.activity += 1
+            self.bytes_read += len(chunk)
             if idle and self.idle_scope is not None and not self.terminal_seen:
                 self.idle_scope.deadline = trio.current_time() + idle
             await self.handle_lines(framer.feed(chunk))
+            self.bytes_handled += len(chunk)
+            self.progress.set()
+            self.progress = trio.Event()
 
     async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
         decoder = self.decoder
@@ -219,7 +199,6 @@ class _Run:
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
             for event in decoder.feed(line):
                 await self.dispatcher.offer(event)
-            self.activity += 1
             if decoder.terminal and not self.terminal_seen:
                 self.terminal_seen = True
                 if self.idle_scope is not None:
@@ -265,19 +244,25 @@ class _Run:
         self.exited.set()
         if self.idle_scope is not None:
             self.idle_scope.deadline = math.inf
-        # The pipes get ``drain_timeout`` *of silence* to reach EOF: a grandchild holding
-        # stdout cannot wedge the run (C9), but output still flowing (or still being delivered
-        # to a slow callback) is never cut off.
-        drain = self.invocation.limits.drain_timeout
-        while True:
-            before = self.activity
-            with trio.move_on_after(drain):
-                await self.stdout_eof.wait()
-                await self.stderr_eof.wait()
-                break
-            if self.activity == before:
-                break
+        await self.drain()
         self.finish()
+
+    async def drain(self) -> None:
+        """After the CLI's exit: read what it wrote, then give the pipes ``drain_timeout`` to
+        reach EOF.
+
+        Everything the CLI wrote is in the pipe by the time it is dead, so the bytes pending
+        then are read and handled first however slowly the callbacks take them (nothing the CLI
+        said is lost). Whatever comes after is from processes the CLI left behind holding the
+        pipe (C9): it gets ``drain_timeout`` in total — a background job that never goes quiet
+        cannot hold the run (issue 12.2), and the sweep kills it."""
+        assert self.proc is not None
+        target = self.bytes_read + self.proc.pending_output()
+        while self.bytes_handled < target and not self.stdout_eof.is_set():
+            await self.progress.wait()
+        with trio.move_on_after(self.invocation.limits.drain_timeout):
+            await self.stdout_eof.wait()
+            await self.stderr_eof.wait()
 
     async def drain_after_terminal(self) -> None:
         with trio.move_on_after(self.invocation.limits.drain_timeout):
@@ -304,15 +289,13 @@ async def run_invocation(
     on_progress: ProgressCallback | None = None,
     on_raw_event: RawEventCallback | None = None,
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
+    spawner: Spawner = spawn,
 ) -> RunResult:
     """Spawn ``invocation``, feed its stdout to ``decoder``, return the result or raise.
 
     This is the engine's only entry point for one-shot runs; it knows no provider by name.
+    ``spawner`` starts the process (:func:`.spawn.spawn`; tests pass a fake :class:`.Child`).
     """
-    if not invocation.argv:
-        raise ConfigError("empty command", provider=provider)
-    if invocation.cwd and not os.path.isdir(invocation.cwd):
-        raise ConfigError(f"workspace dir does not exist: {invocation.cwd}", provider=provider)
     limits = invocation.limits
     run = _Run(
         invocation=invocation,
@@ -321,35 +304,9 @@ async def run_invocation(
         dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
         tail=StderrTail(limits.stderr_tail_bytes),
     )
-    run_id = uuid.uuid4().hex
-    if limits.sweep:
-        reaper.subreaper_active()  # decide the mechanism before the first spawn
-        guardian.ensure_started()
-    try:
-        run.proc = await trio.lowlevel.open_process(
-            list(invocation.argv),
-            stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=invocation.cwd or None,
-            env=build_env(invocation, run_id),
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise CLINotFoundError(
-            f"{provider}: command not found: {invocation.argv[0]}", provider=provider
-        ) from exc
-    except PermissionError as exc:
-        raise CLINotFoundError(
-            f"{provider}: command is not executable: {invocation.argv[0]}", provider=provider
-        ) from exc
-    except OSError as exc:
-        if exc.errno in (errno.ENOEXEC, errno.ENOTDIR):
-            raise CLINotFoundError(
-                f"{provider}: cannot execute {invocation.argv[0]}: {exc.strerror}",
-                provider=provider,
-            ) from exc
-        raise
+    run.proc = await spawner(
+        invocation, name=provider, stdin="pipe" if invocation.stdin is not None else "devnull"
+    )
     proc = run.proc
     timeout = invocation.timeout
     try:
@@ -375,15 +332,8 @@ async def run_invocation(
         if outer.cancel_scope.cancelled_caught and run.failure is None:
             run.failure = RunTimeoutError(f"llm timeout: {provider} run exceeded {timeout:g} s")
     finally:
-        with trio.CancelScope(shield=True):
-            await terminate_group(proc, limits.kill_grace)
-            if limits.sweep and not (
-                limits.keep_background and run.failure is None and proc.returncode == 0
-            ):
-                await reaper.sweep(run_id, proc.pid)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    await stream.aclose()
+        keep = limits.keep_background and run.failure is None and proc.returncode == 0
+        await close_child(proc, kill_grace=limits.kill_grace, sweep=limits.sweep and not keep)
     return _conclude(run, decoder.finish(), fallback_thread_id, explain_exit)
 
 
@@ -397,7 +347,7 @@ def _conclude(
     if not result.next_thread_id and fallback_thread_id:
         result = attrs.evolve(result, next_thread_id=fallback_thread_id)
     tail = run.tail.text()
-    common = {"partial": result, "provider": run.provider, "stderr_tail": tail}
+    common: dict[str, Any] = {"partial": result, "provider": run.provider, "stderr_tail": tail}
     if run.failure is not None:
         run.failure.partial = result
         run.failure.stderr_tail = tail
@@ -408,7 +358,7 @@ def _conclude(
         raise RunInterruptedError(f"{run.provider} turn interrupted", **common)
     assert run.proc is not None
     rc = run.proc.returncode
-    if rc is None:  # pragma: no cover - terminate_group always reaps
+    if rc is None:  # pragma: no cover - close_child always reaps
         rc = -signal.SIGKILL
     if rc != 0 and not run.killed_after_terminal:
         explained = explain_exit(rc, tail) if explain_exit else None

@@ -14,6 +14,6 @@ async def receive_chunk(stream: trio.abc.ReceiveStream) -> bytes:
     """The next chunk of ``stream``; ``b""`` at EOF, and also when the pipe broke or was closed
     under us (a crashed child is an end of output, not an error of the reader)."""
     try:
-        return await stream.receive_some(READ_SIZE)
+        return bytes(await stream.receive_some(READ_SIZE))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return b""

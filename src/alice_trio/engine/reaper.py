@@ -22,8 +22,16 @@ The subreaper flag is process-wide. :func:`configure` decides it explicitly: ``"
 default) turns it on at the first run on Linux unless ``ALICE_TRIO_SUBREAPER=0`` is set;
 ``"on"`` requires it; ``"off"`` never sets it (use this when the host reaps its own orphans with
 ``waitpid(-1)``, which would race with us). :func:`mechanism` says which one is in force.
-With the subreaper on, unrelated orphans of the host's *other* subprocesses also re-parent to the
-host; alice_trio does not reap those (they are not provably its own).
+**Adopted orphans are reaped** (:func:`reap_orphans`, after every teardown and before every
+spawn): a subreaper inherits every orphan below it, and an orphan that exits — a CLI's
+un-waited ``setsid`` child, a kept background job — stays a zombie of the host until someone
+waits for it. ``waitpid(-1)`` would also take the exit status of the host's *own* children
+(trio's, asyncio's, ``subprocess``'s), so a zombie child is reaped only when it cannot be one of
+those: it is not in the host's session (a child forked by the host stays there unless it calls
+``setsid``) and no living ``subprocess.Popen`` object of the host holds its pid (trio and asyncio
+start their processes through ``Popen`` too). The one case this cannot tell apart is a process
+the host forks by other means (``os.fork``/``os.posix_spawn``) into a new session and waits for
+later; such a host should use ``configure("off")``.
 
 No threads and no blocking waits: every ``waitpid`` is ``WNOHANG`` and the sweep sleeps with
 ``trio.sleep`` between passes.
@@ -33,8 +41,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import signal
+import subprocess
 import sys
 
 import trio
@@ -48,6 +58,7 @@ __all__ = [
     "group_has_running_member",
     "mechanism",
     "reap_group_zombies",
+    "reap_orphans",
     "subreaper_active",
     "sweep",
 ]
@@ -86,7 +97,7 @@ def _set_subreaper() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -220,6 +231,44 @@ def reap_group_zombies(pgid: int) -> None:
             _reap(pid)
 
 
+def _direct_child_pids() -> set[int]:
+    """Pids of the host's own children still waited for by a ``subprocess.Popen`` object
+    (trio's and asyncio's processes included). A heap walk: call only when needed."""
+    pids = {p.pid for p in getattr(subprocess, "_active", None) or () if p.returncode is None}
+    for obj in gc.get_objects():
+        if isinstance(obj, subprocess.Popen) and obj.returncode is None:
+            pids.add(obj.pid)
+    return pids
+
+
+def reap_orphans() -> int:
+    """Reap the zombies this subreaper adopted (see the module docstring); returns how many.
+
+    Never takes the exit status of a child the host itself started: host-session children and
+    pids held by a living ``Popen`` object are left to their waiters. Quick when nothing is
+    left (one ``/proc`` read per child of the host)."""
+    if not _subreaper_on:
+        return 0
+    me = os.getpid()
+    try:
+        own_session = os.getsid(0)
+    except OSError:  # pragma: no cover - getsid(0) cannot fail on Linux
+        return 0
+    candidates = []
+    for pid in _children(me):
+        st = _stat(pid)
+        if st is not None and st[0] == "Z" and st[3] != own_session:
+            candidates.append(pid)
+    if not candidates:
+        return 0
+    direct = _direct_child_pids()
+    reaped = 0
+    for pid in candidates:
+        if pid not in direct and _stat(pid) is not None and _reap(pid):
+            reaped += 1
+    return reaped
+
+
 def group_has_running_member(pgid: int) -> bool:
     """True when a non-zombie process of group ``pgid`` exists (one ``/proc`` scan).
 
@@ -249,7 +298,7 @@ def find_marked(run_id: str) -> list[int]:
     """Every process on the host whose environment carries this run's marker."""
     marker = f"{MARKER_ENV}={run_id}".encode()
     me = os.getpid()
-    out = []
+    out: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import AliceError
+from ..errors import JsonRpcError
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -49,31 +49,6 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-
-
-class JsonRpcError(AliceError):
-    """The peer answered a request with a JSON-RPC error object (``.code``, ``.data``,
-    ``.method``). Also raised by server-request handlers to answer with an error."""
-
-    default_message = "json-rpc error"
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        code: int = INTERNAL_ERROR,
-        data: Any = None,
-        method: str = "",
-        **kw: Any,
-    ) -> None:
-        self.code = code
-        self.data = data
-        self.method = method
-        self.rpc_message = message
-        text = f"json-rpc error code={code}" + (f" message={message}" if message.strip() else "")
-        if method:
-            text = f"{method}: {text}"
-        super().__init__(text, **kw)
 
 
 @attrs.frozen(kw_only=True)

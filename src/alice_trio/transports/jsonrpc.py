@@ -20,11 +20,13 @@ in a nursery, then
   with its original JSON type. Without a handler every server request gets ``-32601 method not
   found`` (never a blanket ``{}``).
 
-Writes go through :meth:`AgentProcess.send` (one lock, never held by the reader) and give up
-after ``write_timeout`` seconds with ``TransportClosedError``: a child that stopped reading its
-stdin cannot wedge a caller forever. The line byte limit is the process's framer limit
-(``RunLimits.max_line_bytes``); with policy ``"error"`` an over-long line ends the process
-context with :class:`~alice_trio.errors.LineTooLongError` instead of silently stopping.
+Writes go through :meth:`AgentProcess.send` (the process's writer task: a message is written
+whole even when its caller is cancelled, and the reader never waits for a write). A peer that
+does not take a message within ``write_timeout`` seconds is killed and the write raises
+``TransportClosedError``: a child that stopped reading its stdin cannot wedge a caller forever,
+and no half message is ever followed by the next one. The line byte limit is the process's
+framer limit (``RunLimits.max_line_bytes``); with policy ``"error"`` an over-long line ends the
+process context with :class:`~alice_trio.errors.LineTooLongError` instead of silently stopping.
 """
 
 from __future__ import annotations
@@ -208,17 +210,23 @@ class JsonRpcClient:
         return TransportClosedError(c.message, provider=c.provider, stderr_tail=c.stderr_tail)
 
     async def _write(self, data: bytes) -> None:
+        """Write one message whole (:meth:`AgentProcess.send`). A peer that does not take it
+        within ``write_timeout`` is killed (:meth:`AgentProcess.abort`): the transport fails
+        loudly rather than leave a half-written message behind."""
         if self.write_timeout is None:
             await self.process.send(data)
             return
         with trio.move_on_after(self.write_timeout) as scope:
             await self.process.send(data)
         if scope.cancelled_caught:
-            raise TransportClosedError(
-                f"{self.name} did not read its input for {self.write_timeout:g} s",
+            error = TransportClosedError(
+                f"{self.name} did not read its input for {self.write_timeout:g} s "
+                "(the process was killed)",
                 provider=self.name,
                 stderr_tail=self.process.stderr_tail(),
             )
+            self.process.abort(error)
+            raise error
 
     async def _dispatch(self, line: str, handlers: trio.Nursery) -> None:
         msg = parse_line(line)
@@ -277,12 +285,20 @@ class JsonRpcClient:
         with trio.move_on_after(_EXIT_GRACE):
             await self.process.exited.wait()
             await trio.sleep(0.01)  # let the stderr reader take the last bytes
+        if self.process.failure is not None:  # we killed it: say why
+            self._close(self._closed_copy(self.process.failure))
+            return
         self._close(
             TransportClosedError(
                 f"{self.name} closed its output ({self.process.exit_description()})",
                 provider=self.name,
                 stderr_tail=self.process.stderr_tail(),
             )
+        )
+
+    def _closed_copy(self, error: TransportClosedError) -> TransportClosedError:
+        return TransportClosedError(
+            error.message, provider=error.provider, stderr_tail=self.process.stderr_tail()
         )
 
     def _close(self, error: TransportClosedError) -> None:

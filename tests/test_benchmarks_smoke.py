@@ -100,5 +100,8 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert report["goals"] and all("goal" in g for g in report["goals"])
     numbers = _numbers(report)
     assert len(numbers) > 100
-    bad = [(p, v) for p, v in numbers if not math.isfinite(v) or v < 0]
+    # a difference of two measurements ("added_ms": run minus bare baseline) is noise around a
+    # small number and may be negative on a loaded machine; every other number is a count, a
+    # duration or a ratio
+    bad = [(p, v) for p, v in numbers if not math.isfinite(v) or (v < 0 and ".added_" not in p)]
     assert not bad, bad[:10]

@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from .. import safejson
 from ..config import DEFAULT_AUTH_STATUS_TIMEOUT, load_config
 from ..engine.process_group import terminate_group
 from ..errors import ConfigError
@@ -156,8 +157,8 @@ async def _login_claude(cmd: str, seconds: float) -> str:
     if rc is None:
         return f"unknown: claude auth status {err}"
     try:
-        info = json.loads((out + err).strip())
-    except ValueError:
+        info = safejson.loads((out + err).strip())
+    except safejson.NotJSON:
         info = None
     if isinstance(info, dict) and info.get("loggedIn") is True:
         return f"yes: {info.get('authMethod') or 'logged in'}"
@@ -174,7 +175,7 @@ def _login_gemini() -> str:
     if (gdir / "oauth_creds.json").is_file():
         return "yes: ~/.gemini/oauth_creds.json"
     try:
-        settings = json.loads((gdir / "settings.json").read_text())
+        settings = safejson.loads((gdir / "settings.json").read_text())
         selected = settings.get("security", {}).get("auth", {}).get("selectedType")
     except (OSError, ValueError, AttributeError):
         selected = None

@@ -37,8 +37,9 @@ from typing import Any
 
 import attrs
 
+from .. import safejson
 from ..models import EventKind, TurnEvent
-from ..providers.base import as_str, json_loads
+from ..providers.base import as_str
 from ..providers.claude import ClaudeStreamDecoder
 
 __all__ = [
@@ -140,8 +141,8 @@ class ClaudeBidiMapper:
         if not s:
             return []
         try:
-            obj = json_loads(s)
-        except ValueError:
+            obj = safejson.loads(s)
+        except safejson.NotJSON:
             obj = None
         if not isinstance(obj, dict):
             return self._tag(self._decoder.feed(line))  # the decoder reports it as unknown

@@ -14,12 +14,13 @@ without any process, and the engine (:mod:`alice_trio.engine`) is the only place
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from .. import safejson
 from ..errors import AliceError
 from ..framing import DEFAULT_MAX_LINE_BYTES
 from ..models import (
@@ -33,6 +34,8 @@ from ..models import (
 )
 
 __all__ = [
+    "DRIFT_ERRORS",
+    "MAX_COUNT",
     "CLIConfig",
     "DecodeOutcome",
     "Decoder",
@@ -47,12 +50,14 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
 
-try:  # orjson is optional (extra "fast"); it parses ~3x faster than json
-    from orjson import loads as json_loads
-except ImportError:  # pragma: no cover - depends on the environment
-    json_loads = json.loads
-
-_BIG_LINE = 1 << 20
+#: what a mapping of one decoded message may raise on hostile-but-valid JSON (a wrong type at
+#: some key, an out-of-range number): the line becomes an ``unknown`` event, never a crash
+DRIFT_ERRORS: tuple[type[Exception], ...] = (
+    KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError,
+)  # fmt: skip
+#: the largest token count / status / attempt number taken from a CLI: anything beyond int64 is
+#: nonsense (a hostile or broken CLI) and counts as 0
+MAX_COUNT = 2**63 - 1
 
 
 @attrs.frozen(kw_only=True)
@@ -207,18 +212,29 @@ def merge_env(*layers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def as_int(value: Any) -> int:
-    """A token count from a JSON number or numeric string; anything else is 0."""
+    """A count from a JSON number or numeric string; anything else is 0.
+
+    Never raises: ``inf``/``nan`` (``1e999`` parses as ``inf``), numbers beyond ±``MAX_COUNT``
+    and numeric strings longer than 40 characters are 0; floats are truncated."""
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
     if isinstance(value, str):
-        try:
-            return int(float(value.strip()))
-        except ValueError:
+        text = value.strip()
+        if len(text) > 40:
             return 0
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return 0
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_COUNT:
+            return 0
+        value = int(value)
+    if isinstance(value, int):
+        return value if -MAX_COUNT <= value <= MAX_COUNT else 0
     return 0
 
 
@@ -258,16 +274,18 @@ class JsonLineDecoder:
         if not s:
             return []
         try:
-            # orjson copies its input: for a huge line the stdlib parser (no copy) keeps the
-            # peak memory at the line + its parsed value
-            obj = json_loads(s) if len(s) < _BIG_LINE else json.loads(s)
-        except ValueError:
+            obj = safejson.loads(s)
+        except safejson.NotJSON:
             return [self._unknown(line, "non-JSON line")]
         if not isinstance(obj, dict):
             return [self._unknown(line, "JSON line that is not an object")]
+        return self._decode_guarded(obj, line)
+
+    def _decode_guarded(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
+        """``_decode`` with its drift (:data:`DRIFT_ERRORS`) turned into an ``unknown`` event."""
         try:
             return self._decode(obj, line)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except DRIFT_ERRORS as exc:
             return [self._unknown(line, f"undecodable event: {exc!r}")]
 
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:

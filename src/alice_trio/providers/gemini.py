@@ -44,13 +44,13 @@ never raises.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from .. import safejson
 from ..errors import ConfigError, EmptyPromptError
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
@@ -433,8 +433,8 @@ def _stderr_error(stderr_tail: str) -> str:
         if not (raw.startswith("{") and '"error"' in raw):
             continue
         try:
-            obj = json.loads(raw)
-        except ValueError:
+            obj = safejson.loads(raw)
+        except safejson.NotJSON:
             continue
         if isinstance(obj, dict) and obj.get("type") == "error":
             return as_str(obj.get("message"))

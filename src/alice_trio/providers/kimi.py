@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .. import safejson
 from ..errors import AgentError
 from ..models import EventKind, RunRequest, TurnEvent
 from .base import (
@@ -262,15 +263,12 @@ class KimiDecoder(JsonLineDecoder):
         obj: Any = None
         if s.startswith("{"):
             try:
-                obj = json.loads(s)
-            except ValueError:
+                obj = safejson.loads(s)
+            except safejson.NotJSON:
                 obj = None
         if isinstance(obj, dict):
             self._in_legacy_error = False
-            try:
-                return self._decode(obj, line)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-                return [self._unknown(line, f"undecodable event: {exc!r}")]
+            return self._decode_guarded(obj, line)
         return self._plain(s, line)
 
     def _plain(self, s: str, line: str) -> list[TurnEvent]:

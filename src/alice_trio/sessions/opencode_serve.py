@@ -24,7 +24,6 @@ label lists — or ``None`` to reject), which is called in its own task.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 import trio
 
+from .. import safejson
 from ..errors import (
     AliceError,
     ConfigError,
@@ -275,8 +275,8 @@ class OpenCodeServeDriver:
 
     async def _handle(self, payload: str) -> None:
         try:
-            obj = json.loads(payload)
-        except ValueError:
+            obj = safejson.loads(payload)
+        except safejson.NotJSON:
             return
         if isinstance(obj, dict):
             await self._handle_obj(obj, payload)

@@ -39,7 +39,7 @@ import attrs
 
 from .. import safejson
 from ..models import EventKind, TurnEvent
-from ..providers.base import as_str
+from ..providers.base import as_map, as_str
 from ..providers.claude import ClaudeStreamDecoder
 
 __all__ = [
@@ -154,7 +154,7 @@ class ClaudeBidiMapper:
             return []
         if kind == "control_request":
             rid = as_str(obj.get("request_id"))
-            subtype = as_str((obj.get("request") or {}).get("subtype"))
+            subtype = as_str(as_map(obj.get("request")).get("subtype"))
             self.outgoing.append(
                 control_response_error(rid, f"alice_trio does not handle {subtype!r} requests")
             )

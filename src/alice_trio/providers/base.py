@@ -44,6 +44,8 @@ __all__ = [
     "Provider",
     "RunLimits",
     "as_int",
+    "as_list",
+    "as_map",
     "as_str",
     "merge_env",
 ]
@@ -239,7 +241,18 @@ def as_int(value: Any) -> int:
 
 
 def as_str(value: Any) -> str:
+    """A trimmed string from a JSON string; anything else is ""."""
     return value.strip() if isinstance(value, str) else ""
+
+
+def as_list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (a hostile ``"options": 1e999``) is ``[]``."""
+    return value if isinstance(value, list) else []
+
+
+def as_map(value: Any) -> Mapping[str, Any]:
+    """A JSON object as a mapping; anything else is ``{}``."""
+    return value if isinstance(value, Mapping) else {}
 
 
 class JsonLineDecoder:

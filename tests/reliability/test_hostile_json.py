@@ -36,8 +36,14 @@ from alice_trio import safejson
 from alice_trio.models import RunRequest, TurnEvent, Usage
 from alice_trio.protocols import acp, codex_app_server, kimi_wire
 from alice_trio.protocols.claude_stream import ClaudeBidiMapper
-from alice_trio.protocols.jsonrpc import ErrorResponse, Invalid, Notification, Request, Response
-from alice_trio.protocols.jsonrpc import parse_line
+from alice_trio.protocols.jsonrpc import (
+    ErrorResponse,
+    Invalid,
+    Notification,
+    Request,
+    Response,
+    parse_line,
+)
 from alice_trio.protocols.opencode_events import OpenCodeMapper
 from alice_trio.providers.base import MAX_COUNT, DecodeOutcome
 from alice_trio.providers.registry import get_provider

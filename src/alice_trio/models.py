@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from . import validation as v
+
 __all__ = [
     "EventKind",
     "ExecPolicy",
@@ -34,33 +36,25 @@ SANDBOX_VALUES = ("read-only", "workspace-write", "danger-full-access")
 APPROVAL_VALUES = ("untrusted", "on-request", "on-failure", "never")
 
 
-def _strip(value: str) -> str:
-    return value.strip()
-
-
 def redacted_env(env: Mapping[str, str]) -> str:
     """The ``repr`` of an env mapping with its values hidden: API keys never reach a log line
     through ``repr(request)`` / ``repr(config)``."""
     return "{" + ", ".join(f"{key!r}: '***'" for key in env) + "}"
 
 
-def _dirs(values: Any) -> tuple[str, ...]:
-    """Trim, drop empties, de-duplicate keeping the first spelling and order."""
-    out: list[str] = []
-    for v in values or ():
-        s = str(v).strip()
-        if s and s not in out:
-            out.append(s)
-    return tuple(out)
-
-
-@attrs.frozen(kw_only=True)
+@v.config_class
 class ExecPolicy:
-    """Sandbox / approval / extra writable dirs (spec §2.5). Empty strings mean "not set"."""
+    """Sandbox / approval / extra writable dirs (spec §2.5). Empty strings mean "not set".
 
-    sandbox: str = attrs.field(default="", converter=_strip)
-    ask_for_approval: str = attrs.field(default="", converter=_strip)
-    add_dirs: tuple[str, ...] = attrs.field(default=(), converter=_dirs)
+    ``sandbox`` is one of :data:`SANDBOX_VALUES`, ``ask_for_approval`` one of
+    :data:`APPROVAL_VALUES` (trimmed, case-insensitive; anything else is a
+    :class:`~alice_trio.errors.ConfigError` naming the allowed values). ``add_dirs``: strings or
+    paths, trimmed, empties dropped, de-duplicated keeping the first spelling and order.
+    """
+
+    sandbox: str = v.checked(v.choice(SANDBOX_VALUES, empty=True), default="")
+    ask_for_approval: str = v.checked(v.choice(APPROVAL_VALUES, empty=True), default="")
+    add_dirs: tuple[str, ...] = v.checked(v.paths, default=())
 
     def merged(self, override: ExecPolicy | None) -> ExecPolicy:
         """``self`` with ``override`` on top: non-empty fields replace, add_dirs are appended."""
@@ -130,11 +124,15 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> None:
         await result
 
 
-@attrs.frozen(kw_only=True)
+@v.config_class
 class RunRequest:
     """One agent turn to run.
 
-    ``user_text`` is the full prompt (trimmed; empty is rejected with ``EmptyPromptError``).
+    ``user_text`` is the full prompt (trimmed; empty is rejected with ``EmptyPromptError``; a lone
+    surrogate, e.g. from undecodable input read with ``surrogateescape``, becomes U+FFFD).
+    ``workspace_dir`` is a string or a path. A value of the wrong type (or a sandbox value that
+    does not exist, an env key with ``=``) raises :class:`~alice_trio.errors.ConfigError` at
+    construction, naming the field.
     ``thread_id`` resumes a provider session. ``env`` is merged over the provider config's env,
     which is merged over the process env. ``on_progress`` receives complete assistant messages,
     ``[file_change] …`` notices and retry notices; ``on_raw_event`` receives everything else.
@@ -142,23 +140,27 @@ class RunRequest:
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
-    user_text: str
-    thread_id: str = attrs.field(default="", converter=_strip)
+    user_text: str = v.checked(v.unicode_text)
+    thread_id: str = ""
     agent_name: str = ""
     scene: str = ""
     provider: str = ""
-    model: str = attrs.field(default="", converter=_strip)
-    variant: str = attrs.field(default="", converter=_strip)
-    profile: str = attrs.field(default="", converter=_strip)
-    reasoning_effort: str = attrs.field(default="", converter=_strip)
-    personality: str = attrs.field(default="", converter=_strip)
-    workspace_dir: str = attrs.field(default="", converter=_strip)
-    exec_policy: ExecPolicy | None = None
-    env: Mapping[str, str] = attrs.field(
-        factory=dict, converter=lambda m: dict(m or {}), repr=redacted_env
+    model: str = ""
+    variant: str = ""
+    profile: str = ""
+    reasoning_effort: str = ""
+    personality: str = ""
+    workspace_dir: str = v.checked(v.path_text, default="")
+    exec_policy: ExecPolicy | None = v.checked(
+        v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True, default=None
     )
-    on_progress: ProgressCallback | None = attrs.field(default=None, eq=False, repr=False)
-    on_raw_event: RawEventCallback | None = attrs.field(default=None, eq=False, repr=False)
+    env: Mapping[str, str] = v.checked(v.env_map, factory=dict, repr=redacted_env)
+    on_progress: ProgressCallback | None = v.checked(
+        v.callback, default=None, eq=False, repr=False
+    )
+    on_raw_event: RawEventCallback | None = v.checked(
+        v.callback, default=None, eq=False, repr=False
+    )
 
     @property
     def prompt(self) -> str:

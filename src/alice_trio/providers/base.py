@@ -21,7 +21,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from .. import safejson
-from ..errors import AliceError
+from .. import validation as v
+from ..errors import AliceError, ConfigError
 from ..framing import DEFAULT_MAX_LINE_BYTES
 from ..models import (
     EventKind,
@@ -62,7 +63,7 @@ DRIFT_ERRORS: tuple[type[Exception], ...] = (
 MAX_COUNT = 2**63 - 1
 
 
-@attrs.frozen(kw_only=True)
+@v.config_class
 class RunLimits:
     """Engine knobs that bound a run. All durations are seconds.
 
@@ -77,42 +78,46 @@ class RunLimits:
     * ``sweep``: after the group is gone, kill the run's processes that escaped it (setsid'd
       tool processes), see :mod:`alice_trio.engine.reaper`. ``keep_background`` opts out for
       a normal exit (an agent's background job may then outlive the turn).
+
+    Durations are finite and >= 0, ``max_line_bytes`` > 0, the other sizes >= 0; anything else
+    raises :class:`~alice_trio.errors.ConfigError` naming the field.
     """
 
     kill_grace: float = 0.25
     drain_timeout: float = 2.0
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    line_policy: str = attrs.field(
-        default="error", validator=attrs.validators.in_(("error", "skip"))
-    )
+    max_line_bytes: int = v.checked(v.integer(0, strict=True), default=DEFAULT_MAX_LINE_BYTES)
+    line_policy: str = v.checked(v.choice(("error", "skip")), default="error")
     stderr_tail_bytes: int = 64 * 1024
     callback_buffer: int = 4096
     sweep: bool = True
     keep_background: bool = False
 
 
-def _env_dict(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (value or {}).items()}
-
-
-@attrs.frozen(kw_only=True)
+@v.config_class
 class CLIConfig:
-    """Settings shared by every CLI provider; providers subclass it to add their own keys.
+    """Settings shared by every CLI provider; providers subclass it (decorated with
+    :func:`alice_trio.validation.config_class`) to add their own keys.
 
     ``command`` empty means the provider's default command. ``timeout`` ≤ 0 means 48 h.
     ``idle_timeout`` (seconds of stdout silence) ``None`` means no idle watchdog.
-    ``extra_args`` are appended before the prompt terminator.
+    ``extra_args`` (a list of strings; a bare string is an error) are appended before the prompt
+    terminator. ``workspace_dir`` is a string or a path. Every field is checked at construction
+    (:class:`~alice_trio.errors.ConfigError` naming the field), from YAML and Python alike.
     """
 
     command: str = ""
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = v.checked(v.seconds(negative=DEFAULT_TIMEOUT), default=DEFAULT_TIMEOUT)
     idle_timeout: float | None = None
     model: str = ""
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict, repr=redacted_env)
-    workspace_dir: str = ""
-    exec_policy: ExecPolicy = ExecPolicy()
+    env: Mapping[str, str] = v.checked(v.env_map, factory=dict, repr=redacted_env)
+    workspace_dir: str = v.checked(v.path_text, default="")
+    exec_policy: ExecPolicy = v.checked(
+        v.instance(ExecPolicy, "an ExecPolicy"), nested=True, default=ExecPolicy()
+    )
     extra_args: tuple[str, ...] = ()
-    limits: RunLimits = RunLimits()
+    limits: RunLimits = v.checked(
+        v.instance(RunLimits, "a RunLimits"), nested=True, default=RunLimits()
+    )
 
     def effective_timeout(self) -> float:
         return self.timeout if self.timeout and self.timeout > 0 else DEFAULT_TIMEOUT
@@ -123,21 +128,91 @@ class CLIConfig:
         return min(idle, self.effective_timeout()) if idle and idle > 0 else None
 
 
+#: Linux: the longest single argv element or env string, NUL included (``MAX_ARG_STRLEN``,
+#: 32 pages); a longer one makes ``execve`` fail with E2BIG
+MAX_ARG_STRLEN = 32 * 4096
+#: Linux: argv + envp together may use a quarter of the stack limit, 2 MiB with the default
+#: 8 MiB stack (``getconf ARG_MAX``). The pure check counts argv and the env *overrides*; the
+#: host environment is added by the engine at spawn time.
+ARG_MAX = 2 * 1024 * 1024
+
+
+def _encoded(value: str, what: str) -> bytes:
+    try:
+        data = value.encode("utf-8", "surrogateescape")  # what os.fsencode does on Linux
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} is not encodable text (a lone surrogate)") from None
+    if b"\x00" in data:
+        raise ConfigError(f"{what} contains a NUL byte, which a process argument cannot carry")
+    return data
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def check_argument(value: str, what: str) -> bytes:
+    """``value`` as one argv element (or env string): text without NUL, at most
+    :data:`MAX_ARG_STRLEN` bytes. Raises :class:`ConfigError` naming ``what`` and the limit."""
+    data = _encoded(value, what)
+    if len(data) + 1 > MAX_ARG_STRLEN:
+        raise ConfigError(
+            f"{what} is {len(data):,} bytes; Linux limits a single process argument to "
+            f"{MAX_ARG_STRLEN - 1:,} bytes (MAX_ARG_STRLEN)"
+        )
+    return data
+
+
+def _check_invocation(inv: Invocation) -> None:
+    """Everything ``execve`` would refuse, as a typed error before anything is spawned."""
+    if not inv.argv:
+        raise ConfigError("empty argv: no command to run")
+    total = 0
+    for i, arg in enumerate(inv.argv):
+        if not isinstance(arg, str):
+            raise ConfigError(f"argv[{i}] is not a string: {type(arg).__name__}")
+        total += len(check_argument(arg, f"argv[{i}] ({_short(arg)})")) + 1 + 8
+    for key, value in inv.env.items():
+        try:
+            name = v.env_key(key)
+        except v.InvalidValue as exc:
+            raise ConfigError(exc.message) from None
+        if not isinstance(value, str):
+            raise ConfigError(f"env {name} is not a string")
+        total += len(check_argument(f"{name}={value}", f"env {name}")) + 1 + 8
+    if inv.cwd is not None:
+        _encoded(inv.cwd, "workspace dir (cwd)")
+    if total > ARG_MAX:
+        raise ConfigError(
+            f"argv and environment overrides together are {total:,} bytes; Linux allows "
+            f"{ARG_MAX:,} for argv + environment (ARG_MAX with the default stack)"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class Invocation:
     """How to start one CLI process. ``env`` holds overrides only: the engine merges them over
     the host's environment and removes ``env_remove``. ``stdin`` ``None`` means stdin is
     closed at once; bytes are written and then stdin is closed (EOF). ``idle_timeout`` and
-    ``timeout`` are seconds (``None``: none)."""
+    ``timeout`` are seconds (``None``: none).
 
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict, repr=redacted_env)
+    Construction checks what ``execve`` would refuse, for one-shot runs and sessions alike: a
+    NUL byte or an unencodable string in argv, env or cwd, an env key with ``=``, one argument
+    longer than :data:`MAX_ARG_STRLEN`, argv + env overrides beyond :data:`ARG_MAX`. Each raises
+    :class:`~alice_trio.errors.ConfigError` naming the element and the limit, so a bad value
+    never reaches a spawn (no bare ``OSError`` E2BIG or ``ValueError``)."""
+
+    argv: tuple[str, ...] = attrs.field(converter=tuple)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=dict, repr=redacted_env)
     env_remove: tuple[str, ...] = ()
     cwd: str | None = None
     stdin: bytes | None = None
     timeout: float | None = None
     idle_timeout: float | None = None
     limits: RunLimits = RunLimits()
+
+    def __attrs_post_init__(self) -> None:
+        _check_invocation(self)
 
 
 @attrs.frozen(kw_only=True)

@@ -51,6 +51,7 @@ from typing import Any
 import attrs
 
 from .. import safejson
+from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
@@ -81,7 +82,7 @@ TRUST_ENV = "GEMINI_CLI_TRUST_WORKSPACE"
 NO_RELAUNCH_ENV = "GEMINI_CLI_NO_RELAUNCH"
 
 
-@attrs.frozen(kw_only=True)
+@v.config_class
 class GeminiConfig(CLIConfig):
     """gemini settings (see the module docstring for why the defaults are what they are).
 
@@ -98,18 +99,12 @@ class GeminiConfig(CLIConfig):
     """
 
     yolo: bool = True
-    approval_mode: str = attrs.field(
-        default="", converter=str.strip, validator=attrs.validators.in_(APPROVAL_MODES)
-    )
+    approval_mode: str = v.checked(v.choice(APPROVAL_MODES, lower=False), default="")
     trust_workspace: bool = True
     no_relaunch: bool = False
-    session_id: str = attrs.field(default="", converter=str.strip)
-    prompt_via: str = attrs.field(
-        default="stdin", converter=str.strip, validator=attrs.validators.in_(("stdin", "argv"))
-    )
-    session_protocol: str = attrs.field(
-        default="acp", converter=str.strip, validator=attrs.validators.in_(("acp", "oneshot"))
-    )
+    session_id: str = ""
+    prompt_via: str = v.checked(v.choice(("stdin", "argv")), default="stdin")
+    session_protocol: str = v.checked(v.choice(("acp", "oneshot")), default="acp")
 
 
 # -- argv ---------------------------------------------------------------------------------------

@@ -40,9 +40,8 @@ import re
 import uuid
 from typing import Any, ClassVar
 
-import attrs
-
 from .. import safejson
+from .. import validation as v
 from ..errors import AgentError
 from ..models import EventKind, RunRequest, TurnEvent
 from .base import (
@@ -86,7 +85,7 @@ _CODE_ERROR_RE = re.compile(r"^error:\s*(.+)$", re.MULTILINE)
 _API_STATUS_RE = re.compile(r"provider\.\w+:\s*(\d{3})\b")
 
 
-@attrs.frozen(kw_only=True)
+@v.config_class
 class KimiConfig(CLIConfig):
     """Kimi settings.
 
@@ -101,7 +100,7 @@ class KimiConfig(CLIConfig):
     Values in ``env`` (and the request's env) override these defaults.
     """
 
-    flavor: str = attrs.field(default="code", validator=attrs.validators.in_(FLAVORS))
+    flavor: str = v.checked(v.choice(FLAVORS), default="code")
     yolo: bool = False
     disable_telemetry: bool = True
     disable_auto_update: bool = True

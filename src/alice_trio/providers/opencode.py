@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .. import validation as v
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
     CLIConfig,
@@ -78,11 +79,7 @@ _CONTINUE_REASONS = frozenset({"tool-calls", "unknown"})
 DEFAULT_MAX_UNKNOWN_STEPS = 20
 
 
-def _str_map(value: Any) -> dict[str, str]:
-    return {str(k).strip(): str(v).strip() for k, v in (value or {}).items()}
-
-
-@attrs.frozen(kw_only=True)
+@v.config_class
 class OpenCodeConfig(CLIConfig):
     """OpenCode settings.
 
@@ -100,9 +97,9 @@ class OpenCodeConfig(CLIConfig):
       one-shot ignores it).
     """
 
-    variant: str = ""
+    variant: str = v.checked(v.lower_text, default="")
     agent: str = ""
-    profile_overrides: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    profile_overrides: Mapping[str, str] = attrs.field(factory=dict)
     thinking: bool = False
     auto_approve: bool = False
     max_unknown_steps: int = DEFAULT_MAX_UNKNOWN_STEPS

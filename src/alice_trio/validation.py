@@ -22,6 +22,7 @@ hang every run); counts and durations are ``>= 0`` unless a field says more (``>
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -90,7 +91,7 @@ def show(value: Any, *, secret: bool = False) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         shown = value if len(value) <= 60 else value[:57] + "..."
-        return '"' + shown.replace('"', '\\"') + '"'
+        return json.dumps(shown, ensure_ascii=False)  # quoted, control characters escaped
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, (list, tuple)):
@@ -114,8 +115,14 @@ def unicode_text(value: Any) -> str:
 
 
 def text(value: Any) -> str:
-    """A string, trimmed (``None`` is ``""``; lone surrogates become U+FFFD)."""
-    return unicode_text(value).strip()
+    """A string, trimmed (``None`` is ``""``; lone surrogates become U+FFFD), without NUL bytes:
+    every such setting ends up in an argv element, an env value or a path, which cannot carry
+    one. (The prompt, :func:`unicode_text`, may: it goes to stdin or is checked where it goes
+    into argv.)"""
+    result = unicode_text(value).strip()
+    if "\x00" in result:
+        raise InvalidValue("must not contain a NUL byte")
+    return result
 
 
 def lower_text(value: Any) -> str:
@@ -235,8 +242,8 @@ def paths(value: Any) -> tuple[str, ...]:
     for i, item in enumerate(_items(value, "a list of paths")):
         try:
             s = path_text(item)
-        except InvalidValue:
-            raise InvalidValue(f"expected a list of paths, item {i} is {show(item)}") from None
+        except InvalidValue as exc:
+            raise InvalidValue(f"item {i}: {exc.message}") from None
         if s and s not in out:
             out.append(s)
     return tuple(out)

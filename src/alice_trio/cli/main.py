@@ -126,16 +126,22 @@ def _route(app: AppConfig, provider: str, profile: str) -> ProfileConfig:
     raise ConfigError(f"no profile serves provider {routed.provider!r}")  # pragma: no cover
 
 
+def _read_stdin() -> str:
+    """stdin as UTF-8 whatever the locale; undecodable bytes become U+FFFD (never a
+    UnicodeDecodeError; the same replacement as for a CLI's output)."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
 def _read_prompt(args: argparse.Namespace, provider: str) -> str:
     text = " ".join(args.prompt or []).strip()
     if text == "-":
-        return sys.stdin.read()
+        return _read_stdin()
     if text:
-        return text
+        return text  # argv arrives with surrogateescape; RunRequest makes those U+FFFD
     if provider == "replay":
         return REPLAY_PROMPT
     if sys.stdin is not None and not sys.stdin.isatty():
-        return sys.stdin.read()
+        return _read_stdin()
     raise UsageError("no prompt: give it as arguments, or '-' to read it from stdin")
 
 

@@ -35,7 +35,9 @@ from ..models import (
 )
 
 __all__ = [
+    "ARG_MAX",
     "DRIFT_ERRORS",
+    "MAX_ARG_STRLEN",
     "MAX_COUNT",
     "CLIConfig",
     "DecodeOutcome",
@@ -48,7 +50,9 @@ __all__ = [
     "as_list",
     "as_map",
     "as_str",
+    "check_argument",
     "merge_env",
+    "prompt_argument",
 ]
 
 DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
@@ -161,6 +165,18 @@ def check_argument(value: str, what: str) -> bytes:
             f"{MAX_ARG_STRLEN - 1:,} bytes (MAX_ARG_STRLEN)"
         )
     return data
+
+
+def prompt_argument(flag: str, prompt: str, *, provider: str, why: str) -> str:
+    """``flag + prompt`` as one argv element, for a CLI that takes the prompt only in argv.
+    Raises :class:`ConfigError` before anything is spawned when the prompt holds a NUL byte or
+    is longer than one argument may be (:data:`MAX_ARG_STRLEN`), saying ``why`` it goes there."""
+    arg = flag + prompt
+    try:
+        check_argument(arg, f"the {provider} prompt argument ({flag}...)")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message}; {why}", provider=provider) from None
+    return arg
 
 
 def _check_invocation(inv: Invocation) -> None:

@@ -62,6 +62,7 @@ from .base import (
     Provider,
     as_int,
     as_str,
+    prompt_argument,
 )
 
 __all__ = [
@@ -136,8 +137,6 @@ def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
     prompt = request.prompt
     if not prompt:
         raise EmptyPromptError()
-    if config.prompt_via == "argv" and "\x00" in prompt:
-        raise ConfigError("gemini prompt contains a NUL byte, which argv cannot carry")
     command = config.command.strip() or "gemini"
     model = request.model or config.model.strip()
     policy = config.exec_policy.merged(request.exec_policy)
@@ -157,7 +156,8 @@ def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
         argv.append(f"--session-id={_value('session_id', config.session_id)}")
     stdin: bytes | None = prompt.encode("utf-8")
     if config.prompt_via == "argv":
-        argv.append(f"--prompt={prompt}")
+        why = "prompt_via: argv puts it there; the default prompt_via: stdin has no such limit"
+        argv.append(prompt_argument("--prompt=", prompt, provider="gemini", why=why))
         stdin = None
     argv += config.extra_args
 
@@ -186,7 +186,7 @@ def _status(*values: Any) -> int | None:
     """An HTTP status from a number, a numeric string, a gRPC status name or "status 503"."""
     for value in values:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            n = int(value)
+            n = as_int(value)  # inf/nan (1e999) are 0, never OverflowError
             if 100 <= n <= 599:
                 return n
         elif isinstance(value, str) and value.strip():

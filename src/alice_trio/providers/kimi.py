@@ -53,6 +53,7 @@ from .base import (
     as_int,
     as_str,
     merge_env,
+    prompt_argument,
 )
 
 __all__ = [
@@ -69,6 +70,11 @@ __all__ = [
 ]
 
 FLAVORS = ("code", "legacy")
+#: why a Kimi Code prompt is refused before spawning (it has no stdin prompt mode)
+CODE_PROMPT_LIMIT = (
+    "Kimi Code takes the prompt only in argv (-p/--prompt; it has no stdin prompt mode): "
+    "shorten the prompt, or use flavor: legacy (kimi-cli), which reads it on stdin"
+)
 
 #: printed when a turn produced no assistant text
 NO_REPLY_MESSAGE = "kimi returned no final assistant message"
@@ -151,7 +157,7 @@ def build_invocation(request: RunRequest, config: KimiConfig) -> Invocation:
     argv += [f"--add-dir={d}" for d in policy.add_dirs]
     argv += list(config.extra_args)
     if config.flavor != "legacy":
-        argv.append(f"--prompt={prompt}")
+        argv.append(prompt_argument("--prompt=", prompt, provider="kimi", why=CODE_PROMPT_LIMIT))
     return Invocation(
         argv=tuple(argv),
         env=merge_env(default_env(config), config.env, request.env),

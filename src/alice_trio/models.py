@@ -155,9 +155,7 @@ class RunRequest:
         v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True, default=None
     )
     env: Mapping[str, str] = v.checked(v.env_map, factory=dict, repr=redacted_env)
-    on_progress: ProgressCallback | None = v.checked(
-        v.callback, default=None, eq=False, repr=False
-    )
+    on_progress: ProgressCallback | None = v.checked(v.callback, default=None, eq=False, repr=False)
     on_raw_event: RawEventCallback | None = v.checked(
         v.callback, default=None, eq=False, repr=False
     )

@@ -377,9 +377,7 @@ def _converter(check: Check, inner: Any) -> attrs.Converter[Any, Any]:
     return attrs.Converter(convert, takes_field=True)  # type: ignore[call-overload,no-any-return]
 
 
-def checked_fields(
-    cls: type, fields: list[attrs.Attribute[Any]]
-) -> list[attrs.Attribute[Any]]:
+def checked_fields(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
     """attrs ``field_transformer``: give each field its check (see the module docstring).
 
     A field's own ``converter`` (if any) runs *after* the check, on the checked value; a field

@@ -94,7 +94,7 @@ def test_a_file_without_profiles_fails_at_load(tmp_path: Path, body: str) -> Non
     assert "required" in err.errors[-1][1]
 
 
-# -- Python construction: the same checks, the same messages ----------------------------------------
+# -- Python construction: the same checks, the same messages -----------------------------------
 
 
 def test_python_classes_validate_like_yaml() -> None:
@@ -135,11 +135,12 @@ def test_a_bad_value_never_reaches_argv() -> None:
     provider = get_provider("codex")
     with pytest.raises(ConfigError):
         provider.build_invocation(
-            RunRequest(user_text="x"), CodexConfig(extra_args="--verbose")  # type: ignore[arg-type]
+            RunRequest(user_text="x"),
+            CodexConfig(extra_args="--verbose"),  # type: ignore[arg-type]
         )
 
 
-# -- one set of checks: every field, any value ------------------------------------------------------
+# -- one set of checks: every field, any value ---------------------------------------------
 
 _VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10), st.floats(), st.text(max_size=6),

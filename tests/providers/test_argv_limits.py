@@ -108,7 +108,7 @@ def test_invocation_checks_every_element() -> None:
         Invocation(argv=("a", "b\x00"))
     with pytest.raises(ConfigError, match="MAX_ARG_STRLEN"):
         Invocation(argv=("a", "b" * MAX_ARG_STRLEN))
-    with pytest.raises(ConfigError, match="env B.*NUL"):
+    with pytest.raises(ConfigError, match=r"env B.*NUL"):
         Invocation(argv=("a",), env={"B": "\x00"})
     with pytest.raises(ConfigError, match="must not contain '='"):
         Invocation(argv=("a",), env={"B=C": "x"})

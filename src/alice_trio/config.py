@@ -186,7 +186,7 @@ def _attrs_validator_message(
 def _raise(errors: list[tuple[str, str]], source: str = "") -> typing.NoReturn:
     lines = [f"{p}: {m}" if p else m for p, m in errors]
     err = ConfigError("\n".join(lines))
-    err.errors = tuple(errors)  # type: ignore[attr-defined]
+    err.errors = tuple(errors)
     err.source = source  # type: ignore[attr-defined]
     raise err
 
@@ -226,7 +226,7 @@ def config_keys(cl: type) -> list[str]:
 # -- the converter ------------------------------------------------------------------------------
 
 
-def _hook(check: v.Check) -> Callable[[Any, Any], Any]:
+def _hook(check: v.Check) -> Callable[..., Any]:
     """A cattrs structure hook running a field check (see :mod:`alice_trio.validation`)."""
 
     def hook(value: Any, _: Any = None) -> Any:

@@ -42,7 +42,7 @@ def redacted_env(env: Mapping[str, str]) -> str:
     return "{" + ", ".join(f"{key!r}: '***'" for key in env) + "}"
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ExecPolicy:
     """Sandbox / approval / extra writable dirs (spec §2.5). Empty strings mean "not set".
 
@@ -52,9 +52,11 @@ class ExecPolicy:
     paths, trimmed, empties dropped, de-duplicated keeping the first spelling and order.
     """
 
-    sandbox: str = v.checked(v.choice(SANDBOX_VALUES, empty=True), default="")
-    ask_for_approval: str = v.checked(v.choice(APPROVAL_VALUES, empty=True), default="")
-    add_dirs: tuple[str, ...] = v.checked(v.paths, default=())
+    sandbox: str = attrs.field(default="", metadata=v.meta(v.choice(SANDBOX_VALUES, empty=True)))
+    ask_for_approval: str = attrs.field(
+        default="", metadata=v.meta(v.choice(APPROVAL_VALUES, empty=True))
+    )
+    add_dirs: tuple[str, ...] = attrs.field(default=(), metadata=v.meta(v.paths))
 
     def merged(self, override: ExecPolicy | None) -> ExecPolicy:
         """``self`` with ``override`` on top: non-empty fields replace, add_dirs are appended."""
@@ -124,7 +126,7 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> None:
         await result
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class RunRequest:
     """One agent turn to run.
 
@@ -140,7 +142,7 @@ class RunRequest:
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
-    user_text: str = v.checked(v.unicode_text)
+    user_text: str = attrs.field(metadata=v.meta(v.unicode_text))
     thread_id: str = ""
     agent_name: str = ""
     scene: str = ""
@@ -150,14 +152,19 @@ class RunRequest:
     profile: str = ""
     reasoning_effort: str = ""
     personality: str = ""
-    workspace_dir: str = v.checked(v.path_text, default="")
-    exec_policy: ExecPolicy | None = v.checked(
-        v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True, default=None
+    workspace_dir: str = attrs.field(default="", metadata=v.meta(v.path_text))
+    exec_policy: ExecPolicy | None = attrs.field(
+        default=None,
+        metadata=v.meta(v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True),
     )
-    env: Mapping[str, str] = v.checked(v.env_map, factory=dict, repr=redacted_env)
-    on_progress: ProgressCallback | None = v.checked(v.callback, default=None, eq=False, repr=False)
-    on_raw_event: RawEventCallback | None = v.checked(
-        v.callback, default=None, eq=False, repr=False
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, repr=redacted_env, metadata=v.meta(v.env_map)
+    )
+    on_progress: ProgressCallback | None = attrs.field(
+        default=None, eq=False, repr=False, metadata=v.meta(v.callback)
+    )
+    on_raw_event: RawEventCallback | None = attrs.field(
+        default=None, eq=False, repr=False, metadata=v.meta(v.callback)
     )
 
     @property

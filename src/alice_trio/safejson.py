@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "NotJSON", "loads", "scrub_surrogates"]
@@ -31,6 +32,7 @@ __all__ = ["MAX_DEPTH", "NotJSON", "loads", "scrub_surrogates"]
 #: deepest nesting accepted; real agent messages stay far below it (tens of levels)
 MAX_DEPTH = 200
 
+_fast_loads: Callable[[str], Any] | None
 try:  # orjson is optional; it parses ~3x faster than json
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - depends on the environment

@@ -3,9 +3,10 @@
 Pure (no I/O, no trio). A *check* is a function ``value -> normalized value`` that raises
 :class:`InvalidValue` (message without the key) for a bad value; checks are idempotent, so a
 value they produced passes again unchanged. :func:`checked_fields` is an attrs
-``field_transformer``: every field of a class decorated with :func:`config_class` gets the check
-of its declared type (or the one in its ``metadata["check"]``) as an attrs converter, and keeps
-it in ``metadata["check"]``, where :mod:`alice_trio.config` finds it to structure YAML. So
+``field_transformer``: every field of a class decorated with
+``@attrs.frozen(kw_only=True, field_transformer=checked_fields)`` gets the check of its declared
+type (or the one given with ``metadata=meta(check)``) as an attrs converter, and keeps it in its
+metadata, where :mod:`alice_trio.config` finds it to structure YAML. So
 
 * ``CodexConfig(extra_args="--verbose")`` raises :class:`~alice_trio.errors.ConfigError`
   ``extra_args: expected a list of strings, got "--verbose"``;
@@ -21,7 +22,6 @@ hang every run); counts and durations are ``>= 0`` unless a field says more (``>
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -37,16 +37,15 @@ __all__ = [
     "InvalidValue",
     "boolean",
     "callback",
-    "checked",
     "checked_fields",
     "choice",
-    "config_class",
     "env_key",
     "env_map",
     "env_value",
     "instance",
     "integer",
     "lower_text",
+    "meta",
     "number",
     "path_text",
     "paths",
@@ -67,10 +66,10 @@ NESTED = "nested"
 _DONE = "alice_checked"
 
 
-def checked(check: Check | None, *, nested: bool = False, **kw: Any) -> Any:
-    """``attrs.field(**kw)`` with ``check`` instead of the one of the field's type."""
-    metadata = {**kw.pop("metadata", {}), CHECK: check, NESTED: nested}
-    return attrs.field(metadata=metadata, **kw)
+def meta(check: Check | None, *, nested: bool = False) -> dict[str, Any]:
+    """Field metadata giving a field ``check`` instead of the one of its type:
+    ``attrs.field(default="", metadata=meta(choice(...)))``; ``nested``: see :data:`NESTED`."""
+    return {CHECK: check, NESTED: nested}
 
 
 class InvalidValue(ValueError):
@@ -374,7 +373,7 @@ def _converter(check: Check, inner: Any) -> attrs.Converter[Any, Any]:
             value = inner(value)
         return value
 
-    return attrs.Converter(convert, takes_field=True)  # type: ignore[call-overload,no-any-return]
+    return attrs.Converter(convert, takes_field=True)
 
 
 def checked_fields(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
@@ -394,10 +393,6 @@ def checked_fields(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.
         conv = _converter(check, a.converter)
         out.append(a.evolve(converter=conv, metadata={**a.metadata, CHECK: check, _DONE: True}))
     return out
-
-
-#: the decorator of every config class: frozen, keyword-only, every field checked
-config_class = functools.partial(attrs.frozen, kw_only=True, field_transformer=checked_fields)
 
 
 def yaml_check_of(a: attrs.Attribute[Any]) -> Check | None:

@@ -15,7 +15,7 @@ without any process, and the engine (:mod:`alice_trio.engine`) is the only place
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
@@ -67,7 +67,7 @@ DRIFT_ERRORS: tuple[type[Exception], ...] = (
 MAX_COUNT = 2**63 - 1
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class RunLimits:
     """Engine knobs that bound a run. All durations are seconds.
 
@@ -89,15 +89,17 @@ class RunLimits:
 
     kill_grace: float = 0.25
     drain_timeout: float = 2.0
-    max_line_bytes: int = v.checked(v.integer(0, strict=True), default=DEFAULT_MAX_LINE_BYTES)
-    line_policy: str = v.checked(v.choice(("error", "skip")), default="error")
+    max_line_bytes: int = attrs.field(
+        default=DEFAULT_MAX_LINE_BYTES, metadata=v.meta(v.integer(0, strict=True))
+    )
+    line_policy: str = attrs.field(default="error", metadata=v.meta(v.choice(("error", "skip"))))
     stderr_tail_bytes: int = 64 * 1024
     callback_buffer: int = 4096
     sweep: bool = True
     keep_background: bool = False
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class CLIConfig:
     """Settings shared by every CLI provider; providers subclass it (decorated with
     :func:`alice_trio.validation.config_class`) to add their own keys.
@@ -110,17 +112,21 @@ class CLIConfig:
     """
 
     command: str = ""
-    timeout: float = v.checked(v.seconds(negative=DEFAULT_TIMEOUT), default=DEFAULT_TIMEOUT)
+    timeout: float = attrs.field(
+        default=DEFAULT_TIMEOUT, metadata=v.meta(v.seconds(negative=DEFAULT_TIMEOUT))
+    )
     idle_timeout: float | None = None
     model: str = ""
-    env: Mapping[str, str] = v.checked(v.env_map, factory=dict, repr=redacted_env)
-    workspace_dir: str = v.checked(v.path_text, default="")
-    exec_policy: ExecPolicy = v.checked(
-        v.instance(ExecPolicy, "an ExecPolicy"), nested=True, default=ExecPolicy()
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, repr=redacted_env, metadata=v.meta(v.env_map)
+    )
+    workspace_dir: str = attrs.field(default="", metadata=v.meta(v.path_text))
+    exec_policy: ExecPolicy = attrs.field(
+        default=ExecPolicy(), metadata=v.meta(v.instance(ExecPolicy, "an ExecPolicy"), nested=True)
     )
     extra_args: tuple[str, ...] = ()
-    limits: RunLimits = v.checked(
-        v.instance(RunLimits, "a RunLimits"), nested=True, default=RunLimits()
+    limits: RunLimits = attrs.field(
+        default=RunLimits(), metadata=v.meta(v.instance(RunLimits, "a RunLimits"), nested=True)
     )
 
     def effective_timeout(self) -> float:
@@ -205,6 +211,14 @@ def _check_invocation(inv: Invocation) -> None:
         )
 
 
+def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _as_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen(kw_only=True)
 class Invocation:
     """How to start one CLI process. ``env`` holds overrides only: the engine merges them over
@@ -218,8 +232,8 @@ class Invocation:
     :class:`~alice_trio.errors.ConfigError` naming the element and the limit, so a bad value
     never reaches a spawn (no bare ``OSError`` E2BIG or ``ValueError``)."""
 
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=dict, repr=redacted_env)
+    argv: tuple[str, ...] = attrs.field(converter=_as_tuple)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict, repr=redacted_env)
     env_remove: tuple[str, ...] = ()
     cwd: str | None = None
     stdin: bytes | None = None

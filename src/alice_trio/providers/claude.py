@@ -46,6 +46,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..models import EventKind, RunRequest, TurnEvent, Usage
@@ -81,7 +83,7 @@ def _tools(value: Any) -> tuple[str, ...]:
     return tuple(s for s in v.str_tuple(value) if s)
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ClaudeConfig(CLIConfig):
     """claude settings.
 
@@ -99,7 +101,7 @@ class ClaudeConfig(CLIConfig):
     permission_mode: str = DEFAULT_PERMISSION_MODE
     is_sandbox: bool = False
     include_partial_messages: bool = False
-    allowed_tools: tuple[str, ...] = v.checked(_tools, default=())
+    allowed_tools: tuple[str, ...] = attrs.field(default=(), metadata=v.meta(_tools))
     session_id: str = ""
 
 

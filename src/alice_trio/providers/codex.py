@@ -49,7 +49,7 @@ BYPASS_FLAG = "--dangerously-bypass-approvals-and-sandbox"
 MCP_RESOURCE_ROOT_ENV = "ALICE_MCP_RESOURCE_ROOT"
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ProfileOverride:
     """A runner override keyed by the **outer** profile name (spec §5.5).
 
@@ -61,8 +61,9 @@ class ProfileOverride:
     command: str = ""
     timeout: float = 0.0
     provider_profile: str = ""
-    exec_policy: ExecPolicy | None = v.checked(
-        v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True, default=None
+    exec_policy: ExecPolicy | None = attrs.field(
+        default=None,
+        metadata=v.meta(v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True),
     )
 
 
@@ -77,19 +78,19 @@ def _overrides(value: Any) -> dict[str, ProfileOverride]:
     return out
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class CodexConfig(CLIConfig):
     """codex settings. Idle timeouts (seconds) are picked by reasoning effort unless
     ``idle_timeout`` is set explicitly; ``provider_profile`` is the default ``-p`` ("" = none)."""
 
-    reasoning_effort: str = v.checked(v.lower_text, default="")
-    personality: str = v.checked(v.lower_text, default="")
+    reasoning_effort: str = attrs.field(default="", metadata=v.meta(v.lower_text))
+    personality: str = attrs.field(default="", metadata=v.meta(v.lower_text))
     provider_profile: str = ""
     default_idle_timeout: float = 900.0
     high_idle_timeout: float = 1800.0
     xhigh_idle_timeout: float = 3600.0
-    profile_overrides: Mapping[str, ProfileOverride] = v.checked(
-        _overrides, nested=True, factory=dict
+    profile_overrides: Mapping[str, ProfileOverride] = attrs.field(
+        factory=dict, metadata=v.meta(_overrides, nested=True)
     )
 
 

@@ -83,7 +83,7 @@ TRUST_ENV = "GEMINI_CLI_TRUST_WORKSPACE"
 NO_RELAUNCH_ENV = "GEMINI_CLI_NO_RELAUNCH"
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class GeminiConfig(CLIConfig):
     """gemini settings (see the module docstring for why the defaults are what they are).
 
@@ -100,12 +100,16 @@ class GeminiConfig(CLIConfig):
     """
 
     yolo: bool = True
-    approval_mode: str = v.checked(v.choice(APPROVAL_MODES, lower=False), default="")
+    approval_mode: str = attrs.field(
+        default="", metadata=v.meta(v.choice(APPROVAL_MODES, lower=False))
+    )
     trust_workspace: bool = True
     no_relaunch: bool = False
     session_id: str = ""
-    prompt_via: str = v.checked(v.choice(("stdin", "argv")), default="stdin")
-    session_protocol: str = v.checked(v.choice(("acp", "oneshot")), default="acp")
+    prompt_via: str = attrs.field(default="stdin", metadata=v.meta(v.choice(("stdin", "argv"))))
+    session_protocol: str = attrs.field(
+        default="acp", metadata=v.meta(v.choice(("acp", "oneshot")))
+    )
 
 
 # -- argv ---------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ import re
 import uuid
 from typing import Any, ClassVar
 
+import attrs
+
 from .. import safejson
 from .. import validation as v
 from ..errors import AgentError
@@ -91,7 +93,7 @@ _CODE_ERROR_RE = re.compile(r"^error:\s*(.+)$", re.MULTILINE)
 _API_STATUS_RE = re.compile(r"provider\.\w+:\s*(\d{3})\b")
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class KimiConfig(CLIConfig):
     """Kimi settings.
 
@@ -106,7 +108,7 @@ class KimiConfig(CLIConfig):
     Values in ``env`` (and the request's env) override these defaults.
     """
 
-    flavor: str = v.checked(v.choice(FLAVORS), default="code")
+    flavor: str = attrs.field(default="code", metadata=v.meta(v.choice(FLAVORS)))
     yolo: bool = False
     disable_telemetry: bool = True
     disable_auto_update: bool = True

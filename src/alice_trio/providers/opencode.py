@@ -79,7 +79,7 @@ _CONTINUE_REASONS = frozenset({"tool-calls", "unknown"})
 DEFAULT_MAX_UNKNOWN_STEPS = 20
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class OpenCodeConfig(CLIConfig):
     """OpenCode settings.
 
@@ -97,7 +97,7 @@ class OpenCodeConfig(CLIConfig):
       one-shot ignores it).
     """
 
-    variant: str = v.checked(v.lower_text, default="")
+    variant: str = attrs.field(default="", metadata=v.meta(v.lower_text))
     agent: str = ""
     profile_overrides: Mapping[str, str] = attrs.field(factory=dict)
     thinking: bool = False

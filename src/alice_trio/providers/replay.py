@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from importlib import resources
 
+import attrs
+
 from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..models import RunRequest
@@ -28,12 +30,12 @@ def default_transcript_path() -> str:
     return str(resources.files("alice_trio") / "data" / "transcripts" / DEFAULT_TRANSCRIPT)
 
 
-@v.config_class
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ReplayConfig(CLIConfig):
     """``transcript``: file to replay ("" = the packaged one); ``decode_as``: provider whose
     decoder reads it; ``speed``: time factor (2.0 = twice as fast, 0 = no delays)."""
 
-    transcript: str = v.checked(v.path_text, default="")
+    transcript: str = attrs.field(default="", metadata=v.meta(v.path_text))
     decode_as: str = "codex"
     speed: float = 1.0
 

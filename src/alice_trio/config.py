@@ -635,8 +635,7 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
         raise ConfigError(f"config file {source} is not UTF-8 text") from exc
     if not text.strip():
         err = ConfigError(
-            f"config file {source} is empty; it must define llm_profiles "
-            "(see docs/configuration.md)"
+            "empty config file: it must define llm_profiles (see docs/configuration.md)"
         )
         err.source = source  # type: ignore[attr-defined]
         raise err

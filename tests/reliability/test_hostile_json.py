@@ -476,3 +476,30 @@ def test_cli_replay_of_hostile_lines_prints_no_traceback(tmp_path: Path, provide
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_cli_run_of_a_cli_printing_hostile_lines(tmp_path: Path, provider: str) -> None:
+    """``alice-trio run`` (the replay provider re-emits the lines as a real CLI's stdout):
+    the verdict is a reply or a typed error (exit 1), never a traceback."""
+    lines = [
+        '{"type":"thread.started","thread_id":"t1"}',
+        "[" * 100_000,
+        "[" * 200_000 + "]" * 200_000,
+        '{"type":"item.completed","item":{"type":"agent_message","text":"ok \\ud800"}}',
+        '{"type":"turn.completed","usage":{"input_tokens":1e999,"output_tokens":-1e999}}',
+    ]
+    path = tmp_path / "hostile.stdout"
+    path.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "alice_trio.cli.main", "run", "--provider", "replay",
+         "--set", f"transcript={path}", "--set", f"decode_as={provider}", "--json", "hi"],
+        capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    if provider == "codex":
+        result = json.loads(proc.stdout)
+        assert result["reply"] == "ok \ufffd"
+        assert result["usage"]["input_tokens"] == 0

@@ -46,9 +46,9 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, override
 
+from . import validation as v
 from .errors import ConfigError, UnknownProviderError
-from .models import APPROVAL_VALUES, SANDBOX_VALUES, ExecPolicy
-from .providers.base import DEFAULT_TIMEOUT, CLIConfig, Provider
+from .providers.base import CLIConfig, Provider
 from .providers.registry import get_provider, normalize_name, provider_names
 
 __all__ = [
@@ -68,8 +68,6 @@ DEFAULT_AUTH_STATUS_TIMEOUT = 15.0
 PROFILE_META_KEYS = ("provider", "description")
 TOP_LEVEL_KEYS = ("default_profile", "env", "workspace_dir", "auth_status_timeout_secs",
                   "llm_profiles")  # fmt: skip
-#: string fields that are trimmed *and* lower-cased (spec §10.2)
-LOWERCASE_FIELDS = frozenset({"reasoning_effort", "variant", "personality"})
 #: a key people are likely to write → the key we use
 KEY_HINTS = {
     "exec_policy": "permissions",
@@ -91,30 +89,8 @@ KEY_HINTS = {
 # -- errors -------------------------------------------------------------------------------------
 
 
-class _Invalid(ValueError):
-    """A leaf validation failure: ``message`` is the text after ``<path>: ``."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def _show(value: Any, *, secret: bool = False) -> str:
-    """A short rendering of a bad value for an error message (``secret``: its type only)."""
-    if secret:
-        return f"a {type(value).__name__}"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        return '"' + shown.replace('"', '\\"') + '"'
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
+_Invalid = v.InvalidValue
+_show = v.show
 
 
 def _did_you_mean(key: str, known: list[str] | tuple[str, ...]) -> str:
@@ -169,6 +145,8 @@ def _flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tupl
             out.append((_join(path, key), "unknown key" + _did_you_mean(key, known)))
     elif isinstance(exc, _Invalid):
         out.append((path, exc.message))
+    elif isinstance(exc, ConfigError) and exc.errors:
+        out += _config_error_lines(exc, path, cl)
     elif isinstance(exc, KeyError):
         out.append((_join(path, str(exc.args[0])), "required key is missing"))
     elif isinstance(exc, (ValueError, TypeError)):
@@ -176,6 +154,12 @@ def _flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tupl
     else:  # pragma: no cover - cattrs raises only the above
         out.append((path, str(exc)))
     return out
+
+
+def _config_error_lines(exc: ConfigError, path: str, cl: type | None) -> list[tuple[str, str]]:
+    """A config class refused a value at construction: its attribute names → YAML keys."""
+    keys = _cls_keys(cl) if cl is not None and attrs.has(cl) else {}
+    return [(_join(path, keys.get(name, name)), message) for name, message in exc.errors]
 
 
 def _attrs_validator_message(
@@ -202,7 +186,7 @@ def _attrs_validator_message(
 def _raise(errors: list[tuple[str, str]], source: str = "") -> typing.NoReturn:
     lines = [f"{p}: {m}" if p else m for p, m in errors]
     err = ConfigError("\n".join(lines))
-    err.errors = tuple(errors)  # type: ignore[attr-defined]
+    err.errors = tuple(errors)
     err.source = source  # type: ignore[attr-defined]
     raise err
 
@@ -242,130 +226,16 @@ def config_keys(cl: type) -> list[str]:
 # -- the converter ------------------------------------------------------------------------------
 
 
-def _str(value: Any, _: Any = None) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_show(value)}")
-    return value.strip()
+def _hook(check: v.Check) -> Callable[..., Any]:
+    """A cattrs structure hook running a field check (see :mod:`alice_trio.validation`)."""
 
-
-def _lower_str(value: Any, _: Any = None) -> str:
-    return _str(value).lower()
-
-
-def _bool(value: Any, _: Any = None) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"expected true or false, got {_show(value)}")
-    return value
-
-
-def _int(value: Any, _: Any = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"expected an integer, got {_show(value)}")
-    return value
-
-
-def _float(value: Any, _: Any = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(f"expected a number, got {_show(value)}")
-    return float(value)
-
-
-def _seconds(value: Any, optional: bool) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        what = "a number of seconds" + (" or null" if optional else "")
-        raise _Invalid(f"expected {what}, got {_show(value)}")
-    return float(value)
-
-
-def _timeout_secs(value: Any, _: Any = None) -> float:
-    seconds = _seconds(value, optional=False)
-    assert seconds is not None
-    return seconds if seconds > 0 else DEFAULT_TIMEOUT  # spec §10.3: <= 0 → 48 h
-
-
-def _duration(optional: bool) -> Callable[[Any, Any], float | None]:
-    def hook(value: Any, _: Any = None) -> float | None:
-        seconds = _seconds(value, optional)
-        if seconds is not None and seconds < 0:
-            raise _Invalid(f"expected a number of seconds >= 0, got {_show(value)}")
-        return seconds
+    def hook(value: Any, _: Any = None) -> Any:
+        return check(value)
 
     return hook
 
 
-def _str_tuple(value: Any, _: Any = None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise _Invalid(f"expected a list of strings, got {_show(value)}")
-    out: list[str] = []
-    bad = [i for i, v in enumerate(value) if not isinstance(v, str)]
-    if bad:
-        i = bad[0]
-        raise _Invalid(f"expected a list of strings, item {i} is {_show(value[i])}")
-    out = [v.strip() for v in value]
-    return tuple(out)
-
-
-def _scalar_text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value).strip()
-    if value is None:
-        return ""
-    return None
-
-
-def _str_map(value: Any, _: Any = None) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _Invalid(f"expected a mapping of names to strings, got {_show(value)}")
-    out: dict[str, str] = {}
-    for k, v in value.items():
-        text = _scalar_text(v)
-        if text is None:
-            raise _Invalid(f"expected a mapping of names to strings, {k!s} is {_show(v)}")
-        out[str(k).strip()] = text
-    return out
-
-
-def _choice(values: tuple[str, ...]) -> Callable[[Any, Any], str]:
-    def hook(value: Any, _: Any = None) -> str:
-        text = _lower_str(value)
-        if text and text not in values:
-            raise _Invalid(f'"{text}" is unsupported; expected one of: {", ".join(values)}')
-        return text
-
-    return hook
-
-
-def _exec_policy_hook(conv: cattrs.Converter) -> Callable[[Any, Any], ExecPolicy]:
-    inner = make_dict_structure_fn(
-        ExecPolicy,
-        conv,
-        _cattrs_forbid_extra_keys=True,
-        sandbox=override(struct_hook=_choice(SANDBOX_VALUES)),
-        ask_for_approval=override(struct_hook=_choice(APPROVAL_VALUES)),
-        add_dirs=override(struct_hook=_str_tuple),
-    )
-
-    def hook(value: Any, cl: Any) -> ExecPolicy:
-        if value is None:
-            return ExecPolicy()
-        if not isinstance(value, dict):
-            raise _Invalid(
-                "expected a mapping with sandbox, ask_for_approval and add_dirs, "
-                f"got {_show(value)}"
-            )
-        return inner(value, cl)
-
-    return hook
+_str = _hook(v.text)
 
 
 def _is_str_tuple(t: Any) -> bool:
@@ -387,12 +257,9 @@ def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[An
             kw: dict[str, Any] = {}
             if key != a.name:
                 kw["rename"] = key
-            if a.name == "timeout" and a.type is float and issubclass(cl, CLIConfig):
-                kw["struct_hook"] = _timeout_secs
-            elif _is_duration(a):
-                kw["struct_hook"] = _duration(optional=a.type is not float)
-            elif a.name in LOWERCASE_FIELDS and a.type is str:
-                kw["struct_hook"] = _lower_str
+            check = v.yaml_check_of(a)
+            if check is not None:  # the class's own check: the same one as in Python
+                kw["struct_hook"] = _hook(check)
             if kw:
                 overrides[a.name] = override(**kw)
         inner = make_dict_structure_fn(cl, conv, _cattrs_forbid_extra_keys=True, **overrides)
@@ -412,13 +279,13 @@ def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[An
 @functools.cache
 def _converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    # fields of third-party config classes that are not checked (not a ``config_class``)
     conv.register_structure_hook(str, _str)
-    conv.register_structure_hook(bool, _bool)
-    conv.register_structure_hook(int, _int)
-    conv.register_structure_hook(float, _float)
-    conv.register_structure_hook_func(_is_str_tuple, _str_tuple)
-    conv.register_structure_hook_func(_is_str_map, _str_map)
-    conv.register_structure_hook(ExecPolicy, _exec_policy_hook(conv))
+    conv.register_structure_hook(bool, _hook(v.boolean))
+    conv.register_structure_hook(int, _hook(v.integer(-(2**63))))
+    conv.register_structure_hook(float, _hook(v.number(-float("inf"))))
+    conv.register_structure_hook_func(_is_str_tuple, _hook(v.str_tuple))
+    conv.register_structure_hook_func(_is_str_map, _hook(v.str_map))
     conv.register_structure_hook_factory(attrs.has, _attrs_hook_factory(conv))
     return conv
 
@@ -511,17 +378,16 @@ def _env(raw: Any, path: str, errors: list[tuple[str, str]]) -> dict[str, str]:
         errors.append((path, f"expected a mapping of variable names to values, got {_show(raw)}"))
         return {}
     out: dict[str, str] = {}
-    for k, v in raw.items():
-        key = str(k).strip() if k is not None else ""
-        if not key:
-            errors.append((path, "env key must not be empty"))
+    for k, value in raw.items():
+        try:
+            key = v.env_key(k)
+        except _Invalid as exc:
+            errors.append((path, exc.message))
             continue
-        if "=" in key:
-            errors.append((path, f"env key \"{key}\" must not contain '='"))
-            continue
-        text = _scalar_text(v)
-        if text is None:
-            errors.append((_join(path, key), f"expected a string, got {_show(v, secret=True)}"))
+        try:
+            text = v.env_value(value)
+        except _Invalid as exc:
+            errors.append((_join(path, key), exc.message))
             continue
         if text:
             out[key] = text
@@ -601,6 +467,9 @@ def _build_profile(
     except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
         errors.extend(_flatten(exc, path, cl))
         return None
+    except ConfigError as exc:  # a check across fields, at construction
+        errors.extend(_config_error_lines(exc, path, cl) or [(path, exc.message)])
+        return None
     except (ValueError, TypeError) as exc:  # the config class's own validators
         errors.append(_attrs_validator_message(exc, path, cl))
         return None
@@ -633,6 +502,8 @@ def override_profile(
         partial = _converter().structure(data, cl)
     except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
         errors.extend(_flatten(exc, path, cl))
+    except ConfigError as exc:
+        errors.extend(_config_error_lines(exc, path, cl) or [(path, exc.message)])
     except (ValueError, TypeError) as exc:
         errors.append(_attrs_validator_message(exc, path, cl))
     if errors or partial is None:
@@ -672,14 +543,14 @@ def parse_config(data: Any, *, source: str = "") -> AppConfig:
     env = _env(data.get("env"), "env", errors)
     workspace_dir = ""
     try:
-        workspace_dir = _str(data.get("workspace_dir"))
+        workspace_dir = v.path_text(data.get("workspace_dir"))
     except _Invalid as exc:
         errors.append(("workspace_dir", exc.message))
     auth_timeout = DEFAULT_AUTH_STATUS_TIMEOUT
     raw_auth = data.get("auth_status_timeout_secs")
     if raw_auth is not None:
         try:
-            auth_timeout = float(_seconds(raw_auth, optional=False) or 0.0)
+            auth_timeout = float(v.seconds()(raw_auth) or 0.0)
             if auth_timeout <= 0:
                 errors.append(("auth_status_timeout_secs", "auth_status_timeout_secs must be > 0"))
         except _Invalid as exc:
@@ -687,7 +558,9 @@ def parse_config(data: Any, *, source: str = "") -> AppConfig:
 
     profiles: dict[str, ProfileConfig] = {}
     raw_profiles = data.get("llm_profiles")
-    if raw_profiles is None:
+    if raw_profiles is None or raw_profiles == {}:
+        errors.append(("llm_profiles", "required: define at least one profile, e.g. "
+                       "llm_profiles: {chat: {provider: codex}}"))  # fmt: skip
         raw_profiles = {}
     if not isinstance(raw_profiles, dict):
         what = _show(raw_profiles)
@@ -757,6 +630,12 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
         raise ConfigError(f"cannot read config file {source}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {source} is not UTF-8 text") from exc
+    if not text.strip():
+        err = ConfigError(
+            "empty config file: it must define llm_profiles (see docs/configuration.md)"
+        )
+        err.source = source  # type: ignore[attr-defined]
+        raise err
     try:
         data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:

@@ -87,13 +87,16 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("GeminiConfig", "no_relaunch"): "Set `GEMINI_CLI_NO_RELAUNCH=true` (one process, faster "
     "start).",
     ("GeminiConfig", "session_id"): "UUID for a new session (`--session-id`).",
-    ("GeminiConfig", "prompt_via"): "`stdin` (default) or `argv` (`--prompt=<text>`).",
+    ("GeminiConfig", "prompt_via"): "`stdin` (default) or `argv` (`--prompt=<text>`; a prompt "
+    "over 128 KiB or with a NUL byte is then a ConfigError before spawning).",
     ("GeminiConfig", "session_protocol"): "Interactive sessions: `acp` (default; one "
     "long-lived `gemini --acp`, real interrupt) or `oneshot` (one `gemini -p` per turn, input "
     "queued while busy).",
     # kimi
     ("KimiConfig", "flavor"): "`code` (Kimi Code 2.x, npm @moonshot-ai/kimi-code) or `legacy` "
-    "(PyPI kimi-cli 1.50; its interactive mode is the wire protocol).",
+    "(PyPI kimi-cli 1.50; its interactive mode is the wire protocol). Kimi Code takes the "
+    "prompt only in argv: a prompt over 128 KiB (Linux MAX_ARG_STRLEN) or with a NUL byte is a "
+    "ConfigError before spawning; `legacy` reads it on stdin.",
     ("KimiConfig", "yolo"): "Pass `--yolo` (off: print/prompt modes already auto-approve).",
     ("KimiConfig", "disable_telemetry"): "Set `KIMI_DISABLE_TELEMETRY=1` (saves ~3 s per run).",
     ("KimiConfig", "disable_auto_update"): "Set `KIMI_CODE_NO_AUTO_UPDATE=1` / "
@@ -117,7 +120,7 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("RunLimits", "kill_grace_secs"): "SIGTERM to the process group, this long, then SIGKILL.",
     ("RunLimits", "drain_timeout_secs"): "After the final event, how long the CLI may take to "
     "exit by itself before it is killed.",
-    ("RunLimits", "max_line_bytes"): "Longest accepted stdout line.",
+    ("RunLimits", "max_line_bytes"): "Longest accepted stdout line (> 0).",
     ("RunLimits", "line_policy"): "A longer line fails the run (`error`) or is skipped (`skip`).",
     ("RunLimits", "stderr_tail_bytes"): "How much of stderr's end is kept for error messages.",
     ("RunLimits", "callback_buffer"): "Events buffered for slow progress callbacks.",

@@ -3,7 +3,7 @@
 ::
 
     AliceError                         .partial (RunResult so far), .provider, .stderr_tail
-    ├── ConfigError                    bad configuration or usage (CLI exit code 2)
+    ├── ConfigError                    bad configuration or usage (CLI exit code 2); a ValueError
     │   └── UnknownProviderError       .known (the registered names)
     ├── EmptyPromptError               "empty prompt"
     ├── CLINotFoundError               the command is not on PATH / not executable
@@ -96,8 +96,14 @@ class AliceError(Exception):
         return text
 
 
-class ConfigError(AliceError):
+class ConfigError(AliceError, ValueError):
+    """Bad configuration or usage, raised before anything is spawned: a YAML file, a config or
+    request class built in Python with a bad value, an argv that cannot be executed. Also a
+    ``ValueError``, as Python's own argument checks are. ``errors``: ``(key path, message)``
+    pairs when the error is about values (one per problem)."""
+
     default_message = "invalid configuration"
+    errors: tuple[tuple[str, str], ...] = ()
 
 
 class UnknownProviderError(ConfigError):

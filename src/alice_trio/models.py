@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from . import validation as v
 from .file_changes import FileChange
 
 __all__ = [
@@ -36,33 +37,27 @@ SANDBOX_VALUES = ("read-only", "workspace-write", "danger-full-access")
 APPROVAL_VALUES = ("untrusted", "on-request", "on-failure", "never")
 
 
-def _strip(value: str) -> str:
-    return value.strip()
-
-
 def redacted_env(env: Mapping[str, str]) -> str:
     """The ``repr`` of an env mapping with its values hidden: API keys never reach a log line
     through ``repr(request)`` / ``repr(config)``."""
     return "{" + ", ".join(f"{key!r}: '***'" for key in env) + "}"
 
 
-def _dirs(values: Any) -> tuple[str, ...]:
-    """Trim, drop empties, de-duplicate keeping the first spelling and order."""
-    out: list[str] = []
-    for v in values or ():
-        s = str(v).strip()
-        if s and s not in out:
-            out.append(s)
-    return tuple(out)
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ExecPolicy:
-    """Sandbox / approval / extra writable dirs (spec §2.5). Empty strings mean "not set"."""
+    """Sandbox / approval / extra writable dirs (spec §2.5). Empty strings mean "not set".
 
-    sandbox: str = attrs.field(default="", converter=_strip)
-    ask_for_approval: str = attrs.field(default="", converter=_strip)
-    add_dirs: tuple[str, ...] = attrs.field(default=(), converter=_dirs)
+    ``sandbox`` is one of :data:`SANDBOX_VALUES`, ``ask_for_approval`` one of
+    :data:`APPROVAL_VALUES` (trimmed, case-insensitive; anything else is a
+    :class:`~alice_trio.errors.ConfigError` naming the allowed values). ``add_dirs``: strings or
+    paths, trimmed, empties dropped, de-duplicated keeping the first spelling and order.
+    """
+
+    sandbox: str = attrs.field(default="", metadata=v.meta(v.choice(SANDBOX_VALUES, empty=True)))
+    ask_for_approval: str = attrs.field(
+        default="", metadata=v.meta(v.choice(APPROVAL_VALUES, empty=True))
+    )
+    add_dirs: tuple[str, ...] = attrs.field(default=(), metadata=v.meta(v.paths))
 
     def merged(self, override: ExecPolicy | None) -> ExecPolicy:
         """``self`` with ``override`` on top: non-empty fields replace, add_dirs are appended."""
@@ -132,11 +127,15 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> None:
         await result
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class RunRequest:
     """One agent turn to run.
 
-    ``user_text`` is the full prompt (trimmed; empty is rejected with ``EmptyPromptError``).
+    ``user_text`` is the full prompt (trimmed; empty is rejected with ``EmptyPromptError``; a lone
+    surrogate, e.g. from undecodable input read with ``surrogateescape``, becomes U+FFFD).
+    ``workspace_dir`` is a string or a path. A value of the wrong type (or a sandbox value that
+    does not exist, an env key with ``=``) raises :class:`~alice_trio.errors.ConfigError` at
+    construction, naming the field.
     ``thread_id`` resumes a provider session. ``env`` is merged over the provider config's env,
     which is merged over the process env. ``on_progress`` receives complete assistant messages,
     ``[file_change] …`` notices and retry notices; ``on_raw_event`` receives everything else.
@@ -144,23 +143,30 @@ class RunRequest:
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
-    user_text: str
-    thread_id: str = attrs.field(default="", converter=_strip)
+    user_text: str = attrs.field(metadata=v.meta(v.unicode_text))
+    thread_id: str = ""
     agent_name: str = ""
     scene: str = ""
     provider: str = ""
-    model: str = attrs.field(default="", converter=_strip)
-    variant: str = attrs.field(default="", converter=_strip)
-    profile: str = attrs.field(default="", converter=_strip)
-    reasoning_effort: str = attrs.field(default="", converter=_strip)
-    personality: str = attrs.field(default="", converter=_strip)
-    workspace_dir: str = attrs.field(default="", converter=_strip)
-    exec_policy: ExecPolicy | None = None
-    env: Mapping[str, str] = attrs.field(
-        factory=dict, converter=lambda m: dict(m or {}), repr=redacted_env
+    model: str = ""
+    variant: str = ""
+    profile: str = ""
+    reasoning_effort: str = ""
+    personality: str = ""
+    workspace_dir: str = attrs.field(default="", metadata=v.meta(v.path_text))
+    exec_policy: ExecPolicy | None = attrs.field(
+        default=None,
+        metadata=v.meta(v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True),
     )
-    on_progress: ProgressCallback | None = attrs.field(default=None, eq=False, repr=False)
-    on_raw_event: RawEventCallback | None = attrs.field(default=None, eq=False, repr=False)
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, repr=redacted_env, metadata=v.meta(v.env_map)
+    )
+    on_progress: ProgressCallback | None = attrs.field(
+        default=None, eq=False, repr=False, metadata=v.meta(v.callback)
+    )
+    on_raw_event: RawEventCallback | None = attrs.field(
+        default=None, eq=False, repr=False, metadata=v.meta(v.callback)
+    )
 
     @property
     def prompt(self) -> str:

@@ -19,7 +19,7 @@ itself with that signal. SIGTERM and SIGINT keep their default action: the proce
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import signal
 import sys
@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+
+from . import safejson
 
 __all__ = ["Transcript", "load_transcript", "main"]
 
@@ -46,14 +48,26 @@ def _timeline_records(text: str) -> Iterator[dict[str, object]]:
     for raw in text.splitlines():
         raw = raw.strip()
         if raw:
-            obj = json.loads(raw)
+            obj = safejson.loads(raw)
             if isinstance(obj, dict):
                 yield obj
 
 
+def _seconds(value: object) -> float:
+    """A recorded time stamp; anything but a finite number >= 0 is 0 (a hostile transcript
+    cannot make the replay sleep forever)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond float range
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
+
+
 def _meta_rc(path: Path) -> int:
     try:
-        rc = json.loads((path.parent / "meta.json").read_text()).get("rc")
+        rc = safejson.loads((path.parent / "meta.json").read_text()).get("rc")
     except (OSError, ValueError, AttributeError):
         return 0
     return rc if isinstance(rc, int) else 0
@@ -65,12 +79,12 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     data = path.read_bytes()
     text = data.decode("utf-8", errors="replace")
     try:
-        whole = json.loads(text)
-    except ValueError:
+        whole = safejson.loads(text)
+    except safejson.NotJSON:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("events"), list):
         lines = tuple(
-            (float(e.get("t") or 0.0), e["kind"], (str(e.get("text", "")) + "\n").encode())
+            (_seconds(e.get("t")), e["kind"], (str(e.get("text", "")) + "\n").encode())
             for e in whole["events"]
             if isinstance(e, dict) and e.get("kind") in ("stdout", "stderr")
         )
@@ -84,10 +98,10 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
         out: list[tuple[float, str, bytes]] = []
         exit_code: int | None = None
         for r in records:
-            if isinstance(r.get("exit"), int):
+            if isinstance(r.get("exit"), int) and not isinstance(r.get("exit"), bool):
                 exit_code = r["exit"]  # type: ignore[assignment]
             elif r.get("stream") in ("stdout", "stderr") and "line" in r:
-                t = float(r.get("t_ms") or 0.0) / 1000.0  # type: ignore[arg-type]
+                t = _seconds(r.get("t_ms")) / 1000.0
                 out.append((t, str(r["stream"]), (str(r["line"]) + "\n").encode()))
         return Transcript(tuple(out), _meta_rc(path) if exit_code is None else exit_code)
     raw = tuple((0.0, "stdout", line) for line in data.splitlines(keepends=True))

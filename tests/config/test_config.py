@@ -117,7 +117,7 @@ def test_env_checks_and_secrets_never_shown() -> None:
     assert "llm_profiles.chat.env: env key must not be empty" in lines
     assert "llm_profiles.chat.env.KEY: expected a string, got a list" in lines
     assert all("sk-secret" not in line for line in lines)
-    assert errors_of({"env": "x"}) == [
+    assert errors_of({"env": "x", **one("replay")}) == [
         'env: expected a mapping of variable names to values, got "x"'
     ]
 
@@ -149,7 +149,7 @@ def test_provider_validators_get_paths() -> None:
         'llm_profiles.chat.flavor: "old" is unsupported; expected one of: code, legacy'
     ]
     assert errors_of(one("replay", speed=-1)) == [
-        "llm_profiles.chat.speed: must be >= 0.0, got -1.0"
+        "llm_profiles.chat.speed: must be >= 0, got -1"
     ]
     assert errors_of(one("codex", profile_overrides={"rev": {"timeout_secs": "x"}})) == [
         "llm_profiles.chat.profile_overrides.rev.timeout_secs: "
@@ -159,11 +159,11 @@ def test_provider_validators_get_paths() -> None:
 
 def test_top_level_errors() -> None:
     assert errors_of([1]) == ["expected a mapping at the top level, got a list"]
-    assert errors_of({"bots": {}}) == [
+    assert errors_of({"bots": {}, **one("replay")}) == [
         "bots: unknown key; did you mean llm_profiles (alice-trio has no bots: one file is one "
         "set of profiles)?"
     ]
-    assert errors_of({"auth_status_timeout_secs": 0}) == [
+    assert errors_of({"auth_status_timeout_secs": 0, **one("replay")}) == [
         "auth_status_timeout_secs: auth_status_timeout_secs must be > 0"
     ]
     two = {"llm_profiles": {"a": {"provider": "codex"}, "b": {"provider": "claude"}}}

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from alice_trio.engine.oneshot import run_oneshot
 from alice_trio.errors import (
@@ -525,98 +523,6 @@ def test_alice_normalization_emits_text_then_tool_use():
 
 
 # -- properties ---------------------------------------------------------------------------------
-
-TRANSCRIPTS = sorted(n for n in CASES if n not in ("claude_bypass_as_root_refused",))
-
-
-def summary(events: list[TurnEvent], out: DecodeOutcome) -> tuple:
-    return (
-        [(e.kind, e.text, e.thread_id, e.usage, e.error, e.status, e.raw) for e in events],
-        out,
-    )
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(TRANSCRIPTS), data=st.data())
-def test_any_chunking_gives_the_same_events(name, data):
-    raw = load(name)
-    cuts = data.draw(st.lists(st.integers(min_value=1, max_value=max(1, len(raw) - 1)),
-                              max_size=30))  # fmt: skip
-    assert summary(*decode_bytes(raw, cuts)) == summary(*decode_bytes(raw))
-
-
-_JUNK = st.one_of(
-    st.text(max_size=40).filter(lambda s: "\n" not in s and "\r" not in s),
-    st.sampled_from(
-        [
-            "not json",
-            "[1,2]",
-            "42",
-            "null",
-            '{"type":"brand_new_event","x":1}',
-            '{"type":"system","subtype":"hook_started"}',
-            '{"type":"stream_event","event":{}}',
-            '{"type":"assistant"}',
-            '{"type":"assistant","message":{"content":[1,null,{"type":"image"}]}}',
-            '{"type":"user","message":{"content":[{"type":"tool_result","content":[{"a":1}]}]}}',
-            '{"type":"user"}',
-            '{"type":null}',
-            '{"type":{"nested":true}}',
-            '{"type":"system","subtype":"api_retry","attempt":"x","retry_delay_ms":"soon"}',
-        ]
-    ),
-)
-
-
-def _with_extra_fields(line: bytes, extra: dict) -> bytes:
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(obj, dict):
-        return line
-    obj.update(extra)
-    return json.dumps(obj).encode()
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(TRANSCRIPTS),
-    junk=st.lists(st.tuples(st.integers(min_value=0, max_value=40), _JUNK), max_size=6),
-    extra=st.dictionaries(st.text(min_size=1, max_size=8).map(lambda s: "zz_" + s),
-                          st.one_of(st.none(), st.integers(), st.text(max_size=5)), max_size=3),
-)  # fmt: skip
-def test_garbage_unknown_types_and_fields_never_change_the_reply(name, junk, extra):
-    lines = load(name).split(b"\n")
-    _, expected = decode_bytes(load(name))
-    lines = [_with_extra_fields(ln, extra) if ln else ln for ln in lines]
-    for pos, text in junk:
-        lines.insert(min(pos, len(lines)), text.encode())
-    _, out = decode_bytes(b"\n".join(lines))
-    assert out.result.reply == expected.result.reply
-    assert out.result.next_thread_id == expected.result.next_thread_id
-    assert out.result.usage == expected.result.usage
-    assert out.error == expected.error
-    assert out.interrupted == expected.interrupted
-
-
-@settings(max_examples=60, deadline=None)
-@given(name=st.sampled_from(TRANSCRIPTS), data=st.data())
-def test_truncated_stream_never_raises(name, data):
-    raw = load(name)
-    cut = data.draw(st.integers(min_value=0, max_value=len(raw)))
-    events, out = decode_bytes(raw[:cut])
-    assert isinstance(out, DecodeOutcome)
-    # the reply, if any, is one of the complete assistant messages seen
-    texts = [e.text for e in events if e.kind is EventKind.ASSISTANT_TEXT]
-    assert out.result.reply == "" or any(out.result.reply.endswith(t) for t in texts)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300))
-def test_arbitrary_bytes_never_raise(blob):
-    _, out = decode_bytes(blob)
-    assert isinstance(out, DecodeOutcome)
 
 
 # -- through the engine, with a fake claude replaying a transcript ------------------------------

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from alice_trio.errors import ConfigError, EmptyPromptError
-from alice_trio.framing import LineFramer, OversizedLine, decode_line
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, Usage
 from alice_trio.providers import get_provider
 from alice_trio.providers.codex import (
@@ -524,67 +523,6 @@ def test_format_file_change_variants() -> None:
 
 
 # -- properties --------------------------------------------------------------------------------
-
-GOOD = [
-    "codex_exec_tool",
-    "codex_exec_http500_retries",
-    "codex_exec_unknown_model_warning",
-    "codex_exec_tool_sleep_SIGTERM",
-]
-
-
-def decode_chunks(chunks: list[bytes]) -> tuple[list, CodexExecDecoder]:
-    framer, decoder = LineFramer(), CodexExecDecoder()
-    events = []
-    lines = [ln for c in chunks for ln in framer.feed(c)] + framer.feed_eof()
-    for line in lines:
-        assert not isinstance(line, OversizedLine)
-        events += decoder.feed(decode_line(line))
-    return events, decoder
-
-
-@given(case=st.sampled_from(sorted(CASES)), cuts=st.lists(st.integers(0, 4000), max_size=12))
-def test_any_chunking_gives_the_same_events(case: str, cuts: list[int]) -> None:
-    data = raw(case)
-    points = sorted({min(c, len(data)) for c in cuts})
-    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
-    assert b"".join(chunks) == data
-    assert decode_chunks(chunks)[0] == decode_chunks([data])[0]
-
-
-GARBAGE = st.one_of(
-    st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=40),
-    st.builds(lambda t: json.dumps({"type": t, "x": 1}), st.text(max_size=12)).filter(
-        lambda s: json.loads(s)["type"] not in ("turn.failed", "error", "turn.completed")
-    ),
-    st.just('{"type":"item.completed","item":{"type":"mystery"}}'),
-    st.just('{"type":"item.completed","item":null}'),
-    st.just("[1, 2]"),
-    st.just('{"type":"thread.started"}'),
-)
-
-
-@given(case=st.sampled_from(GOOD), garbage=st.lists(st.tuples(st.integers(0, 20), GARBAGE)))
-def test_garbage_and_unknown_fields_do_not_change_the_result(case: str, garbage: list) -> None:
-    lines = raw(case).decode().splitlines()
-    extended = [json.dumps({**json.loads(ln), "x_new_field": [1, {"a": None}]}) for ln in lines]
-    for pos, junk in sorted(garbage, reverse=True):
-        extended.insert(min(pos, len(extended)), junk)
-    expected = decode_transcript("codex", raw(case).decode())
-    got = decode_transcript("codex", "\n".join(extended))
-    assert got.result == expected.result
-    assert got.error == expected.error and got.terminal == expected.terminal
-
-
-@given(case=st.sampled_from(GOOD), keep=st.floats(0.0, 0.99))
-def test_truncated_last_line_never_raises_nor_changes_the_reply(case: str, keep: float) -> None:
-    text = raw(case).decode().rstrip("\n")
-    head, _, last = text.rpartition("\n")
-    truncated = head + "\n" + last[: int(len(last) * keep)]
-    expected = decode_transcript("codex", head)
-    got = decode_transcript("codex", truncated)
-    assert got.result.reply == expected.result.reply
-    assert got.result.next_thread_id == expected.result.next_thread_id
 
 
 @given(st.lists(st.text(min_size=1).filter(lambda s: s.strip()), min_size=1, max_size=5))

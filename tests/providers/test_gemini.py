@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from alice_trio.engine.oneshot import run_oneshot
 from alice_trio.errors import AgentError, ConfigError, EmptyPromptError, ProcessFailedError
@@ -520,112 +518,6 @@ def test_alice_pretty_printed_json_is_not_stream_json(name):
 
 
 # -- properties ---------------------------------------------------------------------------------
-
-TRANSCRIPTS = sorted(CASES)
-
-
-def summary(events: list[TurnEvent], out: DecodeOutcome) -> tuple:
-    return (
-        [(e.kind, e.text, e.thread_id, e.usage, e.error, e.status, e.raw) for e in events],
-        out,
-    )
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(TRANSCRIPTS), data=st.data())
-def test_any_chunking_gives_the_same_events(name, data):
-    raw = load(name)
-    cuts = data.draw(st.lists(st.integers(min_value=1, max_value=max(1, len(raw) - 1)),
-                              max_size=30))  # fmt: skip
-    assert summary(*decode_bytes(raw, cuts)) == summary(*decode_bytes(raw))
-
-
-_JUNK = st.one_of(
-    st.text(max_size=40).filter(lambda s: "\n" not in s and "\r" not in s),
-    st.sampled_from(
-        [
-            "not json",
-            "[1,2]",
-            "42",
-            "null",
-            '{"type":"brand_new_event","x":1}',
-            '{"type":null}',
-            '{"type":["list"]}',
-            '{"type":"message","role":"system","content":"x"}',
-            '{"type":"tool_use"}',
-            '{"type":"tool_result","error":"plain"}',
-            '{"type":"thought"}',
-        ]
-    ),
-)
-
-
-def _with_extra_fields(line: bytes, extra: dict) -> bytes:
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(obj, dict):
-        return line
-    obj.update(extra)
-    return json.dumps(obj).encode()
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from([n for n in TRANSCRIPTS if n not in ("gemini_json", "gemini_text")]),
-    junk=st.lists(st.tuples(st.integers(min_value=0, max_value=50), _JUNK), max_size=6),
-    extra=st.dictionaries(st.text(min_size=1, max_size=8).map(lambda s: "zz_" + s),
-                          st.one_of(st.none(), st.integers(), st.text(max_size=5)), max_size=3),
-)  # fmt: skip
-def test_garbage_unknown_types_and_fields_never_change_the_reply(name, junk, extra):
-    """Junk that is not a known event (tool_use / tool_result / thought / user messages are
-    known events and do end a message) leaves reply, thread, usage and verdict unchanged."""
-    lines = load(name).split(b"\n")
-    _, expected = decode_bytes(load(name))
-    lines = [_with_extra_fields(ln, extra) if ln else ln for ln in lines]
-    for pos, text in junk:
-        if text.startswith('{"type":"tool') or text.startswith('{"type":"thought'):
-            continue
-        lines.insert(min(pos, len(lines)), text.encode())
-    _, out = decode_bytes(b"\n".join(lines))
-    assert out.result.reply == expected.result.reply
-    assert out.result.next_thread_id == expected.result.next_thread_id
-    assert out.result.usage == expected.result.usage
-    assert out.error == expected.error
-    assert out.status == expected.status
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(TRANSCRIPTS),
-    junk=st.lists(st.tuples(st.integers(min_value=0, max_value=50), _JUNK), max_size=6),
-)
-def test_any_junk_anywhere_never_raises(name, junk):
-    lines = load(name).split(b"\n")
-    for pos, text in junk:
-        lines.insert(min(pos, len(lines)), text.encode())
-    events, out = decode_bytes(b"\n".join(lines))
-    assert isinstance(out, DecodeOutcome)
-    assert all(isinstance(e, TurnEvent) for e in events)
-
-
-@settings(max_examples=60, deadline=None)
-@given(name=st.sampled_from(TRANSCRIPTS), data=st.data())
-def test_truncated_stream_never_raises(name, data):
-    raw = load(name)
-    cut = data.draw(st.integers(min_value=0, max_value=len(raw)))
-    _, out = decode_bytes(raw[:cut])
-    assert isinstance(out, DecodeOutcome)
-    if not out.terminal:  # no result: a typed failure, or no reply at all (missing_reply)
-        assert out.error or (not out.result.reply and out.missing_reply)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300))
-def test_arbitrary_bytes_never_raise(blob):
-    _, out = decode_bytes(blob)
-    assert isinstance(out, DecodeOutcome)
 
 
 # -- through the engine, with a fake gemini replaying a transcript ------------------------------

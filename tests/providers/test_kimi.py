@@ -8,8 +8,6 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent
 from alice_trio.providers.base import DecodeOutcome, RunLimits
@@ -477,83 +475,6 @@ def test_explain_exit() -> None:
 
 
 # -- robustness ------------------------------------------------------------------------------------
-
-ALL_STDOUT = sorted(p.name for p in HERE.glob("*.stdout")) + sorted(
-    f"alice/{p.name}" for p in ALICE.glob("*.jsonl")
-)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(ALL_STDOUT),
-    cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=30),
-)
-def test_any_chunking_gives_the_same_events(name: str, cuts: list[int]) -> None:
-    data = (HERE / name).read_bytes()
-    whole_events, whole = decode_bytes([data])
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
-    events, out = decode_bytes(chunks)
-    assert events == whole_events
-    assert out == whole
-
-
-_unknown_key = st.text(alphabet="abcdefghij_", min_size=1, max_size=8).map(lambda s: "x_" + s)
-_garbage_line = st.one_of(
-    st.text(max_size=60).filter(
-        lambda s: (
-            "\n" not in s
-            and "\r" not in s
-            and not s.strip().startswith(("Error code", "Interrupted by user"))
-        )
-    ),
-    st.builds(lambda r: json.dumps({"role": r}), _unknown_key),
-    st.builds(lambda t: json.dumps({"role": "meta", "type": t}), _unknown_key),
-    st.just("[1, 2]"),
-    st.just("null"),
-    st.just('{"role": "assistant", "content": 42, "tool_calls": "nope"}'),
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    name=st.sampled_from(ALL_STDOUT),
-    garbage=st.lists(st.tuples(st.integers(min_value=0), _garbage_line), max_size=6),
-    extra=st.dictionaries(_unknown_key, st.integers() | st.text(max_size=5), max_size=3),
-    cut=st.integers(min_value=1),
-)
-def test_garbage_unknown_fields_and_truncated_tail_do_not_change_the_reply(
-    name: str, garbage: list[tuple[int, str]], extra: dict[str, object], cut: int
-) -> None:
-    lines = (HERE / name).read_text().split("\n")
-    _, base = decode_bytes(["\n".join(lines).encode()])
-    mutated: list[str] = []
-    for line in lines:
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            mutated.append(line)
-            continue
-        if isinstance(obj, dict):
-            obj.update(extra)
-            if isinstance(obj.get("message"), dict):
-                obj["message"].update(extra)
-            line = json.dumps(obj, ensure_ascii=False)
-        mutated.append(line)
-    if not base.error:  # garbage right after a legacy error line would join its text
-        for pos, junk in garbage:
-            mutated.insert(pos % (len(mutated) + 1), junk)
-    json_lines = [x for x in lines if x.startswith("{")]
-    tail = b""
-    if json_lines:
-        last = json_lines[cut % len(json_lines)]
-        tail = last[: cut % len(last)].encode()  # a strict prefix: never valid JSON
-    _, out = decode_bytes(["\n".join(mutated).encode() + b"\n" + tail])
-    assert out.result.reply == base.result.reply
-    assert out.result.next_thread_id == base.result.next_thread_id
-    assert out.status == base.status
-    if not base.error:
-        assert out.error == ""
 
 
 def test_decoder_survives_hostile_values() -> None:

@@ -268,7 +268,7 @@ async def test_workspace_dir_is_validated_before_spawning(kind: str, tmp_path: P
         wd = str(tmp_path / "f")
     else:
         wd = str(tmp_path) + "\x00/etc"
-    with pytest.raises(ConfigError, match="workspace dir"):
+    with pytest.raises(ConfigError, match=r"workspace.dir"):
         await run_oneshot(PROVIDER, cfg("--sleep", "30"), req(mark, workspace_dir=wd))
     assert marked(mark) == []
 

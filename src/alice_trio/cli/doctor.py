@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 import trio
 
+from .. import safejson
 from ..config import DEFAULT_AUTH_STATUS_TIMEOUT, load_config
 from ..engine.process_group import terminate_group
 from ..errors import AliceError, ConfigError
@@ -259,8 +260,8 @@ async def _login(auth: AuthCheck, path: str, ctx: _Context, seconds: float) -> t
             ok = rc == 0
             if auth.status_json_key:
                 try:
-                    info = json.loads((out + err).strip())
-                except ValueError:
+                    info = safejson.loads((out + err).strip())
+                except safejson.NotJSON:
                     info = None
                 ok = isinstance(info, dict) and info.get(auth.status_json_key) is True
             if ok:

@@ -167,7 +167,7 @@ def _read_prompt(args: argparse.Namespace, provider: str) -> str:
     if text == "-":
         return _read_stdin()
     if text:
-        return text
+        return text  # argv arrives with surrogateescape; RunRequest makes those U+FFFD
     if provider == "replay":
         return REPLAY_PROMPT
     if sys.stdin is not None and not _isatty(sys.stdin):

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import EventKind, TurnEvent, Usage
-from ..providers.base import as_int, as_str
+from ..providers.base import as_int, as_list, as_str
 from ..sessions.approval import ApprovalDecision, ApprovalOption, ApprovalRequest
 
 __all__ = [
@@ -249,14 +249,14 @@ def permission_request(
     options = tuple(
         ApprovalOption(id=as_str(o.get("optionId")), name=as_str(o.get("name")),
                        kind=as_str(o.get("kind")))
-        for o in p.get("options") or [] if isinstance(o, Mapping)
+        for o in as_list(p.get("options")) if isinstance(o, Mapping)
     )  # fmt: skip
     title = as_str(tool.get("title"))
     detail = _content_text(tool.get("content")).strip()
     raw_input = tool.get("rawInput")
     command = as_str(raw_input.get("command")) if isinstance(raw_input, Mapping) else ""
     paths = tuple(
-        as_str(loc.get("path")) for loc in tool.get("locations") or []
+        as_str(loc.get("path")) for loc in as_list(tool.get("locations"))
         if isinstance(loc, Mapping) and as_str(loc.get("path"))
     )  # fmt: skip
     summary = title + (f" ({detail})" if detail and detail != title else "")

@@ -37,8 +37,9 @@ from typing import Any
 
 import attrs
 
+from .. import safejson
 from ..models import EventKind, TurnEvent
-from ..providers.base import as_str, json_loads
+from ..providers.base import as_map, as_str
 from ..providers.claude import ClaudeStreamDecoder
 
 __all__ = [
@@ -140,8 +141,8 @@ class ClaudeBidiMapper:
         if not s:
             return []
         try:
-            obj = json_loads(s)
-        except ValueError:
+            obj = safejson.loads(s)
+        except safejson.NotJSON:
             obj = None
         if not isinstance(obj, dict):
             return self._tag(self._decoder.feed(line))  # the decoder reports it as unknown
@@ -153,7 +154,7 @@ class ClaudeBidiMapper:
             return []
         if kind == "control_request":
             rid = as_str(obj.get("request_id"))
-            subtype = as_str((obj.get("request") or {}).get("subtype"))
+            subtype = as_str(as_map(obj.get("request")).get("subtype"))
             self.outgoing.append(
                 control_response_error(rid, f"alice_trio does not handle {subtype!r} requests")
             )

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..models import EventKind, ExecPolicy, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion
 from ..models import Usage as _Usage
-from ..providers.base import as_int, as_str
+from ..providers.base import as_int, as_list, as_map, as_str
 from ..providers.codex import format_file_change
 from ..sessions.approval import ApprovalDecision, ApprovalRequest
 
@@ -312,12 +312,12 @@ APPROVAL_METHODS = frozenset(
 
 def _question(params: Mapping[str, Any], request_id: str) -> TurnQuestion:
     infos = []
-    for q in params.get("questions") or []:
+    for q in as_list(params.get("questions")):
         if not isinstance(q, Mapping):
             continue
         opts = tuple(
             QuestionOption(label=as_str(o.get("label")), description=as_str(o.get("description")))
-            for o in q.get("options") or []
+            for o in as_list(q.get("options"))
             if isinstance(o, Mapping)
         )
         infos.append(
@@ -394,7 +394,7 @@ def approval_result(request: ApprovalRequest, answer: Any) -> dict[str, Any] | N
         if not isinstance(answer, Mapping):
             return None
         ids = {}
-        for q in (request.params or {}).get("questions") or []:
+        for q in as_list(as_map(request.params).get("questions")):
             if isinstance(q, Mapping):
                 ids[as_str(q.get("question"))] = as_str(q.get("id"))
         answers = {ids.get(k, k): {"answers": [str(v)]} for k, v in answer.items()}
@@ -404,7 +404,7 @@ def approval_result(request: ApprovalRequest, answer: Any) -> dict[str, Any] | N
     if method in ("execCommandApproval", "applyPatchApproval"):
         return {"decision": _V1[decision]}
     if method == "item/permissions/requestApproval":
-        granted = (request.params or {}).get("permissions") if accept else {}
+        granted = as_map(request.params).get("permissions") if accept else {}
         scope = "session" if decision is ApprovalDecision.ACCEPT_FOR_SESSION else "turn"
         return {"permissions": granted if isinstance(granted, Mapping) else {}, "scope": scope}
     if method == "mcpServer/elicitation/request":

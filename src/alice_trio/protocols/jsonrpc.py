@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from .. import safejson
 from ..errors import JsonRpcError
 
 __all__ = [
@@ -123,8 +124,8 @@ def parse_line(line: str) -> Message | None:
     if not s:
         return None
     try:
-        obj = json.loads(s)
-    except ValueError:
+        obj = safejson.loads(s)
+    except safejson.NotJSON:
         return Invalid(raw=line, reason="non-JSON line")
     if not isinstance(obj, dict):
         return Invalid(raw=line, reason="JSON line that is not an object")

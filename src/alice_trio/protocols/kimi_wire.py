@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
-from ..providers.base import as_int, as_str
+from ..providers.base import as_int, as_list, as_map, as_str
 from ..sessions.approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
@@ -205,7 +205,7 @@ def approval_request(params: Any, *, session_id: str, turn_id: str) -> ApprovalR
                               "method": rtype, "params": payload}  # fmt: skip
     if rtype == "ApprovalRequest":
         command = ""
-        for block in payload.get("display") or []:
+        for block in as_list(payload.get("display")):
             if isinstance(block, Mapping) and block.get("type") == "shell":
                 command = as_str(block.get("command"))
         summary = as_str(payload.get("description")) or as_str(payload.get("action"))
@@ -213,13 +213,13 @@ def approval_request(params: Any, *, session_id: str, turn_id: str) -> ApprovalR
         return ApprovalRequest(kind=kind, summary=summary, command=command, **common)
     if rtype == "QuestionRequest":
         infos = []
-        for q in payload.get("questions") or []:
+        for q in as_list(payload.get("questions")):
             if not isinstance(q, Mapping):
                 continue
             opts = tuple(
                 QuestionOption(label=as_str(o.get("label")),
                                description=as_str(o.get("description")))
-                for o in q.get("options") or [] if isinstance(o, Mapping)
+                for o in as_list(q.get("options")) if isinstance(o, Mapping)
             )  # fmt: skip
             infos.append(
                 QuestionInfo(
@@ -243,7 +243,7 @@ _RESPONSES = {
 
 def approval_result(request: ApprovalRequest, answer: Any) -> dict[str, Any] | None:
     """The result for ``answer``; ``None`` for a dismissed question (answer with an error)."""
-    rid = as_str((request.params or {}).get("id"))
+    rid = as_str(as_map(request.params).get("id"))
     if request.kind == "question":
         if not isinstance(answer, Mapping) or not answer:
             return None

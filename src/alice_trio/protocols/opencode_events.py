@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
-from ..providers.base import as_str
+from ..providers.base import as_list, as_str
 from ..providers.opencode import format_tool_part, usage_from_tokens
 
 __all__ = ["OcSubmission", "OpenCodeMapper", "parse_question"]
@@ -69,7 +69,7 @@ def parse_question(props: Mapping[str, Any]) -> TurnQuestion | None:
             QuestionOption(
                 label=as_str(_d(o).get("label")), description=as_str(_d(o).get("description"))
             )
-            for o in q.get("options") or ()
+            for o in as_list(q.get("options"))
             if as_str(_d(o).get("label"))
         )
         questions.append(

@@ -14,12 +14,14 @@ without any process, and the engine (:mod:`alice_trio.engine`) is the only place
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from .. import safejson
+from .. import validation as v
 from ..errors import AliceError, ConfigError
 from ..file_changes import FileChange, WriteTools, changes_from_tool_call, format_file_changes
 from ..framing import DEFAULT_MAX_LINE_BYTES
@@ -35,6 +37,10 @@ from ..models import (
 from .record import Flavor
 
 __all__ = [
+    "ARG_MAX",
+    "DRIFT_ERRORS",
+    "MAX_ARG_STRLEN",
+    "MAX_COUNT",
     "CLIConfig",
     "DecodeOutcome",
     "Decoder",
@@ -43,21 +49,27 @@ __all__ = [
     "Provider",
     "RunLimits",
     "as_int",
+    "as_list",
+    "as_map",
     "as_str",
+    "check_argument",
     "merge_env",
+    "prompt_argument",
 ]
 
 DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
 
-try:  # orjson is used when installed (not a dependency); it parses ~3x faster than json
-    from orjson import loads as json_loads
-except ImportError:  # pragma: no cover - depends on the environment
-    json_loads = json.loads
+#: what a mapping of one decoded message may raise on hostile-but-valid JSON (a wrong type at
+#: some key, an out-of-range number): the line becomes an ``unknown`` event, never a crash
+DRIFT_ERRORS: tuple[type[Exception], ...] = (
+    KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError,
+)  # fmt: skip
+#: the largest token count / status / attempt number taken from a CLI: anything beyond int64 is
+#: nonsense (a hostile or broken CLI) and counts as 0
+MAX_COUNT = 2**63 - 1
 
-_BIG_LINE = 1 << 20
 
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class RunLimits:
     """Engine knobs that bound a run. All durations are seconds.
 
@@ -72,42 +84,52 @@ class RunLimits:
     * ``sweep``: after the group is gone, kill the run's processes that escaped it (setsid'd
       tool processes), see :mod:`alice_trio.engine.reaper`. ``keep_background`` opts out for
       a normal exit (an agent's background job may then outlive the turn).
+
+    Durations are finite and >= 0, ``max_line_bytes`` > 0, the other sizes >= 0; anything else
+    raises :class:`~alice_trio.errors.ConfigError` naming the field.
     """
 
     kill_grace: float = 0.25
     drain_timeout: float = 2.0
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    line_policy: str = attrs.field(
-        default="error", validator=attrs.validators.in_(("error", "skip"))
+    max_line_bytes: int = attrs.field(
+        default=DEFAULT_MAX_LINE_BYTES, metadata=v.meta(v.integer(0, strict=True))
     )
+    line_policy: str = attrs.field(default="error", metadata=v.meta(v.choice(("error", "skip"))))
     stderr_tail_bytes: int = 64 * 1024
     callback_buffer: int = 4096
     sweep: bool = True
     keep_background: bool = False
 
 
-def _env_dict(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (value or {}).items()}
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class CLIConfig:
-    """Settings shared by every CLI provider; providers subclass it to add their own keys.
+    """Settings shared by every CLI provider; providers subclass it (decorated with
+    :func:`alice_trio.validation.config_class`) to add their own keys.
 
     ``command`` empty means the provider's default command. ``timeout`` ≤ 0 means 48 h.
     ``idle_timeout`` (seconds of stdout silence) ``None`` means no idle watchdog.
-    ``extra_args`` are appended before the prompt terminator.
+    ``extra_args`` (a list of strings; a bare string is an error) are appended before the prompt
+    terminator. ``workspace_dir`` is a string or a path. Every field is checked at construction
+    (:class:`~alice_trio.errors.ConfigError` naming the field), from YAML and Python alike.
     """
 
     command: str = ""
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = attrs.field(
+        default=DEFAULT_TIMEOUT, metadata=v.meta(v.seconds(negative=DEFAULT_TIMEOUT))
+    )
     idle_timeout: float | None = None
     model: str = ""
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict, repr=redacted_env)
-    workspace_dir: str = ""
-    exec_policy: ExecPolicy = ExecPolicy()
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, repr=redacted_env, metadata=v.meta(v.env_map)
+    )
+    workspace_dir: str = attrs.field(default="", metadata=v.meta(v.path_text))
+    exec_policy: ExecPolicy = attrs.field(
+        default=ExecPolicy(), metadata=v.meta(v.instance(ExecPolicy, "an ExecPolicy"), nested=True)
+    )
     extra_args: tuple[str, ...] = ()
-    limits: RunLimits = RunLimits()
+    limits: RunLimits = attrs.field(
+        default=RunLimits(), metadata=v.meta(v.instance(RunLimits, "a RunLimits"), nested=True)
+    )
 
     def effective_timeout(self) -> float:
         return self.timeout if self.timeout and self.timeout > 0 else DEFAULT_TIMEOUT
@@ -118,21 +140,111 @@ class CLIConfig:
         return min(idle, self.effective_timeout()) if idle and idle > 0 else None
 
 
+#: Linux: the longest single argv element or env string, NUL included (``MAX_ARG_STRLEN``,
+#: 32 pages); a longer one makes ``execve`` fail with E2BIG
+MAX_ARG_STRLEN = 32 * 4096
+#: Linux: argv + envp together may use a quarter of the stack limit, 2 MiB with the default
+#: 8 MiB stack (``getconf ARG_MAX``). The pure check counts argv and the env *overrides*; the
+#: host environment is added by the engine at spawn time.
+ARG_MAX = 2 * 1024 * 1024
+
+
+def _encoded(value: str, what: str) -> bytes:
+    try:
+        data = value.encode("utf-8", "surrogateescape")  # what os.fsencode does on Linux
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} is not encodable text (a lone surrogate)") from None
+    if b"\x00" in data:
+        raise ConfigError(f"{what} contains a NUL byte, which a process argument cannot carry")
+    return data
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def check_argument(value: str, what: str) -> bytes:
+    """``value`` as one argv element (or env string): text without NUL, at most
+    :data:`MAX_ARG_STRLEN` bytes. Raises :class:`ConfigError` naming ``what`` and the limit."""
+    data = _encoded(value, what)
+    if len(data) + 1 > MAX_ARG_STRLEN:
+        raise ConfigError(
+            f"{what} is {len(data):,} bytes; Linux limits a single process argument to "
+            f"{MAX_ARG_STRLEN - 1:,} bytes (MAX_ARG_STRLEN)"
+        )
+    return data
+
+
+def prompt_argument(flag: str, prompt: str, *, provider: str, why: str) -> str:
+    """``flag + prompt`` as one argv element, for a CLI that takes the prompt only in argv.
+    Raises :class:`ConfigError` before anything is spawned when the prompt holds a NUL byte or
+    is longer than one argument may be (:data:`MAX_ARG_STRLEN`), saying ``why`` it goes there."""
+    arg = flag + prompt
+    try:
+        check_argument(arg, f"the {provider} prompt argument ({flag}...)")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message}; {why}", provider=provider) from None
+    return arg
+
+
+def _check_invocation(inv: Invocation) -> None:
+    """Everything ``execve`` would refuse, as a typed error before anything is spawned."""
+    if not inv.argv:
+        raise ConfigError("empty argv: no command to run")
+    total = 0
+    for i, arg in enumerate(inv.argv):
+        if not isinstance(arg, str):
+            raise ConfigError(f"argv[{i}] is not a string: {type(arg).__name__}")
+        total += len(check_argument(arg, f"argv[{i}] ({_short(arg)})")) + 1 + 8
+    for key, value in inv.env.items():
+        try:
+            name = v.env_key(key)
+        except v.InvalidValue as exc:
+            raise ConfigError(exc.message) from None
+        if not isinstance(value, str):
+            raise ConfigError(f"env {name} is not a string")
+        total += len(check_argument(f"{name}={value}", f"env {name}")) + 1 + 8
+    if inv.cwd is not None:
+        _encoded(inv.cwd, "workspace dir (cwd)")
+    if total > ARG_MAX:
+        raise ConfigError(
+            f"argv and environment overrides together are {total:,} bytes; Linux allows "
+            f"{ARG_MAX:,} for argv + environment (ARG_MAX with the default stack)"
+        )
+
+
+def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _as_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen(kw_only=True)
 class Invocation:
     """How to start one CLI process. ``env`` holds overrides only: the engine merges them over
     the host's environment and removes ``env_remove``. ``stdin`` ``None`` means stdin is
     closed at once; bytes are written and then stdin is closed (EOF). ``idle_timeout`` and
-    ``timeout`` are seconds (``None``: none)."""
+    ``timeout`` are seconds (``None``: none).
 
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_dict, repr=redacted_env)
+    Construction checks what ``execve`` would refuse, for one-shot runs and sessions alike: a
+    NUL byte or an unencodable string in argv, env or cwd, an env key with ``=``, one argument
+    longer than :data:`MAX_ARG_STRLEN`, argv + env overrides beyond :data:`ARG_MAX`. Each raises
+    :class:`~alice_trio.errors.ConfigError` naming the element and the limit, so a bad value
+    never reaches a spawn (no bare ``OSError`` E2BIG or ``ValueError``)."""
+
+    argv: tuple[str, ...] = attrs.field(converter=_as_tuple)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict, repr=redacted_env)
     env_remove: tuple[str, ...] = ()
     cwd: str | None = None
     stdin: bytes | None = None
     timeout: float | None = None
     idle_timeout: float | None = None
     limits: RunLimits = RunLimits()
+
+    def __attrs_post_init__(self) -> None:
+        _check_invocation(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -263,23 +375,45 @@ def merge_env(*layers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def as_int(value: Any) -> int:
-    """A token count from a JSON number or numeric string; anything else is 0."""
+    """A count from a JSON number or numeric string; anything else is 0.
+
+    Never raises: ``inf``/``nan`` (``1e999`` parses as ``inf``), numbers beyond ±``MAX_COUNT``
+    and numeric strings longer than 40 characters are 0; floats are truncated."""
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
     if isinstance(value, str):
-        try:
-            return int(float(value.strip()))
-        except ValueError:
+        text = value.strip()
+        if len(text) > 40:
             return 0
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return 0
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_COUNT:
+            return 0
+        value = int(value)
+    if isinstance(value, int):
+        return value if -MAX_COUNT <= value <= MAX_COUNT else 0
     return 0
 
 
 def as_str(value: Any) -> str:
+    """A trimmed string from a JSON string; anything else is ""."""
     return value.strip() if isinstance(value, str) else ""
+
+
+def as_list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (a hostile ``"options": 1e999``) is ``[]``."""
+    return value if isinstance(value, list) else []
+
+
+def as_map(value: Any) -> Mapping[str, Any]:
+    """A JSON object as a mapping; anything else is ``{}``."""
+    return value if isinstance(value, Mapping) else {}
 
 
 class JsonLineDecoder:
@@ -317,16 +451,18 @@ class JsonLineDecoder:
         if not s:
             return []
         try:
-            # orjson copies its input: for a huge line the stdlib parser (no copy) keeps the
-            # peak memory at the line + its parsed value
-            obj = json_loads(s) if len(s) < _BIG_LINE else json.loads(s)
-        except ValueError:
+            obj = safejson.loads(s)
+        except safejson.NotJSON:
             return [self._unknown(line, "non-JSON line")]
         if not isinstance(obj, dict):
             return [self._unknown(line, "JSON line that is not an object")]
+        return self._decode_guarded(obj, line)
+
+    def _decode_guarded(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
+        """``_decode`` with its drift (:data:`DRIFT_ERRORS`) turned into an ``unknown`` event."""
         try:
             return self._decode(obj, line)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except DRIFT_ERRORS as exc:
             return [self._unknown(line, f"undecodable event: {exc!r}")]
 
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:

@@ -48,6 +48,7 @@ from typing import Any
 
 import attrs
 
+from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent, Usage
@@ -77,12 +78,13 @@ _TRUTHY = ("true", "1", "yes")
 
 
 def _tools(value: Any) -> tuple[str, ...]:
+    """Tool names: a list, or one string separated by commas/spaces; empties dropped."""
     if isinstance(value, str):
         value = value.replace(",", " ").split()
-    return tuple(s for s in (str(v).strip() for v in value or ()) if s)
+    return tuple(s for s in v.str_tuple(value) if s)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ClaudeConfig(CLIConfig):
     """claude settings.
 
@@ -97,11 +99,11 @@ class ClaudeConfig(CLIConfig):
     * ``exec_policy.add_dirs`` → ``--add-dir`` each.
     """
 
-    permission_mode: str = attrs.field(default=DEFAULT_PERMISSION_MODE, converter=str.strip)
+    permission_mode: str = DEFAULT_PERMISSION_MODE
     is_sandbox: bool = False
     include_partial_messages: bool = False
-    allowed_tools: tuple[str, ...] = attrs.field(default=(), converter=_tools)
-    session_id: str = attrs.field(default="", converter=str.strip)
+    allowed_tools: tuple[str, ...] = attrs.field(default=(), metadata=v.meta(_tools))
+    session_id: str = ""
 
 
 # -- argv ---------------------------------------------------------------------------------------

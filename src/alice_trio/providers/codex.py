@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..file_changes import FileChange, FileChangeKind, format_file_changes, merge_changes
 from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
@@ -50,7 +51,7 @@ BYPASS_FLAG = "--dangerously-bypass-approvals-and-sandbox"
 MCP_RESOURCE_ROOT_ENV = "ALICE_MCP_RESOURCE_ROOT"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ProfileOverride:
     """A runner override keyed by the **outer** profile name (spec §5.5).
 
@@ -62,26 +63,36 @@ class ProfileOverride:
     command: str = ""
     timeout: float = 0.0
     provider_profile: str = ""
-    exec_policy: ExecPolicy | None = None
+    exec_policy: ExecPolicy | None = attrs.field(
+        default=None,
+        metadata=v.meta(v.instance(ExecPolicy, "an ExecPolicy", optional=True), nested=True),
+    )
 
 
 def _overrides(value: Any) -> dict[str, ProfileOverride]:
-    return {str(k).strip(): v for k, v in (value or {}).items()}
+    if not isinstance(value, Mapping):
+        raise v.InvalidValue(f"expected a mapping of profile names, got {v.show(value)}")
+    out = {}
+    for key, override in value.items():
+        if not isinstance(override, ProfileOverride):
+            raise v.InvalidValue(f"{key}: expected a ProfileOverride, got {v.show(override)}")
+        out[str(key).strip()] = override
+    return out
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class CodexConfig(CLIConfig):
     """codex settings. Idle timeouts (seconds) are picked by reasoning effort unless
     ``idle_timeout`` is set explicitly; ``provider_profile`` is the default ``-p`` ("" = none)."""
 
-    reasoning_effort: str = ""
-    personality: str = ""
+    reasoning_effort: str = attrs.field(default="", metadata=v.meta(v.lower_text))
+    personality: str = attrs.field(default="", metadata=v.meta(v.lower_text))
     provider_profile: str = ""
     default_idle_timeout: float = 900.0
     high_idle_timeout: float = 1800.0
     xhigh_idle_timeout: float = 3600.0
     profile_overrides: Mapping[str, ProfileOverride] = attrs.field(
-        factory=dict, converter=_overrides
+        factory=dict, metadata=v.meta(_overrides, nested=True)
     )
 
 

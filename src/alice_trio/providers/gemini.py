@@ -44,13 +44,14 @@ never raises.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from .. import safejson
+from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent, Usage
@@ -62,6 +63,7 @@ from .base import (
     Provider,
     as_int,
     as_str,
+    prompt_argument,
 )
 
 __all__ = [
@@ -82,7 +84,7 @@ TRUST_ENV = "GEMINI_CLI_TRUST_WORKSPACE"
 NO_RELAUNCH_ENV = "GEMINI_CLI_NO_RELAUNCH"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class GeminiConfig(CLIConfig):
     """gemini settings (see the module docstring for why the defaults are what they are).
 
@@ -100,16 +102,14 @@ class GeminiConfig(CLIConfig):
 
     yolo: bool = True
     approval_mode: str = attrs.field(
-        default="", converter=str.strip, validator=attrs.validators.in_(APPROVAL_MODES)
+        default="", metadata=v.meta(v.choice(APPROVAL_MODES, lower=False))
     )
     trust_workspace: bool = True
     no_relaunch: bool = False
-    session_id: str = attrs.field(default="", converter=str.strip)
-    prompt_via: str = attrs.field(
-        default="stdin", converter=str.strip, validator=attrs.validators.in_(("stdin", "argv"))
-    )
+    session_id: str = ""
+    prompt_via: str = attrs.field(default="stdin", metadata=v.meta(v.choice(("stdin", "argv"))))
     session_protocol: str = attrs.field(
-        default="acp", converter=str.strip, validator=attrs.validators.in_(("acp", "oneshot"))
+        default="acp", metadata=v.meta(v.choice(("acp", "oneshot")))
     )
 
 
@@ -142,8 +142,6 @@ def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
     prompt = request.prompt
     if not prompt:
         raise EmptyPromptError()
-    if config.prompt_via == "argv" and "\x00" in prompt:
-        raise ConfigError("gemini prompt contains a NUL byte, which argv cannot carry")
     command = config.command.strip() or "gemini"
     model = request.model or config.model.strip()
     policy = config.exec_policy.merged(request.exec_policy)
@@ -163,7 +161,8 @@ def build_invocation(request: RunRequest, config: GeminiConfig) -> Invocation:
         argv.append(f"--session-id={_value('session_id', config.session_id)}")
     stdin: bytes | None = prompt.encode("utf-8")
     if config.prompt_via == "argv":
-        argv.append(f"--prompt={prompt}")
+        why = "prompt_via: argv puts it there; the default prompt_via: stdin has no such limit"
+        argv.append(prompt_argument("--prompt=", prompt, provider="gemini", why=why))
         stdin = None
     argv += config.extra_args
 
@@ -192,7 +191,7 @@ def _status(*values: Any) -> int | None:
     """An HTTP status from a number, a numeric string, a gRPC status name or "status 503"."""
     for value in values:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            n = int(value)
+            n = as_int(value)  # inf/nan (1e999) are 0, never OverflowError
             if 100 <= n <= 599:
                 return n
         elif isinstance(value, str) and value.strip():
@@ -446,8 +445,8 @@ def _stderr_error(stderr_tail: str) -> str:
         if not (raw.startswith("{") and '"error"' in raw):
             continue
         try:
-            obj = json.loads(raw)
-        except ValueError:
+            obj = safejson.loads(raw)
+        except safejson.NotJSON:
             continue
         if isinstance(obj, dict) and obj.get("type") == "error":
             return as_str(obj.get("message"))

@@ -42,6 +42,8 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .. import safejson
+from .. import validation as v
 from ..errors import AgentError
 from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent
@@ -54,6 +56,7 @@ from .base import (
     as_int,
     as_str,
     merge_env,
+    prompt_argument,
 )
 
 __all__ = [
@@ -70,6 +73,11 @@ __all__ = [
 ]
 
 FLAVORS = ("code", "legacy")
+#: why a Kimi Code prompt is refused before spawning (it has no stdin prompt mode)
+CODE_PROMPT_LIMIT = (
+    "Kimi Code takes the prompt only in argv (-p/--prompt; it has no stdin prompt mode): "
+    "shorten the prompt, or use flavor: legacy (kimi-cli), which reads it on stdin"
+)
 
 #: printed when a turn produced no assistant text
 NO_REPLY_MESSAGE = "kimi returned no final assistant message"
@@ -86,7 +94,7 @@ _CODE_ERROR_RE = re.compile(r"^error:\s*(.+)$", re.MULTILINE)
 _API_STATUS_RE = re.compile(r"provider\.\w+:\s*(\d{3})\b")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class KimiConfig(CLIConfig):
     """Kimi settings.
 
@@ -101,7 +109,7 @@ class KimiConfig(CLIConfig):
     Values in ``env`` (and the request's env) override these defaults.
     """
 
-    flavor: str = attrs.field(default="code", validator=attrs.validators.in_(FLAVORS))
+    flavor: str = attrs.field(default="code", metadata=v.meta(v.choice(FLAVORS)))
     yolo: bool = False
     disable_telemetry: bool = True
     disable_auto_update: bool = True
@@ -152,7 +160,7 @@ def build_invocation(request: RunRequest, config: KimiConfig) -> Invocation:
     argv += [f"--add-dir={d}" for d in policy.add_dirs]
     argv += list(config.extra_args)
     if config.flavor != "legacy":
-        argv.append(f"--prompt={prompt}")
+        argv.append(prompt_argument("--prompt=", prompt, provider="kimi", why=CODE_PROMPT_LIMIT))
     return Invocation(
         argv=tuple(argv),
         env=merge_env(default_env(config), config.env, request.env),
@@ -211,8 +219,8 @@ def tool_calls(calls: Any) -> list[tuple[str, str, Any]]:
         args = src.get("arguments", src.get("args"))
         if isinstance(args, str):
             try:
-                args = json.loads(args)
-            except (ValueError, RecursionError):
+                args = safejson.loads(args)
+            except safejson.NotJSON:
                 pass
         out.append((as_str(call.get("id")), as_str(src.get("name")), args))
     return out
@@ -293,15 +301,12 @@ class KimiDecoder(JsonLineDecoder):
         obj: Any = None
         if s.startswith("{"):
             try:
-                obj = json.loads(s)
-            except ValueError:
+                obj = safejson.loads(s)
+            except safejson.NotJSON:
                 obj = None
         if isinstance(obj, dict):
             self._in_legacy_error = False
-            try:
-                return self._decode(obj, line)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-                return [self._unknown(line, f"undecodable event: {exc!r}")]
+            return self._decode_guarded(obj, line)
         return self._plain(s, line)
 
     def _plain(self, s: str, line: str) -> list[TurnEvent]:

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .. import validation as v
 from ..file_changes import (
     FileChange,
     FileChangeKind,
@@ -85,11 +86,7 @@ _CONTINUE_REASONS = frozenset({"tool-calls", "unknown"})
 DEFAULT_MAX_UNKNOWN_STEPS = 20
 
 
-def _str_map(value: Any) -> dict[str, str]:
-    return {str(k).strip(): str(v).strip() for k, v in (value or {}).items()}
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class OpenCodeConfig(CLIConfig):
     """OpenCode settings.
 
@@ -107,9 +104,9 @@ class OpenCodeConfig(CLIConfig):
       one-shot ignores it).
     """
 
-    variant: str = ""
+    variant: str = attrs.field(default="", metadata=v.meta(v.lower_text))
     agent: str = ""
-    profile_overrides: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    profile_overrides: Mapping[str, str] = attrs.field(factory=dict)
     thinking: bool = False
     auto_approve: bool = False
     max_unknown_steps: int = DEFAULT_MAX_UNKNOWN_STEPS

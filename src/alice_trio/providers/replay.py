@@ -14,6 +14,7 @@ from importlib import resources
 
 import attrs
 
+from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..models import RunRequest
 from .base import CLIConfig, Decoder, Invocation, Provider
@@ -29,14 +30,14 @@ def default_transcript_path() -> str:
     return str(resources.files("alice_trio") / "data" / "transcripts" / DEFAULT_TRANSCRIPT)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=v.checked_fields)
 class ReplayConfig(CLIConfig):
     """``transcript``: file to replay ("" = the packaged one); ``decode_as``: provider whose
     decoder reads it; ``speed``: time factor (2.0 = twice as fast, 0 = no delays)."""
 
-    transcript: str = ""
+    transcript: str = attrs.field(default="", metadata=v.meta(v.path_text))
     decode_as: str = "codex"
-    speed: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    speed: float = 1.0
 
 
 def build_invocation(request: RunRequest, config: ReplayConfig) -> Invocation:

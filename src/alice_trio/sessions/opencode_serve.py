@@ -24,7 +24,6 @@ label lists — or ``None`` to reject), which is called in its own task.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 import trio
 
+from .. import safejson
 from ..errors import (
     AliceError,
     ConfigError,
@@ -45,7 +45,7 @@ from ..errors import (
 )
 from ..models import EventKind, RunRequest, TurnEvent, TurnQuestion
 from ..protocols.opencode_events import OpenCodeMapper
-from ..providers.base import Invocation, merge_env
+from ..providers.base import Invocation, as_list, merge_env
 from ..providers.opencode import OpenCodeConfig, resolve_agent
 from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
 from ..transports.process import AgentProcess, open_agent_process
@@ -264,7 +264,7 @@ class OpenCodeServeDriver:
             objs = [{"type": "message.updated", "properties": {"sessionID": sid, "info": opening}}]
             objs += [
                 {"type": "message.part.updated", "properties": {"sessionID": sid, "part": part}}
-                for part in item.get("parts") or ()
+                for part in as_list(item.get("parts"))
             ]
             objs.append({"type": "message.updated", "properties": {"sessionID": sid, "info": info}})
             for obj in objs:
@@ -275,8 +275,8 @@ class OpenCodeServeDriver:
 
     async def _handle(self, payload: str) -> None:
         try:
-            obj = json.loads(payload)
-        except ValueError:
+            obj = safejson.loads(payload)
+        except safejson.NotJSON:
             return
         if isinstance(obj, dict):
             await self._handle_obj(obj, payload)
@@ -353,9 +353,9 @@ class OpenCodeServeDriver:
             )
         if not resp.content:
             return None
-        try:
-            return resp.json()
-        except ValueError:
+        try:  # hostile JSON (deep nesting, lone surrogates) is "no usable body", never a crash
+            return safejson.loads(resp.content)
+        except safejson.NotJSON:
             return None
 
     async def _post(self, path: str, body: Any = None) -> Any:

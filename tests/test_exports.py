@@ -39,6 +39,9 @@ PUBLIC_MODULES = {
     "alice_trio.sessions.backend",
     "alice_trio.sessions.driver",
     "alice_trio.sessions.approval",
+    # for provider authors: the field checks of config classes (docs/add-backend.md)
+    "alice_trio.validation",
+    "alice_trio.file_changes",
     # the documented process-cleanup switches (docs/process-cleanup.md)
     "alice_trio.engine.reaper",
     "alice_trio.engine.guardian",
@@ -63,7 +66,7 @@ EXPORTS = {
     "get_provider", "provider_names", "register_provider", "decode_transcript",
     # errors
     "AliceError", "AgentError", "CallbackError", "CLINotFoundError", "ConfigError",
-    "EmptyPromptError", "IdleTimeoutError", "LineTooLongError", "NoActiveTurnError",
+    "EmptyPromptError", "IdleTimeoutError", "JsonRpcError", "LineTooLongError", "NoActiveTurnError",
     "ProcessFailedError", "ProtocolError", "RunInterruptedError", "RunTimeoutError",
     "SessionClosedError", "SessionError", "SteerUnsupportedError", "TransportClosedError",
     "UnknownProviderError",

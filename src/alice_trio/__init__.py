@@ -8,7 +8,8 @@ long-lived interactive sessions; cancel fast and leave no process behind.
 that the README and ``docs/*.md`` import nothing else). The same objects are reachable from the
 public modules they are defined in — :mod:`alice_trio.errors`, :mod:`alice_trio.models`,
 :mod:`alice_trio.config`, :mod:`alice_trio.routing`, :mod:`alice_trio.backend`,
-:mod:`alice_trio.transcript`, :mod:`alice_trio.providers` (``base``, ``record``, ``registry`` and
+:mod:`alice_trio.transcript`, :mod:`alice_trio.validation` and :mod:`alice_trio.file_changes`
+(for provider authors), :mod:`alice_trio.providers` (``base``, ``record``, ``registry`` and
 one module per provider), :mod:`alice_trio.sessions` (``session``, ``backend``, ``driver``,
 ``approval``) — and those modules' ``__all__`` names are public too.
 
@@ -32,6 +33,7 @@ from .errors import (
     ConfigError,
     EmptyPromptError,
     IdleTimeoutError,
+    JsonRpcError,
     LineTooLongError,
     NoActiveTurnError,
     ProcessFailedError,
@@ -124,6 +126,7 @@ __all__ = [
     "InteractiveSession",
     "Invocation",
     "JsonLineDecoder",
+    "JsonRpcError",
     "KimiConfig",
     "LineTooLongError",
     "MultiBackend",

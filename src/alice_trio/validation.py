@@ -209,7 +209,13 @@ def choice(values: Iterable[str], *, empty: bool = False, lower: bool = True) ->
             raise InvalidValue(f"{show(result)} is unsupported; expected one of: {shown}")
         return result
 
+    check.options = allowed  # type: ignore[attr-defined]  # the choices, for docs and tests
     return check
+
+
+def options_of(field: attrs.Attribute[Any]) -> tuple[str, ...]:
+    """The values a :func:`choice` field accepts (``()`` for any other field)."""
+    return tuple(getattr(field.metadata.get(CHECK), "options", ()))
 
 
 # -- collections -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from alice_trio.providers.replay import PROVIDER as REPLAY
 from alice_trio.sessions.driver import SteerMode
 from alice_trio.sessions.oneshot_driver import OneShotDriver
 from alice_trio.sessions.registry import create_driver, resolve_factory
+from alice_trio.validation import options_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "alice_trio"
@@ -126,7 +127,7 @@ def test_model_switch_matches_where_the_driver_reads_the_model(name: str, flavor
 def test_every_value_of_the_flavor_field_has_a_flavor(name: str) -> None:
     provider = get_provider(name)
     field = attrs.fields_dict(provider.config_class)[provider.flavor_field]
-    allowed = set(getattr(field.validator, "options", ()))
+    allowed = set(options_of(field))
     assert allowed and allowed == {f.name for f in provider.flavors}
 
 

@@ -19,7 +19,8 @@
     └── SessionError                   misuse of an interactive session
         ├── SessionClosedError         "interactive session is closed"
         ├── NoActiveTurnError          "no active turn to steer"
-        └── SteerUnsupportedError      "provider does not support native steer"
+        ├── SteerUnsupportedError      "provider does not support native steer"
+        └── SessionStateError          .state, .command: a transition the session core forbids
 
 Cancellation by the caller's trio scope is *not* an AliceError: ``trio.Cancelled`` propagates
 unchanged, after the process group is dead.
@@ -50,6 +51,7 @@ __all__ = [
     "RunTimeoutError",
     "SessionClosedError",
     "SessionError",
+    "SessionStateError",
     "SteerUnsupportedError",
     "TransportClosedError",
     "UnknownProviderError",
@@ -189,3 +191,15 @@ class NoActiveTurnError(SessionError):
 
 class SteerUnsupportedError(SessionError):
     default_message = "provider does not support native steer"
+
+
+class SessionStateError(SessionError):
+    """The session core was sent a command its current state does not allow (a bug in the
+    layer executing it, never the caller's misuse); ``state`` and ``command`` name both."""
+
+    default_message = "illegal session state transition"
+
+    def __init__(self, message: str = "", *, state: str = "", command: str = "", **kw: Any):
+        self.state = state
+        self.command = command
+        super().__init__(message, **kw)

@@ -60,6 +60,7 @@ from ..errors import (
     AliceError,
     EmptyPromptError,
     ProtocolError,
+    RunTimeoutError,
     SessionClosedError,
     TransportClosedError,
 )
@@ -82,9 +83,10 @@ from ._groups import single_exception
 from .approval import Approver
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
-__all__ = ["InteractiveSession", "SessionState", "open_session"]
+__all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
 
 DEFAULT_BUFFER = 128
+DEFAULT_START_TIMEOUT = 60.0  # seconds a CLI may take to start and finish its handshake
 _T = TypeVar("_T")
 
 
@@ -442,6 +444,7 @@ async def open_session(
     driver: SessionDriver | None = None,
     buffer: int = DEFAULT_BUFFER,
     approver: Approver | None = None,
+    start_timeout: float = DEFAULT_START_TIMEOUT,
 ) -> AsyncIterator[InteractiveSession]:
     """Open an interactive session for ``provider`` (see the module docstring).
 
@@ -450,7 +453,9 @@ async def open_session(
     the registry lookup (tests, custom drivers). Raises what the driver's start raises
     (:class:`CLINotFoundError`, :class:`ProtocolError`, …) before yielding. ``approver``
     decides the agent's approval requests and questions (:mod:`alice_trio.sessions.approval`);
-    a driver whose protocol has none rejects it with :class:`ConfigError`.
+    a driver whose protocol has none rejects it with :class:`ConfigError`. A driver that has not
+    started (process spawned, handshake done) within ``start_timeout`` seconds is killed and
+    :class:`RunTimeoutError` is raised.
 
     Cancel-safe: cancelled while opening, the process is killed and ``trio.Cancelled``
     propagates; the body's own exception comes out as itself, never in a group.
@@ -468,7 +473,13 @@ async def open_session(
             session = InteractiveSession(
                 driver, nursery, provider=name, thread_id=initial.thread_id, buffer=buffer
             )
-            await nursery.start(session._run_driver)
+            with trio.move_on_after(start_timeout) as starting:
+                await nursery.start(session._run_driver)
+            if starting.cancelled_caught:
+                raise RunTimeoutError(
+                    f"{name} session did not start within {start_timeout:g} s",
+                    provider=name, stderr_tail=session.stderr_tail(),
+                )  # fmt: skip
             if session.failure is not None and session.driver_done.is_set():
                 raise session.failure
             nursery.start_soon(session._work)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from cancel_at import call_cancelled_at
 from scripted_driver import ScriptedDriver
 
 from alice_trio.models import EventKind, RunRequest, TurnEvent
@@ -18,6 +17,7 @@ from alice_trio.providers.claude import ClaudeConfig
 from alice_trio.sessions.claude_stream import ClaudeStreamDriver
 from alice_trio.sessions.driver import SteerMode, SubmitMode, SubmitResult
 from alice_trio.sessions.session import SessionState, open_session
+from cancel_at import call_cancelled_at
 
 ECHO = Path(__file__).parent / "fake_claude_echo.py"
 

@@ -20,10 +20,11 @@ class CancelAtStep(trio.abc.Instrument):
                 self.scope.cancel()
 
 
-async def call_cancelled_at(k: int, fn, *args):
+async def call_cancelled_at(k: int, fn, *args, raised: list | None = None):
     """Run ``await fn(*args)`` in a task of its own, cancelled at its ``k``-th step. Returns
     ``(cancelled, result_or_exception, steps_taken)``; the call's own AliceError is returned,
-    anything else (a group, a stray exception) propagates."""
+    anything else (a group, a stray exception) propagates. ``raised`` collects whatever
+    exception left the call, exactly as it left (to check its type)."""
     from alice_trio.errors import AliceError
 
     box: dict = {}
@@ -38,6 +39,12 @@ async def call_cancelled_at(k: int, fn, *args):
                     box["value"] = await fn(*args)
                 except AliceError as exc:
                     box["value"] = exc
+                    if raised is not None:
+                        raised.append(exc)
+                except BaseException as exc:
+                    if raised is not None:
+                        raised.append(exc)
+                    raise
         finally:
             trio.lowlevel.remove_instrument(instrument)
             box["steps"] = instrument.steps

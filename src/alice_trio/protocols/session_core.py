@@ -465,8 +465,9 @@ class SessionCore:
     def _event(self, event: TurnEvent) -> list[Action]:
         if event.thread_id:
             self.thread_id = event.thread_id
-        if not event.kind.terminal or not event.turn_id:
-            return []  # an event without a turn id never ends a turn (§13.6)
+        if not event.kind.terminal:
+            return []
+        # a turn id is never empty (TurnRef), so an event without one matches no turn (§13.6)
         tid = event.turn_id
         if tid not in self._finished:
             self._finished.append(tid)

@@ -151,16 +151,16 @@ class MultiBackend:
                 )
             return backend, request.evolve(provider=resolved, profile="")
         if provider:
-            backend = self._providers.get(provider)
-            if backend is None:
-                backend = self._provider_via_profile(provider)
-            if backend is None:
+            found = self._providers.get(provider)
+            if found is None:
+                found = self._provider_via_profile(provider)
+            if found is None:
                 raise ConfigError(
                     f'llm backend for provider "{provider}" is unavailable; configured '
                     f"providers: {', '.join(self.providers())}",
                     provider=provider,
                 )
-            return backend, request.evolve(provider=provider)
+            return found, request.evolve(provider=provider)
         name, backend = self._default
         return backend, request.evolve(provider=name)
 

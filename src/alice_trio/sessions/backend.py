@@ -226,17 +226,17 @@ class SessionBackend:
         key = session_key(request)
         if not key:
             async with self._open(request) as session:
-                entry = _Entry(key="", session=session)
-                return await self._run_turn(entry, request)
+                return await self._run_turn(_Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
             async with lock:
-                entry = self._sessions.get(key)
+                entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
                     entry = await self._nursery.start(self._host, key, request)
+                assert entry is not None
                 entry.generation += 1
                 if entry.timer is not None:
                     entry.timer.cancel()  # reused: its idle close is off

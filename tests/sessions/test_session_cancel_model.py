@@ -164,6 +164,32 @@ def claude_peer() -> Any:
     return ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
 
 
+ECHO_RPC = Path(__file__).parent / "fake_echo_rpc.py"
+
+
+def codex_peer() -> Any:
+    from alice_trio.providers.codex import CodexConfig
+    from alice_trio.sessions.codex_app_server import CodexAppServerDriver
+
+    inv = Invocation(argv=(sys.executable, str(ECHO_RPC), "codex"), limits=FAST)
+    return CodexAppServerDriver(CodexConfig(), req("x"), invocation=inv, close_grace=1.0)
+
+
+def acp_peer() -> Any:
+    from alice_trio.sessions.acp import AcpDriver
+
+    inv = Invocation(argv=(sys.executable, str(ECHO_RPC), "acp"), limits=FAST)
+    return AcpDriver(inv, req("x"), provider="acp", cwd="/tmp", close_grace=1.0)
+
+
+def kimi_wire_peer() -> Any:
+    from alice_trio.providers.kimi import KimiConfig
+    from alice_trio.sessions.kimi_wire import KimiWireDriver
+
+    inv = Invocation(argv=(sys.executable, str(ECHO_RPC), "kimi"), limits=FAST)
+    return KimiWireDriver(KimiConfig(), req("x"), invocation=inv, close_grace=1.0)
+
+
 def oneshot_peer() -> Any:
     cfg = FakeConfig(args=("--text", "echo", "--sleep", "0.02"), limits=FAST)
     return OneShotDriver(PROVIDER, cfg)
@@ -358,4 +384,26 @@ TestScriptedEnqueue = _machine(
 TestClaudeStream = _machine("ClaudeStream", claude_peer).TestCase
 TestOneShotDriver = _machine("OneShot", oneshot_peer).TestCase
 TestOpenCodeServe = _machine("OpenCodeServe", opencode_peer).TestCase
+TestCodexAppServer = _machine("CodexAppServer", codex_peer).TestCase
+TestAcp = _machine("Acp", acp_peer).TestCase
+TestKimiWire = _machine("KimiWire", kimi_wire_peer).TestCase
 assert SID
+
+
+async def test_the_echo_rpc_peers_answer_steer_and_interrupt():
+    """The fake peers above really run turns (a model over a silent peer would prove nothing)."""
+    for make in (codex_peer, acp_peer, kimi_wire_peer, claude_peer, opencode_peer):
+        async with open_session("fake", initial=req("x"), driver=make()) as s:
+            first = await s.submit(req("hello"))
+            with trio.fail_after(20):
+                async for ev in s.events():
+                    if ev.kind.terminal and ev.turn_id == first.turn_id:
+                        break
+            assert ev.kind is EventKind.TURN_COMPLETED, make
+            second = await s.submit(req("again"))
+            await s.interrupt()
+            with trio.fail_after(20):
+                async for ev in s.events():
+                    if ev.kind.terminal and ev.turn_id == second.turn_id:
+                        break
+            assert ev.kind.terminal and s.state is SessionState.IDLE

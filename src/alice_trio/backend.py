@@ -1,4 +1,8 @@
-"""The caller-facing one-shot backend: provider name + config in, ``run(request)`` out."""
+"""The caller-facing one-shot backend: provider name + config in, ``run(request)`` out.
+
+``run`` raises only :class:`~alice_trio.errors.AliceError` subclasses or a bare
+``trio.Cancelled`` / ``KeyboardInterrupt`` — never an exception group (the contract in
+:mod:`alice_trio.errors`)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from .engine.oneshot import run_oneshot
 from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
 from .providers.registry import get_provider
+from .sessions._groups import single_exception
 
 __all__ = ["OneShotBackend", "run_once"]
 
@@ -32,8 +37,10 @@ class OneShotBackend:
         return self.provider.name
 
     async def run(self, request: RunRequest) -> RunResult:
-        """Run one turn. Cancelling the caller kills the CLI's whole process tree first."""
-        return await run_oneshot(self.provider, self.config, request)
+        """Run one turn. Cancelling the caller kills the CLI's whole process tree first, then
+        ``trio.Cancelled`` propagates (bare)."""
+        with single_exception():
+            return await run_oneshot(self.provider, self.config, request)
 
 
 async def run_once(

@@ -20,10 +20,27 @@
     └── SessionError                   misuse of an interactive session
         ├── SessionClosedError         "interactive session is closed"
         ├── NoActiveTurnError          "no active turn to steer"
-        └── SteerUnsupportedError      "provider does not support native steer"
+        ├── SteerUnsupportedError      "provider does not support native steer"
+        └── SessionStateError          .state, .command: a transition the session core forbids
 
-Cancellation by the caller's trio scope is *not* an AliceError: ``trio.Cancelled`` propagates
-unchanged, after the process group is dead.
+**The exception contract.** Every public entry point — ``OneShotBackend.run``,
+``SessionBackend.run``/``steer`` and ``async with SessionBackend(...)`` (enter and exit),
+``open_session`` (enter and exit), ``InteractiveSession.submit``/``steer``/``interrupt``/
+``aclose`` and iterating ``events()``, ``MultiBackend.run``/``steer`` and its ``async with`` —
+raises only
+
+* an :class:`AliceError` subclass (below),
+* a bare ``trio.Cancelled`` when the caller's own scope cancelled it (after the process group is
+  dead: cancellation is not an AliceError), or a bare ``KeyboardInterrupt``,
+* or the caller's own exception: raised in the body of one of the context managers, or by the
+  caller's callback (then wrapped as :class:`CallbackError` with it as ``__cause__``) —
+
+never a ``BaseExceptionGroup``, whatever the nurseries inside did. When a failure and a
+cancellation meet, the failure is raised (a still-cancelled scope cancels again at its next
+checkpoint); when several failures meet, the caller's own exception wins, else the first
+``AliceError``, and the others are named in its ``__notes__``. Tested for every entry point,
+cancelled at many scheduling steps, in ``tests/reliability/test_exception_contract.py``;
+documented in ``docs/reliability.md``.
 
 Error messages never include environment values (API keys): only the command, exit status, the
 CLI's own error text and the stderr tail.
@@ -53,6 +70,7 @@ __all__ = [
     "RunTimeoutError",
     "SessionClosedError",
     "SessionError",
+    "SessionStateError",
     "SteerUnsupportedError",
     "TransportClosedError",
     "UnknownProviderError",
@@ -233,3 +251,15 @@ class NoActiveTurnError(SessionError):
 
 class SteerUnsupportedError(SessionError):
     default_message = "provider does not support native steer"
+
+
+class SessionStateError(SessionError):
+    """The session core was sent a command its current state does not allow (a bug in the
+    layer executing it, never the caller's misuse); ``state`` and ``command`` name both."""
+
+    default_message = "illegal session state transition"
+
+    def __init__(self, message: str = "", *, state: str = "", command: str = "", **kw: Any):
+        self.state = state
+        self.command = command
+        super().__init__(message, **kw)

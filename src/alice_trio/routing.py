@@ -20,13 +20,16 @@ else ``default_provider`` if given (it must be registered, else ``multi backend:
 else ``codex`` when it is registered; else ``multi backend: defaultProvider must be set when
 multiple backends are configured and "codex" is not one of them``. No backends at all:
 ``multi backend requires at least one backend``. The resolved provider is written into
-``request.provider``; backend errors pass through unwrapped.
+``request.provider``; backend errors pass through unwrapped, and an exception group (from a
+caller's own backend, or from entering/leaving several backends) is collapsed to the one
+exception it stands for (the contract in :mod:`alice_trio.errors`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from .backend import OneShotBackend
@@ -35,6 +38,7 @@ from .errors import ConfigError, SteerUnsupportedError
 from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
 from .providers.registry import normalize_name
+from .sessions._groups import single_exception
 
 __all__ = ["Backend", "MultiBackend", "backend_from_config"]
 
@@ -147,16 +151,16 @@ class MultiBackend:
                 )
             return backend, request.evolve(provider=resolved, profile="")
         if provider:
-            backend = self._providers.get(provider)
-            if backend is None:
-                backend = self._provider_via_profile(provider)
-            if backend is None:
+            found = self._providers.get(provider)
+            if found is None:
+                found = self._provider_via_profile(provider)
+            if found is None:
                 raise ConfigError(
                     f'llm backend for provider "{provider}" is unavailable; configured '
                     f"providers: {', '.join(self.providers())}",
                     provider=provider,
                 )
-            return backend, request.evolve(provider=provider)
+            return found, request.evolve(provider=provider)
         name, backend = self._default
         return backend, request.evolve(provider=name)
 
@@ -176,7 +180,8 @@ class MultiBackend:
     async def run(self, request: RunRequest) -> RunResult:
         """Run ``request`` on its backend; the backend's errors pass through unchanged."""
         backend, routed = self.route(request)
-        return await backend.run(routed)
+        with single_exception():
+            return await backend.run(routed)
 
     async def steer(self, request: RunRequest) -> Any:
         """Steer the active turn of ``request``'s backend; a backend without ``steer`` raises
@@ -185,7 +190,8 @@ class MultiBackend:
         steer = getattr(backend, "steer", None)
         if steer is None:
             raise SteerUnsupportedError(provider=routed.provider)
-        return await steer(routed)
+        with single_exception():
+            return await steer(routed)
 
     def _distinct(self) -> list[Backend]:
         seen: dict[int, Backend] = {}
@@ -197,25 +203,33 @@ class MultiBackend:
         """Enter every backend that is an async context manager (e.g. a session backend,
         which owns a nursery); leaving exits them in reverse order."""
         stack = AsyncExitStack()
-        async with stack:
-            for backend in self._distinct():
-                if hasattr(backend, "__aenter__") and hasattr(backend, "__aexit__"):
-                    await stack.enter_async_context(backend)  # type: ignore[arg-type]
-            self._stack = stack.pop_all()
+        with single_exception():
+            async with stack:
+                for backend in self._distinct():
+                    if hasattr(backend, "__aenter__") and hasattr(backend, "__aexit__"):
+                        await stack.enter_async_context(backend)  # type: ignore[arg-type]
+                self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc: object) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         stack, self._stack = self._stack, None
-        if stack is not None:
-            return await stack.__aexit__(*exc)  # type: ignore[arg-type]
-        return None
+        if stack is None:
+            return False
+        with single_exception():
+            return bool(await stack.__aexit__(exc_type, exc, tb))
 
     async def aclose(self) -> None:
         """Close every backend that has ``aclose`` (each once)."""
         for backend in self._distinct():
             close = getattr(backend, "aclose", None)
             if close is not None:
-                await close()
+                with single_exception():
+                    await close()
 
 
 BackendFactory = Callable[[Provider, CLIConfig], Backend]

@@ -24,15 +24,22 @@ def req(text: str) -> RunRequest:
 async def test_defect_03_events_emitted_after_close_never_crash():
     """Go: emit() checked ``closed`` then sent after unlocking while Close() closed the channel:
     a possible "send on closed channel" panic. Here a driver that keeps emitting after the
-    session closed neither raises nor reopens the session."""
+    session closed neither raises nor reopens the session. The late events are pushed after the
+    driver's run ended and the session's channel is closed (before that they would only fill
+    the buffer): with the ``except ClosedResourceError`` in ``InteractiveSession._emit`` taken
+    out, this fails."""
     driver = ScriptedDriver()
     async with open_session("fake", initial=req("x"), driver=driver) as session:
         ref = (await session.submit(req("one"))).turn_id
         await session.aclose(graceful=False)
-        late = TurnEvent(kind=EventKind.ASSISTANT_TEXT, text="late", turn_id=ref)
         with trio.fail_after(5):
-            await driver.push(late)  # must return, not raise or block forever
+            await session.driver_done.wait()
+        for kind in (EventKind.ASSISTANT_TEXT, EventKind.TURN_COMPLETED):
+            with trio.fail_after(5):
+                await driver.push(TurnEvent(kind=kind, text="late", turn_id=ref))
         assert session.state is SessionState.CLOSED
+        with trio.fail_after(5):
+            assert [ev async for ev in session.events()] == []  # nothing after the close
     assert session.closed
 
 

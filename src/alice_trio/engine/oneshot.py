@@ -36,7 +36,6 @@ import attrs
 import trio
 
 from ..errors import (
-    AgentError,
     AliceError,
     CallbackError,
     EmptyPromptError,
@@ -44,11 +43,11 @@ from ..errors import (
     LineTooLongError,
     ProcessFailedError,
     ProtocolError,
-    RunInterruptedError,
     RunTimeoutError,
 )
 from ..framing import LineFramer, OversizedLine, decode_line
 from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, RunResult, TurnEvent
+from ..protocols.turn_outcome import TurnEnd
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
 from .callbacks import CallbackDispatcher
 from .pipes import receive_chunk
@@ -352,10 +351,12 @@ def _conclude(
         run.failure.partial = result
         run.failure.stderr_tail = tail
         raise run.failure
-    if outcome.error:
-        raise AgentError(outcome.error, status=outcome.status, **common)
-    if outcome.interrupted:
-        raise RunInterruptedError(f"{run.provider} turn interrupted", **common)
+    verdict = TurnEnd.from_verdict(
+        error=outcome.error, status=outcome.status, interrupted=outcome.interrupted
+    )  # the one ending → error mapping (protocols/turn_outcome.py), shared with the sessions
+    ended = verdict.exception(provider=run.provider, partial=result, stderr_tail=tail)
+    if ended is not None:
+        raise ended
     assert run.proc is not None
     rc = run.proc.returncode
     if rc is None:  # pragma: no cover - close_child always reaps

@@ -9,10 +9,12 @@
 Runs with the same key are serialized by a per-key lock that is never replaced while anyone
 holds or waits for it (§13.10); a request with neither key gets a fresh one-turn session.
 
-**Reuse.** After a completed turn the session stays open for ``idle_ttl`` seconds; a timer task
-in the backend's nursery closes it then, unless a run took it again (a generation counter,
-checked under the same per-key lock). A session whose process died is replaced on the next run,
-resuming by thread id.
+**Reuse.** After every run whose session is still alive — completed, interrupted, or refused
+(a failed submit) — the session stays open for ``idle_ttl`` seconds; a timer task in the
+backend's nursery closes it then, unless a run took it again (a generation counter, checked
+under the same per-key lock). No run leaves a live session without its timer (issue 12 item 9).
+A session whose process died is replaced on the next run, resuming by thread id. A blank
+prompt is refused before any session is looked up or spawned.
 
 **One run.** ``submit`` the request, then follow the session's events: only events of the
 submitted turn — and of turns steered into it with :meth:`steer` — count (an event with another
@@ -21,19 +23,27 @@ the last one seen, the usage the last usage of each turn, summed over the turns.
 raw events go through a :class:`~alice_trio.engine.callbacks.CallbackDispatcher`, so a slow
 callback never stalls the driver's reader (§13.2).
 
-**Endings.** ``turn_completed`` → the result. ``turn_interrupted`` →
-:class:`RunInterruptedError`; ``error`` → :class:`AgentError` (status, stderr tail); the
-session closing under the run → :class:`TransportClosedError` with the stderr tail (§13.13);
+**Endings** (the one mapping of :class:`~alice_trio.protocols.turn_outcome.TurnEnd`).
+``turn_completed`` → the result. ``turn_interrupted`` → :class:`RunInterruptedError` (the
+session is kept); ``error`` → the typed error behind it when the session knows one (the
+driver's failure: :class:`LineTooLongError`, :class:`TransportClosedError`, …), else
+:class:`AgentError` (status, stderr tail), and the session is dropped; the session closing under
+the run → its typed failure, else :class:`TransportClosedError` with the stderr tail (§13.13);
 the provider timeout → the turn is interrupted (``interrupt_deadline``), the session is dropped
 and :class:`RunTimeoutError` is raised; the caller's cancellation → the same interrupt-then-kill,
 then ``trio.Cancelled`` propagates. Every error carries the partial result. A callback that
 raises fails the run with :class:`CallbackError` after the session is dropped.
+
+**Errors.** ``run``, ``steer`` and the context manager raise only :class:`AliceError`
+subclasses, bare ``trio.Cancelled``, or the caller's own exception from the ``async with``
+body — never an exception group (:mod:`alice_trio.errors`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import attrs
@@ -45,17 +55,19 @@ from ..errors import (
     AliceError,
     CallbackError,
     ConfigError,
+    EmptyPromptError,
     NoActiveTurnError,
-    RunInterruptedError,
     RunTimeoutError,
     TransportClosedError,
 )
 from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
+from ..protocols.turn_outcome import Ending, TurnEnd, clone_error
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
+from ._groups import single_exception
 from .approval import Approver
 from .driver import SessionDriver, SubmitResult
-from .session import InteractiveSession, open_session
+from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
 
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
 
@@ -93,8 +105,9 @@ class _Turn:
         return RunResult(reply=self.reply, next_thread_id=self.thread_id, usage=total)
 
     def take(self, event: TurnEvent) -> bool:
-        """Apply ``event`` if it belongs to this run; True when it does."""
-        if not event.turn_id or event.turn_id not in self.awaited:
+        """Apply ``event`` if it belongs to this run; True when it does (turn ids are never
+        empty, so an event without one belongs to no run, §13.6)."""
+        if event.turn_id not in self.awaited:
             return False
         if event.thread_id:
             self.thread_id = event.thread_id
@@ -133,6 +146,8 @@ class SessionBackend:
     requests and questions (see :func:`open_session`). ``interrupt_deadline``: on the caller's
     cancellation or the provider timeout, how long the turn's interrupt may take before the
     session's process group is killed (the caller waits at most this plus ``kill_grace``).
+    ``start_timeout``: how long a new session's CLI may take to start and finish its handshake
+    (:func:`open_session`).
     """
 
     def __init__(
@@ -144,6 +159,7 @@ class SessionBackend:
         interrupt_deadline: float = 1.0,
         driver_factory: Any = None,
         approver: Approver | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
     ) -> None:
         self.provider = get_provider(provider) if isinstance(provider, str) else provider
         self.config = config if config is not None else self.provider.config_class()
@@ -151,6 +167,7 @@ class SessionBackend:
         self.interrupt_deadline = interrupt_deadline
         self.driver_factory = driver_factory
         self.approver = approver
+        self.start_timeout = start_timeout
         self._locks: dict[str, trio.Lock] = {}
         self._sessions: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
@@ -164,19 +181,29 @@ class SessionBackend:
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> SessionBackend:
         stack = AsyncExitStack()
-        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        with single_exception():
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
         return self
 
-    async def __aexit__(self, *exc: object) -> bool | None:
-        assert self._stack is not None
-        failing = exc[0] is not None
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Close every session (gracefully unless the body failed) and wait for them; the
+        body's own exception comes out as itself."""
+        if self._stack is None:
+            raise ConfigError("SessionBackend.__aexit__ without __aenter__")
+        failing = exc is not None
         for timer in list(self._timers):
             timer.cancel()
         for entry in list(self._sessions.values()):
             self._drop(entry, graceful=not failing)
         try:
-            return await self._stack.__aexit__(*exc)
+            with single_exception():
+                return bool(await self._stack.__aexit__(exc_type, exc, tb))
         finally:
             self._nursery = None
             self._stack = None
@@ -187,31 +214,36 @@ class SessionBackend:
     # -- public API --------------------------------------------------------------------------
     async def run(self, request: RunRequest) -> RunResult:
         """Run one turn (see the module docstring for errors and cancellation)."""
+        with single_exception():
+            return await self._run(request)
+
+    async def _run(self, request: RunRequest) -> RunResult:
         if self._nursery is None:
             raise ConfigError("use the SessionBackend as `async with SessionBackend(...)`")
+        if not request.prompt:  # before any session is looked up or spawned
+            raise EmptyPromptError(provider=self.provider.name)
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
         if not key:
             async with self._open(request) as session:
-                entry = _Entry(key="", session=session)
-                return await self._run_turn(entry, request)
+                return await self._run_turn(_Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
             async with lock:
-                entry = self._sessions.get(key)
+                entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
                     entry = await self._nursery.start(self._host, key, request)
+                assert entry is not None
                 entry.generation += 1
                 if entry.timer is not None:
                     entry.timer.cancel()  # reused: its idle close is off
-                result = await self._run_turn(entry, request)
-                timer = entry.timer = trio.CancelScope()  # registered now: exit cancels it
-                self._timers.add(timer)
-                self._nursery.start_soon(self._idle_close, entry, entry.generation, timer)
-                return result
+                try:
+                    return await self._run_turn(entry, request)
+                finally:
+                    self._arm_idle_close(entry)  # whatever the outcome, if it lives on
         finally:
             self._forget_lock(key, lock)
 
@@ -227,9 +259,9 @@ class SessionBackend:
             raise NoActiveTurnError(provider=self.provider.name)
         turn.steering += 1
         try:
-            submitted = await entry.session.steer(request.evolve(provider=self.provider.name))
-            if submitted.turn_id:
-                turn.awaited.add(submitted.turn_id)
+            with single_exception():
+                submitted = await entry.session.steer(request.evolve(provider=self.provider.name))
+            turn.awaited.add(submitted.turn_id)
         finally:
             turn.steering -= 1
             turn.check()
@@ -242,8 +274,9 @@ class SessionBackend:
         if self.driver_factory is not None:
             driver = self.driver_factory(self.config, initial)
         async with open_session(
-            self.provider, self.config, initial=initial, driver=driver, approver=self.approver
-        ) as s:
+            self.provider, self.config, initial=initial, driver=driver, approver=self.approver,
+            start_timeout=self.start_timeout,
+        ) as s:  # fmt: skip
             yield s
 
     async def _host(self, key: str, initial: RunRequest, *, task_status: Any) -> None:
@@ -277,6 +310,21 @@ class SessionBackend:
             del self._sessions[entry.key]
         entry.graceful = entry.graceful and graceful
         entry.close_requested.set()
+
+    def _arm_idle_close(self, entry: _Entry) -> None:
+        """Give ``entry`` its idle timer if it is still the live session of its key."""
+        if (
+            self._nursery is None
+            or not entry.key
+            or self._sessions.get(entry.key) is not entry
+            or entry.session.closed
+        ):
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+        timer = entry.timer = trio.CancelScope()  # registered now: exit cancels it
+        self._timers.add(timer)
+        self._nursery.start_soon(self._idle_close, entry, entry.generation, timer)
 
     async def _idle_close(self, entry: _Entry, generation: int, timer: trio.CancelScope) -> None:
         with timer:
@@ -378,26 +426,20 @@ class SessionBackend:
         if closed_under_us or not turn.finished.is_set():
             await self._drop_and_wait(entry)
             failure = session.failure
-            message = (
-                str(failure)
-                if failure is not None
-                else (f"{name} session closed before the turn finished")
-            )
-            raise TransportClosedError(message, partial=partial, provider=name, stderr_tail=tail)
+            if isinstance(failure, AliceError):
+                raise clone_error(failure, partial=partial, provider=name, stderr_tail=tail)
+            raise TransportClosedError(
+                f"{name} session closed before the turn finished",
+                partial=partial, provider=name, stderr_tail=tail,
+            )  # fmt: skip
         if turn.error is not None:
             await self._drop_and_wait(entry)
-            event = turn.error
-            raise AgentError(
-                event.error or f"{name} turn failed",
-                status=event.status,
-                partial=partial,
-                provider=name,
-                stderr_tail=tail,
-            )
-        if turn.interrupted:
-            raise RunInterruptedError(
-                f"{name} turn interrupted", partial=partial, provider=name, stderr_tail=tail
-            )
+            end = TurnEnd.from_event(turn.error, session.turn_error(turn.error.turn_id))
+        else:
+            end = TurnEnd(ending=Ending.INTERRUPTED if turn.interrupted else Ending.COMPLETED)
+        error = end.exception(provider=name, partial=partial, stderr_tail=tail)
+        if error is not None:
+            raise error
         return partial
 
     async def _follow(

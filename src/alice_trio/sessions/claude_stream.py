@@ -8,9 +8,9 @@ Process: the one-shot argv builder's flags (permission mode, model, resume, add-
 tools; :mod:`alice_trio.providers.claude`) with ``--input-format stream-json
 --replay-user-messages`` added and stdin kept open. ``--model``/``--resume`` come from the
 ``initial`` request: they are fixed for the life of the process. :meth:`run` sends the
-``initialize`` control request and reports the session started once claude answered
-(``init_timeout``; a process that exits first raises :class:`ProcessFailedError` with the stderr
-tail).
+``initialize`` control request and reports the session started once claude answered (a process
+that exits first raises :class:`ProcessFailedError` with the stderr tail; how long claude may
+take is the session's ``start_timeout``, or ``init_timeout`` when set).
 
 Interrupt writes the ``interrupt`` control request and waits up to ``interrupt_deadline`` for
 its ``control_response`` (:class:`ProtocolError` when none comes); the turn's own terminal
@@ -23,6 +23,7 @@ not a silent close). Close: graceful = stdin EOF then ``close_grace`` (claude ex
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import attrs
@@ -66,7 +67,7 @@ class ClaudeStreamDriver:
         config: ClaudeConfig,
         initial: RunRequest,
         *,
-        init_timeout: float = 60.0,
+        init_timeout: float | None = None,
         interrupt_deadline: float = 5.0,
         close_grace: float = 2.0,
         invocation: Invocation | None = None,
@@ -114,7 +115,8 @@ class ClaudeStreamDriver:
         rid = f"init-{next(self._req_ids)}"
         waiter = self._responses.setdefault(rid, trio.Event())
         await proc.send(control_request(rid, "initialize"))
-        with trio.move_on_after(self.init_timeout) as scope:
+        limit = self.init_timeout if self.init_timeout is not None else math.inf
+        with trio.move_on_after(limit) as scope:
             async with trio.open_nursery() as n:
 
                 async def gone() -> None:
@@ -190,20 +192,23 @@ class ClaudeStreamDriver:
             thread_id=self.mapper.thread_id or request.thread_id,
             turn_id=f"claude-{next(self._ids)}",
         )
+        # registered before the write (the reply can arrive before send returns); withdrawn
+        # again if the message was not written, whatever stopped it (a cancelled or failed
+        # write must not leave a submission that the next message's echo is credited to)
         self.mapper.submit(ref.turn_id, text, steered=steered)
-        if not steered:
-            assert self._emit is not None
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.TURN_STARTED,
-                    thread_id=ref.thread_id,
-                    turn_id=ref.turn_id,
-                    provider="claude",
-                )
-            )
         try:
+            if not steered:
+                assert self._emit is not None
+                await self._emit(
+                    TurnEvent(
+                        kind=EventKind.TURN_STARTED,
+                        thread_id=ref.thread_id,
+                        turn_id=ref.turn_id,
+                        provider="claude",
+                    )
+                )
             await proc.send(user_message(text))
-        except TransportClosedError:
+        except BaseException:
             self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
             raise
         return ref

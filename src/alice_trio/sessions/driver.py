@@ -12,20 +12,24 @@ reading, turning protocol messages into :class:`~alice_trio.models.TurnEvent` an
 the process/connection ends (the session then fails pending work with
 :class:`~alice_trio.errors.TransportClosedError`) and must leave nothing running when cancelled.
 
+The session calls ``start_turn``/``steer_turn``/``interrupt_turn`` from tasks it owns, one start
+or steer at a time: a caller's cancellation never interrupts a driver call half-way, so a driver
+may keep bookkeeping and write in one call without guarding against being cancelled between them
+(it is still cancelled when the session closes). A ``TurnRef`` always has a turn id.
+
 Every event carries the ``turn_id`` of the turn that caused it — including output produced for
 steered or enqueued input — so the session never attributes a reply to the wrong turn.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-import attrs
 import trio
 
 from ..models import RunRequest, TurnEvent
+from ..protocols.session_core import SteerMode, SubmitMode, SubmitResult, TurnRef
 
 __all__ = [
     "Emit",
@@ -35,36 +39,6 @@ __all__ = [
     "SubmitResult",
     "TurnRef",
 ]
-
-
-class SteerMode(enum.Enum):
-    """What the provider does with input that arrives while a turn runs (spec §2.6)."""
-
-    NATIVE = "native"  # injected into the active turn
-    NATIVE_ENQUEUE = "native_enqueue"  # appended; the provider takes it at its next boundary
-    QUEUE_WHEN_BUSY = "queue_when_busy"  # the session queues it until the turn ends
-    INTERRUPT_ONLY = "interrupt_only"  # no safe enqueue
-
-
-class SubmitMode(enum.Enum):
-    STARTED = "started"
-    STEERED = "steered"
-    QUEUED = "queued"
-
-
-@attrs.frozen(kw_only=True)
-class TurnRef:
-    thread_id: str
-    turn_id: str
-
-
-@attrs.frozen(kw_only=True)
-class SubmitResult:
-    thread_id: str
-    turn_id: str
-    mode: SubmitMode
-    queue_depth: int = 0
-
 
 Emit = Callable[[TurnEvent], Awaitable[None]]
 

@@ -4,10 +4,13 @@ Each turn is one :func:`~alice_trio.engine.oneshot.run_invocation` (one CLI proc
 task in the driver's nursery. The provider's decoder is wrapped so that every event it produces
 reaches the session as it happens, tagged with the turn id (``run-<n>``) — never through the
 ``on_progress`` strings, so a reply is never emitted twice and a file change is a
-``file_change`` event without a ``[file_change]`` prefix (spec §13.22 fixed). The decoder's own
-terminal events are held back: the driver emits the turn's terminal event once the process is
-gone (``turn_completed`` with the usage, ``error`` with the error text and status, or
-``turn_interrupted``).
+``file_change`` event without a ``[file_change]`` prefix (spec §13.22 fixed). The driver emits
+the turn's one ``turn_started`` and, once the process is gone, its one terminal event
+(:class:`~alice_trio.protocols.turn_outcome.TurnEnd`: ``turn_completed`` with the usage,
+``error`` with the error text and status, or ``turn_interrupted``); the decoder's own
+``turn_started`` and terminal events are held back. The typed error behind an ``error`` event
+(a too-long line, a timeout, a crash) stays available through :meth:`OneShotDriver.turn_error`,
+so a session run raises it rather than a generic ``AgentError``.
 
 :meth:`OneShotDriver.interrupt_turn` cancels the run: its process group is killed and the turn
 ends with ``turn_interrupted`` carrying what was decoded so far. :meth:`OneShotDriver.aclose`
@@ -24,13 +27,14 @@ import trio
 
 from ..engine.oneshot import run_invocation
 from ..errors import (
-    AgentError,
     AliceError,
     EmptyPromptError,
     RunInterruptedError,
+    SessionClosedError,
     SteerUnsupportedError,
 )
-from ..models import EventKind, RunRequest, TurnEvent, Usage
+from ..models import EventKind, RunRequest, TurnEvent
+from ..protocols.turn_outcome import Ending, TurnEnd
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Provider
 from .driver import Emit, SteerMode, TurnRef
 
@@ -75,9 +79,14 @@ class OneShotDriver:
         self._ids = itertools.count(1)
         self._closed = trio.Event()
         self._last_stderr = ""
+        self._errors: dict[str, AliceError] = {}  # turn id → typed error (the last 64 turns)
 
     def stderr_tail(self) -> str:
         return self._last_stderr
+
+    def turn_error(self, turn_id: str) -> AliceError | None:
+        """The typed error turn ``turn_id`` failed with (None: it did not fail, or is old)."""
+        return self._errors.get(turn_id)
 
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
         self._emit = emit
@@ -88,8 +97,6 @@ class OneShotDriver:
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         if self._nursery is None or self._closed.is_set():
-            from ..errors import SessionClosedError
-
             raise SessionClosedError(provider=self.provider.name)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider.name)
@@ -146,13 +153,13 @@ class OneShotDriver:
         async def forward() -> None:
             async with recv:
                 async for event in recv:
-                    if event.kind.terminal:
-                        continue  # the driver reports the end once the process is gone
+                    if event.kind.terminal or event.kind is EventKind.TURN_STARTED:
+                        continue  # the driver reports both once (start here, end when gone)
                     if event.kind is EventKind.ASSISTANT_TEXT:
                         state["text"] = True
                     await emit(tag(event))
 
-        terminal: TurnEvent
+        end: TurnEnd
         try:
             await emit(tag(TurnEvent(kind=EventKind.TURN_STARTED)))
             async with trio.open_nursery() as nursery:
@@ -169,26 +176,25 @@ class OneShotDriver:
                 finally:
                     send.close()
             if scope.cancelled_caught:
-                raise RunInterruptedError(f"{name} turn interrupted")
+                raise RunInterruptedError(f"{name} turn interrupted", provider=name)
             state["thread"] = result.next_thread_id or state["thread"]
             if result.reply and not state["text"]:
                 await emit(tag(TurnEvent(kind=EventKind.ASSISTANT_TEXT, text=result.reply)))
-            terminal = tag(TurnEvent(kind=EventKind.TURN_COMPLETED, usage=result.usage))
-        except RunInterruptedError as exc:
-            partial = exc.partial if exc.partial.usage.has_usage else decoder.finish().result
-            terminal = tag(
-                TurnEvent(kind=EventKind.TURN_INTERRUPTED, usage=partial.usage, text=exc.message)
-            )
+            end = TurnEnd(ending=Ending.COMPLETED, usage=result.usage)
         except AliceError as exc:
-            self._last_stderr = exc.stderr_tail
-            usage: Usage | None = exc.partial.usage if exc.partial.usage.has_usage else None
-            status = exc.status if isinstance(exc, AgentError) else None
-            terminal = tag(
-                TurnEvent(kind=EventKind.ERROR, error=str(exc), status=status, usage=usage)
-            )
+            if isinstance(exc, RunInterruptedError) and not exc.partial.usage.has_usage:
+                exc.partial = decoder.finish().result  # what was decoded before the kill
+            if exc.stderr_tail:
+                self._last_stderr = exc.stderr_tail
+            end = TurnEnd.from_error(exc)
+            if end.ending is Ending.FAILED:
+                self._errors[ref.turn_id] = exc
+                while len(self._errors) > 64:
+                    del self._errors[next(iter(self._errors))]
         finally:
             self._turns.pop(ref.turn_id, None)
-        await emit(terminal)
+        terminal = end.event(thread_id="", turn_id=ref.turn_id, provider=name)
+        await emit(tag(terminal))
 
 
 def open_gemini_driver(config: Any, initial: RunRequest) -> OneShotDriver:

@@ -8,68 +8,104 @@ the nursery its tasks run in::
         async for event in session.events():
             ...
 
-**Turn state.** At most one turn is *active*. With steer mode ``native``/``native_enqueue``
-input that arrives while a turn runs goes to the driver (``steer_turn``); when the driver gives
-it a turn id of its own (enqueue-style providers), that turn is *outstanding* and becomes the
-active turn when the one before it ends, so the session is busy until every steered input was
-answered. Otherwise input is queued (FIFO) and started when the active turn ends; a queued
-input without a thread id inherits the thread id of the turn that just finished.
+**State.** Every piece of turn state (active turn, outstanding enqueued turns, queue, a start in
+flight, a deferred interrupt, thread id, closed/failed) lives in the pure
+:class:`~alice_trio.protocols.session_core.SessionCore`; this module executes the actions its
+transition table decides and assigns no state of its own. With steer mode
+``native``/``native_enqueue`` input that arrives while a turn runs goes to the driver
+(``steer_turn``); when the driver gives it a turn id of its own (enqueue-style providers), that
+turn is *outstanding* and becomes the active turn when the one before it ends. Otherwise input
+is queued (FIFO) and started when the active turn ends; a queued input without a thread id
+inherits the thread id of the turn that just finished.
 
-**Events.** The driver's reader awaits :meth:`InteractiveSession._emit` for every event: the
-state update happens synchronously (no lock, no I/O) and the event then goes into a bounded
+**Cancel safety.** Driver calls run in tasks the session owns, never in the caller's task: one
+*worker* task executes starts and steers in FIFO order, an interrupt runs in a task of its own.
+``submit``/``steer`` hand the command over and wait for its answer. A caller cancelled before the
+worker took the command withdraws it (no trace); once taken it runs to completion and is
+recorded (the turn exists and will end), and the caller gets its ``trio.Cancelled``. So a
+cancelled call never leaves the driver and the session disagreeing about which turn runs
+(issue 12 item 1: a start split between bookkeeping and write credited the next reply to a
+turn that never ran).
+
+**Events.** The driver's reader awaits :meth:`InteractiveSession._emit` for every event: the core
+updates the state synchronously (no lock, no I/O) and the event then goes into a bounded
 channel (``buffer``); a slow consumer applies backpressure to the driver, nothing is dropped.
-A terminal event clears the active turn only when its turn id is the active one (an event
-without a turn id never clears anything, §13.6). :meth:`events` returns that channel: breaking
-out of ``async for`` or cancelling mid-iteration is harmless.
-
-**Locking.** Driver calls that start or steer a turn are serialized by one trio lock, which the
-event path never takes (§13.8: the reader can always make progress). A queued start marks the
-session busy *before* it awaits the lock, so a concurrent submit queues behind it instead of
-starting a second turn (§13.7).
+A terminal event ends a turn only when its turn id is a pending one (an event without a turn id
+never ends anything, §13.6). :meth:`events` returns that channel: breaking out of ``async for``
+or cancelling mid-iteration is harmless.
 
 **Closing.** Leaving the context closes the session; closed is sticky (every later call raises
 :class:`SessionClosedError`). After a finished turn the driver closes gracefully (EOF, short
-grace); with a turn still running, on error, or when the caller is cancelled, the process group
-is killed at once. When the driver ends by itself (the CLI crashed), every pending turn gets an
-``error`` event, the session state becomes ``FAILED`` and the event channel ends.
+grace); with a turn running, on error, or when the caller is cancelled, the process group is
+killed at once. When the driver ends by itself (the CLI crashed), every pending turn gets an
+``error`` event (:meth:`InteractiveSession.turn_error` gives the typed error behind it), the
+state becomes ``FAILED`` and the event channel ends.
+
+**Errors.** Every method raises an :class:`~alice_trio.errors.AliceError`, bare
+``trio.Cancelled``, or (from ``open_session``) the body's own exception — never a group.
 """
 
 from __future__ import annotations
 
-import collections
-import enum
 import itertools
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
+import attrs
 import trio
 
 from ..errors import (
     AliceError,
     EmptyPromptError,
-    NoActiveTurnError,
+    ProtocolError,
+    RunTimeoutError,
     SessionClosedError,
-    SteerUnsupportedError,
+    TransportClosedError,
 )
 from ..models import EventKind, RunRequest, TurnEvent
+from ..protocols.session_core import (
+    Action,
+    CloseDriver,
+    FailTurns,
+    InterruptTurn,
+    Queued,
+    SessionCore,
+    SessionState,
+    StartQueued,
+    StartTurn,
+    SteerTurn,
+)
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
 from ._groups import single_exception
 from .approval import Approver
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
-__all__ = ["InteractiveSession", "SessionState", "open_session"]
+__all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
 
 DEFAULT_BUFFER = 128
-_FINISHED_MEMORY = 256  # terminal turn ids remembered (a fast turn can end before start returns)
-_NATIVE = (SteerMode.NATIVE, SteerMode.NATIVE_ENQUEUE)
+DEFAULT_START_TIMEOUT = 60.0  # seconds a CLI may take to start and finish its handshake
+_T = TypeVar("_T")
 
 
-class SessionState(enum.Enum):
-    IDLE = "idle"  # no turn running
-    RUNNING = "running"  # a turn is active (or starting)
-    CLOSED = "closed"  # closed by the owner
-    FAILED = "failed"  # the driver ended by itself (crash, EOF) or failed to start
+@attrs.define(eq=False)
+class _Command:
+    """A ``submit``/``steer`` (or a queued input's start) handed to the session's worker."""
+
+    kind: str
+    request: RunRequest
+    done: trio.Event = attrs.Factory(trio.Event)
+    taken: bool = False
+    withdrawn: bool = False
+    result: SubmitResult | None = None
+    error: AliceError | None = None
+
+    def answer(self, result: SubmitResult | None = None, error: AliceError | None = None) -> None:
+        if not self.done.is_set():
+            self.result, self.error = result, error
+            self.done.set()
 
 
 class InteractiveSession:
@@ -87,53 +123,59 @@ class InteractiveSession:
         self.driver = driver
         self.provider = provider
         self._nursery = nursery
+        self._core = SessionCore(driver.steer_mode, provider=provider, thread_id=thread_id)
         self._send, self._recv = trio.open_memory_channel[TurnEvent](buffer)
-        self._op_lock = trio.Lock()
-        self._active: TurnRef | None = None
-        self._outstanding: list[TurnRef] = []
-        self._queue: collections.deque[RunRequest] = collections.deque()
-        self._starting = 0
-        self._finished: collections.deque[str] = collections.deque(maxlen=_FINISHED_MEMORY)
-        self._closed = False
-        self._failed = False
-        self._interrupt_pending = False
+        self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
-        self.thread_id = thread_id
         self.driver_done = trio.Event()
-        self.failure: BaseException | None = None
 
-    # -- read-only state ------------------------------------------------------------------------
+    # -- read-only state (all of it lives in the core) --------------------------------------------
     @property
     def steer_mode(self) -> SteerMode:
         return self.driver.steer_mode
 
     @property
     def state(self) -> SessionState:
-        if self._failed:
-            return SessionState.FAILED
-        if self._closed:
-            return SessionState.CLOSED
-        return SessionState.RUNNING if self.busy else SessionState.IDLE
+        return self._core.state
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._core.closed
 
     @property
     def busy(self) -> bool:
-        return self._active is not None or self._starting > 0 or bool(self._outstanding)
+        return self._core.busy
 
     @property
     def active_turn(self) -> TurnRef | None:
-        return self._active
+        return self._core.active
 
     @property
     def outstanding_turns(self) -> tuple[TurnRef, ...]:
-        return tuple(self._outstanding)
+        return tuple(self._core.outstanding)
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return len(self._core.queue)
+
+    @property
+    def thread_id(self) -> str:
+        return self._core.thread_id
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the driver failed with (None while it runs or when it ended quietly)."""
+        return self._core.failure
+
+    def turn_error(self, turn_id: str) -> AliceError | None:
+        """The typed error behind turn ``turn_id``'s ``error`` event, when one is known: the
+        driver's failure that ended it, or the driver's own record (``driver.turn_error``)."""
+        known = self._core.turn_errors.get(turn_id)
+        if isinstance(known, AliceError):
+            return known
+        lookup = getattr(self.driver, "turn_error", None)
+        found = lookup(turn_id) if callable(lookup) else None
+        return found if isinstance(found, AliceError) else None
 
     def stderr_tail(self) -> str:
         fn = getattr(self.driver, "stderr_tail", None)
@@ -144,179 +186,193 @@ class InteractiveSession:
         return self._recv
 
     # -- commands -------------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise SessionClosedError(provider=self.provider)
-
     async def submit(self, request: RunRequest) -> SubmitResult:
         """Start a turn, steer the active one, or queue ``request`` (see the module docstring).
 
         Raises :class:`EmptyPromptError`, :class:`SessionClosedError`, or the driver's error
-        (the session stays usable unless the driver ended).
+        (the session stays usable unless the driver ended). Cancel-safe (module docstring).
         """
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
-        self._check_open()
-        if self.busy and self.steer_mode not in _NATIVE:
-            return self._enqueue(request)  # pure state: never waits behind a slow start
-        async with self._op_lock:
-            self._check_open()
-            if not self.busy:
-                ref = await self._start(request)
-                return SubmitResult(
-                    thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STARTED
-                )
-            if self.steer_mode in _NATIVE and self._active is not None:
-                ref = await self._steer_locked(request)
-                return SubmitResult(
-                    thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STEERED
-                )
-            return self._enqueue(request)
-
-    def _enqueue(self, request: RunRequest) -> SubmitResult:
-        self._queue.append(request)
-        return SubmitResult(
-            thread_id=self._active.thread_id if self._active else self.thread_id,
-            turn_id="",
-            mode=SubmitMode.QUEUED,
-            queue_depth=len(self._queue),
-        )
+        decision = self._core.submit(request)
+        if isinstance(decision, Queued):
+            return decision.result
+        return await self._hand_over("submit", request)
 
     async def steer(self, request: RunRequest) -> SubmitResult:
         """Inject ``request`` into the active turn; never starts or queues a turn.
 
         Raises :class:`EmptyPromptError`, :class:`SessionClosedError`,
-        :class:`NoActiveTurnError` or :class:`SteerUnsupportedError`.
+        :class:`NoActiveTurnError` or :class:`SteerUnsupportedError`. Cancel-safe.
         """
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
-        self._check_open()
-        async with self._op_lock:
-            self._check_open()
-            if self._active is None:
-                raise NoActiveTurnError(provider=self.provider)
-            if self.steer_mode not in _NATIVE:
-                raise SteerUnsupportedError(provider=self.provider)
-            ref = await self._steer_locked(request)
-            return SubmitResult(
-                thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STEERED
-            )
+        self._core.steer(request)
+        return await self._hand_over("steer", request)
 
     async def interrupt(self) -> None:
         """Ask the driver to stop the active turn (its terminal event ends it; the active turn
         is not cleared here). Without an active turn this does nothing; during a start the
-        interrupt is applied as soon as the turn is known. Raises :class:`SessionClosedError`."""
-        self._check_open()
-        active = self._active
-        if active is None:
-            if self._starting:
-                self._interrupt_pending = True
-            return
-        await self.driver.interrupt_turn(active)
+        interrupt is applied as soon as the turn is known. Raises :class:`SessionClosedError`
+        or the driver's error. The request runs in a session task: a cancelled caller leaves
+        it to complete."""
+        decision = self._core.interrupt()
+        if decision is not None:
+            await self._owned(self.driver.interrupt_turn, decision.turn)
 
     async def aclose(self, *, graceful: bool = True) -> None:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
         driver is closed (gracefully only when no turn is running)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.clear()
-        await self.driver.aclose(graceful=graceful and not self.busy)
+        for action in self._core.close(graceful):
+            if isinstance(action, CloseDriver):
+                await self._call(self.driver.aclose, graceful=action.graceful)
 
-    # -- internals ------------------------------------------------------------------------------
-    async def _start(self, request: RunRequest) -> TurnRef:
-        """Start a turn (caller holds the op lock)."""
-        self._starting += 1
+    # -- executing the core's decisions ---------------------------------------------------------
+    async def _hand_over(self, kind: str, request: RunRequest) -> SubmitResult:
+        command = _Command(kind, request)
         try:
-            ref = await self.driver.start_turn(request)
-        finally:
-            self._starting -= 1
-        if ref.thread_id:
-            self.thread_id = ref.thread_id
-        if ref.turn_id not in self._finished and not self._closed:
-            self._active = ref
-            if self._interrupt_pending:
-                self._interrupt_pending = False
-                self._nursery.start_soon(self._interrupt_quietly, ref)
-        else:
-            self._interrupt_pending = False
-            self._maybe_start_queued()
-        return ref
+            self._to_worker.send_nowait(command)
+        except trio.ClosedResourceError:  # the worker is gone: the session is ending
+            self._execute(self._core.withdraw())
+            raise SessionClosedError(provider=self.provider) from None
+        try:
+            await command.done.wait()
+        except BaseException:
+            if not command.taken and not command.withdrawn:
+                command.withdrawn = True  # never executed: no trace
+                self._execute(self._core.withdraw())
+            raise
+        if command.error is not None:
+            raise command.error
+        assert command.result is not None
+        return command.result
 
-    async def _steer_locked(self, request: RunRequest) -> TurnRef:
-        active = self._active
-        if active is None:  # the turn ended while we waited for the lock
-            raise NoActiveTurnError(provider=self.provider)
-        latest = self._outstanding[-1] if self._outstanding else active
-        ref = await self.driver.steer_turn(latest, request)
-        known = {active.turn_id, *(t.turn_id for t in self._outstanding)}
-        if ref.turn_id and ref.turn_id not in known and ref.turn_id not in self._finished:
-            if self._active is None:
-                self._active = ref
-            else:
-                self._outstanding.append(ref)
-        return ref
+    def _execute(self, actions: list[Action]) -> None:
+        """Carry out the core's synchronous actions (never blocks)."""
+        for action in actions:
+            if isinstance(action, StartQueued):
+                try:
+                    self._to_worker.send_nowait(_Command("queued", action.request))
+                except trio.ClosedResourceError:
+                    self._core.withdraw()
+            elif isinstance(action, InterruptTurn):
+                self._nursery.start_soon(self._interrupt_quietly, action.turn)
+
+    async def _work(self) -> None:
+        """The worker: takes handed-over commands in FIFO order and runs them to completion."""
+        current: _Command | None = None
+        try:
+            async for command in self._commands:
+                if command.withdrawn:
+                    continue
+                current = command
+                command.taken = True
+                await self._run_command(command)
+                current = None
+        finally:
+            closed = SessionClosedError(provider=self.provider)
+            if current is not None:
+                current.answer(error=closed)
+            while True:
+                try:
+                    left = self._commands.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                left.answer(error=closed)
+            self._commands.close()
+
+    async def _run_command(self, command: _Command) -> None:
+        try:
+            decision = self._core.take(command.kind, command.request)
+        except AliceError as exc:
+            command.answer(error=exc)
+            return
+        if isinstance(decision, Queued):  # pragma: no cover - the worker serializes starts
+            command.answer(result=decision.result)
+        elif isinstance(decision, StartTurn):
+            await self._start(command, decision.request)
+        elif isinstance(decision, SteerTurn):
+            try:
+                ref = await self._call(self.driver.steer_turn, decision.target, decision.request)
+            except BaseException as exc:
+                self._core.steer_failed()
+                if not isinstance(exc, AliceError):
+                    raise
+                command.answer(error=exc)
+                return
+            self._core.steered(ref)
+            command.answer(
+                SubmitResult(thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STEERED)
+            )
+
+    async def _start(self, command: _Command, request: RunRequest) -> None:
+        try:
+            ref = await self._call(self.driver.start_turn, request)
+        except BaseException as exc:
+            actions = self._core.start_failed()
+            if not isinstance(exc, AliceError):
+                raise
+            command.answer(error=exc)
+            if command.kind == "queued" and not self._core.closed:
+                # whoever queued it learns through the event stream; the id is unique so no
+                # other turn's consumer takes it for its own (§13.6)
+                await self._emit(
+                    TurnEvent(
+                        kind=EventKind.ERROR, error=exc.message, thread_id=request.thread_id,
+                        turn_id=f"queued-start-{next(self._queued_ids)}", provider=self.provider,
+                    )
+                )  # fmt: skip
+            self._execute(actions)
+            return
+        actions = self._core.started(ref)
+        command.answer(
+            SubmitResult(thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STARTED)
+        )
+        self._execute(actions)
+
+    async def _call(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kw: Any) -> _T:
+        """A driver call; a driver bug (an exception outside the error tree) becomes a
+        :class:`ProtocolError` with the original as its cause."""
+        try:
+            with single_exception():
+                return await fn(*args, **kw)
+        except (AliceError, trio.Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise ProtocolError(
+                f"{self.provider or 'session'} driver failed: {exc!r}", provider=self.provider
+            ) from exc
+
+    async def _owned(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a driver call in a session task and wait for it; a cancelled caller stops
+        waiting, the call completes."""
+        done = trio.Event()
+        box: list[AliceError] = []
+
+        async def runner() -> None:
+            try:
+                await self._call(fn, *args)
+            except AliceError as exc:
+                box.append(exc)
+            finally:
+                done.set()
+
+        self._nursery.start_soon(runner)
+        await done.wait()
+        if box:
+            raise box[0]
 
     async def _interrupt_quietly(self, ref: TurnRef) -> None:
         try:
-            await self.driver.interrupt_turn(ref)
+            await self._call(self.driver.interrupt_turn, ref)
         except AliceError:
             pass
 
-    def _on_event(self, event: TurnEvent) -> None:
-        """Synchronous state update for one driver event (never blocks, never does I/O)."""
-        if event.thread_id:
-            self.thread_id = event.thread_id
-        if not event.kind.terminal or not event.turn_id:
-            return
-        tid = event.turn_id
-        self._finished.append(tid)
-        self._outstanding = [t for t in self._outstanding if t.turn_id != tid]
-        if self._active is not None and self._active.turn_id == tid:
-            self._active = self._outstanding.pop(0) if self._outstanding else None
-        self._maybe_start_queued()
-
-    def _maybe_start_queued(self) -> None:
-        if self._closed or self.busy or not self._queue:
-            return
-        self._starting += 1  # busy from now on: a concurrent submit queues behind (§13.7)
-        self._nursery.start_soon(self._start_queued)
-
-    async def _start_queued(self) -> None:
-        marked = True  # _maybe_start_queued counted this start in ``_starting``
-        try:
-            async with self._op_lock:
-                self._starting -= 1
-                marked = False
-                if self._closed or not self._queue:
-                    return
-                request = self._queue.popleft()
-                if not request.thread_id and self.thread_id:
-                    request = request.evolve(thread_id=self.thread_id)
-                try:
-                    await self._start(request)
-                except AliceError as exc:
-                    # whoever queued it learns through the event stream; the id is unique so
-                    # no other turn's consumer takes it for its own (§13.6)
-                    await self._emit(
-                        TurnEvent(
-                            kind=EventKind.ERROR,
-                            error=exc.message,
-                            thread_id=request.thread_id,
-                            turn_id=f"queued-start-{next(self._queued_ids)}",
-                            provider=self.provider,
-                        )
-                    )
-                    self._maybe_start_queued()
-        finally:
-            if marked:
-                self._starting -= 1
-
     async def _emit(self, event: TurnEvent) -> None:
         """The driver's ``emit``: update the state, then deliver with backpressure."""
-        self._on_event(event)
+        self._execute(self._core.event(event))
         try:
-            if self._closed and not self._failed:
+            if self._core.closed and not self._core.failed:
                 # closed by its owner: nobody reads any more; never block the driver's reader
                 self._send.send_nowait(event)
             else:
@@ -327,45 +383,37 @@ class InteractiveSession:
     async def _run_driver(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Run the driver; when it ends, fail pending turns and end the event stream."""
         status = _StartedFlag(task_status)
+        failure: AliceError | None = None
         try:
-            with single_exception():
-                await self.driver.run(self._emit, task_status=status)
+            await self._call(self.driver.run, self._emit, task_status=status)
         except AliceError as exc:
             if not status.done:
                 raise  # a start failure goes to whoever opened the session
-            self.failure = exc
+            failure = exc
         finally:
             self.driver_done.set()
-            with trio.CancelScope(shield=True):
-                await self._driver_ended()
+            self._driver_ended(failure)
 
-    async def _driver_ended(self) -> None:
-        was_closed = self._closed
-        if not was_closed:
-            self._failed = True
-        self._closed = True
-        self._queue.clear()
-        pending = [t for t in (self._active, *self._outstanding) if t is not None]
-        self._active = None
-        self._outstanding = []
-        if pending and not was_closed:
-            reason = (
-                str(self.failure)
-                if self.failure is not None
-                else f"{self.provider or 'agent'} process ended during the turn"
-            )
-            for ref in pending:
-                event = TurnEvent(
-                    kind=EventKind.ERROR,
-                    error=reason,
-                    thread_id=ref.thread_id,
-                    turn_id=ref.turn_id,
-                    provider=self.provider,
-                )
-                try:
-                    self._send.send_nowait(event)
-                except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                    break  # nobody reads: the consumer sees the end of the stream instead
+    def _driver_ended(self, failure: AliceError | None) -> None:
+        reason = (
+            str(failure)
+            if failure is not None
+            else f"{self.provider or 'agent'} process ended during the turn"
+        )
+        typed = failure or TransportClosedError(
+            reason, provider=self.provider, stderr_tail=self.stderr_tail()
+        )
+        for action in self._core.fail(reason, failure, typed):
+            if isinstance(action, FailTurns):
+                for ref in action.turns:
+                    event = TurnEvent(
+                        kind=EventKind.ERROR, error=action.reason, thread_id=ref.thread_id,
+                        turn_id=ref.turn_id, provider=self.provider,
+                    )  # fmt: skip
+                    try:
+                        self._send.send_nowait(event)
+                    except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                        break  # nobody reads: the consumer sees the end of the stream instead
         self._send.close()
 
 
@@ -396,6 +444,7 @@ async def open_session(
     driver: SessionDriver | None = None,
     buffer: int = DEFAULT_BUFFER,
     approver: Approver | None = None,
+    start_timeout: float = DEFAULT_START_TIMEOUT,
 ) -> AsyncIterator[InteractiveSession]:
     """Open an interactive session for ``provider`` (see the module docstring).
 
@@ -404,26 +453,37 @@ async def open_session(
     the registry lookup (tests, custom drivers). Raises what the driver's start raises
     (:class:`CLINotFoundError`, :class:`ProtocolError`, …) before yielding. ``approver``
     decides the agent's approval requests and questions (:mod:`alice_trio.sessions.approval`);
-    a driver whose protocol has none rejects it with :class:`ConfigError`.
+    a driver whose protocol has none rejects it with :class:`ConfigError`. A driver that has not
+    started (process spawned, handshake done) within ``start_timeout`` seconds is killed and
+    :class:`RunTimeoutError` is raised.
+
+    Cancel-safe: cancelled while opening, the process is killed and ``trio.Cancelled``
+    propagates; the body's own exception comes out as itself, never in a group.
     """
     from .registry import create_driver
 
-    if driver is None:
-        prov, cfg = _resolve(provider, config)
-        driver = create_driver(prov, cfg, initial, approver=approver)
-        name = prov.name
-    else:
-        name = provider if isinstance(provider, str) else provider.name
-    graceful = True
-    # the owner's own exception (or the driver's start error) comes out as itself
     with single_exception():
+        if driver is None:
+            prov, cfg = _resolve(provider, config)
+            driver = create_driver(prov, cfg, initial, approver=approver)
+            name = prov.name
+        else:
+            name = provider if isinstance(provider, str) else provider.name
         async with trio.open_nursery() as nursery:
             session = InteractiveSession(
                 driver, nursery, provider=name, thread_id=initial.thread_id, buffer=buffer
             )
-            await nursery.start(session._run_driver)
+            with trio.move_on_after(start_timeout) as starting:
+                await nursery.start(session._run_driver)
+            if starting.cancelled_caught:
+                raise RunTimeoutError(
+                    f"{name} session did not start within {start_timeout:g} s",
+                    provider=name, stderr_tail=session.stderr_tail(),
+                )  # fmt: skip
             if session.failure is not None and session.driver_done.is_set():
                 raise session.failure
+            nursery.start_soon(session._work)
+            graceful = True
             try:
                 yield session
             except BaseException:
@@ -437,6 +497,5 @@ async def open_session(
                         pass
                 else:
                     # cancelled or failing owner: no grace, the process group dies now
-                    session._closed = True
-                    session._queue.clear()
+                    session._core.close(False)
                 nursery.cancel_scope.cancel()

@@ -38,7 +38,7 @@ from ..providers.gemini import GeminiConfig
 from ..providers.gemini import default_env as gemini_env
 from ..providers.kimi import KimiConfig
 from ..providers.kimi import default_env as kimi_env
-from .approval import KIMI_DEFAULT_POLICY, Approver, ask, default_decision
+from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -85,6 +85,7 @@ class AcpDriver(RpcDriver):
     ) -> None:
         super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.provider = provider  # type: ignore[misc]
+        self.gate.provider = provider
         self.cwd = os.path.abspath(cwd or invocation.cwd or os.getcwd())
         self.policy = policy or ExecPolicy()
         self.auto_approve = auto_approve
@@ -181,18 +182,10 @@ class AcpDriver(RpcDriver):
         approval = proto.permission_request(
             req.params, provider=self.provider, turn_id=self.mapper.turn_id
         )
+        approval = attrs.evolve(approval, thread_id=self.session_id)
         fallback = default_decision(self.policy, auto_approve=self.auto_approve)
-        answer = await ask(self.approver, approval, fallback, self.approval_errors)
-        result = proto.permission_result(approval, answer)
-        outcome = result["outcome"].get("optionId") or "cancelled"
-        await self.emit(
-            TurnEvent(
-                kind=EventKind.TOOL_USE, text=f"approval {approval.kind}: {approval.summary} -> "
-                f"{outcome}", thread_id=self.session_id, turn_id=self.mapper.turn_id,
-                raw=req.raw, provider=self.provider,
-            )
-        )  # fmt: skip
-        return result
+        answer = await self.decide(approval, fallback, req.raw)
+        return proto.permission_result(approval, answer)
 
 
 def _cwd(request: RunRequest, config: CLIConfig) -> str:

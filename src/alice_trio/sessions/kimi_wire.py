@@ -29,12 +29,12 @@ from typing import Any
 
 import trio
 
-from ..models import EventKind, RunRequest, TurnEvent
+from ..models import RunRequest, TurnEvent
 from ..protocols import kimi_wire as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
 from ..providers.base import Invocation, as_str, merge_env
 from ..providers.kimi import KimiConfig
-from .approval import KIMI_DEFAULT_POLICY, Approver, ask, default_decision
+from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -149,24 +149,11 @@ class KimiWireDriver(RpcDriver):
         )
         if approval is None:
             raise JsonRpcError(f"request type not supported: {rtype}", code=METHOD_NOT_FOUND)
-        if approval.question is not None:
-            await self.emit(TurnEvent(
-                kind=EventKind.QUESTION, question=approval.question, text=approval.summary,
-                thread_id=self.session_id, turn_id=self.mapper.turn_id, raw=req.raw,
-                provider=self.provider,
-            ))  # fmt: skip
         fallback = default_decision(self.policy, auto_approve=self.config.yolo)
-        answer = await ask(self.approver, approval, fallback, self.approval_errors)
+        answer = await self.decide(approval, fallback, req.raw)
         result = proto.approval_result(approval, answer)
         if result is None:
             raise JsonRpcError("question dismissed: no answer", code=-32000)
-        if approval.kind != "question":
-            await self.emit(TurnEvent(
-                kind=EventKind.TOOL_USE,
-                text=f"approval {approval.kind}: {approval.summary} -> {result['response']}",
-                thread_id=self.session_id, turn_id=self.mapper.turn_id, raw=req.raw,
-                provider=self.provider,
-            ))  # fmt: skip
         return result
 
 

@@ -5,8 +5,8 @@
 :class:`~alice_trio.transports.jsonrpc.JsonRpcClient` reader, performs the subclass's handshake,
 reports started, and then pumps incoming notifications through the subclass's pure mapper into
 ``emit`` (awaited: backpressure, never a drop). Server→client requests are answered from their
-own tasks by :meth:`RpcDriver.answer_request` (approvals through the approver, see
-:mod:`alice_trio.sessions.approval`).
+own tasks by :meth:`RpcDriver.answer_request` (approvals and questions through
+:attr:`RpcDriver.gate`, the shared round trip of :mod:`alice_trio.sessions.approval`).
 
 ``run`` returns when the CLI closes stdout. A request still waiting then fails at once with
 :class:`~alice_trio.errors.TransportClosedError` (exit status + stderr tail); a turn whose
@@ -30,7 +30,7 @@ from ..protocols.jsonrpc import ErrorResponse, Invalid, Notification, Request
 from ..providers.base import Invocation
 from ..transports.jsonrpc import Barrier, JsonRpcClient
 from ..transports.process import AgentProcess, open_agent_process
-from .approval import Approver
+from .approval import Answer, ApprovalDecision, ApprovalGate, ApprovalRequest, Approver
 from .driver import Emit, SteerMode, TurnRef
 
 __all__ = ["RpcDriver"]
@@ -62,6 +62,9 @@ class RpcDriver:
         self.client: JsonRpcClient | None = None
         self.process: AgentProcess | None = None
         self.approval_errors: list[BaseException] = []
+        self.gate = ApprovalGate(
+            provider=self.provider, approver=approver, errors=self.approval_errors
+        )
         self._emit: Emit = _discard
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
@@ -165,6 +168,12 @@ class RpcDriver:
 
     async def _on_request(self, req: Request) -> Any:
         return await self.answer_request(req)
+
+    async def decide(
+        self, request: ApprovalRequest, fallback: ApprovalDecision, raw: str
+    ) -> Answer:
+        """The approval/question round trip (:class:`ApprovalGate`), events through ``emit``."""
+        return await self.gate.decide(request, fallback, self._emit, raw=raw)
 
     async def request_turn(
         self,

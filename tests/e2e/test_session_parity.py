@@ -1,0 +1,204 @@
+"""e2e: what a bot needs from every session driver (issue 14) on the real CLIs.
+
+* approvals: an approver accepts (the tool ran: its file exists) or declines (the tool did not
+  run, the turn still completes) — claude (``permission_mode: default`` +
+  ``--permission-prompt-tool=stdio``) and opencode (``"permission": {"bash": "ask"}``);
+* questions through :class:`SessionBackend`: opencode's ``question`` tool (scripted with the
+  fake server's ``[[CALL:…]]`` marker) reaches the backend's approver and its answer reaches the
+  model; without an approver the question is rejected and the turn completes;
+* model switch inside a session: a second request with another model is served on that model
+  (the fake server logs the model of every request).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from cli_env import CliSetup
+from e2e_support import FakeServer, assert_nothing_left
+from oneshot_cases import SetupFactory
+
+from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.providers.claude import ClaudeConfig
+from alice_trio.providers.opencode import OpenCodeConfig
+from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
+from alice_trio.sessions.backend import SessionBackend
+from alice_trio.sessions.session import InteractiveSession, open_session
+
+pytestmark = pytest.mark.e2e
+TURN_LIMIT = 120.0
+QUESTION = {
+    "questions": [
+        {
+            "question": "Which color?",
+            "header": "Color",
+            "options": [
+                {"label": "red", "description": "warm"},
+                {"label": "blue", "description": "cool"},
+            ],
+        }
+    ]
+}
+
+
+async def turn(session: InteractiveSession, request: RunRequest) -> list[TurnEvent]:
+    """Submit and read events up to this turn's terminal event."""
+    ref = await session.submit(request)
+    seen: list[TurnEvent] = []
+    with trio.fail_after(TURN_LIMIT):
+        while True:
+            event = await session.events().receive()
+            seen.append(event)
+            if event.kind.terminal and event.turn_id == ref.turn_id:
+                return seen
+
+
+def text_of(events: list[TurnEvent]) -> str:
+    return "\n".join(f"{e.kind.value} {e.text} {e.error}" for e in events)
+
+
+class Approvals:
+    """Approve, then decline, in one session; the approver sees each command."""
+
+    CLI: str
+    PROVIDER: str
+
+    def config(self, setup: CliSetup) -> Any:
+        raise NotImplementedError
+
+    async def test_approve_runs_the_tool_decline_does_not(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        asked: list[ApprovalRequest] = []
+
+        def approver(request: ApprovalRequest) -> ApprovalDecision:
+            asked.append(request)
+            if "approved.txt" in request.command:
+                return ApprovalDecision.ACCEPT
+            return ApprovalDecision.DECLINE
+
+        work = Path(setup.workspace)
+        initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+        async with open_session(
+            self.PROVIDER, self.config(setup), initial=initial, approver=approver
+        ) as session:
+            yes = await turn(
+                session, initial.evolve(user_text="[[TOOL]][[CMD:touch approved.txt]] do it")
+            )
+            assert yes[-1].kind is EventKind.TURN_COMPLETED, text_of(yes)
+            assert (work / "approved.txt").exists(), text_of(yes)
+            no = await turn(
+                session, initial.evolve(user_text="[[TOOL]][[CMD:touch declined.txt]] do it")
+            )
+            assert no[-1].kind is EventKind.TURN_COMPLETED, text_of(no)
+            assert not (work / "declined.txt").exists(), text_of(no)
+        assert [r.kind for r in asked] == ["command", "command"], asked
+        assert "touch approved.txt" in asked[0].command
+        notices = [
+            e.text for e in yes + no if e.kind is EventKind.TOOL_USE and "approval" in e.text
+        ]
+        assert notices[0].endswith("-> accept") and notices[-1].endswith("-> decline"), notices
+        await assert_nothing_left(setup)
+
+
+class TestClaudeApprovals(Approvals):
+    CLI = PROVIDER = "claude"
+
+    def config(self, setup: CliSetup) -> Any:
+        return ClaudeConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
+            permission_mode="default",
+        )  # fmt: skip
+
+
+def opencode_asks(setup: CliSetup) -> None:
+    """Make opencode ask before bash/edit (the e2e default config allows them)."""
+    path = Path(setup.env["OPENCODE_CONFIG"])
+    config = json.loads(path.read_text())
+    config["permission"] = {"bash": "ask", "edit": "ask"}
+    path.write_text(json.dumps(config, indent=1))
+
+
+class TestOpenCodeApprovals(Approvals):
+    CLI = PROVIDER = "opencode"
+
+    def config(self, setup: CliSetup) -> Any:
+        opencode_asks(setup)
+        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+
+# -- questions through SessionBackend -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answering", [True, False], ids=["answered", "no-approver"])
+async def test_opencode_question_through_the_session_backend(
+    cli_setup: SetupFactory, fake_server: FakeServer, answering: bool
+) -> None:
+    setup = cli_setup("opencode")
+    asked: list[ApprovalRequest] = []
+
+    async def approver(request: ApprovalRequest) -> Any:
+        asked.append(request)
+        await trio.sleep(0.2)  # a human takes a moment
+        return {"Which color?": "blue"}
+
+    config = OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    progress: list[str] = []
+    async with SessionBackend(
+        "opencode", config, approver=approver if answering else None
+    ) as backend:
+        with trio.fail_after(TURN_LIMIT):
+            result = await backend.run(
+                RunRequest(
+                    user_text=f"[[CALL:question:{json.dumps(QUESTION)}]] ask me",
+                    workspace_dir=setup.workspace,
+                    env={"ALICE_SESSION_KEY": "chat-1"},
+                    on_progress=progress.append,
+                )
+            )
+    calls = [r for r in fake_server.model_requests() if r.get("name") == "question"]
+    assert calls, fake_server.model_requests()  # the model really called opencode's question tool
+    if answering:
+        assert [r.kind for r in asked] == ["question"]
+        assert asked[0].question is not None
+        assert asked[0].question.questions[0].options[1].label == "blue"
+        assert '"Which color?"="blue"' in result.reply, result.reply
+    else:  # rejected at once: opencode ends its loop and the run returns (no 48 h wait)
+        assert asked == []
+        assert "blue" not in result.reply
+    await assert_nothing_left(setup)
+
+
+# -- model switch inside a session -------------------------------------------------------------
+
+
+def models_seen(fake_server: FakeServer) -> list[str]:
+    return [str(r.get("model", "")) for r in fake_server.model_requests()]
+
+
+async def test_claude_switches_model_inside_the_session(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    setup = cli_setup("claude")
+    config = ClaudeConfig(
+        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, is_sandbox=True,
+        model="claude-first-model",
+    )  # fmt: skip
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("claude", config, initial=initial) as session:
+        one = await turn(session, initial.evolve(user_text="first"))
+        assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
+        assert set(models_seen(fake_server)) == {"claude-first-model"}
+        two = await turn(session, initial.evolve(user_text="second", model="claude-second"))
+        assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+        seen = models_seen(fake_server)
+        assert seen[-1] == "claude-second", seen
+        three = await turn(session, initial.evolve(user_text="third"))  # back to the config's
+        assert three[-1].kind is EventKind.TURN_COMPLETED, text_of(three)
+        assert models_seen(fake_server)[-1] == "claude-first-model"
+    await assert_nothing_left(setup)

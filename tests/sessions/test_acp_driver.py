@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rpc_scripts import cgk_steps, peer_argv, peer_problems, sent, write_script
 
 from alice_trio.errors import SteerUnsupportedError, TransportClosedError
 from alice_trio.models import EventKind, ExecPolicy, RunRequest
+from alice_trio.protocols.jsonrpc import JsonRpcError
 from alice_trio.providers.base import RunLimits
 from alice_trio.providers.gemini import GeminiConfig
 from alice_trio.providers.kimi import KimiConfig
@@ -242,3 +244,89 @@ def test_gemini_and_kimi_factories_build_the_acp_commands(tmp_path: Path):
     asking = KimiConfig(exec_policy=ExecPolicy(ask_for_approval="on-request"))
     k2 = open_kimi_driver(asking, RunRequest(user_text="x"))
     assert default_decision(k2.policy) is ApprovalDecision.DECLINE
+
+
+# -- model switch (session/set_model) -------------------------------------------------------------
+
+
+def set_model_step(result: Any = None, error: Any = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": 90}
+    if error is not None:
+        reply["error"] = error
+    else:
+        reply["result"] = result if result is not None else {}
+    return {"expect": "session/set_model", "id": 90, "reply": [reply]}
+
+
+async def test_a_request_with_another_model_switches_in_process(tmp_path: Path):
+    """Recorded gemini: session/new reports currentModelId; a later request with another model
+    is preceded by session/set_model (gemini 0.61 answers {} and runs the next prompt on it)."""
+    steps = cgk_steps("acp", "gemini_acp")[:3]
+    steps[1]["reply"][0]["result"]["models"]["currentModelId"] = "gemini-2.5-flash"
+    second = json.loads(json.dumps(steps[2]))
+    steps += [set_model_step(), second]
+    driver, log = acp_driver(
+        tmp_path, steps, initial=RunRequest(user_text="x", model="gemini-2.5-flash")
+    )
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        one = await driver.start_turn(RunRequest(user_text=TURNS[0], model="gemini-2.5-flash"))
+        await rec.terminal(one.turn_id)
+        two = await driver.start_turn(RunRequest(user_text=TURNS[0], model="gemini-other"))
+        await rec.terminal(two.turn_id)
+        await driver.aclose(graceful=True)
+    methods = [m.get("method") for m in sent(log)]
+    assert methods == [
+        "initialize", "session/new", "session/prompt", "session/set_model", "session/prompt"
+    ]  # fmt: skip
+    switch = next(m for m in sent(log) if m.get("method") == "session/set_model")
+    assert switch["params"] == {"sessionId": GEMINI_SID, "modelId": "gemini-other"}
+    assert driver.model == "gemini-other" and peer_problems(log) == []
+
+
+async def test_kimi_code_gets_its_model_by_set_model_after_session_new(tmp_path: Path):
+    """Kimi Code has no model flag: the config's model is selected after session/new (it was
+    never passed at all before)."""
+    steps = [*cgk_steps("acp", "kimi_code_acp")[:2], set_model_step()]
+    driver, log = acp_driver(tmp_path, steps, config={"model": "kimi-k2"})
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        await driver.aclose(graceful=True)
+    switch = next(m for m in sent(log) if m.get("method") == "session/set_model")
+    assert switch["params"] == {"sessionId": KIMI_SID, "modelId": "kimi-k2"}
+    assert driver.model == "kimi-k2"
+    k = open_kimi_driver(KimiConfig(model="kimi-k2", workspace_dir=str(tmp_path)),
+                         RunRequest(user_text="x"))  # fmt: skip
+    assert k.wanted_model == k.default_model == "kimi-k2"
+
+
+async def test_the_model_the_agent_already_runs_is_not_switched(tmp_path: Path):
+    # Kimi Code names its env model "__kimi_env_model__" and displays it as fake-kimi-model
+    steps = cgk_steps("acp", "kimi_code_acp")[:3]
+    driver, log = acp_driver(tmp_path, steps, config={"model": "fake-kimi-model"})
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+        await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert "session/set_model" not in [m.get("method") for m in sent(log)]
+    assert peer_problems(log) == []
+
+
+async def test_a_refused_switch_raises_and_sends_no_prompt(tmp_path: Path):
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    steps.append(set_model_step(error={"code": -32603, "message": "Internal error", "data": {
+        "details": 'Model "nope" is not configured in config.toml.'}}))  # fmt: skip
+    driver, log = acp_driver(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        with pytest.raises(JsonRpcError) as info:
+            await driver.start_turn(RunRequest(user_text="hi", model="nope"))
+        await driver.aclose(graceful=True)
+    assert "not configured" in str(info.value) or info.value.data
+    assert "session/prompt" not in [m.get("method") for m in sent(log)]
+    assert rec.of(EventKind.TURN_STARTED) == []

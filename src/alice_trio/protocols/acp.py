@@ -38,6 +38,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AcpUpdateMapper",
     "cancel_params",
+    "current_models",
     "initialize_params",
     "load_session_params",
     "new_session_params",
@@ -45,6 +46,7 @@ __all__ = [
     "permission_result",
     "prompt_params",
     "result_usage",
+    "set_model_params",
 ]
 
 PROTOCOL_VERSION = 1
@@ -81,6 +83,34 @@ def prompt_params(session_id: str, text: str) -> dict[str, Any]:
 
 def cancel_params(session_id: str) -> dict[str, Any]:
     return {"sessionId": session_id}
+
+
+def set_model_params(session_id: str, model_id: str) -> dict[str, Any]:
+    """``session/set_model`` (gemini 0.61 and Kimi Code 2.1 answer ``{}``; the next prompt runs
+    on the model; Kimi Code refuses a model its config.toml does not name with -32603)."""
+    return {"sessionId": session_id, "modelId": model_id}
+
+
+def current_models(result: Any) -> frozenset[str]:
+    """The names a ``session/new`` / ``session/load`` result gives the current model:
+    ``models.currentModelId`` (gemini), the ``model`` config option's current value and that
+    option's display name (Kimi Code: ``__kimi_env_model__`` named ``fake-kimi-model``)."""
+    r: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
+    names: set[str] = set()
+    models = r.get("models")
+    if isinstance(models, Mapping) and as_str(models.get("currentModelId")):
+        names.add(as_str(models.get("currentModelId")))
+    for option in r.get("configOptions") or ():
+        if not (isinstance(option, Mapping) and as_str(option.get("id")) == "model"):
+            continue
+        value = as_str(option.get("currentValue"))
+        if value:
+            names.add(value)
+        for choice in option.get("options") or ():
+            if isinstance(choice, Mapping) and as_str(choice.get("value")) == value:
+                if as_str(choice.get("name")):
+                    names.add(as_str(choice.get("name")))
+    return frozenset(names)
 
 
 def _content_text(content: Any) -> str:

@@ -181,6 +181,15 @@ def models_seen(fake_server: FakeServer) -> list[str]:
     return [str(r.get("model", "")) for r in fake_server.model_requests()]
 
 
+def streamed_models(fake_server: FakeServer) -> list[str]:
+    """Models of gemini's main (streamed) calls, without its side calls (summaries, router)."""
+    return [
+        str(r.get("model", ""))
+        for r in fake_server.model_requests()
+        if ":streamGenerateContent" in str(r.get("path", ""))
+    ]
+
+
 async def test_claude_switches_model_inside_the_session(
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
@@ -201,4 +210,26 @@ async def test_claude_switches_model_inside_the_session(
         three = await turn(session, initial.evolve(user_text="third"))  # back to the config's
         assert three[-1].kind is EventKind.TURN_COMPLETED, text_of(three)
         assert models_seen(fake_server)[-1] == "claude-first-model"
+    await assert_nothing_left(setup)
+
+
+async def test_gemini_acp_switches_model_inside_the_session(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    from cli_env import GEMINI_MODEL
+
+    from alice_trio.providers.gemini import GeminiConfig
+
+    setup = cli_setup("gemini")
+    config = GeminiConfig(
+        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model=GEMINI_MODEL
+    )
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("gemini", config, initial=initial) as session:
+        one = await turn(session, initial.evolve(user_text="first"))
+        assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
+        assert streamed_models(fake_server) == [GEMINI_MODEL]
+        two = await turn(session, initial.evolve(user_text="second", model="gemini-other-model"))
+        assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+        assert streamed_models(fake_server) == [GEMINI_MODEL, "gemini-other-model"]
     await assert_nothing_left(setup)

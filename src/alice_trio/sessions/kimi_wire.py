@@ -13,6 +13,11 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
   turn. Cancelling it (session closed) sends ``cancel`` (spec §13.11); a JSON-RPC error (e.g.
   ``-32003`` chat provider error) or a dead process becomes an ``error`` event of the turn.
 * ``interrupt_turn``: ``cancel``; the prompt then ends ``cancelled`` → ``turn_interrupted``.
+* Model (§13.17): the wire protocol has no way to change the model of a running process, so a
+  request whose model (else the config's) differs from the process's restarts it between
+  turns (:meth:`RpcDriver.restart`: stdin EOF, then ``--wire --session=<same id>
+  --model=<new>``; kimi-cli resumes the session from disk, so the history is kept). A process
+  that does not come back raises :class:`TransportClosedError` from ``start_turn``.
 * Approvals/questions: the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` of the exec policy with kimi's
   defaults for unset fields (``yolo``, or no sandbox/approval policy set → accept, as kimi's
@@ -27,6 +32,7 @@ import os
 import uuid
 from typing import Any
 
+import attrs
 import trio
 
 from ..models import RunRequest, TurnEvent
@@ -85,6 +91,7 @@ class KimiWireDriver(RpcDriver):
             approver=approver, close_grace=close_grace,
         )  # fmt: skip
         self.config = config
+        self.model = initial.model or config.model.strip()
         self.policy = KIMI_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
         self.mapper = proto.KimiWireMapper(session_id=self.session_id)
         self.server_info: dict[str, Any] = {}
@@ -103,9 +110,24 @@ class KimiWireDriver(RpcDriver):
     def eof_events(self) -> list[TurnEvent]:
         return self.mapper.flush()
 
+    async def _switch_model(self, request: RunRequest) -> None:
+        wanted = request.model or self.config.model.strip()
+        if not wanted or wanted == self.model:
+            return
+        await self.restart(self._with_model(wanted))
+        self.model = wanted
+
+    def _with_model(self, model: str) -> Invocation:
+        """The current invocation with ``--model=<model>`` (added or replaced)."""
+        argv = [a for a in self.invocation.argv if not a.startswith("--model=")]
+        at = next((i + 1 for i, a in enumerate(argv) if a.startswith("--session=")), len(argv))
+        argv.insert(at, f"--model={model}")
+        return attrs.evolve(self.invocation, argv=tuple(argv))
+
     async def start_turn(self, request: RunRequest) -> TurnRef:
         text = self.check_prompt(request)
         self._require_client()
+        await self._switch_model(request)
         ref = TurnRef(thread_id=self.session_id, turn_id=f"wire-{next(self._turns)}")
         started = trio.Event()
         self._spawn(self._prompt, ref, text, started)

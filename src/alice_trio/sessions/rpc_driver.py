@@ -70,6 +70,9 @@ class RpcDriver:
         self._scope: trio.CancelScope | None = None
         self._started = False
         self._done = trio.Event()
+        self._next_invocation: Invocation | None = None
+        self._restarted = trio.Event()
+        self._process_scope: trio.CancelScope | None = None
 
     # -- hooks for subclasses -------------------------------------------------------------------
     async def handshake(self, client: JsonRpcClient) -> None:
@@ -95,27 +98,71 @@ class RpcDriver:
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
-                async with open_agent_process(
-                    self.invocation, name=self.provider, close_grace=self.close_grace
-                ) as proc:
-                    self.process = proc
-                    client = JsonRpcClient(
-                        proc,
-                        jsonrpc=self.jsonrpc,
-                        on_request=self._on_request,
-                        string_ids=self.string_ids,
-                        id_prefix=self.id_prefix,
-                    )
-                    self.client = client
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        await nursery.start(client.run)
-                        nursery.start_soon(self._pump, client)
-                        await self.handshake(client)
-                        self._started = True
-                        task_status.started()
+                await self._run_process(task_status)
+                while self._next_invocation is not None:  # restart() asked for a new process
+                    self.invocation, self._next_invocation = self._next_invocation, None
+                    await self._run_process(None)
         finally:
             self._done.set()
+
+    async def _run_process(self, task_status: trio.TaskStatus[None] | None) -> None:
+        """One process: spawn, handshake, report started (first) or restarted, pump to EOF."""
+        async with open_agent_process(
+            self.invocation, name=self.provider, close_grace=self.close_grace
+        ) as proc:
+            self.process = proc
+            client = JsonRpcClient(
+                proc,
+                jsonrpc=self.jsonrpc,
+                on_request=self._on_request,
+                string_ids=self.string_ids,
+                id_prefix=self.id_prefix,
+            )
+            self.client = client
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._process_scope = nursery.cancel_scope
+                await nursery.start(client.run)
+                nursery.start_soon(self._pump, client)
+                await self.handshake(client)
+                if task_status is not None:
+                    self._started = True
+                    task_status.started()
+                else:
+                    self._restarted.set()
+
+    async def restart(self, invocation: Invocation) -> None:
+        """Replace the process with ``invocation`` (same session, e.g. another ``--model``):
+        stdin EOF, up to ``close_grace`` for the old process to exit (then its group is
+        killed), spawn and handshake the new one. Returns once the new process answered its
+        handshake. Raises :class:`SessionClosedError` when the session is closed, and
+        :class:`TransportClosedError` when the new process did not come up (the session is
+        then over). Only call it between turns."""
+        proc, scope = self.process, self._process_scope
+        if proc is None or scope is None or not self._started or self._done.is_set():
+            raise SessionClosedError(f"{self.provider} session is not running")
+        self._next_invocation = invocation
+        self._restarted = restarted = trio.Event()
+        await proc.close_stdin()
+        with trio.move_on_after(self.close_grace):
+            await proc.exited.wait()
+        scope.cancel()
+        async with trio.open_nursery() as wait:
+
+            async def until(event: trio.Event) -> None:
+                await event.wait()
+                wait.cancel_scope.cancel()
+
+            wait.start_soon(until, restarted)
+            wait.start_soon(until, self._done)
+        if not restarted.is_set():
+            current = self.process
+            raise TransportClosedError(
+                f"{self.provider}: the restarted process did not start"
+                + (f" ({current.exit_description()})" if current is not None else ""),
+                provider=self.provider,
+                stderr_tail=current.stderr_tail() if current is not None else "",
+            )
 
     async def aclose(self, *, graceful: bool) -> None:
         if self._scope is None:

@@ -233,3 +233,52 @@ async def test_gemini_acp_switches_model_inside_the_session(
         assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
         assert streamed_models(fake_server) == [GEMINI_MODEL, "gemini-other-model"]
     await assert_nothing_left(setup)
+
+
+async def test_kimi_legacy_switches_model_by_restarting_on_the_same_session(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    from alice_trio.providers.kimi import KimiConfig
+
+    setup = cli_setup("kimi_legacy")
+    share = Path(setup.env["KIMI_SHARE_DIR"]) / "config.toml"
+    share.write_text(
+        share.read_text()
+        + '\n[models.fake2]\nprovider = "fake"\nmodel = "fake-kimi-model-2"\n'
+        + "max_context_size = 262144\n"
+    )
+    config = KimiConfig(
+        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy",
+        model="fake",
+    )  # fmt: skip
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("kimi", config, initial=initial) as session:
+        one = await turn(session, initial.evolve(user_text="remember the word PARROT"))
+        assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
+        assert models_seen(fake_server) == ["fake-kimi-model"]
+        two = await turn(session, initial.evolve(user_text="second", model="fake2"))
+        assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+        assert one[-1].thread_id == two[-1].thread_id
+    seen = fake_server.model_requests()
+    assert [r["model"] for r in seen] == ["fake-kimi-model", "fake-kimi-model-2"]
+    # the restarted process resumed the session: the history went to the new model
+    assert "PARROT" in json.dumps(seen[-1]["body"]), seen[-1]["body"]
+    await assert_nothing_left(setup)
+
+
+async def test_codex_switches_model_per_turn(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    from alice_trio.providers.codex import CodexConfig
+
+    setup = cli_setup("codex")
+    config = CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("codex", config, initial=initial) as session:
+        one = await turn(session, initial.evolve(user_text="first"))
+        assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
+        two = await turn(session, initial.evolve(user_text="second", model="fake-model-2"))
+        assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+    assert models_seen(fake_server)[0] == "fake-model"
+    assert models_seen(fake_server)[-1] == "fake-model-2", models_seen(fake_server)
+    await assert_nothing_left(setup)

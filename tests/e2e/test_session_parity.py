@@ -23,6 +23,7 @@ from e2e_support import FakeServer, assert_nothing_left
 from oneshot_cases import SetupFactory
 
 from alice_trio.models import EventKind, RunRequest, TurnEvent
+from alice_trio.protocols.jsonrpc import JsonRpcError
 from alice_trio.providers.claude import ClaudeConfig
 from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
@@ -281,4 +282,37 @@ async def test_codex_switches_model_per_turn(
         assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
     assert models_seen(fake_server)[0] == "fake-model"
     assert models_seen(fake_server)[-1] == "fake-model-2", models_seen(fake_server)
+    await assert_nothing_left(setup)
+
+
+async def test_kimi_code_gets_its_model_and_switches_inside_the_session(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    """Kimi Code (ACP) has no model flag: the config's model is selected with
+    session/set_model after session/new, and a later request's model the same way."""
+    from alice_trio.providers.kimi import KimiConfig
+
+    setup = cli_setup("kimi")
+    home = Path(setup.home) / ".kimi-code"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'[providers.fake]\ntype = "kimi"\nbase_url = "{fake_server.url}/v1"\n'
+        'api_key = "sk-fake-not-a-secret"\n\n'
+        + "".join(
+            f'[models.{name}]\nprovider = "fake"\nmodel = "{model}"\nmax_context_size = 262144\n\n'
+            for name, model in (("first", "fake-kimi-first"), ("second", "fake-kimi-second"))
+        )
+    )
+    config = KimiConfig(
+        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model="first"
+    )
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("kimi", config, initial=initial) as session:
+        one = await turn(session, initial.evolve(user_text="first"))
+        assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
+        two = await turn(session, initial.evolve(user_text="second", model="second"))
+        assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+        with pytest.raises(JsonRpcError, match="not configured"):
+            await session.submit(initial.evolve(user_text="third", model="nope"))
+    assert models_seen(fake_server) == ["fake-kimi-first", "fake-kimi-second"]
     await assert_nothing_left(setup)

@@ -139,12 +139,26 @@ class AcpDriver(RpcDriver):
         current = proto.current_models(result)
         wanted = self.wanted_model
         if wanted and wanted not in current:
-            await client.request(
-                "session/set_model", proto.set_model_params(self.session_id, wanted)
-            )
-            self.model = wanted
+            await self._set_model(client, wanted)
         else:
             self.model = wanted or next(iter(sorted(current)), "")
+
+    async def _set_model(self, client: Any, model: str) -> None:
+        """``session/set_model``; a refusal raises JsonRpcError naming the model and the
+        agent's reason (``data.details``)."""
+        try:
+            await client.request(
+                "session/set_model", proto.set_model_params(self.session_id, model)
+            )
+        except JsonRpcError as exc:
+            data = exc.data
+            reason = data.get("details") if isinstance(data, dict) else data
+            raise JsonRpcError(
+                f"{self.provider} refused to switch to model {model!r}: {exc.rpc_message}"
+                + (f" ({reason})" if reason else ""),
+                code=exc.code, data=exc.data, method="session/set_model", provider=self.provider,
+            ) from exc  # fmt: skip
+        self.model = model
 
     async def _switch_model(self, request: RunRequest) -> None:
         """``session/set_model`` when the request's model (else the config's) is not the
@@ -154,10 +168,7 @@ class AcpDriver(RpcDriver):
             return
         async with self._model_lock:
             if wanted != self.model:
-                await self._require_client().request(
-                    "session/set_model", proto.set_model_params(self.session_id, wanted)
-                )
-                self.model = wanted
+                await self._set_model(self._require_client(), wanted)
 
     async def _settle(self) -> None:
         deadline = trio.current_time() + self.load_settle_max

@@ -327,6 +327,6 @@ async def test_a_refused_switch_raises_and_sends_no_prompt(tmp_path: Path):
         with pytest.raises(JsonRpcError) as info:
             await driver.start_turn(RunRequest(user_text="hi", model="nope"))
         await driver.aclose(graceful=True)
-    assert "not configured" in str(info.value) or info.value.data
+    assert "not configured in config.toml" in str(info.value) and "'nope'" in str(info.value)
     assert "session/prompt" not in [m.get("method") for m in sent(log)]
     assert rec.of(EventKind.TURN_STARTED) == []

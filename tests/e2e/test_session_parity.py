@@ -316,3 +316,59 @@ async def test_kimi_code_gets_its_model_and_switches_inside_the_session(
             await session.submit(initial.evolve(user_text="third", model="nope"))
     assert models_seen(fake_server) == ["fake-kimi-first", "fake-kimi-second"]
     await assert_nothing_left(setup)
+
+
+CODEX_QUESTION = {
+    "questions": [
+        {
+            "id": "color",
+            "header": "Color",
+            "question": "Which color?",
+            "options": [
+                {"label": "red", "description": "warm"},
+                {"label": "blue", "description": "cool"},
+            ],
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("answering", [True, False], ids=["answered", "no-approver"])
+async def test_codex_question_through_the_session_backend(
+    cli_setup: SetupFactory, fake_server: FakeServer, answering: bool
+) -> None:
+    """codex offers request_user_input only with ``[features]
+    default_mode_request_user_input = true``; the question reaches the backend's approver."""
+    from alice_trio.providers.codex import CodexConfig
+
+    setup = cli_setup("codex")
+    toml = Path(setup.env["CODEX_HOME"]) / "config.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            "[features]\n", "[features]\ndefault_mode_request_user_input = true\n"
+        )
+    )
+    asked: list[ApprovalRequest] = []
+
+    async def approver(request: ApprovalRequest) -> Any:
+        asked.append(request)
+        return {"Which color?": "blue"}
+
+    config = CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    async with SessionBackend("codex", config, approver=approver if answering else None) as backend:
+        with trio.fail_after(TURN_LIMIT):
+            result = await backend.run(
+                RunRequest(
+                    user_text=f"[[CALL:request_user_input:{json.dumps(CODEX_QUESTION)}]] ask",
+                    workspace_dir=setup.workspace,
+                    env={"ALICE_SESSION_KEY": "chat-1"},
+                )
+            )
+    calls = [r for r in fake_server.model_requests() if r.get("name") == "request_user_input"]
+    assert calls, fake_server.model_requests()
+    if answering:
+        assert [r.kind for r in asked] == ["question"]
+        assert "blue" in result.reply, result.reply
+    else:
+        assert asked == [] and "blue" not in result.reply
+    await assert_nothing_left(setup)

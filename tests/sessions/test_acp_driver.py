@@ -330,3 +330,66 @@ async def test_a_refused_switch_raises_and_sends_no_prompt(tmp_path: Path):
     assert "not configured in config.toml" in str(info.value) and "'nope'" in str(info.value)
     assert "session/prompt" not in [m.get("method") for m in sent(log)]
     assert rec.of(EventKind.TURN_STARTED) == []
+
+
+# -- Kimi Code asks AskUserQuestion as a permission request ----------------------------------------
+
+ASK = {  # recorded from Kimi Code 2.1.0 on 2026-12-01 ([[CALL:AskUserQuestion:…]])
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "session/request_permission",
+    "params": {
+        "sessionId": KIMI_SID,
+        "options": [
+            {"optionId": "q0_opt_0", "name": "red", "kind": "allow_once"},
+            {"optionId": "q0_opt_1", "name": "blue", "kind": "allow_once"},
+            {"optionId": "q0_skip", "name": "Skip", "kind": "reject_once"},
+        ],
+        "toolCall": {
+            "toolCallId": "0:call_fake_0001",
+            "title": "AskUserQuestion",
+            "content": [{"type": "content", "content": {"type": "text", "text": "Which color?"}}],
+        },
+    },
+}
+
+
+def question_steps() -> list[dict[str, Any]]:
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    done = {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "end_turn"}}
+    steps.append({"expect": "session/prompt", "id": 3, "reply": [ASK]})
+    steps.append({"expect_response": 0, "reply": [done]})
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("answer", "option"),
+    [({"Which color?": "blue"}, "q0_opt_1"), (None, "q0_skip"), ("no approver", "q0_skip"),
+     ({"Which color?": "green"}, "q0_skip")],
+)  # fmt: skip
+async def test_kimi_code_question_is_a_question_not_an_approval(tmp_path: Path, answer, option):
+    """Before: it was an approval; accepting it (or kimi's default policy) silently picked the
+    first answer ("red")."""
+    asked: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> Any:
+        asked.append(request)
+        return answer
+
+    kw = {} if answer == "no approver" else {"approver": approver}
+    driver, log = acp_driver(tmp_path, question_steps(), **kw)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="ask me"))
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED
+    reply = next(m for m in sent(log) if "result" in m and m.get("id") == 0)
+    assert reply["result"] == {"outcome": {"outcome": "selected", "optionId": option}}
+    questions = rec.of(EventKind.QUESTION, ref.turn_id)
+    assert len(questions) == 1 and questions[0].question.questions[0].question == "Which color?"
+    assert [o.label for o in questions[0].question.questions[0].options] == ["red", "blue"]
+    if kw:
+        assert [r.kind for r in asked] == ["question"]
+    assert peer_problems(log) == []

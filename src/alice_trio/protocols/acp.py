@@ -27,10 +27,11 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..models import EventKind, TurnEvent, Usage
+from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_str
 from ..sessions.approval import ApprovalDecision, ApprovalOption, ApprovalRequest
 
@@ -290,6 +291,13 @@ def permission_request(
         if isinstance(loc, Mapping) and as_str(loc.get("path"))
     )  # fmt: skip
     summary = title + (f" ({detail})" if detail and detail != title else "")
+    question = _question(tool, options, detail)
+    if question is not None:
+        return ApprovalRequest(
+            provider=provider, kind="question", summary=detail, options=options,
+            question=question, thread_id=as_str(p.get("sessionId")), turn_id=turn_id,
+            method=method, params=p,
+        )  # fmt: skip
     return ApprovalRequest(
         provider=provider, kind=_TOOL_KIND.get(as_str(tool.get("kind")), "tool"),
         summary=summary or "use a tool", command=command, paths=paths, options=options,
@@ -305,11 +313,56 @@ _PREFERENCE = {
 }
 
 
+_QUESTION_OPTION = re.compile(r"^q\d+_(opt_\d+|skip)$")
+
+
+def _question(
+    tool: Mapping[str, Any], options: tuple[ApprovalOption, ...], text: str
+) -> TurnQuestion | None:
+    """Kimi Code 2.1 asks its ``AskUserQuestion`` as a permission request (recorded
+    2026-12-01): ``toolCall.title`` ``AskUserQuestion``, the question as the content text, one
+    ``allow_once`` option per answer (``q0_opt_<n>``, named by the label) and a
+    ``reject_once`` ``q0_skip``."""
+    named = as_str(tool.get("title")) == "AskUserQuestion"
+    if not options or not text:
+        return None
+    if not (named or all(_QUESTION_OPTION.match(o.id) for o in options)):
+        return None
+    answers = tuple(
+        QuestionOption(label=o.name) for o in options if o.kind.startswith("allow") and o.name
+    )
+    info = QuestionInfo(question=text, options=answers)
+    return TurnQuestion(request_id=as_str(tool.get("toolCallId")), questions=(info,))
+
+
 def permission_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
-    """The ``session/request_permission`` result for ``answer`` (see the module docstring)."""
+    """The ``session/request_permission`` result for ``answer`` (see the module docstring).
+    A question (Kimi Code's ``AskUserQuestion``) selects the option named by the answer to its
+    question; no (matching) answer selects the skip option, else ``cancelled``."""
+    if request.kind == "question":
+        return _question_result(request, answer)
     decision = answer if isinstance(answer, ApprovalDecision) else ApprovalDecision.DECLINE
     for kind in _PREFERENCE[decision]:
         for option in request.options:
             if option.kind == kind and option.id:
                 return {"outcome": {"outcome": "selected", "optionId": option.id}}
+    return {"outcome": {"outcome": "cancelled"}}
+
+
+def _question_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
+    chosen = ""
+    if isinstance(answer, Mapping) and request.question is not None:
+        info = request.question.questions[0]
+        value = next(
+            (answer[k] for k in (info.question, info.header, "0") if k and k in answer), None
+        )
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        chosen = as_str(value) if value is not None else ""
+    for option in request.options:
+        if chosen and option.kind.startswith("allow") and option.name == chosen and option.id:
+            return {"outcome": {"outcome": "selected", "optionId": option.id}}
+    for option in request.options:
+        if option.kind.startswith("reject") and option.id:
+            return {"outcome": {"outcome": "selected", "optionId": option.id}}
     return {"outcome": {"outcome": "cancelled"}}

@@ -372,3 +372,52 @@ async def test_codex_question_through_the_session_backend(
     else:
         assert asked == [] and "blue" not in result.reply
     await assert_nothing_left(setup)
+
+
+KIMI_QUESTION = {
+    "questions": [
+        {
+            "question": "Which color?",
+            "header": "Color",
+            "options": [
+                {"label": "red", "description": "warm"},
+                {"label": "blue", "description": "cool"},
+            ],
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("cli", ["kimi", "kimi_legacy"])
+@pytest.mark.parametrize("answering", [True, False], ids=["answered", "no-approver"])
+async def test_kimi_question_through_the_session_backend(
+    cli_setup: SetupFactory, fake_server: FakeServer, cli: str, answering: bool
+) -> None:
+    from alice_trio.providers.kimi import KimiConfig
+
+    setup = cli_setup(cli)
+    asked: list[ApprovalRequest] = []
+
+    async def approver(request: ApprovalRequest) -> Any:
+        asked.append(request)
+        return {"Which color?": "blue"} if request.kind == "question" else ApprovalDecision.ACCEPT
+
+    config = KimiConfig(
+        command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
+        flavor="legacy" if cli == "kimi_legacy" else "code",
+    )  # fmt: skip
+    async with SessionBackend("kimi", config, approver=approver if answering else None) as backend:
+        with trio.fail_after(TURN_LIMIT):
+            result = await backend.run(
+                RunRequest(
+                    user_text=f"[[CALL:AskUserQuestion:{json.dumps(KIMI_QUESTION)}]] ask",
+                    workspace_dir=setup.workspace,
+                    env={"ALICE_SESSION_KEY": "chat-1"},
+                )
+            )
+    if answering:
+        assert [r.kind for r in asked] == ["question"], asked
+        assert "blue" in result.reply, result.reply
+    else:  # dismissed (Kimi Code: Skip) or not offered at all (legacy without a callback)
+        assert "blue" not in result.reply, result.reply
+    await assert_nothing_left(setup)

@@ -421,3 +421,38 @@ async def test_kimi_question_through_the_session_backend(
     else:  # dismissed (Kimi Code: Skip) or not offered at all (legacy without a callback)
         assert "blue" not in result.reply, result.reply
     await assert_nothing_left(setup)
+
+
+@pytest.mark.parametrize("answering", [True, False], ids=["answered", "no-approver"])
+async def test_claude_question_through_the_session_backend(
+    cli_setup: SetupFactory, fake_server: FakeServer, answering: bool
+) -> None:
+    setup = cli_setup("claude")
+    asked: list[ApprovalRequest] = []
+
+    async def approver(request: ApprovalRequest) -> Any:
+        asked.append(request)
+        return {"Which color?": "blue"} if request.kind == "question" else ApprovalDecision.ACCEPT
+
+    question = {"questions": [{**KIMI_QUESTION["questions"][0], "multiSelect": False}]}
+    config = ClaudeConfig(
+        command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
+        permission_mode="default",
+    )  # fmt: skip
+    async with SessionBackend(
+        "claude", config, approver=approver if answering else None
+    ) as backend:
+        with trio.fail_after(TURN_LIMIT):
+            result = await backend.run(
+                RunRequest(
+                    user_text=f"[[CALL:AskUserQuestion:{json.dumps(question)}]] ask",
+                    workspace_dir=setup.workspace,
+                    env={"ALICE_SESSION_KEY": "chat-1"},
+                )
+            )
+    if answering:  # claude asks over --permission-prompt-tool=stdio (can_use_tool)
+        assert [r.kind for r in asked] == ["question"], asked
+        assert "blue" in result.reply, result.reply
+    else:  # no prompt tool: claude itself refuses the question in -p mode; the turn completes
+        assert asked == [] and "blue" not in result.reply, result.reply
+    await assert_nothing_left(setup)

@@ -352,7 +352,7 @@ async def test_approve_then_decline_then_switch_model(tmp_path: Path):
         env={"FAKE_CLAUDE_STDIN_LOG": str(log)},
         approver=approver,
     )
-    driver.model = "claude-first-model"
+    driver.model = driver.base_model = "claude-first-model"
     async with open_session("claude", initial=req("x"), driver=driver) as s:
         one = await s.submit(req("[[TOOL]][[CMD:touch approved.txt]] approve this"))
         ev1 = await collect(s, {one.turn_id})

@@ -408,3 +408,21 @@ async def test_a_restart_that_fails_raises_typed(tmp_path: Path):
             await s.submit(RunRequest(user_text="hi", model="nope"))
     assert "bad model" in (info.value.stderr_tail or str(info.value))
     assert "prompt" not in [m.get("method") for m in sent(log)]
+
+
+async def test_a_request_without_model_goes_back_to_the_configured_one(tmp_path: Path):
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:2]
+    driver, log = make(tmp_path, steps, config=KimiConfig(flavor="legacy", model="m1"))
+    rec = Recorder()
+    models = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        for model in ("", "m2", ""):
+            ref = await driver.start_turn(
+                RunRequest(user_text="first turn: say hello", model=model)
+            )
+            await rec.terminal(ref.turn_id)
+            models.append([a for a in driver.invocation.argv if a.startswith("--model=")])
+        await driver.aclose(graceful=True)
+    assert models == [[], ["--model=m2"], ["--model=m1"]]
+    assert [m.get("method") for m in sent(log)].count("initialize") == 3

@@ -18,7 +18,7 @@ queues it; :meth:`AcpDriver.steer_turn` raises :class:`SteerUnsupportedError`.
 * Model (§13.17): the session runs on the initial request's model, else the config's (gemini
   also gets ``--model``; Kimi Code has no model flag, so after ``session/new``/``session/load``
   the driver sends ``session/set_model`` unless the agent already reports that model). A later
-  request whose model (else the config's) differs is switched in-process with
+  request whose model (else the config's, else the starting one) differs is switched with
   ``session/set_model`` before its prompt; an agent that refuses raises the
   :class:`~alice_trio.protocols.jsonrpc.JsonRpcError` from ``start_turn`` (e.g. Kimi Code:
   "Model … is not configured in config.toml") — never a prompt silently run on the old model.
@@ -104,6 +104,7 @@ class AcpDriver(RpcDriver):
         self.default_model = default_model
         self.wanted_model = model or initial.model or default_model
         self.model = ""  # the model the agent runs on, once known
+        self.base_model = ""  # the model it ran on after the handshake (requests without one)
         self._model_lock = trio.Lock()
         self.session_id = ""
         self.agent_info: dict[str, Any] = {}
@@ -142,6 +143,7 @@ class AcpDriver(RpcDriver):
             await self._set_model(client, wanted)
         else:
             self.model = wanted or next(iter(sorted(current)), "")
+        self.base_model = self.model
 
     async def _set_model(self, client: Any, model: str) -> None:
         """``session/set_model``; a refusal raises JsonRpcError naming the model and the
@@ -163,7 +165,7 @@ class AcpDriver(RpcDriver):
     async def _switch_model(self, request: RunRequest) -> None:
         """``session/set_model`` when the request's model (else the config's) is not the
         current one; a refusal raises (JsonRpcError) and the model stays as it was."""
-        wanted = request.model or self.default_model
+        wanted = request.model or self.default_model or self.base_model
         if not wanted or wanted == self.model:
             return
         async with self._model_lock:

@@ -13,7 +13,8 @@ claude answered (``init_timeout``; a process that exits first raises
 :class:`ProcessFailedError` with the stderr tail).
 
 Model switch (§13.17): the process starts on the initial request's model (else the config's).
-A later request whose model (else the config's) differs is preceded by the ``set_model``
+A later request whose model (else the config's, else the starting one) differs is preceded by
+the ``set_model``
 control request; the message is written only after claude confirmed it, and a refusal or no
 answer within ``interrupt_deadline`` raises :class:`ProtocolError` from the submit — the
 request never runs silently on the old model.
@@ -110,7 +111,7 @@ class ClaudeStreamDriver:
         self.init_timeout = init_timeout
         self.interrupt_deadline = interrupt_deadline
         self.close_grace = close_grace
-        self.model = initial.model or config.model.strip()
+        self.model = self.base_model = initial.model or config.model.strip()
         self.policy = CLAUDE_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
         self.approval_errors: list[BaseException] = []
         self.gate = ApprovalGate(provider="claude", approver=approver, errors=self.approval_errors)
@@ -282,15 +283,15 @@ class ClaudeStreamDriver:
         return response
 
     async def _switch_model(self, proc: AgentProcess, request: RunRequest) -> None:
-        """``set_model`` when the request's model (else the config's) is not the current one."""
-        wanted = request.model or self.config.model.strip()
-        if not wanted or wanted == self.model:
+        """``set_model`` when the request's model (else the config's, else the one the process
+        started with; ``""`` = claude's default, sent as ``null``) is not the current one."""
+        wanted = request.model or self.config.model.strip() or self.base_model
+        if wanted == self.model:
             return
         async with self._model_lock:
             if wanted != self.model:
-                await self._control(
-                    proc, "set-model", f"the switch to model {wanted!r}", "set_model", model=wanted
-                )
+                what = f"the switch to model {wanted or 'default'!r}"
+                await self._control(proc, "set-model", what, "set_model", model=wanted or None)
                 self.model = wanted
 
     async def _submit(self, request: RunRequest, *, steered: bool) -> TurnRef:

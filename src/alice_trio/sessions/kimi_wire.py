@@ -14,9 +14,9 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
   ``-32003`` chat provider error) or a dead process becomes an ``error`` event of the turn.
 * ``interrupt_turn``: ``cancel``; the prompt then ends ``cancelled`` → ``turn_interrupted``.
 * Model (§13.17): the wire protocol has no way to change the model of a running process, so a
-  request whose model (else the config's) differs from the process's restarts it between
-  turns (:meth:`RpcDriver.restart`: stdin EOF, then ``--wire --session=<same id>
-  --model=<new>``; kimi-cli resumes the session from disk, so the history is kept). A process
+  request whose model (else the config's, else the starting one) differs from the process's
+  restarts it between turns (:meth:`RpcDriver.restart`: stdin EOF, then ``--wire
+  --session=<same id> --model=<new>``; kimi-cli resumes the session from disk, so the history is kept). A process
   that does not come back raises :class:`TransportClosedError` from ``start_turn``.
 * Approvals/questions: the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` of the exec policy with kimi's
@@ -91,7 +91,7 @@ class KimiWireDriver(RpcDriver):
             approver=approver, close_grace=close_grace,
         )  # fmt: skip
         self.config = config
-        self.model = initial.model or config.model.strip()
+        self.model = self.base_model = initial.model or config.model.strip()
         self.policy = KIMI_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
         self.mapper = proto.KimiWireMapper(session_id=self.session_id)
         self.server_info: dict[str, Any] = {}
@@ -111,17 +111,19 @@ class KimiWireDriver(RpcDriver):
         return self.mapper.flush()
 
     async def _switch_model(self, request: RunRequest) -> None:
-        wanted = request.model or self.config.model.strip()
-        if not wanted or wanted == self.model:
+        wanted = request.model or self.config.model.strip() or self.base_model
+        if wanted == self.model:
             return
         await self.restart(self._with_model(wanted))
         self.model = wanted
 
     def _with_model(self, model: str) -> Invocation:
-        """The current invocation with ``--model=<model>`` (added or replaced)."""
+        """The current invocation with ``--model=<model>`` (added, replaced, or removed for
+        ``""``: kimi's default)."""
         argv = [a for a in self.invocation.argv if not a.startswith("--model=")]
         at = next((i + 1 for i, a in enumerate(argv) if a.startswith("--session=")), len(argv))
-        argv.insert(at, f"--model={model}")
+        if model:
+            argv.insert(at, f"--model={model}")
         return attrs.evolve(self.invocation, argv=tuple(argv))
 
     async def start_turn(self, request: RunRequest) -> TurnRef:

@@ -291,7 +291,7 @@ def permission_request(
         if isinstance(loc, Mapping) and as_str(loc.get("path"))
     )  # fmt: skip
     summary = title + (f" ({detail})" if detail and detail != title else "")
-    question = _question(tool, options, detail)
+    question = _question(tool if isinstance(tool, Mapping) else {}, options, detail)
     if question is not None:
         return ApprovalRequest(
             provider=provider, kind="question", summary=detail, options=options,

@@ -109,6 +109,10 @@ def control_response_error(request_id: str, message: str) -> bytes:
     )
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def control_response_success(request_id: str, response: Mapping[str, Any]) -> bytes:
     return _line(
         {
@@ -144,7 +148,7 @@ def permission_request(
     ``Bash`` call, ``file_change`` for the file-writing tools (``paths`` from ``file_path`` /
     ``notebook_path``), ``question`` for ``AskUserQuestion``, else ``tool``."""
     tool = as_str(request.get("tool_name"))
-    data = request.get("input") if isinstance(request.get("input"), Mapping) else {}
+    data = _mapping(request.get("input"))
     description = as_str(request.get("description")) or as_str(request.get("title"))
     common: dict[str, Any] = {
         "provider": "claude", "method": "can_use_tool", "params": request,
@@ -174,8 +178,7 @@ def permission_response(request_id: str, approval: ApprovalRequest, answer: Any)
     with the original input (claude's own "always" rules are not written); DECLINE denies;
     CANCEL denies and asks claude to stop the turn (``interrupt``). A dismissed question is
     denied, so the agent goes on without an answer."""
-    params = approval.params if isinstance(approval.params, Mapping) else {}
-    data = params.get("input") if isinstance(params.get("input"), Mapping) else {}
+    data = _mapping(_mapping(approval.params).get("input"))
     if approval.kind == "question":
         if isinstance(answer, Mapping) and answer:
             answers = {str(k): _joined(v) for k, v in answer.items()}
@@ -275,7 +278,7 @@ class ClaudeBidiMapper:
             return []
         if kind == "control_request":
             rid = as_str(obj.get("request_id"))
-            request = obj.get("request") if isinstance(obj.get("request"), Mapping) else {}
+            request = _mapping(obj.get("request"))
             subtype = as_str(request.get("subtype"))
             if subtype == "can_use_tool" and self.handles_permissions and rid:
                 approval = permission_request(

@@ -88,9 +88,9 @@ def create_driver(
 ) -> SessionDriver:
     """Build the session driver for ``provider``; ``approver`` goes to factories that take it.
 
-    Raises :class:`ConfigError` when an approver is given for a driver that has no approval
-    protocol (claude stream-json runs with a permission mode, opencode answers through
-    ``reply_question``)."""
+    Every built-in interactive driver takes one (:mod:`alice_trio.sessions.approval`). Raises
+    :class:`ConfigError` when an approver is given for a driver that has no approval protocol
+    (the one-shot wrapping driver, a third-party factory without an ``approver`` parameter)."""
     factory = resolve_factory(provider, config)
     if approver is None:
         return factory(config, initial)

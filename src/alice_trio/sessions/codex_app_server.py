@@ -32,7 +32,7 @@ from ..models import RunRequest, TurnEvent
 from ..protocols import codex_app_server as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
 from ..providers.base import Invocation, as_str
-from ..providers.codex import CodexConfig
+from ..providers.codex import CodexConfig, codex_env
 from .approval import Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
@@ -41,12 +41,12 @@ __all__ = ["CodexAppServerDriver", "build_invocation", "open_driver"]
 
 
 def build_invocation(config: CodexConfig, initial: RunRequest) -> Invocation:
-    """``<command> app-server --listen stdio:// [extra_args…]`` in the workspace; env is the
-    config's env with the first request's env on top."""
+    """``<command> app-server --listen stdio:// [extra_args…]`` in the workspace; env is
+    ``CODEX_HOME`` from ``codex_home``, the config's env, then the first request's env."""
     command = config.command.strip() or "codex"
     return Invocation(
         argv=(command, "app-server", "--listen", "stdio://", *config.extra_args),
-        env={**config.env, **initial.env},
+        env=codex_env(config, initial.env),
         cwd=initial.workspace_dir or config.workspace_dir.strip() or None,
         limits=config.limits,
     )

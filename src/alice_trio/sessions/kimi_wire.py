@@ -16,8 +16,9 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
 * Model (§13.17): the wire protocol has no way to change the model of a running process, so a
   request whose model (else the config's, else the starting one) differs from the process's
   restarts it between turns (:meth:`RpcDriver.restart`: stdin EOF, then ``--wire
-  --session=<same id> --model=<new>``; kimi-cli resumes the session from disk, so the history is kept). A process
-  that does not come back raises :class:`TransportClosedError` from ``start_turn``.
+  --session=<same id> --model=<new>``; kimi-cli resumes the session from disk, so the history
+  is kept). A process that does not come back raises :class:`TransportClosedError` from
+  ``start_turn``.
 * Approvals/questions: the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` of the exec policy with kimi's
   defaults for unset fields (``yolo``, or no sandbox/approval policy set → accept, as kimi's

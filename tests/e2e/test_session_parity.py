@@ -133,6 +133,56 @@ class TestOpenCodeApprovals(Approvals):
         return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
 
 
+class TestCodexApprovals(Approvals):
+    CLI = PROVIDER = "codex"
+
+    def config(self, setup: CliSetup) -> Any:
+        from alice_trio.models import ExecPolicy
+        from alice_trio.providers.codex import CodexConfig
+
+        policy = ExecPolicy(sandbox="danger-full-access", ask_for_approval="untrusted")
+        return CodexConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
+            exec_policy=policy,
+        )  # fmt: skip
+
+
+class TestGeminiApprovals(Approvals):
+    CLI = PROVIDER = "gemini"
+
+    def config(self, setup: CliSetup) -> Any:
+        from cli_env import GEMINI_MODEL
+
+        from alice_trio.providers.gemini import GeminiConfig
+
+        return GeminiConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
+            model=GEMINI_MODEL, yolo=False,
+        )  # fmt: skip
+
+
+class TestKimiCodeApprovals(Approvals):
+    CLI = "kimi"
+    PROVIDER = "kimi"
+
+    def config(self, setup: CliSetup) -> Any:
+        from alice_trio.providers.kimi import KimiConfig
+
+        return KimiConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+
+class TestKimiLegacyApprovals(Approvals):
+    CLI = "kimi_legacy"
+    PROVIDER = "kimi"
+
+    def config(self, setup: CliSetup) -> Any:
+        from alice_trio.providers.kimi import KimiConfig
+
+        return KimiConfig(
+            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy"
+        )
+
+
 # -- questions through SessionBackend -------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -232,10 +233,13 @@ class AcpUpdateMapper:
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
         tid = as_str(update.get("toolCallId"))
-        known = self._tools.setdefault(tid, {"title": "", "kind": "", "status": ""})
+        known = self._tools.setdefault(tid, {"title": "", "kind": "", "status": "", "command": ""})
         for key in ("title", "kind"):
             if as_str(update.get(key)):
                 known[key] = as_str(update.get(key))
+        command = _tool_command(update)
+        if command:
+            known["command"] = command
         status = as_str(update.get("status"))
         if not new and (not status or status == known["status"]):
             return []  # a content-only update: nothing new to show
@@ -248,6 +252,10 @@ class AcpUpdateMapper:
         if known["status"] in ("completed", "failed"):
             self._tools.pop(tid, None)
         return [self._event(EventKind.TOOL_USE, raw, text=text)]
+
+    def tool_info(self, tool_id: str) -> dict[str, str]:
+        """What the updates said so far about a running tool call (title, kind, command)."""
+        return dict(self._tools.get(tool_id, {}))
 
     def finish(self, result: Any, raw: str = "") -> list[TurnEvent]:
         """The prompt's response: flush, then the terminal event of the current turn."""
@@ -272,9 +280,35 @@ _TOOL_KIND = {"execute": "command", "edit": "file_change", "delete": "file_chang
               "move": "file_change"}  # fmt: skip
 
 
+def _tool_command(update: Mapping[str, Any]) -> str:
+    """The shell command of a tool call: ``rawInput.command``, else a JSON content text with a
+    ``command`` (Kimi Code streams its arguments that way)."""
+    raw_input = update.get("rawInput")
+    if isinstance(raw_input, Mapping) and as_str(raw_input.get("command")):
+        return as_str(raw_input.get("command"))
+    text = _content_text(update.get("content")).strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            return as_str(data.get("command"))
+    return ""
+
+
 def permission_request(
-    params: Any, *, provider: str, turn_id: str = "", method: str = "session/request_permission"
+    params: Any,
+    *,
+    provider: str,
+    turn_id: str = "",
+    method: str = "session/request_permission",
+    known: Mapping[str, str] | None = None,
 ) -> ApprovalRequest:
+    """``known``: what earlier updates said about the same tool call
+    (:meth:`AcpUpdateMapper.tool_info`); Kimi Code's request names only the tool ("Bash") while
+    its updates carried the kind and the command. gemini's title of an ``execute`` call is the
+    command itself."""
     p: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
     tool = p.get("toolCall") if isinstance(p.get("toolCall"), Mapping) else {}
     options = tuple(
@@ -284,8 +318,11 @@ def permission_request(
     )  # fmt: skip
     title = as_str(tool.get("title"))
     detail = _content_text(tool.get("content")).strip()
-    raw_input = tool.get("rawInput")
-    command = as_str(raw_input.get("command")) if isinstance(raw_input, Mapping) else ""
+    seen = known or {}
+    kind = as_str(tool.get("kind")) or seen.get("kind", "")
+    command = _tool_command(tool) or seen.get("command", "")
+    if not command and kind == "execute":
+        command = title
     paths = tuple(
         as_str(loc.get("path")) for loc in tool.get("locations") or []
         if isinstance(loc, Mapping) and as_str(loc.get("path"))
@@ -299,7 +336,7 @@ def permission_request(
             method=method, params=p,
         )  # fmt: skip
     return ApprovalRequest(
-        provider=provider, kind=_TOOL_KIND.get(as_str(tool.get("kind")), "tool"),
+        provider=provider, kind=_TOOL_KIND.get(kind, "tool"),
         summary=summary or "use a tool", command=command, paths=paths, options=options,
         thread_id=as_str(p.get("sessionId")), turn_id=turn_id, method=method, params=p,
     )  # fmt: skip

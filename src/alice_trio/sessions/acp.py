@@ -228,9 +228,12 @@ class AcpDriver(RpcDriver):
     async def answer_request(self, req: Request) -> Any:
         if req.method != "session/request_permission":
             raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)
+        tool = req.params.get("toolCall") if isinstance(req.params, dict) else None
+        tool_id = as_str(tool.get("toolCallId")) if isinstance(tool, dict) else ""
         approval = proto.permission_request(
-            req.params, provider=self.provider, turn_id=self.mapper.turn_id
-        )
+            req.params, provider=self.provider, turn_id=self.mapper.turn_id,
+            known=self.mapper.tool_info(tool_id),
+        )  # fmt: skip
         approval = attrs.evolve(approval, thread_id=self.session_id)
         fallback = default_decision(self.policy, auto_approve=self.auto_approve)
         answer = await self.decide(approval, fallback, req.raw)

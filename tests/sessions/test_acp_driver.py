@@ -394,3 +394,42 @@ async def test_kimi_code_question_is_a_question_not_an_approval(tmp_path: Path, 
     if kw:
         assert [r.kind for r in asked] == ["question"]
     assert peer_problems(log) == []
+
+
+async def test_interrupt_answers_a_pending_permission_cancelled(tmp_path: Path):
+    """A human who never answers must not hold up an interrupt: after ``session/cancel`` the
+    pending request gets the ``cancelled`` outcome (ACP's rule) and the prompt ends."""
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    permission = json.loads(json.dumps(ASK))
+    permission["params"]["options"] = [
+        {"optionId": "approve_once", "name": "Approve once", "kind": "allow_once"},
+        {"optionId": "reject", "name": "Reject", "kind": "reject_once"},
+    ]
+    permission["params"]["toolCall"] = {"toolCallId": "1:call", "title": "Bash", "kind": "execute"}
+    cancelled = {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "cancelled"}}
+    steps += [
+        {"expect": "session/prompt", "id": 3, "reply": [permission]},
+        {"expect": "session/cancel", "reply": []},
+        {"expect_response": 0, "reply": [cancelled]},
+    ]
+    waiting = trio.Event()
+
+    async def approver(request: ApprovalRequest) -> Any:
+        waiting.set()
+        await trio.sleep_forever()
+
+    driver, log = acp_driver(tmp_path, steps, approver=approver)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="run it"))
+        with trio.fail_after(10):
+            await waiting.wait()
+        await driver.interrupt_turn(ref)
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_INTERRUPTED
+    answer = next(m for m in sent(log) if m.get("id") == 0 and "result" in m)
+    assert answer["result"] == {"outcome": {"outcome": "cancelled"}}
+    assert rec.texts(EventKind.TOOL_USE)[-1].endswith("-> cancel")
+    assert peer_problems(log) == []

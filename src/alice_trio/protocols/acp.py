@@ -387,6 +387,8 @@ def permission_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
 
 
 def _question_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
+    if answer is ApprovalDecision.CANCEL:
+        return {"outcome": {"outcome": "cancelled"}}
     chosen = ""
     if isinstance(answer, Mapping) and request.question is not None:
         info = request.question.questions[0]

@@ -223,7 +223,10 @@ class AcpDriver(RpcDriver):
         raise SteerUnsupportedError(provider=self.provider)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        """``session/cancel``, then every pending permission request is answered
+        ``cancelled`` at once (the ACP rule for a cancelled prompt)."""
         await self._require_client().notify("session/cancel", proto.cancel_params(self.session_id))
+        self.gate.withdraw_all()
 
     async def answer_request(self, req: Request) -> Any:
         if req.method != "session/request_permission":

@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
+import trio
 
 from ..models import EventKind, ExecPolicy, TurnEvent, TurnQuestion
 
@@ -193,11 +194,23 @@ class ApprovalGate:
 
     ``decide`` never raises for a bad callback (see :func:`ask`); it is cancelled with the
     task that awaits it (the driver's request task), which abandons the callback's wait.
+    :meth:`withdraw_all` (the drivers call it when a turn is interrupted) answers every pending
+    request CANCEL at once, so an interrupt never waits for a human.
     """
 
     provider: str
     approver: Approver | None = None
     errors: list[BaseException] = attrs.Factory(list)
+    _asking: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+
+    def withdraw_all(self) -> int:
+        """Stop waiting for every pending answer (the turn is being interrupted): each
+        pending :meth:`decide` returns CANCEL at once (questions too; drivers treat a
+        non-mapping answer to a question as dismissed). Returns how many were pending."""
+        pending = list(self._asking)
+        for scope in pending:
+            scope.cancel()
+        return len(pending)
 
     async def decide(
         self,
@@ -220,7 +233,14 @@ class ApprovalGate:
                     thread_id=thread_id, turn_id=turn_id, raw=raw, provider=self.provider,
                 )
             )  # fmt: skip
-        answer = await ask(self.approver, request, fallback, self.errors)
+        with trio.CancelScope() as scope:
+            self._asking.add(scope)
+            try:
+                answer = await ask(self.approver, request, fallback, self.errors)
+            finally:
+                self._asking.discard(scope)
+        if scope.cancelled_caught:  # withdrawn: the turn is being interrupted
+            answer = ApprovalDecision.CANCEL
         if not question:
             await emit(
                 TurnEvent(

@@ -329,6 +329,7 @@ class ClaudeStreamDriver:
         return await self._submit(request, steered=True)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.gate.withdraw_all()  # a pending permission prompt is denied at once
         await self._control(self._live(), "interrupt", "the interrupt", "interrupt")
 
     async def aclose(self, *, graceful: bool) -> None:

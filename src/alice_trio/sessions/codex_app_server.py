@@ -139,6 +139,7 @@ class CodexAppServerDriver(RpcDriver):
         return TurnRef(thread_id=turn.thread_id, turn_id=turn_id or turn.turn_id)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.gate.withdraw_all()  # pending approvals are answered "cancel" at once
         params = proto.interrupt_params(thread_id=turn.thread_id, turn_id=turn.turn_id)
         await self._require_client().request("turn/interrupt", params)
 

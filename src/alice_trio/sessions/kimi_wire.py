@@ -155,6 +155,7 @@ class KimiWireDriver(RpcDriver):
         return turn
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.gate.withdraw_all()  # a pending approval is rejected: kimi can stop the turn
         await self._require_client().request("cancel", {})
 
     async def answer_request(self, req: Request) -> Any:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -357,8 +357,7 @@ class OpenCodeServeDriver:
         # the QUESTION event was emitted by the mapper: the gate only asks
         answer = await self.gate.decide(request, ApprovalDecision.DECLINE)
         try:
-            if answer:
-                assert not isinstance(answer, ApprovalDecision)
+            if isinstance(answer, Mapping) and answer:
                 await self.reply_question(question.request_id, question_answers(question, answer))
             else:
                 await self.reject_question(question.request_id)
@@ -472,6 +471,7 @@ class OpenCodeServeDriver:
         return await self._prompt(request, started=False)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.gate.withdraw_all()  # pending permissions/questions are rejected at once
         self.mapper.interrupt_requested = True
         await self._post(f"/session/{self.mapper.session_id}/abort")
 

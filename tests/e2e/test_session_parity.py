@@ -106,6 +106,40 @@ class Approvals:
         assert notices[0].endswith("-> accept") and notices[-1].endswith("-> decline"), notices
         await assert_nothing_left(setup)
 
+    async def test_interrupt_while_the_approver_never_answers(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """A human who never answers must not hold up an interrupt: the pending prompt is
+        withdrawn, the tool does not run and the turn ends interrupted; the session goes on."""
+        setup = cli_setup(self.CLI)
+        waiting = trio.Event()
+
+        async def approver(request: ApprovalRequest) -> Any:
+            waiting.set()
+            await trio.sleep_forever()
+
+        initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+        async with open_session(
+            self.PROVIDER, self.config(setup), initial=initial, approver=approver
+        ) as session:
+            ref = await session.submit(
+                initial.evolve(user_text="[[TOOL]][[CMD:touch never.txt]] do it")
+            )
+            with trio.fail_after(TURN_LIMIT):
+                await waiting.wait()
+            seen: list[TurnEvent] = []
+            with trio.fail_after(30):
+                await session.interrupt()
+                while not (seen and seen[-1].kind.terminal and seen[-1].turn_id == ref.turn_id):
+                    seen.append(await session.events().receive())
+            assert seen[-1].kind in (EventKind.TURN_INTERRUPTED, EventKind.TURN_COMPLETED), text_of(
+                seen
+            )
+            assert not (Path(setup.workspace) / "never.txt").exists()
+            after = await turn(session, initial.evolve(user_text="still there?"))
+            assert after[-1].kind is EventKind.TURN_COMPLETED, text_of(after)
+        await assert_nothing_left(setup)
+
 
 class TestClaudeApprovals(Approvals):
     CLI = PROVIDER = "claude"
@@ -131,6 +165,17 @@ class TestOpenCodeApprovals(Approvals):
     def config(self, setup: CliSetup) -> Any:
         opencode_asks(setup)
         return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+    @pytest.mark.xfail(
+        reason="opencode publishes the aborted tool's error and MessageAbortedError after "
+        "session.idle; the mapper gives them to the next turn (interrupt attribution by "
+        "message ids is being fixed in the opencode event mapper)",
+        strict=False,
+    )
+    async def test_interrupt_while_the_approver_never_answers(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        await super().test_interrupt_while_the_approver_never_answers(cli_setup, fake_server)
 
 
 class TestCodexApprovals(Approvals):

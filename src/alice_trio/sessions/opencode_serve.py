@@ -331,6 +331,8 @@ class OpenCodeServeDriver:
         answer = await self.gate.decide(
             approval, default_decision(self.policy), self._emit, raw=raw
         )
+        if answer is ApprovalDecision.CANCEL and self.mapper.interrupt_requested:
+            return  # withdrawn by an interrupt: the abort rejects it (a reply would race it)
         try:
             await self._post(
                 f"/permission/{approval.params['id']}/reply", oc_proto.permission_reply(answer)
@@ -356,6 +358,8 @@ class OpenCodeServeDriver:
         )
         # the QUESTION event was emitted by the mapper: the gate only asks
         answer = await self.gate.decide(request, ApprovalDecision.DECLINE)
+        if answer is ApprovalDecision.CANCEL and self.mapper.interrupt_requested:
+            return  # withdrawn by an interrupt: the abort ends the question
         try:
             if isinstance(answer, Mapping) and answer:
                 await self.reply_question(question.request_id, question_answers(question, answer))
@@ -471,8 +475,8 @@ class OpenCodeServeDriver:
         return await self._prompt(request, started=False)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
-        self.gate.withdraw_all()  # pending permissions/questions are rejected at once
         self.mapper.interrupt_requested = True
+        self.gate.withdraw_all()  # pending prompts stop waiting; the abort rejects them
         await self._post(f"/session/{self.mapper.session_id}/abort")
 
     async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:

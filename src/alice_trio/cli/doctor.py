@@ -47,6 +47,8 @@ class Check:
     name: str
     provider: str
     command: str
+    #: env overrides for the check's commands (codex: ``CODEX_HOME`` from ``codex_home``)
+    env: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -136,10 +138,11 @@ def _env_has(*names: str) -> str:
     return ""
 
 
-async def _login_codex(cmd: str, seconds: float) -> str:
-    """spec §9: ``codex login status`` exit 0 = logged in; CODEX_HOME as the CLI resolves it."""
+async def _login_codex(cmd: str, seconds: float, env: Mapping[str, str] | None = None) -> str:
+    """spec §9: ``codex login status`` exit 0 = logged in; CODEX_HOME as the CLI resolves it
+    (the config's ``codex_home`` when given)."""
     key = _env_has("OPENAI_API_KEY", "CODEX_API_KEY")
-    rc, out, err = await run_check_command([cmd, "login", "status"], seconds)
+    rc, out, err = await run_check_command([cmd, "login", "status"], seconds, env)
     if rc == 0:
         return "yes: " + (out.strip() or err.strip() or "codex login status").splitlines()[0]
     if rc is None:
@@ -230,7 +233,7 @@ async def check_one(check: Check, seconds: float) -> DoctorRow:
             note += "; this kimi-cli is a deprecation stub, use 1.50.0"
         logged = _login_kimi(legacy)
     elif check.provider == "codex":
-        logged = await _login_codex(path, seconds)
+        logged = await _login_codex(path, seconds, check.env)
     elif check.provider == "claude":
         logged = await _login_claude(path, seconds)
     elif check.provider == "gemini":
@@ -270,6 +273,17 @@ def _commands_from_config(path: str) -> tuple[dict[str, str], float]:
         provider, config = profile.resolve()
         commands.setdefault(provider.name, provider.command(config))
     return commands, app.auth_status_timeout
+
+
+def _codex_env_from_config(path: str) -> dict[str, str]:
+    """``CODEX_HOME`` of the first codex profile that sets ``codex_home`` (else nothing)."""
+    from ..providers.codex import CodexConfig, codex_env
+
+    for profile in load_config(path).profiles.values():
+        _, config = profile.resolve()
+        if isinstance(config, CodexConfig) and config.codex_home:
+            return {"CODEX_HOME": codex_env(config, {})["CODEX_HOME"]}
+    return {}
 
 
 def render_table(rows: list[DoctorRow], *, plain: bool = False) -> None:
@@ -317,7 +331,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             return _config_error(exc)
     if args.timeout is not None:
         timeout = args.timeout
-    rows = trio.run(check_all, default_checks(commands), timeout)
+    checks = default_checks(commands)
+    if args.config:
+        codex_env = _codex_env_from_config(args.config)
+        checks = [attrs.evolve(c, env=codex_env) if c.provider == "codex" else c for c in checks]
+    rows = trio.run(check_all, checks, timeout)
     if args.json:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

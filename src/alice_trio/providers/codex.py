@@ -82,7 +82,7 @@ class CodexConfig(CLIConfig):
     profile_overrides: Mapping[str, ProfileOverride] = attrs.field(
         factory=dict, converter=_overrides
     )
-    codex_home: str = attrs.field(default="", converter=str.strip)
+    codex_home: str = attrs.field(default="", converter=lambda v: str(v or "").strip())
 
 
 def codex_env(config: CodexConfig, request_env: Mapping[str, str]) -> dict[str, str]:

@@ -68,6 +68,10 @@ def _overrides(value: Any) -> dict[str, ProfileOverride]:
     return {str(k).strip(): v for k, v in (value or {}).items()}
 
 
+def _stripped(value: Any) -> str:
+    return str(value or "").strip()
+
+
 @attrs.frozen(kw_only=True)
 class CodexConfig(CLIConfig):
     """codex settings. Idle timeouts (seconds) are picked by reasoning effort unless
@@ -82,7 +86,7 @@ class CodexConfig(CLIConfig):
     profile_overrides: Mapping[str, ProfileOverride] = attrs.field(
         factory=dict, converter=_overrides
     )
-    codex_home: str = attrs.field(default="", converter=lambda v: str(v or "").strip())
+    codex_home: str = attrs.field(default="", converter=_stripped)
 
 
 def codex_env(config: CodexConfig, request_env: Mapping[str, str]) -> dict[str, str]:

@@ -3,10 +3,27 @@
 One request in, one agent turn out: build the CLI command, stream progress while the agent
 works, return the final reply, the thread id to resume with and the token usage; keep
 long-lived interactive sessions; cancel fast and leave no process behind.
+
+**The public API is what this module exports** (``__all__``; a test pins the list and checks
+that the README and ``docs/*.md`` import nothing else). The same objects are reachable from the
+public modules they are defined in — :mod:`alice_trio.errors`, :mod:`alice_trio.models`,
+:mod:`alice_trio.config`, :mod:`alice_trio.routing`, :mod:`alice_trio.backend`,
+:mod:`alice_trio.transcript`, :mod:`alice_trio.providers` (``base``, ``record``, ``registry`` and
+one module per provider), :mod:`alice_trio.sessions` (``session``, ``backend``, ``driver``,
+``approval``) — and those modules' ``__all__`` names are public too.
+
+Everything else is **internal** and may change in any release: :mod:`alice_trio.engine`
+(except the switches documented in docs/process-cleanup.md: ``engine.reaper.configure`` /
+``describe`` and ``engine.guardian.configure``), :mod:`alice_trio.transports`,
+:mod:`alice_trio.protocols`, :mod:`alice_trio.framing`, :mod:`alice_trio.cli`, the session
+drivers' own modules (``sessions.codex_app_server``, ``sessions.acp``, …: reach them through
+the provider record), and the doc generators. Renaming 40 modules with a leading underscore
+would break every import path in the history and the tests for no gain; the boundary is
+stated here, in each internal package's docstring, and enforced by the test on the docs.
 """
 
 from .backend import OneShotBackend, run_once
-from .config import AppConfig, load_config
+from .config import AppConfig, ProfileConfig, load_config, parse_config
 from .errors import (
     AgentError,
     AliceError,
@@ -30,6 +47,8 @@ from .errors import (
 from .models import (
     EventKind,
     ExecPolicy,
+    QuestionInfo,
+    QuestionOption,
     RawEvent,
     RunRequest,
     RunResult,
@@ -37,37 +56,89 @@ from .models import (
     TurnQuestion,
     Usage,
 )
-from .providers.base import CLIConfig, Invocation, Provider, RunLimits
+from .providers.base import (
+    CLIConfig,
+    DecodeOutcome,
+    Decoder,
+    Invocation,
+    JsonLineDecoder,
+    Provider,
+    RunLimits,
+)
+from .providers.claude import ClaudeConfig
+from .providers.codex import CodexConfig, ProfileOverride
+from .providers.gemini import GeminiConfig
+from .providers.kimi import KimiConfig
+from .providers.opencode import OpenCodeConfig
+from .providers.record import (
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
 from .providers.registry import get_provider, provider_names, register_provider
-from .routing import MultiBackend
-from .sessions.backend import SessionBackend
-from .sessions.driver import SteerMode, SubmitMode, SubmitResult, TurnRef
+from .providers.replay import ReplayConfig
+from .routing import Backend, MultiBackend, backend_from_config
+from .sessions.approval import (
+    ApprovalDecision,
+    ApprovalOption,
+    ApprovalRequest,
+    Approver,
+)
+from .sessions.backend import SESSION_KEY_ENV, SessionBackend
+from .sessions.driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 from .sessions.session import InteractiveSession, SessionState, open_session
+from .transcript import decode_transcript
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SESSION_KEY_ENV",
     "AgentError",
     "AliceError",
     "AppConfig",
+    "ApprovalDecision",
+    "ApprovalOption",
+    "ApprovalRequest",
+    "Approver",
+    "AuthCheck",
+    "Backend",
     "CLIConfig",
     "CLINotFoundError",
     "CallbackError",
+    "Capabilities",
+    "ClaudeConfig",
+    "CodexConfig",
     "ConfigError",
+    "CredentialPath",
+    "DecodeOutcome",
+    "Decoder",
     "EmptyPromptError",
     "EventKind",
     "ExecPolicy",
+    "Flavor",
+    "GeminiConfig",
     "IdleTimeoutError",
     "InteractiveSession",
     "Invocation",
+    "JsonLineDecoder",
+    "KimiConfig",
     "LineTooLongError",
     "MultiBackend",
     "NoActiveTurnError",
     "OneShotBackend",
+    "OpenCodeConfig",
     "ProcessFailedError",
+    "ProfileConfig",
+    "ProfileOverride",
     "ProtocolError",
     "Provider",
+    "QuestionInfo",
+    "QuestionOption",
     "RawEvent",
+    "ReplayConfig",
     "RunInterruptedError",
     "RunLimits",
     "RunRequest",
@@ -75,7 +146,9 @@ __all__ = [
     "RunTimeoutError",
     "SessionBackend",
     "SessionClosedError",
+    "SessionDriver",
     "SessionError",
+    "SessionSpec",
     "SessionState",
     "SteerMode",
     "SteerUnsupportedError",
@@ -87,10 +160,14 @@ __all__ = [
     "TurnRef",
     "UnknownProviderError",
     "Usage",
+    "VersionCheck",
     "__version__",
+    "backend_from_config",
+    "decode_transcript",
     "get_provider",
     "load_config",
     "open_session",
+    "parse_config",
     "provider_names",
     "register_provider",
     "run_once",

@@ -455,9 +455,6 @@ class AppConfig:
     auth_status_timeout: float = DEFAULT_AUTH_STATUS_TIMEOUT
     source: str = ""
 
-    def profile_names(self) -> list[str]:
-        return list(self.profiles)
-
     def get(self, name: str = "") -> ProfileConfig:
         """The profile called ``name`` (trimmed, case-insensitive; "" = the default). Raises
         :class:`ConfigError` naming the configured profiles when there is none such."""

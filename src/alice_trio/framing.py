@@ -15,6 +15,7 @@ import attrs
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "LineFramer", "OversizedLine", "decode_line"]
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+_HEAD = 200  # bytes of an oversized line kept for diagnostics
 
 
 @attrs.frozen
@@ -61,6 +62,9 @@ class LineFramer:
         while start < n:
             nl = data.find(b"\n", start)
             if self._discarding:
+                end = n if nl < 0 else nl
+                if len(self._head) < _HEAD:  # the head is the line's first bytes
+                    self._head += data[start : min(end, start + _HEAD - len(self._head))]
                 if nl < 0:
                     self._discarding += n - start
                     return out
@@ -80,8 +84,8 @@ class LineFramer:
             if self._buf:
                 total = len(self._buf) + (nl - start)
                 if total > limit:
-                    self._buf += data[start : start + 200]
-                    out.append(OversizedLine(total, bytes(self._buf[:200])))
+                    self._buf += data[start : min(nl, start + _HEAD)]
+                    out.append(OversizedLine(total, bytes(self._buf[:_HEAD])))
                     self._buf.clear()
                 else:
                     self._buf += data[start:nl]
@@ -89,14 +93,14 @@ class LineFramer:
                     self._buf.clear()
             else:
                 if nl - start > limit:
-                    out.append(OversizedLine(nl - start, data[start : start + 200]))
+                    out.append(OversizedLine(nl - start, data[start : min(nl, start + _HEAD)]))
                 else:
                     out.append(_strip_cr(data[start:nl]))
             start = nl + 1
         return out
 
     def _start_discard(self, rest: bytes) -> None:
-        self._head = bytes((self._buf + rest[:200])[:200])
+        self._head = bytes((self._buf + rest[:_HEAD])[:_HEAD])
         self._discarding = len(self._buf) + len(rest)
         self._buf.clear()
 

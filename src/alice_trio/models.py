@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from .file_changes import FileChange
+
 __all__ = [
     "EventKind",
     "ExecPolicy",
@@ -260,7 +262,8 @@ class TurnEvent:
 
     ``raw`` is the protocol line it came from. ``error`` is set on ERROR events (a message the
     CLI or API reported); ``status`` carries an HTTP/API status code when the CLI gave one.
-    ``usage`` is set where the event reports usage.
+    ``usage`` is set where the event reports usage. ``files`` lists the files of a
+    ``FILE_CHANGE`` event (``text`` is their readable form).
     """
 
     kind: EventKind
@@ -273,6 +276,7 @@ class TurnEvent:
     raw: str = ""
     question: TurnQuestion | None = None
     provider: str = ""
+    files: tuple[FileChange, ...] = ()
 
     def to_raw_event(self) -> RawEvent:
         """The ``on_raw_event`` form of this event (spec §5.3)."""

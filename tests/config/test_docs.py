@@ -52,7 +52,8 @@ def test_add_backend_example_runs(tmp_path: Path) -> None:
     fake.write_text(example("add-backend.md", "add-backend/fake-cli"))
     fake.chmod(0o755)
     (tmp_path / "usage.py").write_text(example("add-backend.md", "add-backend/usage"))
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     proc = subprocess.run(
         [sys.executable, "usage.py"], capture_output=True, text=True, timeout=60,
         cwd=tmp_path, env=env,

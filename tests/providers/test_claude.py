@@ -173,7 +173,6 @@ def test_empty_prompt():
 def test_provider_registration():
     provider = get_provider("claude")
     assert provider is claude.PROVIDER
-    assert provider.steer_mode == "native_enqueue"
     assert provider.config_class is ClaudeConfig
     assert provider.command(ClaudeConfig()) == "claude"
     assert isinstance(provider.new_decoder(RunRequest(user_text="x"), ClaudeConfig()),

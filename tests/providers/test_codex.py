@@ -236,7 +236,6 @@ def test_rejects_empty_prompt_and_flag_like_values() -> None:
 
 def test_registered_provider() -> None:
     assert get_provider(" CODEX ") is PROVIDER
-    assert PROVIDER.steer_mode == "native"
     assert PROVIDER.config_class is CodexConfig
     assert isinstance(PROVIDER.new_decoder(req(), CodexConfig()), CodexExecDecoder)
 

@@ -167,7 +167,6 @@ def test_empty_prompt():
 def test_provider_registration():
     provider = get_provider("gemini")
     assert provider is gemini.PROVIDER
-    assert provider.steer_mode == "queue_when_busy"
     assert provider.config_class is GeminiConfig
     assert provider.command(GeminiConfig()) == "gemini"
     decoder = provider.new_decoder(RunRequest(user_text="x", thread_id="t"), GeminiConfig())

@@ -51,7 +51,6 @@ def kinds(events: list[TurnEvent]) -> list[str]:
 
 def test_registered_provider() -> None:
     assert get_provider("Kimi") is PROVIDER
-    assert PROVIDER.steer_mode == "native"
     assert PROVIDER.config_class is KimiConfig
     assert PROVIDER.default_command == "kimi"
     assert isinstance(new_decoder(RunRequest(user_text="x"), KimiConfig()), KimiDecoder)

@@ -61,7 +61,6 @@ def kinds(events: list[TurnEvent]) -> list[str]:
 
 def test_registered_provider() -> None:
     assert get_provider(" OpenCode ") is PROVIDER
-    assert PROVIDER.steer_mode == "native_enqueue"
     assert PROVIDER.config_class is OpenCodeConfig
     assert PROVIDER.default_command == "opencode"
     assert isinstance(new_decoder(RunRequest(user_text="x"), OpenCodeConfig()), OpenCodeDecoder)

@@ -1,10 +1,25 @@
-"""``alice-trio doctor``: which agent CLIs are installed, which version, do they look logged in.
+"""``alice-trio doctor``: can each profile (or, without a config, each provider) run here?
 
-Each check runs the CLI with fixed arguments (``--version``; ``codex login status``;
-``claude auth status``), no shell, under a timeout (``auth_status_timeout_secs``, 15 s by
-default); a check that times out is killed with its process group and reported, never fatal.
-Login detection follows spec §9 where the CLI has a command for it, and otherwise looks for
-the credentials the CLI reads (API key variables, credential files) without reading any value.
+What is checked comes from the provider records (:mod:`alice_trio.providers.record`), never
+from a table of this module: the flavor a profile selects, the version command and the
+versions it was verified with, and how to tell a login. With a config (``--config`` or
+``$ALICE_TRIO_CONFIG``) each **profile** is checked as ``alice-trio run`` would run it: its own
+command, the environment of its invocation (host env < top-level ``env`` < profile ``env`` <
+the provider's own switches) and its workspace; without one, each provider with its defaults.
+
+For each target, in order: the command on the ``PATH`` of that environment; ``<command>
+--version`` (version compared with the record: verified / newer — a warning, not an error /
+older / unverified); the login (the record's status command, API key variables present in that
+environment, credential files under that environment's ``HOME``); with ``--probe``, one real
+agent turn with a tiny prompt. Every subprocess runs without a shell, in a new session, under
+its own deadline (``--timeout``, default ``auth_status_timeout_secs``; ``--probe-timeout`` for
+the probe): one that does not finish is killed with its process group and reported as timed out
+(after a ``--version`` that timed out, the login command is skipped: the CLI hangs). Targets
+are checked concurrently, so doctor takes about one deadline however many CLIs hang.
+
+Never printed: environment values. Output of the CLIs is shown only after every value of the
+target's environment that could be a secret (6 characters or more, not a path, not ``HOME``,
+``PATH``, ``LANG``-like variables) has been replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -16,64 +31,120 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
 from ..config import DEFAULT_AUTH_STATUS_TIMEOUT, load_config
 from ..engine.process_group import terminate_group
-from ..errors import ConfigError
+from ..errors import AliceError, ConfigError
+from ..models import RunRequest
+from ..providers.base import CLIConfig, Provider
+from ..providers.record import AuthCheck, Flavor, version_key
+from ..providers.registry import get_provider, provider_names
 
-__all__ = ["SUPPORTED_VERSIONS", "Check", "DoctorRow", "check_all", "cmd_doctor"]
+__all__ = [
+    "PROBE_PROMPT",
+    "DoctorRow",
+    "Target",
+    "check_all",
+    "check_target",
+    "cmd_doctor",
+    "default_targets",
+    "profile_targets",
+    "render_text",
+]
 
-#: the versions alice-trio was built and tested against (shared/reference/real-clis.md)
-SUPPORTED_VERSIONS: dict[str, str] = {
-    "codex": "0.171.0",
-    "claude": "2.1.197",
-    "gemini": "0.61.0",
-    "kimi": "2.1.0",  # Kimi Code (npm @moonshot-ai/kimi-code)
-    "kimi-legacy": "1.50.0",  # kimi-cli (PyPI), the last working legacy release
-    "opencode": "1.18.33",
-}
-_VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+NOT_LOGGED_IN = "not logged in (see login)"
+PROBE_PROMPT = "This is a connectivity check. Reply with the single word: ok"
+DEFAULT_PROBE_TIMEOUT = 120.0
+_STATUSES = {"ok": "ok", "warning": "with warnings", "problem": "with problems",
+             "not installed": "not installed"}  # fmt: skip
+_MIN_SECRET = 6  # env values at least this long are masked in anything printed
+_PLAIN_KEYS = frozenset({"HOME", "PATH", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "LANG",
+                         "TERM", "TMPDIR", "COLUMNS", "LINES"})  # fmt: skip
 
 
 @attrs.frozen(kw_only=True)
-class Check:
-    """What doctor checks for one CLI: ``name`` (a row), provider, default command."""
+class Target:
+    """One thing to check: a profile (``profile`` set) or a provider with its defaults."""
 
     name: str
-    provider: str
-    command: str
-    #: env overrides for the check's commands (codex: ``CODEX_HOME`` from ``codex_home``)
-    env: Mapping[str, str] = attrs.field(factory=dict)
+    provider: Provider
+    config: CLIConfig
+    profile: str = ""
 
 
 @attrs.frozen(kw_only=True)
 class DoctorRow:
+    """The findings for one target. ``status``: ``ok``, ``warning`` or ``problem``."""
+
     name: str
-    command: str
-    path: str = ""  # "" = not on PATH
+    provider: str
+    profile: str = ""
+    flavor: str = ""
+    command: str = ""
+    path: str = ""  # "" = not found
+    workspace: str = ""
     version: str = ""
-    logged_in: str = ""  # "yes", "no", "unknown", with a reason after ": "
-    supported: str = ""  # "yes (0.171.0)", "older than ...", "newer than ...", "-"
-    note: str = ""
+    version_status: str = ""  # verified / newer / older / unverified / unknown / "" (not run)
+    newest_verified: str = ""
+    logged_in: str = ""  # "yes: …", "no: …", "unknown: …", "not needed", "" (not checked)
+    probe: str = ""  # "" (not asked), "ok: …", "failed: …", "timed out …"
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return attrs.asdict(self)
+    @property
+    def status(self) -> str:
+        if not self.path and not self.profile and not self.problems:
+            return "not installed"
+        return "problem" if self.problems else "warning" if self.warnings else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = attrs.asdict(self)
+        d.update(status=self.status, problems=list(self.problems),
+                 warnings=list(self.warnings), notes=list(self.notes))  # fmt: skip
+        return d
 
 
-def default_checks(commands: Mapping[str, str] | None = None) -> list[Check]:
-    c = dict(commands or {})
-    return [
-        Check(name="codex", provider="codex", command=c.get("codex", "codex")),
-        Check(name="claude", provider="claude", command=c.get("claude", "claude")),
-        Check(name="gemini", provider="gemini", command=c.get("gemini", "gemini")),
-        Check(name="kimi", provider="kimi", command=c.get("kimi", "kimi")),
-        Check(name="opencode", provider="opencode", command=c.get("opencode", "opencode")),
-    ]
+# -- targets ------------------------------------------------------------------------------------
+
+
+def default_targets() -> list[Target]:
+    """Every registered provider that runs an agent CLI, with its default config."""
+    out = []
+    for name in provider_names():
+        try:
+            provider = get_provider(name)
+        except Exception:  # a broken third-party entry point: `providers` reports it
+            continue
+        if provider.default_flavor.auth.otherwise == "not needed":
+            continue  # replay: no agent CLI
+        out.append(Target(name=name, provider=provider, config=provider.config_class()))
+    return out
+
+
+def profile_targets(path: str, only: list[str] | None = None) -> tuple[list[Target], float]:
+    """One target per profile of the config at ``path`` (or the ``only`` ones) and the file's
+    check timeout. Raises :class:`ConfigError`."""
+    app = load_config(path)
+    names = list(app.profiles)
+    if only:
+        names = [app.get(n).name for n in only]
+    targets = []
+    for name in names:
+        provider, config = app.profiles[name].resolve()
+        targets.append(Target(name=name, provider=provider, config=config, profile=name))
+    return targets, app.auth_status_timeout
+
+
+# -- running a check command -------------------------------------------------------------------
 
 
 async def _deliver_cancel(proc: trio.Process) -> None:
@@ -81,10 +152,11 @@ async def _deliver_cancel(proc: trio.Process) -> None:
 
 
 async def run_check_command(
-    argv: list[str], seconds: float, env: Mapping[str, str] | None = None
+    argv: list[str], seconds: float, env: Mapping[str, str], cwd: str | None = None
 ) -> tuple[int | None, str, str]:
-    """``(exit code or None on timeout/failure to start, stdout, stderr)``; never raises."""
-    full_env = {**os.environ, **(env or {})}
+    """``(exit code, stdout, stderr)``; exit code ``None`` when it could not start (stderr says
+    why) or did not finish within ``seconds`` (stderr: ``"timed out after N s"``; the process
+    group is killed). Never raises except ``trio.Cancelled``."""
     with trio.move_on_after(seconds):
         try:
             proc = await trio.run_process(
@@ -93,11 +165,14 @@ async def run_check_command(
                 capture_stdout=True,
                 capture_stderr=True,
                 check=False,
-                env=full_env,
+                env=dict(env),
+                cwd=cwd,
                 start_new_session=True,
                 deliver_cancel=_deliver_cancel,
             )
         except OSError as exc:
+            return None, "", exc.strerror or str(exc)
+        except ValueError as exc:  # e.g. a NUL byte in the command or the env
             return None, "", str(exc)
         out = proc.stdout.decode("utf-8", "replace")
         err = proc.stderr.decode("utf-8", "replace")
@@ -105,243 +180,348 @@ async def run_check_command(
     return None, "", f"timed out after {seconds:g} s"
 
 
-def parse_version(text: str) -> str:
-    m = _VERSION_RE.search(text)
-    return m.group(0) if m else ""
+# -- one target ---------------------------------------------------------------------------------
 
 
-def compare_supported(key: str, version: str) -> str:
-    pinned = SUPPORTED_VERSIONS.get(key, "")
-    if not pinned:
-        return "-"
-    if not version:
-        return f"unknown (tested: {pinned})"
+@attrs.define
+class _Context:
+    """What a target runs with: the environment and cwd of its invocation, and a masker."""
 
-    def t(v: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in v.split("."))
+    env: dict[str, str]
+    overrides: Mapping[str, str]
+    cwd: str | None
+    secrets: list[str]
 
-    if t(version) == t(pinned):
-        return f"yes ({pinned})"
-    if t(version) < t(pinned):
-        return f"older than tested {pinned}"
-    return f"newer than tested {pinned}"
+    def mask(self, text: str) -> str:
+        for value in self.secrets:
+            text = text.replace(value, "***")
+        return text
 
-
-def _home() -> Path:
-    return Path(os.environ.get("HOME") or Path.home())
+    def where(self, key: str) -> str:
+        return "in the profile's env" if key in self.overrides else "in the environment"
 
 
-def _env_has(*names: str) -> str:
-    for n in names:
-        if os.environ.get(n, "").strip():
-            return n
-    return ""
+def _context(target: Target) -> _Context:
+    """The env/cwd ``alice-trio run`` would give the CLI. Raises AliceError (bad config)."""
+    provider, config = target.provider, target.config
+    request = RunRequest(user_text=PROBE_PROMPT)
+    if provider.prepare_request is not None:
+        request = provider.prepare_request(request, config)
+    inv = provider.build_invocation(request, config)
+    env = {**os.environ, **inv.env}
+    for key in inv.env_remove:
+        env.pop(key, None)
+    secrets = sorted({v for k, v in env.items() if _secret(k, v)}, key=len, reverse=True)
+    return _Context(env=env, overrides=dict(inv.env), cwd=inv.cwd, secrets=secrets)
 
 
-async def _login_codex(cmd: str, seconds: float, env: Mapping[str, str] | None = None) -> str:
-    """spec §9: ``codex login status`` exit 0 = logged in; CODEX_HOME as the CLI resolves it
-    (the config's ``codex_home`` when given)."""
-    key = _env_has("OPENAI_API_KEY", "CODEX_API_KEY")
-    rc, out, err = await run_check_command([cmd, "login", "status"], seconds, env)
-    if rc == 0:
-        return "yes: " + (out.strip() or err.strip() or "codex login status").splitlines()[0]
-    if rc is None:
-        return f"unknown: codex login status {err}"
-    if key:
-        return f"yes: {key} is set"
-    return "no: codex login status: " + ((out + err).strip().splitlines() or ["not logged in"])[0]
+def _secret(key: str, value: str) -> bool:
+    """Whether ``value`` must be masked: anything but short values, paths and the usual
+    non-secret variables (a path names a file, it is not a credential)."""
+    if len(value) < _MIN_SECRET or value.startswith("/") or key in _PLAIN_KEYS:
+        return False
+    return not key.startswith(("LC_", "XDG_"))
 
 
-async def _login_claude(cmd: str, seconds: float) -> str:
-    """spec §9: ``claude auth status`` prints ``{"loggedIn", "authMethod", "apiProvider"}``."""
-    key = _env_has("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
-    rc, out, err = await run_check_command([cmd, "auth", "status"], seconds)
-    if rc is None:
-        return f"unknown: claude auth status {err}"
+def _home(ctx: _Context) -> Path:
+    return Path(ctx.env.get("HOME") or Path.home())
+
+
+def _flavor_by_version(provider: Provider, configured: Flavor, version: str) -> Flavor:
+    """The flavor an installed ``version`` belongs to: ``configured`` unless its verified
+    versions have another major version and another flavor's have this one (kimi 1.x is the
+    legacy kimi-cli, 2.x Kimi Code)."""
+    major = version_key(version)[:1]
+    if not major or not configured.versions.newest:
+        return configured
+    if version_key(configured.versions.newest)[:1] == major:
+        return configured
+    for other in provider.flavors:
+        if other.versions.newest and version_key(other.versions.newest)[:1] == major:
+            return other
+    return configured
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+async def _login(auth: AuthCheck, path: str, ctx: _Context, seconds: float) -> tuple[str, str]:
+    """``(verdict, note)``: the login as the record's :class:`AuthCheck` tells it."""
+    status_note = ""
+    if auth.status_args:
+        shown = " ".join(auth.status_args)
+        rc, out, err = await run_check_command([path, *auth.status_args], seconds, ctx.env, ctx.cwd)
+        if rc is None:
+            status_note = f"`{shown}`: {err}"
+        else:
+            ok = rc == 0
+            if auth.status_json_key:
+                try:
+                    info = json.loads((out + err).strip())
+                except ValueError:
+                    info = None
+                ok = isinstance(info, dict) and info.get(auth.status_json_key) is True
+            if ok:
+                return f"yes: `{shown}` says logged in", ""
+            status_note = f"`{shown}` says not logged in"
+    for key in auth.env_keys:
+        if ctx.env.get(key, "").strip():
+            return f"yes: {key} is set {ctx.where(key)}", status_note
+    home = _home(ctx)
+    for cred in auth.files:
+        base = ctx.env.get(cred.dir_env, "") if cred.dir_env else ""
+        folder = Path(base) if base else Path(cred.default_dir.replace("~", str(home), 1))
+        found = folder / cred.name if cred.name else folder
+        if found.exists():
+            return f"{cred.means}: {found} exists", status_note
+    if status_note.startswith("`") and "timed out" in status_note:
+        return f"unknown: {status_note}", ""
+    what = [status_note] if status_note else []
+    if auth.env_keys:
+        keys = auth.env_keys
+        what.append(f"no {keys[0]}" if len(keys) == 1 else "none of " + ", ".join(keys))
+    for cred in auth.files:
+        base = f"${cred.dir_env} or {cred.default_dir}" if cred.dir_env else cred.default_dir
+        what.append(f"no {base}/{cred.name}".rstrip("/"))
+    verdict = auth.otherwise
+    return (f"{verdict}: " + "; ".join(what)) if what else verdict, ""
+
+
+async def _probe(target: Target, seconds: float) -> str:
+    from ..backend import OneShotBackend
+
+    started = time.monotonic()
     try:
-        info = json.loads((out + err).strip())
-    except ValueError:
-        info = None
-    if isinstance(info, dict) and info.get("loggedIn") is True:
-        return f"yes: {info.get('authMethod') or 'logged in'}"
-    if key:
-        return f"yes: {key} is set"
-    return "no: claude auth status says not logged in"
+        with trio.move_on_after(seconds) as scope:
+            result = await OneShotBackend(target.provider, target.config).run(
+                RunRequest(user_text=PROBE_PROMPT)
+            )
+    except AliceError as exc:
+        return f"failed: {type(exc).__name__}: {_first_line(exc.message) or exc.message}"
+    except Exception as exc:  # a third-party provider's bug: report it, doctor goes on
+        return f"failed: {type(exc).__name__}: {_first_line(str(exc))}"
+    if scope.cancelled_caught:
+        return f"timed out after {seconds:g} s (the CLI was killed)"
+    took = time.monotonic() - started
+    reply = _first_line(result.reply)
+    return f"ok: replied {reply[:40]!r} in {took:.1f} s"
 
 
-def _login_gemini() -> str:
-    key = _env_has("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
-    if key:
-        return f"yes: {key} is set"
-    gdir = _home() / ".gemini"
-    if (gdir / "oauth_creds.json").is_file():
-        return "yes: ~/.gemini/oauth_creds.json"
+async def check_target(target: Target, seconds: float, *, probe: float | None = None) -> DoctorRow:
+    """Check one target (see the module docstring); never raises except ``trio.Cancelled``.
+    ``probe``: seconds for a real one-turn run (None: no probe)."""
+    provider = target.provider
+    row = DoctorRow(name=target.name, provider=provider.name, profile=target.profile)
+    command = provider.command(target.config)
+    row = attrs.evolve(row, command=command)
     try:
-        settings = json.loads((gdir / "settings.json").read_text())
-        selected = settings.get("security", {}).get("auth", {}).get("selectedType")
-    except (OSError, ValueError, AttributeError):
-        selected = None
-    if selected:
-        return f"unknown: auth type {selected} selected, no key in the environment"
-    return "no: no GEMINI_API_KEY and no ~/.gemini/oauth_creds.json"
-
-
-def _login_kimi(legacy: bool) -> str:
-    if legacy:
-        share = Path(os.environ.get("KIMI_SHARE_DIR") or _home() / ".kimi")
-        if (share / "config.toml").is_file():
-            return f"unknown: {share}/config.toml exists (providers configured there)"
-        if _env_has("KIMI_API_KEY"):
-            return "yes: KIMI_API_KEY is set"
-        return f"no: no {share}/config.toml"
-    key = _env_has("KIMI_MODEL_API_KEY", "KIMI_API_KEY", "MOONSHOT_API_KEY")
-    if key:
-        return f"yes: {key} is set"
-    home = Path(os.environ.get("KIMI_CODE_HOME") or _home() / ".kimi-code")
-    if home.is_dir():
-        return f"unknown: {home} exists (run kimi to check the login)"
-    return f"no: no API key variable and no {home}"
-
-
-def _login_opencode() -> str:
-    data = Path(os.environ.get("XDG_DATA_HOME") or _home() / ".local" / "share")
-    auth = data / "opencode" / "auth.json"
-    if auth.is_file():
-        return f"yes: {auth} exists"
-    key = _env_has("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY")
-    if key:
-        return f"yes: {key} is set"
-    return "unknown: no opencode auth.json (a provider in opencode.json may still work)"
-
-
-async def check_one(check: Check, seconds: float) -> DoctorRow:
-    path = shutil.which(check.command) or ""
+        ctx = _context(target)
+    except AliceError as exc:
+        return attrs.evolve(row, problems=(f"config: {exc.message}",))
+    except Exception as exc:  # a third-party provider's argv builder
+        return attrs.evolve(row, problems=(f"config: {type(exc).__name__}: {exc}",))
+    problems: list[str] = []
+    warnings: list[str] = []
+    notes: list[str] = []
+    workspace_ok = ctx.cwd is None or os.path.isdir(ctx.cwd)
+    if ctx.cwd is not None:
+        row = attrs.evolve(row, workspace=ctx.cwd)
+        if not workspace_ok:
+            problems.append(f"workspace {ctx.cwd} is not a directory")
+    path = shutil.which(command, path=ctx.env.get("PATH", os.defpath)) or ""
     if not path:
-        return DoctorRow(name=check.name, command=check.command, note="not on PATH")
-    rc, out, err = await run_check_command([path, "--version"], seconds)
-    text = (out + "\n" + err).strip()
-    version = parse_version(text) if rc is not None else ""
-    note = (
-        "" if rc == 0 else (f"--version: {err.strip()}" if rc is None else f"--version exit {rc}")
-    )
-    key = check.name
-    if check.provider == "kimi":
-        legacy = bool(version) and version.startswith("1.")
-        key = "kimi-legacy" if legacy else "kimi"
-        note = (note + "; " if note else "") + ("kimi-cli (legacy)" if legacy else "Kimi Code")
-        if "no longer maintained" in text:
-            note += "; this kimi-cli is a deprecation stub, use 1.50.0"
-        logged = _login_kimi(legacy)
-    elif check.provider == "codex":
-        logged = await _login_codex(path, seconds, check.env)
-    elif check.provider == "claude":
-        logged = await _login_claude(path, seconds)
-    elif check.provider == "gemini":
-        logged = _login_gemini()
-    elif check.provider == "opencode":
-        logged = _login_opencode() if rc == 0 else "no: opencode --version failed (spec §9)"
+        flavor = provider.flavor_of(target.config)
+        # a provider nobody configured may well be absent; a profile's CLI may not
+        (problems if target.profile else notes).append(f"{command} not found on PATH")
+        return attrs.evolve(row, flavor=flavor.name, problems=tuple(problems), notes=tuple(notes),
+                            newest_verified=flavor.versions.newest)  # fmt: skip
+    cwd = ctx.cwd if workspace_ok else None
+    ctx.cwd = cwd
+    check = provider.flavor_of(target.config).versions
+    rc, out, err = await run_check_command([path, *check.args], seconds, ctx.env, cwd)
+    text = f"{out}\n{err}"
+    hung = rc is None and err.startswith("timed out")
+    version = check.parse(text) if rc is not None else ""
+    flavor = provider.flavor_of(target.config)
+    installed = _flavor_by_version(provider, flavor, version)
+    if installed is not flavor and target.profile:
+        # the profile asks for one CLI and another is installed (kimi flavor: legacy with Kimi
+        # Code 2.x on PATH): its sessions and flags would not match
+        problems.append(
+            f"{command} {version} looks like {installed.label or installed.name} "
+            f"({provider.flavor_field}: {installed.name}); the profile has "
+            f"{provider.flavor_field}: {flavor.name}"
+        )
+    elif installed is not flavor:
+        flavor = installed  # no profile: describe what is installed
+    versions = flavor.versions
+    shown = " ".join([command, *versions.args])
+    if rc is None:
+        (warnings if hung else problems).append(f"`{shown}` {err}")
+    elif rc != 0:
+        problems.append(f"`{shown}` exited {rc}: {ctx.mask(_first_line(err or out))}")
+    for marker, note in versions.notes.items():
+        if marker in text:
+            problems.append(note)
+    verdict = versions.compare(version) if version else ("unknown" if rc is not None else "")
+    if verdict == "newer":
+        warnings.append(
+            f"{provider.name} {version} is newer than the newest verified version {versions.newest}"
+            " (it may work; docs/providers.md)"
+        )
+    elif verdict in ("older", "unverified"):
+        warnings.append(f"{provider.name} {version} is {verdict}: verified with "
+                        f"{', '.join(versions.verified)}")  # fmt: skip
+    elif verdict == "unknown" and rc == 0 and versions.verified:
+        warnings.append(f"`{shown}` printed no version")
+    if flavor.label:
+        notes.append(flavor.label)
+    if hung:
+        logged = "unknown: not checked, the CLI did not answer --version"
     else:
-        logged = "unknown"
-    return DoctorRow(
-        name=check.name,
-        command=check.command,
+        logged, extra = await _login(flavor.auth, path, ctx, seconds)
+        if extra:
+            notes.append(extra)
+        if logged.startswith("no:"):
+            problems.append(NOT_LOGGED_IN)
+        elif logged.startswith("unknown") and "timed out" in logged:
+            warnings.append(f"login check {logged[9:]}")
+    probe_text = ""
+    if probe is not None and (hung or not workspace_ok):
+        probe_text = "skipped: " + ("the CLI did not answer --version" if hung
+                                    else "the workspace is missing")  # fmt: skip
+    elif probe is not None:
+        # the probe is the ground truth: it runs even when the login was not detected
+        probe_text = ctx.mask(await _probe(target, probe))
+        if not probe_text.startswith("ok"):
+            problems.append(f"probe {probe_text}")
+        elif NOT_LOGGED_IN in problems:
+            problems.remove(NOT_LOGGED_IN)
+            warnings.append("no login detected, yet the probe ran a turn")
+    return attrs.evolve(
+        row,
+        flavor=flavor.name,
         path=path,
         version=version,
-        logged_in=logged,
-        supported=compare_supported(key, version),
-        note=note,
+        version_status=verdict,
+        newest_verified=versions.newest,
+        logged_in=ctx.mask(logged),
+        probe=probe_text,
+        problems=tuple(ctx.mask(p) for p in problems),
+        warnings=tuple(ctx.mask(w) for w in warnings),
+        notes=tuple(ctx.mask(n) for n in notes),
     )
 
 
-async def check_all(checks: list[Check], seconds: float) -> list[DoctorRow]:
-    """Run every check concurrently; rows come back in the order of ``checks``."""
-    rows: list[DoctorRow | None] = [None] * len(checks)
+async def check_all(
+    targets: list[Target], seconds: float, *, probe: float | None = None
+) -> list[DoctorRow]:
+    """Check every target concurrently; rows come back in the order of ``targets``."""
+    rows: list[DoctorRow | None] = [None] * len(targets)
 
-    async def one(i: int, c: Check) -> None:
-        rows[i] = await check_one(c, seconds)
+    async def one(i: int, t: Target) -> None:
+        rows[i] = await check_target(t, seconds, probe=probe)
 
     async with trio.open_nursery() as nursery:
-        for i, c in enumerate(checks):
-            nursery.start_soon(one, i, c)
+        for i, t in enumerate(targets):
+            nursery.start_soon(one, i, t)
     return [r for r in rows if r is not None]
 
 
-def _commands_from_config(path: str) -> tuple[dict[str, str], float]:
-    app = load_config(path)
-    commands: dict[str, str] = {}
-    for profile in app.profiles.values():
-        provider, config = profile.resolve()
-        commands.setdefault(provider.name, provider.command(config))
-    return commands, app.auth_status_timeout
+# -- output ---------------------------------------------------------------------------------------
 
 
-def _codex_env_from_config(path: str) -> dict[str, str]:
-    """``CODEX_HOME`` of the first codex profile that sets ``codex_home`` (else nothing)."""
-    from ..providers.codex import CodexConfig, codex_env
-
-    for profile in load_config(path).profiles.values():
-        _, config = profile.resolve()
-        if isinstance(config, CodexConfig) and config.codex_home:
-            return {"CODEX_HOME": codex_env(config, {})["CODEX_HOME"]}
-    return {}
+def _width() -> int:
+    return max(40, min(shutil.get_terminal_size((80, 24)).columns, 100))
 
 
-def render_table(rows: list[DoctorRow], *, plain: bool = False) -> None:
-    headers = ("provider", "command", "version", "logged in", "supported", "note")
-    data = [
-        (
-            r.name,
-            r.path or f"{r.command} (not found)",
-            r.version or "-",
-            r.logged_in or "-",
-            r.supported or "-",
-            r.note,
+class _PathWrapper(textwrap.TextWrapper):
+    """Wraps at spaces and, inside a long path, after a ``/`` (never in the middle of a name
+    when a slash is there to break at)."""
+
+    wordsep_simple_re = re.compile(r"(\s+|(?<=/)(?=[^/\s]))")
+
+
+def render_text(rows: list[DoctorRow], width: int = 80) -> str:
+    """One block per target, every line wrapped to ``width`` columns."""
+    label_w = 10
+    out: list[str] = []
+
+    def field(label: str, value: str) -> None:
+        if not value:
+            return
+        wrapper = _PathWrapper(
+            width=width,
+            initial_indent=f"  {label:<{label_w}}",
+            subsequent_indent=" " * (label_w + 2),
+            break_on_hyphens=False,
         )
-        for r in rows
-    ]
-    if not plain:
-        try:
-            from rich.console import Console
-            from rich.table import Table
-        except ImportError:
-            plain = True
-    if not plain:
-        table = Table(title="alice-trio doctor")
-        for h in headers:
-            table.add_column(h, overflow="fold")
-        for row in data:
-            table.add_row(*row)
-        Console(highlight=False).print(table)
-        return
-    widths = [max(len(h), *(len(row[i]) for row in data)) for i, h in enumerate(headers)]
-    for row in (headers, *data):
-        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        sys.stdout.write("\n")
+        out.extend(wrapper.wrap(value) or [f"  {label}"])
+
+    for r in rows:
+        head = f"{r.name}: {r.status}"
+        if r.profile:
+            head = f"{r.name} (profile, provider {r.provider}): {r.status}"
+        out.extend(textwrap.wrap(head, width=width))
+        if r.flavor:
+            field("flavor", r.flavor)
+        field("command", r.path or f"{r.command} (not found)")
+        field("workspace", r.workspace)
+        if r.version:
+            state = {
+                "verified": "verified",
+                "newer": f"newer than verified {r.newest_verified}",
+                "older": f"older than verified {r.newest_verified}",
+                "unverified": f"not verified (newest verified {r.newest_verified})",
+                "unknown": "no verified versions on record",
+            }.get(r.version_status, r.version_status)
+            field("version", f"{r.version} ({state})")
+        field("login", r.logged_in)
+        field("probe", r.probe)
+        for p in r.problems:
+            field("problem", p)
+        for w in r.warnings:
+            field("warning", w)
+        for n in r.notes:
+            field("note", n)
+        out.append("")
+    counts = {s: sum(r.status == s for r in rows) for s in _STATUSES}
+    shown = [f"{n} {_STATUSES[s]}" for s, n in counts.items() if n or s != "not installed"]
+    out.append(", ".join(shown))
+    out.extend(textwrap.wrap(cleanup_line(), width=width, subsequent_indent="  "))
+    return "\n".join(out) + "\n"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    commands: dict[str, str] = {}
-    timeout = DEFAULT_AUTH_STATUS_TIMEOUT
-    if args.config:
-        try:
-            commands, timeout = _commands_from_config(args.config)
-        except ConfigError as exc:
-            from .main import _config_error
+    from .main import CONFIG_ENV, _config_error
 
-            return _config_error(exc)
+    timeout = DEFAULT_AUTH_STATUS_TIMEOUT
+    path = getattr(args, "config", None) or os.environ.get(CONFIG_ENV, "")
+    only = list(getattr(args, "profile", None) or [])
+    try:
+        if path:
+            targets, timeout = profile_targets(path, only)
+        elif only:
+            raise ConfigError(f"--profile needs --config FILE (or ${CONFIG_ENV})")
+        else:
+            targets = default_targets()
+    except ConfigError as exc:
+        return _config_error(exc)
     if args.timeout is not None:
         timeout = args.timeout
-    checks = default_checks(commands)
-    if args.config:
-        codex_env = _codex_env_from_config(args.config)
-        checks = [attrs.evolve(c, env=codex_env) if c.provider == "codex" else c for c in checks]
-    rows = trio.run(check_all, checks, timeout)
+    if timeout <= 0:
+        return _config_error(ConfigError("--timeout must be > 0"))
+    probe = None
+    if getattr(args, "probe", False):
+        probe = args.probe_timeout if args.probe_timeout is not None else DEFAULT_PROBE_TIMEOUT
+    rows = trio.run(lambda: check_all(targets, timeout, probe=probe))
     if args.json:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render_table(rows, plain=args.plain)
-        sys.stdout.write(cleanup_line() + "\n")
+        sys.stdout.write(render_text(rows, _width()))
     return 0
 
 

@@ -303,23 +303,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    rows = []
+    from ..provider_docs import provider_info  # the records, as docs/providers.md shows them
+
+    rows: list[dict[str, Any]] = []
     for name in provider_names():
         try:
-            p = get_provider(name)
+            rows.append(provider_info(get_provider(name)))
         except Exception as exc:  # a broken third-party entry point
             rows.append({"name": name, "error": str(exc)})
-            continue
-        rows.append(
-            {
-                "name": p.name,
-                "description": p.description,
-                "default_command": p.default_command,
-                "config_class": f"{p.config_class.__module__}.{p.config_class.__qualname__}",
-                "steer_mode": p.steer_mode,
-                "interactive": p.session_factory is not None,
-            }
-        )
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
@@ -328,6 +319,12 @@ def cmd_providers(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{row['name']:<10} (failed to load: {row['error']})\n")
         else:
             sys.stdout.write(f"{row['name']:<10} {row['description']}\n")
+            for f in row["flavors"]:
+                s, v = f["session"], f["versions"]
+                when = f"[{f['selected_by']}] " if f["selected_by"] else ""
+                verified = ", ".join(v["verified"]) or "-"
+                sys.stdout.write(f"{'':<10}   {when}sessions {s['protocol']}, steer "
+                                 f"{s['steer_mode']}; verified {verified}\n")  # fmt: skip
     return EXIT_OK
 
 
@@ -399,14 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser(
         "doctor",
-        help="check the installed agent CLIs",
-        description="For each provider: is the CLI on PATH, its version, whether it looks "
-        "logged in, and whether the version is one alice-trio was tested with.",
+        help="check that each profile (or provider) can run here",
+        description="For each profile of the config (--config or $ALICE_TRIO_CONFIG), or each "
+        "provider without one: the CLI on PATH, its version against the versions alice-trio "
+        "verified (newer: a warning), the login, each with the profile's own command, env and "
+        "workspace; --probe runs one real turn. Checks run concurrently, each under --timeout.",
     )
-    doctor.add_argument("--config", "-c", metavar="FILE", help="take commands from this config")
-    doctor.add_argument("--timeout", type=float, metavar="SECS", help="per check (default 15)")
+    doctor.add_argument("--config", "-c", metavar="FILE", help="check this config's profiles")
+    doctor.add_argument("--profile", "-p", action="append", metavar="NAME",
+                        help="only this profile (repeatable)")  # fmt: skip
+    doctor.add_argument("--timeout", type=float, metavar="SECS",
+                        help="deadline of each check (default 15)")  # fmt: skip
+    doctor.add_argument("--probe", action="store_true", help="also run one real agent turn")
+    doctor.add_argument("--probe-timeout", type=float, metavar="SECS",
+                        help="deadline of the probe (default 120)")  # fmt: skip
     doctor.add_argument("--json", action="store_true", help="print JSON")
-    doctor.add_argument("--plain", action="store_true", help="plain text table")
+    doctor.add_argument("--plain", action="store_true", help="(accepted; the output is plain)")
     doctor.set_defaults(func=_lazy("doctor", "cmd_doctor"))
 
     providers = sub.add_parser("providers", help="list the registered providers")

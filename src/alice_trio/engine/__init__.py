@@ -5,4 +5,8 @@
 * :mod:`.reaper` — sweeping processes that escaped the group (subreaper / marker scan).
 * :mod:`.callbacks` — delivering events to callbacks without stalling the reader.
 * :mod:`.stderr_tail` — the bounded stderr tail used in errors.
+
+Internal: no stability promise (see :mod:`alice_trio`), except the process-cleanup switches
+documented in docs/process-cleanup.md (``reaper.configure``/``describe``,
+``guardian.configure``).
 """

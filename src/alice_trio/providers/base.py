@@ -15,12 +15,13 @@ without any process, and the engine (:mod:`alice_trio.engine`) is the only place
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
-from ..errors import AliceError
+from ..errors import AliceError, ConfigError
+from ..file_changes import FileChange, WriteTools, changes_from_tool_call, format_file_changes
 from ..framing import DEFAULT_MAX_LINE_BYTES
 from ..models import (
     EventKind,
@@ -31,6 +32,7 @@ from ..models import (
     Usage,
     redacted_env,
 )
+from .record import Flavor
 
 __all__ = [
     "CLIConfig",
@@ -47,7 +49,7 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
 
-try:  # orjson is optional (extra "fast"); it parses ~3x faster than json
+try:  # orjson is used when installed (not a dependency); it parses ~3x faster than json
     from orjson import loads as json_loads
 except ImportError:  # pragma: no cover - depends on the environment
     json_loads = json.loads
@@ -166,19 +168,44 @@ class Decoder(Protocol):
     def finish(self) -> DecodeOutcome: ...
 
 
+def _flavor_tuple(value: Iterable[Flavor]) -> tuple[Flavor, ...]:
+    return tuple(value)
+
+
+def _flavors(instance: Any, attribute: Any, value: tuple[Flavor, ...]) -> None:
+    names = [f.name for f in value]
+    if not names:
+        raise ValueError("a provider needs at least one flavor")
+    if len(set(names)) != len(names):
+        raise ValueError(f"flavor names must be unique, got {names!r}")
+    if not instance.flavor_field and len(names) != 1:
+        raise ValueError("several flavors need a flavor_field to choose between them")
+    if instance.flavor_field and instance.flavor_field not in attrs.fields_dict(
+        instance.config_class
+    ):
+        raise ValueError(f"flavor_field {instance.flavor_field!r} is not a config field")
+
+
 @attrs.frozen(kw_only=True)
 class Provider:
-    """The registration record of a provider.
+    """The registration record of a provider: how to run it one-shot, and what it can do.
 
-    ``session_factory`` (optional) opens an interactive session driver for this provider; see
-    :mod:`alice_trio.sessions`. ``explain_exit`` (optional) turns an exit code and stderr tail
-    into a clearer message (e.g. gemini's "workspace not trusted", exit 55), or into a more
-    specific error (e.g. an :class:`~alice_trio.errors.AgentError` with the API status that
-    kimi only prints on stderr). ``idle_retry``
-    (optional): after an idle timeout, the request for exactly one more attempt (e.g. codex
-    resumes the thread it already started), or None to give up. ``prepare_request``
-    (optional): completes a request before argv and decoder are built (e.g. legacy kimi picks
-    the session id of a new session itself, since it prints it only on stderr).
+    The one-shot part: ``build_invocation``/``new_decoder`` (pure), ``explain_exit`` (optional)
+    turns an exit code and stderr tail into a clearer message (e.g. gemini's "workspace not
+    trusted", exit 55), or into a more specific error (e.g. an
+    :class:`~alice_trio.errors.AgentError` with the API status that kimi only prints on
+    stderr). ``idle_retry`` (optional): after an idle timeout, the request for exactly one more
+    attempt (e.g. codex resumes the thread it already started), or None to give up.
+    ``prepare_request`` (optional): completes a request before argv and decoder are built (e.g.
+    legacy kimi picks the session id of a new session itself, since it prints it only on stderr).
+
+    What it can do, as data (:mod:`alice_trio.providers.record`): ``flavors`` — for each
+    flavor its interactive session driver (steer mode, capabilities), its version check with
+    the versions it was verified with, and its login check. ``flavor_field`` names the config
+    field whose value picks the flavor ("" for a provider with one flavor). The session
+    registry, ``alice-trio doctor``, ``alice-trio providers`` and ``docs/providers.md`` read
+    these; nothing else keeps a copy. The default is one flavor wrapping one-shot runs as a
+    session (steer mode ``queue_when_busy``), no version table and no login check.
     """
 
     name: str
@@ -190,11 +217,40 @@ class Provider:
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None
     idle_retry: Callable[[RunRequest, RunResult], RunRequest | None] | None = None
     prepare_request: Callable[[RunRequest, Any], RunRequest] | None = None
-    session_factory: Any = None
-    steer_mode: str = "queue_when_busy"
+    flavor_field: str = ""
+    flavors: tuple[Flavor, ...] = attrs.field(
+        default=(Flavor(),), converter=_flavor_tuple, validator=_flavors
+    )
 
     def command(self, config: CLIConfig) -> str:
         return config.command.strip() or self.default_command
+
+    @property
+    def default_flavor(self) -> Flavor:
+        """The flavor of a config that leaves ``flavor_field`` at its default."""
+        if self.flavor_field:
+            fields = attrs.fields_dict(self.config_class)
+            field = fields.get(self.flavor_field)
+            if field is not None and field.default is not attrs.NOTHING:
+                return self.flavor(str(field.default))
+        return self.flavors[0]
+
+    def flavor(self, name: str) -> Flavor:
+        """The flavor called ``name``; raises :class:`~alice_trio.errors.ConfigError`."""
+        for f in self.flavors:
+            if f.name == name:
+                return f
+        known = ", ".join(repr(f.name) for f in self.flavors)
+        raise ConfigError(f"{self.name} has no flavor {name!r} (known: {known})")
+
+    def flavor_of(self, config: CLIConfig) -> Flavor:
+        """The flavor ``config`` selects through ``flavor_field``."""
+        if not self.flavor_field:
+            return self.flavors[0]
+        value = getattr(config, self.flavor_field, None)
+        if value is None:
+            return self.default_flavor
+        return self.flavor(str(value))
 
 
 def merge_env(*layers: Mapping[str, str] | None) -> dict[str, str]:
@@ -238,6 +294,8 @@ class JsonLineDecoder:
     provider: ClassVar[str] = ""
     #: message used when the turn ends with no assistant text ("" = not an error)
     no_reply_message: ClassVar[str] = ""
+    #: the CLI's file-writing tools (see :mod:`alice_trio.file_changes`)
+    write_tools: ClassVar[WriteTools] = {}
 
     def __init__(self, *, thread_id: str = "") -> None:
         self.thread_id = thread_id
@@ -248,6 +306,7 @@ class JsonLineDecoder:
         self.interrupted = False
         self._terminal = False
         self.unknown_lines = 0
+        self._pending_writes: dict[str, list[FileChange]] = {}
 
     @property
     def terminal(self) -> bool:
@@ -277,6 +336,22 @@ class JsonLineDecoder:
     def _event(self, kind: EventKind, line: str, **kw: Any) -> TurnEvent:
         kw.setdefault("thread_id", self.thread_id)
         return TurnEvent(kind=kind, raw=line, provider=self.provider, **kw)
+
+    def _tool_called(self, tool_id: str, name: str, arguments: Any) -> None:
+        """Remember the files a write/edit tool call names until its result says it ran."""
+        changes = changes_from_tool_call(self.write_tools, name, arguments)
+        if changes:
+            self._pending_writes[tool_id] = changes
+
+    def _tool_done(self, tool_id: str, ok: bool, line: str) -> list[TurnEvent]:
+        """The ``file_change`` event of a finished write/edit tool call (none if it failed, was
+        declined or named no file: the turn-end snapshot still sees what really changed)."""
+        changes = self._pending_writes.pop(tool_id, None)
+        return self._file_changes(changes, line) if ok and changes else []
+
+    def _file_changes(self, changes: list[FileChange], line: str) -> list[TurnEvent]:
+        text = format_file_changes(changes)
+        return [self._event(EventKind.FILE_CHANGE, line, text=text, files=tuple(changes))]
 
     def _unknown(self, line: str, why: str) -> TurnEvent:
         self.unknown_lines += 1

@@ -49,6 +49,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, EmptyPromptError
+from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
     CLIConfig,
@@ -228,12 +229,22 @@ def retry_notice(obj: Mapping[str, Any]) -> str:
     return text
 
 
+#: claude's file-writing tools: name → (path arguments, kind)
+WRITE_TOOLS: WriteTools = {
+    "Write": (("file_path",), FileChangeKind.WRITTEN),
+    "Edit": (("file_path",), FileChangeKind.MODIFIED),
+    "MultiEdit": (("file_path",), FileChangeKind.MODIFIED),
+    "NotebookEdit": (("notebook_path",), FileChangeKind.MODIFIED),
+}
+
+
 class ClaudeStreamDecoder(JsonLineDecoder):
     """Decoder of ``claude -p --output-format stream-json --verbose`` stdout (see the module
     docstring for the mapping); never raises, unknown types become ``unknown`` events."""
 
     provider = "claude"
     no_reply_message = NO_REPLY_MESSAGE
+    write_tools = WRITE_TOOLS
 
     def __init__(self, *, thread_id: str = "") -> None:
         super().__init__(thread_id=thread_id)
@@ -285,6 +296,9 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                         texts.append(text)
                 elif btype in ("tool_use", "server_tool_use"):
                     tools.append(_format_tool_use(block))
+                    self._tool_called(
+                        as_str(block.get("id")), as_str(block.get("name")), block.get("input")
+                    )
                 elif btype == "thinking":
                     text = as_str(block.get("thinking"))
                     if text:
@@ -334,6 +348,8 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                     if output:
                         text += f": {output}"
                     events.append(self._event(EventKind.TOOL_RESULT, line, text=text))
+                    ok = not _truthy(block.get("is_error"))
+                    events += self._tool_done(as_str(block.get("tool_use_id")), ok, line)
                 elif btype == "text":
                     texts.append(as_str(block.get("text")))
         text = "\n".join(t for t in texts if t)
@@ -404,6 +420,10 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
     return None
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+
 PROVIDER = Provider(
     name="claude",
     default_command="claude",
@@ -413,5 +433,25 @@ PROVIDER = Provider(
     description="Anthropic claude Code, one-shot `claude -p --output-format stream-json`"
     " (prompt on stdin)",
     explain_exit=explain_exit,
-    steer_mode="native_enqueue",
+    flavors=(
+        Flavor(
+            label="Claude Code",
+            session=SessionSpec(
+                factory="alice_trio.sessions.claude_stream:open_driver",
+                protocol="`claude -p` bidirectional stream-json",
+                long_lived=True,
+                steer_mode="native_enqueue",
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
+            ),
+            versions=VersionCheck(verified=("2.1.197",), source="npm @anthropic-ai/claude-code"),
+            auth=AuthCheck(
+                status_args=("auth", "status"),
+                status_json_key="loggedIn",
+                env_keys=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"),
+                otherwise="no",
+            ),
+        ),
+    ),
 )

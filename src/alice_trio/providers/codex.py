@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, EmptyPromptError
+from ..file_changes import FileChange, FileChangeKind, format_file_changes, merge_changes
 from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
 from .base import CLIConfig, DecodeOutcome, Invocation, JsonLineDecoder, Provider, as_int, as_str
 
@@ -37,6 +38,7 @@ __all__ = [
     "ProfileOverride",
     "build_invocation",
     "explain_exit",
+    "file_changes_of",
     "format_file_change",
     "idle_retry",
     "idle_timeout_for",
@@ -254,9 +256,9 @@ def _norm_path(path: str, workspace: str) -> str:
     return path
 
 
-def format_file_change(item: Mapping[str, Any], workspace: str = "") -> str:
-    """A readable summary of a codex ``file_change`` item: one ``- `path` kind (+a/-d)`` line
-    per path, sorted, paths relative to ``workspace`` when under it. ``""`` if it names no path.
+def file_changes_of(item: Mapping[str, Any], workspace: str = "") -> list[FileChange]:
+    """The files of a codex ``file_change`` item, sorted by path, relative to ``workspace``
+    when under it; ``[]`` if it names no path.
 
     Entries come from the item itself, ``changed_file`` and ``changes[]``; a path named twice
     keeps added/deleted over modified and real line counts over zeros.
@@ -270,27 +272,29 @@ def format_file_change(item: Mapping[str, Any], workspace: str = "") -> str:
         entries += [c for c in changes if isinstance(c, Mapping)]
     elif isinstance(changes, Mapping):  # {"path": {...}} form
         entries += [{"path": k, **v} for k, v in changes.items() if isinstance(v, Mapping)]
-    merged: dict[str, list[Any]] = {}
+    failed = as_str(item.get("status")).lower() == "failed"
+    out = []
     for entry in entries:
         path = next((as_str(entry.get(k)) for k in _PATH_KEYS if as_str(entry.get(k))), "")
         if not path:
             continue
-        path = _norm_path(path, workspace)
         kind = (_kind(entry) if entry is not item else "") or default_kind or "modified"
-        added, removed = _stat(entry, _ADDED_KEYS), _stat(entry, _REMOVED_KEYS)
-        old = merged.setdefault(path, [kind, added, removed])
-        if old[0] == "modified":
-            old[0] = kind
-        old[1], old[2] = old[1] or added, old[2] or removed
-    failed = as_str(item.get("status")).lower() == "failed"
-    lines = []
-    for path in sorted(merged):
-        kind, added, removed = merged[path]
-        line = f"- `{path}` {kind}"
-        if added or removed:
-            line += f" (+{added}/-{removed})"
-        lines.append(line + (" (failed)" if failed else ""))
-    return "\n".join(lines)
+        out.append(
+            FileChange(
+                path=_norm_path(path, workspace),
+                kind=FileChangeKind(kind),
+                added_lines=max(0, _stat(entry, _ADDED_KEYS)),
+                removed_lines=max(0, _stat(entry, _REMOVED_KEYS)),
+                failed=failed,
+            )
+        )
+    return merge_changes(out)
+
+
+def format_file_change(item: Mapping[str, Any], workspace: str = "") -> str:
+    """A readable summary of a codex ``file_change`` item: one ``- `path` kind (+a/-d)`` line
+    per path (:func:`file_changes_of`), ``""`` if it names no path."""
+    return format_file_changes(file_changes_of(item, workspace))
 
 
 # -- decoder ------------------------------------------------------------------------------------
@@ -371,8 +375,8 @@ class CodexExecDecoder(JsonLineDecoder):
             text = as_str(item.get("text"))
             return [self._event(EventKind.REASONING, line, text=text)] if text else []
         if itype == "file_change":
-            text = format_file_change(item, self.workspace)
-            return [self._event(EventKind.FILE_CHANGE, line, text=text)] if text else []
+            files = file_changes_of(item, self.workspace)
+            return self._file_changes(files, line) if files else []
         if itype == "error":
             return [self._event(EventKind.UNKNOWN, line, text=as_str(item.get("message")))]
         if itype == "mcp_tool_call":
@@ -436,6 +440,10 @@ def idle_retry(request: RunRequest, partial: RunResult) -> RunRequest | None:
     return request.evolve(thread_id=thread, user_text=IDLE_RESUME_PROMPT)
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+
 PROVIDER = Provider(
     name="codex",
     default_command="codex",
@@ -445,5 +453,25 @@ PROVIDER = Provider(
     description="OpenAI codex, one-shot `codex exec --json` (prompt on stdin)",
     explain_exit=explain_exit,
     idle_retry=idle_retry,
-    steer_mode="native",
-)
+    flavors=(
+        Flavor(
+            label="codex-cli",
+            session=SessionSpec(
+                factory="alice_trio.sessions.codex_app_server:open_driver",
+                protocol="`codex app-server` (JSON-RPC over stdio)",
+                long_lived=True,
+                steer_mode="native",
+                capabilities=Capabilities(
+                    approvals=True, questions=True, file_changes=True, model_switch=True,
+                    resume=True,
+                ),
+            ),
+            versions=VersionCheck(verified=("0.171.0",), source="npm @openai/codex"),
+            auth=AuthCheck(
+                status_args=("login", "status"),
+                env_keys=("OPENAI_API_KEY", "CODEX_API_KEY"),
+                otherwise="no",
+            ),
+        ),
+    ),
+)  # fmt: skip

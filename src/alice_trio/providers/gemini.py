@@ -52,6 +52,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, EmptyPromptError
+from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
     CLIConfig,
@@ -247,6 +248,13 @@ def stats_usage(stats: Any) -> Usage | None:
     return total
 
 
+#: gemini-cli's file-writing tools: name → (path arguments, kind)
+WRITE_TOOLS: WriteTools = {
+    "write_file": (("file_path",), FileChangeKind.WRITTEN),
+    "replace": (("file_path",), FileChangeKind.MODIFIED),
+}
+
+
 class GeminiStreamDecoder(JsonLineDecoder):
     """Decoder of ``gemini -o stream-json`` stdout (see the module docstring for the
     mapping); never raises. Lines that are not JSON objects of a known type never end an
@@ -254,6 +262,7 @@ class GeminiStreamDecoder(JsonLineDecoder):
 
     provider = "gemini"
     no_reply_message = NO_REPLY_MESSAGE
+    write_tools = WRITE_TOOLS
 
     def __init__(self, *, thread_id: str = "") -> None:
         super().__init__(thread_id=thread_id)
@@ -311,7 +320,9 @@ class GeminiStreamDecoder(JsonLineDecoder):
         return [self._event(EventKind.THREAD_STARTED, line)]
 
     def _tool_use(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
-        text = f"tool_use name=`{as_str(obj.get('tool_name'))}` id=`{as_str(obj.get('tool_id'))}`"
+        name, tool_id = as_str(obj.get("tool_name")), as_str(obj.get("tool_id"))
+        self._tool_called(tool_id, name, obj.get("parameters"))
+        text = f"tool_use name=`{name}` id=`{tool_id}`"
         return [self._event(EventKind.TOOL_USE, line, text=text)]
 
     def _tool_result(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
@@ -321,7 +332,9 @@ class GeminiStreamDecoder(JsonLineDecoder):
         detail = detail or as_str(obj.get("output"))
         if detail:
             text += f": {detail}"
-        return [self._event(EventKind.TOOL_RESULT, line, text=text)]
+        ok = as_str(obj.get("status")).lower() == "success"
+        done = self._tool_done(as_str(obj.get("tool_id")), ok, line)
+        return [self._event(EventKind.TOOL_RESULT, line, text=text), *done]
 
     def _thought(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         subject, description = as_str(obj.get("subject")), as_str(obj.get("description"))
@@ -441,6 +454,24 @@ def _stderr_error(stderr_tail: str) -> str:
     return ""
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import (  # noqa: E402
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
+
+_VERSIONS = VersionCheck(verified=("0.61.0",), source="npm @google/gemini-cli")
+_AUTH = AuthCheck(
+    env_keys=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
+    files=(CredentialPath(name="oauth_creds.json", default_dir="~/.gemini"),),
+    otherwise="no",
+)
+
 PROVIDER = Provider(
     name="gemini",
     default_command="gemini",
@@ -449,5 +480,37 @@ PROVIDER = Provider(
     new_decoder=new_decoder,
     description="Google gemini CLI, one-shot `gemini -o stream-json` (prompt on stdin)",
     explain_exit=explain_exit,
-    steer_mode="queue_when_busy",
+    flavor_field="session_protocol",
+    flavors=(
+        Flavor(
+            name="acp",
+            label="Gemini CLI, sessions over ACP",
+            session=SessionSpec(
+                factory="alice_trio.sessions.acp:open_gemini_driver",
+                protocol="`gemini --acp` (ACP)",
+                long_lived=True,
+                steer_mode="queue_when_busy",
+                # questions: the shared ACP driver routes an agent's questions (gemini 0.61
+                # has no question tool, so in practice none arrive)
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
+            ),
+            versions=_VERSIONS,
+            auth=_AUTH,
+        ),
+        Flavor(
+            name="oneshot",
+            label="Gemini CLI, one `gemini -p` per turn",
+            session=SessionSpec(
+                factory="alice_trio.sessions.oneshot_driver:open_gemini_driver",
+                protocol="one `gemini -o stream-json` run per turn",
+                long_lived=False,
+                steer_mode="queue_when_busy",
+                capabilities=Capabilities(file_changes=True, model_switch=True, resume=True),
+            ),
+            versions=_VERSIONS,
+            auth=_AUTH,
+        ),
+    ),
 )

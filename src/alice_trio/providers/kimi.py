@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ..errors import AgentError
+from ..file_changes import FileChangeKind, WriteTools
 from ..models import EventKind, RunRequest, TurnEvent
 from .base import (
     CLIConfig,
@@ -198,6 +199,35 @@ def _arguments(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def tool_calls(calls: Any) -> list[tuple[str, str, Any]]:
+    """``(id, name, arguments)`` of each OpenAI-style tool call; string arguments are parsed
+    as JSON (left as they are when they are not JSON)."""
+    out: list[tuple[str, str, Any]] = []
+    for call in calls if isinstance(calls, list) else ():
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function")
+        src = fn if isinstance(fn, dict) else call
+        args = src.get("arguments", src.get("args"))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except (ValueError, RecursionError):
+                pass
+        out.append((as_str(call.get("id")), as_str(src.get("name")), args))
+    return out
+
+
+#: Kimi Code's (``Write``/``Edit``) and legacy kimi-cli's (``WriteFile``/``StrReplaceFile``)
+#: file-writing tools: name → (path arguments, kind)
+WRITE_TOOLS: WriteTools = {
+    "Write": (("path", "file_path"), FileChangeKind.WRITTEN),
+    "Edit": (("path", "file_path"), FileChangeKind.MODIFIED),
+    "WriteFile": (("path",), FileChangeKind.WRITTEN),
+    "StrReplaceFile": (("path",), FileChangeKind.MODIFIED),
+}
+
+
 def format_tool_calls(calls: Any) -> str:
     """Spec §6.4.2 tool format: ``<type> id=`…` name=`…` arguments=`…``` per call (empty parts
     left out), several calls joined with ``"; "``."""
@@ -247,6 +277,7 @@ class KimiDecoder(JsonLineDecoder):
 
     provider: ClassVar[str] = "kimi"
     no_reply_message: ClassVar[str] = NO_REPLY_MESSAGE
+    write_tools: ClassVar[WriteTools] = WRITE_TOOLS
 
     def __init__(self, *, thread_id: str = "") -> None:
         super().__init__(thread_id=thread_id)
@@ -308,6 +339,8 @@ class KimiDecoder(JsonLineDecoder):
             tools = format_tool_calls(msg.get("tool_calls"))
             if tools:
                 events.append(self._event(EventKind.TOOL_USE, line, text=tools))
+                for call_id, name, args in tool_calls(msg.get("tool_calls")):
+                    self._tool_called(call_id, name, args)
             return events
         if role == "tool":
             self._pending_retry = None
@@ -316,7 +349,9 @@ class KimiDecoder(JsonLineDecoder):
             detail = f"tool_result id=`{call_id}`" if call_id else "tool_result"
             if text:
                 detail += f" {text}"
-            return [*events, self._event(EventKind.TOOL_RESULT, line, text=detail)]
+            ok = not any(msg.get(key) is True for key in ("is_error", "isError"))
+            done = self._tool_done(call_id, ok, line)
+            return [*events, self._event(EventKind.TOOL_RESULT, line, text=detail), *done]
         if role in ("user", "system"):
             return events
         if events:
@@ -396,6 +431,17 @@ def prepare_request(request: RunRequest, config: KimiConfig) -> RunRequest:
     return request
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import (  # noqa: E402
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
+
 PROVIDER = Provider(
     name="kimi",
     default_command="kimi",
@@ -405,5 +451,58 @@ PROVIDER = Provider(
     description="Kimi Code 2.x (kimi -p --output-format stream-json) or legacy kimi-cli --print",
     explain_exit=explain_exit,
     prepare_request=prepare_request,
-    steer_mode="native",
-)
+    flavor_field="flavor",
+    flavors=(
+        Flavor(
+            name="code",
+            label="Kimi Code 2.x",
+            session=SessionSpec(
+                factory="alice_trio.sessions.acp:open_kimi_driver",
+                protocol="`kimi acp` (ACP)",
+                long_lived=True,
+                steer_mode="queue_when_busy",
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
+            ),
+            versions=VersionCheck(verified=("2.1.0",), source="npm @moonshot-ai/kimi-code"),
+            auth=AuthCheck(
+                env_keys=("KIMI_MODEL_API_KEY", "KIMI_API_KEY", "MOONSHOT_API_KEY"),
+                files=(
+                    CredentialPath(
+                        dir_env="KIMI_CODE_HOME", default_dir="~/.kimi-code", means="unknown"
+                    ),
+                ),
+                otherwise="no",
+            ),
+        ),
+        Flavor(
+            name="legacy",
+            label="kimi-cli (legacy)",
+            session=SessionSpec(
+                factory="alice_trio.sessions.kimi_wire:open_driver",
+                protocol="`kimi --wire` (legacy wire JSON-RPC)",
+                long_lived=True,
+                steer_mode="native",
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
+            ),
+            versions=VersionCheck(
+                verified=("1.50.0",),
+                source="pypi kimi-cli",
+                notes={"no longer maintained": "a deprecation stub: install kimi-cli 1.50.0"},
+            ),
+            auth=AuthCheck(
+                env_keys=("KIMI_API_KEY",),
+                files=(
+                    CredentialPath(
+                        name="config.toml", dir_env="KIMI_SHARE_DIR", default_dir="~/.kimi",
+                        means="unknown",
+                    ),
+                ),
+                otherwise="no",
+            ),
+        ),
+    ),
+)  # fmt: skip

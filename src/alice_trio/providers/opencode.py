@@ -43,6 +43,13 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..file_changes import (
+    FileChange,
+    FileChangeKind,
+    WriteTools,
+    changes_from_tool_call,
+    merge_changes,
+)
 from ..models import EventKind, RunRequest, TurnEvent, Usage
 from .base import (
     CLIConfig,
@@ -188,6 +195,29 @@ def format_tool_part(part: Any) -> str:
     return " ".join(bits)
 
 
+#: opencode's file-writing tools: name → (path arguments, kind)
+WRITE_TOOLS: WriteTools = {
+    "write": (("filePath",), FileChangeKind.WRITTEN),
+    "edit": (("filePath",), FileChangeKind.MODIFIED),
+    "multiedit": (("filePath",), FileChangeKind.MODIFIED),
+}
+
+
+def part_file_changes(part: Any) -> list[FileChange]:
+    """The files a message part says were changed: a *completed* write/edit tool part
+    (``state.input.filePath``), or a ``patch`` part (``files[]``, opencode's own record of
+    what a step changed)."""
+    part = _dict(part)
+    if as_str(part.get("type")) == "patch":
+        files = part.get("files")
+        paths = [as_str(f) for f in files] if isinstance(files, list) else []
+        return merge_changes(FileChange(path=p, kind=FileChangeKind.WRITTEN) for p in paths if p)
+    state = _dict(part.get("state"))
+    if as_str(state.get("status")) != "completed":
+        return []
+    return changes_from_tool_call(WRITE_TOOLS, as_str(part.get("tool")), state.get("input"))
+
+
 def usage_from_tokens(tokens: Any) -> Usage:
     """A :class:`Usage` from a ``step_finish`` ``part.tokens`` object (see the module doc)."""
     tokens = _dict(tokens)
@@ -232,7 +262,9 @@ class OpenCodeDecoder(JsonLineDecoder):
             text = as_str(part.get("text"))
             return events + ([self._event(EventKind.REASONING, line, text=text)] if text else [])
         if etype == "tool_use":
-            return [*events, self._event(EventKind.TOOL_USE, line, text=format_tool_part(part))]
+            events.append(self._event(EventKind.TOOL_USE, line, text=format_tool_part(part)))
+            changes = part_file_changes(part)
+            return events + (self._file_changes(changes, line) if changes else [])
         if etype == "step_finish":
             return events + self._step_finish(part, line)
         if etype == "error":
@@ -295,6 +327,17 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
     return None
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import (  # noqa: E402
+    AuthCheck,
+    Capabilities,
+    CredentialPath,
+    Flavor,
+    SessionSpec,
+    VersionCheck,
+)
+
 PROVIDER = Provider(
     name="opencode",
     default_command="opencode",
@@ -303,5 +346,32 @@ PROVIDER = Provider(
     new_decoder=new_decoder,
     description="OpenCode (opencode run --format json, prompt on stdin)",
     explain_exit=explain_exit,
-    steer_mode="native_enqueue",
-)
+    flavors=(
+        Flavor(
+            label="OpenCode",
+            session=SessionSpec(
+                factory="alice_trio.sessions.opencode_serve:open_driver",
+                protocol="`opencode serve` (HTTP + server-sent events)",
+                long_lived=True,
+                steer_mode="native_enqueue",
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
+            ),
+            versions=VersionCheck(verified=("1.18.33",), source="npm opencode-ai"),
+            auth=AuthCheck(
+                files=(
+                    CredentialPath(
+                        name="opencode/auth.json", dir_env="XDG_DATA_HOME",
+                        default_dir="~/.local/share",
+                    ),
+                ),
+                env_keys=(
+                    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY",
+                    "DEEPSEEK_API_KEY",
+                ),
+                otherwise="unknown",
+            ),
+        ),
+    ),
+)  # fmt: skip

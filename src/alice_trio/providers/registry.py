@@ -8,7 +8,9 @@ A third-party package registers a provider without touching this package, in its
 
 where ``PROVIDER`` is a :class:`~alice_trio.providers.base.Provider`. Names are trimmed and
 lower-cased; an unknown name raises :class:`~alice_trio.errors.UnknownProviderError` listing the
-known ones.
+known ones. An entry point that fails to import, or names something that is not a ``Provider``,
+does not break the others: its name is still listed and :func:`get_provider` raises
+:class:`~alice_trio.errors.ConfigError` saying why it could not be loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from ..errors import UnknownProviderError
+from ..errors import ConfigError, UnknownProviderError
 from .base import Provider
 
 __all__ = ["ENTRY_POINT_GROUP", "get_provider", "provider_names", "register_provider"]
@@ -34,6 +36,7 @@ BUILTIN_MODULES: dict[str, str] = {
 }
 
 _registry: dict[str, Provider] = {}
+_broken: dict[str, str] = {}  # entry-point name -> why it could not be loaded
 _entry_points_loaded = False
 
 
@@ -57,9 +60,16 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party package must not break the others
+            _broken[normalize_name(ep.name)] = f"{type(exc).__name__}: {exc}"
+            continue
         provider = getattr(obj, "PROVIDER", obj)
-        if isinstance(provider, Provider) and normalize_name(provider.name) not in _registry:
+        if not isinstance(provider, Provider):
+            _broken[normalize_name(ep.name)] = f"{ep.value} is not a Provider"
+            continue
+        if normalize_name(provider.name) not in _registry:
             _registry[normalize_name(provider.name)] = provider
 
 
@@ -73,7 +83,7 @@ def _load_builtin(key: str) -> None:
 def provider_names() -> list[str]:
     """Every known provider name (built-in and from entry points), sorted."""
     _load_entry_points()
-    return sorted(set(BUILTIN_MODULES) | set(_registry))
+    return sorted(set(BUILTIN_MODULES) | set(_registry) | set(_broken))
 
 
 def get_provider(name: str) -> Provider:
@@ -87,4 +97,9 @@ def get_provider(name: str) -> Provider:
     _load_entry_points()
     if key in _registry:
         return _registry[key]
+    if key in _broken:
+        raise ConfigError(
+            f'provider "{key}" (entry point {ENTRY_POINT_GROUP}) could not be loaded: '
+            f"{_broken[key]}"
+        )
     raise UnknownProviderError(name, provider_names())

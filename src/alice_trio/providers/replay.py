@@ -68,6 +68,10 @@ def new_decoder(request: RunRequest, config: ReplayConfig) -> Decoder:
     return delegate.new_decoder(request, delegate.config_class())
 
 
+# -- registration ---------------------------------------------------------------------------------
+
+from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+
 PROVIDER = Provider(
     name="replay",
     default_command=sys.executable,
@@ -75,5 +79,16 @@ PROVIDER = Provider(
     build_invocation=build_invocation,
     new_decoder=new_decoder,
     description="replays a recorded transcript (no agent CLI needed)",
-    steer_mode="queue_when_busy",
+    flavors=(
+        Flavor(
+            label="recorded transcript",
+            # the recorded events, decoded by `decode_as` (codex by default: file changes)
+            session=SessionSpec(
+                protocol="one replayed run per turn",
+                capabilities=Capabilities(file_changes=True),
+            ),
+            versions=VersionCheck(pattern=r"Python (?P<v>\d+\.\d+\.\d+)"),
+            auth=AuthCheck(otherwise="not needed"),
+        ),
+    ),
 )

@@ -160,5 +160,5 @@ class CodexAppServerDriver(RpcDriver):
 def open_driver(
     config: CodexConfig, initial: RunRequest, *, approver: Approver | None = None
 ) -> CodexAppServerDriver:
-    """The session factory for codex (``Provider.session_factory``)."""
+    """The session factory for codex (named in its provider record)."""
     return CodexAppServerDriver(config, initial, approver=approver)

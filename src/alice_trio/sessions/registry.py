@@ -1,15 +1,17 @@
-"""Which session driver speaks which provider's interactive protocol.
+"""Which session driver speaks a provider's interactive protocol: read from the provider record.
 
-The table maps a provider name to a ``"module:factory"`` string, imported only when a session
-for that provider is opened. A factory has the signature
-``factory(config, initial: RunRequest) -> SessionDriver``. A third-party provider names its own
-factory in :attr:`Provider.session_factory <alice_trio.providers.base.Provider>` (a
-``"module:factory"`` string or the callable itself); a provider with neither gets the one-shot
-wrapping driver (:mod:`alice_trio.sessions.oneshot_driver`, steer mode ``queue_when_busy``).
+The provider record (:class:`~alice_trio.providers.base.Provider`) names, per flavor, a
+:class:`~alice_trio.providers.record.SessionSpec` whose ``factory`` is a ``"module:factory"``
+string imported only when a session for that flavor opens (or a callable). The flavor comes
+from the config (:meth:`Provider.flavor_of`): kimi's ``flavor: legacy`` selects the legacy wire
+driver, gemini's ``session_protocol: oneshot`` one ``gemini -p`` run per turn. A provider that
+names no driver gets :func:`open_oneshot_driver`, which wraps its one-shot runs as a session
+(steer mode ``queue_when_busy``). This module holds no table of its own.
 
-Kimi is one provider with two interactive protocols: ``flavor: legacy`` (kimi-cli 1.50) speaks
-the legacy wire protocol, Kimi Code 2.x speaks ACP. Gemini speaks ACP (``gemini --acp``) unless
-``session_protocol: oneshot`` asks for one ``gemini -p`` run per turn.
+A factory has the signature ``factory(config, initial: RunRequest) -> SessionDriver`` and may
+declare the keywords ``approver`` (also passed to ``**kwargs``) and ``provider`` (the
+:class:`Provider` record; passed only when named); they are passed only to a factory that
+takes them.
 """
 
 from __future__ import annotations
@@ -22,33 +24,23 @@ from typing import Any
 from ..errors import ConfigError
 from ..models import RunRequest
 from ..providers.base import CLIConfig, Provider
+from ..providers.record import SessionSpec
 from .driver import SessionDriver
 
 __all__ = [
-    "SESSION_DRIVERS",
     "DriverFactory",
     "create_driver",
     "load_factory",
+    "open_oneshot_driver",
     "resolve_factory",
+    "session_spec",
 ]
 
-DriverFactory = Callable[[Any, RunRequest], SessionDriver]
-
-#: session-driver name -> "module:factory"
-SESSION_DRIVERS: dict[str, str] = {
-    "codex": "alice_trio.sessions.codex_app_server:open_driver",
-    "claude": "alice_trio.sessions.claude_stream:open_driver",
-    "gemini": "alice_trio.sessions.oneshot_driver:open_gemini_driver",
-    "gemini-acp": "alice_trio.sessions.acp:open_gemini_driver",
-    "kimi": "alice_trio.sessions.acp:open_kimi_driver",
-    "kimi-wire": "alice_trio.sessions.kimi_wire:open_driver",
-    "opencode": "alice_trio.sessions.opencode_serve:open_driver",
-    "acp": "alice_trio.sessions.acp:open_acp_driver",
-}
+DriverFactory = Callable[..., SessionDriver]
 
 
 def load_factory(spec: str | Callable[..., Any]) -> DriverFactory:
-    """Import ``"module:factory"`` (or return a callable unchanged)."""
+    """Import ``"module:factory"`` (or return a callable unchanged). Raises ConfigError."""
     if callable(spec):
         return spec
     module, sep, attr = str(spec).partition(":")
@@ -60,27 +52,27 @@ def load_factory(spec: str | Callable[..., Any]) -> DriverFactory:
         raise ConfigError(f"cannot load session driver {spec!r}: {exc}") from exc
     if not callable(obj):
         raise ConfigError(f"session driver {spec!r} is not callable")
-    return obj
+    return obj  # type: ignore[no-any-return]
+
+
+def session_spec(provider: Provider, config: CLIConfig) -> SessionSpec:
+    """The session part of the flavor ``config`` selects."""
+    return provider.flavor_of(config).session
 
 
 def resolve_factory(provider: Provider, config: CLIConfig) -> DriverFactory:
-    """The driver factory for ``provider`` (see the module docstring for the order)."""
-    if provider.session_factory:
-        return load_factory(provider.session_factory)
-    name = provider.name.strip().lower()
-    if name == "kimi" and getattr(config, "flavor", "") == "legacy":
-        name = "kimi-wire"
-    if name == "gemini" and getattr(config, "session_protocol", "acp") == "acp":
-        name = "gemini-acp"
-    spec = SESSION_DRIVERS.get(name)
-    if spec is not None:
-        return load_factory(spec)
-    from .oneshot_driver import OneShotDriver
+    """The driver factory for ``provider`` with ``config`` (see the module docstring)."""
+    return load_factory(session_spec(provider, config).factory)
 
-    def factory(cfg: Any, initial: RunRequest) -> SessionDriver:
-        return OneShotDriver(provider, cfg)
 
-    return factory
+def _accepts(factory: Callable[..., Any], name: str, *, var_keyword: bool = True) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    if name in params:
+        return True
+    return var_keyword and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def create_driver(
@@ -88,19 +80,22 @@ def create_driver(
 ) -> SessionDriver:
     """Build the session driver for ``provider``; ``approver`` goes to factories that take it.
 
-    Every built-in interactive driver takes one (:mod:`alice_trio.sessions.approval`). Raises
-    :class:`ConfigError` when an approver is given for a driver that has no approval protocol
-    (the one-shot wrapping driver, a third-party factory without an ``approver`` parameter)."""
-    factory = resolve_factory(provider, config)
-    if approver is None:
-        return factory(config, initial)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        params = {}
-    takes = "approver" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
-    if not takes:
-        raise ConfigError(f"the {provider.name} session driver takes no approver")
-    return factory(config, initial, approver=approver)
+    Raises :class:`ConfigError` when an approver is given for a driver that has no approval
+    protocol (its record says ``approvals`` is false: the one-shot wrappers cannot ask)."""
+    spec = session_spec(provider, config)
+    factory = load_factory(spec.factory)
+    kwargs: dict[str, Any] = {}
+    if _accepts(factory, "provider", var_keyword=False):
+        kwargs["provider"] = provider
+    if approver is not None:
+        if not spec.capabilities.approvals or not _accepts(factory, "approver"):
+            raise ConfigError(f"the {provider.name} session driver takes no approver")
+        kwargs["approver"] = approver
+    return factory(config, initial, **kwargs)
+
+
+def open_oneshot_driver(config: Any, initial: RunRequest, *, provider: Provider) -> SessionDriver:
+    """A session over one-shot runs of ``provider`` (one process per turn, input queued)."""
+    from .oneshot_driver import OneShotDriver
+
+    return OneShotDriver(provider, config)

@@ -259,7 +259,3 @@ class RpcDriver:
         if not prompt:
             raise EmptyPromptError()
         return prompt
-
-
-def closed_error(provider: str) -> TransportClosedError:
-    return TransportClosedError(f"{provider} session is closed", provider=provider)

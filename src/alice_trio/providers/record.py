@@ -1,0 +1,229 @@
+"""What a provider can do, as data: the parts of the :class:`~alice_trio.providers.base.Provider`
+record that the session registry, ``alice-trio doctor``, ``alice-trio providers`` and the
+generated docs (``docs/providers.md``) read instead of keeping copies of their own.
+
+A provider has one or more :class:`Flavor` s, chosen by one field of its config
+(:attr:`Provider.flavor_field <alice_trio.providers.base.Provider.flavor_field>`): kimi's
+``flavor`` (Kimi Code 2.x or the legacy kimi-cli, two different CLIs), gemini's
+``session_protocol`` (``gemini --acp`` or one ``gemini -p`` per turn). A flavor says
+
+* which interactive session driver speaks it (:class:`SessionSpec`: a lazily imported
+  ``"module:factory"`` reference, so this package never imports trio), with its steer mode and
+  :class:`Capabilities`;
+* how to ask the CLI for its version and which versions it was verified with
+  (:class:`VersionCheck`; the e2e lane's pins in ``tests/e2e/clis/`` must equal the newest
+  verified version, a test checks that);
+* how to tell whether it is logged in (:class:`AuthCheck`).
+
+Everything here is pure data with validation at construction; nothing does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ONESHOT_SESSION_FACTORY",
+    "STEER_MODES",
+    "AuthCheck",
+    "Capabilities",
+    "CredentialPath",
+    "Flavor",
+    "SessionSpec",
+    "VersionCheck",
+    "version_key",
+]
+
+#: the values of :class:`alice_trio.sessions.driver.SteerMode` (kept as strings here so that
+#: providers/ stays free of trio; a test checks that both lists agree)
+STEER_MODES = ("native", "native_enqueue", "queue_when_busy", "interrupt_only")
+
+#: the factory that wraps a provider's one-shot runs as a session (one process per turn)
+ONESHOT_SESSION_FACTORY = "alice_trio.sessions.registry:open_oneshot_driver"
+
+_FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _factory_ref(instance: Any, attribute: Any, value: Any) -> None:
+    if callable(value):
+        return
+    if not isinstance(value, str) or not _FACTORY_RE.match(value):
+        raise ValueError(f"{attribute.name} must be 'module:factory' or a callable, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Capabilities:
+    """What a session driver does beyond start, queue and interrupt.
+
+    * ``approvals``: asks the session's approver callback before a tool runs (a driver without
+      it runs with the CLI's own permission mode; ``open_session(approver=...)`` is refused).
+    * ``questions``: the agent's questions reach the caller as ``question`` events.
+    * ``file_changes``: file edits are reported as ``file_change`` events.
+    * ``model_switch``: a later request's ``model`` applies to its own turn (otherwise the
+      first request's model holds for the life of the process).
+    * ``resume``: the first request's ``thread_id`` resumes that conversation.
+    """
+
+    approvals: bool = False
+    questions: bool = False
+    file_changes: bool = False
+    model_switch: bool = False
+    resume: bool = False
+
+    def names(self) -> list[str]:
+        """The capabilities that are true, in field order."""
+        return [a.name for a in attrs.fields(Capabilities) if getattr(self, a.name)]
+
+
+@attrs.frozen(kw_only=True)
+class SessionSpec:
+    """The interactive session driver of a flavor.
+
+    ``factory``: ``"module:factory"`` (imported only when a session opens) or a callable,
+    ``factory(config, initial_request, *, approver=..., provider=...) -> SessionDriver``; the
+    keywords are passed only to a factory that declares them. ``protocol``: what it speaks, for
+    people. ``long_lived``: one process serves every turn (``False``: one process per turn).
+    ``steer_mode``: one of :data:`STEER_MODES` — what happens to input sent during a turn; it
+    must equal the created driver's ``steer_mode`` (a test opens every built-in factory).
+    """
+
+    factory: str | Callable[..., Any] = attrs.field(
+        default=ONESHOT_SESSION_FACTORY, validator=_factory_ref
+    )
+    protocol: str = "one one-shot run per turn"
+    long_lived: bool = False
+    steer_mode: str = attrs.field(
+        default="queue_when_busy", validator=attrs.validators.in_(STEER_MODES)
+    )
+    capabilities: Capabilities = Capabilities()
+
+    def factory_name(self) -> str:
+        f = self.factory
+        if isinstance(f, str):
+            return f
+        return f"{getattr(f, '__module__', '?')}:{getattr(f, '__qualname__', repr(f))}"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"2.1.197"`` → ``(2, 1, 197)``; non-numeric parts end the key (``"1.2.3-rc1"`` →
+    ``(1, 2, 3)``)."""
+    out: list[int] = []
+    for part in version.strip().split("."):
+        m = re.match(r"\d+", part)
+        if not m:
+            break
+        out.append(int(m.group(0)))
+        if m.end() != len(part):
+            break
+    return tuple(out)
+
+
+def _versions(value: Any) -> tuple[str, ...]:
+    items = tuple(str(v).strip() for v in value or ())
+    if any(not version_key(v) for v in items):
+        raise ValueError(f"verified versions must be dotted numbers, got {items!r}")
+    return tuple(sorted(items, key=version_key))
+
+
+def _notes(value: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _pattern(instance: Any, attribute: Any, value: str) -> None:
+    re.compile(value)
+
+
+@attrs.frozen(kw_only=True)
+class VersionCheck:
+    """How to ask the CLI for its version, and which versions the CLI was verified with.
+
+    ``args``: appended to the command (no shell). ``pattern``: a regex whose first match in the
+    output (stdout, then stderr) is the version (group ``v`` if it has one, else the match).
+    ``verified``: the versions the e2e lane passed with (sorted on construction; the newest is
+    the lane's pin). ``source``: where that CLI comes from (``npm @openai/codex``,
+    ``pypi kimi-cli``). ``notes``: substring of the output → a note for doctor (e.g. a stub
+    release that only prints a deprecation notice).
+    """
+
+    args: tuple[str, ...] = ("--version",)
+    pattern: str = attrs.field(default=r"\d+\.\d+\.\d+", validator=_pattern)
+    verified: tuple[str, ...] = attrs.field(default=(), converter=_versions)
+    source: str = ""
+    notes: Mapping[str, str] = attrs.field(factory=dict, converter=_notes)
+
+    @property
+    def newest(self) -> str:
+        return self.verified[-1] if self.verified else ""
+
+    def parse(self, output: str) -> str:
+        """The version in ``output`` ("" when none)."""
+        m = re.search(self.pattern, output)
+        if not m:
+            return ""
+        return m.group("v") if "v" in m.re.groupindex else m.group(0)
+
+    def compare(self, version: str) -> str:
+        """``"verified"``, ``"newer"`` (than the newest verified), ``"older"`` (than the
+        oldest), ``"unverified"`` (between verified ones), or ``"unknown"`` (no version, or
+        nothing verified)."""
+        key = version_key(version)
+        if not key or not self.verified:
+            return "unknown"
+        if version.strip() in self.verified:
+            return "verified"
+        if key > version_key(self.verified[-1]):
+            return "newer"
+        if key < version_key(self.verified[0]):
+            return "older"
+        return "unverified"
+
+
+@attrs.frozen(kw_only=True)
+class CredentialPath:
+    """A file (or directory, ``name`` empty) whose existence says something about the login.
+
+    The directory is the value of ``dir_env`` in the profile's environment when set, else
+    ``default_dir``, where a leading ``~`` is the ``HOME`` of that environment. ``means``:
+    ``"yes"`` (logged in) or ``"unknown"`` (configured; the login itself is not visible).
+    """
+
+    name: str = ""
+    dir_env: str = ""
+    default_dir: str = "~"
+    means: str = attrs.field(default="yes", validator=attrs.validators.in_(("yes", "unknown")))
+
+
+@attrs.frozen(kw_only=True)
+class AuthCheck:
+    """How doctor tells whether a CLI is logged in, without reading any secret.
+
+    In order: ``status_args`` (a CLI command, e.g. ``("auth", "status")``; logged in when it
+    exits 0, or — with ``status_json_key`` — when its JSON output has that key true); any of
+    ``env_keys`` non-empty in the profile's environment; the first existing ``files`` entry.
+    ``otherwise``: the verdict when none of them says anything: ``"no"``, ``"unknown"`` (the
+    default: the CLI may have a login we cannot see) or ``"not needed"`` (no login exists).
+    """
+
+    status_args: tuple[str, ...] = ()
+    status_json_key: str = ""
+    env_keys: tuple[str, ...] = ()
+    files: tuple[CredentialPath, ...] = ()
+    otherwise: str = attrs.field(
+        default="unknown", validator=attrs.validators.in_(("no", "unknown", "not needed"))
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Flavor:
+    """One way a provider runs: ``name`` is the value of the provider's ``flavor_field`` that
+    selects it ("" for a provider with one flavor); ``label`` names it for people."""
+
+    name: str = ""
+    label: str = ""
+    session: SessionSpec = SessionSpec()
+    versions: VersionCheck = VersionCheck()
+    auth: AuthCheck = AuthCheck()

@@ -1,0 +1,134 @@
+"""The pure file-change model: merge rules, text form, tool-call paths, snapshot diffs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alice_trio.file_changes import (
+    ALICE_LABELS,
+    FileChange,
+    FileChangeKind,
+    Stamp,
+    changes_from_tool_call,
+    diff_snapshots,
+    format_file_changes,
+    merge_changes,
+    refine_written,
+    relative_path,
+)
+
+A, M, D, W = (
+    FileChangeKind.ADDED,
+    FileChangeKind.MODIFIED,
+    FileChangeKind.DELETED,
+    FileChangeKind.WRITTEN,
+)
+
+
+def test_format_english_and_alice_labels() -> None:
+    changes = [FileChange(path="a.py", kind=A, added_lines=3), FileChange(path="b", kind=D)]
+    assert format_file_changes(changes) == "- `a.py` added (+3/-0)\n- `b` deleted"
+    assert format_file_changes(changes, ALICE_LABELS) == "- `a.py` 已新增 (+3/-0)\n- `b` 已删除"
+    assert format_file_changes([FileChange(path="c", kind=W, failed=True)]) == (
+        "- `c` modified (failed)"
+    )
+
+
+def test_merge_strong_kinds_and_counts_win() -> None:
+    merged = merge_changes(
+        [
+            FileChange(path="z", kind=M),
+            FileChange(path="a", kind=W),
+            FileChange(path="a", kind=A, added_lines=2),
+            FileChange(path="z", kind=D),
+            FileChange(path="z", kind=M, removed_lines=4),
+        ]
+    )
+    assert merged == [
+        FileChange(path="a", kind=A, added_lines=2),
+        FileChange(path="z", kind=D, removed_lines=4),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "workspace", "expected"),
+    [
+        ("/w/src/a.py", "/w", "src/a.py"),
+        ("/w/src/../b.py", "/w/", "b.py"),
+        ("/other/a.py", "/w", "/other/a.py"),
+        ("/wx/a.py", "/w", "/wx/a.py"),
+        ("./././c.txt", "/w", "c.txt"),
+        ("d\\e.txt", "", "d/e.txt"),
+        ("  ", "/w", ""),
+    ],
+)
+def test_relative_path(path: str, workspace: str, expected: str) -> None:
+    assert relative_path(path, workspace) == expected
+
+
+TOOLS = {"Write": (("file_path",), W), "Delete": (("paths",), D)}
+
+
+def test_changes_from_tool_call() -> None:
+    assert changes_from_tool_call(TOOLS, "Write", {"file_path": "/w/x.py"}, "/w") == [
+        FileChange(path="x.py", kind=W)
+    ]
+    assert changes_from_tool_call(TOOLS, "Delete", {"paths": ["b", {"path": "a"}, 3]}) == [
+        FileChange(path="a", kind=D),
+        FileChange(path="b", kind=D),
+    ]
+    assert changes_from_tool_call(TOOLS, "Read", {"file_path": "x"}) == []
+    assert changes_from_tool_call(TOOLS, "Write", ["not", "a", "mapping"]) == []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(name=st.sampled_from(["Write", "Delete", "x"]), arguments=json_values)
+def test_tool_call_arguments_of_any_shape_never_raise(name: str, arguments: object) -> None:
+    for change in changes_from_tool_call(TOOLS, name, arguments, "/w"):
+        assert change.path
+
+
+def test_diff_snapshots_and_already_reported() -> None:
+    before = {
+        "same": Stamp(1, 1, 1),
+        "mod": Stamp(1, 1, 1),
+        "gone": Stamp(1, 1, 1),
+        "told": Stamp(1, 1, 1),
+    }
+    after = {
+        "same": Stamp(1, 1, 1),
+        "mod": Stamp(2, 1, 1),
+        "new": Stamp(1, 1, 2),
+        "told": Stamp(5, 5, 5),
+    }
+    assert diff_snapshots(before, after, already_reported=["told"]) == [
+        FileChange(path="gone", kind=D),
+        FileChange(path="mod", kind=M),
+        FileChange(path="new", kind=A),
+    ]
+
+
+def test_refine_written() -> None:
+    before = {"old": Stamp(1, 1, 1)}
+    written = [FileChange(path="old", kind=W), FileChange(path="new", kind=W)]
+    deleted = FileChange(path="x", kind=D)
+    assert refine_written([*written, deleted], before) == [
+        FileChange(path="old", kind=M),
+        FileChange(path="new", kind=A),
+        deleted,
+    ]
+
+
+def test_file_change_validates() -> None:
+    with pytest.raises(TypeError):
+        FileChange(path="a", kind="added")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        FileChange(path="a", kind=A, added_lines=-1)

@@ -68,6 +68,9 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("CodexConfig", "xhigh_idle_timeout_secs"): "Idle timeout for reasoning effort `xhigh`.",
     ("CodexConfig", "profile_overrides"): "Request profile name → `{command, timeout_secs, "
     "provider_profile, permissions}` used when a request carries that profile (spec §5.5).",
+    ("CodexConfig", "codex_home"): "Sets `CODEX_HOME` for codex (its config.toml, auth and "
+    "sessions; `~` expanded). Empty: codex's default (`~/.codex`) or the env's `CODEX_HOME`; "
+    "an explicit `CODEX_HOME` in `env` wins.",
     # claude
     ("ClaudeConfig", "permission_mode"): '`--permission-mode` (default bypassPermissions; "" '
     "omits the flag).",

@@ -28,12 +28,16 @@ marker                       behaviour
 ``[[SLOW]]``                 40 words, 0.5 s apart (``[[SLOW:words:seconds]]`` to change)
 ``[[ERR500]]`` ...           every request fails with that status (``[[ERRnnn]]``: any code)
 ``[[FAILN:code:n]]``         the first n requests carrying this marker fail, then normal
+``[[CALL:name:{json}]]``     one call of the tool ``name`` with those arguments (when the
+                             request offers it), then final text (a CLI's question or edit
+                             tool; several markers: the first whose tool is offered)
 ===========================  ==============================================================
 
 Every reply carries token usage in its API's format: 1234 input tokens of which 1000 cached,
 56 output tokens of which 7 reasoning. Each request is logged as one JSON line (API keys
-redacted) with the decision taken; a client that goes away mid-stream adds a ``note`` line.
-The server exits on SIGTERM/SIGINT and when its parent process dies.
+redacted) with the decision taken and the ``model`` asked for; a client that goes away
+mid-stream adds a ``note`` line. The server exits on SIGTERM/SIGINT and when its parent
+process dies.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ _MARKER_CMD = re.compile(r"\[\[CMD:(.*?)\]\]", re.S)
 _MARKER_SLOW = re.compile(r"\[\[SLOW(?::(\d+)(?::([0-9.]+))?)?\]\]")
 _MARKER_ERR = re.compile(r"\[\[ERR(\d{3})\]\]")
 _MARKER_FAILN = re.compile(r"\[\[FAILN:(\d{3}):(\d+)\]\]")
+_MARKER_CALL = re.compile(r"\[\[CALL:([A-Za-z0-9_.-]+):(\{.*?\})\]\]", re.S)
 
 # --------------------------------------------------------------------------------------------
 # What the client asked: normalise each API's history into ("user", text) / ("tool", output)
@@ -235,6 +240,16 @@ class Script:
         if items and items[-1][0] == "tool":
             output = " ".join(items[-1][1].split())[:300]
             return Decision("text", text=f"The tool returned: {output}. Done.", delay=0.0)
+        calls = _MARKER_CALL.findall(last_user)
+        if calls:
+            offered = tool_names(api, body)
+            for name, args in calls:
+                if name in offered:
+                    try:
+                        return Decision("tool", name=name, args=json.loads(args))
+                    except ValueError:
+                        return Decision("text", text=f"Bad arguments for {name}.", delay=0.0)
+            return Decision("text", text="None of the called tools was offered.", delay=0.0)
         if "[[TOOL]]" in last_user:
             cmd = _MARKER_CMD.search(last_user)
             call = shell_call(tool_names(api, body), cmd.group(1) if cmd else DEFAULT_COMMAND)
@@ -908,7 +923,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
         dec = self.server.script.decide(api, body)
-        record.update(dec.as_log(), api=api, stream=stream, n_tools=len(tool_names(api, body)))
+        record.update(
+            dec.as_log(), api=api, stream=stream, n_tools=len(tool_names(api, body)), model=model
+        )
         self.server.log_record(record)
         if dec.kind == "error":
             status = dec.data["status"]

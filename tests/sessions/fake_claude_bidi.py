@@ -8,7 +8,7 @@ control_request, so the recorded control_response answers the id the driver real
 ``out``/``err`` entries are printed in order. After the last entry it waits for stdin EOF and
 exits with the recorded ``exit N`` status. ``FAKE_CLAUDE_CRASH_AFTER=N``: after N stdout lines,
 write ``boom: fake crash`` to stderr and exit 3. ``FAKE_CLAUDE_ARGV_FILE``: write argv there.
-Standard library only.
+``FAKE_CLAUDE_STDIN_LOG``: append every stdin line read there. Standard library only.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def main() -> int:
         with open(argv_file, "w") as f:
             json.dump(sys.argv[1:], f)
     crash_after = int(os.environ.get("FAKE_CLAUDE_CRASH_AFTER", "-1"))
+    stdin_log = os.environ.get("FAKE_CLAUDE_STDIN_LOG")
     with open(path) as f:
         timeline = [json.loads(line) for line in f if line.strip()]
     ids: dict[str, str] = {}
@@ -36,6 +37,9 @@ def main() -> int:
             got = sys.stdin.readline()
             if not got:
                 return exit_code
+            if stdin_log:
+                with open(stdin_log, "a") as f:
+                    f.write(got)
             try:
                 want, have = json.loads(text), json.loads(got)
             except ValueError:

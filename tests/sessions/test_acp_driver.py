@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rpc_scripts import cgk_steps, peer_argv, peer_problems, sent, write_script
 
 from alice_trio.errors import SteerUnsupportedError, TransportClosedError
 from alice_trio.models import EventKind, ExecPolicy, RunRequest
+from alice_trio.protocols.jsonrpc import JsonRpcError
 from alice_trio.providers.base import RunLimits
 from alice_trio.providers.gemini import GeminiConfig
 from alice_trio.providers.kimi import KimiConfig
@@ -107,7 +109,8 @@ async def test_recorded_session_plain_tool_permission_cancel(
     assert rec.of(EventKind.TOOL_USE, refs[1].turn_id)
     third = rec.texts(EventKind.ASSISTANT_TEXT, refs[2].turn_id)
     assert third and third[0].startswith("word0 word1 ")  # partial text is kept, unsplit
-    assert [a.kind for a in asked] == ["tool" if case == "kimi_code_acp" else "command"]
+    # Kimi Code's request names only "Bash": kind and command come from the earlier updates
+    assert [(a.kind, a.command) for a in asked] == [("command", "touch created_by_acp.txt")]
     msgs = sent(log)
     assert all(m.get("jsonrpc") == "2.0" for m in msgs)
     assert msgs[0]["params"]["clientCapabilities"] == {
@@ -242,3 +245,191 @@ def test_gemini_and_kimi_factories_build_the_acp_commands(tmp_path: Path):
     asking = KimiConfig(exec_policy=ExecPolicy(ask_for_approval="on-request"))
     k2 = open_kimi_driver(asking, RunRequest(user_text="x"))
     assert default_decision(k2.policy) is ApprovalDecision.DECLINE
+
+
+# -- model switch (session/set_model) -------------------------------------------------------------
+
+
+def set_model_step(result: Any = None, error: Any = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": 90}
+    if error is not None:
+        reply["error"] = error
+    else:
+        reply["result"] = result if result is not None else {}
+    return {"expect": "session/set_model", "id": 90, "reply": [reply]}
+
+
+async def test_a_request_with_another_model_switches_in_process(tmp_path: Path):
+    """Recorded gemini: session/new reports currentModelId; a later request with another model
+    is preceded by session/set_model (gemini 0.61 answers {} and runs the next prompt on it)."""
+    steps = cgk_steps("acp", "gemini_acp")[:3]
+    steps[1]["reply"][0]["result"]["models"]["currentModelId"] = "gemini-2.5-flash"
+    second = json.loads(json.dumps(steps[2]))
+    steps += [set_model_step(), second]
+    driver, log = acp_driver(
+        tmp_path, steps, initial=RunRequest(user_text="x", model="gemini-2.5-flash")
+    )
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        one = await driver.start_turn(RunRequest(user_text=TURNS[0], model="gemini-2.5-flash"))
+        await rec.terminal(one.turn_id)
+        two = await driver.start_turn(RunRequest(user_text=TURNS[0], model="gemini-other"))
+        await rec.terminal(two.turn_id)
+        await driver.aclose(graceful=True)
+    methods = [m.get("method") for m in sent(log)]
+    assert methods == [
+        "initialize", "session/new", "session/prompt", "session/set_model", "session/prompt"
+    ]  # fmt: skip
+    switch = next(m for m in sent(log) if m.get("method") == "session/set_model")
+    assert switch["params"] == {"sessionId": GEMINI_SID, "modelId": "gemini-other"}
+    assert driver.model == "gemini-other" and peer_problems(log) == []
+
+
+async def test_kimi_code_gets_its_model_by_set_model_after_session_new(tmp_path: Path):
+    """Kimi Code has no model flag: the config's model is selected after session/new (it was
+    never passed at all before)."""
+    steps = [*cgk_steps("acp", "kimi_code_acp")[:2], set_model_step()]
+    driver, log = acp_driver(tmp_path, steps, config={"model": "kimi-k2"})
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        await driver.aclose(graceful=True)
+    switch = next(m for m in sent(log) if m.get("method") == "session/set_model")
+    assert switch["params"] == {"sessionId": KIMI_SID, "modelId": "kimi-k2"}
+    assert driver.model == "kimi-k2"
+    k = open_kimi_driver(KimiConfig(model="kimi-k2", workspace_dir=str(tmp_path)),
+                         RunRequest(user_text="x"))  # fmt: skip
+    assert k.wanted_model == k.default_model == "kimi-k2"
+
+
+async def test_the_model_the_agent_already_runs_is_not_switched(tmp_path: Path):
+    # Kimi Code names its env model "__kimi_env_model__" and displays it as fake-kimi-model
+    steps = cgk_steps("acp", "kimi_code_acp")[:3]
+    driver, log = acp_driver(tmp_path, steps, config={"model": "fake-kimi-model"})
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+        await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert "session/set_model" not in [m.get("method") for m in sent(log)]
+    assert peer_problems(log) == []
+
+
+async def test_a_refused_switch_raises_and_sends_no_prompt(tmp_path: Path):
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    steps.append(set_model_step(error={"code": -32603, "message": "Internal error", "data": {
+        "details": 'Model "nope" is not configured in config.toml.'}}))  # fmt: skip
+    driver, log = acp_driver(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        with pytest.raises(JsonRpcError) as info:
+            await driver.start_turn(RunRequest(user_text="hi", model="nope"))
+        await driver.aclose(graceful=True)
+    assert "not configured in config.toml" in str(info.value) and "'nope'" in str(info.value)
+    assert "session/prompt" not in [m.get("method") for m in sent(log)]
+    assert rec.of(EventKind.TURN_STARTED) == []
+
+
+# -- Kimi Code asks AskUserQuestion as a permission request ----------------------------------------
+
+ASK = {  # recorded from Kimi Code 2.1.0 on 2026-12-01 ([[CALL:AskUserQuestion:…]])
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "session/request_permission",
+    "params": {
+        "sessionId": KIMI_SID,
+        "options": [
+            {"optionId": "q0_opt_0", "name": "red", "kind": "allow_once"},
+            {"optionId": "q0_opt_1", "name": "blue", "kind": "allow_once"},
+            {"optionId": "q0_skip", "name": "Skip", "kind": "reject_once"},
+        ],
+        "toolCall": {
+            "toolCallId": "0:call_fake_0001",
+            "title": "AskUserQuestion",
+            "content": [{"type": "content", "content": {"type": "text", "text": "Which color?"}}],
+        },
+    },
+}
+
+
+def question_steps() -> list[dict[str, Any]]:
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    done = {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "end_turn"}}
+    steps.append({"expect": "session/prompt", "id": 3, "reply": [ASK]})
+    steps.append({"expect_response": 0, "reply": [done]})
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("answer", "option"),
+    [({"Which color?": "blue"}, "q0_opt_1"), (None, "q0_skip"), ("no approver", "q0_skip"),
+     ({"Which color?": "green"}, "q0_skip")],
+)  # fmt: skip
+async def test_kimi_code_question_is_a_question_not_an_approval(tmp_path: Path, answer, option):
+    """Before: it was an approval; accepting it (or kimi's default policy) silently picked the
+    first answer ("red")."""
+    asked: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> Any:
+        asked.append(request)
+        return answer
+
+    kw = {} if answer == "no approver" else {"approver": approver}
+    driver, log = acp_driver(tmp_path, question_steps(), **kw)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="ask me"))
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED
+    reply = next(m for m in sent(log) if "result" in m and m.get("id") == 0)
+    assert reply["result"] == {"outcome": {"outcome": "selected", "optionId": option}}
+    questions = rec.of(EventKind.QUESTION, ref.turn_id)
+    assert len(questions) == 1 and questions[0].question.questions[0].question == "Which color?"
+    assert [o.label for o in questions[0].question.questions[0].options] == ["red", "blue"]
+    if kw:
+        assert [r.kind for r in asked] == ["question"]
+    assert peer_problems(log) == []
+
+
+async def test_interrupt_answers_a_pending_permission_cancelled(tmp_path: Path):
+    """A human who never answers must not hold up an interrupt: after ``session/cancel`` the
+    pending request gets the ``cancelled`` outcome (ACP's rule) and the prompt ends."""
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    permission = json.loads(json.dumps(ASK))
+    permission["params"]["options"] = [
+        {"optionId": "approve_once", "name": "Approve once", "kind": "allow_once"},
+        {"optionId": "reject", "name": "Reject", "kind": "reject_once"},
+    ]
+    permission["params"]["toolCall"] = {"toolCallId": "1:call", "title": "Bash", "kind": "execute"}
+    cancelled = {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "cancelled"}}
+    steps += [
+        {"expect": "session/prompt", "id": 3, "reply": [permission]},
+        {"expect": "session/cancel", "reply": []},
+        {"expect_response": 0, "reply": [cancelled]},
+    ]
+    waiting = trio.Event()
+
+    async def approver(request: ApprovalRequest) -> Any:
+        waiting.set()
+        await trio.sleep_forever()
+
+    driver, log = acp_driver(tmp_path, steps, approver=approver)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="run it"))
+        with trio.fail_after(10):
+            await waiting.wait()
+        await driver.interrupt_turn(ref)
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_INTERRUPTED
+    answer = next(m for m in sent(log) if m.get("id") == 0 and "result" in m)
+    assert answer["result"] == {"outcome": {"outcome": "cancelled"}}
+    assert rec.texts(EventKind.TOOL_USE)[-1].endswith("-> cancel")
+    assert peer_problems(log) == []

@@ -15,6 +15,7 @@ from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.protocols.claude_stream import ClaudeBidiMapper, user_message
 from alice_trio.providers.base import Invocation, RunLimits
 from alice_trio.providers.claude import ClaudeConfig
+from alice_trio.sessions.approval import ApprovalDecision
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.claude_stream import ClaudeStreamDriver, build_stream_invocation
 from alice_trio.sessions.driver import SubmitMode
@@ -308,3 +309,199 @@ def test_mapper_result_without_submission_is_unknown_not_misattributed():
     events = m.feed('{"type":"result","subtype":"success","is_error":false,"result":"x"}')
     assert all(e.turn_id == "" for e in events)
     assert not any(e.kind.terminal for e in events)
+
+
+# -- approvals (can_use_tool) and model switch (set_model) ---------------------------------------
+
+
+def stdin_lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_approver_routes_permission_prompts_to_stdio():
+    plain = build_stream_invocation(ClaudeConfig(), req("x"))
+    asked = build_stream_invocation(ClaudeConfig(), req("x"), permission_prompts=True)
+    assert not any(a.startswith("--permission-prompt-tool") for a in plain.argv)
+    assert "--permission-prompt-tool=stdio" in asked.argv
+
+
+async def test_open_session_takes_an_approver_for_claude():
+    """It raised ConfigError ("takes no approver") before."""
+    from alice_trio.providers.registry import get_provider
+    from alice_trio.sessions.registry import create_driver
+
+    driver = create_driver(
+        get_provider("claude"), ClaudeConfig(), req("x"), approver=lambda r: None
+    )
+    assert "--permission-prompt-tool=stdio" in driver.invocation.argv
+
+
+async def test_approve_then_decline_then_switch_model(tmp_path: Path):
+    """Recorded on the real claude: the approver's decisions go back as allow/deny control
+    responses, a declined tool's turn still completes, and a request with another model is
+    preceded by set_model (the fake server saw the new model)."""
+    log = tmp_path / "stdin.jsonl"
+    asked: list = []
+
+    def approver(request):
+        asked.append(request)
+        return ApprovalDecision.ACCEPT if "approved" in request.command else "decline"
+
+    driver = fake_driver(
+        "claude_bidi_approvals_set_model",
+        env={"FAKE_CLAUDE_STDIN_LOG": str(log)},
+        approver=approver,
+    )
+    driver.model = driver.base_model = "claude-first-model"
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        one = await s.submit(req("[[TOOL]][[CMD:touch approved.txt]] approve this"))
+        ev1 = await collect(s, {one.turn_id})
+        two = await s.submit(req("[[TOOL]][[CMD:touch declined.txt]] decline this"))
+        ev2 = await collect(s, {two.turn_id})
+        three = await s.submit(
+            RunRequest(user_text="after the switch", model="claude-second-model")
+        )
+        ev3 = await collect(s, {three.turn_id})
+    assert [r.kind for r in asked] == ["command", "command"]
+    assert asked[0].command == "touch approved.txt" and asked[0].turn_id == one.turn_id
+    sent = stdin_lines(log)
+    answers = [m["response"]["response"] for m in sent if m["type"] == "control_response"]
+    assert answers[0]["behavior"] == "allow"
+    assert answers[0]["updatedInput"]["command"] == "touch approved.txt"
+    assert answers[1] == {"behavior": "deny", "message": "The user declined this tool call."}
+    notices = [e.text for e in ev1 + ev2 if e.kind is EventKind.TOOL_USE and "approval" in e.text]
+    assert notices == [
+        "approval command: run `touch approved.txt` (Run the scripted test command) -> accept",
+        "approval command: run `touch declined.txt` (Run the scripted test command) -> decline",
+    ]
+    assert of(ev2, two.turn_id, EventKind.TURN_COMPLETED)
+    assert "declined" in of(ev2, two.turn_id, EventKind.ASSISTANT_TEXT)[-1].text
+    # the switch: set_model written (and answered) before the third message
+    kinds = [(m["type"], (m.get("request") or {}).get("subtype")) for m in sent]
+    switch = kinds.index(("control_request", "set_model"))
+    assert sent[switch]["request"]["model"] == "claude-second-model"
+    assert sent[switch + 1]["message"]["content"][0]["text"] == "after the switch"
+    assert of(ev3, three.turn_id, EventKind.TURN_COMPLETED)
+    assert driver.model == "claude-second-model"
+
+
+async def test_same_model_sends_no_set_model(tmp_path: Path):
+    log = tmp_path / "stdin.jsonl"
+    driver = fake_driver("claude_bidi_replay_two_turns", env={"FAKE_CLAUDE_STDIN_LOG": str(log)})
+    driver.model = "m1"
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        for text in ("first turn", "second turn"):
+            ref = await s.submit(RunRequest(user_text=text, model="m1"))
+            await collect(s, {ref.turn_id})
+    assert not any(
+        m.get("type") == "control_request" and m["request"]["subtype"] == "set_model"
+        for m in stdin_lines(log)
+    )
+
+
+@pytest.mark.parametrize("answer", ["error", None])
+async def test_a_refused_or_unanswered_model_switch_raises(tmp_path: Path, answer):
+    """Never silently on the old model: the submit raises and nothing is written."""
+    lines = [
+        json.loads(x) for x in timeline("claude_bidi_replay_two_turns").read_text().splitlines()
+    ]
+    init_in = next(e for e in lines if e["dir"] == "in")
+    init_out = next(e for e in lines if e["dir"] == "out")
+    steps = [
+        init_in,
+        init_out,
+        {
+            "dir": "in",
+            "line": json.dumps(
+                {"type": "control_request", "request_id": "sm", "request": {"subtype": "set_model"}}
+            ),
+        },
+    ]
+    if answer == "error":
+        steps.append(
+            {
+                "dir": "out",
+                "line": json.dumps(
+                    {
+                        "type": "control_response",
+                        "response": {
+                            "subtype": "error",
+                            "request_id": "sm",
+                            "error": "unknown model",
+                        },
+                    }
+                ),
+            }
+        )
+    script = tmp_path / "t.jsonl"
+    script.write_text("\n".join(json.dumps(e) for e in steps) + "\n")
+    log = tmp_path / "stdin.jsonl"
+    inv = Invocation(
+        argv=(sys.executable, str(FAKE), str(script)),
+        env={"FAKE_CLAUDE_STDIN_LOG": str(log)},
+        limits=RunLimits(kill_grace=0.2),
+    )
+    driver = ClaudeStreamDriver(
+        ClaudeConfig(model="m1"), req("x"), invocation=inv, interrupt_deadline=0.5, close_grace=0.5
+    )
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        with pytest.raises(ProtocolError, match="model 'm2'") as info:
+            await s.submit(RunRequest(user_text="hello", model="m2"))
+        if answer == "error":
+            assert "unknown model" in str(info.value)
+    assert driver.model == "m1"
+    assert [m["type"] for m in stdin_lines(log)] == ["control_request", "control_request"]
+
+
+def test_permission_request_kinds_and_responses():
+    from alice_trio.protocols.claude_stream import permission_request, permission_response
+
+    write = permission_request("r1", {"tool_name": "Write", "input": {"file_path": "/w/a.txt"}})
+    assert write.kind == "file_change" and write.paths == ("/w/a.txt",)
+    other = permission_request("r2", {"tool_name": "WebFetch", "input": {"url": "u"}})
+    assert other.kind == "tool" and "WebFetch" in other.summary
+    cancel = json.loads(permission_response("r2", other, ApprovalDecision.CANCEL))
+    assert cancel["response"]["response"]["interrupt"] is True
+    junk = json.loads(permission_response("r2", other, object()))
+    assert junk["response"]["response"]["behavior"] == "deny"
+    q = permission_request(
+        "r3",
+        {
+            "tool_name": "AskUserQuestion",
+            "input": {
+                "questions": [
+                    {
+                        "question": "Which color?",
+                        "header": "Color",
+                        "multiSelect": False,
+                        "options": [
+                            {"label": "red", "description": ""},
+                            {"label": "blue", "description": ""},
+                        ],
+                    }
+                ]
+            },
+        },
+    )
+    assert q.kind == "question" and q.question.questions[0].options[1].label == "blue"
+    yes = json.loads(permission_response("r3", q, {"Which color?": "blue"}))["response"]["response"]
+    assert yes["behavior"] == "allow" and yes["updatedInput"]["answers"] == {"Which color?": "blue"}
+    no = json.loads(permission_response("r3", q, None))["response"]["response"]
+    assert no["behavior"] == "deny"
+
+
+def test_mapper_without_permission_handling_refuses_can_use_tool():
+    m = ClaudeBidiMapper()
+    line = json.dumps(
+        {
+            "type": "control_request",
+            "request_id": "p1",
+            "request": {"subtype": "can_use_tool", "tool_name": "Bash", "input": {}},
+        }
+    )
+    m.feed(line)
+    assert not m.permission_requests and b'"error"' in m.outgoing[0]
+    m2 = ClaudeBidiMapper(handles_permissions=True)
+    assert m2.feed(line) == [] and m2.permission_requests[0][0] == "p1"
+    m2.feed('{"type":"control_cancel_request","request_id":"p1"}')
+    assert m2.cancelled_requests == ["p1"]

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from rpc_recorder import Recorder
@@ -342,3 +343,86 @@ async def test_defect_11_closing_mid_prompt_sends_cancel(tmp_path: Path):
         await rec.wait_for(lambda e: e.kind is EventKind.TURN_STARTED)
         nursery.cancel_scope.cancel()
     assert [m.get("method") for m in sent(log)] == ["initialize", "prompt", "cancel"]
+
+
+# -- model switch: the wire protocol has none, so the process restarts on the same session ------
+
+
+async def test_another_model_restarts_the_process_on_the_same_session(tmp_path: Path):
+    """Before: ``--model`` was fixed at start and a request with another model silently ran on
+    the old one. Now the process is replaced (stdin EOF, then the same ``--session`` with the
+    new ``--model``) before the prompt is sent."""
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:2]  # initialize, one plain prompt
+    config = KimiConfig(flavor="legacy", model="fake-kimi-model")
+    driver, log = make(tmp_path, steps, config=config)
+    driver.invocation = attrs.evolve(
+        driver.invocation, argv=(*driver.invocation.argv, "--session=S1", "--model=fake-kimi-model")
+    )
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        first_pid = driver.process.pid
+        r1 = await driver.start_turn(RunRequest(user_text="first turn: say hello"))
+        d1 = await rec.terminal(r1.turn_id)
+        r2 = await driver.start_turn(
+            RunRequest(user_text="first turn: say hello", model="other-model")
+        )
+        d2 = await rec.terminal(r2.turn_id)
+        await driver.aclose(graceful=True)
+    assert d1.kind is d2.kind is EventKind.TURN_COMPLETED
+    assert driver.process.pid != first_pid and driver.model == "other-model"
+    argv = driver.invocation.argv
+    assert argv[-2:] == ("--session=S1", "--model=other-model")
+    assert [m.get("method") for m in sent(log)] == ["initialize", "prompt", "initialize", "prompt"]
+    assert d2.thread_id == d1.thread_id
+    assert peer_problems(log) == []
+
+
+async def test_same_model_keeps_the_process(tmp_path: Path):
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:4]  # through the approval answer
+    driver, log = make(tmp_path, steps, config=KimiConfig(flavor="legacy", model="m1"))
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        pid = driver.process.pid
+        for text in ("first turn: say hello", "[[TOOL]] second turn"):
+            ref = await driver.start_turn(RunRequest(user_text=text, model="m1"))
+            await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert driver.process.pid == pid
+    assert [m.get("method") for m in sent(log)].count("initialize") == 1
+
+
+async def test_a_restart_that_fails_raises_typed(tmp_path: Path):
+    """The new process dies before its handshake: the submit raises TransportClosedError (with
+    the stderr tail), never a prompt on the old model, and the session is over."""
+    from alice_trio.sessions.session import open_session
+
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:1]
+    driver, log = make(tmp_path, steps, config=KimiConfig(flavor="legacy"))
+    crash = tmp_path / "crash.json"
+    crash.write_text(json.dumps({"steps": [{"action": "crash", "stderr": "bad model\n"}]}))
+    async with open_session("kimi", initial=RunRequest(user_text="x"), driver=driver) as s:
+        driver.invocation = attrs.evolve(driver.invocation, argv=peer_argv(crash, log))
+        with pytest.raises(TransportClosedError) as info:
+            await s.submit(RunRequest(user_text="hi", model="nope"))
+    assert "bad model" in (info.value.stderr_tail or str(info.value))
+    assert "prompt" not in [m.get("method") for m in sent(log)]
+
+
+async def test_a_request_without_model_goes_back_to_the_configured_one(tmp_path: Path):
+    steps = cgk_steps("kimi_wire", "kimi_legacy_wire")[:2]
+    driver, log = make(tmp_path, steps, config=KimiConfig(flavor="legacy", model="m1"))
+    rec = Recorder()
+    models = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        for model in ("", "m2", ""):
+            ref = await driver.start_turn(
+                RunRequest(user_text="first turn: say hello", model=model)
+            )
+            await rec.terminal(ref.turn_id)
+            models.append([a for a in driver.invocation.argv if a.startswith("--model=")])
+        await driver.aclose(graceful=True)
+    assert models == [[], ["--model=m2"], ["--model=m1"]]
+    assert [m.get("method") for m in sent(log)].count("initialize") == 3

@@ -27,10 +27,12 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..models import EventKind, TurnEvent, Usage
+from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_list, as_str
 from ..sessions.approval import ApprovalDecision, ApprovalOption, ApprovalRequest
 
@@ -38,6 +40,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AcpUpdateMapper",
     "cancel_params",
+    "current_models",
     "initialize_params",
     "load_session_params",
     "new_session_params",
@@ -45,6 +48,7 @@ __all__ = [
     "permission_result",
     "prompt_params",
     "result_usage",
+    "set_model_params",
 ]
 
 PROTOCOL_VERSION = 1
@@ -81,6 +85,34 @@ def prompt_params(session_id: str, text: str) -> dict[str, Any]:
 
 def cancel_params(session_id: str) -> dict[str, Any]:
     return {"sessionId": session_id}
+
+
+def set_model_params(session_id: str, model_id: str) -> dict[str, Any]:
+    """``session/set_model`` (gemini 0.61 and Kimi Code 2.1 answer ``{}``; the next prompt runs
+    on the model; Kimi Code refuses a model its config.toml does not name with -32603)."""
+    return {"sessionId": session_id, "modelId": model_id}
+
+
+def current_models(result: Any) -> frozenset[str]:
+    """The names a ``session/new`` / ``session/load`` result gives the current model:
+    ``models.currentModelId`` (gemini), the ``model`` config option's current value and that
+    option's display name (Kimi Code: ``__kimi_env_model__`` named ``fake-kimi-model``)."""
+    r: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
+    names: set[str] = set()
+    models = r.get("models")
+    if isinstance(models, Mapping) and as_str(models.get("currentModelId")):
+        names.add(as_str(models.get("currentModelId")))
+    for option in r.get("configOptions") or ():
+        if not (isinstance(option, Mapping) and as_str(option.get("id")) == "model"):
+            continue
+        value = as_str(option.get("currentValue"))
+        if value:
+            names.add(value)
+        for choice in option.get("options") or ():
+            if isinstance(choice, Mapping) and as_str(choice.get("value")) == value:
+                if as_str(choice.get("name")):
+                    names.add(as_str(choice.get("name")))
+    return frozenset(names)
 
 
 def _content_text(content: Any) -> str:
@@ -201,10 +233,13 @@ class AcpUpdateMapper:
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
         tid = as_str(update.get("toolCallId"))
-        known = self._tools.setdefault(tid, {"title": "", "kind": "", "status": ""})
+        known = self._tools.setdefault(tid, {"title": "", "kind": "", "status": "", "command": ""})
         for key in ("title", "kind"):
             if as_str(update.get(key)):
                 known[key] = as_str(update.get(key))
+        command = _tool_command(update)
+        if command:
+            known["command"] = command
         status = as_str(update.get("status"))
         if not new and (not status or status == known["status"]):
             return []  # a content-only update: nothing new to show
@@ -217,6 +252,10 @@ class AcpUpdateMapper:
         if known["status"] in ("completed", "failed"):
             self._tools.pop(tid, None)
         return [self._event(EventKind.TOOL_USE, raw, text=text)]
+
+    def tool_info(self, tool_id: str) -> dict[str, str]:
+        """What the updates said so far about a running tool call (title, kind, command)."""
+        return dict(self._tools.get(tool_id, {}))
 
     def finish(self, result: Any, raw: str = "") -> list[TurnEvent]:
         """The prompt's response: flush, then the terminal event of the current turn."""
@@ -241,9 +280,35 @@ _TOOL_KIND = {"execute": "command", "edit": "file_change", "delete": "file_chang
               "move": "file_change"}  # fmt: skip
 
 
+def _tool_command(update: Mapping[str, Any]) -> str:
+    """The shell command of a tool call: ``rawInput.command``, else a JSON content text with a
+    ``command`` (Kimi Code streams its arguments that way)."""
+    raw_input = update.get("rawInput")
+    if isinstance(raw_input, Mapping) and as_str(raw_input.get("command")):
+        return as_str(raw_input.get("command"))
+    text = _content_text(update.get("content")).strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            return as_str(data.get("command"))
+    return ""
+
+
 def permission_request(
-    params: Any, *, provider: str, turn_id: str = "", method: str = "session/request_permission"
+    params: Any,
+    *,
+    provider: str,
+    turn_id: str = "",
+    method: str = "session/request_permission",
+    known: Mapping[str, str] | None = None,
 ) -> ApprovalRequest:
+    """``known``: what earlier updates said about the same tool call
+    (:meth:`AcpUpdateMapper.tool_info`); Kimi Code's request names only the tool ("Bash") while
+    its updates carried the kind and the command. gemini's title of an ``execute`` call is the
+    command itself."""
     p: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
     tool = p.get("toolCall") if isinstance(p.get("toolCall"), Mapping) else {}
     options = tuple(
@@ -253,15 +318,25 @@ def permission_request(
     )  # fmt: skip
     title = as_str(tool.get("title"))
     detail = _content_text(tool.get("content")).strip()
-    raw_input = tool.get("rawInput")
-    command = as_str(raw_input.get("command")) if isinstance(raw_input, Mapping) else ""
+    seen = known or {}
+    kind = as_str(tool.get("kind")) or seen.get("kind", "")
+    command = _tool_command(tool) or seen.get("command", "")
+    if not command and kind == "execute":
+        command = title
     paths = tuple(
         as_str(loc.get("path")) for loc in as_list(tool.get("locations"))
         if isinstance(loc, Mapping) and as_str(loc.get("path"))
     )  # fmt: skip
     summary = title + (f" ({detail})" if detail and detail != title else "")
+    question = _question(tool if isinstance(tool, Mapping) else {}, options, detail)
+    if question is not None:
+        return ApprovalRequest(
+            provider=provider, kind="question", summary=detail, options=options,
+            question=question, thread_id=as_str(p.get("sessionId")), turn_id=turn_id,
+            method=method, params=p,
+        )  # fmt: skip
     return ApprovalRequest(
-        provider=provider, kind=_TOOL_KIND.get(as_str(tool.get("kind")), "tool"),
+        provider=provider, kind=_TOOL_KIND.get(kind, "tool"),
         summary=summary or "use a tool", command=command, paths=paths, options=options,
         thread_id=as_str(p.get("sessionId")), turn_id=turn_id, method=method, params=p,
     )  # fmt: skip
@@ -275,11 +350,58 @@ _PREFERENCE = {
 }
 
 
+_QUESTION_OPTION = re.compile(r"^q\d+_(opt_\d+|skip)$")
+
+
+def _question(
+    tool: Mapping[str, Any], options: tuple[ApprovalOption, ...], text: str
+) -> TurnQuestion | None:
+    """Kimi Code 2.1 asks its ``AskUserQuestion`` as a permission request (recorded
+    2026-12-01): ``toolCall.title`` ``AskUserQuestion``, the question as the content text, one
+    ``allow_once`` option per answer (``q0_opt_<n>``, named by the label) and a
+    ``reject_once`` ``q0_skip``."""
+    named = as_str(tool.get("title")) == "AskUserQuestion"
+    if not options or not text:
+        return None
+    if not (named or all(_QUESTION_OPTION.match(o.id) for o in options)):
+        return None
+    answers = tuple(
+        QuestionOption(label=o.name) for o in options if o.kind.startswith("allow") and o.name
+    )
+    info = QuestionInfo(question=text, options=answers)
+    return TurnQuestion(request_id=as_str(tool.get("toolCallId")), questions=(info,))
+
+
 def permission_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
-    """The ``session/request_permission`` result for ``answer`` (see the module docstring)."""
+    """The ``session/request_permission`` result for ``answer`` (see the module docstring).
+    A question (Kimi Code's ``AskUserQuestion``) selects the option named by the answer to its
+    question; no (matching) answer selects the skip option, else ``cancelled``."""
+    if request.kind == "question":
+        return _question_result(request, answer)
     decision = answer if isinstance(answer, ApprovalDecision) else ApprovalDecision.DECLINE
     for kind in _PREFERENCE[decision]:
         for option in request.options:
             if option.kind == kind and option.id:
                 return {"outcome": {"outcome": "selected", "optionId": option.id}}
+    return {"outcome": {"outcome": "cancelled"}}
+
+
+def _question_result(request: ApprovalRequest, answer: Any) -> dict[str, Any]:
+    if answer is ApprovalDecision.CANCEL:
+        return {"outcome": {"outcome": "cancelled"}}
+    chosen = ""
+    if isinstance(answer, Mapping) and request.question is not None:
+        info = request.question.questions[0]
+        value = next(
+            (answer[k] for k in (info.question, info.header, "0") if k and k in answer), None
+        )
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        chosen = as_str(value) if value is not None else ""
+    for option in request.options:
+        if chosen and option.kind.startswith("allow") and option.name == chosen and option.id:
+            return {"outcome": {"outcome": "selected", "optionId": option.id}}
+    for option in request.options:
+        if option.kind.startswith("reject") and option.id:
+            return {"outcome": {"outcome": "selected", "optionId": option.id}}
     return {"outcome": {"outcome": "cancelled"}}

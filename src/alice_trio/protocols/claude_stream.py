@@ -27,6 +27,20 @@ as ``assistant_text`` and the same terminal kind under its own turn id. A ``resu
 any echo (a CLI that does not replay) completes the oldest pending submission. Per-line
 decoding is :class:`~alice_trio.providers.claude.ClaudeStreamDecoder` (one per CLI turn).
 Nothing here raises on input: unknown lines become ``unknown`` events.
+
+Permission prompts (``--permission-prompt-tool=stdio``, recorded in
+``claude_bidi_approvals_set_model``): claude writes ``control_request`` ``can_use_tool``
+``{tool_name, input, description, blocked_path, tool_use_id, permission_suggestions}`` and
+waits; the answer is a ``control_response`` ``success`` whose ``response`` is
+``{"behavior": "allow", "updatedInput": <input>}`` (the tool runs) or ``{"behavior": "deny",
+"message": …}`` (the tool does not run: the message becomes its error ``tool_result`` and the
+turn goes on). claude may withdraw a prompt with ``control_cancel_request``. The mapper queues
+both in :attr:`ClaudeBidiMapper.permission_requests` / ``cancelled_requests`` for the driver
+(:func:`permission_request` builds the :class:`ApprovalRequest`, :func:`permission_response`
+the answer line). ``AskUserQuestion`` arrives the same way; it is a ``question`` request whose
+answers go back as ``updatedInput.answers`` (``{question: answer}``). ``set_model`` is a control
+request of ours (``{"subtype": "set_model", "model": M}`` → ``control_response`` ``success``,
+and the next API call uses ``M``).
 """
 
 from __future__ import annotations
@@ -38,17 +52,26 @@ from typing import Any
 import attrs
 
 from .. import safejson
-from ..models import EventKind, TurnEvent
+from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion
 from ..providers.base import as_map, as_str
 from ..providers.claude import ClaudeStreamDecoder
+from ..sessions.approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
+    "DECLINE_MESSAGE",
     "ClaudeBidiMapper",
     "Submission",
     "control_request",
     "control_response_error",
+    "permission_request",
+    "permission_response",
     "user_message",
 ]
+
+#: what claude's tool result says when a prompt was declined
+DECLINE_MESSAGE = "The user declined this tool call."
+QUESTION_TOOL = "AskUserQuestion"
+_FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
@@ -87,6 +110,100 @@ def control_response_error(request_id: str, message: str) -> bytes:
     )
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def control_response_success(request_id: str, response: Mapping[str, Any]) -> bytes:
+    return _line(
+        {
+            "type": "control_response",
+            "response": {"subtype": "success", "request_id": request_id, "response": response},
+        }
+    )
+
+
+def _question(request_id: str, data: Mapping[str, Any]) -> TurnQuestion:
+    infos = []
+    for q in data.get("questions") or ():
+        if not isinstance(q, Mapping) or not as_str(q.get("question")):
+            continue
+        options = tuple(
+            QuestionOption(label=as_str(o.get("label")), description=as_str(o.get("description")))
+            for o in q.get("options") or ()
+            if isinstance(o, Mapping) and as_str(o.get("label"))
+        )
+        infos.append(
+            QuestionInfo(
+                question=as_str(q.get("question")), header=as_str(q.get("header")),
+                options=options, multiple=q.get("multiSelect") is True, custom=True,
+            )
+        )  # fmt: skip
+    return TurnQuestion(request_id=request_id, questions=tuple(infos))
+
+
+def permission_request(
+    request_id: str, request: Mapping[str, Any], *, thread_id: str = "", turn_id: str = ""
+) -> ApprovalRequest:
+    """The :class:`ApprovalRequest` of a ``can_use_tool`` control request: ``command`` for a
+    ``Bash`` call, ``file_change`` for the file-writing tools (``paths`` from ``file_path`` /
+    ``notebook_path``), ``question`` for ``AskUserQuestion``, else ``tool``."""
+    tool = as_str(request.get("tool_name"))
+    data = _mapping(request.get("input"))
+    description = as_str(request.get("description")) or as_str(request.get("title"))
+    common: dict[str, Any] = {
+        "provider": "claude", "method": "can_use_tool", "params": request,
+        "thread_id": thread_id, "turn_id": turn_id,
+    }  # fmt: skip
+    if tool == QUESTION_TOOL:
+        question = _question(request_id, data)
+        if question.questions:
+            summary = "; ".join(q.question for q in question.questions)
+            return ApprovalRequest(kind="question", summary=summary, question=question, **common)
+    if tool == "Bash":
+        command = as_str(data.get("command"))
+        summary = f"run `{command}`" + (f" ({description})" if description else "")
+        return ApprovalRequest(kind="command", command=command, summary=summary, **common)
+    if tool in _FILE_TOOLS:
+        path = as_str(data.get("file_path")) or as_str(data.get("notebook_path"))
+        paths = (path,) if path else ()
+        summary = f"{tool} {path}".strip()
+        return ApprovalRequest(kind="file_change", paths=paths, summary=summary, **common)
+    summary = f"use {tool}" + (f" ({description})" if description else "")
+    return ApprovalRequest(kind="tool", summary=summary, **common)
+
+
+def permission_response(request_id: str, approval: ApprovalRequest, answer: Any) -> bytes:
+    """The ``control_response`` line answering a ``can_use_tool`` request with ``answer``
+    (an :class:`ApprovalDecision`, or question answers). ACCEPT and ACCEPT_FOR_SESSION allow
+    with the original input (claude's own "always" rules are not written); DECLINE denies;
+    CANCEL denies and asks claude to stop the turn (``interrupt``). A dismissed question is
+    denied, so the agent goes on without an answer."""
+    data = _mapping(_mapping(approval.params).get("input"))
+    if approval.kind == "question":
+        if isinstance(answer, Mapping) and answer:
+            answers = {str(k): _joined(v) for k, v in answer.items()}
+            allow = {"behavior": "allow", "updatedInput": {**data, "answers": answers}}
+            return control_response_success(request_id, allow)
+        deny = {"behavior": "deny", "message": "The user did not answer the question."}
+        return control_response_success(request_id, deny)
+    decision = answer if isinstance(answer, ApprovalDecision) else ApprovalDecision.DECLINE
+    if decision in (ApprovalDecision.ACCEPT, ApprovalDecision.ACCEPT_FOR_SESSION):
+        return control_response_success(
+            request_id, {"behavior": "allow", "updatedInput": dict(data)}
+        )
+    response: dict[str, Any] = {"behavior": "deny", "message": DECLINE_MESSAGE}
+    if decision is ApprovalDecision.CANCEL:
+        response["interrupt"] = True
+    return control_response_success(request_id, response)
+
+
+def _joined(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 @attrs.define
 class Submission:
     turn_id: str
@@ -112,16 +229,21 @@ class ClaudeBidiMapper:
 
     ``control_responses`` collects ``request_id → response`` for the driver;
     ``outgoing`` collects stdin lines the driver must write (answers to claude's own control
-    requests).
+    requests). With ``handles_permissions`` the ``can_use_tool`` requests are queued in
+    ``permission_requests`` (``(request_id, ApprovalRequest)``, for the driver to answer) and
+    withdrawn ones in ``cancelled_requests``; without it they are refused like any other.
     """
 
     provider = "claude"
 
-    def __init__(self, *, thread_id: str = "") -> None:
+    def __init__(self, *, thread_id: str = "", handles_permissions: bool = False) -> None:
         self.thread_id = thread_id
+        self.handles_permissions = handles_permissions
         self.pending: list[Submission] = []
         self.control_responses: dict[str, Mapping[str, Any]] = {}
         self.outgoing: list[bytes] = []
+        self.permission_requests: list[tuple[str, ApprovalRequest, str]] = []
+        self.cancelled_requests: list[str] = []
         self._decoder = ClaudeStreamDecoder(thread_id=thread_id)
 
     # -- submissions ----------------------------------------------------------------------------
@@ -152,9 +274,19 @@ class ClaudeBidiMapper:
             if isinstance(response, Mapping):
                 self.control_responses[as_str(response.get("request_id"))] = response
             return []
+        if kind == "control_cancel_request":
+            self.cancelled_requests.append(as_str(obj.get("request_id")))
+            return []
         if kind == "control_request":
             rid = as_str(obj.get("request_id"))
-            subtype = as_str(as_map(obj.get("request")).get("subtype"))
+            request = as_map(obj.get("request"))
+            subtype = as_str(request.get("subtype"))
+            if subtype == "can_use_tool" and self.handles_permissions and rid:
+                approval = permission_request(
+                    rid, request, thread_id=self.thread_id, turn_id=self.owner()
+                )
+                self.permission_requests.append((rid, approval, s))
+                return []
             self.outgoing.append(
                 control_response_error(rid, f"alice_trio does not handle {subtype!r} requests")
             )

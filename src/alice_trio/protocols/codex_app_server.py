@@ -385,6 +385,12 @@ _V1 = {
 }
 
 
+def _answer_list(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
 def approval_result(request: ApprovalRequest, answer: Any) -> dict[str, Any] | None:
     """The response ``result`` for ``answer`` (an :class:`ApprovalDecision`, or question answers
     ``{question id or text: answer}``). ``None`` means: answer with a JSON-RPC error (a dismissed
@@ -397,7 +403,7 @@ def approval_result(request: ApprovalRequest, answer: Any) -> dict[str, Any] | N
         for q in as_list(as_map(request.params).get("questions")):
             if isinstance(q, Mapping):
                 ids[as_str(q.get("question"))] = as_str(q.get("id"))
-        answers = {ids.get(k, k): {"answers": [str(v)]} for k, v in answer.items()}
+        answers = {ids.get(k, k): {"answers": _answer_list(v)} for k, v in answer.items()}
         return {"answers": answers}
     decision = answer if isinstance(answer, ApprovalDecision) else ApprovalDecision.DECLINE
     accept = decision in (ApprovalDecision.ACCEPT, ApprovalDecision.ACCEPT_FOR_SESSION)

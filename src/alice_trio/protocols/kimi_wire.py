@@ -241,12 +241,19 @@ _RESPONSES = {
 }
 
 
+def _answer_text(value: Any) -> str:
+    """kimi takes one string per question: the labels of a multiple choice joined by ", "."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def approval_result(request: ApprovalRequest, answer: Any) -> dict[str, Any] | None:
     """The result for ``answer``; ``None`` for a dismissed question (answer with an error)."""
     rid = as_str(as_map(request.params).get("id"))
     if request.kind == "question":
         if not isinstance(answer, Mapping) or not answer:
             return None
-        return {"request_id": rid, "answers": {str(k): str(v) for k, v in answer.items()}}
+        return {"request_id": rid, "answers": {str(k): _answer_text(v) for k, v in answer.items()}}
     decision = answer if isinstance(answer, ApprovalDecision) else ApprovalDecision.DECLINE
     return {"request_id": rid, "response": _RESPONSES[decision]}

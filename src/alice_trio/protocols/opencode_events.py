@@ -36,6 +36,7 @@ import attrs
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_list, as_str
 from ..providers.opencode import format_tool_part, usage_from_tokens
+from ..sessions.approval import ApprovalDecision, ApprovalRequest
 
 __all__ = ["OcSubmission", "OpenCodeMapper", "parse_question"]
 
@@ -338,3 +339,62 @@ class OpenCodeMapper:
             return []
         self._emitted.add(part_id)
         return [self._event(EventKind.USER_TEXT, sub, raw, text=text)]
+
+
+# -- permission prompts (``permission.asked``) and questions as approval requests ----------------
+# (used by :mod:`alice_trio.sessions.opencode_serve`)
+
+#: the ``message`` of a declined permission: opencode hands it to the model and the turn goes on
+DECLINE_MESSAGE = "The user declined this tool call."
+
+
+def permission_request(props: Mapping[str, Any], *, turn_id: str = "") -> ApprovalRequest | None:
+    """The :class:`ApprovalRequest` of a ``permission.asked`` event (``None`` without an id):
+    ``command`` for ``bash`` (the command from ``metadata.command`` or the patterns),
+    ``file_change`` for ``edit``/``write`` (paths from ``metadata.filepath`` / the patterns),
+    else ``permissions``."""
+    rid = as_str(props.get("id"))
+    if not rid:
+        return None
+    permission = as_str(props.get("permission"))
+    meta = _d(props.get("metadata"))
+    patterns = tuple(as_str(p) for p in props.get("patterns") or () if as_str(p))
+    common: dict[str, Any] = {
+        "provider": "opencode", "method": "permission.asked", "params": dict(props),
+        "thread_id": as_str(props.get("sessionID")), "turn_id": turn_id,
+    }  # fmt: skip
+    if permission == "bash":
+        command = as_str(meta.get("command")) or " ".join(patterns)
+        return ApprovalRequest(kind="command", command=command, summary=f"run `{command}`",
+                               **common)  # fmt: skip
+    if permission in ("edit", "write"):
+        path = as_str(meta.get("filepath")) or as_str(meta.get("filePath"))
+        paths = (path,) if path else patterns
+        summary = f"{permission} {', '.join(paths)}".strip()
+        return ApprovalRequest(kind="file_change", paths=paths, summary=summary, **common)
+    summary = f"{permission or 'permission'}: {', '.join(patterns)}".strip().rstrip(":")
+    return ApprovalRequest(kind="permissions", summary=summary, **common)
+
+
+def permission_reply(answer: Any) -> dict[str, Any]:
+    """The ``/permission/{id}/reply`` body: ACCEPT → ``once``, ACCEPT_FOR_SESSION →
+    ``always``, DECLINE → ``reject`` with :data:`DECLINE_MESSAGE` (the model is told and
+    continues), CANCEL (or anything else) → ``reject`` alone (opencode ends the turn)."""
+    if answer is ApprovalDecision.ACCEPT:
+        return {"reply": "once"}
+    if answer is ApprovalDecision.ACCEPT_FOR_SESSION:
+        return {"reply": "always"}
+    if answer is ApprovalDecision.DECLINE:
+        return {"reply": "reject", "message": DECLINE_MESSAGE}
+    return {"reply": "reject"}
+
+
+def question_request(
+    question: TurnQuestion, *, session_id: str = "", turn_id: str = ""
+) -> ApprovalRequest:
+    """A ``question.asked`` question as a ``question`` :class:`ApprovalRequest`."""
+    return ApprovalRequest(
+        provider="opencode", kind="question", question=question, method="question.asked",
+        summary="; ".join(q.question for q in question.questions), thread_id=session_id,
+        turn_id=turn_id,
+    )  # fmt: skip

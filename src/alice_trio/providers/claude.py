@@ -443,7 +443,9 @@ PROVIDER = Provider(
                 protocol="`claude -p` bidirectional stream-json",
                 long_lived=True,
                 steer_mode="native_enqueue",
-                capabilities=Capabilities(resume=True),
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
             ),
             versions=VersionCheck(verified=("2.1.197",), source="npm @anthropic-ai/claude-code"),
             auth=AuthCheck(

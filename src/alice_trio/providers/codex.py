@@ -19,6 +19,7 @@ usage of the whole thread, not of this turn, and it is passed on unchanged.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -94,6 +95,17 @@ class CodexConfig(CLIConfig):
     profile_overrides: Mapping[str, ProfileOverride] = attrs.field(
         factory=dict, metadata=v.meta(_overrides, nested=True)
     )
+    codex_home: str = ""
+
+
+def codex_env(config: CodexConfig, request_env: Mapping[str, str]) -> dict[str, str]:
+    """The env overrides of a codex process: ``CODEX_HOME`` from ``codex_home`` (``~``
+    expanded, made absolute), then the config's env, then the request's (each wins over the
+    one before, so an explicit ``CODEX_HOME`` in an env still decides)."""
+    env: dict[str, str] = {}
+    if config.codex_home:
+        env["CODEX_HOME"] = os.path.abspath(os.path.expanduser(config.codex_home))
+    return {**env, **config.env, **request_env}
 
 
 # -- argv ---------------------------------------------------------------------------------------
@@ -150,7 +162,7 @@ def build_invocation(request: RunRequest, config: CodexConfig) -> Invocation:
     model = request.model or config.model.strip()
     effort = request.reasoning_effort or config.reasoning_effort.strip()
     personality = request.personality or config.personality.strip()
-    env = {**config.env, **request.env}
+    env = codex_env(config, request.env)
 
     policy = config.exec_policy.merged(override.exec_policy if override else None)
     policy = policy.merged(request.exec_policy)

@@ -489,7 +489,11 @@ PROVIDER = Provider(
                 protocol="`gemini --acp` (ACP)",
                 long_lived=True,
                 steer_mode="queue_when_busy",
-                capabilities=Capabilities(approvals=True, resume=True),
+                # questions: the shared ACP driver routes an agent's questions (gemini 0.61
+                # has no question tool, so in practice none arrive)
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
             ),
             versions=_VERSIONS,
             auth=_AUTH,

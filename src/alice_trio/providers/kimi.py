@@ -466,7 +466,9 @@ PROVIDER = Provider(
                 protocol="`kimi acp` (ACP)",
                 long_lived=True,
                 steer_mode="queue_when_busy",
-                capabilities=Capabilities(approvals=True, resume=True),
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
             ),
             versions=VersionCheck(verified=("2.1.0",), source="npm @moonshot-ai/kimi-code"),
             auth=AuthCheck(
@@ -487,7 +489,9 @@ PROVIDER = Provider(
                 protocol="`kimi --wire` (legacy wire JSON-RPC)",
                 long_lived=True,
                 steer_mode="native",
-                capabilities=Capabilities(approvals=True, questions=True, resume=True),
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
             ),
             versions=VersionCheck(
                 verified=("1.50.0",),

@@ -351,7 +351,9 @@ PROVIDER = Provider(
                 protocol="`opencode serve` (HTTP + server-sent events)",
                 long_lived=True,
                 steer_mode="native_enqueue",
-                capabilities=Capabilities(questions=True, model_switch=True, resume=True),
+                capabilities=Capabilities(
+                    approvals=True, questions=True, model_switch=True, resume=True
+                ),
             ),
             versions=VersionCheck(verified=("1.18.33",), source="npm opencode-ai"),
             auth=AuthCheck(

@@ -15,6 +15,13 @@ queues it; :meth:`AcpDriver.steer_turn` raises :class:`SteerUnsupportedError`.
   turn (see :mod:`alice_trio.protocols.acp`); a JSON-RPC error or a dead process becomes an
   ``error`` event of that turn.
 * ``interrupt_turn``: the ``session/cancel`` notification; the prompt then ends ``cancelled``.
+* Model (§13.17): the session runs on the initial request's model, else the config's (gemini
+  also gets ``--model``; Kimi Code has no model flag, so after ``session/new``/``session/load``
+  the driver sends ``session/set_model`` unless the agent already reports that model). A later
+  request whose model (else the config's, else the starting one) differs is switched with
+  ``session/set_model`` before its prompt; an agent that refuses raises the
+  :class:`~alice_trio.protocols.jsonrpc.JsonRpcError` from ``start_turn`` (e.g. Kimi Code:
+  "Model … is not configured in config.toml") — never a prompt silently run on the old model.
 * ``session/request_permission`` → the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` (``auto_approve`` / yolo → accept).
   Other agent requests (``fs/*``, ``terminal/*``, which we did not offer) get ``-32601``.
@@ -38,7 +45,7 @@ from ..providers.gemini import GeminiConfig
 from ..providers.gemini import default_env as gemini_env
 from ..providers.kimi import KimiConfig
 from ..providers.kimi import default_env as kimi_env
-from .approval import KIMI_DEFAULT_POLICY, Approver, ask, default_decision
+from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -82,15 +89,23 @@ class AcpDriver(RpcDriver):
         close_grace: float = 2.0,
         load_settle: float = 0.3,
         load_settle_max: float = 5.0,
+        model: str = "",
+        default_model: str = "",
     ) -> None:
         super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.provider = provider  # type: ignore[misc]
+        self.gate.provider = provider
         self.cwd = os.path.abspath(cwd or invocation.cwd or os.getcwd())
         self.policy = policy or ExecPolicy()
         self.auto_approve = auto_approve
         self.load_settle = load_settle
         self.load_settle_max = load_settle_max
         self.resume_id = initial.thread_id
+        self.default_model = default_model
+        self.wanted_model = model or initial.model or default_model
+        self.model = ""  # the model the agent runs on, once known
+        self.base_model = ""  # the model it ran on after the handshake (requests without one)
+        self._model_lock = trio.Lock()
         self.session_id = ""
         self.agent_info: dict[str, Any] = {}
         self.mapper = proto.AcpUpdateMapper(provider=provider)
@@ -110,7 +125,7 @@ class AcpDriver(RpcDriver):
             self.mapper.session_id = self.session_id = self.resume_id
             self.mapper.replaying = True
             self._last_update = trio.current_time()
-            await client.request(
+            result = await client.request(
                 "session/load", proto.load_session_params(self.resume_id, self.cwd)
             )
             await self._settle()
@@ -122,6 +137,40 @@ class AcpDriver(RpcDriver):
                 raise ProtocolError(f"{self.provider}: session/new returned no sessionId",
                                     provider=self.provider)  # fmt: skip
             self.mapper.session_id = self.session_id = sid
+        current = proto.current_models(result)
+        wanted = self.wanted_model
+        if wanted and wanted not in current:
+            await self._set_model(client, wanted)
+        else:
+            self.model = wanted or next(iter(sorted(current)), "")
+        self.base_model = self.model
+
+    async def _set_model(self, client: Any, model: str) -> None:
+        """``session/set_model``; a refusal raises JsonRpcError naming the model and the
+        agent's reason (``data.details``)."""
+        try:
+            await client.request(
+                "session/set_model", proto.set_model_params(self.session_id, model)
+            )
+        except JsonRpcError as exc:
+            data = exc.data
+            reason = data.get("details") if isinstance(data, dict) else data
+            raise JsonRpcError(
+                f"{self.provider} refused to switch to model {model!r}: {exc.rpc_message}"
+                + (f" ({reason})" if reason else ""),
+                code=exc.code, data=exc.data, method="session/set_model", provider=self.provider,
+            ) from exc  # fmt: skip
+        self.model = model
+
+    async def _switch_model(self, request: RunRequest) -> None:
+        """``session/set_model`` when the request's model (else the config's) is not the
+        current one; a refusal raises (JsonRpcError) and the model stays as it was."""
+        wanted = request.model or self.default_model or self.base_model
+        if not wanted or wanted == self.model:
+            return
+        async with self._model_lock:
+            if wanted != self.model:
+                await self._set_model(self._require_client(), wanted)
 
     async def _settle(self) -> None:
         deadline = trio.current_time() + self.load_settle_max
@@ -145,6 +194,7 @@ class AcpDriver(RpcDriver):
     async def start_turn(self, request: RunRequest) -> TurnRef:
         text = self.check_prompt(request)
         self._require_client()
+        await self._switch_model(request)
         ref = TurnRef(thread_id=self.session_id, turn_id=f"acp-{next(self._turns)}")
         started = trio.Event()
         self._spawn(self._prompt, ref, text, started)
@@ -173,26 +223,24 @@ class AcpDriver(RpcDriver):
         raise SteerUnsupportedError(provider=self.provider)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        """``session/cancel``, then every pending permission request is answered
+        ``cancelled`` at once (the ACP rule for a cancelled prompt)."""
         await self._require_client().notify("session/cancel", proto.cancel_params(self.session_id))
+        self.gate.withdraw_all()
 
     async def answer_request(self, req: Request) -> Any:
         if req.method != "session/request_permission":
             raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)
+        tool = req.params.get("toolCall") if isinstance(req.params, dict) else None
+        tool_id = as_str(tool.get("toolCallId")) if isinstance(tool, dict) else ""
         approval = proto.permission_request(
-            req.params, provider=self.provider, turn_id=self.mapper.turn_id
-        )
-        fallback = default_decision(self.policy, auto_approve=self.auto_approve)
-        answer = await ask(self.approver, approval, fallback, self.approval_errors)
-        result = proto.permission_result(approval, answer)
-        outcome = result["outcome"].get("optionId") or "cancelled"
-        await self.emit(
-            TurnEvent(
-                kind=EventKind.TOOL_USE, text=f"approval {approval.kind}: {approval.summary} -> "
-                f"{outcome}", thread_id=self.session_id, turn_id=self.mapper.turn_id,
-                raw=req.raw, provider=self.provider,
-            )
+            req.params, provider=self.provider, turn_id=self.mapper.turn_id,
+            known=self.mapper.tool_info(tool_id),
         )  # fmt: skip
-        return result
+        approval = attrs.evolve(approval, thread_id=self.session_id)
+        fallback = default_decision(self.policy, auto_approve=self.auto_approve)
+        answer = await self.decide(approval, fallback, req.raw)
+        return proto.permission_result(approval, answer)
 
 
 def _cwd(request: RunRequest, config: CLIConfig) -> str:
@@ -216,7 +264,8 @@ def open_acp_driver(
     return AcpDriver(
         inv, initial, provider=config.name or "acp", cwd=cwd,
         policy=config.exec_policy.merged(initial.exec_policy),
-        auto_approve=config.auto_approve, approver=approver, **kw,
+        auto_approve=config.auto_approve, approver=approver,
+        default_model=config.model.strip(), **kw,
     )  # fmt: skip
 
 
@@ -242,14 +291,16 @@ def open_gemini_driver(
                      limits=config.limits)  # fmt: skip
     auto = config.approval_mode == "yolo" or (not config.approval_mode and config.yolo)
     return AcpDriver(inv, initial, provider="gemini", cwd=cwd, policy=policy,
-                     auto_approve=auto, approver=approver, **kw)  # fmt: skip
+                     auto_approve=auto, approver=approver, model=model,
+                     default_model=config.model.strip(), **kw)  # fmt: skip
 
 
 def open_kimi_driver(
     config: KimiConfig, initial: RunRequest, *, approver: Approver | None = None, **kw: Any
 ) -> AcpDriver:
     """Kimi Code 2.x: ``kimi acp`` (it has no model flag: the model comes from its config or
-    ``KIMI_MODEL_*`` env). Telemetry/auto-update switches as in one-shot mode; permission
+    ``KIMI_MODEL_*`` env, and a request's or the config's model is selected with
+    ``session/set_model``). Telemetry/auto-update switches as in one-shot mode; permission
     requests without a callback follow kimi's default policy (accepted unless the caller set a
     sandbox or approval policy, like ``kimi -p``)."""
     cwd = _cwd(initial, config)
@@ -260,4 +311,6 @@ def open_kimi_driver(
     return AcpDriver(inv, initial, provider="kimi", cwd=cwd,
                      policy=KIMI_DEFAULT_POLICY.merged(
                          config.exec_policy.merged(initial.exec_policy)),
-                     auto_approve=config.yolo, approver=approver, **kw)  # fmt: skip
+                     auto_approve=config.yolo, approver=approver,
+                     model=initial.model or config.model.strip(),
+                     default_model=config.model.strip(), **kw)  # fmt: skip

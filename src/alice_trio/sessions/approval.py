@@ -19,12 +19,23 @@ blanket-accepts (the Go driver accepted everything whatever the policy, spec §1
   approve, so the agent is told no and continues (codex/ACP/kimi all carry on after a decline).
 
 A callback that raises declines the request (the error is kept on the driver as
-``approval_errors``); it never kills the session.
+``approval_errors``); it never kills the session. A callback that returns ``None`` for an
+approval leaves it to the default decision above (so a caller who only wants to answer
+questions does not have to re-implement the policy).
 
-Questions (kimi ``QuestionRequest``, codex ``item/tool/requestUserInput``) go to the same
-callback with ``kind == "question"``; it returns the answers as ``{question: answer}``. Without
-a callback (or when it returns no answers) the question is **dismissed** (the protocol's
-"no answer"), never answered with an empty string (spec §13.15).
+Questions (kimi ``QuestionRequest``, codex ``item/tool/requestUserInput``, opencode
+``question.asked``) go to the same callback with ``kind == "question"``; it returns the answers
+as ``{question text: answer}`` (an answer is a string, or a list of option labels for a
+multiple-choice question). Without a callback (or when it returns no answers) the question is
+**dismissed** at once with the protocol's "no answer" (opencode: reject; codex/kimi: an error
+reply), never answered with an empty string (spec §13.15) and never left waiting: the agent
+carries on without an answer. Either way a ``question`` event is emitted first.
+
+Every driver runs the round trip through one :class:`ApprovalGate`: it emits the ``question``
+event, calls the approver (or applies the default) and reports the decision as a ``tool_use``
+notice ``approval <kind>: <summary> -> <decision>``; the driver only translates the answer into
+its protocol. The callback may wait as long as it likes (a human answering in a chat): the
+turn waits with it; cancelling the session cancels the wait.
 """
 
 from __future__ import annotations
@@ -35,18 +46,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
+import trio
 
-from ..models import ExecPolicy, TurnQuestion
+from ..models import EventKind, ExecPolicy, TurnEvent, TurnQuestion
 
 __all__ = [
     "KIMI_DEFAULT_POLICY",
     "Answer",
     "ApprovalDecision",
+    "ApprovalGate",
     "ApprovalOption",
     "ApprovalRequest",
     "Approver",
     "ask",
     "default_decision",
+    "question_answers",
 ]
 
 
@@ -91,7 +105,7 @@ class ApprovalRequest:
     params: Any = attrs.field(default=None, eq=False, repr=False)
 
 
-Answer = ApprovalDecision | Mapping[str, str] | None
+Answer = ApprovalDecision | Mapping[str, Any] | None
 Approver = Callable[[ApprovalRequest], Awaitable[Answer] | Answer]
 
 
@@ -117,7 +131,8 @@ async def ask(
     """The approver's answer, ``fallback`` without one (questions: ``None``, i.e. dismissed).
 
     A raising callback gives DECLINE (questions: ``None``) and its exception is appended to
-    ``errors``. A string answer is read as an :class:`ApprovalDecision` value.
+    ``errors``. A string answer is read as an :class:`ApprovalDecision` value; ``None`` for an
+    approval gives ``fallback``; anything else declines.
     """
     if approver is None:
         return None if request.kind == "question" else fallback
@@ -138,4 +153,100 @@ async def ask(
         return answer if isinstance(answer, Mapping) and answer else None
     if isinstance(answer, ApprovalDecision):
         return answer
+    if answer is None:
+        return fallback
     return ApprovalDecision.DECLINE
+
+
+def question_answers(question: TurnQuestion, answer: Mapping[str, Any]) -> list[list[str]]:
+    """``{question text (or header, or index as a string): answer}`` → one list of answers per
+    question, in the question's order (opencode's reply shape). A string answer is one item; a
+    list/tuple gives its items; an unanswered question gets ``[]``."""
+    out: list[list[str]] = []
+    for i, info in enumerate(question.questions):
+        value: Any = None
+        for key in (info.question, info.header, str(i)):
+            if key and key in answer:
+                value = answer[key]
+                break
+        if value is None:
+            out.append([])
+        elif isinstance(value, (list, tuple)):
+            out.append([str(v) for v in value])
+        else:
+            out.append([str(value)])
+    return out
+
+
+def _label(answer: Answer) -> str:
+    if isinstance(answer, ApprovalDecision):
+        return answer.value
+    return "answered" if answer else "dismissed"
+
+
+async def _no_emit(event: TurnEvent) -> None:
+    return None
+
+
+@attrs.define(eq=False)
+class ApprovalGate:
+    """The approval/question round trip shared by every session driver (module docstring).
+
+    ``decide`` never raises for a bad callback (see :func:`ask`); it is cancelled with the
+    task that awaits it (the driver's request task), which abandons the callback's wait.
+    :meth:`withdraw_all` (the drivers call it when a turn is interrupted) answers every pending
+    request CANCEL at once, so an interrupt never waits for a human.
+    """
+
+    provider: str
+    approver: Approver | None = None
+    errors: list[BaseException] = attrs.Factory(list)
+    _asking: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+
+    def withdraw_all(self) -> int:
+        """Stop waiting for every pending answer (the turn is being interrupted): each
+        pending :meth:`decide` returns CANCEL at once (questions too; drivers treat a
+        non-mapping answer to a question as dismissed). Returns how many were pending."""
+        pending = list(self._asking)
+        for scope in pending:
+            scope.cancel()
+        return len(pending)
+
+    async def decide(
+        self,
+        request: ApprovalRequest,
+        fallback: ApprovalDecision,
+        emit: Callable[[TurnEvent], Awaitable[None]] = _no_emit,
+        *,
+        raw: str = "",
+        thread_id: str = "",
+        turn_id: str = "",
+    ) -> Answer:
+        """Ask, emitting the ``question`` event before and the decision notice after."""
+        thread_id = thread_id or request.thread_id
+        turn_id = turn_id or request.turn_id
+        question = request.kind == "question"
+        if question and request.question is not None:
+            await emit(
+                TurnEvent(
+                    kind=EventKind.QUESTION, question=request.question, text=request.summary,
+                    thread_id=thread_id, turn_id=turn_id, raw=raw, provider=self.provider,
+                )
+            )  # fmt: skip
+        with trio.CancelScope() as scope:
+            self._asking.add(scope)
+            try:
+                answer = await ask(self.approver, request, fallback, self.errors)
+            finally:
+                self._asking.discard(scope)
+        if scope.cancelled_caught:  # withdrawn: the turn is being interrupted
+            answer = ApprovalDecision.CANCEL
+        if not question:
+            await emit(
+                TurnEvent(
+                    kind=EventKind.TOOL_USE,
+                    text=f"approval {request.kind}: {request.summary} -> {_label(answer)}",
+                    thread_id=thread_id, turn_id=turn_id, raw=raw, provider=self.provider,
+                )
+            )  # fmt: skip
+        return answer

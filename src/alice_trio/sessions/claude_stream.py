@@ -6,11 +6,29 @@ next boundary; the driver gives it a turn id of its own and the reply is attribu
 
 Process: the one-shot argv builder's flags (permission mode, model, resume, add-dirs, allowed
 tools; :mod:`alice_trio.providers.claude`) with ``--input-format stream-json
---replay-user-messages`` added and stdin kept open. ``--model``/``--resume`` come from the
-``initial`` request: they are fixed for the life of the process. :meth:`run` sends the
-``initialize`` control request and reports the session started once claude answered (a process
-that exits first raises :class:`ProcessFailedError` with the stderr tail; how long claude may
-take is the session's ``start_timeout``, or ``init_timeout`` when set).
+--replay-user-messages`` added and stdin kept open; with an approver also
+``--permission-prompt-tool=stdio``. ``--resume`` comes from the ``initial`` request.
+:meth:`run` sends the ``initialize`` control request and reports the session started once
+claude answered (a process that exits first raises :class:`ProcessFailedError` with the stderr
+tail; how long claude may take is the session's ``start_timeout``, or ``init_timeout`` when
+set).
+
+Model switch (§13.17): the process starts on the initial request's model (else the config's).
+A later request whose model (else the config's, else the starting one) differs is preceded by
+the ``set_model``
+control request; the message is written only after claude confirmed it, and a refusal or no
+answer within ``interrupt_deadline`` raises :class:`ProtocolError` from the submit — the
+request never runs silently on the old model.
+
+Approvals (``approver`` given): claude routes its permission prompts to us
+(``--permission-prompt-tool=stdio``); each ``can_use_tool`` request is decided by the shared
+:class:`~alice_trio.sessions.approval.ApprovalGate` in its own task (events: ``tool_use``
+``approval command: run `…` -> accept|decline``; ``AskUserQuestion`` → a ``question`` event and
+the callback's answers). A declined tool does not run; claude reports the refusal as the tool's
+error result and the turn goes on. Which tools prompt at all is claude's ``permission_mode``:
+with ``bypassPermissions`` (the config default) nothing is asked, so set ``permission_mode:
+default`` (or ``acceptEdits``) to be asked. A prompt claude withdraws
+(``control_cancel_request``) cancels the callback's wait and is not answered.
 
 Interrupt writes the ``interrupt`` control request and waits up to ``interrupt_deadline`` for
 its ``control_response`` (:class:`ProtocolError` when none comes); the turn's own terminal
@@ -36,24 +54,39 @@ from ..errors import (
     SessionClosedError,
     TransportClosedError,
 )
-from ..models import EventKind, RunRequest, TurnEvent
-from ..protocols.claude_stream import ClaudeBidiMapper, control_request, user_message
+from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent
+from ..protocols.claude_stream import (
+    ClaudeBidiMapper,
+    control_request,
+    permission_response,
+    user_message,
+)
 from ..providers.base import Invocation
 from ..providers.claude import ClaudeConfig, build_invocation
 from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
+from .approval import ApprovalGate, ApprovalRequest, Approver, default_decision
 from .driver import Emit, SteerMode, TurnRef
+
+#: claude's defaults for the fields of an exec policy left unset (spec §10)
+CLAUDE_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
 
 __all__ = ["ClaudeStreamDriver", "build_stream_invocation", "open_driver"]
 
 
-def build_stream_invocation(config: ClaudeConfig, initial: RunRequest) -> Invocation:
+def build_stream_invocation(
+    config: ClaudeConfig, initial: RunRequest, *, permission_prompts: bool = False
+) -> Invocation:
     """The one-shot invocation turned bidirectional: stream-json input, replayed user
-    messages, stdin left open (no prompt bytes)."""
+    messages, stdin left open (no prompt bytes); ``permission_prompts`` adds
+    ``--permission-prompt-tool=stdio``."""
     probe = initial.evolve(user_text=initial.prompt or "-")
     inv = build_invocation(probe, config)
     argv = list(inv.argv)
-    argv[2:2] = ["--input-format", "stream-json", "--replay-user-messages"]
+    extra = ["--input-format", "stream-json", "--replay-user-messages"]
+    if permission_prompts:
+        extra.append("--permission-prompt-tool=stdio")
+    argv[2:2] = extra
     return attrs.evolve(inv, argv=tuple(argv), stdin=b"", timeout=None, idle_timeout=None)
 
 
@@ -71,13 +104,23 @@ class ClaudeStreamDriver:
         interrupt_deadline: float = 5.0,
         close_grace: float = 2.0,
         invocation: Invocation | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.config = config
-        self.invocation = invocation or build_stream_invocation(config, initial)
+        self.invocation = invocation or build_stream_invocation(
+            config, initial, permission_prompts=approver is not None
+        )
         self.init_timeout = init_timeout
         self.interrupt_deadline = interrupt_deadline
         self.close_grace = close_grace
-        self.mapper = ClaudeBidiMapper(thread_id=initial.thread_id)
+        self.model = self.base_model = initial.model or config.model.strip()
+        self.policy = CLAUDE_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
+        self.approval_errors: list[BaseException] = []
+        self.gate = ApprovalGate(provider="claude", approver=approver, errors=self.approval_errors)
+        self.mapper = ClaudeBidiMapper(thread_id=initial.thread_id, handles_permissions=True)
+        self._prompts: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._model_lock = trio.Lock()
         self._proc: AgentProcess | None = None
         self._emit: Emit | None = None
         self._ids = itertools.count(1)
@@ -100,6 +143,7 @@ class ClaudeStreamDriver:
                 ) as proc:
                     self._proc = proc
                     async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
                         nursery.start_soon(self._read, proc)
                         await self._initialize(proc)
                         task_status.started()
@@ -146,14 +190,47 @@ class ClaudeStreamDriver:
         async for line in proc.lines:
             events = self.mapper.feed(line)
             for rid in list(self.mapper.control_responses):
-                self._responses.setdefault(rid, trio.Event()).set()
+                waiter = self._responses.get(rid)
+                if waiter is None:  # not awaited (claude echoes our own answers): forget it
+                    del self.mapper.control_responses[rid]
+                else:
+                    waiter.set()
             while self.mapper.outgoing:
                 try:
                     await proc.send(self.mapper.outgoing.pop(0))
                 except TransportClosedError:
                     pass
+            while self.mapper.cancelled_requests:
+                scope = self._prompts.pop(self.mapper.cancelled_requests.pop(0), None)
+                if scope is not None:
+                    scope.cancel()
+            while self.mapper.permission_requests:
+                rid, approval, raw = self.mapper.permission_requests.pop(0)
+                assert self._nursery is not None
+                self._prompts[rid] = scope = trio.CancelScope()
+                self._nursery.start_soon(self._answer_prompt, proc, rid, approval, raw, scope)
             for event in events:
                 await self._emit(event)
+
+    async def _answer_prompt(
+        self,
+        proc: AgentProcess,
+        rid: str,
+        approval: ApprovalRequest,
+        raw: str,
+        scope: trio.CancelScope,
+    ) -> None:
+        """One ``can_use_tool`` round trip (its own task: the reader never waits for a human)."""
+        assert self._emit is not None
+        with scope:
+            answer = await self.gate.decide(
+                approval, default_decision(self.policy), self._emit, raw=raw
+            )
+            try:
+                await proc.send(permission_response(rid, approval, answer))
+            except TransportClosedError:
+                pass
+        self._prompts.pop(rid, None)
 
     async def _report_exit(self) -> None:
         """claude exited: every pending submission gets an error (§13.13)."""
@@ -183,11 +260,49 @@ class ClaudeStreamDriver:
             raise SessionClosedError(provider="claude")
         return self._proc
 
+    async def _control(
+        self, proc: AgentProcess, prefix: str, what: str, subtype: str, **fields: Any
+    ) -> Any:
+        """Send one control request and wait up to ``interrupt_deadline`` for its answer;
+        raises :class:`ProtocolError` on an ``error`` answer or none."""
+        rid = f"{prefix}-{next(self._req_ids)}"
+        waiter = self._responses.setdefault(rid, trio.Event())
+        await proc.send(control_request(rid, subtype, **fields))
+        with trio.move_on_after(self.interrupt_deadline):
+            await waiter.wait()
+        self._responses.pop(rid, None)
+        response = self.mapper.control_responses.pop(rid, None)
+        if not waiter.is_set():
+            raise ProtocolError(
+                f"claude did not answer {what} within {self.interrupt_deadline:g} s",
+                provider="claude",
+                stderr_tail=proc.stderr_tail(),
+            )
+        if isinstance(response, dict) and response.get("subtype") == "error":
+            raise ProtocolError(
+                f"claude refused {what}: {response.get('error') or 'no reason given'}",
+                provider="claude",
+            )
+        return response
+
+    async def _switch_model(self, proc: AgentProcess, request: RunRequest) -> None:
+        """``set_model`` when the request's model (else the config's, else the one the process
+        started with; ``""`` = claude's default, sent as ``null``) is not the current one."""
+        wanted = request.model or self.config.model.strip() or self.base_model
+        if wanted == self.model:
+            return
+        async with self._model_lock:
+            if wanted != self.model:
+                what = f"the switch to model {wanted or 'default'!r}"
+                await self._control(proc, "set-model", what, "set_model", model=wanted or None)
+                self.model = wanted
+
     async def _submit(self, request: RunRequest, *, steered: bool) -> TurnRef:
         text = request.prompt
         if not text:
             raise EmptyPromptError(provider="claude")
         proc = self._live()
+        await self._switch_model(proc, request)
         ref = TurnRef(
             thread_id=self.mapper.thread_id or request.thread_id,
             turn_id=f"claude-{next(self._ids)}",
@@ -220,18 +335,8 @@ class ClaudeStreamDriver:
         return await self._submit(request, steered=True)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
-        proc = self._live()
-        rid = f"interrupt-{next(self._req_ids)}"
-        waiter = self._responses.setdefault(rid, trio.Event())
-        await proc.send(control_request(rid, "interrupt"))
-        with trio.move_on_after(self.interrupt_deadline):
-            await waiter.wait()
-            return
-        raise ProtocolError(
-            f"claude did not answer the interrupt within {self.interrupt_deadline:g} s",
-            provider="claude",
-            stderr_tail=proc.stderr_tail(),
-        )
+        self.gate.withdraw_all()  # a pending permission prompt is denied at once
+        await self._control(self._live(), "interrupt", "the interrupt", "interrupt")
 
     async def aclose(self, *, graceful: bool) -> None:
         if self._done.is_set():
@@ -246,8 +351,10 @@ class ClaudeStreamDriver:
         await self._done.wait()
 
 
-def open_driver(config: Any, initial: RunRequest) -> ClaudeStreamDriver:
-    """Session factory for claude (registry entry)."""
+def open_driver(
+    config: Any, initial: RunRequest, *, approver: Approver | None = None
+) -> ClaudeStreamDriver:
+    """Session factory for claude (registry entry); ``approver`` turns on permission prompts."""
     if not isinstance(config, ClaudeConfig):
         config = ClaudeConfig()
-    return ClaudeStreamDriver(config, initial)
+    return ClaudeStreamDriver(config, initial, approver=approver)

@@ -28,12 +28,12 @@ from typing import Any
 import trio
 
 from ..errors import ProtocolError
-from ..models import EventKind, RunRequest, TurnEvent
+from ..models import RunRequest, TurnEvent
 from ..protocols import codex_app_server as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
 from ..providers.base import Invocation, as_str
-from ..providers.codex import CodexConfig
-from .approval import Approver, ask, default_decision
+from ..providers.codex import CodexConfig, codex_env
+from .approval import Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -41,12 +41,12 @@ __all__ = ["CodexAppServerDriver", "build_invocation", "open_driver"]
 
 
 def build_invocation(config: CodexConfig, initial: RunRequest) -> Invocation:
-    """``<command> app-server --listen stdio:// [extra_args…]`` in the workspace; env is the
-    config's env with the first request's env on top."""
+    """``<command> app-server --listen stdio:// [extra_args…]`` in the workspace; env is
+    ``CODEX_HOME`` from ``codex_home``, the config's env, then the first request's env."""
     command = config.command.strip() or "codex"
     return Invocation(
         argv=(command, "app-server", "--listen", "stdio://", *config.extra_args),
-        env={**config.env, **initial.env},
+        env=codex_env(config, initial.env),
         cwd=initial.workspace_dir or config.workspace_dir.strip() or None,
         limits=config.limits,
     )
@@ -139,6 +139,7 @@ class CodexAppServerDriver(RpcDriver):
         return TurnRef(thread_id=turn.thread_id, turn_id=turn_id or turn.turn_id)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.gate.withdraw_all()  # pending approvals are answered "cancel" at once
         params = proto.interrupt_params(thread_id=turn.thread_id, turn_id=turn.turn_id)
         await self._require_client().request("turn/interrupt", params)
 
@@ -149,28 +150,10 @@ class CodexAppServerDriver(RpcDriver):
         approval = proto.approval_request(req.method, req.params, str(req.id))
         if approval is None:
             raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)
-        if approval.kind == "question" and approval.question is not None:
-            await self.emit(
-                TurnEvent(
-                    kind=EventKind.QUESTION, question=approval.question, text=approval.summary,
-                    thread_id=approval.thread_id, turn_id=approval.turn_id, raw=req.raw,
-                    provider=self.provider,
-                )
-            )  # fmt: skip
-        fallback = default_decision(self._policy)
-        answer = await ask(self.approver, approval, fallback, self.approval_errors)
+        answer = await self.decide(approval, default_decision(self._policy), req.raw)
         result = proto.approval_result(approval, answer)
         if result is None:
             raise JsonRpcError("question dismissed: no answer", code=-32000)
-        if approval.kind != "question":
-            await self.emit(
-                TurnEvent(
-                    kind=EventKind.TOOL_USE,
-                    text=f"approval {approval.kind}: {approval.summary} -> {answer.value}",
-                    thread_id=approval.thread_id, turn_id=approval.turn_id, raw=req.raw,
-                    provider=self.provider,
-                )
-            )  # fmt: skip
         return result
 
 

@@ -13,6 +13,12 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
   turn. Cancelling it (session closed) sends ``cancel`` (spec §13.11); a JSON-RPC error (e.g.
   ``-32003`` chat provider error) or a dead process becomes an ``error`` event of the turn.
 * ``interrupt_turn``: ``cancel``; the prompt then ends ``cancelled`` → ``turn_interrupted``.
+* Model (§13.17): the wire protocol has no way to change the model of a running process, so a
+  request whose model (else the config's, else the starting one) differs from the process's
+  restarts it between turns (:meth:`RpcDriver.restart`: stdin EOF, then ``--wire
+  --session=<same id> --model=<new>``; kimi-cli resumes the session from disk, so the history
+  is kept). A process that does not come back raises :class:`TransportClosedError` from
+  ``start_turn``.
 * Approvals/questions: the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` of the exec policy with kimi's
   defaults for unset fields (``yolo``, or no sandbox/approval policy set → accept, as kimi's
@@ -27,14 +33,15 @@ import os
 import uuid
 from typing import Any
 
+import attrs
 import trio
 
-from ..models import EventKind, RunRequest, TurnEvent
+from ..models import RunRequest, TurnEvent
 from ..protocols import kimi_wire as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
 from ..providers.base import Invocation, as_str, merge_env
 from ..providers.kimi import KimiConfig
-from .approval import KIMI_DEFAULT_POLICY, Approver, ask, default_decision
+from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -85,6 +92,7 @@ class KimiWireDriver(RpcDriver):
             approver=approver, close_grace=close_grace,
         )  # fmt: skip
         self.config = config
+        self.model = self.base_model = initial.model or config.model.strip()
         self.policy = KIMI_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
         self.mapper = proto.KimiWireMapper(session_id=self.session_id)
         self.server_info: dict[str, Any] = {}
@@ -103,9 +111,26 @@ class KimiWireDriver(RpcDriver):
     def eof_events(self) -> list[TurnEvent]:
         return self.mapper.flush()
 
+    async def _switch_model(self, request: RunRequest) -> None:
+        wanted = request.model or self.config.model.strip() or self.base_model
+        if wanted == self.model:
+            return
+        await self.restart(self._with_model(wanted))
+        self.model = wanted
+
+    def _with_model(self, model: str) -> Invocation:
+        """The current invocation with ``--model=<model>`` (added, replaced, or removed for
+        ``""``: kimi's default)."""
+        argv = [a for a in self.invocation.argv if not a.startswith("--model=")]
+        at = next((i + 1 for i, a in enumerate(argv) if a.startswith("--session=")), len(argv))
+        if model:
+            argv.insert(at, f"--model={model}")
+        return attrs.evolve(self.invocation, argv=tuple(argv))
+
     async def start_turn(self, request: RunRequest) -> TurnRef:
         text = self.check_prompt(request)
         self._require_client()
+        await self._switch_model(request)
         ref = TurnRef(thread_id=self.session_id, turn_id=f"wire-{next(self._turns)}")
         started = trio.Event()
         self._spawn(self._prompt, ref, text, started)
@@ -130,6 +155,7 @@ class KimiWireDriver(RpcDriver):
         return turn
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        self.gate.withdraw_all()  # a pending approval is rejected: kimi can stop the turn
         await self._require_client().request("cancel", {})
 
     async def answer_request(self, req: Request) -> Any:
@@ -149,24 +175,11 @@ class KimiWireDriver(RpcDriver):
         )
         if approval is None:
             raise JsonRpcError(f"request type not supported: {rtype}", code=METHOD_NOT_FOUND)
-        if approval.question is not None:
-            await self.emit(TurnEvent(
-                kind=EventKind.QUESTION, question=approval.question, text=approval.summary,
-                thread_id=self.session_id, turn_id=self.mapper.turn_id, raw=req.raw,
-                provider=self.provider,
-            ))  # fmt: skip
         fallback = default_decision(self.policy, auto_approve=self.config.yolo)
-        answer = await ask(self.approver, approval, fallback, self.approval_errors)
+        answer = await self.decide(approval, fallback, req.raw)
         result = proto.approval_result(approval, answer)
         if result is None:
             raise JsonRpcError("question dismissed: no answer", code=-32000)
-        if approval.kind != "question":
-            await self.emit(TurnEvent(
-                kind=EventKind.TOOL_USE,
-                text=f"approval {approval.kind}: {approval.summary} -> {result['response']}",
-                thread_id=self.session_id, turn_id=self.mapper.turn_id, raw=req.raw,
-                provider=self.provider,
-            ))  # fmt: skip
         return result
 
 

@@ -15,17 +15,27 @@ through the mapper (idempotent), so a turn whose terminal event fell into the ga
 
 Turns: ``start_turn``/``steer_turn`` post ``prompt_async`` (steer mode ``native_enqueue``; each
 steer gets its own turn id) and the mapping in :mod:`alice_trio.protocols.opencode_events`
-attributes the answers. ``interrupt_turn`` posts ``/abort``. Questions (``question.asked``)
-become ``question`` events; answer them with :meth:`OpenCodeServeDriver.reply_question` /
-:meth:`reject_question`, or give ``on_question`` (sync or async, returns the answers — a list of
-label lists — or ``None`` to reject), which is called in its own task.
+attributes the answers. ``interrupt_turn`` posts ``/abort``.
+
+Approvals and questions (one :class:`~alice_trio.sessions.approval.ApprovalGate`, each in its
+own task): ``permission.asked`` (a tool opencode's ``permission`` config sets to ``ask``) goes
+to the ``approver``, else :func:`~alice_trio.sessions.approval.default_decision` of the exec
+policy; the answer is posted to ``/permission/{id}/reply`` (accept → ``once``, accept for the
+session → ``always``, decline → ``reject`` with a message, so the tool does not run and the model
+continues; cancel → ``reject`` alone, which ends opencode's loop). ``question.asked`` becomes a
+``question`` event and goes to the approver as a ``question`` request: its answers are posted
+to ``/question/{id}/reply``; no approver or no answer rejects the question at once
+(``/question/{id}/reject``), so the turn never waits for an answer nobody will give. The older
+``on_question`` callback (the question → a list of label lists, or ``None`` to reject) takes
+precedence when given; :meth:`OpenCodeServeDriver.reply_question` / :meth:`reject_question`
+remain for callers who answer by hand (with ``on_question`` returning a never-resolving wait).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -44,12 +54,14 @@ from ..errors import (
     TransportClosedError,
 )
 from ..models import EventKind, RunRequest, TurnEvent, TurnQuestion
+from ..protocols import opencode_events as oc_proto
 from ..protocols.opencode_events import OpenCodeMapper
 from ..providers.base import Invocation, as_list, merge_env
 from ..providers.opencode import OpenCodeConfig, resolve_agent
 from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
 from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
+from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnRef
 
 __all__ = ["OpenCodeServeDriver", "find_url", "open_driver", "prompt_body"]
@@ -99,6 +111,7 @@ class OpenCodeServeDriver:
         reconnect_delay: float = 0.5,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_question: QuestionCallback | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.config = config
         self.initial = initial
@@ -121,6 +134,12 @@ class OpenCodeServeDriver:
         self._done = trio.Event()
         self._closing = False
         self.reconnects = 0
+        self.approval_errors: list[BaseException] = []
+        self.gate = ApprovalGate(
+            provider="opencode", approver=approver, errors=self.approval_errors
+        )
+        self.policy = config.exec_policy.merged(initial.exec_policy)
+        self._asked: set[str] = set()  # permission/question ids already being answered
 
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
@@ -283,11 +302,71 @@ class OpenCodeServeDriver:
 
     async def _handle_obj(self, obj: dict[str, Any], raw: str = "") -> None:
         assert self._emit is not None
+        if obj.get("type") == "permission.asked":
+            self._permission_asked(obj, raw)
         for event in self.mapper.feed(obj, raw):
             if event.kind is EventKind.QUESTION and self.on_question is not None:
                 assert self._nursery is not None and event.question is not None
                 self._nursery.start_soon(self._ask, event.question)
+            elif event.kind is EventKind.QUESTION and event.question is not None:
+                self._question_asked(event)
             await self._emit(event)
+
+    def _permission_asked(self, obj: dict[str, Any], raw: str) -> None:
+        props = obj.get("properties")
+        if not isinstance(props, dict) or props.get("sessionID") != self.mapper.session_id:
+            return
+        owner = self.mapper.pending[-1].turn_id if self.mapper.pending else ""
+        approval = oc_proto.permission_request(props, turn_id=owner)
+        if approval is None or f"per:{approval.params['id']}" in self._asked:
+            return
+        self._asked.add(f"per:{approval.params['id']}")
+        assert self._nursery is not None
+        self._nursery.start_soon(self._answer_permission, approval, raw)
+
+    async def _answer_permission(self, approval: Any, raw: str) -> None:
+        """Decide one ``permission.asked`` and post the reply (a failed post is dropped: the
+        server is gone or the request was answered elsewhere)."""
+        assert self._emit is not None
+        answer = await self.gate.decide(
+            approval, default_decision(self.policy), self._emit, raw=raw
+        )
+        if answer is ApprovalDecision.CANCEL and self.mapper.interrupt_requested:
+            return  # withdrawn by an interrupt: the abort rejects it (a reply would race it)
+        try:
+            await self._post(
+                f"/permission/{approval.params['id']}/reply", oc_proto.permission_reply(answer)
+            )
+        except AliceError:
+            pass
+
+    def _question_asked(self, event: TurnEvent) -> None:
+        assert event.question is not None
+        key = f"que:{event.question.request_id}"
+        if key in self._asked:
+            return
+        self._asked.add(key)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._answer_question, event)
+
+    async def _answer_question(self, event: TurnEvent) -> None:
+        """The approver's answers to ``/question/{id}/reply``, else reject (never a wait)."""
+        question = event.question
+        assert question is not None
+        request = oc_proto.question_request(
+            question, session_id=event.thread_id, turn_id=event.turn_id
+        )
+        # the QUESTION event was emitted by the mapper: the gate only asks
+        answer = await self.gate.decide(request, ApprovalDecision.DECLINE)
+        if answer is ApprovalDecision.CANCEL and self.mapper.interrupt_requested:
+            return  # withdrawn by an interrupt: the abort ends the question
+        try:
+            if isinstance(answer, Mapping) and answer:
+                await self.reply_question(question.request_id, question_answers(question, answer))
+            else:
+                await self.reject_question(question.request_id)
+        except AliceError:
+            pass
 
     async def _ask(self, question: TurnQuestion) -> None:
         assert self.on_question is not None
@@ -397,6 +476,7 @@ class OpenCodeServeDriver:
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
         self.mapper.interrupt_requested = True
+        self.gate.withdraw_all()  # pending prompts stop waiting; the abort rejects them
         await self._post(f"/session/{self.mapper.session_id}/abort")
 
     async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:
@@ -414,8 +494,11 @@ class OpenCodeServeDriver:
         await self._done.wait()
 
 
-def open_driver(config: Any, initial: RunRequest) -> OpenCodeServeDriver:
-    """Session factory for opencode (registry entry)."""
+def open_driver(
+    config: Any, initial: RunRequest, *, approver: Approver | None = None
+) -> OpenCodeServeDriver:
+    """Session factory for opencode (registry entry); ``approver`` decides permission prompts
+    and answers questions (module docstring)."""
     if not isinstance(config, OpenCodeConfig):
         raise ConfigError("the opencode session driver needs an OpenCodeConfig")
-    return OpenCodeServeDriver(config, initial)
+    return OpenCodeServeDriver(config, initial, approver=approver)

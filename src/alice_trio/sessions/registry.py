@@ -81,8 +81,7 @@ def create_driver(
     """Build the session driver for ``provider``; ``approver`` goes to factories that take it.
 
     Raises :class:`ConfigError` when an approver is given for a driver that has no approval
-    protocol (its record says ``approvals`` is false: claude stream-json runs with a permission
-    mode, opencode answers through ``reply_question``, one-shot wrappers cannot ask)."""
+    protocol (its record says ``approvals`` is false: the one-shot wrappers cannot ask)."""
     spec = session_spec(provider, config)
     factory = load_factory(spec.factory)
     kwargs: dict[str, Any] = {}

@@ -5,8 +5,8 @@
 :class:`~alice_trio.transports.jsonrpc.JsonRpcClient` reader, performs the subclass's handshake,
 reports started, and then pumps incoming notifications through the subclass's pure mapper into
 ``emit`` (awaited: backpressure, never a drop). Server→client requests are answered from their
-own tasks by :meth:`RpcDriver.answer_request` (approvals through the approver, see
-:mod:`alice_trio.sessions.approval`).
+own tasks by :meth:`RpcDriver.answer_request` (approvals and questions through
+:attr:`RpcDriver.gate`, the shared round trip of :mod:`alice_trio.sessions.approval`).
 
 ``run`` returns when the CLI closes stdout. A request still waiting then fails at once with
 :class:`~alice_trio.errors.TransportClosedError` (exit status + stderr tail); a turn whose
@@ -24,13 +24,13 @@ from typing import Any, ClassVar
 
 import trio
 
-from ..errors import AliceError, SessionClosedError
+from ..errors import AliceError, SessionClosedError, TransportClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols.jsonrpc import ErrorResponse, Invalid, Notification, Request
 from ..providers.base import Invocation
 from ..transports.jsonrpc import Barrier, JsonRpcClient
 from ..transports.process import AgentProcess, open_agent_process
-from .approval import Approver
+from .approval import Answer, ApprovalDecision, ApprovalGate, ApprovalRequest, Approver
 from .driver import Emit, SteerMode, TurnRef
 
 __all__ = ["RpcDriver"]
@@ -62,11 +62,17 @@ class RpcDriver:
         self.client: JsonRpcClient | None = None
         self.process: AgentProcess | None = None
         self.approval_errors: list[BaseException] = []
+        self.gate = ApprovalGate(
+            provider=self.provider, approver=approver, errors=self.approval_errors
+        )
         self._emit: Emit = _discard
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._started = False
         self._done = trio.Event()
+        self._next_invocation: Invocation | None = None
+        self._restarted = trio.Event()
+        self._process_scope: trio.CancelScope | None = None
 
     # -- hooks for subclasses -------------------------------------------------------------------
     async def handshake(self, client: JsonRpcClient) -> None:
@@ -92,27 +98,71 @@ class RpcDriver:
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
-                async with open_agent_process(
-                    self.invocation, name=self.provider, close_grace=self.close_grace
-                ) as proc:
-                    self.process = proc
-                    client = JsonRpcClient(
-                        proc,
-                        jsonrpc=self.jsonrpc,
-                        on_request=self._on_request,
-                        string_ids=self.string_ids,
-                        id_prefix=self.id_prefix,
-                    )
-                    self.client = client
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        await nursery.start(client.run)
-                        nursery.start_soon(self._pump, client)
-                        await self.handshake(client)
-                        self._started = True
-                        task_status.started()
+                await self._run_process(task_status)
+                while self._next_invocation is not None:  # restart() asked for a new process
+                    self.invocation, self._next_invocation = self._next_invocation, None
+                    await self._run_process(None)
         finally:
             self._done.set()
+
+    async def _run_process(self, task_status: trio.TaskStatus[None] | None) -> None:
+        """One process: spawn, handshake, report started (first) or restarted, pump to EOF."""
+        async with open_agent_process(
+            self.invocation, name=self.provider, close_grace=self.close_grace
+        ) as proc:
+            self.process = proc
+            client = JsonRpcClient(
+                proc,
+                jsonrpc=self.jsonrpc,
+                on_request=self._on_request,
+                string_ids=self.string_ids,
+                id_prefix=self.id_prefix,
+            )
+            self.client = client
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._process_scope = nursery.cancel_scope
+                await nursery.start(client.run)
+                nursery.start_soon(self._pump, client)
+                await self.handshake(client)
+                if task_status is not None:
+                    self._started = True
+                    task_status.started()
+                else:
+                    self._restarted.set()
+
+    async def restart(self, invocation: Invocation) -> None:
+        """Replace the process with ``invocation`` (same session, e.g. another ``--model``):
+        stdin EOF, up to ``close_grace`` for the old process to exit (then its group is
+        killed), spawn and handshake the new one. Returns once the new process answered its
+        handshake. Raises :class:`SessionClosedError` when the session is closed, and
+        :class:`TransportClosedError` when the new process did not come up (the session is
+        then over). Only call it between turns."""
+        proc, scope = self.process, self._process_scope
+        if proc is None or scope is None or not self._started or self._done.is_set():
+            raise SessionClosedError(f"{self.provider} session is not running")
+        self._next_invocation = invocation
+        self._restarted = restarted = trio.Event()
+        await proc.close_stdin()
+        with trio.move_on_after(self.close_grace):
+            await proc.exited.wait()
+        scope.cancel()
+        async with trio.open_nursery() as wait:
+
+            async def until(event: trio.Event) -> None:
+                await event.wait()
+                wait.cancel_scope.cancel()
+
+            wait.start_soon(until, restarted)
+            wait.start_soon(until, self._done)
+        if not restarted.is_set():
+            current = self.process
+            raise TransportClosedError(
+                f"{self.provider}: the restarted process did not start"
+                + (f" ({current.exit_description()})" if current is not None else ""),
+                provider=self.provider,
+                stderr_tail=current.stderr_tail() if current is not None else "",
+            )
 
     async def aclose(self, *, graceful: bool) -> None:
         if self._scope is None:
@@ -165,6 +215,12 @@ class RpcDriver:
 
     async def _on_request(self, req: Request) -> Any:
         return await self.answer_request(req)
+
+    async def decide(
+        self, request: ApprovalRequest, fallback: ApprovalDecision, raw: str
+    ) -> Answer:
+        """The approval/question round trip (:class:`ApprovalGate`), events through ``emit``."""
+        return await self.gate.decide(request, fallback, self._emit, raw=raw)
 
     async def request_turn(
         self,

@@ -1,0 +1,108 @@
+"""The one approval round trip every session driver uses (sessions/approval.py)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from alice_trio.models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion
+from alice_trio.sessions.approval import (
+    ApprovalDecision,
+    ApprovalGate,
+    ApprovalRequest,
+    question_answers,
+)
+
+QUESTION = TurnQuestion(
+    request_id="q1",
+    questions=(
+        QuestionInfo(question="Which color?", header="Color",
+                     options=(QuestionOption(label="red"), QuestionOption(label="blue"))),
+        QuestionInfo(question="Which sizes?", multiple=True),
+    ),
+)  # fmt: skip
+COMMAND = ApprovalRequest(provider="p", kind="command", command="rm -rf x", summary="run `rm`",
+                          turn_id="t1")  # fmt: skip
+ASKING = ApprovalRequest(provider="p", kind="question", question=QUESTION, summary="colors",
+                         turn_id="t1")  # fmt: skip
+
+
+async def decide(gate: ApprovalGate, request: ApprovalRequest, fallback=ApprovalDecision.DECLINE):
+    events: list[TurnEvent] = []
+
+    async def emit(event: TurnEvent) -> None:
+        events.append(event)
+
+    return await gate.decide(request, fallback, emit), events
+
+
+@pytest.mark.parametrize(
+    ("approver", "fallback", "want"),
+    [
+        (None, ApprovalDecision.ACCEPT, ApprovalDecision.ACCEPT),
+        (lambda r: None, ApprovalDecision.ACCEPT, ApprovalDecision.ACCEPT),  # None: the default
+        (lambda r: "accept_for_session", ApprovalDecision.DECLINE,
+         ApprovalDecision.ACCEPT_FOR_SESSION),
+        (lambda r: 42, ApprovalDecision.ACCEPT, ApprovalDecision.DECLINE),
+    ],
+)  # fmt: skip
+async def test_approval_answers(approver, fallback, want):
+    answer, events = await decide(ApprovalGate(provider="p", approver=approver), COMMAND, fallback)
+    assert answer is want
+    assert [(e.kind, e.text, e.turn_id) for e in events] == [
+        (EventKind.TOOL_USE, f"approval command: run `rm` -> {want.value}", "t1")
+    ]
+
+
+async def test_a_raising_approver_declines_and_keeps_the_error():
+    boom = RuntimeError("boom")
+
+    def approver(request):
+        raise boom
+
+    gate = ApprovalGate(provider="p", approver=approver)
+    assert (await decide(gate, COMMAND, ApprovalDecision.ACCEPT))[0] is ApprovalDecision.DECLINE
+    assert gate.errors == [boom]
+
+
+async def test_a_question_is_announced_then_asked():
+    order: list[str] = []
+
+    def approver(request):
+        order.append("asked")
+        return {"Which color?": "blue"}
+
+    gate = ApprovalGate(provider="p", approver=approver)
+    events: list[TurnEvent] = []
+
+    async def emit(event):
+        order.append(event.kind.value)
+        events.append(event)
+
+    answer = await gate.decide(ASKING, ApprovalDecision.DECLINE, emit)
+    assert order == ["question", "asked"]
+    assert events[0].question is QUESTION
+    assert question_answers(QUESTION, answer) == [["blue"], []]
+    assert question_answers(QUESTION, {"Color": ["red"], "1": ("S", "M")}) == [["red"], ["S", "M"]]
+    assert (await decide(ApprovalGate(provider="p"), ASKING))[0] is None  # no approver: dismissed
+
+
+async def test_withdraw_all_ends_every_pending_wait_with_cancel():
+    async def never(request):
+        await trio.sleep_forever()
+
+    gate = ApprovalGate(provider="p", approver=never)
+    answers: list = []
+
+    async def one(request):
+        answers.append((await decide(gate, request))[0])
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, COMMAND)
+            nursery.start_soon(one, ASKING)
+            while len(gate._asking) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            assert gate.withdraw_all() == 2
+    assert answers == [ApprovalDecision.CANCEL, ApprovalDecision.CANCEL]
+    assert gate.withdraw_all() == 0

@@ -53,8 +53,10 @@ from ..errors import (
 from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
+from .admission import Admission
 from .approval import Approver
 from .driver import SessionDriver, SubmitResult
+from .pool import HostPool, ScalingConfig
 from .session import InteractiveSession, open_session
 
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
@@ -133,6 +135,9 @@ class SessionBackend:
     requests and questions (see :func:`open_session`). ``interrupt_deadline``: on the caller's
     cancellation or the provider timeout, how long the turn's interrupt may take before the
     session's process group is killed (the caller waits at most this plus ``kill_grace``).
+    ``scaling`` (:class:`~alice_trio.sessions.pool.ScalingConfig`): shared agent processes,
+    the warm pool (one spare by default; none for a test's ``driver_factory`` unless asked)
+    and admission bounds (:mod:`alice_trio.sessions.pool`, :mod:`alice_trio.sessions.admission`).
     """
 
     def __init__(
@@ -144,6 +149,7 @@ class SessionBackend:
         interrupt_deadline: float = 1.0,
         driver_factory: Any = None,
         approver: Approver | None = None,
+        scaling: ScalingConfig | None = None,
     ) -> None:
         self.provider = get_provider(provider) if isinstance(provider, str) else provider
         self.config = config if config is not None else self.provider.config_class()
@@ -156,6 +162,16 @@ class SessionBackend:
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
+        # -- scaling hooks (sessions/pool.py, sessions/admission.py) --
+        if scaling is None:
+            scaling = ScalingConfig(warm=0) if driver_factory is not None else ScalingConfig()
+        self.scaling = scaling
+        self.pool = HostPool(
+            self.provider, self.config, scaling=scaling, approver=approver,
+            factory=driver_factory, idle_ttl=idle_ttl,
+            on_pressure=lambda: self.admission.evict_one(self),
+        )  # fmt: skip
+        self.admission = Admission(scaling, shared=self.pool.shared)
 
     @property
     def name(self) -> str:
@@ -164,6 +180,7 @@ class SessionBackend:
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> SessionBackend:
         stack = AsyncExitStack()
+        await stack.enter_async_context(self.pool)  # closed after the sessions' nursery
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
         return self
@@ -192,18 +209,21 @@ class SessionBackend:
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
         if not key:
-            async with self._open(request) as session:
+            async with self.admission.turn(request), self._open(request) as session:
                 entry = _Entry(key="", session=session)
                 return await self._run_turn(entry, request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock:
+            async with lock, self.admission.turn(request):
                 entry = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
-                    entry = await self._nursery.start(self._host, key, request)
+                    request = self.admission.resume(key, request)
+                    async with self.admission.conversation(self):
+                        entry = await self._nursery.start(self._host, key, request)
+                self.admission.touch(key)
                 entry.generation += 1
                 if entry.timer is not None:
                     entry.timer.cancel()  # reused: its idle close is off
@@ -238,9 +258,7 @@ class SessionBackend:
     # -- sessions ----------------------------------------------------------------------------
     @asynccontextmanager
     async def _open(self, initial: RunRequest) -> AsyncIterator[InteractiveSession]:
-        driver: SessionDriver | None = None
-        if self.driver_factory is not None:
-            driver = self.driver_factory(self.config, initial)
+        driver: SessionDriver | None = await self.pool.driver(initial)
         async with open_session(
             self.provider, self.config, initial=initial, driver=driver, approver=self.approver
         ) as s:
@@ -261,6 +279,7 @@ class SessionBackend:
                 entry.host_done.set()
                 if self._sessions.get(key) is entry:
                     del self._sessions[key]
+            self.admission.forget(key, self)
 
     async def _drop_and_wait(self, entry: _Entry) -> None:
         """Kill ``entry``'s session and wait until its process group is reaped (shielded and

@@ -1,0 +1,152 @@
+"""Admission control for a :class:`~alice_trio.sessions.backend.SessionBackend`: how many
+conversations live and how many turns run at once, so a burst cannot take the host down.
+
+* **Turns** (``max_turns``): a run holds a turn slot from before its conversation is opened
+  until its turn ended; the rest wait in FIFO order (a :class:`trio.CapacityLimiter` is fair).
+  A run that has to wait tells its ``on_progress`` callback once:
+  ``[waiting] N turns running, M waiting before this one``.
+* **Conversations** (``max_conversations``; for a provider whose conversations need a process
+  each, ``max_processes`` bounds them too): a new conversation is admitted in FIFO order when
+  the backend holds fewer; otherwise the least recently used *idle* conversation is closed
+  (gracefully) to make room. Its thread id is remembered, and its next run without a thread id
+  resumes it. When every conversation is busy the new one waits until a run ends.
+
+Cancellation: waiting is cancellable and leaves nothing behind (the FIFO ticket is removed).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..models import RunRequest, call_maybe_async
+from .pool import ScalingConfig
+
+if TYPE_CHECKING:
+    from .backend import SessionBackend
+
+__all__ = ["Admission"]
+
+#: thread ids of closed conversations remembered for their next run
+RESUME_MEMORY = 4096
+
+
+class Admission:
+    """See the module docstring. ``shared``: the provider's conversations share processes."""
+
+    def __init__(self, scaling: ScalingConfig, *, shared: bool) -> None:
+        self.scaling = scaling
+        limit = scaling.max_conversations
+        if not shared and scaling.max_processes:
+            limit = min(limit, scaling.max_processes) if limit else scaling.max_processes
+        self.max_conversations = limit
+        self.turns = trio.CapacityLimiter(scaling.max_turns or math.inf)
+        self.recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.resume_ids: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.evicted = 0
+        self.waited_turns = 0
+        self._queue: collections.deque[object] = collections.deque()
+        self._opening = 0
+        self._changed = trio.Event()
+
+    # -- turns --------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def turn(self, request: RunRequest) -> AsyncIterator[None]:
+        """Hold a turn slot for the body (FIFO; see the module docstring)."""
+        token = object()
+        try:
+            self.turns.acquire_on_behalf_of_nowait(token)
+        except trio.WouldBlock:
+            self.waited_turns += 1
+            stats = self.turns.statistics()
+            if request.on_progress is not None:
+                await call_maybe_async(
+                    request.on_progress,
+                    f"[waiting] {stats.borrowed_tokens} turns running, "
+                    f"{stats.tasks_waiting} waiting before this one",
+                )
+            await self.turns.acquire_on_behalf_of(token)
+        try:
+            yield
+        finally:
+            self.turns.release_on_behalf_of(token)
+            self.notify()
+
+    # -- conversations ------------------------------------------------------------------------
+    def touch(self, key: str) -> None:
+        """``key`` ran now (most recently used)."""
+        self.recent[key] = None
+        self.recent.move_to_end(key)
+
+    def resume(self, key: str, request: RunRequest) -> RunRequest:
+        """A request for a conversation that was closed to make room resumes its thread."""
+        thread_id = self.resume_ids.pop(key, "")
+        if thread_id and not request.thread_id:
+            return request.evolve(thread_id=thread_id)
+        return request
+
+    @asynccontextmanager
+    async def conversation(self, backend: SessionBackend) -> AsyncIterator[None]:
+        """Admit one new conversation of ``backend`` for the body (which opens it)."""
+        limit = self.max_conversations
+        if not limit:
+            yield
+            return
+        ticket = object()
+        self._queue.append(ticket)
+        try:
+            while True:
+                if self._queue[0] is ticket and (
+                    len(backend._sessions) + self._opening < limit or self.evict_one(backend)
+                ):
+                    break
+                changed = self._changed
+                await changed.wait()
+        finally:
+            self._queue.remove(ticket)
+            self.notify()
+        self._opening += 1
+        try:
+            yield
+        finally:
+            self._opening -= 1
+            self.notify()
+
+    def evict_one(self, backend: SessionBackend) -> bool:
+        """Close the least recently used idle conversation of ``backend``; True if one was."""
+        sessions = backend._sessions
+        for key in list(self.recent):
+            entry = sessions.get(key)
+            if entry is None:
+                if key not in backend._locks:
+                    del self.recent[key]
+                continue
+            lock = backend._locks.get(key)
+            if entry.current is not None or (lock is not None and lock.locked()):
+                continue
+            thread_id = entry.session.thread_id
+            if thread_id:
+                self.resume_ids[key] = thread_id
+                self.resume_ids.move_to_end(key)
+                while len(self.resume_ids) > RESUME_MEMORY:
+                    self.resume_ids.popitem(last=False)
+            del self.recent[key]
+            backend._drop(entry, graceful=True)
+            self.evicted += 1
+            return True
+        return False
+
+    def forget(self, key: str, backend: Any) -> None:
+        """A conversation of ``backend`` ended (a hook of the backend's session task)."""
+        if key not in backend._sessions:
+            self.recent.pop(key, None)
+        self.notify()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()

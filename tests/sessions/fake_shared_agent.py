@@ -13,8 +13,10 @@ What a turn does depends on its prompt text:
 * ``HUGE`` — first writes a 2 MB notification line for the conversation, then answers;
 * anything else — answers ``reply to <conversation>: <text>``.
 
-An interrupt (``turn/interrupt`` / ``session/cancel``) kills the turn's tool (its process
-group) and ends only that turn as interrupted. Every message the client wrote is appended to
+An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
+tool (like gemini and Kimi Code); codex's ``turn/interrupt`` leaves it running (like codex
+0.171), and ``thread/start``'s ``config.shell_environment_policy.set`` is put into the
+environment of the thread's tools (like codex). Every message the client wrote is appended to
 LOG as JSON; tool pids are logged as ``{"tool": pid, "conv": id}``.
 """
 
@@ -67,13 +69,19 @@ def run_turn(conv: str, turn: dict, text: str) -> str:
     if text.startswith("HUGE"):
         say(conv, turn, "x" * (2 * 1024 * 1024))
     if text.startswith("TOOL:"):
+        env = {**os.environ, **convs[conv].get("env", {})}
         proc = subprocess.Popen(
-            ["bash", "-c", text[5:]], cwd=convs[conv]["cwd"] or None,
+            ["bash", "-c", text[5:]], cwd=convs[conv]["cwd"] or None, env=env,
             stdout=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         turn["proc"] = proc
         log({"tool": proc.pid, "conv": conv})
         tool_started(conv, turn, text[5:])
+        if MODE == "codex":  # an interrupt ends the turn at once; the command runs on
+            while proc.poll() is None and not turn["cancelled"].is_set():
+                time.sleep(0.02)
+            if turn["cancelled"].is_set():
+                return ""
         out, _ = proc.communicate()
         if turn["cancelled"].is_set():
             return ""
@@ -87,6 +95,8 @@ def run_turn(conv: str, turn: dict, text: str) -> str:
 def cancel(turn: dict) -> None:
     turn["cancelled"].set()
     proc = turn.get("proc")
+    if MODE == "codex":
+        return
     if proc is not None and proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -195,7 +205,8 @@ def handle(msg: dict) -> None:
             or params.get("sessionId")
             or (f"{'thr' if MODE == 'codex' else 'ses'}-{next(counter)}")
         )
-        convs[cid] = {"cwd": params.get("cwd", "")}
+        policy = (params.get("config") or {}).get("shell_environment_policy") or {}
+        convs[cid] = {"cwd": params.get("cwd", ""), "env": policy.get("set") or {}}
         if MODE == "codex":
             notify("thread/started", {"thread": {"id": cid}})
             write({"id": rid, "result": {"thread": {"id": cid}}})

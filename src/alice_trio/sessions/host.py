@@ -44,13 +44,16 @@ from __future__ import annotations
 
 import collections
 import math
+import os
+import signal
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import trio
 
 from ..errors import AliceError, ProtocolError, SessionClosedError, TransportClosedError
-from ..models import RunRequest, TurnEvent
+from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols import acp as acp_proto
 from ..protocols import codex_app_server as codex_proto
 from ..protocols.jsonrpc import (
@@ -76,6 +79,8 @@ __all__ = [
     "HostedConversation",
 ]
 
+#: the env var that marks the tool processes of one conversation (where the protocol allows)
+CONVERSATION_ENV = "ALICE_TRIO_CONVERSATION"
 #: messages kept per unclaimed route key, and unclaimed keys kept (oldest dropped first)
 ORPHAN_MESSAGES = 256
 ORPHAN_KEYS = 64
@@ -104,6 +109,15 @@ class HostProtocol:
     async def release(self, client: JsonRpcClient, key: str, info: Any) -> None:
         """Ask the agent to forget conversation ``key`` (it stays resumable on disk)."""
 
+    def tag(self, method: str, params: Any, tag: str) -> Any:
+        """``params`` of a conversation's request with its tool tag added, where the protocol
+        lets a conversation set its tools' environment (see :data:`CONVERSATION_ENV`)."""
+        return params
+
+    @property
+    def tags_tools(self) -> bool:
+        return False
+
 
 class _CodexHost(HostProtocol):
     name = "codex"
@@ -131,6 +145,21 @@ class _CodexHost(HostProtocol):
 
     async def release(self, client: JsonRpcClient, key: str, info: Any) -> None:
         await client.request("thread/unsubscribe", {"threadId": key})
+
+    def tag(self, method: str, params: Any, tag: str) -> Any:
+        # codex does not stop a running command on turn/interrupt (0.171: it runs on, in its
+        # own session); the thread's config sets an env var in every command it spawns
+        if method not in ("thread/start", "thread/resume") or not isinstance(params, Mapping):
+            return params
+        config = dict(params.get("config") or {})
+        policy = dict(config.get("shell_environment_policy") or {})
+        policy["set"] = {**dict(policy.get("set") or {}), CONVERSATION_ENV: tag}
+        config["shell_environment_policy"] = policy
+        return {**params, "config": config}
+
+    @property
+    def tags_tools(self) -> bool:
+        return True
 
 
 class _AcpHost(HostProtocol):
@@ -201,6 +230,7 @@ class _Link:
     ) -> Any:
         if method == "initialize":
             return self.host.info
+        params = self.host.protocol.tag(method, params, self.conversation.tag)
         try:
             return await self.shared.request(method, params, on_cancel=on_cancel, ordered=ordered)
         finally:
@@ -429,6 +459,56 @@ class AgentHost:
         return await link.conversation.inner.answer_request(req)
 
 
+def _tagged(marker: bytes) -> list[int]:
+    me = os.getpid()
+    out: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    out.append(int(name))
+        except OSError:
+            continue
+    return out
+
+
+async def kill_tagged(env: str, value: str, *, max_seconds: float = 5.0) -> int:
+    """SIGKILL every process whose environment has ``env=value`` (a conversation's tools and
+    their children, which inherit it), until none is left or ``max_seconds`` passed; our own
+    zombie children among them (orphans re-parented to us by the subreaper) are reaped.
+    Returns how many were killed. Touches nothing else: the tag is a fresh uuid."""
+    marker = f"{env}={value}".encode()
+    killed: set[int] = set()
+    deadline = trio.current_time() + max_seconds
+    while True:
+        found = _tagged(marker)
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _reap_ours(killed)
+        if not found or trio.current_time() >= deadline:
+            return len(killed)
+        await trio.sleep(0.01)
+
+
+def _reap_ours(pids: set[int]) -> None:
+    """Reap those of ``pids`` that are our exited children (``WNOHANG``: never blocks)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
 class HostedConversation:
     """One conversation on an :class:`AgentHost` (see the module docstring)."""
 
@@ -447,6 +527,8 @@ class HostedConversation:
         self.initial = initial
         self.close_grace = close_grace
         self.route_key = ""
+        self.tag = uuid.uuid4().hex
+        self.tools_killed = 0
         self.live: dict[str, TurnRef] = {}
         self.turn_ended = trio.Event()
         self._link: _Link | None = None
@@ -499,6 +581,7 @@ class HostedConversation:
             self._done.set()
             with trio.CancelScope(shield=True):
                 await self.host.detach(link, release=bool(self.route_key))
+                await self.kill_tools()
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         ref = await self._turns.start_turn(request)
@@ -540,8 +623,17 @@ class HostedConversation:
         if event.kind.terminal and event.turn_id in self.live:
             del self.live[event.turn_id]
             self.turn_ended.set()
+            if event.kind is EventKind.TURN_INTERRUPTED and not self.live:
+                await self.kill_tools()  # nothing of an interrupted turn survives it
         if self._emit is not None:
             await self._emit(event)
+
+    async def kill_tools(self) -> None:
+        """Kill the processes this conversation's tools left (tagged ones only; see
+        :func:`kill_tagged`). Shielded and bounded."""
+        if self.host.protocol.tags_tools:
+            with trio.CancelScope(shield=True):
+                self.tools_killed += await kill_tagged(CONVERSATION_ENV, self.tag)
 
     async def _pump(self, link: _Link) -> None:
         inner = self.inner

@@ -33,7 +33,9 @@ def keyed(text: str, key: str, **kw: object) -> RunRequest:
 
 
 async def until(predicate: object) -> None:
-    while not predicate():  # type: ignore[operator]
+    while True:
+        if predicate():  # type: ignore[operator]
+            return
         await trio.sleep(0.01)
 
 

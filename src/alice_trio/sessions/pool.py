@@ -55,6 +55,7 @@ from ._groups import single_exception
 from .driver import Emit, SessionDriver, SteerMode, TurnRef
 from .host import ACP_HOST, CODEX_HOST, AgentHost, HostedConversation, HostProtocol
 from .rpc_driver import RpcDriver
+from .scaling import ScalingConfig
 
 __all__ = [
     "HostPool",
@@ -66,39 +67,6 @@ __all__ = [
 ]
 
 SESSION_KEY_ENV = "ALICE_SESSION_KEY"  # the same name as sessions.backend.SESSION_KEY_ENV
-
-
-def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class ScalingConfig:
-    """How a :class:`SessionBackend` scales (YAML: a profile's ``scaling:`` mapping).
-
-    * ``share``: put conversations on shared agent processes where the protocol allows.
-    * ``warm``: spare conversations kept ready (0: none).
-    * ``max_processes``: agent processes per backend (0: no bound).
-    * ``max_conversations``: live conversations per backend; beyond it the least recently used
-      idle one is closed (it resumes by thread id on its next run). 0: no bound.
-    * ``max_turns``: turns running at once; the rest wait in FIFO order (0: no bound).
-    * ``host_capacity``: conversations one shared process opens before it retires.
-    * ``spare_retry``: seconds before a failed spare is tried again (doubling, max 300 s).
-    """
-
-    share: bool = True
-    warm: int = attrs.field(default=1, validator=_non_negative)
-    max_processes: int = attrs.field(default=0, validator=_non_negative)
-    max_conversations: int = attrs.field(default=0, validator=_non_negative)
-    max_turns: int = attrs.field(default=0, validator=_non_negative)
-    host_capacity: int = attrs.field(default=32, validator=_positive)
-    spare_retry: float = attrs.field(default=5.0, validator=_positive)
 
 
 # -- what may share a process -------------------------------------------------------------------

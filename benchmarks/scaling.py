@@ -91,10 +91,11 @@ def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:
 
 
 async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
-    with trio.move_on_after(limit):
-        while len(backend.pool.spares) < backend.scaling.warm:
-            await trio.sleep(0.05)
-        return True
+    deadline = trio.current_time() + limit
+    while trio.current_time() < deadline:
+        if len(backend.pool.spares) >= backend.scaling.warm:
+            return True
+        await trio.sleep(0.05)
     return False
 
 

@@ -23,6 +23,7 @@ from alice_trio.providers.base import CLIConfig
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.providers.gemini import GeminiConfig
 from alice_trio.providers.kimi import KimiConfig
+from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
 
@@ -136,3 +137,10 @@ class TestKimiShared(SharedCases):
 
     def config(self, setup: CliSetup) -> CLIConfig:
         return KimiConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+
+class TestOpenCodeShared(SharedCases):
+    CLI = PROVIDER = "opencode"
+
+    def config(self, setup: CliSetup) -> CLIConfig:
+        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)

@@ -72,18 +72,80 @@ SESSION_KEY_ENV = "ALICE_SESSION_KEY"  # the same name as sessions.backend.SESSI
 # -- what may share a process -------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
 class SharePlan:
-    """How one provider's conversations share a process: the host protocol and the
-    provider's own driver factory (its argv, policy, mapping and approvals)."""
+    """How one provider's conversations share a process. ``template`` builds the provider's
+    own per-process driver for a request (never run by itself: its argv, env, policy, mapping
+    and approvals are what the shared process and the conversation use)."""
 
-    protocol: HostProtocol
-    factory: Callable[..., RpcDriver]
+    #: env vars of the template's invocation that do not decide the process (per conversation)
+    per_conversation_env: tuple[str, ...] = ()
+
+    def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
+        raise NotImplementedError
+
+    def invocation(self, template: Any) -> Invocation:
+        return template.invocation  # type: ignore[no-any-return]
+
+    def new_host(self, invocation: Invocation, template: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def conversation(
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+    ) -> SessionDriver:
+        raise NotImplementedError
 
 
-def share_plan(provider: Provider, config: CLIConfig) -> SharePlan | None:
-    """The plan for ``provider``, or None when its conversations need a process each."""
-    from . import acp, codex_app_server
+class RpcPlan(SharePlan):
+    """codex app-server and ACP: an :class:`AgentHost` routing JSON-RPC by conversation."""
+
+    def __init__(self, protocol: HostProtocol, factory: Callable[..., RpcDriver]) -> None:
+        self.protocol = protocol
+        self.factory = factory
+
+    def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
+        return self.factory(config, base, approver=approver)
+
+    def new_host(self, invocation: Invocation, template: Any, **kw: Any) -> Any:
+        limits = attrs.evolve(invocation.limits, line_policy="skip")
+        return AgentHost(attrs.evolve(invocation, limits=limits), self.protocol, **kw)
+
+    def conversation(
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+    ) -> SessionDriver:
+        return HostedConversation(host, template, base, close_grace=close_grace)
+
+
+class OpenCodePlan(SharePlan):
+    """opencode serve: a :class:`~alice_trio.sessions.shared_opencode.ServeHost`, every
+    conversation an attached driver (``?directory=`` per request, so cwd/PWD do not count)."""
+
+    per_conversation_env = ("PWD",)
+
+    def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
+        from .opencode_serve import OpenCodeServeDriver
+
+        return OpenCodeServeDriver(config, base)  # type: ignore[arg-type]
+
+    def invocation(self, template: Any) -> Invocation:
+        return template.serve_invocation()  # type: ignore[no-any-return]
+
+    def new_host(self, invocation: Invocation, template: Any, **kw: Any) -> Any:
+        from .shared_opencode import ServeHost
+
+        return ServeHost(invocation, template, **kw)
+
+    def conversation(
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+    ) -> SessionDriver:
+        from .shared_opencode import AttachedConversation
+
+        return AttachedConversation(host, config, base)  # type: ignore[arg-type]
+
+
+def share_plan(provider: Provider, config: CLIConfig, approver: Any = None) -> SharePlan | None:
+    """The plan for ``provider``, or None when its conversations need a process each (and
+    for opencode with an approver, which its driver rejects: the ordinary path says so)."""
+    from . import acp, codex_app_server, opencode_serve
     from .registry import resolve_factory
 
     try:
@@ -91,9 +153,13 @@ def share_plan(provider: Provider, config: CLIConfig) -> SharePlan | None:
     except ConfigError:
         return None
     if factory is codex_app_server.open_driver:
-        return SharePlan(protocol=CODEX_HOST, factory=factory)
+        return RpcPlan(CODEX_HOST, factory)
     if factory in (acp.open_gemini_driver, acp.open_kimi_driver, acp.open_acp_driver):
-        return SharePlan(protocol=ACP_HOST, factory=factory)
+        return RpcPlan(ACP_HOST, factory)
+    if factory is opencode_serve.open_driver and approver is None:
+        if getattr(config, "server_url", "").strip():
+            return None  # the caller runs its own server
+        return OpenCodePlan()
     return None
 
 
@@ -101,9 +167,11 @@ def _env_key(env: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in dict(env).items() if k != SESSION_KEY_ENV))
 
 
-def host_key(invocation: Invocation) -> Hashable:
-    """What conversations must share to live in one process (cwd is per conversation)."""
-    return (invocation.argv, _env_key(invocation.env), invocation.env_remove, invocation.limits)
+def host_key(invocation: Invocation, skip: tuple[str, ...] = ()) -> Hashable:
+    """What conversations must share to live in one process (cwd is per conversation, and so
+    are the env vars named in ``skip``)."""
+    env = {k: v for k, v in invocation.env.items() if k not in skip}
+    return (invocation.argv, _env_key(env), invocation.env_remove, invocation.limits)
 
 
 def request_key(request: RunRequest) -> Hashable:
@@ -248,7 +316,7 @@ class _Slotted:
         await self.driver.aclose(graceful=graceful)
 
 
-async def _started_or_done(host: AgentHost) -> None:
+async def _started_or_done(host: Any) -> None:
     async with trio.open_nursery() as nursery:
 
         async def wait(event: trio.Event) -> None:
@@ -290,10 +358,14 @@ class HostPool:
         self.idle_ttl = idle_ttl
         self.close_grace = close_grace
         self.on_pressure = on_pressure
-        self.plan = share_plan(provider, config) if self.scaling.share and factory is None else None
+        self.plan = (
+            share_plan(provider, config, approver)
+            if self.scaling.share and factory is None
+            else None
+        )
         limit = self.scaling.max_processes
         self.slots = trio.CapacityLimiter(limit if limit > 0 else math.inf)
-        self.hosts: list[AgentHost] = []
+        self.hosts: list[Any] = []  # AgentHost or ServeHost (the same pool interface)
         self.spares: list[Prestarted] = []
         self.spare_key: Hashable = None
         self.spare_request: RunRequest | None = None
@@ -303,7 +375,7 @@ class HostPool:
         self._retry_at = 0.0
         self._retry_delay = self.scaling.spare_retry
         self._refilling = False
-        self._idle_timers: dict[AgentHost, trio.CancelScope] = {}
+        self._idle_timers: dict[Any, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._closed = False
@@ -350,7 +422,7 @@ class HostPool:
         with trio.CancelScope(shield=True):
             await spare.driver.aclose(graceful=graceful)
 
-    async def _close_host(self, host: AgentHost, graceful: bool) -> None:
+    async def _close_host(self, host: Any, graceful: bool) -> None:
         with trio.CancelScope(shield=True):
             await host.aclose(graceful=graceful)
 
@@ -373,10 +445,10 @@ class HostPool:
         if self.plan is None:
             driver = self._build(base)
             return _Slotted(driver, self)
-        inner = self.plan.factory(self.config, base, approver=self.approver)
-        host = await self._host_for(inner.invocation, base.thread_id, wait=True)
+        template = self.plan.template(self.config, base, self.approver)
+        host = await self._host_for(template, base.thread_id, wait=True)
         assert host is not None
-        return HostedConversation(host, inner, base, close_grace=self.close_grace)
+        return self.plan.conversation(host, template, self.config, base, self.close_grace)
 
     def _build(self, base: RunRequest) -> SessionDriver:
         if self.factory is not None:
@@ -442,11 +514,11 @@ class HostPool:
                 holder = _Slotted(driver, self)
                 spare = Prestarted(holder, key)
             else:
-                inner = self.plan.factory(self.config, base, approver=self.approver)
-                host = await self._host_for(inner.invocation, "", wait=False)
+                template = self.plan.template(self.config, base, self.approver)
+                host = await self._host_for(template, "", wait=False)
                 if host is None:
                     return False
-                conv = HostedConversation(host, inner, base, close_grace=self.close_grace)
+                conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
                 spare = Prestarted(conv, key)
             await self._nursery.start(spare.warm)
         except AliceError:
@@ -462,11 +534,11 @@ class HostPool:
         return True
 
     # -- hosts --------------------------------------------------------------------------------
-    async def _host_for(
-        self, invocation: Invocation, thread_id: str, *, wait: bool
-    ) -> AgentHost | None:
+    async def _host_for(self, template: Any, thread_id: str, *, wait: bool) -> Any:
+        """A host for a conversation like ``template`` (``None``: none without waiting)."""
         assert self.plan is not None
-        key = host_key(invocation)
+        invocation = self.plan.invocation(template)
+        key = host_key(invocation, self.plan.per_conversation_env)
         while True:
             starting = [h for h in self.hosts if h.key == key and not h.started.is_set()]
             if not starting:
@@ -480,28 +552,24 @@ class HostPool:
         if roomy:
             return self._use(min(roomy, key=lambda h: h.load))
         if not wait:  # a spare: only into room that is free now, never evicting anything
-            return (
-                await self._start_host(invocation, key)
-                if self.slots.available_tokens >= 1
-                else None
-            )
+            if self.slots.available_tokens < 1:
+                return None
+            return await self._start_host(invocation, template, key)
         if usable and not (self.slots.available_tokens >= 1 or self._free_one()):
             return self._use(min(usable, key=lambda h: h.load))
-        return await self._start_host(invocation, key)
+        return await self._start_host(invocation, template, key)
 
-    def _use(self, host: AgentHost) -> AgentHost:
+    def _use(self, host: Any) -> Any:
         timer = self._idle_timers.pop(host, None)
         if timer is not None:
             timer.cancel()
         return host
 
-    async def _start_host(self, invocation: Invocation, key: Hashable) -> AgentHost:
+    async def _start_host(self, invocation: Invocation, template: Any, key: Hashable) -> Any:
         assert self._nursery is not None and self.plan is not None
-        limits = attrs.evolve(invocation.limits, line_policy="skip")
         env = {k: v for k, v in invocation.env.items() if k != SESSION_KEY_ENV}
-        inv = attrs.evolve(invocation, limits=limits, env=env)
-        host = AgentHost(
-            inv, self.plan.protocol, name=self.provider.name, key=key,
+        host = self.plan.new_host(
+            attrs.evolve(invocation, env=env), template, name=self.provider.name, key=key,
             capacity=self.scaling.host_capacity, close_grace=self.close_grace,
         )  # fmt: skip
         self.hosts.append(host)  # from now on a second conversation waits for this start
@@ -519,7 +587,7 @@ class HostPool:
                     self.hosts.remove(host)
         return host
 
-    async def _run_host(self, host: AgentHost, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run_host(self, host: Any, *, task_status: trio.TaskStatus[None]) -> None:
         host.on_empty = self._host_emptied
         try:
             await host.run(task_status=task_status)
@@ -531,7 +599,7 @@ class HostPool:
                 timer.cancel()
             self._release(host)
 
-    def _host_emptied(self, host: AgentHost) -> None:
+    def _host_emptied(self, host: Any) -> None:
         """A host's last conversation detached: retire a full one now, else after idle_ttl."""
         if self._nursery is None or self._closed or not host.alive:
             return

@@ -1,0 +1,194 @@
+"""opencode conversations sharing one ``opencode serve`` process.
+
+``opencode serve`` hosts many sessions, each addressed by id, and picks the project per
+request (``?directory=``). :class:`ServeHost` owns one server process (spawned, its URL read
+and its stdout drained by the opencode driver's own code); every conversation on it is an
+ordinary :class:`~alice_trio.sessions.opencode_serve.OpenCodeServeDriver` *attached* to that
+URL (``server_url``): its own session, its own ``/event`` subscription (the mapper keeps only
+its session's events), its own ``/abort``. :class:`AttachedConversation` adds what attaching
+alone lacks: when the server dies, the conversation's ``run`` raises
+:class:`~alice_trio.errors.TransportClosedError` (exit status, stderr tail) at once, so its
+in-flight turn fails typed instead of waiting for an event stream that reconnects forever.
+
+Closing a conversation closes its subscription only (the server lives on; the session stays on
+disk, resumable by id). The host duck-types :class:`~alice_trio.sessions.host.AgentHost`'s
+pool interface (``run``, ``aclose``, ``alive``, ``full``, ``load``, ``holds``, ``on_empty``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import AliceError, SessionClosedError, TransportClosedError
+from ..models import RunRequest
+from ..providers.base import Invocation
+from ..providers.opencode import OpenCodeConfig
+from ..transports.process import AgentProcess, open_agent_process
+from ._groups import single_exception
+from .driver import Emit, SteerMode, TurnRef
+from .opencode_serve import OpenCodeServeDriver
+
+__all__ = ["AttachedConversation", "ServeHost"]
+
+
+class ServeHost:
+    """One ``opencode serve`` process for many conversations (see the module docstring)."""
+
+    def __init__(
+        self,
+        invocation: Invocation,
+        template: OpenCodeServeDriver,
+        *,
+        name: str = "opencode",
+        key: Hashable = None,
+        capacity: int = 32,
+        close_grace: float = 2.0,
+    ) -> None:
+        self.invocation = invocation
+        self.template = template
+        self.name = name
+        self.key = key
+        self.capacity = capacity
+        self.close_grace = close_grace
+        self.url = ""
+        self.process: AgentProcess | None = None
+        self.failure: BaseException | None = None
+        self.links: set[AttachedConversation] = set()
+        self.opened = 0
+        self.started = trio.Event()
+        self.done = trio.Event()
+        self.closing = False
+        self.on_empty: Callable[[Any], None] | None = None
+        self._scope: trio.CancelScope | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.started.is_set() and not self.done.is_set() and not self.closing
+
+    @property
+    def full(self) -> bool:
+        return self.opened >= self.capacity
+
+    @property
+    def load(self) -> int:
+        return len(self.links)
+
+    def holds(self, key: str) -> bool:
+        return bool(key) and any(c.inner.mapper.session_id == key for c in self.links)
+
+    def stderr_tail(self) -> str:
+        return self.process.stderr_tail() if self.process is not None else ""
+
+    def ended_error(self) -> TransportClosedError:
+        proc = self.process
+        status = proc.exit_description() if proc is not None else "not started"
+        return TransportClosedError(
+            f"{self.name} server process ended ({status})",
+            provider=self.name,
+            stderr_tail=self.stderr_tail(),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Spawn the server, read its URL, report started, drain stdout until it exits. A
+        failure before started is raised (typed); after it, kept in :attr:`failure`."""
+        reported = False
+        try:
+            with single_exception(), trio.CancelScope() as scope:
+                self._scope = scope
+                async with open_agent_process(
+                    self.invocation, name=self.name, stdin=False, graceful=False
+                ) as proc:
+                    self.process = proc
+                    self.url = await self.template._read_url(proc)
+                    self.started.set()
+                    reported = True
+                    task_status.started()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self.template._drain_stdout, proc)
+                        await proc.exited.wait()
+                        nursery.cancel_scope.cancel()
+        except AliceError as exc:
+            if not reported:
+                raise
+            self.failure = exc
+        finally:
+            self.done.set()
+
+    async def aclose(self, *, graceful: bool = True) -> None:
+        """Kill the server (``serve`` ignores stdin EOF: there is no graceful wait to pay)."""
+        self.closing = True
+        if self._scope is not None:
+            self._scope.cancel()
+            await self.done.wait()
+
+    def attach(self, conversation: AttachedConversation) -> None:
+        if not self.alive:
+            raise SessionClosedError(f"{self.name} server is not running", provider=self.name)
+        self.links.add(conversation)
+        self.opened += 1
+
+    def detach(self, conversation: AttachedConversation) -> None:
+        self.links.discard(conversation)
+        if not self.links and self.on_empty is not None:
+            self.on_empty(self)
+
+
+class AttachedConversation:
+    """One opencode conversation on a :class:`ServeHost` (a SessionDriver)."""
+
+    def __init__(self, host: ServeHost, config: OpenCodeConfig, initial: RunRequest) -> None:
+        self.host = host
+        self.inner = OpenCodeServeDriver(attrs.evolve(config, server_url=host.url), initial)
+        self.steer_mode: SteerMode = self.inner.steer_mode
+
+    def stderr_tail(self) -> str:
+        return self.host.stderr_tail()
+
+    def __getattr__(self, name: str) -> Any:  # reply_question, reject_question, mapper, …
+        if name.startswith("_") or name in ("inner", "host"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        """Run the attached driver; returns when it is closed, raises the host's
+        :meth:`ServeHost.ended_error` when the server died first."""
+        self.host.attach(self)
+        died = False
+        try:
+            with single_exception():
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self._run_inner, emit, nursery.cancel_scope)
+                    task_status.started()
+                    await self.host.done.wait()
+                    died = True
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.host.detach(self)
+        if died:
+            raise self.host.ended_error()
+
+    async def _run_inner(
+        self, emit: Emit, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        await self.inner.run(emit, task_status=task_status)
+        scope.cancel()  # closed: nothing left to watch
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        return await self.inner.start_turn(request)
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        return await self.inner.steer_turn(turn, request)
+
+    async def interrupt_turn(self, turn: TurnRef) -> None:
+        await self.inner.interrupt_turn(turn)
+
+    async def aclose(self, *, graceful: bool) -> None:
+        await self.inner.aclose(graceful=graceful)

@@ -213,8 +213,9 @@ async def test_host_death_fails_only_in_flight_turns_and_idle_ones_resume(
             assert "exit status 3" in str(err)
             assert err.partial is not None
         assert not first_host.alive
-        # the idle conversation resumes its thread on a fresh process at its next run
-        again = await b.run(req("idle", "second", thread_id=idle.next_thread_id))
+        # the idle conversation resumes its thread on a fresh process at its next run (the
+        # bot passes no thread id: the backend remembers it)
+        again = await b.run(req("idle", "second"))
         assert again.reply == f"reply to {idle.next_thread_id}: second"
         assert b.pool.hosts and b.pool.hosts[0] is not first_host
     resumes = methods(log, "thread/resume" if mode == "codex" else "session/load")

@@ -9,7 +9,8 @@ conversations live and how many turns run at once, so a burst cannot take the ho
   each, ``max_processes`` bounds them too): a new conversation is admitted in FIFO order when
   the backend holds fewer; otherwise the least recently used *idle* conversation is closed
   (gracefully) to make room. Its thread id is remembered, and its next run without a thread id
-  resumes it. When every conversation is busy the new one waits until a run ends.
+  resumes it (so is the thread id of a conversation whose process died under it). When every
+  conversation is busy the new one waits until a run ends.
 
 Cancellation: waiting is cancellable and leaves nothing behind (the FIFO ticket is removed).
 """
@@ -129,17 +130,22 @@ class Admission:
             lock = backend._locks.get(key)
             if entry.current is not None or (lock is not None and lock.locked()):
                 continue
-            thread_id = entry.session.thread_id
-            if thread_id:
-                self.resume_ids[key] = thread_id
-                self.resume_ids.move_to_end(key)
-                while len(self.resume_ids) > RESUME_MEMORY:
-                    self.resume_ids.popitem(last=False)
+            self.remember(key, entry.session.thread_id)
             del self.recent[key]
             backend._drop(entry, graceful=True)
             self.evicted += 1
             return True
         return False
+
+    def remember(self, key: str, thread_id: str) -> None:
+        """``key``'s conversation was closed under it (made room, or its process died): its
+        next run without a thread id resumes ``thread_id``."""
+        if not thread_id:
+            return
+        self.resume_ids[key] = thread_id
+        self.resume_ids.move_to_end(key)
+        while len(self.resume_ids) > RESUME_MEMORY:
+            self.resume_ids.popitem(last=False)
 
     def forget(self, key: str, backend: Any) -> None:
         """A conversation of ``backend`` ended (a hook of the backend's session task)."""

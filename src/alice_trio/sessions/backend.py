@@ -217,6 +217,7 @@ class SessionBackend:
             async with lock, self.admission.turn(request):
                 entry = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
+                    self.admission.remember(key, entry.session.thread_id)  # resumed below
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:

@@ -11,7 +11,7 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
 * **warm run**: the second run of the same conversation.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
-  process of the run (the e2e setup's env marker), after 1 conversation and after 1 + M idle
+  process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
 
 ``python -m benchmarks.scaling [--quick] [--cli NAME ...]`` prints one JSON object.
@@ -33,7 +33,7 @@ from .common import REPO, emit, median
 
 E2E = REPO / "tests" / "e2e"
 ALL = ("codex", "claude", "gemini", "kimi", "kimi_legacy", "opencode")
-SHARED = ("codex", "gemini", "kimi")  # the CLIs whose conversations share a process
+SHARED = ("codex", "gemini", "kimi", "opencode")  # whose conversations share a process
 
 
 def _import_e2e() -> Any:
@@ -54,18 +54,29 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def marked_pids(env_name: str, value: str) -> list[int]:
-    marker = f"{env_name}={value}".encode()
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
         try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                if marker in f.read().split(b"\0"):
-                    out.append(int(name))
-        except OSError:
+            out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except (OSError, ValueError):
             continue
+    return out
+
+
+def run_pids(exclude: int) -> list[int]:
+    """Every descendant of this process but ``exclude`` (the fake model server) and its
+    subtree. (Not the env marker: legacy kimi's setproctitle overwrites its environ.)"""
+    out: list[int] = []
+    todo = [c for c in _children(os.getpid()) if c != exclude]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += _children(pid)
     return out
 
 
@@ -100,7 +111,7 @@ async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
 
 
 async def measure(
-    provider: str, config: Any, setup: Any, cli_env: Any, *, pooled: bool, runs: int, extra: int
+    provider: str, config: Any, server_pid: int, *, pooled: bool, runs: int, extra: int
 ) -> dict[str, Any]:
     from alice_trio.models import RunRequest
     from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
@@ -134,14 +145,14 @@ async def measure(
         if pooled:
             await _wait_spare(backend)
         await trio.sleep(1.0)
-        pids = marked_pids(cli_env.MARKER_ENV, setup.marker)
+        pids = run_pids(server_pid)
         before = sum(pss_kb(p) for p in pids)
         for j in range(1, extra + 1):
             await backend.run(req(f"mem-{j}", "hello"))
             if pooled:
                 await _wait_spare(backend)
         await trio.sleep(1.0)
-        pids_after = marked_pids(cli_env.MARKER_ENV, setup.marker)
+        pids_after = run_pids(server_pid)
         after = sum(pss_kb(p) for p in pids_after)
         processes = len(pids_after)
         shared_hosts = len(backend.pool.hosts)
@@ -178,7 +189,7 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                 provider, config = config_for(cli, setup, cli_env)
                 try:
                     out[mode] = await measure(
-                        provider, config, setup, cli_env,
+                        provider, config, server.proc.pid,
                         pooled=mode == "pooled", runs=a.runs, extra=a.extra,
                     )  # fmt: skip
                 except Exception as exc:  # report it, go on with the next CLI

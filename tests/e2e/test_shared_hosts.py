@@ -7,6 +7,7 @@ process. Afterwards nothing of the run is left.
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any, ClassVar
@@ -113,6 +114,26 @@ class SharedCases:
             assert "You said: after the cancel" in after.reply
             assert backend.pool.hosts[0].pid == host_pid
         await assert_nothing_left(setup, cmd_token=token)
+
+
+    async def test_a_conversation_closed_to_make_room_resumes_its_thread(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        setup = cli_setup(self.CLI)
+        scaling = ScalingConfig(warm=0, max_conversations=1)
+        async with SessionBackend(self.PROVIDER, self.config(setup), scaling=scaling) as backend:
+            a = await backend.run(self.request(setup, "a", "first of a"))
+            await backend.run(self.request(setup, "b", "first of b"))
+            assert backend.open_sessions() == ["b"]  # a was closed (released on the process)
+            again = await backend.run(self.request(setup, "a", "second of a"))
+            assert again.next_thread_id == a.next_thread_id
+            assert "You said: second of a" in again.reply
+            assert len(backend.pool.hosts) == 1
+            bodies = [json.dumps(r) for r in fake_server.model_requests()]
+            assert any("first of a" in b and "second of a" in b for b in bodies), (
+                "the resumed conversation's history did not reach the model"
+            )
+        await assert_nothing_left(setup)
 
 
 class TestCodexShared(SharedCases):

@@ -199,6 +199,10 @@ def handle(msg: dict) -> None:
         return
     if method in ("initialized",):
         return
+    if method == "session/load" and params.get("sessionId") in convs:
+        # like gemini 0.61: a session this process still holds cannot be loaded again
+        write({"id": rid, "error": {"code": -32603, "message": "Internal error"}})
+        return
     if method in ("thread/start", "thread/resume", "session/new", "session/load"):
         cid = (
             params.get("threadId")

@@ -106,8 +106,15 @@ class HostProtocol:
         did not, and return its route key."""
         raise NotImplementedError
 
-    async def release(self, client: JsonRpcClient, key: str, info: Any) -> None:
-        """Ask the agent to forget conversation ``key`` (it stays resumable on disk)."""
+    async def release(self, client: JsonRpcClient, key: str, info: Any) -> bool:
+        """Ask the agent to forget conversation ``key`` (it stays resumable on disk). False:
+        the agent cannot, the conversation stays loaded in the process (*parked*)."""
+        return False
+
+    def reopen(self, method: str, params: Any, parked: set[str]) -> Any:
+        """The local answer to a request that reopens a parked conversation (the agent has it
+        loaded already and may refuse to load it twice), or None to send the request."""
+        return None
 
     def tag(self, method: str, params: Any, tag: str) -> Any:
         """``params`` of a conversation's request with its tool tag added, where the protocol
@@ -143,8 +150,9 @@ class _CodexHost(HostProtocol):
             raise ProtocolError("codex host: the driver cannot open a thread", provider="codex")
         return str(await ensure(initial))
 
-    async def release(self, client: JsonRpcClient, key: str, info: Any) -> None:
+    async def release(self, client: JsonRpcClient, key: str, info: Any) -> bool:
         await client.request("thread/unsubscribe", {"threadId": key})
+        return True
 
     def tag(self, method: str, params: Any, tag: str) -> Any:
         # codex does not stop a running command on turn/interrupt (0.171: it runs on, in its
@@ -175,11 +183,23 @@ class _AcpHost(HostProtocol):
             raise ProtocolError("ACP host: the conversation has no session id", provider="acp")
         return sid
 
-    async def release(self, client: JsonRpcClient, key: str, info: Any) -> None:
+    async def release(self, client: JsonRpcClient, key: str, info: Any) -> bool:
         caps = info.get("agentCapabilities") if isinstance(info, Mapping) else None
         sessions = caps.get("sessionCapabilities") if isinstance(caps, Mapping) else None
         if isinstance(sessions, Mapping) and "close" in sessions:
             await client.request("session/close", {"sessionId": key})
+            return True
+        return False
+
+    def reopen(self, method: str, params: Any, parked: set[str]) -> Any:
+        # gemini 0.61 answers session/load of a session it still holds with -32603
+        if method != "session/load" or not isinstance(params, Mapping):
+            return None
+        sid = as_str(params.get("sessionId"))
+        if sid not in parked:
+            return None
+        parked.discard(sid)
+        return {}
 
 
 CODEX_HOST: HostProtocol = _CodexHost()
@@ -230,6 +250,9 @@ class _Link:
     ) -> Any:
         if method == "initialize":
             return self.host.info
+        local = self.host.protocol.reopen(method, params, self.host.parked)
+        if local is not None:
+            return local
         params = self.host.protocol.tag(method, params, self.conversation.tag)
         try:
             return await self.shared.request(method, params, on_cancel=on_cancel, ordered=ordered)
@@ -285,6 +308,8 @@ class AgentHost:
         self.info: Any = None
         self.failure: BaseException | None = None
         self.links: set[_Link] = set()
+        #: conversations closed here that the agent still holds (it could not release them)
+        self.parked: set[str] = set()
         self.opened = 0
         self.unrouted = 0
         self.started = trio.Event()
@@ -315,6 +340,9 @@ class AgentHost:
 
     def holds(self, key: str) -> bool:
         return bool(key) and key in self._routes
+
+    def has_parked(self, key: str) -> bool:
+        return bool(key) and key in self.parked
 
     def stderr_tail(self) -> str:
         return self.process.stderr_tail() if self.process is not None else ""
@@ -413,9 +441,11 @@ class AgentHost:
             with trio.CancelScope(shield=True), trio.move_on_after(self.close_grace):
                 for key in link.keys:
                     try:
-                        await self.protocol.release(self.client, key, self.info)
+                        released = await self.protocol.release(self.client, key, self.info)
                     except AliceError:
-                        pass
+                        released = False
+                    if not released:
+                        self.parked.add(key)
         if not self.links and self.on_empty is not None:
             self.on_empty(self)
 

@@ -548,6 +548,9 @@ class HostPool:
             h for h in self.hosts
             if h.key == key and h.alive and not h.holds(thread_id)
         ]  # fmt: skip
+        parked = [h for h in usable if getattr(h, "has_parked", bool)(thread_id)]
+        if parked:  # the process that still holds this conversation
+            return self._use(parked[0])
         roomy = [h for h in usable if not h.full]
         if roomy:
             return self._use(min(roomy, key=lambda h: h.load))

@@ -115,7 +115,6 @@ class SharedCases:
             assert backend.pool.hosts[0].pid == host_pid
         await assert_nothing_left(setup, cmd_token=token)
 
-
     async def test_a_conversation_closed_to_make_room_resumes_its_thread(
         self, cli_setup: SetupFactory, fake_server: FakeServer
     ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from test_shared_hosts import alive, wait_for
+from test_hosted_conversations import alive, wait_for
 
 from alice_trio.errors import AgentError, TransportClosedError
 from alice_trio.models import RunRequest

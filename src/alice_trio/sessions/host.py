@@ -47,12 +47,12 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 import trio
 
-from ..errors import AliceError, ProtocolError, SessionClosedError, TransportClosedError
+from ..errors import AliceError, ProtocolError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols import acp as acp_proto
 from ..protocols import codex_app_server as codex_proto
@@ -69,6 +69,7 @@ from ..transports.jsonrpc import Barrier, JsonRpcClient
 from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .driver import Emit, SessionDriver, SteerMode, TurnRef
+from .hosting import ProcessHost
 from .rpc_driver import RpcDriver
 
 __all__ = [
@@ -278,14 +279,10 @@ class _Link:
         await marker.reached.wait()
 
 
-class AgentHost:
-    """One agent process hosting many conversations (see the module docstring).
-
-    ``key`` is what conversations must share to live here (the pool's business). ``capacity``
-    bounds the conversations ever opened on it (:attr:`full`): an agent without a way to
-    forget a conversation keeps it in memory, so a host is retired once it has opened that many
-    and closes when its last one detaches.
-    """
+class AgentHost(ProcessHost):
+    """One agent process hosting many conversations (see the module docstring). ``key`` is
+    what conversations must share to live here (the pool's business); ``capacity``: see
+    :class:`~alice_trio.sessions.hosting.ProcessHost`."""
 
     def __init__(
         self,
@@ -297,66 +294,21 @@ class AgentHost:
         capacity: int = 32,
         close_grace: float = 2.0,
     ) -> None:
-        self.invocation = invocation
+        super().__init__(invocation, name=name, key=key, capacity=capacity, close_grace=close_grace)
         self.protocol = protocol
-        self.name = name
-        self.key = key
-        self.capacity = capacity
-        self.close_grace = close_grace
         self.client: JsonRpcClient | None = None
-        self.process: AgentProcess | None = None
         self.info: Any = None
-        self.failure: BaseException | None = None
-        self.links: set[_Link] = set()
         #: conversations closed here that the agent still holds (it could not release them)
         self.parked: set[str] = set()
-        self.opened = 0
         self.unrouted = 0
-        self.started = trio.Event()
-        self.done = trio.Event()
-        self.closing = False
-        #: called when the last conversation detached (the pool retires or idles the host)
-        self.on_empty: Callable[[AgentHost], None] | None = None
         self._routes: dict[str, _Link] = {}
         self._orphans: collections.OrderedDict[str, list[_Inboxed]] = collections.OrderedDict()
-        self._scope: trio.CancelScope | None = None
-
-    # -- state --------------------------------------------------------------------------------
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self.started.is_set() and not self.done.is_set() and not self.closing
-
-    @property
-    def full(self) -> bool:
-        return self.opened >= self.capacity
-
-    @property
-    def load(self) -> int:
-        return len(self.links)
 
     def holds(self, key: str) -> bool:
         return bool(key) and key in self._routes
 
     def has_parked(self, key: str) -> bool:
         return bool(key) and key in self.parked
-
-    def stderr_tail(self) -> str:
-        return self.process.stderr_tail() if self.process is not None else ""
-
-    def ended_error(self) -> TransportClosedError:
-        """What the conversations of a host that ended are told (typed, with the tail)."""
-        proc = self.process
-        status = proc.exit_description() if proc is not None else "not started"
-        detail = f": {self.failure}" if self.failure is not None else ""
-        return TransportClosedError(
-            f"{self.name} agent process ended ({status}){detail}",
-            provider=self.name,
-            stderr_tail=self.stderr_tail(),
-        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -446,8 +398,7 @@ class AgentHost:
                         released = False
                     if not released:
                         self.parked.add(key)
-        if not self.links and self.on_empty is not None:
-            self.on_empty(self)
+        self._emptied()
 
     # -- routing ------------------------------------------------------------------------------
     async def _route(self, client: JsonRpcClient) -> None:

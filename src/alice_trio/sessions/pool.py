@@ -52,8 +52,9 @@ from ..errors import AliceError, ConfigError
 from ..models import RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Invocation, Provider
 from ._groups import single_exception
-from .driver import Emit, SessionDriver, SteerMode, TurnRef
+from .driver import Emit, SessionDriver
 from .host import ACP_HOST, CODEX_HOST, AgentHost, HostedConversation, HostProtocol
+from .hosting import DriverWrapper
 from .rpc_driver import RpcDriver
 from .scaling import ScalingConfig
 
@@ -194,7 +195,7 @@ def _without_key(request: RunRequest) -> RunRequest:
 # -- a driver started ahead of need -------------------------------------------------------------
 
 
-class Prestarted:
+class Prestarted(DriverWrapper):
     """A driver whose ``run`` was started by the pool before any session wanted it.
 
     :meth:`warm` runs the inner driver in the pool's nursery (events before a session attaches
@@ -203,9 +204,8 @@ class Prestarted:
     :meth:`run` (typed). Cancelling :meth:`run` closes the inner driver.
     """
 
-    def __init__(self, driver: SessionDriver, key: Hashable = None) -> None:
-        self.driver = driver
-        self.steer_mode: SteerMode = driver.steer_mode
+    def __init__(self, driver: Any, key: Hashable = None) -> None:
+        super().__init__(driver)
         self.key = key
         self.taken = False
         self.failure: BaseException | None = None
@@ -216,15 +216,6 @@ class Prestarted:
     @property
     def alive(self) -> bool:
         return not self.done.is_set()
-
-    def stderr_tail(self) -> str:
-        fn = getattr(self.driver, "stderr_tail", None)
-        return fn() if callable(fn) else ""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name == "driver":
-            raise AttributeError(name)
-        return getattr(self.driver, name)
 
     async def warm(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         started = False
@@ -265,36 +256,17 @@ class Prestarted:
         if self.failure is not None:
             raise self.failure
 
-    async def start_turn(self, request: RunRequest) -> TurnRef:
-        return await self.driver.start_turn(request)
-
-    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
-        return await self.driver.steer_turn(turn, request)
-
-    async def interrupt_turn(self, turn: TurnRef) -> None:
-        await self.driver.interrupt_turn(turn)
-
     async def aclose(self, *, graceful: bool) -> None:
         await self.driver.aclose(graceful=graceful)
         await self.done.wait()
 
 
-class _Slotted:
+class _Slotted(DriverWrapper):
     """A one-process driver that holds a process slot for as long as it runs."""
 
     def __init__(self, driver: SessionDriver, pool: HostPool) -> None:
-        self.driver = driver
-        self.steer_mode: SteerMode = driver.steer_mode
+        super().__init__(driver)
         self.pool = pool
-
-    def stderr_tail(self) -> str:
-        fn = getattr(self.driver, "stderr_tail", None)
-        return fn() if callable(fn) else ""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name in ("driver", "pool"):
-            raise AttributeError(name)
-        return getattr(self.driver, name)
 
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
         await self.pool._acquire(self)
@@ -302,15 +274,6 @@ class _Slotted:
             await self.driver.run(emit, task_status=task_status)
         finally:
             self.pool._release(self)
-
-    async def start_turn(self, request: RunRequest) -> TurnRef:
-        return await self.driver.start_turn(request)
-
-    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
-        return await self.driver.steer_turn(turn, request)
-
-    async def interrupt_turn(self, turn: TurnRef) -> None:
-        await self.driver.interrupt_turn(turn)
 
     async def aclose(self, *, graceful: bool) -> None:
         await self.driver.aclose(graceful=graceful)

@@ -17,84 +17,36 @@ pool interface (``run``, ``aclose``, ``alive``, ``full``, ``load``, ``holds``, `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from typing import Any
 
 import attrs
 import trio
 
-from ..errors import AliceError, SessionClosedError, TransportClosedError
+from ..errors import AliceError, SessionClosedError
 from ..models import RunRequest
 from ..providers.base import Invocation
 from ..providers.opencode import OpenCodeConfig
-from ..transports.process import AgentProcess, open_agent_process
+from ..transports.process import open_agent_process
 from ._groups import single_exception
-from .driver import Emit, SteerMode, TurnRef
+from .driver import Emit
+from .hosting import DriverWrapper, ProcessHost
 from .opencode_serve import OpenCodeServeDriver
 
 __all__ = ["AttachedConversation", "ServeHost"]
 
 
-class ServeHost:
+class ServeHost(ProcessHost):
     """One ``opencode serve`` process for many conversations (see the module docstring)."""
 
-    def __init__(
-        self,
-        invocation: Invocation,
-        template: OpenCodeServeDriver,
-        *,
-        name: str = "opencode",
-        key: Hashable = None,
-        capacity: int = 32,
-        close_grace: float = 2.0,
-    ) -> None:
-        self.invocation = invocation
+    kind = "server process"
+
+    def __init__(self, invocation: Invocation, template: OpenCodeServeDriver, **kw: Any) -> None:
+        super().__init__(invocation, **kw)
         self.template = template
-        self.name = name
-        self.key = key
-        self.capacity = capacity
-        self.close_grace = close_grace
         self.url = ""
-        self.process: AgentProcess | None = None
-        self.failure: BaseException | None = None
-        self.links: set[AttachedConversation] = set()
-        self.opened = 0
-        self.started = trio.Event()
-        self.done = trio.Event()
-        self.closing = False
-        self.on_empty: Callable[[Any], None] | None = None
-        self._scope: trio.CancelScope | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self.started.is_set() and not self.done.is_set() and not self.closing
-
-    @property
-    def full(self) -> bool:
-        return self.opened >= self.capacity
-
-    @property
-    def load(self) -> int:
-        return len(self.links)
 
     def holds(self, key: str) -> bool:
-        return bool(key) and any(c.inner.mapper.session_id == key for c in self.links)
-
-    def stderr_tail(self) -> str:
-        return self.process.stderr_tail() if self.process is not None else ""
-
-    def ended_error(self) -> TransportClosedError:
-        proc = self.process
-        status = proc.exit_description() if proc is not None else "not started"
-        return TransportClosedError(
-            f"{self.name} server process ended ({status})",
-            provider=self.name,
-            stderr_tail=self.stderr_tail(),
-        )
+        return bool(key) and any(c.driver.mapper.session_id == key for c in self.links)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Spawn the server, read its URL, report started, drain stdout until it exits. A
@@ -137,25 +89,18 @@ class ServeHost:
 
     def detach(self, conversation: AttachedConversation) -> None:
         self.links.discard(conversation)
-        if not self.links and self.on_empty is not None:
-            self.on_empty(self)
+        self._emptied()
 
 
-class AttachedConversation:
+class AttachedConversation(DriverWrapper):
     """One opencode conversation on a :class:`ServeHost` (a SessionDriver)."""
 
     def __init__(self, host: ServeHost, config: OpenCodeConfig, initial: RunRequest) -> None:
+        super().__init__(OpenCodeServeDriver(attrs.evolve(config, server_url=host.url), initial))
         self.host = host
-        self.inner = OpenCodeServeDriver(attrs.evolve(config, server_url=host.url), initial)
-        self.steer_mode: SteerMode = self.inner.steer_mode
 
     def stderr_tail(self) -> str:
         return self.host.stderr_tail()
-
-    def __getattr__(self, name: str) -> Any:  # reply_question, reject_question, mapper, …
-        if name.startswith("_") or name in ("inner", "host"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
         """Run the attached driver; returns when it is closed, raises the host's
@@ -178,17 +123,8 @@ class AttachedConversation:
     async def _run_inner(
         self, emit: Emit, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
     ) -> None:
-        await self.inner.run(emit, task_status=task_status)
+        await self.driver.run(emit, task_status=task_status)
         scope.cancel()  # closed: nothing left to watch
 
-    async def start_turn(self, request: RunRequest) -> TurnRef:
-        return await self.inner.start_turn(request)
-
-    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
-        return await self.inner.steer_turn(turn, request)
-
-    async def interrupt_turn(self, turn: TurnRef) -> None:
-        await self.inner.interrupt_turn(turn)
-
     async def aclose(self, *, graceful: bool) -> None:
-        await self.inner.aclose(graceful=graceful)
+        await self.driver.aclose(graceful=graceful)

@@ -54,30 +54,12 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return out
-
-
 def run_pids(exclude: int) -> list[int]:
     """Every descendant of this process but ``exclude`` (the fake model server) and its
     subtree. (Not the env marker: legacy kimi's setproctitle overwrites its environ.)"""
-    out: list[int] = []
-    todo = [c for c in _children(os.getpid()) if c != exclude]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += _children(pid)
-    return out
+    from alice_trio.engine.reaper import _subtree  # the reaper's own /proc tree walk
+
+    return [p for p in _subtree(os.getpid()) if p != os.getpid() and p not in _subtree(exclude)]
 
 
 def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:

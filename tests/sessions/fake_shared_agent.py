@@ -11,6 +11,9 @@ What a turn does depends on its prompt text:
 * ``SLOW`` — waits until interrupted (or 60 s);
 * ``CRASH`` — the whole process exits at once with status 3 (stderr says so);
 * ``HUGE`` — first writes a 2 MB notification line for the conversation, then answers;
+* ``ASK`` — asks the client to approve a command (codex
+  ``item/commandExecution/requestApproval``, ACP ``session/request_permission``) and answers
+  ``answer: <decision or option id>``;
 * anything else — answers ``reply to <conversation>: <text>``.
 
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
@@ -37,6 +40,7 @@ JSONRPC = MODE == "acp"
 convs: dict[str, dict] = {}
 turns: dict[str, dict] = {}
 counter = iter(range(1, 1_000_000))
+answers: dict[object, list] = {}  # our server-request id -> [event, result]
 
 
 def write(msg: dict) -> None:
@@ -86,6 +90,27 @@ def run_turn(conv: str, turn: dict, text: str) -> str:
         if turn["cancelled"].is_set():
             return ""
         return f"tool said: {out.decode().strip()}"
+    if text.startswith("ASK"):
+        rid = 1000 + next(counter)
+        waiter = answers[rid] = [threading.Event(), None]
+        if MODE == "codex":
+            params = {"threadId": conv, "turnId": turn["id"], "itemId": "i", "command": "rm x"}
+            write({"id": rid, "method": "item/commandExecution/requestApproval", "params": params})
+        else:
+            options = [
+                {"optionId": "yes", "kind": "allow_once", "name": "Allow"},
+                {"optionId": "no", "kind": "reject_once", "name": "Reject"},
+            ]
+            params = {
+                "sessionId": conv,
+                "options": options,
+                "toolCall": {"toolCallId": "c", "title": "rm x", "kind": "execute"},
+            }
+            write({"id": rid, "method": "session/request_permission", "params": params})
+        waiter[0].wait(30)
+        result = waiter[1] or {}
+        got = result.get("decision") or (result.get("outcome") or {}).get("optionId")
+        return f"answer: {got}"
     if text.startswith("SLOW"):
         turn["cancelled"].wait(60)
         return "" if turn["cancelled"].is_set() else "slow reply"
@@ -186,6 +211,11 @@ def handle(msg: dict) -> None:
     method = msg.get("method")
     params = msg.get("params") or {}
     rid = msg.get("id")
+    if method is None and rid in answers:  # the client's answer to our request
+        waiter = answers.pop(rid)
+        waiter[1] = msg.get("result")
+        waiter[0].set()
+        return
     if method == "initialize":
         if MODE == "codex":
             write({"id": rid, "result": {"userAgent": "fake/1", "platformOs": "linux"}})

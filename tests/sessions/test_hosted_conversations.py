@@ -17,6 +17,7 @@ from alice_trio.models import RunRequest
 from alice_trio.providers.base import CLIConfig, RunLimits
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.providers.gemini import GeminiConfig
+from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
 
@@ -340,3 +341,37 @@ async def test_lru_idle_conversation_is_closed_and_resumes_on_its_next_run(
         # that holds it, without a session/load the agent would refuse
         assert methods(log, "session/load") == []
     assert again.next_thread_id == k2.next_thread_id
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_approval_requests_reach_the_conversation_they_belong_to(
+    tmp_path: Path, mode: str
+) -> None:
+    config, _log = make_config(tmp_path, mode)
+    asked: list[str] = []
+    threads: dict[str, str] = {}
+
+    def approver(request: ApprovalRequest) -> ApprovalDecision:
+        asked.append(request.thread_id)
+        if request.thread_id == threads.get("yes"):
+            return ApprovalDecision.ACCEPT
+        return ApprovalDecision.DECLINE
+
+    async with SessionBackend(
+        provider_of(mode), config, scaling=ScalingConfig(warm=0), approver=approver
+    ) as b:
+        for key in ("yes", "no"):
+            threads[key] = (await b.run(req(key, "hello"))).next_thread_id
+        results: dict[str, Any] = {}
+
+        async def run(key: str) -> None:
+            results[key] = await b.run(req(key, "ASK", thread_id=threads[key]))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "yes")
+            n.start_soon(run, "no")
+        assert len(b.pool.hosts) == 1
+    assert sorted(asked) == sorted(threads.values())
+    accept, decline = ("accept", "decline") if mode == "codex" else ("yes", "no")
+    assert results["yes"].reply == f"answer: {accept}"
+    assert results["no"].reply == f"answer: {decline}"

@@ -239,8 +239,10 @@ def handle(msg: dict) -> None:
             or params.get("sessionId")
             or (f"{'thr' if MODE == 'codex' else 'ses'}-{next(counter)}")
         )
-        policy = (params.get("config") or {}).get("shell_environment_policy") or {}
-        convs[cid] = {"cwd": params.get("cwd", ""), "env": policy.get("set") or {}}
+        prefix = "shell_environment_policy.set."  # codex's dotted config overrides
+        env = {k[len(prefix) :]: v for k, v in (params.get("config") or {}).items()
+               if k.startswith(prefix)}  # fmt: skip
+        convs[cid] = {"cwd": params.get("cwd", ""), "env": env}
         if MODE == "codex":
             notify("thread/started", {"thread": {"id": cid}})
             write({"id": rid, "result": {"thread": {"id": cid}}})

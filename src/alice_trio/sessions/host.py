@@ -160,10 +160,9 @@ class _CodexHost(HostProtocol):
         # own session); the thread's config sets an env var in every command it spawns
         if method not in ("thread/start", "thread/resume") or not isinstance(params, Mapping):
             return params
+        # a dotted key overrides that one entry and keeps the user's policy (inherit, exclude)
         config = dict(params.get("config") or {})
-        policy = dict(config.get("shell_environment_policy") or {})
-        policy["set"] = {**dict(policy.get("set") or {}), CONVERSATION_ENV: tag}
-        config["shell_environment_policy"] = policy
+        config[f"shell_environment_policy.set.{CONVERSATION_ENV}"] = tag
         return {**params, "config": config}
 
     @property

@@ -375,3 +375,27 @@ async def test_approval_requests_reach_the_conversation_they_belong_to(
     accept, decline = ("accept", "decline") if mode == "codex" else ("yes", "no")
     assert results["yes"].reply == f"answer: {accept}"
     assert results["no"].reply == f"answer: {decline}"
+
+
+async def test_a_full_host_retires_and_the_process_bound_packs_conversations(
+    tmp_path: Path,
+) -> None:
+    config, _log = make_config(tmp_path, "codex")
+    scaling = ScalingConfig(warm=0, host_capacity=2, max_conversations=2)
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "1"))
+        await b.run(req("b", "2"))
+        first = b.pool.hosts[0]
+        assert first.full
+        await b.run(req("c", "3"))  # a full host takes no new conversation: a second one
+        assert len(b.pool.hosts) == 2 and b.pool.hosts[0] is first
+        await b.run(req("d", "4"))  # closes a and b (LRU): the retired host closes
+        await wait_for(lambda: not first.alive and first not in b.pool.hosts, "retirement")
+        assert len(b.pool.hosts) == 1
+    bounded = ScalingConfig(warm=0, host_capacity=1, max_processes=1)
+    async with SessionBackend("codex", config, scaling=bounded, idle_ttl=600) as b:
+        for key in "xyz":
+            result = await b.run(req(key, key))
+            assert result.reply.endswith(f": {key}")
+        assert len(b.pool.hosts) == 1 and b.pool.hosts[0].load == 3  # packed past capacity
+        assert b.pool.processes() == 1

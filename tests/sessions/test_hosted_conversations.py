@@ -399,3 +399,58 @@ async def test_a_full_host_retires_and_the_process_bound_packs_conversations(
             assert result.reply.endswith(f": {key}")
         assert len(b.pool.hosts) == 1 and b.pool.hosts[0].load == 3  # packed past capacity
         assert b.pool.processes() == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_interrupting_one_of_three_sessions_on_a_host_ends_only_its_turn(
+    tmp_path: Path, mode: str
+) -> None:
+    from alice_trio.models import EventKind
+    from alice_trio.providers.registry import get_provider
+    from alice_trio.sessions.pool import HostPool
+    from alice_trio.sessions.session import open_session
+
+    config, log = make_config(tmp_path, mode)
+    provider = get_provider(provider_of(mode))
+    ends: dict[str, Any] = {}
+    async with HostPool(provider, config, scaling=ScalingConfig(warm=0)) as pool:
+
+        async def conversation(key: str, text: str, ready: trio.Event, stop: bool) -> None:
+            initial = RunRequest(user_text="", env={SESSION_KEY_ENV: key})
+            driver = await pool.driver(initial)
+            async with open_session(provider, config, initial=initial, driver=driver) as s:
+                await s.submit(RunRequest(user_text=text))
+                ready.set()
+                if stop:
+                    await wait_for(lambda: len(tool_pids(log)) == 3, "all three tools")
+                    await s.interrupt()
+                async for event in s.events():
+                    if event.kind is EventKind.ASSISTANT_TEXT:
+                        ends[f"{key}-text"] = event.text
+                    if event.kind.terminal:
+                        ends[key] = event.kind
+                        break
+
+        gate = tmp_path / "gate"
+        async with trio.open_nursery() as n:
+            for key, stop in (("victim", True), ("b", False), ("c", False)):
+                text = (
+                    "TOOL:sleep 60"
+                    if stop
+                    else f"TOOL:until test -e {gate}; do sleep 0.05; done; echo {key}"
+                )
+                ready = trio.Event()
+                n.start_soon(conversation, key, text, ready, stop)
+                await ready.wait()
+            await wait_for(lambda: "victim" in ends, "the interrupted turn")
+            by_conv = {r["conv"]: r["tool"] for r in logged(log) if "tool" in r}
+            victim_tool = by_conv.pop(_victim_conv(log, by_conv))
+            await wait_for(lambda: not alive(victim_tool), "the interrupted turn's tool to die")
+            assert all(alive(p) for p in by_conv.values()), "another conversation's tool died"
+            assert "b" not in ends and "c" not in ends
+            gate.write_text("")
+        assert len(pool.hosts) == 1
+    assert ends["victim"] is EventKind.TURN_INTERRUPTED
+    assert ends["b"] is EventKind.TURN_COMPLETED and ends["b-text"] == "tool said: b"
+    assert ends["c"] is EventKind.TURN_COMPLETED and ends["c-text"] == "tool said: c"
+    assert all(not alive(p) for p in tool_pids(log)), "a tool outlived the pool"

@@ -380,9 +380,9 @@ async def test_approval_requests_reach_the_conversation_they_belong_to(
 async def test_a_full_host_retires_and_the_process_bound_packs_conversations(
     tmp_path: Path,
 ) -> None:
-    config, _log = make_config(tmp_path, "codex")
+    config, _log = make_config(tmp_path, "acp")  # an agent that cannot free a session
     scaling = ScalingConfig(warm=0, host_capacity=2, max_conversations=2)
-    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+    async with SessionBackend("gemini", config, scaling=scaling, idle_ttl=600) as b:
         await b.run(req("a", "1"))
         await b.run(req("b", "2"))
         first = b.pool.hosts[0]
@@ -392,6 +392,12 @@ async def test_a_full_host_retires_and_the_process_bound_packs_conversations(
         await b.run(req("d", "4"))  # closes a and b (LRU): the retired host closes
         await wait_for(lambda: not first.alive and first not in b.pool.hosts, "retirement")
         assert len(b.pool.hosts) == 1
+    # codex frees a closed thread: its capacity counts live conversations
+    config, _log = make_config(tmp_path, "codex")
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        for key in "abcd":
+            await b.run(req(key, key))  # max_conversations=2: each new one closes the LRU
+        assert len(b.pool.hosts) == 1 and b.pool.hosts[0].load == 2
     bounded = ScalingConfig(warm=0, host_capacity=1, max_processes=1)
     async with SessionBackend("codex", config, scaling=bounded, idle_ttl=600) as b:
         for key in "xyz":

@@ -8,7 +8,7 @@ conversations live and how many turns run at once, so a burst cannot take the ho
 * **Conversations** (``max_conversations``; for a provider whose conversations need a process
   each, ``max_processes`` bounds them too): a new conversation is admitted in FIFO order when
   the backend holds fewer; otherwise the least recently used *idle* conversation is closed
-  (gracefully) to make room. Its thread id is remembered, and its next run without a thread id
+  (gracefully) to make room, and the new one starts once it is gone (at most ``EVICT_WAIT``). Its thread id is remembered, and its next run without a thread id
   resumes it (so is the thread id of a conversation whose process died under it). When every
   conversation is busy the new one waits until a run ends.
 
@@ -35,6 +35,8 @@ __all__ = ["Admission"]
 
 #: thread ids of closed conversations remembered for their next run
 RESUME_MEMORY = 4096
+#: how long a new conversation waits for the one closed to make room to be gone
+EVICT_WAIT = 10.0
 
 
 class Admission:
@@ -100,14 +102,20 @@ class Admission:
             return
         ticket = object()
         self._queue.append(ticket)
+        evicted: Any = None
         try:
             while True:
-                if self._queue[0] is ticket and (
-                    len(backend._sessions) + self._opening < limit or self.evict_one(backend)
-                ):
-                    break
+                if self._queue[0] is ticket:
+                    if len(backend._sessions) + self._opening < limit:
+                        break
+                    evicted = self._evict(backend)
+                    if evicted is not None:
+                        break
                 changed = self._changed
                 await changed.wait()
+            if evicted is not None:  # its conversation is gone before the new one starts
+                with trio.move_on_after(EVICT_WAIT):
+                    await evicted.host_done.wait()
         finally:
             self._queue.remove(ticket)
             self.notify()
@@ -120,6 +128,10 @@ class Admission:
 
     def evict_one(self, backend: SessionBackend) -> bool:
         """Close the least recently used idle conversation of ``backend``; True if one was."""
+        return self._evict(backend) is not None
+
+    def _evict(self, backend: SessionBackend) -> Any:
+        """The entry :meth:`evict_one` closed, or None."""
         sessions = backend._sessions
         for key in list(self.recent):
             entry = sessions.get(key)
@@ -134,8 +146,8 @@ class Admission:
             del self.recent[key]
             backend._drop(entry, graceful=True)
             self.evicted += 1
-            return True
-        return False
+            return entry
+        return None
 
     def remember(self, key: str, thread_id: str) -> None:
         """``key``'s conversation was closed under it (made room, or its process died): its

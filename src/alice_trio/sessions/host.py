@@ -112,6 +112,11 @@ class HostProtocol:
         the agent cannot, the conversation stays loaded in the process (*parked*)."""
         return False
 
+    def frees(self, info: Any) -> bool:
+        """:meth:`release` gives the conversation's memory back (see ``initialize``'s
+        ``info``)."""
+        return False
+
     def reopen(self, method: str, params: Any, parked: set[str]) -> Any:
         """The local answer to a request that reopens a parked conversation (the agent has it
         loaded already and may refuse to load it twice), or None to send the request."""
@@ -155,6 +160,9 @@ class _CodexHost(HostProtocol):
         await client.request("thread/unsubscribe", {"threadId": key})
         return True
 
+    def frees(self, info: Any) -> bool:
+        return True
+
     def tag(self, method: str, params: Any, tag: str) -> Any:
         # codex does not stop a running command on turn/interrupt (0.171: it runs on, in its
         # own session); the thread's config sets an env var in every command it spawns
@@ -184,12 +192,15 @@ class _AcpHost(HostProtocol):
         return sid
 
     async def release(self, client: JsonRpcClient, key: str, info: Any) -> bool:
-        caps = info.get("agentCapabilities") if isinstance(info, Mapping) else None
-        sessions = caps.get("sessionCapabilities") if isinstance(caps, Mapping) else None
-        if isinstance(sessions, Mapping) and "close" in sessions:
+        if self.frees(info):
             await client.request("session/close", {"sessionId": key})
             return True
         return False
+
+    def frees(self, info: Any) -> bool:
+        caps = info.get("agentCapabilities") if isinstance(info, Mapping) else None
+        sessions = caps.get("sessionCapabilities") if isinstance(caps, Mapping) else None
+        return isinstance(sessions, Mapping) and "close" in sessions
 
     def reopen(self, method: str, params: Any, parked: set[str]) -> Any:
         # gemini 0.61 answers session/load of a session it still holds with -32603
@@ -302,6 +313,10 @@ class AgentHost(ProcessHost):
         self.unrouted = 0
         self._routes: dict[str, _Link] = {}
         self._orphans: collections.OrderedDict[str, list[_Inboxed]] = collections.OrderedDict()
+
+    @property
+    def frees(self) -> bool:
+        return self.protocol.frees(self.info)
 
     def holds(self, key: str) -> bool:
         return bool(key) and key in self._routes

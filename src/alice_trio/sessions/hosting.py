@@ -25,9 +25,10 @@ __all__ = ["DriverWrapper", "ProcessHost"]
 
 
 class ProcessHost:
-    """State shared by hosts. ``capacity`` bounds the conversations ever opened on it
-    (:attr:`full`): an agent that cannot forget a conversation keeps it in memory, so a host
-    takes no new ones once it opened that many, and closes when its last one detached."""
+    """State shared by hosts. ``capacity`` bounds the conversations on it (:attr:`full`): the
+    live ones, or — for an agent that cannot forget a conversation and keeps it in memory —
+    every one it opened; such a host then takes no new ones and closes when its last one
+    detached."""
 
     #: what the process is (for messages): "agent process", "server process"
     kind = "agent process"
@@ -67,7 +68,14 @@ class ProcessHost:
 
     @property
     def full(self) -> bool:
-        return self.opened >= self.capacity
+        """No new conversation here: ``capacity`` reached — counting the live conversations
+        when the agent frees a closed one (:attr:`frees`), else every one it ever opened."""
+        return (self.load if self.frees else self.opened) >= self.capacity
+
+    @property
+    def frees(self) -> bool:
+        """The agent forgets a conversation when it is closed (its memory comes back)."""
+        return True
 
     @property
     def load(self) -> int:

@@ -30,7 +30,8 @@ class ScalingConfig:
     * ``max_conversations``: live conversations per backend; beyond it the least recently used
       idle one is closed (it resumes by thread id on its next run). 0: no bound.
     * ``max_turns``: turns running at once; the rest wait in FIFO order (0: no bound).
-    * ``host_capacity``: conversations one shared process opens before it retires.
+    * ``host_capacity``: conversations per shared process (live ones; for an agent that cannot
+      free a session, every one it opened — it then retires).
     * ``spare_retry``: seconds before a failed spare is tried again (doubling, max 300 s).
     """
 

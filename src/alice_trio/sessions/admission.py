@@ -8,9 +8,10 @@ conversations live and how many turns run at once, so a burst cannot take the ho
 * **Conversations** (``max_conversations``; for a provider whose conversations need a process
   each, ``max_processes`` bounds them too): a new conversation is admitted in FIFO order when
   the backend holds fewer; otherwise the least recently used *idle* conversation is closed
-  (gracefully) to make room, and the new one starts once it is gone (at most ``EVICT_WAIT``). Its thread id is remembered, and its next run without a thread id
-  resumes it (so is the thread id of a conversation whose process died under it). When every
-  conversation is busy the new one waits until a run ends.
+  (gracefully) to make room, and the new one starts once it is gone (at most ``EVICT_WAIT``).
+  Its thread id is remembered, and its next run without a thread id resumes it (so is the
+  thread id of a conversation whose process died under it). When every conversation is busy
+  the new one waits until a run ends.
 
 Cancellation: waiting is cancellable and leaves nothing behind (the FIFO ticket is removed).
 """

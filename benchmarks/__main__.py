@@ -62,6 +62,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     sections["overhead"] = _section("overhead", "overhead", q)
     sections["peer"] = _section("claude-agent-sdk side by side", "peer", q)
     sections["cli"] = _section("alice-trio command: rendering", "cli", q)
+    sections["scaling"] = _section("scaling on the real CLIs", "scaling", q)
     rows = [
         r["name"]
         for r in _get(sections, "cancel", "scenarios") or []
@@ -219,6 +220,7 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
         + str(_get(sections, "cli", "big_reply_trailing_space", "library_peak_delta_over_bytes"))
         + "×",
     )
+    scaling_goals(sections, goal)
     return out
 
 
@@ -231,6 +233,55 @@ def _cli_note(sections: dict[str, Any]) -> str:
         f"CLI / library {flood.get('cli_over_library')}× (what rendering adds; CPU "
         f"{flood.get('cpu_cli_over_library')}×)"
     )
+
+
+#: CLIs whose memory per extra idle conversation has a goal (the shared ones)
+MEMORY_GOAL_CLIS = ("codex", "opencode", "gemini", "kimi")
+
+
+def scaling_goals(sections: dict[str, Any], goal: Any) -> None:
+    providers = _get(sections, "scaling", "providers") or {}
+    skipped = _get(sections, "scaling", "skipped") or ""
+    for cli in ("codex", "claude", "gemini", "kimi", "kimi_legacy", "opencode"):
+        row = providers.get(cli) or {}
+        note = row.get("skipped") or _get(row, "pooled", "error") or skipped
+        goal(
+            f"{cli}: new conversation's first run / warm run (pooled)",
+            _get(row, "pooled", "new_over_warm"), 1.5, "≤", "×", str(note or ""),
+        )  # fmt: skip
+        if cli in MEMORY_GOAL_CLIS:
+            goal(
+                f"{cli}: MB per extra idle conversation (pooled)",
+                _get(row, "pooled", "mb_per_idle_conversation"), 25, "≤", " MB", str(note or ""),
+            )  # fmt: skip
+
+
+def render_scaling(sec: dict[str, Any], lines: list[str]) -> None:
+    if "error" in sec or "skipped" in sec:
+        lines.append(f"\nScaling on the real CLIs: {sec.get('error') or sec.get('skipped')}")
+        return
+    lines.append(
+        f"\nScaling on the real CLIs (SessionBackend, fake model on loopback; medians of "
+        f"{sec['runs']} runs, memory over {sec['extra']} extra idle conversations)"
+    )
+    lines.append(
+        f"  {'CLI':12} {'mode':12} {'new run s':>9} {'warm run s':>10} {'new/warm':>8} "
+        f"{'MB/idle conv':>12} {'conv/GiB':>8} {'procs':>5}"
+    )
+    for cli, row in sec["providers"].items():
+        if "skipped" in row:
+            lines.append(f"  {cli:12} skipped — {row['skipped']}")
+            continue
+        for mode in ("per_process", "pooled"):
+            r = row.get(mode) or {}
+            if "error" in r:
+                lines.append(f"  {cli:12} {mode:12} ERROR {r['error'][:200]}")
+                continue
+            lines.append(
+                f"  {cli:12} {mode:12} {r['new_median_s']:>9} {r['warm_median_s']:>10} "
+                f"{r['new_over_warm']!s:>8} {r['mb_per_idle_conversation']:>12} "
+                f"{r['conversations_per_gib']!s:>8} {r['processes_after']:>5}"
+            )
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -375,6 +426,7 @@ def render(report: dict[str, Any]) -> str:
                 f"({b['library_peak_delta_over_bytes']}×); progress {b['progress_bytes']:,} B, "
                 f"stdout {b['reply_bytes_on_stdout']:,} B"
             )
+    render_scaling(s.get("scaling") or {"skipped": "not run"}, lines)
 
     lines.append("\nGoals")
     for g in report["goals"]:

@@ -50,6 +50,7 @@ from . import validation as v
 from .errors import ConfigError, UnknownProviderError
 from .providers.base import CLIConfig, Provider
 from .providers.registry import get_provider, normalize_name, provider_names
+from .sessions.scaling import ScalingConfig
 
 __all__ = [
     "DEFAULT_AUTH_STATUS_TIMEOUT",
@@ -65,7 +66,7 @@ __all__ = [
 
 DEFAULT_AUTH_STATUS_TIMEOUT = 15.0
 #: profile keys that are not fields of the provider's config class
-PROFILE_META_KEYS = ("provider", "description")
+PROFILE_META_KEYS = ("provider", "description", "scaling")
 TOP_LEVEL_KEYS = ("default_profile", "env", "workspace_dir", "auth_status_timeout_secs",
                   "llm_profiles")  # fmt: skip
 #: a key people are likely to write → the key we use
@@ -302,6 +303,8 @@ class ProfileConfig:
     provider: str
     config: CLIConfig
     description: str = ""
+    #: the profile's ``scaling:`` mapping (shared processes, warm pool, admission bounds)
+    scaling: ScalingConfig = ScalingConfig()
 
     def resolve(self) -> tuple[Provider, CLIConfig]:
         return get_provider(self.provider), self.config
@@ -426,6 +429,7 @@ def _build_profile(
     data = dict(raw)
     provider_raw = data.pop("provider", None)
     description = data.pop("description", "")
+    scaling = _scaling(data.pop("scaling", None), _join(path, "scaling"), errors)
     known = provider_names()
     if provider_raw is None or (isinstance(provider_raw, str) and not provider_raw.strip()):
         errors.append((_join(path, "provider"), f"required; known providers: {', '.join(known)}"))
@@ -476,8 +480,20 @@ def _build_profile(
     if len(errors) > n_errors:
         return None
     return ProfileConfig(
-        name=name, provider=provider.name, config=config, description=description.strip()
-    )
+        name=name, provider=provider.name, config=config, description=description.strip(),
+        scaling=scaling,
+    )  # fmt: skip
+
+
+def _scaling(raw: Any, path: str, errors: list[tuple[str, str]]) -> ScalingConfig:
+    """A profile's ``scaling:`` mapping (absent: the defaults)."""
+    try:
+        return _converter().structure(raw or {}, ScalingConfig)
+    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
+        errors.extend(_flatten(exc, path, ScalingConfig))
+    except (ValueError, TypeError) as exc:
+        errors.append(_attrs_validator_message(exc, path, ScalingConfig))
+    return ScalingConfig()
 
 
 def override_profile(

@@ -19,6 +19,7 @@ from .config import DEFAULT_AUTH_STATUS_TIMEOUT, config_keys, yaml_key
 from .models import APPROVAL_VALUES, SANDBOX_VALUES, ExecPolicy
 from .providers.base import DEFAULT_TIMEOUT, CLIConfig, RunLimits
 from .providers.registry import BUILTIN_MODULES, get_provider
+from .sessions.scaling import ScalingConfig
 
 __all__ = ["BEGIN", "END", "KEY_DOCS", "render", "splice"]
 
@@ -120,6 +121,22 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("ReplayConfig", "decode_as"): "Provider whose decoder reads the transcript.",
     ("ReplayConfig", "speed"): "Time factor (2 = twice as fast, 0 = no delays).",
     # RunLimits
+    # scaling (sessions/scaling.py; SessionBackend only)
+    ("ScalingConfig", "share"): "Put conversations on shared agent processes where the "
+    "protocol allows (codex, gemini ACP, Kimi Code, opencode; see docs/scaling.md).",
+    ("ScalingConfig", "warm"): "Spare conversations started ahead of need, so a new "
+    "conversation's first run costs what a warm run costs. 0: none.",
+    ("ScalingConfig", "max_processes"): "Agent processes per backend (0: no bound); a new one "
+    "waits in FIFO order after spares and idle conversations were closed to make room.",
+    ("ScalingConfig", "max_conversations"): "Live conversations per backend (0: no bound); the "
+    "least recently used idle one is closed and resumes by thread id on its next run.",
+    ("ScalingConfig", "max_turns"): "Turns running at once (0: no bound); the rest wait in "
+    "FIFO order and `on_progress` says so.",
+    ("ScalingConfig", "host_capacity"): "Conversations per shared process: live ones (codex, "
+    "opencode), or every one it opened for an agent that cannot free a session (gemini, Kimi "
+    "Code: the process then takes no more and closes when its last one ends).",
+    ("ScalingConfig", "spare_retry"): "Seconds before a spare that failed to start is tried "
+    "again (doubling, at most 300).",
     ("RunLimits", "kill_grace_secs"): "SIGTERM to the process group, this long, then SIGKILL.",
     ("RunLimits", "drain_timeout_secs"): "After the final event, how long the CLI may take to "
     "exit by itself before it is killed.",
@@ -224,7 +241,7 @@ def builtin_classes() -> list[type]:
     classes: list[type] = [get_provider(n).config_class for n in BUILTIN_MODULES]
     from .providers.codex import ProfileOverride
 
-    return [*classes, RunLimits, ProfileOverride, ExecPolicy]
+    return [*classes, RunLimits, ProfileOverride, ExecPolicy, ScalingConfig]
 
 
 def render() -> str:
@@ -241,6 +258,8 @@ def render() -> str:
         + ", ".join(f"`{n}`" for n in BUILTIN_MODULES)
         + " or one registered through the `alice_trio.providers` entry point. Lower-cased. |",
         '| `description` | string | "" | Free text, shown by tools. |',
+        "| `scaling` | mapping | (see table) | Shared processes, warm pool and admission "
+        "bounds of a `SessionBackend` (see the `scaling` table). |",
     ]
     out += _table(CLIConfig)[2:]
     for name in BUILTIN_MODULES:
@@ -257,6 +276,7 @@ def render() -> str:
 
     out += ["", "### `permissions`", "", *_table(ExecPolicy)]
     out += ["", "### `limits`", "", *_table(RunLimits)]
+    out += ["", "### `scaling`", "", *_table(ScalingConfig)]
     out += ["", "### codex `profile_overrides` values", "", *_table(ProfileOverride)]
     out += ["", END]
     return "\n".join(out) + "\n"

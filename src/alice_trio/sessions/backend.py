@@ -65,8 +65,10 @@ from ..protocols.turn_outcome import Ending, TurnEnd, clone_error
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
 from ._groups import single_exception
+from .admission import Admission
 from .approval import Approver
 from .driver import SessionDriver, SubmitResult
+from .pool import HostPool, ScalingConfig
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
 
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
@@ -148,6 +150,9 @@ class SessionBackend:
     session's process group is killed (the caller waits at most this plus ``kill_grace``).
     ``start_timeout``: how long a new session's CLI may take to start and finish its handshake
     (:func:`open_session`).
+    ``scaling`` (:class:`~alice_trio.sessions.pool.ScalingConfig`): shared agent processes,
+    the warm pool (one spare by default; none for a test's ``driver_factory`` unless asked)
+    and admission bounds (:mod:`alice_trio.sessions.pool`, :mod:`alice_trio.sessions.admission`).
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class SessionBackend:
         driver_factory: Any = None,
         approver: Approver | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        scaling: ScalingConfig | None = None,
     ) -> None:
         self.provider = get_provider(provider) if isinstance(provider, str) else provider
         self.config = config if config is not None else self.provider.config_class()
@@ -173,6 +179,16 @@ class SessionBackend:
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
+        # -- scaling hooks (sessions/pool.py, sessions/admission.py) --
+        if scaling is None:
+            scaling = ScalingConfig(warm=0) if driver_factory is not None else ScalingConfig()
+        self.scaling = scaling
+        self.pool = HostPool(
+            self.provider, self.config, scaling=scaling, approver=approver,
+            factory=driver_factory, idle_ttl=idle_ttl,
+            on_pressure=lambda: self.admission.evict_one(self),
+        )  # fmt: skip
+        self.admission = Admission(scaling, shared=self.pool.shared)
 
     @property
     def name(self) -> str:
@@ -182,6 +198,7 @@ class SessionBackend:
     async def __aenter__(self) -> SessionBackend:
         stack = AsyncExitStack()
         with single_exception():
+            await stack.enter_async_context(self.pool)  # closed after the sessions' nursery
             self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
         return self
@@ -225,18 +242,22 @@ class SessionBackend:
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
         if not key:
-            async with self._open(request) as session:
+            async with self.admission.turn(request), self._open(request) as session:
                 return await self._run_turn(_Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock:
+            async with lock, self.admission.turn(request):
                 entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
+                    self.admission.remember(key, entry.session.thread_id)  # resumed below
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
-                    entry = await self._nursery.start(self._host, key, request)
+                    request = self.admission.resume(key, request)
+                    async with self.admission.conversation(self):
+                        entry = await self._nursery.start(self._host, key, request)
                 assert entry is not None
+                self.admission.touch(key)
                 entry.generation += 1
                 if entry.timer is not None:
                     entry.timer.cancel()  # reused: its idle close is off
@@ -270,9 +291,7 @@ class SessionBackend:
     # -- sessions ----------------------------------------------------------------------------
     @asynccontextmanager
     async def _open(self, initial: RunRequest) -> AsyncIterator[InteractiveSession]:
-        driver: SessionDriver | None = None
-        if self.driver_factory is not None:
-            driver = self.driver_factory(self.config, initial)
+        driver: SessionDriver | None = await self.pool.driver(initial)
         async with open_session(
             self.provider, self.config, initial=initial, driver=driver, approver=self.approver,
             start_timeout=self.start_timeout,
@@ -294,6 +313,7 @@ class SessionBackend:
                 entry.host_done.set()
                 if self._sessions.get(key) is entry:
                     del self._sessions[key]
+            self.admission.forget(key, self)
 
     async def _drop_and_wait(self, entry: _Entry) -> None:
         """Kill ``entry``'s session and wait until its process group is reaped (shielded and

@@ -1,0 +1,232 @@
+"""Scaling on the real CLIs: a new conversation's first run vs a warm run, and memory per extra
+idle conversation, through ``SessionBackend`` — process-per-conversation and the pooled default
+(shared processes where the protocol allows + one warm spare) side by side in the same run.
+
+Needs the e2e install (``python tests/e2e/install_clis.py``); a CLI that is not installed is
+skipped with the install's reason. Every CLI talks to the e2e fake model server on loopback
+(answers at once), so the latencies are the CLI's and ours, not a model's.
+
+* **first run of a new conversation**: the time of ``backend.run`` for a key the backend has
+  never seen; before each one the pooled backend is given the time to have its spare ready
+  (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
+* **warm run**: the second run of the same conversation.
+* **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
+  process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
+  ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
+
+``python -m benchmarks.scaling [--cli NAME ...] [--runs N] [--extra M]`` prints one JSON
+object (``--quick`` without ``--cli`` skips the section: the smoke run stays short).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .common import REPO, emit, median
+
+E2E = REPO / "tests" / "e2e"
+ALL = ("codex", "claude", "gemini", "kimi", "kimi_legacy", "opencode")
+SHARED = ("codex", "gemini", "kimi", "opencode")  # whose conversations share a process
+
+
+def _import_e2e() -> Any:
+    sys.path.insert(0, str(E2E))
+    import cli_env
+    import e2e_support
+
+    return cli_env, e2e_support
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_pids(exclude: int) -> list[int]:
+    """Every descendant of this process but ``exclude`` (the fake model server) and its
+    subtree. (Not the env marker: legacy kimi's setproctitle overwrites its environ.)"""
+    from alice_trio.engine.reaper import _subtree  # the reaper's own /proc tree walk
+
+    return [p for p in _subtree(os.getpid()) if p != os.getpid() and p not in _subtree(exclude)]
+
+
+def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:
+    from alice_trio.providers.claude import ClaudeConfig
+    from alice_trio.providers.codex import CodexConfig
+    from alice_trio.providers.gemini import GeminiConfig
+    from alice_trio.providers.kimi import KimiConfig
+    from alice_trio.providers.opencode import OpenCodeConfig
+
+    common = {"command": setup.binary, "env": setup.env, "workspace_dir": setup.workspace}
+    if cli == "codex":
+        return "codex", CodexConfig(**common)
+    if cli == "claude":
+        return "claude", ClaudeConfig(**common, is_sandbox=True)
+    if cli == "gemini":
+        return "gemini", GeminiConfig(**common, model=cli_env.GEMINI_MODEL)
+    if cli == "kimi":
+        return "kimi", KimiConfig(**common)
+    if cli == "kimi_legacy":
+        return "kimi", KimiConfig(**common, flavor="legacy")
+    return "opencode", OpenCodeConfig(**common)
+
+
+async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
+    deadline = trio.current_time() + limit
+    while trio.current_time() < deadline:
+        if len(backend.pool.spares) >= backend.scaling.warm:
+            return True
+        await trio.sleep(0.05)
+    return False
+
+
+async def measure(
+    provider: str, config: Any, server_pid: int, *, pooled: bool, runs: int, extra: int
+) -> dict[str, Any]:
+    from alice_trio.models import RunRequest
+    from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
+    from alice_trio.sessions.scaling import ScalingConfig
+
+    scaling = ScalingConfig() if pooled else ScalingConfig(share=False, warm=0)
+    new_s: list[float] = []
+    warm_s: list[float] = []
+    spare_ready: list[bool] = []
+
+    def req(key: str, text: str, thread_id: str = "") -> RunRequest:
+        return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, thread_id=thread_id)
+
+    async with SessionBackend(provider, config, scaling=scaling, idle_ttl=600) as backend:
+        for i in range(runs):
+            if pooled:
+                spare_ready.append(await _wait_spare(backend))
+            t0 = time.perf_counter()
+            first = await backend.run(req(f"lat-{i}", f"hello {i}"))
+            new_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await backend.run(req(f"lat-{i}", f"again {i}", thread_id=first.next_thread_id))
+            warm_s.append(time.perf_counter() - t0)
+        # memory: everything of the latency runs is closed first
+        for key in list(backend.open_sessions()):
+            backend._drop(backend._sessions[key], graceful=True)
+        await trio.sleep(1.0)
+        if pooled:
+            await _wait_spare(backend)
+        await backend.run(req("mem-0", "hello"))
+        if pooled:
+            await _wait_spare(backend)
+        await trio.sleep(1.0)
+        pids = run_pids(server_pid)
+        before = sum(pss_kb(p) for p in pids)
+        for j in range(1, extra + 1):
+            await backend.run(req(f"mem-{j}", "hello"))
+            if pooled:
+                await _wait_spare(backend)
+        await trio.sleep(1.0)
+        pids_after = run_pids(server_pid)
+        after = sum(pss_kb(p) for p in pids_after)
+        processes = len(pids_after)
+        shared_hosts = len(backend.pool.hosts)
+    per_conv_mb = max(after - before, 0) / extra / 1024
+    new_med, warm_med = median(new_s), median(warm_s)
+    return {
+        "new_s": [round(x, 4) for x in new_s],
+        "warm_s": [round(x, 4) for x in warm_s],
+        "new_median_s": round(new_med, 4),
+        "warm_median_s": round(warm_med, 4),
+        "new_over_warm": round(new_med / warm_med, 2) if warm_med > 0 else None,
+        "mb_per_idle_conversation": round(per_conv_mb, 1),
+        "conversations_per_gib": round(1024 / per_conv_mb, 1) if per_conv_mb > 0.05 else None,
+        "pss_mb_before": round(before / 1024, 1),
+        "pss_mb_after": round(after / 1024, 1),
+        "extra_conversations": extra,
+        "processes_after": processes,
+        "shared_hosts": shared_hosts,
+        **({"spare_ready": spare_ready} if pooled else {}),
+    }
+
+
+async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
+    cli_env, e2e_support = _import_e2e()
+    out: dict[str, Any] = {"version": entry.get("version", ""), "shared": cli in SHARED}
+    for mode in ("per_process", "pooled"):
+        with tempfile.TemporaryDirectory(prefix=f"alice-scaling-{cli}-") as tmp:
+            server = e2e_support.FakeServer(Path(tmp) / "server")
+            try:
+                setup = cli_env.build(
+                    cli, Path(tmp) / cli, server.port, entry,
+                    catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
+                )  # fmt: skip
+                provider, config = config_for(cli, setup, cli_env)
+                try:
+                    out[mode] = await measure(
+                        provider, config, server.proc.pid,
+                        pooled=mode == "pooled", runs=a.runs, extra=a.extra,
+                    )  # fmt: skip
+                except Exception as exc:  # report it, go on with the next CLI
+                    out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                finally:
+                    from procscan import kill_all
+
+                    kill_all(e2e_support.run_processes(setup))
+            finally:
+                server.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__)
+    p.add_argument(
+        "--quick", action="store_true",
+        help="skip (the smoke run stays short); with --cli: 2 runs, 1 extra",
+    )  # fmt: skip
+    p.add_argument("--cli", action="append", choices=ALL)
+    p.add_argument("--runs", type=int, default=0)
+    p.add_argument("--extra", type=int, default=0)
+    a = p.parse_args(argv)
+    clis = a.cli or list(ALL)
+    a.runs = a.runs or (2 if a.quick else 5)
+    a.extra = a.extra or (1 if a.quick else 4)
+    result: dict[str, Any] = {"runs": a.runs, "extra": a.extra, "providers": {}}
+    if a.quick and not a.cli:
+        result["skipped"] = (
+            "quick run: the real CLIs take minutes; run `python -m benchmarks.scaling`"
+        )
+        emit(result)
+        return 0
+    try:
+        _, e2e_support = _import_e2e()
+        manifest = e2e_support.load_manifest()
+    except Exception as exc:  # pragma: no cover - a broken checkout
+        manifest = None
+        result["skipped"] = f"cannot load the e2e helpers: {exc}"
+    if manifest is None:
+        result.setdefault("skipped", "no e2e CLI manifest: run `python tests/e2e/install_clis.py`")
+        emit(result)
+        return 0
+    for cli in clis:
+        entry = (manifest.get("clis") or {}).get(cli)
+        if not entry or not entry.get("ok"):
+            reason = (entry or {}).get("reason", "not in the e2e install manifest")
+            result["providers"][cli] = {"skipped": f"{cli}: {reason}"}
+            continue
+        print(f"… scaling {cli}", file=sys.stderr, flush=True)
+        result["providers"][cli] = trio.run(run_cli, cli, entry, manifest, a)
+    emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

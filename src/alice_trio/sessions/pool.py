@@ -1,0 +1,621 @@
+"""Where a :class:`~alice_trio.sessions.backend.SessionBackend` gets each conversation's driver:
+shared agent processes, a warm pool of spares, and a bound on processes.
+
+:class:`HostPool` is the backend's driver factory. For a new conversation it returns:
+
+1. a **spare** made for an equal request, if one is warm (the process is up, the handshake is
+   done and, on a shared process, the protocol conversation is already open), else
+2. on a provider whose protocol hosts many conversations in one process (:func:`share_plan`:
+   codex app-server, gemini ``--acp``, Kimi Code ``kimi acp``, any ACP agent), a
+   :class:`~alice_trio.sessions.host.HostedConversation` on a live :class:`AgentHost` with the
+   same **host key** — everything the process is started with: argv (gemini's ``--model`` and
+   approval flags included, so a request that needs another process-wide setting gets another
+   process), the environment (config env with the request's env on top, minus the session key:
+   a request with its own env gets its own process) and the run limits — else on a new host,
+3. otherwise (claude stream-json, legacy kimi wire, opencode, one-shot wrapping, custom
+   drivers) the provider's ordinary one-process driver.
+
+**Spares** (``ScalingConfig.warm``, default 1; 0 turns them off): the pool keeps that many
+conversations started ahead of need for the request of the most recent *new* conversation
+(at open: a request with the config's defaults). A spare only serves a new conversation (no
+thread id) whose request equals the one it was made for except for the prompt, callbacks and
+session key. Taking one starts its replacement in the background; on a shared host the
+replacement is one more protocol conversation in the same process (no spawn). A spare that
+dies is dropped when found; a replacement after a failed start waits ``spare_retry`` seconds,
+doubling, so a broken CLI is never restarted in a loop. Closing the pool closes every spare.
+
+**Bounds**: at most ``max_processes`` agent processes (hosts, one-process conversations and
+spares; 0 = no bound), waiting in FIFO order for a slot. Before waiting, the pool frees what it
+can: first a spare, then a host without conversations, then it asks ``on_pressure`` (the
+backend closes its least recently used idle conversation). A host opens at most
+``host_capacity`` conversations; it then takes no new ones and closes once its last one
+detaches (an agent keeps a conversation's state in memory until it is released). At the
+process bound, a new conversation joins the least loaded compatible host even when it is full.
+A host whose last conversation detached closes after ``idle_ttl`` unless reused.
+
+Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start); cancelling
+it leaves nothing behind. Errors: what starting the agent raises (:class:`CLINotFoundError`,
+:class:`ProtocolError`, ...), typed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import AliceError, ConfigError
+from ..models import RunRequest, TurnEvent
+from ..providers.base import CLIConfig, Invocation, Provider
+from ._groups import single_exception
+from .driver import Emit, SessionDriver
+from .host import ACP_HOST, CODEX_HOST, AgentHost, HostedConversation, HostProtocol
+from .hosting import DriverWrapper
+from .rpc_driver import RpcDriver
+from .scaling import ScalingConfig
+
+__all__ = [
+    "HostPool",
+    "Prestarted",
+    "ScalingConfig",
+    "SharePlan",
+    "request_key",
+    "share_plan",
+]
+
+SESSION_KEY_ENV = "ALICE_SESSION_KEY"  # the same name as sessions.backend.SESSION_KEY_ENV
+
+
+# -- what may share a process -------------------------------------------------------------------
+
+
+class SharePlan:
+    """How one provider's conversations share a process. ``template`` builds the provider's
+    own per-process driver for a request (never run by itself: its argv, env, policy, mapping
+    and approvals are what the shared process and the conversation use)."""
+
+    #: env vars of the template's invocation that do not decide the process (per conversation)
+    per_conversation_env: tuple[str, ...] = ()
+
+    def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
+        raise NotImplementedError
+
+    def invocation(self, template: Any) -> Invocation:
+        return template.invocation  # type: ignore[no-any-return]
+
+    def new_host(self, invocation: Invocation, template: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def conversation(
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+    ) -> SessionDriver:
+        raise NotImplementedError
+
+
+class RpcPlan(SharePlan):
+    """codex app-server and ACP: an :class:`AgentHost` routing JSON-RPC by conversation."""
+
+    def __init__(self, protocol: HostProtocol, factory: Callable[..., RpcDriver]) -> None:
+        self.protocol = protocol
+        self.factory = factory
+
+    def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
+        return self.factory(config, base, approver=approver)
+
+    def new_host(self, invocation: Invocation, template: Any, **kw: Any) -> Any:
+        limits = attrs.evolve(invocation.limits, line_policy="skip")
+        return AgentHost(attrs.evolve(invocation, limits=limits), self.protocol, **kw)
+
+    def conversation(
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+    ) -> SessionDriver:
+        return HostedConversation(host, template, base, close_grace=close_grace)
+
+
+class OpenCodePlan(SharePlan):
+    """opencode serve: a :class:`~alice_trio.sessions.shared_opencode.ServeHost`, every
+    conversation an attached driver (``?directory=`` per request, so cwd/PWD do not count)."""
+
+    per_conversation_env = ("PWD",)
+
+    def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
+        from .opencode_serve import OpenCodeServeDriver
+
+        return OpenCodeServeDriver(config, base)  # type: ignore[arg-type]
+
+    def invocation(self, template: Any) -> Invocation:
+        return template.serve_invocation()  # type: ignore[no-any-return]
+
+    def new_host(self, invocation: Invocation, template: Any, **kw: Any) -> Any:
+        from .shared_opencode import ServeHost
+
+        return ServeHost(invocation, template, **kw)
+
+    def conversation(
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+    ) -> SessionDriver:
+        from .shared_opencode import AttachedConversation
+
+        return AttachedConversation(host, config, base)  # type: ignore[arg-type]
+
+
+def share_plan(provider: Provider, config: CLIConfig, approver: Any = None) -> SharePlan | None:
+    """The plan for ``provider``, or None when its conversations need a process each (and
+    for opencode with an approver, which its driver rejects: the ordinary path says so)."""
+    from . import acp, codex_app_server, opencode_serve
+    from .registry import resolve_factory
+
+    try:
+        factory = resolve_factory(provider, config)
+    except ConfigError:
+        return None
+    if factory is codex_app_server.open_driver:
+        return RpcPlan(CODEX_HOST, factory)
+    if factory in (acp.open_gemini_driver, acp.open_kimi_driver, acp.open_acp_driver):
+        return RpcPlan(ACP_HOST, factory)
+    if factory is opencode_serve.open_driver and approver is None:
+        if getattr(config, "server_url", "").strip():
+            return None  # the caller runs its own server
+        return OpenCodePlan()
+    return None
+
+
+def _env_key(env: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in dict(env).items() if k != SESSION_KEY_ENV))
+
+
+def host_key(invocation: Invocation, skip: tuple[str, ...] = ()) -> Hashable:
+    """What conversations must share to live in one process (cwd is per conversation, and so
+    are the env vars named in ``skip``)."""
+    env = {k: v for k, v in invocation.env.items() if k not in skip}
+    return (invocation.argv, _env_key(env), invocation.env_remove, invocation.limits)
+
+
+def request_key(request: RunRequest) -> Hashable:
+    """What a spare was made for: the request without its prompt, thread, callbacks and
+    session key."""
+    return (
+        request.agent_name, request.scene, request.model, request.variant, request.profile,
+        request.reasoning_effort, request.personality, request.workspace_dir,
+        request.exec_policy, _env_key(request.env),
+    )  # fmt: skip
+
+
+def _without_key(request: RunRequest) -> RunRequest:
+    if SESSION_KEY_ENV not in request.env:
+        return request
+    env = {k: v for k, v in request.env.items() if k != SESSION_KEY_ENV}
+    return request.evolve(env=env)
+
+
+# -- a driver started ahead of need -------------------------------------------------------------
+
+
+class Prestarted(DriverWrapper):
+    """A driver whose ``run`` was started by the pool before any session wanted it.
+
+    :meth:`warm` runs the inner driver in the pool's nursery (events before a session attaches
+    are kept). As a :class:`SessionDriver` it hands those over, reports started at once and
+    lasts until the inner driver ends; the inner driver's failure after start is raised from
+    :meth:`run` (typed). Cancelling :meth:`run` closes the inner driver.
+    """
+
+    def __init__(self, driver: Any, key: Hashable = None) -> None:
+        super().__init__(driver)
+        self.key = key
+        self.taken = False
+        self.failure: BaseException | None = None
+        self.done = trio.Event()
+        self._kept: list[TurnEvent] = []
+        self._emit: Emit | None = None
+
+    @property
+    def alive(self) -> bool:
+        return not self.done.is_set()
+
+    async def warm(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+
+        class _Status:
+            def started(self, value: None = None) -> None:
+                nonlocal started
+                started = True
+                task_status.started()
+
+        try:
+            with single_exception():
+                await self.driver.run(self._forward, task_status=_Status())
+        except AliceError as exc:
+            if not started:
+                raise
+            self.failure = exc
+        finally:
+            self.done.set()
+
+    async def _forward(self, event: TurnEvent) -> None:
+        if self._emit is None:
+            self._kept.append(event)
+        else:
+            await self._emit(event)
+
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        while self._kept:
+            await emit(self._kept.pop(0))
+        self._emit = emit
+        task_status.started()
+        try:
+            await self.done.wait()
+        finally:
+            if not self.done.is_set():
+                with trio.CancelScope(shield=True):
+                    await self.driver.aclose(graceful=False)
+        if self.failure is not None:
+            raise self.failure
+
+    async def aclose(self, *, graceful: bool) -> None:
+        await self.driver.aclose(graceful=graceful)
+        await self.done.wait()
+
+
+class _Slotted(DriverWrapper):
+    """A one-process driver that holds a process slot for as long as it runs."""
+
+    def __init__(self, driver: SessionDriver, pool: HostPool) -> None:
+        super().__init__(driver)
+        self.pool = pool
+
+    async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
+        await self.pool._acquire(self)
+        try:
+            await self.driver.run(emit, task_status=task_status)
+        finally:
+            self.pool._release(self)
+
+    async def aclose(self, *, graceful: bool) -> None:
+        await self.driver.aclose(graceful=graceful)
+
+
+async def _started_or_done(host: Any) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, host.started)
+        nursery.start_soon(wait, host.done)
+
+
+# -- the pool -----------------------------------------------------------------------------------
+
+
+class HostPool:
+    """The drivers of one backend's conversations (see the module docstring).
+
+    ``factory(config, initial, approver=...)`` builds a one-process driver (default: the
+    provider's registered driver). ``on_pressure()`` is asked to close one idle conversation
+    when a process slot is needed; it returns whether it did.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        config: CLIConfig,
+        *,
+        scaling: ScalingConfig | None = None,
+        approver: Any = None,
+        factory: Callable[..., SessionDriver] | None = None,
+        idle_ttl: float = 30.0,
+        close_grace: float = 2.0,
+        on_pressure: Callable[[], bool] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.config = config
+        self.scaling = scaling if scaling is not None else ScalingConfig()
+        self.approver = approver
+        self.factory = factory
+        self.idle_ttl = idle_ttl
+        self.close_grace = close_grace
+        self.on_pressure = on_pressure
+        self.plan = (
+            share_plan(provider, config, approver)
+            if self.scaling.share and factory is None
+            else None
+        )
+        limit = self.scaling.max_processes
+        self.slots = trio.CapacityLimiter(limit if limit > 0 else math.inf)
+        self.hosts: list[Any] = []  # AgentHost or ServeHost (the same pool interface)
+        self.spares: list[Prestarted] = []
+        self.spare_key: Hashable = None
+        self.spare_request: RunRequest | None = None
+        self.spares_started = 0
+        self.spares_used = 0
+        self.spare_failures = 0
+        self._retry_at = 0.0
+        self._retry_delay = self.scaling.spare_retry
+        self._refilling = False
+        self._idle_timers: dict[Any, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._stack: AsyncExitStack | None = None
+        self._closed = False
+
+    @property
+    def shared(self) -> bool:
+        return self.plan is not None
+
+    def processes(self) -> int:
+        """Agent processes this pool accounts for (hosts, one-process conversations, spares)."""
+        return int(self.slots.borrowed_tokens)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> HostPool:
+        stack = AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
+        if self.scaling.warm > 0:
+            self._want_spares(RunRequest(user_text="", provider=self.provider.name))
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool | None:
+        assert self._stack is not None and self._nursery is not None
+        self._closed = True
+        graceful = exc[0] is None
+        try:
+            with trio.CancelScope(shield=not graceful):
+                async with trio.open_nursery() as closers:
+                    for spare in self.spares:
+                        closers.start_soon(self._close_spare, spare, graceful)
+                    for host in list(self.hosts):
+                        closers.start_soon(self._close_host, host, graceful)
+            self.spares.clear()
+            self._nursery.cancel_scope.cancel()
+            # the nursery only runs our background tasks: the owner's exception is not passed
+            # in, so it comes out as itself (never wrapped in a group)
+            await self._stack.__aexit__(None, None, None)
+            return None
+        finally:
+            self._nursery = None
+            self._stack = None
+
+    async def _close_spare(self, spare: Prestarted, graceful: bool) -> None:
+        with trio.CancelScope(shield=True):
+            await spare.driver.aclose(graceful=graceful)
+
+    async def _close_host(self, host: Any, graceful: bool) -> None:
+        with trio.CancelScope(shield=True):
+            await host.aclose(graceful=graceful)
+
+    # -- the backend's factory ----------------------------------------------------------------
+    async def driver(self, initial: RunRequest) -> SessionDriver:
+        """The driver of a conversation whose first request is ``initial`` (see module)."""
+        if self._nursery is None or self._closed:
+            raise ConfigError("the host pool is not open")
+        base = _without_key(initial)
+        new = not initial.thread_id
+        if new:
+            spare = self._take_spare(base)
+            if self.scaling.warm > 0:
+                self._want_spares(base)
+            if spare is not None:
+                return spare
+        return await self._make(base)
+
+    async def _make(self, base: RunRequest) -> SessionDriver:
+        if self.plan is None:
+            driver = self._build(base)
+            return _Slotted(driver, self)
+        template = self.plan.template(self.config, base, self.approver)
+        host = await self._host_for(template, base.thread_id, wait=True)
+        assert host is not None
+        return self.plan.conversation(host, template, self.config, base, self.close_grace)
+
+    def _build(self, base: RunRequest) -> SessionDriver:
+        if self.factory is not None:
+            return self.factory(self.config, base)
+        from .registry import create_driver
+
+        return create_driver(self.provider, self.config, base, approver=self.approver)
+
+    # -- spares -------------------------------------------------------------------------------
+    def _take_spare(self, base: RunRequest) -> Prestarted | None:
+        key = request_key(base)
+        for spare in list(self.spares):
+            if spare.done.is_set():  # died while waiting: dropped, replaced lazily
+                self.spares.remove(spare)
+                self.spare_failures += 1
+                self._back_off()
+                continue
+            if spare.key == key:
+                self.spares.remove(spare)
+                spare.taken = True
+                self.spares_used += 1
+                return spare
+        return None
+
+    def _back_off(self) -> None:
+        self._retry_at = trio.current_time() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, 300.0)
+
+    def _want_spares(self, base: RunRequest) -> None:
+        """Keep ``warm`` spares for requests like ``base`` (in the background)."""
+        key = request_key(base)
+        if key != self.spare_key:
+            self.spare_key = key
+            self.spare_request = base.evolve(user_text="", thread_id="")
+            for spare in [s for s in self.spares if s.key != key]:
+                self.spares.remove(spare)
+                assert self._nursery is not None
+                self._nursery.start_soon(self._close_spare, spare, True)
+        if not self._refilling and self._nursery is not None:
+            self._refilling = True
+            self._nursery.start_soon(self._refill)
+
+    async def _refill(self) -> None:
+        try:
+            while not self._closed and self.spare_request is not None:
+                if len(self.spares) >= self.scaling.warm:
+                    return
+                if trio.current_time() < self._retry_at:
+                    return
+                if not await self._start_spare(self.spare_request):
+                    return
+        finally:
+            self._refilling = False
+
+    async def _start_spare(self, base: RunRequest) -> bool:
+        assert self._nursery is not None
+        key = request_key(base)
+        try:
+            if self.plan is None:
+                if self.slots.available_tokens < 1:
+                    return False
+                driver: SessionDriver = self._build(base)
+                holder = _Slotted(driver, self)
+                spare = Prestarted(holder, key)
+            else:
+                template = self.plan.template(self.config, base, self.approver)
+                host = await self._host_for(template, "", wait=False)
+                if host is None:
+                    return False
+                conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
+                spare = Prestarted(conv, key)
+            await self._nursery.start(spare.warm)
+        except AliceError:
+            self.spare_failures += 1
+            self._back_off()
+            return False
+        self.spares_started += 1
+        self._retry_delay = self.scaling.spare_retry
+        if self._closed or key != self.spare_key:
+            await spare.driver.aclose(graceful=True)
+            return False
+        self.spares.append(spare)
+        return True
+
+    # -- hosts --------------------------------------------------------------------------------
+    async def _host_for(self, template: Any, thread_id: str, *, wait: bool) -> Any:
+        """A host for a conversation like ``template`` (``None``: none without waiting)."""
+        assert self.plan is not None
+        invocation = self.plan.invocation(template)
+        key = host_key(invocation, self.plan.per_conversation_env)
+        while True:
+            starting = [h for h in self.hosts if h.key == key and not h.started.is_set()]
+            if not starting:
+                break
+            await _started_or_done(starting[0])  # one start per key at a time
+        usable = [
+            h for h in self.hosts
+            if h.key == key and h.alive and not h.holds(thread_id)
+        ]  # fmt: skip
+        parked = [h for h in usable if getattr(h, "has_parked", bool)(thread_id)]
+        if parked:  # the process that still holds this conversation
+            return self._use(parked[0])
+        roomy = [h for h in usable if not h.full]
+        if roomy:
+            return self._use(min(roomy, key=lambda h: h.load))
+        if not wait:  # a spare: only into room that is free now, never evicting anything
+            if self.slots.available_tokens < 1:
+                return None
+            return await self._start_host(invocation, template, key)
+        if usable and not (self.slots.available_tokens >= 1 or self._free_one()):
+            return self._use(min(usable, key=lambda h: h.load))
+        return await self._start_host(invocation, template, key)
+
+    def _use(self, host: Any) -> Any:
+        timer = self._idle_timers.pop(host, None)
+        if timer is not None:
+            timer.cancel()
+        return host
+
+    async def _start_host(self, invocation: Invocation, template: Any, key: Hashable) -> Any:
+        assert self._nursery is not None and self.plan is not None
+        env = {k: v for k, v in invocation.env.items() if k != SESSION_KEY_ENV}
+        host = self.plan.new_host(
+            attrs.evolve(invocation, env=env), template, name=self.provider.name, key=key,
+            capacity=self.scaling.host_capacity, close_grace=self.close_grace,
+        )  # fmt: skip
+        self.hosts.append(host)  # from now on a second conversation waits for this start
+        try:
+            await self._acquire(host)
+            try:
+                await self._nursery.start(self._run_host, host)
+            except BaseException:
+                self._release(host)
+                raise
+        finally:
+            if not host.started.is_set():
+                host.done.set()
+                if host in self.hosts:
+                    self.hosts.remove(host)
+        return host
+
+    async def _run_host(self, host: Any, *, task_status: trio.TaskStatus[None]) -> None:
+        host.on_empty = self._host_emptied
+        try:
+            await host.run(task_status=task_status)
+        finally:
+            if host in self.hosts:
+                self.hosts.remove(host)
+            timer = self._idle_timers.pop(host, None)
+            if timer is not None:
+                timer.cancel()
+            self._release(host)
+
+    def _host_emptied(self, host: Any) -> None:
+        """A host's last conversation detached: retire a full one now, else after idle_ttl."""
+        if self._nursery is None or self._closed or not host.alive:
+            return
+        if host.full:
+            self._nursery.start_soon(self._close_host, host, True)
+            return
+        if host not in self._idle_timers:
+            scope = trio.CancelScope()
+            self._idle_timers[host] = scope
+            self._nursery.start_soon(self._idle_close, host, scope)
+
+    async def _idle_close(self, host: AgentHost, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(self.idle_ttl)
+        if scope.cancelled_caught or self._idle_timers.get(host) is not scope:
+            return
+        del self._idle_timers[host]
+        if host.load == 0:
+            await self._close_host(host, True)
+
+    # -- process slots ------------------------------------------------------------------------
+    def _free_one(self) -> bool:
+        """Free a process slot if something of ours can go: a spare, then an empty host."""
+        for spare in self.spares:
+            self.spares.remove(spare)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._close_spare, spare, True)
+            return True
+        for host in self.hosts:
+            if host.alive and host.load == 0:
+                host.closing = True
+                assert self._nursery is not None
+                self._nursery.start_soon(self._close_host, host, True)
+                return True
+        return False
+
+    async def _acquire(self, owner: object) -> None:
+        """Take a process slot for ``owner``, FIFO; frees one (see ``_free_one`` and
+        ``on_pressure``) before it waits."""
+        try:
+            self.slots.acquire_on_behalf_of_nowait(owner)
+            return
+        except trio.WouldBlock:
+            pass
+        if not self._free_one() and self.on_pressure is not None:
+            self.on_pressure()
+        await self.slots.acquire_on_behalf_of(owner)
+
+    def _release(self, owner: object) -> None:
+        try:
+            self.slots.release_on_behalf_of(owner)
+        except RuntimeError:
+            pass

@@ -1,0 +1,139 @@
+"""A fake ``opencode serve`` process for many sessions (tests only; standard library + the event
+builders of fake_opencode.py).
+
+Usage: ``python fake_opencode_serve.py LOG.jsonl [serve args...]`` — prints
+``opencode server listening on http://127.0.0.1:PORT`` and serves ``POST /session``,
+``GET /event`` (SSE, every event to every subscriber, like opencode), ``POST
+/session/{id}/prompt_async`` and ``POST /session/{id}/abort``. A prompt ``SLOW`` is answered only
+when aborted (then ``MessageAbortedError``); ``CRASH`` ends the process at once with status 3;
+anything else is answered ``reply to <session>: <text>``. Requests are logged to LOG.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_opencode import SID, assistant, idle, user_msg
+
+LOG = open(sys.argv[1], "a", buffering=1)
+LOCK = threading.Lock()
+SUBSCRIBERS: list[queue.Queue[bytes | None]] = []
+COUNTER = itertools.count(1)
+SLOW: dict[str, str] = {}  # session -> user message id of its pending slow prompt
+
+
+def publish(events: list[dict], sid: str) -> None:
+    with LOCK:
+        subs = list(SUBSCRIBERS)
+    for event in events:
+        data = json.dumps(event).replace(SID, sid)
+        for q in subs:
+            q.put(f"data: {data}\n\n".encode())
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _body(self) -> dict:
+        n = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        return json.loads(raw) if raw else {}
+
+    def _json(self, obj: object, status: int = 200) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        LOG.write(json.dumps({"GET": self.path}) + "\n")
+        if path != "/event":
+            self._json({}, 404 if path != "/session/status" else 200)
+            return
+        q: queue.Queue[bytes | None] = queue.Queue()
+        with LOCK:
+            SUBSCRIBERS.append(q)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        try:
+            self.wfile.write(b'data: {"type":"server.connected","properties":{}}\n\n')
+            self.wfile.flush()
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                self.wfile.write(item)
+                self.wfile.flush()
+        except OSError:
+            pass
+        finally:
+            with LOCK:
+                SUBSCRIBERS.remove(q)
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        body = self._body()
+        LOG.write(json.dumps({"POST": self.path, "body": body}) + "\n")
+        parts = path.strip("/").split("/")
+        if path == "/session":
+            self._json({"id": f"ses_fake{next(COUNTER)}"})
+            return
+        if len(parts) == 3 and parts[2] == "prompt_async":
+            sid = parts[1]
+            text = "".join(p.get("text", "") for p in body.get("parts", []))
+            if text.startswith("CRASH"):
+                sys.stderr.write("fake opencode: crashing on purpose\n")
+                sys.stderr.flush()
+                os._exit(3)
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            n = next(COUNTER)
+            publish(user_msg(f"msg_u{n}", text), sid)
+            if text.startswith("SLOW"):
+                SLOW[sid] = f"msg_u{n}"
+                return
+            publish(assistant(f"msg_a{n}", f"msg_u{n}", f"reply to {sid}: {text}"), sid)
+            publish(idle(), sid)
+            return
+        if len(parts) == 3 and parts[2] == "abort":
+            sid = parts[1]
+            parent = SLOW.pop(sid, None)
+            self._json(True)
+            if parent is not None:
+                n = next(COUNTER)
+                aborted = assistant(f"msg_a{n}", parent, finish="unknown")
+                aborted[-1]["properties"]["info"]["error"] = {
+                    "name": "MessageAbortedError", "data": {"message": "aborted"},
+                }  # fmt: skip
+                publish(aborted, sid)
+            publish(idle(), sid)
+            return
+        self._json({}, 404)
+
+
+def main() -> int:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    print(f"opencode server listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

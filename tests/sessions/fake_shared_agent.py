@@ -1,0 +1,302 @@
+"""A fake agent CLI that hosts many conversations in one process (tests only).
+
+Usage: ``python fake_shared_agent.py codex|acp LOG.jsonl``
+
+It speaks the codex app-server protocol (threads) or ACP (sessions), concurrently: every turn
+runs in its own thread, so turns of different conversations overlap like on the real CLIs.
+What a turn does depends on its prompt text:
+
+* ``TOOL:<shell command>`` — runs the command (in the conversation's cwd, its own process
+  group), announces it, and answers ``tool said: <stdout>`` when it ends;
+* ``SLOW`` — waits until interrupted (or 60 s);
+* ``CRASH`` — the whole process exits at once with status 3 (stderr says so);
+* ``HUGE`` — first writes a 2 MB notification line for the conversation, then answers;
+* ``ASK`` — asks the client to approve a command (codex
+  ``item/commandExecution/requestApproval``, ACP ``session/request_permission``) and answers
+  ``answer: <decision or option id>``;
+* anything else — answers ``reply to <conversation>: <text>``.
+
+An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
+tool (like gemini and Kimi Code); codex's ``turn/interrupt`` leaves it running (like codex
+0.171), and ``thread/start``'s ``config.shell_environment_policy.set`` is put into the
+environment of the thread's tools (like codex). Every message the client wrote is appended to
+LOG as JSON; tool pids are logged as ``{"tool": pid, "conv": id}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+MODE = sys.argv[1]
+LOG = open(sys.argv[2], "a", buffering=1)
+OUT = threading.Lock()
+JSONRPC = MODE == "acp"
+convs: dict[str, dict] = {}
+turns: dict[str, dict] = {}
+counter = iter(range(1, 1_000_000))
+answers: dict[object, list] = {}  # our server-request id -> [event, result]
+
+
+def write(msg: dict) -> None:
+    if JSONRPC:
+        msg = {"jsonrpc": "2.0", **msg}
+    data = json.dumps(msg, separators=(",", ":")) + "\n"
+    with OUT:
+        sys.stdout.write(data)
+        sys.stdout.flush()
+
+
+def log(obj: dict) -> None:
+    LOG.write(json.dumps(obj) + "\n")
+
+
+def notify(method: str, params: dict) -> None:
+    write({"method": method, "params": params})
+
+
+def text_of(items: list) -> str:
+    return "".join(i.get("text", "") for i in items if isinstance(i, dict))
+
+
+def run_turn(conv: str, turn: dict, text: str) -> str:
+    """The turn's work; returns the reply ("" when interrupted)."""
+    if text.startswith("CRASH"):
+        sys.stderr.write("fake agent: crashing on purpose\n")
+        sys.stderr.flush()
+        os._exit(3)
+    if text.startswith("HUGE"):
+        say(conv, turn, "x" * (2 * 1024 * 1024))
+    if text.startswith("TOOL:"):
+        env = {**os.environ, **convs[conv].get("env", {})}
+        proc = subprocess.Popen(
+            ["bash", "-c", text[5:]], cwd=convs[conv]["cwd"] or None, env=env,
+            stdout=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        turn["proc"] = proc
+        log({"tool": proc.pid, "conv": conv})
+        tool_started(conv, turn, text[5:])
+        if MODE == "codex":  # an interrupt ends the turn at once; the command runs on
+            while proc.poll() is None and not turn["cancelled"].is_set():
+                time.sleep(0.02)
+            if turn["cancelled"].is_set():
+                return ""
+        out, _ = proc.communicate()
+        if turn["cancelled"].is_set():
+            return ""
+        return f"tool said: {out.decode().strip()}"
+    if text.startswith("ASK"):
+        rid = 1000 + next(counter)
+        waiter = answers[rid] = [threading.Event(), None]
+        if MODE == "codex":
+            params = {"threadId": conv, "turnId": turn["id"], "itemId": "i", "command": "rm x"}
+            write({"id": rid, "method": "item/commandExecution/requestApproval", "params": params})
+        else:
+            options = [
+                {"optionId": "yes", "kind": "allow_once", "name": "Allow"},
+                {"optionId": "no", "kind": "reject_once", "name": "Reject"},
+            ]
+            params = {
+                "sessionId": conv,
+                "options": options,
+                "toolCall": {"toolCallId": "c", "title": "rm x", "kind": "execute"},
+            }
+            write({"id": rid, "method": "session/request_permission", "params": params})
+        waiter[0].wait(30)
+        result = waiter[1] or {}
+        got = result.get("decision") or (result.get("outcome") or {}).get("optionId")
+        return f"answer: {got}"
+    if text.startswith("SLOW"):
+        turn["cancelled"].wait(60)
+        return "" if turn["cancelled"].is_set() else "slow reply"
+    return f"reply to {conv}: {text}"
+
+
+def cancel(turn: dict) -> None:
+    turn["cancelled"].set()
+    proc = turn.get("proc")
+    if MODE == "codex":
+        return
+    if proc is not None and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# -- codex app-server -----------------------------------------------------------------------------
+
+
+def say(conv: str, turn: dict, text: str) -> None:
+    if MODE == "codex":
+        notify(
+            "item/completed",
+            {
+                "threadId": conv,
+                "turnId": turn["id"],
+                "item": {"type": "agentMessage", "id": "m", "text": text},
+            },
+        )
+    else:
+        notify(
+            "session/update",
+            {
+                "sessionId": conv,
+                "update": {
+                    "sessionUpdate": "agent_message_chunk",
+                    "content": {"type": "text", "text": text},
+                },
+            },
+        )
+
+
+def tool_started(conv: str, turn: dict, command: str) -> None:
+    if MODE == "codex":
+        notify(
+            "item/started",
+            {
+                "threadId": conv,
+                "turnId": turn["id"],
+                "item": {
+                    "type": "commandExecution",
+                    "id": "c",
+                    "command": command,
+                    "status": "inProgress",
+                },
+            },
+        )
+    else:
+        notify(
+            "session/update",
+            {
+                "sessionId": conv,
+                "update": {
+                    "sessionUpdate": "tool_call",
+                    "toolCallId": "c",
+                    "title": command,
+                    "status": "in_progress",
+                },
+            },
+        )
+
+
+def codex_turn(conv: str, turn: dict, text: str) -> None:
+    notify("turn/started", {"threadId": conv, "turn": {"id": turn["id"]}})
+    reply = run_turn(conv, turn, text)
+    if turn["cancelled"].is_set():
+        status = "interrupted"
+    else:
+        say(conv, turn, reply)
+        status = "completed"
+    notify("turn/completed", {"threadId": conv, "turn": {"id": turn["id"], "status": status}})
+    turns.pop(turn["id"], None)
+
+
+def acp_turn(conv: str, turn: dict, text: str, rid: object) -> None:
+    reply = run_turn(conv, turn, text)
+    if turn["cancelled"].is_set():
+        write({"id": rid, "result": {"stopReason": "cancelled"}})
+    else:
+        say(conv, turn, reply)
+        write({"id": rid, "result": {"stopReason": "end_turn"}})
+    convs[conv].pop("turn", None)
+
+
+def handle(msg: dict) -> None:
+    method = msg.get("method")
+    params = msg.get("params") or {}
+    rid = msg.get("id")
+    if method is None and rid in answers:  # the client's answer to our request
+        waiter = answers.pop(rid)
+        waiter[1] = msg.get("result")
+        waiter[0].set()
+        return
+    if method == "initialize":
+        if MODE == "codex":
+            write({"id": rid, "result": {"userAgent": "fake/1", "platformOs": "linux"}})
+        else:
+            write(
+                {
+                    "id": rid,
+                    "result": {"protocolVersion": 1, "agentCapabilities": {"loadSession": True}},
+                }
+            )
+        return
+    if method in ("initialized",):
+        return
+    if method == "session/load" and params.get("sessionId") in convs:
+        # like gemini 0.61: a session this process still holds cannot be loaded again
+        write({"id": rid, "error": {"code": -32603, "message": "Internal error"}})
+        return
+    if method in ("thread/start", "thread/resume", "session/new", "session/load"):
+        cid = (
+            params.get("threadId")
+            or params.get("sessionId")
+            or (f"{'thr' if MODE == 'codex' else 'ses'}-{next(counter)}")
+        )
+        prefix = "shell_environment_policy.set."  # codex's dotted config overrides
+        env = {k[len(prefix) :]: v for k, v in (params.get("config") or {}).items()
+               if k.startswith(prefix)}  # fmt: skip
+        convs[cid] = {"cwd": params.get("cwd", ""), "env": env}
+        if MODE == "codex":
+            notify("thread/started", {"thread": {"id": cid}})
+            write({"id": rid, "result": {"thread": {"id": cid}}})
+        else:
+            write({"id": rid, "result": {"sessionId": cid} if method == "session/new" else {}})
+        return
+    if method in ("thread/unsubscribe", "session/close"):
+        convs.pop(params.get("threadId") or params.get("sessionId"), None)
+        write({"id": rid, "result": {"status": "unsubscribed"}})
+        return
+    if method == "turn/start":
+        conv = params["threadId"]
+        turn = {"id": f"turn-{next(counter)}", "cancelled": threading.Event()}
+        turns[turn["id"]] = turn
+        write({"id": rid, "result": {"turn": {"id": turn["id"]}}})
+        threading.Thread(
+            target=codex_turn, args=(conv, turn, text_of(params["input"])), daemon=True
+        ).start()
+        return
+    if method == "turn/interrupt":
+        turn = turns.get(params.get("turnId"))
+        if turn is not None and turn.get("id") and params.get("threadId") in convs:
+            cancel(turn)
+        write({"id": rid, "result": {}})
+        return
+    if method == "session/prompt":
+        conv = params["sessionId"]
+        turn = {"id": f"p-{next(counter)}", "cancelled": threading.Event()}
+        convs[conv]["turn"] = turn
+        threading.Thread(
+            target=acp_turn, args=(conv, turn, text_of(params["prompt"]), rid), daemon=True
+        ).start()
+        return
+    if method == "session/cancel":
+        turn = convs.get(params.get("sessionId"), {}).get("turn")
+        if turn is not None:
+            cancel(turn)
+        return
+    if rid is not None and method:
+        write({"id": rid, "error": {"code": -32601, "message": f"unknown {method}"}})
+
+
+def main() -> int:
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        log({"msg": msg, "t": time.time()})
+        handle(msg)
+    for turn in list(turns.values()):
+        cancel(turn)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

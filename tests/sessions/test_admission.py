@@ -1,0 +1,169 @@
+"""Admission control and the warm pool of SessionBackend over scripted drivers (MockClock):
+FIFO turn slots with a waiting notice, LRU close of idle conversations and their resume,
+waiting for a busy backend, process bounds, spares for one-process providers."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from scripted_driver import ScriptedDriver
+
+from alice_trio.models import RunRequest
+from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
+from alice_trio.sessions.pool import ScalingConfig
+
+
+class Factory:
+    def __init__(self, **kw: object) -> None:
+        self.kw = kw
+        self.drivers: list[ScriptedDriver] = []
+        self.initials: list[RunRequest] = []
+
+    def __call__(self, config: object, initial: RunRequest) -> ScriptedDriver:
+        d = ScriptedDriver(thread_id=initial.thread_id or f"thr-{len(self.drivers) + 1}",
+                           **self.kw)  # type: ignore[arg-type]  # fmt: skip
+        self.drivers.append(d)
+        self.initials.append(initial)
+        return d
+
+
+def keyed(text: str, key: str, **kw: object) -> RunRequest:
+    return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, **kw)  # type: ignore[arg-type]
+
+
+async def until(predicate: object) -> None:
+    while True:
+        if predicate():  # type: ignore[operator]
+            return
+        await trio.sleep(0.01)
+
+
+async def test_turns_beyond_the_bound_wait_in_fifo_order_and_are_told(autojump_clock):
+    f = Factory()
+    scaling = ScalingConfig(warm=0, max_turns=1)
+    order: list[str] = []
+    notices: dict[str, list[str]] = {}
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+
+        async def run(key: str) -> None:
+            notices[key] = []
+            result = await b.run(keyed(f"hi {key}", key, on_progress=notices[key].append))
+            order.append(key)
+            assert result.reply == f"done {key}"
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "a")
+            await until(lambda: len(f.drivers) == 1 and f.drivers[0].started)
+            for key in ("b", "c", "d"):
+                n.start_soon(run, key)
+                await trio.testing.wait_all_tasks_blocked()
+            # only one turn runs: the others wait without a session of their own yet
+            assert len(f.drivers) == 1
+            for i, key in enumerate("abcd"):
+                await until(lambda i=i: len(f.drivers) > i and f.drivers[i].started)
+                assert len(f.drivers) == i + 1
+                ref, _ = f.drivers[i].started[0]
+                await f.drivers[i].finish(ref, text=f"done {key}")
+        assert order == ["a", "b", "c", "d"]
+        assert notices["a"] == ["done a"]
+        assert notices["b"][0] == "[waiting] 1 turns running, 0 waiting before this one"
+        assert notices["d"][0] == "[waiting] 1 turns running, 2 waiting before this one"
+        assert b.admission.waited_turns == 3
+
+
+async def test_a_cancelled_waiter_leaves_the_queue(autojump_clock):
+    f = Factory(auto_reply=False)
+    async with SessionBackend(
+        "codex", driver_factory=f, scaling=ScalingConfig(warm=0, max_turns=1)
+    ) as b:
+        async with trio.open_nursery() as n:
+            n.start_soon(b.run, keyed("a", "a"))
+            await until(lambda: f.drivers and f.drivers[0].started)
+            with trio.move_on_after(5):
+                await b.run(keyed("b", "b"))
+            assert len(f.drivers) == 1  # b never opened a session
+            ref, _ = f.drivers[0].started[0]
+            await f.drivers[0].finish(ref, text="ok")
+        assert b.admission.turns.statistics().tasks_waiting == 0
+        assert b.admission.turns.borrowed_tokens == 0
+
+
+async def test_lru_idle_conversation_is_closed_and_resumes_by_thread_id(autojump_clock):
+    f = Factory(auto_reply=True)
+    scaling = ScalingConfig(warm=0, max_conversations=2)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+        one = await b.run(keyed("1", "k1"))
+        await b.run(keyed("2", "k2"))
+        await b.run(keyed("1 again", "k1"))
+        await b.run(keyed("3", "k3"))
+        assert b.open_sessions() == ["k1", "k3"]
+        assert f.drivers[1].closed_with == [True]  # k2, gracefully
+        await b.run(keyed("2 again", "k2"))  # no thread id in the request
+        assert f.initials[-1].thread_id == "thr-2"  # resumed by the remembered id
+        assert b.open_sessions() == ["k2", "k3"]  # k1 was the least recently used
+        assert one.next_thread_id == "thr-1"
+        assert b.admission.evicted == 2
+
+
+async def test_a_new_conversation_waits_while_every_live_one_is_busy(autojump_clock):
+    f = Factory()
+    scaling = ScalingConfig(warm=0, max_conversations=1)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+        done: list[str] = []
+
+        async def run(key: str) -> None:
+            await b.run(keyed(key, key))
+            done.append(key)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "a")
+            await until(lambda: f.drivers and f.drivers[0].started)
+            n.start_soon(run, "b")
+            await trio.sleep(10)
+            assert len(f.drivers) == 1  # b waits: a is busy and may not be closed
+            ref, _ = f.drivers[0].started[0]
+            await f.drivers[0].finish(ref, text="a")
+            await until(lambda: len(f.drivers) == 2 and f.drivers[1].started)
+            assert f.drivers[0].closed_with == [True]  # a, idle now, made room
+            ref, _ = f.drivers[1].started[0]
+            await f.drivers[1].finish(ref, text="b")
+        assert done == ["a", "b"]
+
+
+async def test_spare_of_a_one_process_provider_serves_the_next_new_conversation(autojump_clock):
+    f = Factory(auto_reply=True)
+    async with SessionBackend("codex", driver_factory=f, scaling=ScalingConfig(warm=1)) as b:
+        await until(lambda: len(b.pool.spares) == 1)
+        assert len(f.drivers) == 1
+        result = await b.run(keyed("hello", "a"))
+        assert result.reply == "reply to hello"
+        assert b.pool.spares_used == 1
+        assert f.drivers[0].started[0][1].prompt == "hello"  # the spare ran the turn
+        await until(lambda: len(b.pool.spares) == 1)  # replaced
+        assert len(f.drivers) == 2
+        # a resumed conversation never takes a spare
+        await b.run(keyed("again", "b", thread_id="thr-9"))
+        assert b.pool.spares_used == 1
+        spare = b.pool.spares[0].driver.driver
+    assert spare.closed_with == [True]  # closing the backend closed the spare
+    assert all(d.closed_with for d in f.drivers)
+
+
+async def test_process_bound_closes_a_spare_then_idle_conversations(autojump_clock):
+    f = Factory(auto_reply=True)
+    scaling = ScalingConfig(warm=1, max_processes=2)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+        await until(lambda: len(b.pool.spares) == 1)
+        for key in ("a", "b", "c", "d"):
+            await b.run(keyed(key, key, workspace_dir=f"/w/{key}"))  # never the spare's request
+            assert b.pool.processes() <= 2
+        live = [d for d in f.drivers if not d.closed_with]
+        assert len(live) <= 2
+        assert len(b.open_sessions()) <= 2
+
+
+@pytest.mark.parametrize("bad", [{"warm": -1}, {"max_turns": -2}, {"host_capacity": 0}])
+def test_scaling_config_is_validated(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        ScalingConfig(**bad)

@@ -1,0 +1,462 @@
+"""Many conversations on one agent process (sessions/host.py, sessions/pool.py) through
+SessionBackend, against fake_shared_agent.py speaking codex app-server or ACP."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from alice_trio.errors import AgentError, RunTimeoutError, TransportClosedError
+from alice_trio.models import RunRequest
+from alice_trio.providers.base import CLIConfig, RunLimits
+from alice_trio.providers.codex import CodexConfig
+from alice_trio.providers.gemini import GeminiConfig
+from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
+from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
+from alice_trio.sessions.pool import ScalingConfig
+
+AGENT = str(Path(__file__).with_name("fake_shared_agent.py"))
+FAST = RunLimits(kill_grace=0.2, drain_timeout=0.5, max_line_bytes=1024 * 1024)
+MODES = ["codex", "acp"]
+
+
+def make_config(tmp_path: Path, mode: str, **kw: Any) -> tuple[CLIConfig, Path]:
+    log = tmp_path / f"{mode}.log"
+    cmd = tmp_path / f"fake-{mode}"
+    cmd.write_text(f"#!/bin/sh\nexec {sys.executable} {AGENT} {mode} {log}\n")
+    cmd.chmod(0o755)
+    common: dict[str, Any] = {"command": str(cmd), "limits": FAST, "workspace_dir": str(tmp_path)}
+    common.update(kw)
+    if mode == "codex":
+        return CodexConfig(**common), log
+    return GeminiConfig(**common), log
+
+
+def provider_of(mode: str) -> str:
+    return "codex" if mode == "codex" else "gemini"
+
+
+def req(key: str, text: str, **kw: Any) -> RunRequest:
+    return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, **kw)
+
+
+def logged(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def methods(log: Path, name: str) -> list[dict[str, Any]]:
+    return [r["msg"] for r in logged(log) if "msg" in r and r["msg"].get("method") == name]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def wait_for(predicate: Any, what: str, limit: float = 30.0) -> Any:
+    with trio.fail_after(limit):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await trio.sleep(0.02)
+
+
+def tool_pids(log: Path) -> list[int]:
+    return [r["tool"] for r in logged(log) if "tool" in r]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_three_conversations_share_one_process_and_get_their_own_replies(
+    tmp_path: Path, mode: str
+) -> None:
+    config, log = make_config(tmp_path, mode)
+    async with SessionBackend(provider_of(mode), config, scaling=ScalingConfig(warm=0)) as b:
+        results: dict[str, Any] = {}
+
+        async def one(key: str) -> None:
+            results[key] = await b.run(req(key, f"hello from {key}"))
+
+        async with trio.open_nursery() as n:
+            for key in ("a", "b", "c"):
+                n.start_soon(one, key)
+        assert len(b.pool.hosts) == 1
+        threads = {k: r.next_thread_id for k, r in results.items()}
+        assert len(set(threads.values())) == 3
+        for key, result in results.items():
+            assert result.reply == f"reply to {threads[key]}: hello from {key}"
+        # a second turn of each conversation stays on its own thread
+        again = await b.run(req("b", "second", thread_id=threads["b"]))
+        assert again.reply == f"reply to {threads['b']}: second"
+    assert len(methods(log, "initialize")) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_cancelling_one_turn_mid_tool_kills_only_its_tool(tmp_path: Path, mode: str) -> None:
+    config, log = make_config(tmp_path, mode)
+    marker = tmp_path / "others"
+    marker.mkdir()
+    async with SessionBackend(provider_of(mode), config, scaling=ScalingConfig(warm=0)) as b:
+        results: dict[str, Any] = {}
+        cancel = trio.CancelScope()
+
+        async def victim() -> None:
+            with cancel:
+                await b.run(req("victim", "TOOL:sleep 60"))
+            results["victim"] = "cancelled" if cancel.cancelled_caught else "finished"
+
+        async def other(key: str) -> None:
+            # waits for a file the test creates after the cancel: its tool outlives it
+            cmd = f"TOOL:while [ ! -e {marker}/go ]; do sleep 0.05; done; echo {key}-done"
+            results[key] = await b.run(req(key, cmd))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(victim)
+            n.start_soon(other, "b")
+            n.start_soon(other, "c")
+            pids = await wait_for(lambda: len(tool_pids(log)) == 3 and tool_pids(log), "tools")
+            by_conv = {r["conv"]: r["tool"] for r in logged(log) if "tool" in r}
+            await trio.sleep(0.2)
+            cancel.cancel()
+            await wait_for(lambda: "victim" in results, "the cancel to return")
+            victim_pid = next(p for p in pids if p == by_conv[_victim_conv(log, by_conv)])
+            await wait_for(lambda: not alive(victim_pid), "the victim's tool to die")
+            others = [p for p in pids if p != victim_pid]
+            assert all(alive(p) for p in others), "another conversation's tool died"
+            (marker / "go").write_text("")
+        assert results["victim"] == "cancelled"
+        assert results["b"].reply == "tool said: b-done"
+        assert results["c"].reply == "tool said: c-done"
+        assert len(b.pool.hosts) == 1
+    if mode == "codex":
+        assert len(methods(log, "turn/interrupt")) == 1
+    else:
+        assert len(methods(log, "session/cancel")) >= 1
+
+
+def _victim_conv(log: Path, by_conv: dict[str, int]) -> str:
+    for rec in logged(log):
+        msg = rec.get("msg") or {}
+        params = msg.get("params") or {}
+        texts = params.get("input") or params.get("prompt") or []
+        if any("sleep 60" in (t.get("text") or "") for t in texts):
+            return params.get("threadId") or params.get("sessionId")
+    raise AssertionError("no victim turn")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_timeout_in_one_conversation_leaves_the_others_running(
+    tmp_path: Path, mode: str
+) -> None:
+    config, _log = make_config(tmp_path, mode, timeout=4.0)
+    async with SessionBackend(
+        provider_of(mode), config, scaling=ScalingConfig(warm=0), interrupt_deadline=2.0
+    ) as b:
+        results: dict[str, Any] = {}
+
+        async def run(key: str, text: str) -> None:
+            try:
+                results[key] = await b.run(req(key, text))
+            except RunTimeoutError as exc:
+                results[key] = exc
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "slow", "SLOW")
+            n.start_soon(run, "b", "TOOL:sleep 1; echo b")
+            n.start_soon(run, "c", "TOOL:sleep 1; echo c")
+        assert isinstance(results["slow"], RunTimeoutError)
+        assert results["b"].reply == "tool said: b"
+        assert results["c"].reply == "tool said: c"
+        host = b.pool.hosts[0]
+        assert host.alive
+        # the process lives on: the timed-out conversation runs again on it
+        after = await b.run(req("slow", "after"))
+        assert after.reply.endswith(": after")
+        assert b.pool.hosts == [host]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_host_death_fails_only_in_flight_turns_and_idle_ones_resume(
+    tmp_path: Path, mode: str
+) -> None:
+    config, log = make_config(tmp_path, mode)
+    async with SessionBackend(provider_of(mode), config, scaling=ScalingConfig(warm=0)) as b:
+        idle = await b.run(req("idle", "first"))
+        first_host = b.pool.hosts[0]
+        results: dict[str, Any] = {}
+
+        async def run(key: str, text: str) -> None:
+            try:
+                results[key] = await b.run(req(key, text))
+            except (AgentError, TransportClosedError) as exc:
+                results[key] = exc
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "busy", "SLOW")
+            await wait_for(lambda: len(_prompts(log)) >= 2, "the busy turn to start")
+            n.start_soon(run, "crasher", "CRASH")
+        for key in ("busy", "crasher"):
+            err = results[key]
+            # typed, with the process's exit and stderr, and the partial result
+            assert isinstance(err, AgentError | TransportClosedError), err
+            assert "crashing on purpose" in err.stderr_tail
+            assert "exit status 3" in str(err)
+            assert err.partial is not None
+        assert not first_host.alive
+        # the idle conversation resumes its thread on a fresh process at its next run (the
+        # bot passes no thread id: the backend remembers it)
+        again = await b.run(req("idle", "second"))
+        assert again.reply == f"reply to {idle.next_thread_id}: second"
+        assert b.pool.hosts and b.pool.hosts[0] is not first_host
+    resumes = methods(log, "thread/resume" if mode == "codex" else "session/load")
+    assert [m["params"].get("threadId") or m["params"].get("sessionId") for m in resumes] == [
+        idle.next_thread_id
+    ]
+
+
+def _prompts(log: Path) -> list[dict[str, Any]]:
+    return methods(log, "turn/start") + methods(log, "session/prompt")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_oversized_line_of_one_conversation_does_not_kill_the_shared_process(
+    tmp_path: Path, mode: str
+) -> None:
+    config, _log = make_config(tmp_path, mode)
+    async with SessionBackend(provider_of(mode), config, scaling=ScalingConfig(warm=0)) as b:
+        first = await b.run(req("a", "warm up"))
+        host = b.pool.hosts[0]
+        results: dict[str, Any] = {}
+
+        async def run(key: str, text: str) -> None:
+            results[key] = await b.run(req(key, text))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "huge", "HUGE")
+            n.start_soon(run, "a", "TOOL:sleep 0.5; echo fine")
+        assert results["a"].reply == "tool said: fine"
+        assert results["huge"].reply.endswith(": HUGE")
+        assert host.alive and b.pool.hosts == [host]
+        assert first.reply
+
+
+# -- warm pool ------------------------------------------------------------------------------------
+
+
+def pids_of(log: Path) -> int:
+    return len(methods(log, "initialize"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_warm_spare_serves_the_first_conversation_and_is_replaced(
+    tmp_path: Path, mode: str
+) -> None:
+    config, _log = make_config(tmp_path, mode)
+    async with SessionBackend(provider_of(mode), config) as b:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        spare_host = b.pool.hosts[0]
+        result = await b.run(req("a", "hi", workspace_dir=str(tmp_path)))
+        assert b.pool.spares_used == 0  # another workspace than the spare's: not used
+        assert result.reply
+        await wait_for(lambda: len(b.pool.spares) == 1, "a spare for the new request")
+        result = await b.run(req("b", "hi", workspace_dir=str(tmp_path)))
+        assert b.pool.spares_used == 1
+        assert result.reply.endswith(": hi")
+        await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
+        assert b.pool.hosts == [spare_host]  # spares are conversations in the same process
+        pid = spare_host.pid
+    assert pid is not None and not alive(pid)
+    assert b.pool.spares == [] and b.pool.hosts == []
+
+
+async def test_warm_zero_starts_nothing_ahead(tmp_path: Path) -> None:
+    config, log = make_config(tmp_path, "codex")
+    async with SessionBackend("codex", config, scaling=ScalingConfig(warm=0)) as b:
+        await trio.sleep(0.3)
+        assert b.pool.spares == [] and b.pool.hosts == []
+        assert pids_of(log) == 0
+
+
+async def test_a_dead_spare_is_replaced_lazily_with_backoff(tmp_path: Path) -> None:
+    config, log = make_config(tmp_path, "codex")
+    async with SessionBackend(
+        "codex", config, scaling=ScalingConfig(spare_retry=30.0, share=False)
+    ) as b:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        spare = b.pool.spares[0]
+        proc = spare.driver.driver.process
+        assert proc is not None
+        os.kill(proc.pid, 9)
+        await wait_for(lambda: spare.done.is_set(), "the spare to die")
+        await trio.sleep(0.2)
+        assert len(methods(log, "initialize")) == 1  # not restarted by itself
+        result = await b.run(req("a", "hello"))
+        assert result.reply.endswith(": hello")
+        assert b.pool.spare_failures == 1
+        await trio.sleep(0.3)
+        # within spare_retry no new spare is started for the dead one
+        assert b.pool.spares == []
+        assert len(methods(log, "initialize")) == 2
+
+
+# -- admission ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_lru_idle_conversation_is_closed_and_resumes_on_its_next_run(
+    tmp_path: Path, mode: str
+) -> None:
+    config, log = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, max_conversations=2)
+    async with SessionBackend(provider_of(mode), config, scaling=scaling) as b:
+        await b.run(req("k1", "one"))
+        k2 = await b.run(req("k2", "two"))
+        await b.run(req("k1", "one again"))  # k1 is now the most recent
+        await b.run(req("k3", "three"))  # k2 is closed
+        assert b.open_sessions() == ["k1", "k3"]
+        assert b.admission.evicted == 1
+        again = await b.run(req("k2", "two again"))  # no thread id: resumed by the remembered one
+        assert again.reply == f"reply to {k2.next_thread_id}: two again"
+        assert sorted(b.open_sessions()) == ["k2", "k3"]
+    k2_thread = [m for m in methods(log, "turn/start") + methods(log, "session/prompt")]
+    assert k2_thread
+    released = methods(log, "thread/unsubscribe") if mode == "codex" else []
+    if mode == "codex":
+        assert released, "a closed conversation is released in the shared process"
+        resumed = methods(log, "thread/resume")
+        assert [m["params"]["threadId"] for m in resumed] == [k2.next_thread_id]
+    else:
+        # ACP agents without session/close keep the session: it is reopened on the process
+        # that holds it, without a session/load the agent would refuse
+        assert methods(log, "session/load") == []
+    assert again.next_thread_id == k2.next_thread_id
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_approval_requests_reach_the_conversation_they_belong_to(
+    tmp_path: Path, mode: str
+) -> None:
+    config, _log = make_config(tmp_path, mode)
+    asked: list[str] = []
+    threads: dict[str, str] = {}
+
+    def approver(request: ApprovalRequest) -> ApprovalDecision:
+        asked.append(request.thread_id)
+        if request.thread_id == threads.get("yes"):
+            return ApprovalDecision.ACCEPT
+        return ApprovalDecision.DECLINE
+
+    async with SessionBackend(
+        provider_of(mode), config, scaling=ScalingConfig(warm=0), approver=approver
+    ) as b:
+        for key in ("yes", "no"):
+            threads[key] = (await b.run(req(key, "hello"))).next_thread_id
+        results: dict[str, Any] = {}
+
+        async def run(key: str) -> None:
+            results[key] = await b.run(req(key, "ASK", thread_id=threads[key]))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "yes")
+            n.start_soon(run, "no")
+        assert len(b.pool.hosts) == 1
+    assert sorted(asked) == sorted(threads.values())
+    accept, decline = ("accept", "decline") if mode == "codex" else ("yes", "no")
+    assert results["yes"].reply == f"answer: {accept}"
+    assert results["no"].reply == f"answer: {decline}"
+
+
+async def test_a_full_host_retires_and_the_process_bound_packs_conversations(
+    tmp_path: Path,
+) -> None:
+    config, _log = make_config(tmp_path, "acp")  # an agent that cannot free a session
+    scaling = ScalingConfig(warm=0, host_capacity=2, max_conversations=2)
+    async with SessionBackend("gemini", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "1"))
+        await b.run(req("b", "2"))
+        first = b.pool.hosts[0]
+        assert first.full
+        await b.run(req("c", "3"))  # a full host takes no new conversation: a second one
+        assert len(b.pool.hosts) == 2 and b.pool.hosts[0] is first
+        await b.run(req("d", "4"))  # closes a and b (LRU): the retired host closes
+        await wait_for(lambda: not first.alive and first not in b.pool.hosts, "retirement")
+        assert len(b.pool.hosts) == 1
+    # codex frees a closed thread: its capacity counts live conversations
+    config, _log = make_config(tmp_path, "codex")
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        for key in "abcd":
+            await b.run(req(key, key))  # max_conversations=2: each new one closes the LRU
+        assert len(b.pool.hosts) == 1 and b.pool.hosts[0].load == 2
+    bounded = ScalingConfig(warm=0, host_capacity=1, max_processes=1)
+    async with SessionBackend("codex", config, scaling=bounded, idle_ttl=600) as b:
+        for key in "xyz":
+            result = await b.run(req(key, key))
+            assert result.reply.endswith(f": {key}")
+        assert len(b.pool.hosts) == 1 and b.pool.hosts[0].load == 3  # packed past capacity
+        assert b.pool.processes() == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_interrupting_one_of_three_sessions_on_a_host_ends_only_its_turn(
+    tmp_path: Path, mode: str
+) -> None:
+    from alice_trio.models import EventKind
+    from alice_trio.providers.registry import get_provider
+    from alice_trio.sessions.pool import HostPool
+    from alice_trio.sessions.session import open_session
+
+    config, log = make_config(tmp_path, mode)
+    provider = get_provider(provider_of(mode))
+    ends: dict[str, Any] = {}
+    async with HostPool(provider, config, scaling=ScalingConfig(warm=0)) as pool:
+
+        async def conversation(key: str, text: str, ready: trio.Event, stop: bool) -> None:
+            initial = RunRequest(user_text="", env={SESSION_KEY_ENV: key})
+            driver = await pool.driver(initial)
+            async with open_session(provider, config, initial=initial, driver=driver) as s:
+                await s.submit(RunRequest(user_text=text))
+                ready.set()
+                if stop:
+                    await wait_for(lambda: len(tool_pids(log)) == 3, "all three tools")
+                    await s.interrupt()
+                async for event in s.events():
+                    if event.kind is EventKind.ASSISTANT_TEXT:
+                        ends[f"{key}-text"] = event.text
+                    if event.kind.terminal:
+                        ends[key] = event.kind
+                        break
+
+        gate = tmp_path / "gate"
+        async with trio.open_nursery() as n:
+            for key, stop in (("victim", True), ("b", False), ("c", False)):
+                text = (
+                    "TOOL:sleep 60"
+                    if stop
+                    else f"TOOL:until test -e {gate}; do sleep 0.05; done; echo {key}"
+                )
+                ready = trio.Event()
+                n.start_soon(conversation, key, text, ready, stop)
+                await ready.wait()
+            await wait_for(lambda: "victim" in ends, "the interrupted turn")
+            by_conv = {r["conv"]: r["tool"] for r in logged(log) if "tool" in r}
+            victim_tool = by_conv.pop(_victim_conv(log, by_conv))
+            await wait_for(lambda: not alive(victim_tool), "the interrupted turn's tool to die")
+            assert all(alive(p) for p in by_conv.values()), "another conversation's tool died"
+            assert "b" not in ends and "c" not in ends
+            gate.write_text("")
+        assert len(pool.hosts) == 1
+    assert ends["victim"] is EventKind.TURN_INTERRUPTED
+    assert ends["b"] is EventKind.TURN_COMPLETED and ends["b-text"] == "tool said: b"
+    assert ends["c"] is EventKind.TURN_COMPLETED and ends["c-text"] == "tool said: c"
+    assert all(not alive(p) for p in tool_pids(log)), "a tool outlived the pool"

@@ -56,6 +56,7 @@ EXPORTS = {
     "TurnQuestion", "QuestionInfo", "QuestionOption",
     # sessions
     "open_session", "InteractiveSession", "SessionState", "SessionBackend", "SESSION_KEY_ENV",
+    "ScalingConfig",
     "SessionDriver", "SteerMode", "SubmitMode", "SubmitResult", "TurnRef",
     "Approver", "ApprovalRequest", "ApprovalDecision", "ApprovalOption",
     # providers: configs, the record, writing one
@@ -68,7 +69,8 @@ EXPORTS = {
     "AliceError", "AgentError", "CallbackError", "CLINotFoundError", "ConfigError",
     "EmptyPromptError", "IdleTimeoutError", "JsonRpcError", "LineTooLongError", "NoActiveTurnError",
     "ProcessFailedError", "ProtocolError", "RunInterruptedError", "RunTimeoutError",
-    "SessionClosedError", "SessionError", "SteerUnsupportedError", "TransportClosedError",
+    "SessionClosedError", "SessionError", "SessionStateError", "SteerUnsupportedError",
+    "TransportClosedError",
     "UnknownProviderError",
     "__version__",
 }  # fmt: skip

@@ -42,6 +42,7 @@ from .errors import (
     RunTimeoutError,
     SessionClosedError,
     SessionError,
+    SessionStateError,
     SteerUnsupportedError,
     TransportClosedError,
     UnknownProviderError,
@@ -91,6 +92,7 @@ from .sessions.approval import (
 )
 from .sessions.backend import SESSION_KEY_ENV, SessionBackend
 from .sessions.driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .sessions.scaling import ScalingConfig
 from .sessions.session import InteractiveSession, SessionState, open_session
 from .transcript import decode_transcript
 
@@ -147,12 +149,14 @@ __all__ = [
     "RunRequest",
     "RunResult",
     "RunTimeoutError",
+    "ScalingConfig",
     "SessionBackend",
     "SessionClosedError",
     "SessionDriver",
     "SessionError",
     "SessionSpec",
     "SessionState",
+    "SessionStateError",
     "SteerMode",
     "SteerUnsupportedError",
     "SubmitMode",

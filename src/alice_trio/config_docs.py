@@ -146,6 +146,13 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("RunLimits", "callback_buffer"): "Events buffered for slow progress callbacks.",
     ("RunLimits", "sweep"): "After the run, kill processes of the run that escaped its group.",
     ("RunLimits", "keep_background"): "Skip that sweep after a successful run.",
+    ("RunLimits", "file_changes"): (
+        "Stat the workspace before and after each turn and report the files no write/edit tool "
+        "event named (tool events are reported either way)."
+    ),
+    ("RunLimits", "file_changes_max_files"): (
+        "A workspace with more entries than this is not snapshotted."
+    ),
     # ExecPolicy (permissions)
     ("ExecPolicy", "sandbox"): "One of " + ", ".join(SANDBOX_VALUES) + "; empty: the provider's "
     "default (codex: workspace-write).",

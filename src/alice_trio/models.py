@@ -184,6 +184,8 @@ class RunResult:
     next_thread_id: str = ""
     goal_done: bool = False
     usage: Usage = Usage()
+    #: the files the turn added, modified or deleted (one entry per path, sorted)
+    file_changes: tuple[FileChange, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,6 +193,7 @@ class RunResult:
             "next_thread_id": self.next_thread_id,
             "goal_done": self.goal_done,
             "usage": self.usage.to_dict(),
+            "file_changes": [c.to_dict() for c in self.file_changes],
         }
 
 

@@ -53,6 +53,7 @@ from .callbacks import CallbackDispatcher
 from .pipes import receive_chunk
 from .spawn import Child, Spawner, close_child, describe_exit, spawn
 from .stderr_tail import StderrTail
+from .workspace import TurnFiles, watch_turn
 
 __all__ = ["run_invocation", "run_oneshot"]
 
@@ -122,6 +123,7 @@ class _Run:
     killed_after_terminal: bool = False
     idle_scope: trio.CancelScope | None = None
     progress: trio.Event = attrs.Factory(trio.Event)  # set (and renewed) per handled chunk
+    files: TurnFiles = attrs.Factory(TurnFiles)  # the turn's file changes (workspace.py)
 
     # -- ending ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -197,6 +199,8 @@ class _Run:
             line = decode_line(item)
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
             for event in decoder.feed(line):
+                if event.kind is EventKind.FILE_CHANGE:
+                    event = self.files.event(event)
                 await self.dispatcher.offer(event)
             if decoder.terminal and not self.terminal_seen:
                 self.terminal_seen = True
@@ -303,9 +307,16 @@ async def run_invocation(
         dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
         tail=StderrTail(limits.stderr_tail_bytes),
     )
-    run.proc = await spawner(
-        invocation, name=provider, stdin="pipe" if invocation.stdin is not None else "devnull"
+    run.files = await watch_turn(
+        invocation.cwd or "", enabled=limits.file_changes, max_files=limits.file_changes_max_files
     )
+    try:
+        run.proc = await spawner(
+            invocation, name=provider, stdin="pipe" if invocation.stdin is not None else "devnull"
+        )
+    except BaseException:
+        run.files.close()
+        raise
     proc = run.proc
     timeout = invocation.timeout
     try:
@@ -322,7 +333,13 @@ async def run_invocation(
                     io.start_soon(run.idle_watchdog)
                     io.start_soon(run.run_timeout)
                     io.start_soon(run.wait_exit)
+                if run.failure is None:  # changes no tool event named (a shell's `echo > f`)
+                    thread_id = getattr(decoder, "thread_id", "") or fallback_thread_id
+                    end = await run.files.end(provider=provider, thread_id=thread_id)
+                    if end is not None:
+                        await run.dispatcher.offer(end)
             finally:
+                run.files.close()
                 run.dispatcher.close()
                 if run.failure is not None:  # a failed run waits for stuck callbacks no more
                     outer.cancel_scope.deadline = min(
@@ -345,6 +362,8 @@ def _conclude(
     result = outcome.result
     if not result.next_thread_id and fallback_thread_id:
         result = attrs.evolve(result, next_thread_id=fallback_thread_id)
+    if run.files.files:
+        result = attrs.evolve(result, file_changes=run.files.all())
     tail = run.tail.text()
     common: dict[str, Any] = {"partial": result, "provider": run.provider, "stderr_tail": tail}
     if run.failure is not None:

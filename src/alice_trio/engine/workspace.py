@@ -1,17 +1,21 @@
 """Workspace snapshots around a turn: which files a turn added, modified or deleted.
 
 :func:`watch_workspace` stats every file under the workspace when a turn starts and again when
-it ends (:func:`alice_trio.file_changes.diff_snapshots` compares them). The walk runs in a worker
-thread — a stat walk is blocking filesystem work, not pipe I/O — skips version-control and
-dependency folders (:data:`SKIP_DIRS`), never follows symlinks, and gives up (reporting nothing
-at turn end, tool events still count) past ``max_files`` entries, so a huge tree costs a bounded
-amount. 10,000 files take a few tens of milliseconds (``benchmarks/``).
+it ends (:func:`alice_trio.file_changes.diff_snapshots` compares them). A small tree (up to
+:data:`INLINE_ENTRIES` entries) is walked inline; a larger one in a worker thread — a stat walk
+is blocking filesystem work, not pipe I/O, and must not stall other conversations. The walk
+skips version-control and dependency folders (:data:`SKIP_DIRS`), never follows symlinks, and
+gives up (reporting nothing at turn end, tool events still count) past ``max_files`` entries, so
+a huge tree costs a bounded amount. 10,000 files take a few tens of milliseconds.
+
+:class:`TurnFiles` is what the one-shot engine and the interactive sessions share: a turn's
+``file_change`` events made workspace-relative and refined, the turn-end event, the total.
 
 Two turns watching overlapping trees at the same time cannot tell whose change is whose: both
 are marked *contaminated* and report no snapshot changes (Alice's RunGuard, spec §7.2.4); tool
 events still report their own files.
 
-Cancellation: cancelling :meth:`WorkspaceWatch.finish` (or the start) abandons the walk's thread
+Cancellation: cancelling :meth:`WorkspaceWatch.finish` (or the start) abandons a walk's thread
 at once; it finishes in the background and its result is dropped. Errors: an unreadable folder
 is skipped; nothing here raises except :class:`trio.Cancelled`.
 """
@@ -25,11 +29,29 @@ from collections.abc import Iterable, Mapping
 import attrs
 import trio
 
-from ..file_changes import FileChange, Stamp, diff_snapshots, merge_changes, refine_written
+from ..file_changes import (
+    FileChange,
+    Stamp,
+    diff_snapshots,
+    format_file_changes,
+    merge_changes,
+    refine_written,
+    relative_path,
+)
+from ..models import EventKind, TurnEvent
 
-__all__ = ["DEFAULT_MAX_FILES", "SKIP_DIRS", "WorkspaceWatch", "snapshot", "watch_workspace"]
+__all__ = [
+    "DEFAULT_MAX_FILES",
+    "SKIP_DIRS",
+    "TurnFiles",
+    "WorkspaceWatch",
+    "snapshot",
+    "watch_workspace",
+]
 
 DEFAULT_MAX_FILES = 100_000
+#: trees up to this many entries are walked inline, larger ones in a worker thread
+INLINE_ENTRIES = 2_000
 #: Folders never walked: version-control metadata and tool caches whose churn is not a change
 #: the agent made to the project.
 SKIP_DIRS = frozenset(
@@ -38,9 +60,33 @@ SKIP_DIRS = frozenset(
 )  # fmt: skip
 
 
+class _TooMany(Exception):
+    pass
+
+
 def snapshot(root: str, max_files: int = DEFAULT_MAX_FILES) -> dict[str, Stamp] | None:
     """``relative path → Stamp`` of every regular file (and symlink) under ``root``; None when
     ``root`` is not a directory or holds more than ``max_files`` entries. Blocking."""
+    try:
+        return _walk(root, max_files)
+    except _TooMany:
+        return None
+
+
+async def take_snapshot(root: str, max_files: int) -> dict[str, Stamp] | None:
+    """:func:`snapshot` without blocking the event loop for long: a tree of up to
+    :data:`INLINE_ENTRIES` entries is walked inline (a few milliseconds, and no thread, so
+    trio's MockClock tests keep working); a larger one in a worker thread, abandoned when
+    cancelled."""
+    try:
+        return _walk(root, min(max_files, INLINE_ENTRIES), inline=max_files > INLINE_ENTRIES)
+    except _TooMany:
+        return await trio.to_thread.run_sync(snapshot, root, max_files, abandon_on_cancel=True)
+
+
+def _walk(root: str, max_files: int, *, inline: bool = False) -> dict[str, Stamp] | None:
+    """The walk; past ``max_files`` entries: None, or :class:`_TooMany` when ``inline`` (the
+    caller goes on in a thread)."""
     out: dict[str, Stamp] = {}
     stack = [("", root)]
     seen = 0
@@ -51,6 +97,8 @@ def snapshot(root: str, max_files: int = DEFAULT_MAX_FILES) -> dict[str, Stamp] 
                 for entry in entries:
                     seen += 1
                     if seen > max_files:
+                        if inline:
+                            raise _TooMany
                         return None
                     name = prefix + entry.name
                     try:
@@ -95,15 +143,17 @@ class WorkspaceWatch:
             return changes
         return refine_written(changes, self.before)
 
+    def close(self) -> None:
+        """Unregister without a final snapshot (the turn failed or was cancelled)."""
+        _active.discard(self)
+
     async def finish(self) -> list[FileChange]:
         """The changes not reported by tool events; ``[]`` when the start snapshot failed, the
         tree grew past ``max_files`` or another turn watched an overlapping tree meanwhile."""
         try:
             if self.before is None or self.contaminated:
                 return []
-            after = await trio.to_thread.run_sync(
-                snapshot, self.root, self.max_files, abandon_on_cancel=True
-            )
+            after = await take_snapshot(self.root, self.max_files)
             if after is None or self.contaminated:
                 return []
             return merge_changes(diff_snapshots(self.before, after, already_reported=self.reported))
@@ -120,13 +170,76 @@ async def watch_workspace(root: str, *, max_files: int = DEFAULT_MAX_FILES) -> W
             other.contaminated = watch.contaminated = True
     _active.add(watch)
     try:
-        watch.before = await trio.to_thread.run_sync(
-            snapshot, watch.root, max_files, abandon_on_cancel=True
-        )
+        watch.before = await take_snapshot(watch.root, max_files)
     except BaseException:
         _active.discard(watch)
         raise
     return watch
+
+
+@attrs.define(eq=False)
+class TurnFiles:
+    """The file changes of one turn as its events pass: what the engine and the sessions share.
+
+    :meth:`event` gives a ``file_change`` event its workspace-relative, refined form and
+    records it; :meth:`end` snapshots the workspace once more and returns the event for the
+    changes no tool reported (or None). ``watch`` is None when no workspace is watched."""
+
+    root: str = ""
+    watch: WorkspaceWatch | None = None
+    files: list[FileChange] = attrs.field(factory=list)
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the workspace when it lies under it (as given or resolved)."""
+        if not self.root or not path.startswith("/"):
+            return path
+        for root in (os.path.abspath(self.root), os.path.realpath(self.root)):
+            rel = relative_path(path, root)
+            if not rel.startswith("/"):
+                return rel
+        return path
+
+    def event(self, event: TurnEvent) -> TurnEvent:
+        if event.kind is not EventKind.FILE_CHANGE or not event.files:
+            return event
+        files = [attrs.evolve(c, path=self.relative(c.path)) for c in event.files]
+        if self.watch is not None:
+            files = self.watch.note(files)
+        self.files += files
+        return attrs.evolve(event, files=tuple(files), text=format_file_changes(files))
+
+    async def end(
+        self, *, provider: str, thread_id: str = "", turn_id: str = ""
+    ) -> TurnEvent | None:
+        """Finish the watch (at most once) and return the turn-end ``file_change`` event."""
+        watch, self.watch = self.watch, None
+        if watch is None:
+            return None
+        changes = await watch.finish()
+        if not changes:
+            return None
+        self.files += changes
+        return TurnEvent(
+            kind=EventKind.FILE_CHANGE, text=format_file_changes(changes), files=tuple(changes),
+            thread_id=thread_id, turn_id=turn_id, provider=provider,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Drop the watch without a final snapshot (idempotent)."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.close()
+
+    def all(self) -> tuple[FileChange, ...]:
+        """Every change of the turn, one entry per path."""
+        return tuple(merge_changes(self.files))
+
+
+async def watch_turn(root: str, *, enabled: bool, max_files: int) -> TurnFiles:
+    """A :class:`TurnFiles` watching ``root`` (none when disabled or ``root`` is empty)."""
+    if not enabled or not root:
+        return TurnFiles(root=root)
+    return TurnFiles(root=root, watch=await watch_workspace(root, max_files=max_files))
 
 
 def active_roots() -> Mapping[str, bool]:

@@ -84,6 +84,11 @@ class RunLimits:
     * ``sweep``: after the group is gone, kill the run's processes that escaped it (setsid'd
       tool processes), see :mod:`alice_trio.engine.reaper`. ``keep_background`` opts out for
       a normal exit (an agent's background job may then outlive the turn).
+    * ``file_changes``: stat ``workspace_dir`` before and after each turn and report the files
+      the turn added, modified or deleted that no write/edit tool event named (a shell's
+      ``echo > f``; :mod:`alice_trio.file_changes`). The CLI's own write/edit tool events are
+      reported either way; no workspace set, no snapshot. ``file_changes_max_files``: a
+      workspace with more entries than this is not snapshotted.
 
     Durations are finite and >= 0, ``max_line_bytes`` > 0, the other sizes >= 0; anything else
     raises :class:`~alice_trio.errors.ConfigError` naming the field.
@@ -99,6 +104,8 @@ class RunLimits:
     callback_buffer: int = 4096
     sweep: bool = True
     keep_background: bool = False
+    file_changes: bool = True
+    file_changes_max_files: int = 100_000
 
 
 @attrs.frozen(kw_only=True, field_transformer=v.checked_fields)

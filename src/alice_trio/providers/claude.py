@@ -444,7 +444,11 @@ PROVIDER = Provider(
                 long_lived=True,
                 steer_mode="native_enqueue",
                 capabilities=Capabilities(
-                    approvals=True, questions=True, model_switch=True, resume=True
+                    approvals=True,
+                    questions=True,
+                    file_changes=True,
+                    model_switch=True,
+                    resume=True,
                 ),
             ),
             versions=VersionCheck(verified=("2.1.197",), source="npm @anthropic-ai/claude-code"),

@@ -492,7 +492,11 @@ PROVIDER = Provider(
                 # questions: the shared ACP driver routes an agent's questions (gemini 0.61
                 # has no question tool, so in practice none arrive)
                 capabilities=Capabilities(
-                    approvals=True, questions=True, model_switch=True, resume=True
+                    approvals=True,
+                    questions=True,
+                    file_changes=True,
+                    model_switch=True,
+                    resume=True,
                 ),
             ),
             versions=_VERSIONS,

@@ -467,7 +467,8 @@ PROVIDER = Provider(
                 long_lived=True,
                 steer_mode="queue_when_busy",
                 capabilities=Capabilities(
-                    approvals=True, questions=True, model_switch=True, resume=True
+                    approvals=True, questions=True, file_changes=True, model_switch=True,
+                    resume=True,
                 ),
             ),
             versions=VersionCheck(verified=("2.1.0",), source="npm @moonshot-ai/kimi-code"),
@@ -490,7 +491,8 @@ PROVIDER = Provider(
                 long_lived=True,
                 steer_mode="native",
                 capabilities=Capabilities(
-                    approvals=True, questions=True, model_switch=True, resume=True
+                    approvals=True, questions=True, file_changes=True, model_switch=True,
+                    resume=True,
                 ),
             ),
             versions=VersionCheck(

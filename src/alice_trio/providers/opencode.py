@@ -352,7 +352,8 @@ PROVIDER = Provider(
                 long_lived=True,
                 steer_mode="native_enqueue",
                 capabilities=Capabilities(
-                    approvals=True, questions=True, model_switch=True, resume=True
+                    approvals=True, questions=True, file_changes=True, model_switch=True,
+                    resume=True,
                 ),
             ),
             versions=VersionCheck(verified=("1.18.33",), source="npm opencode-ai"),

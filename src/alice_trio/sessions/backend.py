@@ -60,6 +60,7 @@ from ..errors import (
     RunTimeoutError,
     TransportClosedError,
 )
+from ..file_changes import FileChange, merge_changes
 from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
 from ..protocols.turn_outcome import Ending, TurnEnd, clone_error
 from ..providers.base import CLIConfig, Provider
@@ -93,6 +94,7 @@ class _Turn:
     error: TurnEvent | None = None
     interrupted: bool = False
     submit_error: AliceError | None = None
+    files: list[FileChange] = attrs.Factory(list)
     steering: int = 0  # steer calls in flight: the run must not end under them
     finished: trio.Event = attrs.Factory(trio.Event)
 
@@ -104,7 +106,12 @@ class _Turn:
         total = Usage()
         for u in self.usage.values():
             total = total + u
-        return RunResult(reply=self.reply, next_thread_id=self.thread_id, usage=total)
+        return RunResult(
+            reply=self.reply,
+            next_thread_id=self.thread_id,
+            usage=total,
+            file_changes=tuple(merge_changes(self.files)),
+        )
 
     def take(self, event: TurnEvent) -> bool:
         """Apply ``event`` if it belongs to this run; True when it does (turn ids are never
@@ -117,6 +124,8 @@ class _Turn:
             self.usage[event.turn_id] = event.usage
         if event.kind is EventKind.ASSISTANT_TEXT and event.text.strip():
             self.reply = event.text.strip()
+        elif event.kind is EventKind.FILE_CHANGE:
+            self.files += event.files
         if event.kind.terminal:
             self.done.add(event.turn_id)
             if event.kind is EventKind.ERROR and self.error is None:

@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from ..engine.workspace import TurnFiles, watch_turn
 from ..errors import (
     AliceError,
     EmptyPromptError,
@@ -77,7 +78,7 @@ from ..protocols.session_core import (
     StartTurn,
     SteerTurn,
 )
-from ..providers.base import CLIConfig, Provider
+from ..providers.base import CLIConfig, Provider, RunLimits
 from ..providers.registry import get_provider
 from ._groups import single_exception
 from .approval import Approver
@@ -119,8 +120,13 @@ class InteractiveSession:
         provider: str = "",
         thread_id: str = "",
         buffer: int = DEFAULT_BUFFER,
+        workspace: str = "",
+        limits: RunLimits | None = None,
     ) -> None:
         self.driver = driver
+        self.workspace = workspace
+        self._limits = limits if limits is not None else RunLimits()
+        self._files: TurnFiles | None = None  # the running turn's file changes (workspace.py)
         self.provider = provider
         self._nursery = nursery
         self._core = SessionCore(driver.steer_mode, provider=provider, thread_id=thread_id)
@@ -223,6 +229,7 @@ class InteractiveSession:
     async def aclose(self, *, graceful: bool = True) -> None:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
         driver is closed (gracefully only when no turn is running)."""
+        self._stop_watching()
         for action in self._core.close(graceful):
             if isinstance(action, CloseDriver):
                 await self._call(self.driver.aclose, graceful=action.graceful)
@@ -305,10 +312,26 @@ class InteractiveSession:
                 SubmitResult(thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STEERED)
             )
 
+    async def _watch_files(self) -> None:
+        if self._files is None:
+            self._files = await watch_turn(
+                self.workspace,
+                enabled=self._limits.file_changes,
+                max_files=self._limits.file_changes_max_files,
+            )
+
+    def _stop_watching(self) -> None:
+        files, self._files = self._files, None
+        if files is not None:
+            files.close()
+
     async def _start(self, command: _Command, request: RunRequest) -> None:
         try:
+            await self._watch_files()
             ref = await self._call(self.driver.start_turn, request)
         except BaseException as exc:
+            if not self._core.busy:
+                self._stop_watching()
             actions = self._core.start_failed()
             if not isinstance(exc, AliceError):
                 raise
@@ -369,7 +392,36 @@ class InteractiveSession:
             pass
 
     async def _emit(self, event: TurnEvent) -> None:
-        """The driver's ``emit``: update the state, then deliver with backpressure."""
+        """The driver's ``emit``: file changes made workspace-relative; before the event that
+        ends a turn, the ``file_change`` event of what no tool reported (the workspace snapshot,
+        :mod:`alice_trio.engine.workspace`); then the state update and delivery with
+        backpressure."""
+        files = self._files
+        if files is not None:
+            if event.kind is EventKind.FILE_CHANGE:
+                event = files.event(event)
+            elif event.kind.terminal and self._ends_a_turn(event.turn_id):
+                self._files = None
+                end = await files.end(
+                    provider=self.provider, thread_id=event.thread_id, turn_id=event.turn_id
+                )
+                if end is not None:
+                    await self._deliver(end)
+                await self._deliver(event)
+                if self._core.busy:  # an enqueued turn took over: watch it from here
+                    await self._watch_files()
+                return
+        await self._deliver(event)
+
+    def _ends_a_turn(self, turn_id: str) -> bool:
+        """A terminal event for ``turn_id`` ends a pending turn, or the one being started (a
+        fast driver may end it before ``start_turn`` returned its id)."""
+        pending = self._core.pending_turns()
+        if any(t.turn_id == turn_id for t in pending):
+            return True
+        return bool(turn_id) and self._core.starting and not pending
+
+    async def _deliver(self, event: TurnEvent) -> None:
         self._execute(self._core.event(event))
         try:
             if self._core.closed and not self._core.failed:
@@ -395,6 +447,7 @@ class InteractiveSession:
             self._driver_ended(failure)
 
     def _driver_ended(self, failure: AliceError | None) -> None:
+        self._stop_watching()
         reason = (
             str(failure)
             if failure is not None
@@ -463,16 +516,19 @@ async def open_session(
     from .registry import create_driver
 
     with single_exception():
+        cfg_now: CLIConfig | None = config
         if driver is None:
-            prov, cfg = _resolve(provider, config)
-            driver = create_driver(prov, cfg, initial, approver=approver)
+            prov, cfg_now = _resolve(provider, config)
+            driver = create_driver(prov, cfg_now, initial, approver=approver)
             name = prov.name
         else:
             name = provider if isinstance(provider, str) else provider.name
         async with trio.open_nursery() as nursery:
             session = InteractiveSession(
-                driver, nursery, provider=name, thread_id=initial.thread_id, buffer=buffer
-            )
+                driver, nursery, provider=name, thread_id=initial.thread_id, buffer=buffer,
+                workspace=initial.workspace_dir or (cfg_now.workspace_dir if cfg_now else ""),
+                limits=cfg_now.limits if cfg_now else None,
+            )  # fmt: skip
             with trio.move_on_after(start_timeout) as starting:
                 await nursery.start(session._run_driver)
             if starting.cancelled_caught:

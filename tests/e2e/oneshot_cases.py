@@ -8,9 +8,11 @@ behind (by env marker, by process group and by the tool's command line).
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -21,6 +23,7 @@ from procscan import live_processes
 
 from alice_trio.backend import OneShotBackend
 from alice_trio.errors import AgentError, AliceError
+from alice_trio.file_changes import FileChange, FileChangeKind
 from alice_trio.models import RawEvent, RunRequest, RunResult, Usage
 from alice_trio.providers.base import CLIConfig
 
@@ -59,6 +62,10 @@ class OneShotCases:
     #: the error types an API failure may surface as (the engine raises ProcessFailedError when
     #: the CLI reports the failure only on stderr and exits non-zero, e.g. Kimi Code)
     ERROR_TYPES: ClassVar[tuple[type[AliceError], ...]] = (AgentError,)
+
+    #: the CLI's own file-writing tool as the fake server calls it: name and arguments (``{path}``
+    #: becomes the file's absolute path); None: no write tool the fake server can script
+    WRITE_TOOL: ClassVar[tuple[str, dict[str, str]] | None] = None
 
     def config(self, setup: CliSetup) -> CLIConfig:
         raise NotImplementedError
@@ -138,6 +145,47 @@ class OneShotCases:
         decisions = [r["decision"] for r in fake_server.model_requests() if r.get("n_tools")]
         assert "tool" in decisions and decisions[-1] == "text"
         assert "echo TOOL_OUTPUT_42" in events.text(), "the tool call was not reported as an event"
+        await assert_nothing_left(setup)
+
+    async def test_file_made_by_a_shell_tool_is_reported(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """No tool event names it: the workspace snapshot at turn end does (issue 14.3)."""
+        setup = cli_setup(self.CLI)
+        events = Collected()
+        result = await self.run(
+            setup, "[[TOOL]][[CMD:echo made > by_shell.txt]] make a file", events=events
+        )
+        assert (Path(setup.workspace) / "by_shell.txt").exists(), events.text()
+        added = FileChange(path="by_shell.txt", kind=FileChangeKind.ADDED)
+        assert added in result.file_changes, (result.file_changes, events.text())
+        assert "[file_change] - `by_shell.txt` added" in events.progress, events.progress
+        await assert_nothing_left(setup)
+
+    async def test_file_written_by_the_edit_tool_is_reported_as_it_happens(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """The CLI's own write tool's event names the file, before the turn's final text."""
+        if self.WRITE_TOOL is None:
+            pytest.skip(f"{self.CLI}: no write tool the fake server can call")
+        setup = cli_setup(self.CLI)
+        name, template = self.WRITE_TOOL
+        path = Path(setup.workspace) / "by_tool.txt"
+        args = {key: value.format(path=path) for key, value in template.items()}
+        events = Collected()
+        result = await self.run(
+            setup, f"[[CALL:{name}:{json.dumps(args)}]] write the file", events=events
+        )
+        assert path.exists(), events.text()
+        added = FileChange(path="by_tool.txt", kind=FileChangeKind.ADDED)
+        assert added in result.file_changes, (result.file_changes, events.text())
+        notice = "[file_change] - `by_tool.txt` added"
+        assert notice in events.progress, events.progress
+        final = [p for p in events.progress if p.startswith("The tool returned")]
+        assert final and events.progress.index(notice) < events.progress.index(final[-1]), (
+            "reported by the snapshot only, not by the tool event",
+            events.progress,
+        )
         await assert_nothing_left(setup)
 
     async def test_resume_with_the_returned_thread_id(

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.e2e
 class TestGeminiOneShot(OneShotCases):
     CLI = "gemini"
     PROVIDER = "gemini"
+    WRITE_TOOL = ("write_file", {"file_path": "{path}", "content": "made by the tool\n"})
     PLAIN_USAGE = Usage(input_tokens=1234, cached_input_tokens=1000, output_tokens=56)
     # 5xx/429 are retried 10 times over ~4 minutes (real-clis.md): fail fast with a 400 only,
     # and check the retry path with fail-then-succeed below.

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.e2e
 class TestKimiOneShot(OneShotCases):
     CLI = "kimi"
     PROVIDER = "kimi"
+    WRITE_TOOL = ("Write", {"path": "{path}", "content": "made by the tool\n"})
     PLAIN_USAGE = None  # stream-json carries no token usage
     # 5xx/429 are retried 10 times over ~140 s (real-clis.md); a 400 is not retried.
     ERROR_CASES = (("[[ERR400]]", 400),)

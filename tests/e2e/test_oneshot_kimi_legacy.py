@@ -14,6 +14,7 @@ pytestmark = pytest.mark.e2e
 class TestKimiLegacyOneShot(OneShotCases):
     CLI = "kimi_legacy"
     PROVIDER = "kimi"
+    WRITE_TOOL = ("WriteFile", {"path": "{path}", "content": "made by the tool\n"})
     PLAIN_USAGE = None  # --print stream-json carries no token usage
     ERROR_CASES = (("[[ERR400]]", 400),)
 

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.e2e
 class TestOpenCodeOneShot(OneShotCases):
     CLI = "opencode"
     PROVIDER = "opencode"
+    WRITE_TOOL = ("write", {"filePath": "{path}", "content": "made by the tool\n"})
     # 5xx is retried for ~72 s (real-clis.md); a 400 is not retried.
     ERROR_CASES = (("[[ERR400]]", 400),)
 

@@ -88,6 +88,98 @@ async def test_recorded_session_three_turns_tool_usage_and_abort():
     assert ec[-1].kind is EventKind.TURN_INTERRUPTED and ec[-1].turn_id == c.turn_id
 
 
+def late_abort_split():
+    """The recorded aftermath of an abort cut where the real opencode may cut it: the first
+    copies of its end (session.error, idle) come at once, the aborted message's final text part,
+    its ``message.updated`` (MessageAbortedError) and a second idle come later — on the real CLI
+    sometimes after the next prompt's user message (issue 12.10)."""
+    *_, after_abort = recorded_segments()
+    first = after_abort[:3]
+    late = after_abort[3:] + after_abort[:1]  # + a late copy of the session.error
+    assert [e["type"] for e in first] == ["session.error", "session.status", "session.idle"]
+    assert any(
+        e["type"] == "message.updated" and e["properties"]["info"].get("error") for e in late
+    )
+    return first, late
+
+
+@pytest.mark.parametrize("late_at", ["before_user_message", "after_user_message"])
+async def test_late_events_of_an_aborted_turn_are_not_credited_to_the_next(late_at):
+    _, _, t3, _ = recorded_segments()
+    first, late = late_abort_split()
+    fresh = user_msg("msg_u4", "after the interrupt")
+    busy = {"type": "session.status", "properties": {"sessionID": SID, "status": {"type": "busy"}}}
+    answer = [busy, *assistant("msg_a4", "msg_u4", "fresh answer"), *idle()]
+    fake = FakeOpenCode()
+    fake.on_prompt = [
+        t3,
+        (late + fresh if late_at == "before_user_message" else fresh + late) + answer,
+    ]
+    fake.on_abort = [first]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        c = await s.submit(req("FAKE_STALL hold on"))
+        await s.interrupt()
+        ec = await collect(s, {c.turn_id})
+        d = await s.submit(req("after the interrupt"))
+        ed = await collect(s, {d.turn_id})
+        with trio.move_on_after(0.2):  # nothing more may come for either turn
+            ed.append(await s.events().receive())
+    assert [e.kind for e in ec if e.kind.terminal] == [EventKind.TURN_INTERRUPTED]
+    assert [e.kind for e in ed if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+    assert all(e.turn_id == d.turn_id for e in ed)
+    assert [e.text for e in ed if e.kind is EventKind.ASSISTANT_TEXT] == ["fresh answer"]
+
+
+def test_an_interrupt_with_nothing_pending_does_not_mark_the_next_turn():
+    m = OpenCodeMapper(session_id=SID)
+    m.request_interrupt()  # raced with the end of the previous turn: nothing pending any more
+    m.submit("t1", "hi")
+    out = []
+    for e in user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", finish="tool-calls"):
+        out += m.feed(e)
+    out += m.feed(idle()[0])
+    assert [(e.kind, e.turn_id) for e in out if e.kind.terminal] == [
+        (EventKind.TURN_COMPLETED, "t1")
+    ]
+
+
+def test_a_prompt_interrupted_before_its_user_message_keeps_its_late_answer():
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "one")
+    m.request_interrupt()
+    out = m.feed(idle()[0])  # aborted before opencode created the user message
+    assert [(e.kind, e.turn_id) for e in out] == [(EventKind.TURN_INTERRUPTED, "t1")]
+    m.submit("t2", "two")
+    out = []
+    # opencode creates the first prompt's message after all and answers it, then the second
+    for e in (
+        user_msg("msg_u1", "one")
+        + assistant("msg_a1", "msg_u1", "answer one")
+        + user_msg("msg_u2", "two")
+        + assistant("msg_a2", "msg_u2", "answer two")
+        + idle()
+    ):
+        out += m.feed(e)
+    assert {e.turn_id for e in out} == {"t2"}
+    assert [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT] == ["answer two"]
+    assert [e.kind for e in out if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+
+
+def test_an_idle_before_the_session_worked_on_a_bound_prompt_does_not_complete_it():
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "hi")
+    out = []
+    for e in user_msg("msg_u1", "hi") + idle():  # a late idle of an earlier turn
+        out += m.feed(e)
+    assert not [e for e in out if e.kind.terminal]
+    for e in assistant("msg_a1", "msg_u1", "yes") + idle():
+        out += m.feed(e)
+    assert [(e.kind, e.text) for e in out if e.kind is not EventKind.USER_TEXT] == [
+        (EventKind.ASSISTANT_TEXT, "yes"),
+        (EventKind.TURN_COMPLETED, ""),
+    ]
+
+
 async def test_defect_16_subscription_is_live_before_the_first_prompt():
     fake = FakeOpenCode()
     fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "fast") + idle()]

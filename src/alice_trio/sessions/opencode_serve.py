@@ -271,7 +271,7 @@ class OpenCodeServeDriver:
                 await self._handle_obj(obj)
         entry = status.get(sid) if isinstance(status, dict) else None
         if not (isinstance(entry, dict) and entry.get("type") == "busy"):
-            await self._handle_obj({"type": "session.idle", "properties": {"sessionID": sid}})
+            await self._emit_all(self.mapper.resync_idle())
 
     async def _handle(self, payload: str) -> None:
         try:
@@ -282,8 +282,11 @@ class OpenCodeServeDriver:
             await self._handle_obj(obj, payload)
 
     async def _handle_obj(self, obj: dict[str, Any], raw: str = "") -> None:
+        await self._emit_all(self.mapper.feed(obj, raw))
+
+    async def _emit_all(self, events: list[TurnEvent]) -> None:
         assert self._emit is not None
-        for event in self.mapper.feed(obj, raw):
+        for event in events:
             if event.kind is EventKind.QUESTION and self.on_question is not None:
                 assert self._nursery is not None and event.question is not None
                 self._nursery.start_soon(self._ask, event.question)
@@ -385,7 +388,7 @@ class OpenCodeServeDriver:
         try:
             await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
         except AliceError:
-            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
+            self.mapper.withdraw(ref.turn_id)
             raise
         return ref
 
@@ -396,7 +399,7 @@ class OpenCodeServeDriver:
         return await self._prompt(request, started=False)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
-        self.mapper.interrupt_requested = True
+        self.mapper.request_interrupt()
         await self._post(f"/session/{self.mapper.session_id}/abort")
 
     async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:

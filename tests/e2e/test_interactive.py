@@ -12,6 +12,7 @@ import secrets
 import time
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import trio
 from cli_env import GEMINI_MODEL, CliSetup
@@ -187,3 +188,29 @@ class TestOpenCodeInteractive(InteractiveCases):
 
     def config(self, setup: CliSetup) -> CLIConfig:
         return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+    async def test_the_server_refuses_unauthenticated_clients(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """Issue 12.11: another local process cannot drive the spawned ``opencode serve``."""
+        setup = cli_setup(self.CLI)
+        async with self.open(setup) as session:
+            driver = session.driver
+            base = driver.base_url
+            assert base.startswith("http://127.0.0.1:")
+            async with httpx.AsyncClient(timeout=30) as client:
+                anonymous = await client.post(f"{base}/session", json={})
+                events = await client.get(f"{base}/event")
+                wrong = await client.post(f"{base}/session", json={}, auth=("opencode", "guess"))
+                ours = await client.get(f"{base}/session", auth=driver.secret.auth())
+            assert anonymous.status_code == 401, anonymous.text
+            assert events.status_code == 401
+            assert wrong.status_code == 401
+            assert ours.status_code == 200
+            await session.submit(self.request(setup, "say hello"))
+            seen: list[TurnEvent] = []
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            argv = " ".join(p.cmdline for p in run_processes(setup))
+            assert driver.secret.password not in argv
+        await assert_nothing_left(setup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,10 @@ def recorded_segments() -> tuple[list[dict], list[dict], list[dict], list[dict]]
 class FakeOpenCode:
     """Routes: POST /session, GET /event (SSE), POST prompt_async / abort, question reply/reject,
     GET /session/{id}/message, GET /session/status. ``on_prompt``/``on_abort``/``on_reply`` are
-    lists of event lists (one per call) published to the live subscribers before answering."""
+    lists of event lists (one per call) published to the live subscribers before answering.
+    With ``password`` set, like ``opencode serve`` with ``OPENCODE_SERVER_PASSWORD``: a request
+    without that basic auth (user ``opencode``) is answered 401. ``authorizations`` records
+    every request's ``Authorization`` header."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
@@ -45,7 +49,12 @@ class FakeOpenCode:
         self.status: dict[str, Any] = {}
         self.messages: list[dict] = []
         self.hook: Callable[[str, str], None] | None = None
+        self.password: str | None = None
+        self.authorizations: list[str] = []
         self.transport = httpx.MockTransport(self.handle)
+
+    def basic(self, password: str, user: str = "opencode") -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def publish(self, events: list[dict]) -> None:
         for e in events:
@@ -67,6 +76,11 @@ class FakeOpenCode:
         params = dict(request.url.params)
         body = json.loads(request.content) if request.content else None
         self.requests.append((request.method, path, params, body))
+        self.authorizations.append(request.headers.get("authorization", ""))
+        if self.password is not None and (
+            request.headers.get("authorization") != self.basic(self.password)
+        ):
+            return httpx.Response(401, text="Unauthorized")
         if self.hook:
             self.hook(request.method, path)
         if request.method == "GET" and path == "/event":

@@ -20,7 +20,7 @@ from fake_opencode import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alice_trio.errors import LineTooLongError
+from alice_trio.errors import AliceError, LineTooLongError
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.protocols.opencode_events import OpenCodeMapper
 from alice_trio.providers.base import Invocation, RunLimits
@@ -362,8 +362,12 @@ def test_sse_frame_limit_raises():
 
 
 SERVE = textwrap.dedent("""
-    import sys, time, os
-    print("Warning: OPENCODE_SERVER_PASSWORD is not set", flush=True)
+    import sys, time, os, json
+    with open(sys.argv[1] + ".env", "w") as f:
+        json.dump({"argv": sys.argv, "password": os.environ.get("OPENCODE_SERVER_PASSWORD"),
+                   "user": os.environ.get("OPENCODE_SERVER_USERNAME")}, f)
+    if not os.environ.get("OPENCODE_SERVER_PASSWORD"):
+        print("Warning: OPENCODE_SERVER_PASSWORD is not set", flush=True)
     print("opencode server listening on http://127.0.0.1:4096", flush=True)
     for i in range(40000):
         sys.stdout.write("log line %d padding padding padding padding padding\\n" % i)
@@ -410,3 +414,52 @@ async def test_serve_crash_mid_turn_is_an_error_with_stderr(tmp_path):
         got = await collect(s, {a.turn_id})
     assert got[-1].kind is EventKind.ERROR
     assert "exit status 3" in got[-1].error and "serve crashed" in got[-1].error
+
+
+async def test_issue_12_11_spawned_serve_gets_a_password_in_its_env_only(tmp_path):
+    fake = FakeOpenCode()
+    drv = serve_driver(fake, tmp_path, "stay")
+    other = serve_driver(FakeOpenCode(), tmp_path, "stay")
+    password = drv.secret.password
+    assert len(password) >= 32 and password != other.secret.password  # one per server
+    fake.password = password  # the fake answers 401 without it, like opencode serve
+    fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "ok") + idle()]
+    async with open_session("opencode", initial=req("x"), driver=drv) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+    assert got[-1].kind is EventKind.TURN_COMPLETED
+    seen = json.loads((tmp_path / "drained.env").read_text())
+    assert seen["password"] == password and seen["user"] == "opencode"
+    assert not any(password in arg for arg in seen["argv"])
+    # every request, the event subscription included, carried the credentials
+    assert {m for m, *_ in fake.requests} >= {"GET", "POST"}
+    assert set(fake.authorizations) == {fake.basic(password)}
+    for text in (repr(drv.secret), repr(drv.serve_invocation()), repr(drv.config)):
+        assert password not in text
+
+
+async def test_issue_12_11_a_wrong_password_is_a_typed_error_not_a_hang():
+    fake = FakeOpenCode()
+    fake.password = "the-real-one"
+    drv = driver_for(fake)  # attaches without credentials
+    with trio.fail_after(10), pytest.raises(AliceError) as info:
+        async with open_session("opencode", initial=req("x"), driver=drv):
+            pass
+    assert "401" in str(info.value) and "the-real-one" not in str(info.value)
+
+
+async def test_issue_12_11_attached_server_gets_the_configured_credentials():
+    fake = FakeOpenCode()
+    fake.password = "pw-from-env"
+    cfg = OpenCodeConfig(
+        server_url="http://oc.test/",
+        workspace_dir=WS,
+        env={"OPENCODE_SERVER_PASSWORD": "pw-from-env"},
+    )
+    drv = OpenCodeServeDriver(cfg, req("x"), transport=fake.transport, reconnect_delay=0.01)
+    fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "ok") + idle()]
+    async with open_session("opencode", initial=req("x"), driver=drv) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+    assert got[-1].kind is EventKind.TURN_COMPLETED
+    assert set(fake.authorizations) == {fake.basic("pw-from-env")}

@@ -6,6 +6,13 @@ takes the first ``http(s)://`` token of its stdout as the base URL and keeps dra
 for the life of the process (§13.16: a full pipe would block the server). The process group
 is killed on close (``serve`` ignores stdin EOF, so there is no graceful wait to pay, §13.12).
 
+Authentication: a spawned server gets a fresh random password per process
+(``secrets.token_urlsafe``) in ``OPENCODE_SERVER_PASSWORD`` — its environment only, never argv,
+never in a repr or an error — so no other local process can drive it (opencode answers 401
+without it). Every request and the event subscription send it as HTTP basic auth (user
+``opencode``). An attached server is sent the ``OPENCODE_SERVER_PASSWORD`` /
+``OPENCODE_SERVER_USERNAME`` of the config's or the request's env, when given.
+
 Session: ``POST /session`` (or the initial request's thread id), then ``GET /event`` —
 :meth:`run` reports the driver started only once that subscription answered, so no event of a
 prompt can be published before we listen (§13.16). Every call carries ``?directory=`` (the
@@ -26,10 +33,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
+import attrs
 import httpx
 import trio
 
@@ -52,9 +61,33 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .driver import Emit, SteerMode, TurnRef
 
-__all__ = ["OpenCodeServeDriver", "find_url", "open_driver", "prompt_body"]
+__all__ = ["OpenCodeServeDriver", "ServerSecret", "find_url", "open_driver", "prompt_body"]
 
 QuestionCallback = Callable[[TurnQuestion], Awaitable[Any] | Any]
+
+PASSWORD_ENV = "OPENCODE_SERVER_PASSWORD"
+USERNAME_ENV = "OPENCODE_SERVER_USERNAME"
+DEFAULT_USERNAME = "opencode"
+
+
+class ServerSecret:
+    """The basic-auth credentials of one ``opencode serve``; the password never shows in a repr."""
+
+    __slots__ = ("password", "username")
+
+    def __init__(self, password: str, username: str = DEFAULT_USERNAME) -> None:
+        self.username = username
+        self.password = password
+
+    @classmethod
+    def generate(cls) -> ServerSecret:
+        return cls(secrets.token_urlsafe(32))
+
+    def auth(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self.username, self.password)
+
+    def __repr__(self) -> str:
+        return f"ServerSecret(username={self.username!r}, password='***')"
 
 
 def find_url(line: str) -> str:
@@ -111,6 +144,7 @@ class OpenCodeServeDriver:
         self.max_frame_bytes = max_frame_bytes
         self.on_question = on_question
         self.base_url = config.server_url.strip().rstrip("/")
+        self.secret = self._attach_secret() if self.base_url else ServerSecret.generate()
         self.mapper = OpenCodeMapper(session_id=initial.thread_id)
         self._client: httpx.AsyncClient | None = None
         self._proc: AgentProcess | None = None
@@ -125,23 +159,41 @@ class OpenCodeServeDriver:
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
 
+    def _attach_secret(self) -> ServerSecret | None:
+        env = merge_env(self.config.env, self.initial.env)
+        password = env.get(PASSWORD_ENV, "")
+        if not password:
+            return None
+        return ServerSecret(password, env.get(USERNAME_ENV, "") or DEFAULT_USERNAME)
+
     # -- lifecycle --------------------------------------------------------------------------------
     def serve_invocation(self) -> Invocation:
-        if self.invocation is not None:
-            return self.invocation
-        command = self.config.command.strip() or "opencode"
-        cwd = self.directory or None
-        env = merge_env(self.config.env, self.initial.env)
-        env["PWD"] = os.path.abspath(cwd) if cwd else os.getcwd()
-        argv = (command, "serve", "--hostname", "127.0.0.1", "--port", "0", *self.config.extra_args)
-        return Invocation(argv=argv, env=env, cwd=cwd, limits=self.config.limits)
+        """The ``serve`` command; its env (only) carries this driver's password."""
+        invocation = self.invocation
+        if invocation is None:
+            command = self.config.command.strip() or "opencode"
+            cwd = self.directory or None
+            env = merge_env(self.config.env, self.initial.env)
+            env["PWD"] = os.path.abspath(cwd) if cwd else os.getcwd()
+            argv = (command, "serve", "--hostname", "127.0.0.1", "--port", "0")
+            invocation = Invocation(
+                argv=(*argv, *self.config.extra_args), env=env, cwd=cwd, limits=self.config.limits
+            )
+        if self.secret is None:
+            return invocation
+        env = dict(invocation.env)
+        env[PASSWORD_ENV] = self.secret.password
+        env[USERNAME_ENV] = self.secret.username
+        return attrs.evolve(invocation, env=env)
 
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
         self._emit = emit
         try:
             with single_exception(), self._scope:
                 async with httpx.AsyncClient(
-                    transport=self.transport, timeout=self.http_timeout
+                    transport=self.transport,
+                    timeout=self.http_timeout,
+                    auth=self.secret.auth() if self.secret is not None else None,
                 ) as client:
                     self._client = client
                     if self.base_url:
@@ -216,15 +268,14 @@ class OpenCodeServeDriver:
 
         while True:
             try:
-                async with aclosing(
-                    read_events(
-                        self._http(),
-                        f"{self.base_url}/event",
-                        params=self._params(),
-                        on_open=opened,
-                        max_frame_bytes=self.max_frame_bytes,
-                    )
-                ) as stream:
+                events = read_events(
+                    self._http(),
+                    f"{self.base_url}/event",
+                    params=self._params(),
+                    on_open=opened,
+                    max_frame_bytes=self.max_frame_bytes,
+                )
+                async with aclosing(cast("AsyncGenerator[str, None]", events)) as stream:
                     async for payload in stream:
                         await self._handle(payload)
             except (httpx.HTTPError, ProtocolError, LineTooLongError) as exc:
@@ -294,7 +345,7 @@ class OpenCodeServeDriver:
 
     async def _ask(self, question: TurnQuestion) -> None:
         assert self.on_question is not None
-        answer = self.on_question(question)
+        answer: Any = self.on_question(question)
         if hasattr(answer, "__await__"):
             answer = await answer
         try:

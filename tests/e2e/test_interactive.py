@@ -8,7 +8,6 @@ module does not exist yet is skipped at collection (conftest) with that reason.
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any, ClassVar
 
@@ -16,9 +15,15 @@ import httpx
 import pytest
 import trio
 from cli_env import GEMINI_MODEL, CliSetup
-from e2e_support import FakeServer, assert_nothing_left, run_processes, wait_until
+from e2e_support import (
+    FakeServer,
+    assert_nothing_left,
+    long_tool,
+    run_processes,
+    wait_for_tool,
+    wait_until,
+)
 from oneshot_cases import START_TIMEOUT, SetupFactory
-from procscan import live_processes
 
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import CLIConfig
@@ -116,22 +121,19 @@ class InteractiveCases:
         self, cli_setup: SetupFactory, fake_server: FakeServer
     ) -> None:
         setup = cli_setup(self.CLI)
-        sleeper = f"sleep 60.{secrets.randbelow(10**6):06d}"
+        tool = long_tool(setup, then="echo done")
         groups: set[int] = set()
         with trio.CancelScope() as scope:
             async with self.open(setup) as session:
-                await session.submit(self.request(setup, f"[[TOOL]][[CMD:{sleeper}; echo done]]"))
-                await wait_until(
-                    lambda: any(p.cmdline == sleeper for p in live_processes()),
-                    START_TIMEOUT,
-                    f"`{sleeper}` to start",
-                )
+                await session.submit(self.request(setup, f"[[TOOL]][[CMD:{tool.command}]]"))
+                await wait_for_tool(tool, fake_server, START_TIMEOUT)
                 groups = {p.pgid for p in run_processes(setup)}
                 scope.cancel()
                 await trio.sleep_forever()
         assert scope.cancelled_caught
         assert groups
-        await assert_nothing_left(setup, groups, cmd_token=sleeper)
+        await assert_nothing_left(setup, groups, cmd_token=tool.token)
+        assert not tool.running(), f"the tool (pid {tool.pid()}) survived the cancel"
 
 
 class TestCodexInteractive(InteractiveCases):

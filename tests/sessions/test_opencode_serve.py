@@ -463,3 +463,63 @@ async def test_issue_12_11_attached_server_gets_the_configured_credentials():
         got = await collect(s, {a.turn_id})
     assert got[-1].kind is EventKind.TURN_COMPLETED
     assert set(fake.authorizations) == {fake.basic("pw-from-env")}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_ids = st.sampled_from(["msg_u1", "msg_a1", "msg_u2", "", 7, None])
+_events = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            [
+                "message.updated",
+                "message.part.updated",
+                "session.idle",
+                "session.error",
+                "session.status",
+                "question.asked",
+                "other",
+            ]
+        ),
+        "properties": st.fixed_dictionaries(
+            {"sessionID": st.sampled_from([SID, "other", None])},
+            optional={
+                "info": st.fixed_dictionaries(
+                    {
+                        "id": _ids,
+                        "parentID": _ids,
+                        "role": st.sampled_from(["user", "assistant", 3]),
+                    },
+                    optional={"error": _json, "time": _json, "finish": _json, "tokens": _json},
+                ),
+                "part": st.fixed_dictionaries(
+                    {"messageID": _ids, "type": st.sampled_from(["text", "tool", "reasoning"])},
+                    optional={"text": _json, "time": _json, "state": _json, "id": _ids},
+                ),
+                "status": _json,
+                "error": _json,
+            },
+        ),
+    }
+)
+
+
+@given(st.lists(_events | _json, max_size=25), st.integers(0, 3))
+def test_mapper_never_raises_and_ends_each_turn_at_most_once(events, interrupt_at):
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "hi")
+    m.submit("t2", "there")
+    ended: list[str] = []
+    for i, e in enumerate(events):
+        if i == interrupt_at:
+            m.request_interrupt()
+        for out in m.feed(e) if isinstance(e, dict) else []:
+            if out.kind.terminal:
+                ended.append(out.turn_id)
+    ended += [e.turn_id for e in m.resync_idle() if e.kind.terminal]
+    assert sorted(ended) == sorted(set(ended)) and set(ended) <= {"t1", "t2"}

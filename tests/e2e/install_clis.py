@@ -359,6 +359,12 @@ def install_all(
     # 3. legacy kimi-cli 1.50.0 in a venv of python >= 3.12
     if "kimi_legacy" in only:
         venv = root / "kimi-legacy"
+        pinned_venv = install_dir() / "kimi-legacy"
+        same_pin = (pins / "requirements-kimi-legacy.txt").read_bytes() == (
+            PINS / "requirements-kimi-legacy.txt"
+        ).read_bytes()
+        if pins != PINS and same_pin and (pinned_venv / ".installed-ok").exists():
+            venv = pinned_venv  # --latest: legacy kimi stays pinned; reuse the pinned venv
         try:
             stamp = venv / ".installed-ok"
             if not stamp.exists():

@@ -152,10 +152,12 @@ async def assert_nothing_left(
 WAIT_SCRIPT = textwrap.dedent("""\
     import os, time
     # {token}: started by the agent CLI's shell tool for an e2e test; killed by the test
-    tmp = {pidfile!r} + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(os.getpid()))
-    os.replace(tmp, {pidfile!r})
+    try:  # a sandboxed tool may not write (the test then finds it by its command line)
+        with open({pidfile!r} + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace({pidfile!r} + ".tmp", {pidfile!r})
+    except OSError:
+        pass
     time.sleep(600)
 """)
 
@@ -165,7 +167,8 @@ class LongTool:
     """A long-running tool no CLI has a reason to refuse: a small Python script written into
     the workspace that records its pid and waits (a bare ``sleep N`` is refused by newer claude
     versions: "Blocked: standalone sleep"). ``command`` is what the model asks the CLI to run;
-    ``token`` is in the script's name, so its command line is findable."""
+    ``token`` is in the script's name: the running tool is found by its command line (a
+    sandboxed tool may run in its own pid namespace, or be unable to write its pid file)."""
 
     command: str
     token: str
@@ -177,16 +180,29 @@ class LongTool:
         except (OSError, ValueError):
             return None
 
+    def processes(self) -> list[procscan.ProcInfo]:
+        """The script's own process (``python3 <workspace>/<token>.py``; not the shell around
+        it, nor a CLI that has the prompt in its argv)."""
+
+        def is_script(cmdline: str) -> bool:
+            parts = cmdline.split()
+            return (
+                len(parts) == 2
+                and os.path.basename(parts[0]).startswith("python")
+                and parts[1].endswith(f"/{self.token}.py")
+            )
+
+        return [p for p in procscan.live_processes() if is_script(p.cmdline)]
+
     def running(self) -> bool:
-        pid = self.pid()
-        return pid is not None and any(p.pid == pid for p in procscan.live_processes())
+        return bool(self.processes())
 
 
 def long_tool(setup: cli_env.CliSetup, then: str = "") -> LongTool:
     """Write the wait script into ``setup``'s workspace; ``then`` is appended (``; then``)."""
     token = f"alice_wait_{secrets.token_hex(4)}"
     script = Path(setup.workspace) / f"{token}.py"
-    pidfile = Path(setup.root) / f"{token}.pid"
+    pidfile = Path(setup.workspace) / f".{token}.pid"
     script.write_text(WAIT_SCRIPT.format(token=token, pidfile=str(pidfile)))
     command = f"python3 {script}" + (f"; {then}" if then else "")
     return LongTool(command=command, token=token, pidfile=pidfile)

@@ -33,7 +33,8 @@ def recorded_segments() -> tuple[list[dict], list[dict], list[dict], list[dict]]
 
 class FakeOpenCode:
     """Routes: POST /session, GET /event (SSE), POST prompt_async / abort, question reply/reject,
-    GET /session/{id}/message, GET /session/status. ``on_prompt``/``on_abort``/``on_reply`` are
+    GET /session/{id}/message (``messages``), GET /session/{id}/message/{mid} (one of them),
+    GET /session/status. ``on_prompt``/``on_abort``/``on_reply`` are
     lists of event lists (one per call) published to the live subscribers before answering.
     With ``password`` set, like ``opencode serve`` with ``OPENCODE_SERVER_PASSWORD``: a request
     without that basic auth (user ``opencode``) is answered 401. ``authorizations`` records
@@ -111,6 +112,12 @@ class FakeOpenCode:
             return httpx.Response(200, json=True)
         if path.endswith("/message") and request.method == "GET":
             return httpx.Response(200, json=self.messages)
+        if "/message/" in path and request.method == "GET":
+            mid = path.rsplit("/", 1)[-1]
+            for message in self.messages:
+                if message.get("info", {}).get("id") == mid:
+                    return httpx.Response(200, json=message)
+            return httpx.Response(404, json={"name": "NotFoundError"})
         if path == "/session/status":
             return httpx.Response(200, json=self.status)
         return httpx.Response(404, text="no route")

@@ -130,6 +130,29 @@ async def test_late_events_of_an_aborted_turn_are_not_credited_to_the_next(late_
     assert [e.text for e in ed if e.kind is EventKind.ASSISTANT_TEXT] == ["fresh answer"]
 
 
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_completion_before_its_text_part_fetches_the_parts(stored):
+    """Seen on the real opencode under load: the assistant message's completion was published
+    before the final update of its text part — the reply must not be lost (nor, when the fetch
+    finds nothing, may the turn hang)."""
+    answer = assistant("msg_a1", "msg_u1", "the reply")
+    text_part, completion = answer[1], answer[2]
+    fake = FakeOpenCode()
+    fake.on_prompt = [[*user_msg("msg_u1", "hi"), answer[0], completion, text_part, *idle()]]
+    if stored:
+        info = completion["properties"]["info"]
+        fake.messages = [{"info": info, "parts": [text_part["properties"]["part"]]}]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+        with trio.move_on_after(0.2):
+            got.append(await s.events().receive())
+    texts = [e.text for e in got if e.kind is EventKind.ASSISTANT_TEXT]
+    assert texts == (["the reply"] if stored else [])
+    assert [e.kind for e in got if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+    assert ("GET", f"/session/{SID}/message/msg_a1") in [(m, p) for m, p, *_ in fake.requests]
+
+
 def test_an_interrupt_with_nothing_pending_does_not_mark_the_next_turn():
     m = OpenCodeMapper(session_id=SID)
     m.request_interrupt()  # raced with the end of the previous turn: nothing pending any more

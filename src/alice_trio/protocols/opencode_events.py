@@ -28,13 +28,16 @@ it after all — is retired instead of being bound to a later prompt.
 **Completion.** An assistant ``message.updated`` with ``time.completed`` and a ``finish`` other
 than ``tool-calls``/``unknown`` completes its submission (usage = the sum over the assistant
 messages of the turn, last tokens per message). ``info.error`` ends it (``MessageAbortedError``
-→ ``turn_interrupted``, else ``error``). ``session.idle`` ends the interrupted submissions (also
-unbound ones) as ``turn_interrupted`` and completes the active ones — also a tool-only turn or
-one whose ``message.updated`` was lost (an idle *before* a prompt's user message exists, or
-before the session worked on it, never completes that prompt). ``session.error`` with
-``MessageAbortedError`` ends the interrupted and the active submissions as interrupted; another
-``session.error`` fails the bound ones. After a reconnect :meth:`OpenCodeMapper.resync_idle`
-(the session is idle per ``/session/status``) ends every bound submission.
+→ ``turn_interrupted``, else ``error``); when no text of that message was seen yet, the driver
+first fetches its parts (:meth:`OpenCodeMapper.completes_without_text`: opencode may publish the
+completion before the text part's last update). ``session.idle`` ends the interrupted
+submissions (also unbound ones) as ``turn_interrupted`` and completes the active ones — also a
+tool-only turn or one whose ``message.updated`` was lost (an idle *before* a prompt's user
+message exists, or before the session worked on it, never completes that prompt).
+``session.error`` with ``MessageAbortedError`` ends the interrupted and the active submissions
+as interrupted; another ``session.error`` fails the bound ones. After a reconnect
+:meth:`OpenCodeMapper.resync_idle` (the session is idle per ``/session/status``) ends every
+bound submission.
 
 **Parts.** Text and reasoning parts are emitted once, when complete (``time.end`` or no
 ``time``); tool parts give ``tool_use`` once when the call starts and ``tool_result`` once when
@@ -129,6 +132,7 @@ class OpenCodeMapper:
         self._emitted: set[str] = set()  # keys of parts already reported
         self._completed_msgs: set[str] = set()
         self._retired_users: set[str] = set()  # user messages of finished submissions
+        self._texted: set[str] = set()  # assistant messages whose text was reported
         self._orphans: list[str] = []  # texts of submissions interrupted before binding
 
     def submit(self, turn_id: str, text: str) -> None:
@@ -237,6 +241,32 @@ class OpenCodeMapper:
         """The session is idle per a fresh ``/session/status`` (after a reconnect and the replay
         of its messages): end the interrupted submissions and complete every bound one."""
         return self._idle(raw, authoritative=True)
+
+    def completes_without_text(self, payload: Mapping[str, Any]) -> str:
+        """The id of the assistant message whose ``message.updated`` ``payload`` would complete a
+        turn although none of its text parts was reported yet, else "". Under load opencode can
+        publish the completion before the final update of the text part; the driver then fetches
+        the message's parts and feeds them first, so the reply is not lost."""
+        if as_str(payload.get("type")) != "message.updated":
+            return ""
+        props = _d(payload.get("properties"))
+        info = _d(props.get("info"))
+        msg_id = as_str(info.get("id"))
+        if (
+            not msg_id
+            or not self._ours(props.get("sessionID"), info.get("sessionID"))
+            or as_str(info.get("role")).lower() != "assistant"
+            or info.get("error") is not None
+            or "completed" not in _d(info.get("time"))
+            or as_str(info.get("finish")).lower() in _CONTINUE
+            or msg_id in self._completed_msgs
+            or msg_id in self._texted
+        ):
+            return ""
+        parent = as_str(info.get("parentID")) or self._parents.get(msg_id, "")
+        if parent in self._retired_users or not self.pending:
+            return ""
+        return msg_id
 
     # -- events ---------------------------------------------------------------------------------
     def feed(self, payload: Mapping[str, Any], raw: str = "") -> list[TurnEvent]:
@@ -352,6 +382,7 @@ class OpenCodeMapper:
             if part_id in self._emitted:
                 return []
             self._emitted.add(part_id)
+            self._texted.add(msg_id)
             sub = self._owner(msg_id)
             if sub is not None:
                 sub.reply = text

@@ -19,6 +19,8 @@ prompt can be published before we listen (§13.16). Every call carries ``?direct
 workspace) and an HTTP timeout (``http_timeout``; the event stream has none). If the event
 stream drops it is reopened; the session's messages and status are then fetched and replayed
 through the mapper (idempotent), so a turn whose terminal event fell into the gap still ends.
+A completion that arrives before any text of its message makes the driver fetch that message's
+parts first (``GET /session/{id}/message/{msg}``): under load opencode can publish them late.
 
 Turns: ``start_turn``/``steer_turn`` post ``prompt_async`` (steer mode ``native_enqueue``; each
 steer gets its own turn id) and the mapping in :mod:`alice_trio.protocols.opencode_events`
@@ -333,7 +335,27 @@ class OpenCodeServeDriver:
             await self._handle_obj(obj, payload)
 
     async def _handle_obj(self, obj: dict[str, Any], raw: str = "") -> None:
+        msg_id = self.mapper.completes_without_text(obj)
+        if msg_id:
+            await self._fetch_parts(msg_id)
         await self._emit_all(self.mapper.feed(obj, raw))
+
+    async def _fetch_parts(self, msg_id: str) -> None:
+        """Feed the stored parts of ``msg_id`` (its completion came before its text); a failed
+        fetch only loses what the event stream lost."""
+        sid = self.mapper.session_id
+        try:
+            message = await self._get(f"/session/{sid}/message/{msg_id}")
+        except (httpx.HTTPError, AliceError):
+            return
+        parts = message.get("parts") if isinstance(message, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            if isinstance(part, dict):
+                obj = {
+                    "type": "message.part.updated",
+                    "properties": {"sessionID": sid, "part": part},
+                }
+                await self._emit_all(self.mapper.feed(obj))
 
     async def _emit_all(self, events: list[TurnEvent]) -> None:
         assert self._emit is not None

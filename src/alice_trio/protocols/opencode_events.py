@@ -29,11 +29,12 @@ it after all — is retired instead of being bound to a later prompt.
 than ``tool-calls``/``unknown`` completes its submission (usage = the sum over the assistant
 messages of the turn, last tokens per message). ``info.error`` ends it (``MessageAbortedError``
 → ``turn_interrupted``, else ``error``); when no text of that message was seen yet, the driver
-first fetches its parts (:meth:`OpenCodeMapper.completes_without_text`: opencode may publish the
-completion before the text part's last update). ``session.idle`` ends the interrupted
-submissions (also unbound ones) as ``turn_interrupted`` and completes the active ones — also a
-tool-only turn or one whose ``message.updated`` was lost (an idle *before* a prompt's user
-message exists, or before the session worked on it, never completes that prompt).
+first fetches its parts (:meth:`OpenCodeMapper.completes_without_text`: under load opencode
+published an answer's first ``message.updated`` already completed, before any of its parts).
+``session.idle`` ends the interrupted submissions (also unbound ones) as ``turn_interrupted``
+and completes the active ones — also a tool-only turn or one whose ``message.updated`` was
+lost (an idle *before* a prompt's user message exists, or before the session worked on it,
+never completes that prompt).
 ``session.error`` with ``MessageAbortedError`` ends the interrupted and the active submissions
 as interrupted; another ``session.error`` fails the bound ones. After a reconnect
 :meth:`OpenCodeMapper.resync_idle` (the session is idle per ``/session/status``) ends every
@@ -244,9 +245,10 @@ class OpenCodeMapper:
 
     def completes_without_text(self, payload: Mapping[str, Any]) -> str:
         """The id of the assistant message whose ``message.updated`` ``payload`` would complete a
-        turn although none of its text parts was reported yet, else "". Under load opencode can
-        publish the completion before the final update of the text part; the driver then fetches
-        the message's parts and feeds them first, so the reply is not lost."""
+        turn although none of its text parts was reported yet, else "". Under load opencode
+        published an answer's first ``message.updated`` already completed, before any of its parts
+        (seen on 1.18.33); the driver then fetches the message's parts and feeds them first, so
+        the reply is not lost."""
         if as_str(payload.get("type")) != "message.updated":
             return ""
         props = _d(payload.get("properties"))

@@ -20,7 +20,7 @@ workspace) and an HTTP timeout (``http_timeout``; the event stream has none). If
 stream drops it is reopened; the session's messages and status are then fetched and replayed
 through the mapper (idempotent), so a turn whose terminal event fell into the gap still ends.
 A completion that arrives before any text of its message makes the driver fetch that message's
-parts first (``GET /session/{id}/message/{msg}``): under load opencode can publish them late.
+parts first (``GET /session/{id}/message/{msg}``): under load opencode publishes them late.
 
 Turns: ``start_turn``/``steer_turn`` post ``prompt_async`` (steer mode ``native_enqueue``; each
 steer gets its own turn id) and the mapping in :mod:`alice_trio.protocols.opencode_events`

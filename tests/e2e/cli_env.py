@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 MARKER_ENV = "ALICE_E2E_MARKER"
+LANE_ENV = "ALICE_TRIO_E2E_LANE"  # a prefix of every marker of one lane run
 FAKE_KEY = "sk-fake-not-a-secret"
 BASE_PATH = ["/usr/local/bin", "/usr/bin", "/bin"]
 CLIS = ("codex", "opencode", "claude", "gemini", "kimi", "kimi_legacy")
@@ -83,7 +84,8 @@ def build(
     home, tmp, work = root / "home", root / "tmp", root / "work"
     for d in (home, tmp, work):
         d.mkdir(parents=True, exist_ok=True)
-    marker = uuid.uuid4().hex
+    # the lane's id first (run_e2e.sh sets it): its final check then only looks at its own
+    marker = os.environ.get(LANE_ENV, "") + uuid.uuid4().hex
     base_url = f"http://127.0.0.1:{port}"
     env: dict[str, str] = {
         "HOME": str(home),

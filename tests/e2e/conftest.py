@@ -2,11 +2,17 @@
 
 The CLIs come from the manifest that ``install_clis.py`` writes (``$ALICE_TRIO_E2E_MANIFEST``
 overrides its path). A CLI missing from it skips its tests with the install's reason.
+
+With ``$ALICE_TRIO_E2E_RESULTS`` set, every test's outcome (and the CLI it drives) is written
+there as JSON at the end of the session; ``lane_report.py`` turns those files into the lane's
+summary (failures, flakes, the canary table).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,3 +105,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         elif item.name == "test_usage_is_reported" and getattr(cls, "PLAIN_USAGE", 0) is None:
             reason = f"{cli} reports no token usage in one-shot mode"
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+_RESULTS: dict[str, dict[str, str]] = {}
+
+
+def _cli_of(item: pytest.Item) -> str:
+    cli = getattr(getattr(item, "cls", None), "CLI", None)
+    if isinstance(cli, str):
+        return cli
+    name = item.path.stem.removeprefix("test_oneshot_") if hasattr(item, "path") else ""
+    return name if name in cli_env.CLIS else ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    entry = _RESULTS.setdefault(item.nodeid, {"cli": _cli_of(item), "outcome": "passed"})
+    if report.failed:
+        entry["outcome"] = "failed" if report.when == "call" else "error"
+    elif report.skipped and entry["outcome"] == "passed":
+        entry["outcome"] = "skipped"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get("ALICE_TRIO_E2E_RESULTS")
+    if path and _RESULTS:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(_RESULTS, f, indent=1)

@@ -14,6 +14,13 @@ hashes every pinned file in ``tests/e2e/clis/`` plus this script's ``LAYOUT_VERS
 A component that installed once is stamped (``<dir>/.installed-ok``) and reused. A failed component
 never fails the others; its reason lands in the manifest and is printed. Exit status is 0 unless
 ``--strict`` is given and something failed. Standard library only; runs on Python >= 3.8.
+
+``--latest`` (the canary lane) installs the newest published version of every npm CLI instead
+(``npm view <package> version``: codex, opencode, claude, gemini, Kimi Code — still run by the
+pinned Node 22) into ``<cache>/latest-<key>/`` beside the pinned folders, ``<key>`` hashing the
+versions it found; legacy kimi-cli stays pinned (its later PyPI releases are deprecation stubs).
+The generated pins are kept in that folder's ``pins/``; older ``latest-*`` folders are removed.
+``--print-manifest`` prints the manifest path of the chosen set (pinned or ``--latest``).
 """
 
 from __future__ import annotations
@@ -46,14 +53,17 @@ PIN_FILES = (
 )
 ALL_CLIS = ("codex", "opencode", "claude", "gemini", "kimi", "kimi_legacy")
 NPM_BINS = {"codex": "codex", "opencode": "opencode", "claude": "claude", "gemini": "gemini"}
+#: the package.json (relative to the pins) whose dependencies follow npm ``latest`` in --latest
+LATEST_FOLLOWS = ("package.json", "kimi-code/package.json")
 
 
-def pins_key() -> str:
+def pins_key(pins: Path = PINS) -> str:
     """Hash of the pinned files: a new pin means a new cache folder."""
     digest = hashlib.sha256(LAYOUT_VERSION.encode())
     for name in PIN_FILES:
+        path = pins / name
         digest.update(name.encode() + b"\0")
-        digest.update((PINS / name).read_bytes())
+        digest.update(path.read_bytes() if path.exists() else b"(none)")
     return digest.hexdigest()[:16]
 
 
@@ -71,6 +81,68 @@ def install_dir() -> Path:
 
 def manifest_path() -> Path:
     return install_dir() / "manifest.json"
+
+
+def latest_pointer() -> Path:
+    return cache_root() / "latest.json"
+
+
+def latest_manifest_path() -> Path | None:
+    """The manifest of the last ``--latest`` install, if any."""
+    try:
+        return Path(json.loads(latest_pointer().read_text())["manifest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def npm_latest(npm: str, package: str) -> str:
+    """The version npm's ``latest`` tag points at (one registry look-up)."""
+    try:
+        out = subprocess.run(
+            [npm, "view", f"{package}@latest", "version"],
+            capture_output=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env=npm_env(),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StepFailed(f"npm view {package} failed: {exc!r}") from None
+    version = out.stdout.decode(errors="replace").strip().splitlines()
+    if out.returncode != 0 or not version:
+        err = out.stderr.decode(errors="replace").strip()[-300:]
+        raise StepFailed(f"npm view {package} exited {out.returncode}: {err}")
+    return version[-1].strip().strip("'\"")
+
+
+def latest_pins(npm: str) -> tuple[Path, dict[str, str]]:
+    """Write a pin set with every followed dependency at npm's ``latest`` (no lock) into
+    ``<cache>/latest-<key>/pins``; returns that folder's parent and the versions found."""
+    versions: dict[str, str] = {}
+    staged = cache_root() / f".latest-staging-{os.getpid()}"
+    if staged.exists():
+        shutil.rmtree(staged)
+    shutil.copytree(PINS, staged)
+    try:
+        for name in LATEST_FOLLOWS:
+            spec = json.loads((staged / name).read_text())
+            for package in spec.get("dependencies", {}):
+                versions[package] = npm_latest(npm, package)
+                spec["dependencies"][package] = versions[package]
+            (staged / name).write_text(json.dumps(spec, indent=2) + "\n")
+            lock = (staged / name).with_name("package-lock.json")
+            if lock.exists():
+                lock.unlink()  # npm resolves the new versions (pinned lock: a stale tree)
+        root = cache_root() / f"latest-{pins_key(staged)}"
+        if not (root / "pins").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            staged.replace(root / "pins")
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged)
+    for old in cache_root().glob("latest-*"):
+        if old != root and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return root, versions
 
 
 def log(msg: str) -> None:
@@ -150,7 +222,8 @@ def npm_install(
         shutil.rmtree(component)
     component.mkdir(parents=True)
     for name in ("package.json", "package-lock.json"):
-        shutil.copy2(pins / name, component / name)
+        if (pins / name).exists():  # --latest pins have no lock
+            shutil.copy2(pins / name, component / name)
     # `npm install` on the copied lock, not `npm ci`: the lock lacks the other platforms' optional
     # packages when the registry has none (e.g. opencode-darwin-arm64) and `npm ci` refuses that.
     run(
@@ -192,9 +265,11 @@ def find_python312() -> str | None:
     return None
 
 
-def install_all(only: set[str], budget: float) -> dict[str, dict]:
+def install_all(
+    only: set[str], budget: float, root: Path | None = None, pins: Path = PINS
+) -> dict[str, dict]:
     deadline = time.monotonic() + budget
-    root = install_dir()
+    root = root or install_dir()
     logdir = root / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     clis: dict[str, dict] = {}
@@ -216,7 +291,7 @@ def install_all(only: set[str], budget: float) -> dict[str, dict]:
                 raise StepFailed("npm not found on PATH")
             npm_install(
                 root / "npm",
-                PINS,
+                pins,
                 env=npm_env(nodedir=node_headers),
                 timeout=remaining(),
                 logdir=logdir,
@@ -252,7 +327,7 @@ def install_all(only: set[str], budget: float) -> dict[str, dict]:
                 raise StepFailed("npm not found on PATH")
             npm_install(
                 root / "node22",
-                PINS / "node22",
+                pins / "node22",
                 env=npm_env(),
                 timeout=remaining(),
                 logdir=logdir,
@@ -262,7 +337,7 @@ def install_all(only: set[str], budget: float) -> dict[str, dict]:
             node22_bin = str(node22 / "bin")
             npm_install(
                 root / "kimi-code",
-                PINS / "kimi-code",
+                pins / "kimi-code",
                 env=npm_env([node22_bin], nodedir=str(node22)),
                 timeout=remaining(),
                 logdir=logdir,
@@ -284,6 +359,12 @@ def install_all(only: set[str], budget: float) -> dict[str, dict]:
     # 3. legacy kimi-cli 1.50.0 in a venv of python >= 3.12
     if "kimi_legacy" in only:
         venv = root / "kimi-legacy"
+        pinned_venv = install_dir() / "kimi-legacy"
+        same_pin = (pins / "requirements-kimi-legacy.txt").read_bytes() == (
+            PINS / "requirements-kimi-legacy.txt"
+        ).read_bytes()
+        if pins != PINS and same_pin and (pinned_venv / ".installed-ok").exists():
+            venv = pinned_venv  # --latest: legacy kimi stays pinned; reuse the pinned venv
         try:
             stamp = venv / ".installed-ok"
             if not stamp.exists():
@@ -310,7 +391,7 @@ def install_all(only: set[str], budget: float) -> dict[str, dict]:
                         "--disable-pip-version-check",
                         "-q",
                         "-r",
-                        str(PINS / "requirements-kimi-legacy.txt"),
+                        str(pins / "requirements-kimi-legacy.txt"),
                     ],
                     cwd=root,
                     timeout=remaining(),
@@ -342,30 +423,63 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any CLI failed")
     parser.add_argument("--print-dir", action="store_true", help="print the install dir and exit")
+    parser.add_argument(
+        "--latest", action="store_true", help="the canary set: npm's latest of every CLI"
+    )
+    parser.add_argument(
+        "--print-manifest", action="store_true", help="print the manifest path and exit"
+    )
     args = parser.parse_args(argv)
-    if args.print_dir:
-        print(install_dir())
+    if args.print_dir or args.print_manifest:
+        if args.latest:
+            found = latest_manifest_path()
+            print(found.parent if found and args.print_dir else found or "")
+        else:
+            print(install_dir() if args.print_dir else manifest_path())
         return 0
     only = {c.strip() for c in args.only.split(",") if c.strip()}
     unknown = only - set(ALL_CLIS)
     if unknown:
         parser.error(f"unknown CLIs: {sorted(unknown)}")
-    root = install_dir()
-    root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    pins, versions = PINS, {}
+    if args.latest:
+        npm = shutil.which("npm")
+        if not npm:
+            log("npm not found on PATH: no canary install")
+            return 1
+        cache_root().mkdir(parents=True, exist_ok=True)
+        with (cache_root() / ".latest-lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                root, versions = latest_pins(npm)
+            except StepFailed as exc:
+                log(f"could not resolve the latest versions: {exc}")
+                return 1
+        pins = root / "pins"
+        log("latest: " + ", ".join(f"{p} {v}" for p, v in sorted(versions.items())))
+    else:
+        root = install_dir()
+    root.mkdir(parents=True, exist_ok=True)
     log(f"installing into {root}")
     with (root / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once wait for each other
-        clis = install_all(only, args.budget)
+        clis = install_all(only, args.budget, root, pins)
         manifest = {
-            "key": pins_key(),
+            "key": pins_key(pins),
             "dir": str(root),
+            "channel": "latest" if args.latest else "pinned",
+            "npm_versions": versions,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "clis": clis,
         }
         tmp = root / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
         tmp.replace(root / "manifest.json")
+    if args.latest:
+        pointer = latest_pointer().with_suffix(".tmp")
+        pointer.write_text(json.dumps({"manifest": str(root / "manifest.json")}) + "\n")
+        pointer.replace(latest_pointer())
     failed = 0
     for cli in ALL_CLIS:
         if cli not in clis:

@@ -8,6 +8,7 @@ behind (by env marker, by process group and by the tool's command line).
 
 from __future__ import annotations
 
+import inspect
 import json
 import secrets
 import time
@@ -18,8 +19,14 @@ from typing import Any, ClassVar
 import pytest
 import trio
 from cli_env import CliSetup
-from e2e_support import FakeServer, assert_nothing_left, run_processes, wait_until
-from procscan import live_processes
+from e2e_support import (
+    FakeServer,
+    assert_nothing_left,
+    long_tool,
+    run_processes,
+    wait_for_tool,
+    wait_until,
+)
 
 from alice_trio.backend import OneShotBackend
 from alice_trio.errors import AgentError, AliceError
@@ -93,7 +100,8 @@ class OneShotCases:
     async def cancel_when(
         self, setup: CliSetup, text: str, ready: Callable[[], Any], what: str
     ) -> tuple[set[int], float]:
-        """Start a run, wait for ``ready()``, note the process groups of the run, cancel.
+        """Start a run, wait for ``ready()`` (a predicate, or an async function that returns
+        once ready and fails the test itself), note the process groups of the run, cancel.
         Returns the groups and the seconds from cancel to the run's full teardown."""
         groups: set[int] = set()
         outcome: dict[str, Any] = {}
@@ -105,7 +113,10 @@ class OneShotCases:
                     outcome["result"] = await self.backend(setup).run(self.request(setup, text))
 
             nursery.start_soon(runner)
-            await wait_until(ready, START_TIMEOUT, what)
+            if inspect.iscoroutinefunction(ready):
+                await ready()
+            else:
+                await wait_until(ready, START_TIMEOUT, what)
             groups = {p.pgid for p in run_processes(setup)}
             assert groups, "the run's processes were not found (env marker, cwd)"
             cancelled_at = time.monotonic()
@@ -238,19 +249,19 @@ class OneShotCases:
         await assert_nothing_left(setup, groups)
         assert took < CANCEL_BOUND
 
-    @pytest.mark.parametrize("shape", ["sleep", "sleep_then_echo"])
+    @pytest.mark.parametrize("shape", ["wait", "wait_then_echo"])
     async def test_cancel_mid_tool_leaves_nothing(
         self, cli_setup: SetupFactory, fake_server: FakeServer, shape: str
     ) -> None:
         setup = cli_setup(self.CLI)
-        sleeper = f"sleep 60.{secrets.randbelow(10**6):06d}"
-        command = sleeper if shape == "sleep" else f"{sleeper}; echo done"
+        tool = long_tool(setup, then="echo done" if shape == "wait_then_echo" else "")
 
-        def tool_running() -> bool:
-            return any(p.cmdline == sleeper for p in live_processes())
+        async def tool_running() -> None:
+            await wait_for_tool(tool, fake_server, START_TIMEOUT)
 
         groups, took = await self.cancel_when(
-            setup, f"[[TOOL]][[CMD:{command}]] run it", tool_running, f"`{sleeper}` to start"
+            setup, f"[[TOOL]][[CMD:{tool.command}]] run it", tool_running, "the tool to start"
         )
-        await assert_nothing_left(setup, groups, cmd_token=sleeper)
+        await assert_nothing_left(setup, groups, cmd_token=tool.token)
+        assert not tool.running(), f"the tool (pid {tool.pid()}) survived the cancel"
         assert took < CANCEL_BOUND

@@ -8,16 +8,22 @@ module does not exist yet is skipped at collection (conftest) with that reason.
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import trio
 from cli_env import GEMINI_MODEL, CliSetup
-from e2e_support import FakeServer, assert_nothing_left, run_processes, wait_until
+from e2e_support import (
+    FakeServer,
+    assert_nothing_left,
+    long_tool,
+    run_processes,
+    wait_for_tool,
+    wait_until,
+)
 from oneshot_cases import START_TIMEOUT, SetupFactory
-from procscan import live_processes
 
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import CLIConfig
@@ -115,22 +121,19 @@ class InteractiveCases:
         self, cli_setup: SetupFactory, fake_server: FakeServer
     ) -> None:
         setup = cli_setup(self.CLI)
-        sleeper = f"sleep 60.{secrets.randbelow(10**6):06d}"
+        tool = long_tool(setup, then="echo done")
         groups: set[int] = set()
         with trio.CancelScope() as scope:
             async with self.open(setup) as session:
-                await session.submit(self.request(setup, f"[[TOOL]][[CMD:{sleeper}; echo done]]"))
-                await wait_until(
-                    lambda: any(p.cmdline == sleeper for p in live_processes()),
-                    START_TIMEOUT,
-                    f"`{sleeper}` to start",
-                )
+                await session.submit(self.request(setup, f"[[TOOL]][[CMD:{tool.command}]]"))
+                await wait_for_tool(tool, fake_server, START_TIMEOUT)
                 groups = {p.pgid for p in run_processes(setup)}
                 scope.cancel()
                 await trio.sleep_forever()
         assert scope.cancelled_caught
         assert groups
-        await assert_nothing_left(setup, groups, cmd_token=sleeper)
+        await assert_nothing_left(setup, groups, cmd_token=tool.token)
+        assert not tool.running(), f"the tool (pid {tool.pid()}) survived the cancel"
 
 
 class TestCodexInteractive(InteractiveCases):
@@ -187,3 +190,29 @@ class TestOpenCodeInteractive(InteractiveCases):
 
     def config(self, setup: CliSetup) -> CLIConfig:
         return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+
+    async def test_the_server_refuses_unauthenticated_clients(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """Issue 12.11: another local process cannot drive the spawned ``opencode serve``."""
+        setup = cli_setup(self.CLI)
+        async with self.open(setup) as session:
+            driver = session.driver
+            base = driver.base_url
+            assert base.startswith("http://127.0.0.1:")
+            async with httpx.AsyncClient(timeout=30) as client:
+                anonymous = await client.post(f"{base}/session", json={})
+                events = await client.get(f"{base}/event")
+                wrong = await client.post(f"{base}/session", json={}, auth=("opencode", "guess"))
+                ours = await client.get(f"{base}/session", auth=driver.secret.auth())
+            assert anonymous.status_code == 401, anonymous.text
+            assert events.status_code == 401
+            assert wrong.status_code == 401
+            assert ours.status_code == 200
+            await session.submit(self.request(setup, "say hello"))
+            seen: list[TurnEvent] = []
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            argv = " ".join(p.cmdline for p in run_processes(setup))
+            assert driver.secret.password not in argv
+        await assert_nothing_left(setup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +33,12 @@ def recorded_segments() -> tuple[list[dict], list[dict], list[dict], list[dict]]
 
 class FakeOpenCode:
     """Routes: POST /session, GET /event (SSE), POST prompt_async / abort, question reply/reject,
-    GET /session/{id}/message, GET /session/status. ``on_prompt``/``on_abort``/``on_reply`` are
-    lists of event lists (one per call) published to the live subscribers before answering."""
+    GET /session/{id}/message (``messages``), GET /session/{id}/message/{mid} (one of them),
+    GET /session/status. ``on_prompt``/``on_abort``/``on_reply`` are
+    lists of event lists (one per call) published to the live subscribers before answering.
+    With ``password`` set, like ``opencode serve`` with ``OPENCODE_SERVER_PASSWORD``: a request
+    without that basic auth (user ``opencode``) is answered 401. ``authorizations`` records
+    every request's ``Authorization`` header."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
@@ -45,7 +50,12 @@ class FakeOpenCode:
         self.status: dict[str, Any] = {}
         self.messages: list[dict] = []
         self.hook: Callable[[str, str], None] | None = None
+        self.password: str | None = None
+        self.authorizations: list[str] = []
         self.transport = httpx.MockTransport(self.handle)
+
+    def basic(self, password: str, user: str = "opencode") -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def publish(self, events: list[dict]) -> None:
         for e in events:
@@ -67,6 +77,11 @@ class FakeOpenCode:
         params = dict(request.url.params)
         body = json.loads(request.content) if request.content else None
         self.requests.append((request.method, path, params, body))
+        self.authorizations.append(request.headers.get("authorization", ""))
+        if self.password is not None and (
+            request.headers.get("authorization") != self.basic(self.password)
+        ):
+            return httpx.Response(401, text="Unauthorized")
         if self.hook:
             self.hook(request.method, path)
         if request.method == "GET" and path == "/event":
@@ -97,6 +112,12 @@ class FakeOpenCode:
             return httpx.Response(200, json=True)
         if path.endswith("/message") and request.method == "GET":
             return httpx.Response(200, json=self.messages)
+        if "/message/" in path and request.method == "GET":
+            mid = path.rsplit("/", 1)[-1]
+            for message in self.messages:
+                if message.get("info", {}).get("id") == mid:
+                    return httpx.Response(200, json=message)
+            return httpx.Response(404, json={"name": "NotFoundError"})
         if path == "/session/status":
             return httpx.Response(200, json=self.status)
         return httpx.Response(404, text="no route")

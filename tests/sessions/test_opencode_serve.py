@@ -20,7 +20,7 @@ from fake_opencode import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alice_trio.errors import LineTooLongError
+from alice_trio.errors import AliceError, LineTooLongError
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.protocols.opencode_events import OpenCodeMapper
 from alice_trio.providers.base import Invocation, RunLimits
@@ -44,7 +44,7 @@ def driver_for(fake: FakeOpenCode, **kw) -> OpenCodeServeDriver:
 
 async def collect(session, turn_ids) -> list[TurnEvent]:
     out, left = [], set(turn_ids)
-    with trio.fail_after(5):
+    with trio.fail_after(60):  # a hang guard, not a timing check (loaded machines)
         async for ev in session.events():
             out.append(ev)
             if ev.kind.terminal:
@@ -86,6 +86,121 @@ async def test_recorded_session_three_turns_tool_usage_and_abort():
     usage_b = of(eb, b.turn_id, EventKind.TURN_COMPLETED)[0].usage
     assert usage_b.input_tokens == 2 * 234 and usage_b.output_tokens == 2 * 49  # summed
     assert ec[-1].kind is EventKind.TURN_INTERRUPTED and ec[-1].turn_id == c.turn_id
+
+
+def late_abort_split():
+    """The recorded aftermath of an abort cut where the real opencode may cut it: the first
+    copies of its end (session.error, idle) come at once, the aborted message's final text part,
+    its ``message.updated`` (MessageAbortedError) and a second idle come later — on the real CLI
+    sometimes after the next prompt's user message (issue 12.10)."""
+    *_, after_abort = recorded_segments()
+    first = after_abort[:3]
+    late = after_abort[3:] + after_abort[:1]  # + a late copy of the session.error
+    assert [e["type"] for e in first] == ["session.error", "session.status", "session.idle"]
+    assert any(
+        e["type"] == "message.updated" and e["properties"]["info"].get("error") for e in late
+    )
+    return first, late
+
+
+@pytest.mark.parametrize("late_at", ["before_user_message", "after_user_message"])
+async def test_late_events_of_an_aborted_turn_are_not_credited_to_the_next(late_at):
+    _, _, t3, _ = recorded_segments()
+    first, late = late_abort_split()
+    fresh = user_msg("msg_u4", "after the interrupt")
+    busy = {"type": "session.status", "properties": {"sessionID": SID, "status": {"type": "busy"}}}
+    answer = [busy, *assistant("msg_a4", "msg_u4", "fresh answer"), *idle()]
+    fake = FakeOpenCode()
+    fake.on_prompt = [
+        t3,
+        (late + fresh if late_at == "before_user_message" else fresh + late) + answer,
+    ]
+    fake.on_abort = [first]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        c = await s.submit(req("FAKE_STALL hold on"))
+        await s.interrupt()
+        ec = await collect(s, {c.turn_id})
+        d = await s.submit(req("after the interrupt"))
+        ed = await collect(s, {d.turn_id})
+        with trio.move_on_after(0.2):  # nothing more may come for either turn
+            ed.append(await s.events().receive())
+    assert [e.kind for e in ec if e.kind.terminal] == [EventKind.TURN_INTERRUPTED]
+    assert [e.kind for e in ed if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+    assert all(e.turn_id == d.turn_id for e in ed)
+    assert [e.text for e in ed if e.kind is EventKind.ASSISTANT_TEXT] == ["fresh answer"]
+
+
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_completion_before_its_text_part_fetches_the_parts(stored):
+    """Seen on the real opencode under load: the assistant message's completion was published
+    before the final update of its text part — the reply must not be lost (nor, when the fetch
+    finds nothing, may the turn hang)."""
+    answer = assistant("msg_a1", "msg_u1", "the reply")
+    text_part, completion = answer[1], answer[2]
+    fake = FakeOpenCode()
+    fake.on_prompt = [[*user_msg("msg_u1", "hi"), answer[0], completion, text_part, *idle()]]
+    if stored:
+        info = completion["properties"]["info"]
+        fake.messages = [{"info": info, "parts": [text_part["properties"]["part"]]}]
+    async with open_session("opencode", initial=req("x"), driver=driver_for(fake)) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+        with trio.move_on_after(0.2):
+            got.append(await s.events().receive())
+    texts = [e.text for e in got if e.kind is EventKind.ASSISTANT_TEXT]
+    assert texts == (["the reply"] if stored else [])
+    assert [e.kind for e in got if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+    assert ("GET", f"/session/{SID}/message/msg_a1") in [(m, p) for m, p, *_ in fake.requests]
+
+
+def test_an_interrupt_with_nothing_pending_does_not_mark_the_next_turn():
+    m = OpenCodeMapper(session_id=SID)
+    m.request_interrupt()  # raced with the end of the previous turn: nothing pending any more
+    m.submit("t1", "hi")
+    out = []
+    for e in user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", finish="tool-calls"):
+        out += m.feed(e)
+    out += m.feed(idle()[0])
+    assert [(e.kind, e.turn_id) for e in out if e.kind.terminal] == [
+        (EventKind.TURN_COMPLETED, "t1")
+    ]
+
+
+def test_a_prompt_interrupted_before_its_user_message_keeps_its_late_answer():
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "one")
+    m.request_interrupt()
+    out = m.feed(idle()[0])  # aborted before opencode created the user message
+    assert [(e.kind, e.turn_id) for e in out] == [(EventKind.TURN_INTERRUPTED, "t1")]
+    m.submit("t2", "two")
+    out = []
+    # opencode creates the first prompt's message after all and answers it, then the second
+    for e in (
+        user_msg("msg_u1", "one")
+        + assistant("msg_a1", "msg_u1", "answer one")
+        + user_msg("msg_u2", "two")
+        + assistant("msg_a2", "msg_u2", "answer two")
+        + idle()
+    ):
+        out += m.feed(e)
+    assert {e.turn_id for e in out} == {"t2"}
+    assert [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT] == ["answer two"]
+    assert [e.kind for e in out if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+
+
+def test_an_idle_before_the_session_worked_on_a_bound_prompt_does_not_complete_it():
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "hi")
+    out = []
+    for e in user_msg("msg_u1", "hi") + idle():  # a late idle of an earlier turn
+        out += m.feed(e)
+    assert not [e for e in out if e.kind.terminal]
+    for e in assistant("msg_a1", "msg_u1", "yes") + idle():
+        out += m.feed(e)
+    assert [(e.kind, e.text) for e in out if e.kind is not EventKind.USER_TEXT] == [
+        (EventKind.ASSISTANT_TEXT, "yes"),
+        (EventKind.TURN_COMPLETED, ""),
+    ]
 
 
 async def test_defect_16_subscription_is_live_before_the_first_prompt():
@@ -270,8 +385,12 @@ def test_sse_frame_limit_raises():
 
 
 SERVE = textwrap.dedent("""
-    import sys, time, os
-    print("Warning: OPENCODE_SERVER_PASSWORD is not set", flush=True)
+    import sys, time, os, json
+    with open(sys.argv[1] + ".env", "w") as f:
+        json.dump({"argv": sys.argv, "password": os.environ.get("OPENCODE_SERVER_PASSWORD"),
+                   "user": os.environ.get("OPENCODE_SERVER_USERNAME")}, f)
+    if not os.environ.get("OPENCODE_SERVER_PASSWORD"):
+        print("Warning: OPENCODE_SERVER_PASSWORD is not set", flush=True)
     print("opencode server listening on http://127.0.0.1:4096", flush=True)
     for i in range(40000):
         sys.stdout.write("log line %d padding padding padding padding padding\\n" % i)
@@ -300,7 +419,7 @@ async def test_spawned_serve_url_is_read_and_stdout_kept_drained(tmp_path):
     drv = serve_driver(fake, tmp_path, "stay")
     async with open_session("opencode", initial=req("x"), driver=drv):
         assert drv.base_url == "http://127.0.0.1:4096"
-        with trio.fail_after(10):
+        with trio.fail_after(60):
             while not (tmp_path / "drained").exists():  # noqa: ASYNC110
                 await trio.sleep(0.02)
         pid = drv._proc.pid
@@ -318,3 +437,112 @@ async def test_serve_crash_mid_turn_is_an_error_with_stderr(tmp_path):
         got = await collect(s, {a.turn_id})
     assert got[-1].kind is EventKind.ERROR
     assert "exit status 3" in got[-1].error and "serve crashed" in got[-1].error
+
+
+async def test_issue_12_11_spawned_serve_gets_a_password_in_its_env_only(tmp_path):
+    fake = FakeOpenCode()
+    drv = serve_driver(fake, tmp_path, "stay")
+    other = serve_driver(FakeOpenCode(), tmp_path, "stay")
+    password = drv.secret.password
+    assert len(password) >= 32 and password != other.secret.password  # one per server
+    fake.password = password  # the fake answers 401 without it, like opencode serve
+    fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "ok") + idle()]
+    async with open_session("opencode", initial=req("x"), driver=drv) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+    assert got[-1].kind is EventKind.TURN_COMPLETED
+    seen = json.loads((tmp_path / "drained.env").read_text())
+    assert seen["password"] == password and seen["user"] == "opencode"
+    assert not any(password in arg for arg in seen["argv"])
+    # every request, the event subscription included, carried the credentials
+    assert {m for m, *_ in fake.requests} >= {"GET", "POST"}
+    assert set(fake.authorizations) == {fake.basic(password)}
+    for text in (repr(drv.secret), repr(drv.serve_invocation()), repr(drv.config)):
+        assert password not in text
+
+
+async def test_issue_12_11_a_wrong_password_is_a_typed_error_not_a_hang():
+    fake = FakeOpenCode()
+    fake.password = "the-real-one"
+    drv = driver_for(fake)  # attaches without credentials
+    with trio.fail_after(60), pytest.raises(AliceError) as info:
+        async with open_session("opencode", initial=req("x"), driver=drv):
+            pass
+    assert "401" in str(info.value) and "the-real-one" not in str(info.value)
+
+
+async def test_issue_12_11_attached_server_gets_the_configured_credentials():
+    fake = FakeOpenCode()
+    fake.password = "pw-from-env"
+    cfg = OpenCodeConfig(
+        server_url="http://oc.test/",
+        workspace_dir=WS,
+        env={"OPENCODE_SERVER_PASSWORD": "pw-from-env"},
+    )
+    drv = OpenCodeServeDriver(cfg, req("x"), transport=fake.transport, reconnect_delay=0.01)
+    fake.on_prompt = [user_msg("msg_u1", "hi") + assistant("msg_a1", "msg_u1", "ok") + idle()]
+    async with open_session("opencode", initial=req("x"), driver=drv) as s:
+        a = await s.submit(req("hi"))
+        got = await collect(s, {a.turn_id})
+    assert got[-1].kind is EventKind.TURN_COMPLETED
+    assert set(fake.authorizations) == {fake.basic("pw-from-env")}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_ids = st.sampled_from(["msg_u1", "msg_a1", "msg_u2", "", 7, None])
+_events = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            [
+                "message.updated",
+                "message.part.updated",
+                "session.idle",
+                "session.error",
+                "session.status",
+                "question.asked",
+                "other",
+            ]
+        ),
+        "properties": st.fixed_dictionaries(
+            {"sessionID": st.sampled_from([SID, "other", None])},
+            optional={
+                "info": st.fixed_dictionaries(
+                    {
+                        "id": _ids,
+                        "parentID": _ids,
+                        "role": st.sampled_from(["user", "assistant", 3]),
+                    },
+                    optional={"error": _json, "time": _json, "finish": _json, "tokens": _json},
+                ),
+                "part": st.fixed_dictionaries(
+                    {"messageID": _ids, "type": st.sampled_from(["text", "tool", "reasoning"])},
+                    optional={"text": _json, "time": _json, "state": _json, "id": _ids},
+                ),
+                "status": _json,
+                "error": _json,
+            },
+        ),
+    }
+)
+
+
+@given(st.lists(_events | _json, max_size=25), st.integers(0, 3))
+def test_mapper_never_raises_and_ends_each_turn_at_most_once(events, interrupt_at):
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "hi")
+    m.submit("t2", "there")
+    ended: list[str] = []
+    for i, e in enumerate(events):
+        if i == interrupt_at:
+            m.request_interrupt()
+        for out in m.feed(e) if isinstance(e, dict) else []:
+            if out.kind.terminal:
+                ended.append(out.turn_id)
+    ended += [e.turn_id for e in m.resync_idle() if e.kind.terminal]
+    assert sorted(ended) == sorted(set(ended)) and set(ended) <= {"t1", "t2"}

@@ -19,6 +19,13 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   ``reasoning`` likewise; ``tool_call`` and status changes of ``tool_call_update`` →
   ``tool_use``; ``user_message_chunk`` → ``user_text``; ``usage_update`` → ``usage``; plan,
   commands, mode and session-info updates → nothing; an unknown kind → ``unknown``.
+* Late updates: ACP updates carry no turn id, so an update that arrives after the prompt's
+  response (a cancelled turn's agent may still report a tool ending) belongs to the finished
+  turn and is dropped until the next :meth:`AcpUpdateMapper.begin`; after it, a
+  ``tool_call_update`` of a call started in an earlier turn, or a chunk whose ``messageId`` was
+  seen in an earlier turn, is dropped too — never credited to the new turn. A ``usage_update``
+  after the response (kimi sends one there) is reported under the finished turn's id and does
+  not become the next turn's usage.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -173,10 +180,22 @@ class AcpUpdateMapper:
         self._thought_raw = ""
         self._tools: dict[str, dict[str, str]] = {}
         self._context_usage: Usage | None = None
+        self._ended = False  # the current turn got its terminal event
+        self._turn_of: dict[str, str] = {}  # tool call / message id -> turn that started it
+        self.dropped = 0  # late updates of finished turns
 
     def begin(self, turn_id: str) -> None:
         self.turn_id = turn_id
         self._context_usage = None
+        self._ended = False
+
+    def _late(self, key: str) -> bool:
+        """Whether an update keyed ``key`` (tool call or message id) belongs to a finished turn;
+        a new key is recorded as the current turn's."""
+        if not key:
+            return False
+        owner = self._turn_of.setdefault(key, self.turn_id)
+        return owner != self.turn_id
 
     def _event(self, kind: EventKind, raw: str, **kw: Any) -> TurnEvent:
         return TurnEvent(kind=kind, thread_id=self.session_id, turn_id=self.turn_id, raw=raw,
@@ -203,6 +222,13 @@ class AcpUpdateMapper:
             self.replayed += 1
             return []
         kind = as_str(update.get("sessionUpdate"))
+        if self.turn_id and kind not in _QUIET and kind != "usage_update":
+            key = as_str(update.get("toolCallId")) if kind.startswith("tool_call") else ""
+            if kind in ("agent_message_chunk", "agent_thought_chunk") and update.get("messageId"):
+                key = f"message:{as_str(update.get('messageId'))}"
+            if self._ended or self._late(key):
+                self.dropped += 1
+                return []
         if kind == "agent_message_chunk":
             msg_id = update.get("messageId")
             out = []
@@ -225,10 +251,14 @@ class AcpUpdateMapper:
         if kind in ("tool_call", "tool_call_update"):
             return out + self._tool(update, raw, new=kind == "tool_call")
         if kind == "usage_update":
+            # kimi sends it just after the prompt's response: then it is the finished turn's
+            # (reported under its id) and never the next turn's terminal usage
             used, size = as_int(update.get("used")), as_int(update.get("size"))
-            self._context_usage = Usage(input_tokens=used)
+            usage = Usage(input_tokens=used)
+            if not self._ended:
+                self._context_usage = usage
             text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
-            return [*out, self._event(EventKind.USAGE, raw, text=text, usage=self._context_usage)]
+            return [*out, self._event(EventKind.USAGE, raw, text=text, usage=usage)]
         return [*out, self._event(EventKind.UNKNOWN, raw, text=f"ACP update {kind!r}")]
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
@@ -260,6 +290,7 @@ class AcpUpdateMapper:
     def finish(self, result: Any, raw: str = "") -> list[TurnEvent]:
         """The prompt's response: flush, then the terminal event of the current turn."""
         out = self.flush()
+        self._ended = True
         stop = as_str(result.get("stopReason")) if isinstance(result, Mapping) else ""
         usage = result_usage(result) or self._context_usage
         if stop == "cancelled":

@@ -19,6 +19,11 @@ JSON-RPC 2.0 over stdio with **string** ids (kimi-cli validates ``id: str``), wi
   answers}`` (or a JSON-RPC error, which kimi reads as "dismissed"); ``HookRequest`` → allow;
   ``ToolCallRequest`` → a tool error (we register no external tools).
 
+Late events: ``event`` notifications carry no turn id, so one that arrives after the prompt's
+response belongs to the finished turn and is dropped until the next :meth:`KimiWireMapper.begin`;
+after it, a ``ToolResult`` of a call made in an earlier turn is dropped too — never credited to
+the new turn.
+
 The session id: kimi-cli reports it only on stderr at exit, so the driver picks it: a new
 session is started with ``--session <fresh uuid4>`` (kimi-cli 1.50 creates a missing session
 under the given id), never a placeholder.
@@ -100,10 +105,14 @@ class KimiWireMapper:
         self._think: list[str] = []
         self._think_raw = ""
         self._tools: dict[str, str] = {}
+        self._tool_turn: dict[str, str] = {}  # tool call id -> turn that made the call
+        self._ended = False  # the current turn got its terminal event
+        self.dropped = 0  # late events of finished turns
 
     def begin(self, turn_id: str) -> None:
         self.turn_id = turn_id
         self.usage = Usage()
+        self._ended = False
 
     def _event(self, kind: EventKind, raw: str, **kw: Any) -> TurnEvent:
         return TurnEvent(kind=kind, thread_id=self.session_id, turn_id=self.turn_id, raw=raw,
@@ -126,6 +135,13 @@ class KimiWireMapper:
         etype = as_str(params.get("type"))
         payload = params.get("payload")
         payload = payload if isinstance(payload, Mapping) else {}
+        late = self._ended and bool(self.turn_id)
+        if etype == "ToolResult":
+            call = as_str(payload.get("tool_call_id"))
+            late = late or self._tool_turn.pop(call, self.turn_id) != self.turn_id
+        if late:
+            self.dropped += 1
+            return []
         if etype == "ContentPart":
             ptype = as_str(payload.get("type"))
             if ptype == "think":
@@ -154,6 +170,7 @@ class KimiWireMapper:
             name = as_str(fn.get("name")) if isinstance(fn, Mapping) else ""
             name = name or as_str(payload.get("name"))
             self._tools[as_str(payload.get("id"))] = name
+            self._tool_turn[as_str(payload.get("id"))] = self.turn_id
             return [*out, self._event(EventKind.TOOL_USE, raw, text=f"ToolCall {name}".strip())]
         if etype == "ToolResult":
             name = self._tools.pop(as_str(payload.get("tool_call_id")), "")
@@ -183,6 +200,7 @@ class KimiWireMapper:
     def finish(self, result: Any, raw: str = "") -> list[TurnEvent]:
         """The ``prompt`` response: flush, then the terminal event of the current turn."""
         out = self.flush()
+        self._ended = True
         status = as_str(result.get("status")) if isinstance(result, Mapping) else ""
         usage = self.usage
         if status == "cancelled":

@@ -3,21 +3,42 @@
 The payload of each SSE event is ``{"type": …, "properties": {…}}``; only events of our
 session (``sessionID`` of the properties, the message info or the part) count.
 
-**Attribution.** Each ``prompt_async`` is a *submission* with a turn id. opencode creates one
-user message per prompt (``message.updated`` role ``user`` + its text part, possibly *after* the
-POST returned); the text binds that message id to the oldest unbound submission with the same
-text (else the oldest unbound one). Assistant messages carry ``parentID`` = the user message
-they answer, so their parts belong to that submission. A prompt sent while the session is busy
-may be answered together with the one before it (opencode answers the latest user message):
-completing a submission completes every earlier bound one too, each getting the final reply.
+**Attribution, by the messages' own ids.** Each ``prompt_async`` is a *submission* with a turn
+id. opencode creates one user message per prompt (``message.updated`` role ``user`` + its text
+part, possibly *after* the POST returned); the text binds that message id to the oldest unbound
+submission with the same text (else the oldest unbound one). Assistant messages carry
+``parentID`` = the user message they answer, and parts carry their ``messageID``, so they belong
+to that submission. A prompt sent while the session is busy may be answered together with the
+one before it (opencode answers the latest user message): completing a submission completes
+every earlier bound one too, each getting the final reply.
+
+**Late events of a finished turn are never credited to a later one.** When a submission ends,
+its user message id is *retired*: an assistant message answering it, the parts of such a
+message and a re-published copy of the user message are dropped from then on. opencode sends
+the end of an aborted turn more than once and out of order (its ``session.idle`` first, then
+``session.error``/``message.updated`` with ``MessageAbortedError``, then another idle), and those
+late copies can arrive after the next prompt's user message. So the events that carry no
+message id (``session.idle``, ``session.error``) only end submissions the session is known to
+have worked on (*active*: an assistant message answered it, or ``session.status`` ``busy`` came
+after it was bound) or that were asked to stop (an interrupt marks the submissions pending at
+that moment; a later prompt is never taken as interrupted). A submission interrupted before its
+user message existed is remembered by its text, and that user message — when opencode creates
+it after all — is retired instead of being bound to a later prompt.
 
 **Completion.** An assistant ``message.updated`` with ``time.completed`` and a ``finish`` other
 than ``tool-calls``/``unknown`` completes its submission (usage = the sum over the assistant
 messages of the turn, last tokens per message). ``info.error`` ends it (``MessageAbortedError``
-→ ``turn_interrupted``, else ``error``); so does ``session.error``. ``session.idle`` completes
-every bound submission — also a tool-only turn or one whose ``message.updated`` was lost —
-and, after an interrupt, the unbound ones as well (an idle *before* a prompt's user message
-exists never completes that prompt).
+→ ``turn_interrupted``, else ``error``); when no text of that message was seen yet, the driver
+first fetches its parts (:meth:`OpenCodeMapper.completes_without_text`: under load opencode
+published an answer's first ``message.updated`` already completed, before any of its parts).
+``session.idle`` ends the interrupted submissions (also unbound ones) as ``turn_interrupted``
+and completes the active ones — also a tool-only turn or one whose ``message.updated`` was
+lost (an idle *before* a prompt's user message exists, or before the session worked on it,
+never completes that prompt).
+``session.error`` with ``MessageAbortedError`` ends the interrupted and the active submissions
+as interrupted; another ``session.error`` fails the bound ones. After a reconnect
+:meth:`OpenCodeMapper.resync_idle` (the session is idle per ``/session/status``) ends every
+bound submission.
 
 **Parts.** Text and reasoning parts are emitted once, when complete (``time.end`` or no
 ``time``); tool parts give ``tool_use`` once when the call starts and ``tool_result`` once when
@@ -55,6 +76,10 @@ class OcSubmission:
     user_msg: str = ""
     reply: str = ""
     usage: dict[str, Usage] = attrs.Factory(dict)
+    #: the session worked on it (an assistant message answers it, or busy after binding)
+    active: bool = False
+    #: an interrupt was asked while it was pending
+    interrupted: bool = False
 
 
 def parse_question(props: Mapping[str, Any]) -> TurnQuestion | None:
@@ -104,14 +129,29 @@ class OpenCodeMapper:
     def __init__(self, *, session_id: str = "") -> None:
         self.session_id = session_id
         self.pending: list[OcSubmission] = []
-        self.interrupt_requested = False
         self._roles: dict[str, str] = {}
         self._parents: dict[str, str] = {}  # assistant message id -> user message id
         self._emitted: set[str] = set()  # keys of parts already reported
         self._completed_msgs: set[str] = set()
+        self._retired_users: set[str] = set()  # user messages of finished submissions
+        self._texted: set[str] = set()  # assistant messages whose text was reported
+        self._orphans: list[str] = []  # texts of submissions interrupted before binding
 
     def submit(self, turn_id: str, text: str) -> None:
         self.pending.append(OcSubmission(turn_id=turn_id, text=text.strip()))
+
+    def withdraw(self, turn_id: str) -> None:
+        """Forget a submission whose prompt was not accepted."""
+        self.pending = [s for s in self.pending if s.turn_id != turn_id]
+
+    def request_interrupt(self) -> None:
+        """Mark the submissions pending now as asked to stop (later ones are not)."""
+        for sub in self.pending:
+            sub.interrupted = True
+
+    @property
+    def interrupt_requested(self) -> bool:
+        return any(s.interrupted for s in self.pending)
 
     # -- helpers --------------------------------------------------------------------------------
     def _ours(self, *candidates: Any) -> bool:
@@ -127,9 +167,17 @@ class OpenCodeMapper:
                 return sub
         return None
 
+    def _retired(self, msg_id: str) -> bool:
+        """Whether ``msg_id`` is (or answers) the user message of a finished submission."""
+        return bool(msg_id) and (
+            msg_id in self._retired_users or self._parents.get(msg_id, "") in self._retired_users
+        )
+
     def _owner(self, msg_id: str) -> OcSubmission | None:
         parent = self._parents.get(msg_id, "")
         if parent:
+            if parent in self._retired_users:
+                return None
             sub = self._sub_for_user(parent)
             if sub is not None:
                 return sub
@@ -146,27 +194,25 @@ class OpenCodeMapper:
             **kw,
         )
 
-    def _finish(
-        self,
-        upto: OcSubmission | None,
-        kind: EventKind,
-        raw: str,
-        *,
-        error: str = "",
-        include_unbound: bool = False,
-    ) -> list[TurnEvent]:
-        """End ``upto`` and every earlier bound submission (all bound ones when None)."""
+    def _upto(self, sub: OcSubmission) -> list[OcSubmission]:
+        """``sub`` and every bound submission before it (answered together, see module)."""
         done: list[OcSubmission] = []
-        for sub in self.pending:
-            if sub.user_msg or include_unbound:
-                done.append(sub)
-            if sub is upto:
+        for s in self.pending:
+            if s is sub:
                 break
-        if upto is not None and upto not in done:
-            done.append(upto)
+            if s.user_msg:
+                done.append(s)
+        return [*done, sub]
+
+    def _close(
+        self, done: list[OcSubmission], kind: EventKind, raw: str, *, error: str = ""
+    ) -> list[TurnEvent]:
+        """End the submissions ``done`` (pending order; the last one owns usage and reply)."""
         if not done:
             return []
-        owner = upto if upto is not None else done[-1]
+        ids = {id(s) for s in done}
+        done = [s for s in self.pending if id(s) in ids]
+        owner = done[-1]
         total = Usage()
         for sub in done:
             for u in sub.usage.values():
@@ -177,11 +223,53 @@ class OpenCodeMapper:
             if kind is EventKind.TURN_COMPLETED and sub is not owner and owner.reply:
                 out.append(self._event(EventKind.ASSISTANT_TEXT, sub, raw, text=owner.reply))
             out.append(self._event(kind, sub, raw, usage=usage, error=error))
-        finished = {id(s) for s in done}
-        self.pending = [s for s in self.pending if id(s) not in finished]
-        if not self.pending:
-            self.interrupt_requested = False
+            if sub.user_msg:
+                self._retired_users.add(sub.user_msg)
+            elif sub.interrupted:
+                self._orphans.append(sub.text)
+        self.pending = [s for s in self.pending if id(s) not in ids]
         return out
+
+    def _idle(self, raw: str, *, authoritative: bool) -> list[TurnEvent]:
+        out = self._close(
+            [s for s in self.pending if s.interrupted], EventKind.TURN_INTERRUPTED, raw
+        )
+        active = [s for s in self.pending if s.user_msg and (s.active or authoritative)]
+        if active:
+            out += self._close(self._upto(active[-1]), EventKind.TURN_COMPLETED, raw)
+        return out
+
+    def resync_idle(self, raw: str = "") -> list[TurnEvent]:
+        """The session is idle per a fresh ``/session/status`` (after a reconnect and the replay
+        of its messages): end the interrupted submissions and complete every bound one."""
+        return self._idle(raw, authoritative=True)
+
+    def completes_without_text(self, payload: Mapping[str, Any]) -> str:
+        """The id of the assistant message whose ``message.updated`` ``payload`` would complete a
+        turn although none of its text parts was reported yet, else "". Under load opencode
+        published an answer's first ``message.updated`` already completed, before any of its parts
+        (seen on 1.18.33); the driver then fetches the message's parts and feeds them first, so
+        the reply is not lost."""
+        if as_str(payload.get("type")) != "message.updated":
+            return ""
+        props = _d(payload.get("properties"))
+        info = _d(props.get("info"))
+        msg_id = as_str(info.get("id"))
+        if (
+            not msg_id
+            or not self._ours(props.get("sessionID"), info.get("sessionID"))
+            or as_str(info.get("role")).lower() != "assistant"
+            or info.get("error") is not None
+            or "completed" not in _d(info.get("time"))
+            or as_str(info.get("finish")).lower() in _CONTINUE
+            or msg_id in self._completed_msgs
+            or msg_id in self._texted
+        ):
+            return ""
+        parent = as_str(info.get("parentID")) or self._parents.get(msg_id, "")
+        if parent in self._retired_users or not self.pending:
+            return ""
+        return msg_id
 
     # -- events ---------------------------------------------------------------------------------
     def feed(self, payload: Mapping[str, Any], raw: str = "") -> list[TurnEvent]:
@@ -193,25 +281,31 @@ class OpenCodeMapper:
             return self._message(props, raw)
         if kind == "message.part.updated":
             return self._part(props, raw)
+        if kind == "session.status":
+            if self._ours(props.get("sessionID")):
+                if as_str(_d(props.get("status")).get("type")) == "busy":
+                    for sub in self.pending:
+                        sub.active = sub.active or bool(sub.user_msg)
+            return []
         if kind == "session.idle":
             if not self._ours(props.get("sessionID")):
                 return []
-            final = (
-                EventKind.TURN_INTERRUPTED
-                if self.interrupt_requested
-                else (EventKind.TURN_COMPLETED)
-            )
-            return self._finish(None, final, raw, include_unbound=self.interrupt_requested)
+            return self._idle(raw, authoritative=False)
         if kind == "session.error":
             if not self._ours(props.get("sessionID")):
                 return []
             error = _d(props.get("error"))
-            if as_str(error.get("name")) == _ABORTED or self.interrupt_requested:
-                return self._finish(
-                    None, EventKind.TURN_INTERRUPTED, raw, include_unbound=self.interrupt_requested
-                )
+            stopped = [s for s in self.pending if s.interrupted]
+            if as_str(error.get("name")) == _ABORTED:
+                # an abort nobody here asked for ends what the session was working on; a late
+                # copy of an earlier abort finds no active submission and ends nothing
+                stopped += [s for s in self.pending if s.active and not s.interrupted]
+                return self._close(stopped, EventKind.TURN_INTERRUPTED, raw)
+            out = self._close(stopped, EventKind.TURN_INTERRUPTED, raw)
             text = f"opencode turn failed: {_error_text(error) or 'unknown error'}"
-            return self._finish(None, EventKind.ERROR, raw, error=text)
+            return out + self._close(
+                [s for s in self.pending if s.user_msg], EventKind.ERROR, raw, error=text
+            )
         if kind == "question.asked":
             if not self._ours(props.get("sessionID")):
                 return []
@@ -246,26 +340,27 @@ class OpenCodeMapper:
         parent = as_str(info.get("parentID"))
         if msg_id and parent:
             self._parents[msg_id] = parent
-        if msg_id in self._completed_msgs:
+        if msg_id in self._completed_msgs or self._retired(msg_id):
             return []
         sub = self._owner(msg_id)
         if sub is None:
             return []
+        sub.active = True
         completed = "completed" in _d(info.get("time"))
         if info.get("error") is not None and "error" in info:
             self._completed_msgs.add(msg_id)
             error = _d(info.get("error"))
             if as_str(error.get("name")) == _ABORTED:
-                return self._finish(sub, EventKind.TURN_INTERRUPTED, raw)
+                return self._close(self._upto(sub), EventKind.TURN_INTERRUPTED, raw)
             text = f"opencode turn failed: {_error_text(error) or 'unknown error'}"
-            return self._finish(sub, EventKind.ERROR, raw, error=text)
+            return self._close(self._upto(sub), EventKind.ERROR, raw, error=text)
         if completed:
             self._completed_msgs.add(msg_id)
             tokens = info.get("tokens")
             if isinstance(tokens, dict):
                 sub.usage[msg_id] = usage_from_tokens(tokens)
             if as_str(info.get("finish")).lower() not in _CONTINUE:
-                return self._finish(sub, EventKind.TURN_COMPLETED, raw)
+                return self._close(self._upto(sub), EventKind.TURN_COMPLETED, raw)
         return []
 
     def _part(self, props: Mapping[str, Any], raw: str) -> list[TurnEvent]:
@@ -275,6 +370,8 @@ class OpenCodeMapper:
         ptype = as_str(part.get("type")).lower()
         msg_id = as_str(part.get("messageID")) or as_str(props.get("messageID"))
         part_id = as_str(part.get("id")) or f"{msg_id}:{ptype}"
+        if self._retired(msg_id):
+            return []
         role = self._roles.get(msg_id, "")
         if ptype == "text":
             text = as_str(part.get("text"))
@@ -288,6 +385,7 @@ class OpenCodeMapper:
             if part_id in self._emitted:
                 return []
             self._emitted.add(part_id)
+            self._texted.add(msg_id)
             sub = self._owner(msg_id)
             if sub is not None:
                 sub.reply = text
@@ -331,10 +429,16 @@ class OpenCodeMapper:
             return []
         sub = self._sub_for_user(msg_id)
         if sub is None:
+            if text.strip() in self._orphans:
+                # the prompt of a submission interrupted before it was bound, created late
+                self._orphans.remove(text.strip())
+                self._retired_users.add(msg_id)
+                return []
             unbound = [s for s in self.pending if not s.user_msg]
             sub = next((s for s in unbound if s.text == text), unbound[0] if unbound else None)
             if sub is not None:
                 sub.user_msg = msg_id
+                self._orphans.clear()  # user messages come in prompt order: those never will
         if part_id in self._emitted or sub is None:
             return []
         self._emitted.add(part_id)

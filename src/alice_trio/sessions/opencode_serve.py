@@ -6,12 +6,21 @@ takes the first ``http(s)://`` token of its stdout as the base URL and keeps dra
 for the life of the process (§13.16: a full pipe would block the server). The process group
 is killed on close (``serve`` ignores stdin EOF, so there is no graceful wait to pay, §13.12).
 
+Authentication: a spawned server gets a fresh random password per process
+(``secrets.token_urlsafe``) in ``OPENCODE_SERVER_PASSWORD`` — its environment only, never argv,
+never in a repr or an error — so no other local process can drive it (opencode answers 401
+without it). Every request and the event subscription send it as HTTP basic auth (user
+``opencode``). An attached server is sent the ``OPENCODE_SERVER_PASSWORD`` /
+``OPENCODE_SERVER_USERNAME`` of the config's or the request's env, when given.
+
 Session: ``POST /session`` (or the initial request's thread id), then ``GET /event`` —
 :meth:`run` reports the driver started only once that subscription answered, so no event of a
 prompt can be published before we listen (§13.16). Every call carries ``?directory=`` (the
 workspace) and an HTTP timeout (``http_timeout``; the event stream has none). If the event
 stream drops it is reopened; the session's messages and status are then fetched and replayed
 through the mapper (idempotent), so a turn whose terminal event fell into the gap still ends.
+A completion that arrives before any text of its message makes the driver fetch that message's
+parts first (``GET /session/{id}/message/{msg}``): under load opencode publishes them late.
 
 Turns: ``start_turn``/``steer_turn`` post ``prompt_async`` (steer mode ``native_enqueue``; each
 steer gets its own turn id) and the mapping in :mod:`alice_trio.protocols.opencode_events`
@@ -35,10 +44,12 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
+import attrs
 import httpx
 import trio
 
@@ -64,9 +75,33 @@ from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnRef
 
-__all__ = ["OpenCodeServeDriver", "find_url", "open_driver", "prompt_body"]
+__all__ = ["OpenCodeServeDriver", "ServerSecret", "find_url", "open_driver", "prompt_body"]
 
 QuestionCallback = Callable[[TurnQuestion], Awaitable[Any] | Any]
+
+PASSWORD_ENV = "OPENCODE_SERVER_PASSWORD"
+USERNAME_ENV = "OPENCODE_SERVER_USERNAME"
+DEFAULT_USERNAME = "opencode"
+
+
+class ServerSecret:
+    """The basic-auth credentials of one ``opencode serve``; the password never shows in a repr."""
+
+    __slots__ = ("password", "username")
+
+    def __init__(self, password: str, username: str = DEFAULT_USERNAME) -> None:
+        self.username = username
+        self.password = password
+
+    @classmethod
+    def generate(cls) -> ServerSecret:
+        return cls(secrets.token_urlsafe(32))
+
+    def auth(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self.username, self.password)
+
+    def __repr__(self) -> str:
+        return f"ServerSecret(username={self.username!r}, password='***')"
 
 
 def find_url(line: str) -> str:
@@ -124,6 +159,7 @@ class OpenCodeServeDriver:
         self.max_frame_bytes = max_frame_bytes
         self.on_question = on_question
         self.base_url = config.server_url.strip().rstrip("/")
+        self.secret = self._attach_secret() if self.base_url else ServerSecret.generate()
         self.mapper = OpenCodeMapper(session_id=initial.thread_id)
         self._client: httpx.AsyncClient | None = None
         self._proc: AgentProcess | None = None
@@ -144,23 +180,41 @@ class OpenCodeServeDriver:
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
 
+    def _attach_secret(self) -> ServerSecret | None:
+        env = merge_env(self.config.env, self.initial.env)
+        password = env.get(PASSWORD_ENV, "")
+        if not password:
+            return None
+        return ServerSecret(password, env.get(USERNAME_ENV, "") or DEFAULT_USERNAME)
+
     # -- lifecycle --------------------------------------------------------------------------------
     def serve_invocation(self) -> Invocation:
-        if self.invocation is not None:
-            return self.invocation
-        command = self.config.command.strip() or "opencode"
-        cwd = self.directory or None
-        env = merge_env(self.config.env, self.initial.env)
-        env["PWD"] = os.path.abspath(cwd) if cwd else os.getcwd()
-        argv = (command, "serve", "--hostname", "127.0.0.1", "--port", "0", *self.config.extra_args)
-        return Invocation(argv=argv, env=env, cwd=cwd, limits=self.config.limits)
+        """The ``serve`` command; its env (only) carries this driver's password."""
+        invocation = self.invocation
+        if invocation is None:
+            command = self.config.command.strip() or "opencode"
+            cwd = self.directory or None
+            env = merge_env(self.config.env, self.initial.env)
+            env["PWD"] = os.path.abspath(cwd) if cwd else os.getcwd()
+            argv = (command, "serve", "--hostname", "127.0.0.1", "--port", "0")
+            invocation = Invocation(
+                argv=(*argv, *self.config.extra_args), env=env, cwd=cwd, limits=self.config.limits
+            )
+        if self.secret is None:
+            return invocation
+        env = dict(invocation.env)
+        env[PASSWORD_ENV] = self.secret.password
+        env[USERNAME_ENV] = self.secret.username
+        return attrs.evolve(invocation, env=env)
 
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
         self._emit = emit
         try:
             with single_exception(), self._scope:
                 async with httpx.AsyncClient(
-                    transport=self.transport, timeout=self.http_timeout
+                    transport=self.transport,
+                    timeout=self.http_timeout,
+                    auth=self.secret.auth() if self.secret is not None else None,
                 ) as client:
                     self._client = client
                     if self.base_url:
@@ -235,15 +289,14 @@ class OpenCodeServeDriver:
 
         while True:
             try:
-                async with aclosing(
-                    read_events(
-                        self._http(),
-                        f"{self.base_url}/event",
-                        params=self._params(),
-                        on_open=opened,
-                        max_frame_bytes=self.max_frame_bytes,
-                    )
-                ) as stream:
+                events = read_events(
+                    self._http(),
+                    f"{self.base_url}/event",
+                    params=self._params(),
+                    on_open=opened,
+                    max_frame_bytes=self.max_frame_bytes,
+                )
+                async with aclosing(cast("AsyncGenerator[str, None]", events)) as stream:
                     async for payload in stream:
                         await self._handle(payload)
             except (httpx.HTTPError, ProtocolError, LineTooLongError) as exc:
@@ -290,7 +343,7 @@ class OpenCodeServeDriver:
                 await self._handle_obj(obj)
         entry = status.get(sid) if isinstance(status, dict) else None
         if not (isinstance(entry, dict) and entry.get("type") == "busy"):
-            await self._handle_obj({"type": "session.idle", "properties": {"sessionID": sid}})
+            await self._emit_all(self.mapper.resync_idle())
 
     async def _handle(self, payload: str) -> None:
         try:
@@ -301,10 +354,33 @@ class OpenCodeServeDriver:
             await self._handle_obj(obj, payload)
 
     async def _handle_obj(self, obj: dict[str, Any], raw: str = "") -> None:
-        assert self._emit is not None
         if obj.get("type") == "permission.asked":
             self._permission_asked(obj, raw)
-        for event in self.mapper.feed(obj, raw):
+        msg_id = self.mapper.completes_without_text(obj)
+        if msg_id:
+            await self._fetch_parts(msg_id)
+        await self._emit_all(self.mapper.feed(obj, raw))
+
+    async def _fetch_parts(self, msg_id: str) -> None:
+        """Feed the stored parts of ``msg_id`` (its completion came before its text); a failed
+        fetch only loses what the event stream lost."""
+        sid = self.mapper.session_id
+        try:
+            message = await self._get(f"/session/{sid}/message/{msg_id}")
+        except (httpx.HTTPError, AliceError):
+            return
+        parts = message.get("parts") if isinstance(message, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            if isinstance(part, dict):
+                obj = {
+                    "type": "message.part.updated",
+                    "properties": {"sessionID": sid, "part": part},
+                }
+                await self._emit_all(self.mapper.feed(obj))
+
+    async def _emit_all(self, events: list[TurnEvent]) -> None:
+        assert self._emit is not None
+        for event in events:
             if event.kind is EventKind.QUESTION and self.on_question is not None:
                 assert self._nursery is not None and event.question is not None
                 self._nursery.start_soon(self._ask, event.question)
@@ -370,7 +446,7 @@ class OpenCodeServeDriver:
 
     async def _ask(self, question: TurnQuestion) -> None:
         assert self.on_question is not None
-        answer = self.on_question(question)
+        answer: Any = self.on_question(question)
         if hasattr(answer, "__await__"):
             answer = await answer
         try:
@@ -464,7 +540,7 @@ class OpenCodeServeDriver:
         try:
             await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
         except AliceError:
-            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
+            self.mapper.withdraw(ref.turn_id)
             raise
         return ref
 
@@ -475,7 +551,7 @@ class OpenCodeServeDriver:
         return await self._prompt(request, started=False)
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
-        self.mapper.interrupt_requested = True
+        self.mapper.request_interrupt()
         self.gate.withdraw_all()  # pending prompts stop waiting; the abort rejects them
         await self._post(f"/session/{self.mapper.session_id}/abort")
 

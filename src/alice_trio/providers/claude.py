@@ -1,5 +1,5 @@
 """Anthropic claude Code, one-shot: ``claude -p --output-format stream-json --verbose``
-(spec §6.2.2, checked against claude 2.1.197).
+(spec §6.2.2, checked against claude 2.1.197 and 2.1.332).
 
 Argv (the prompt on **stdin**, never in argv)::
 
@@ -451,7 +451,9 @@ PROVIDER = Provider(
                     resume=True,
                 ),
             ),
-            versions=VersionCheck(verified=("2.1.197",), source="npm @anthropic-ai/claude-code"),
+            versions=VersionCheck(
+                verified=("2.1.197", "2.1.332"), source="npm @anthropic-ai/claude-code"
+            ),
             auth=AuthCheck(
                 status_args=("auth", "status"),
                 status_json_key="loggedIn",

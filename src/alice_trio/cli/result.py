@@ -27,9 +27,22 @@ _USAGE = {
     },
 }
 
+_FILE_CHANGE = {
+    "type": "object",
+    "required": ["path", "kind", "added_lines", "removed_lines", "failed"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string"},
+        "kind": {"enum": ["added", "modified", "deleted", "written"]},
+        "added_lines": {"type": "integer", "minimum": 0},
+        "removed_lines": {"type": "integer", "minimum": 0},
+        "failed": {"type": "boolean"},
+    },
+}
+
 _FIELDS = (
-    "schema", "command", "ok", "reply", "next_thread_id", "goal_done", "usage", "provider",
-    "profile", "error", "error_type", "stderr_tail",
+    "schema", "command", "ok", "reply", "next_thread_id", "goal_done", "usage", "file_changes",
+    "provider", "profile", "error", "error_type", "stderr_tail",
 )  # fmt: skip
 
 #: JSON Schema (draft 2020-12) of the result object
@@ -47,6 +60,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "next_thread_id": {"type": "string"},
         "goal_done": {"type": "boolean"},
         "usage": _USAGE,
+        "file_changes": {"type": "array", "items": _FILE_CHANGE},
         "provider": {"type": "string"},
         "profile": {"type": "string"},
         "error": {"type": ["string", "null"]},
@@ -96,6 +110,7 @@ def result_json(
         "next_thread_id": base["next_thread_id"],
         "goal_done": bool(base["goal_done"]),
         "usage": base["usage"],
+        "file_changes": base["file_changes"],
         "provider": provider,
         "profile": profile,
         "error": error,

@@ -63,6 +63,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     sections["peer"] = _section("claude-agent-sdk side by side", "peer", q)
     sections["cli"] = _section("alice-trio command: rendering", "cli", q)
     sections["scaling"] = _section("scaling on the real CLIs", "scaling", q)
+    sections["file_changes"] = _section("file changes: workspace snapshots", "file_changes", q)
     rows = [
         r["name"]
         for r in _get(sections, "cancel", "scenarios") or []
@@ -427,6 +428,16 @@ def render(report: dict[str, Any]) -> str:
                 f"stdout {b['reply_bytes_on_stdout']:,} B"
             )
     render_scaling(s.get("scaling") or {"skipped": "not run"}, lines)
+    fc = s.get("file_changes") or {"error": "not run"}
+    if "error" in fc:
+        lines.append(f"\nFile changes: ERROR {str(fc['error'])[:300]}")
+    else:
+        lines.append(
+            f"\nFile changes on a {fc['files']:,}-file repository (median of {fc['repeats']}): "
+            f"snapshot {fc['snapshot_ms_p50']} ms (as a turn takes it "
+            f"{fc['take_snapshot_ms_p50']} ms), diff {fc['diff_ms_p50']} ms, a whole turn's "
+            f"watch {fc['per_turn_ms_p50']} ms"
+        )
 
     lines.append("\nGoals")
     for g in report["goals"]:

@@ -68,6 +68,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
         "peer",
         "sessions",
         "cli",
+        "file_changes",
     }
     for name, sec in sections.items():
         assert "error" not in sec, (name, sec)
@@ -97,6 +98,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     for big in (cli["big_reply"], cli["big_reply_trailing_space"]):
         assert big["reply_bytes_on_stdout"] >= big["bytes"]
         assert big["progress_bytes"] < 10_000
+    assert sections["file_changes"]["files"] == 2_000
     assert report["goals"] and all("goal" in g for g in report["goals"])
     numbers = _numbers(report)
     assert len(numbers) > 100

@@ -100,3 +100,16 @@ async def test_cancelled_finish_unregisters(tmp_path: Path) -> None:
         scope.cancel()
         await watch.finish()
     assert not workspace.active_roots()
+
+
+async def test_a_large_tree_is_finished_in_a_thread(tmp_path: Path, monkeypatch) -> None:
+    """Past the inline budget the same walk goes on in a worker thread: same result."""
+    for d in range(6):
+        (tmp_path / f"d{d}").mkdir()
+        for f in range(4):
+            (tmp_path / f"d{d}" / f"f{f}").write_text("x")
+    monkeypatch.setattr(workspace, "INLINE_ENTRIES", 3)
+    whole = snapshot(str(tmp_path))
+    assert whole is not None and len(whole) == 24
+    assert await workspace.take_snapshot(str(tmp_path), 1000) == whole
+    assert await workspace.take_snapshot(str(tmp_path), 10) is None  # over max_files

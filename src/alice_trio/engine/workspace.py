@@ -22,6 +22,7 @@ is skipped; nothing here raises except :class:`trio.Cancelled`.
 
 from __future__ import annotations
 
+import math
 import os
 import stat as stat_mod
 from collections.abc import Iterable, Mapping
@@ -60,60 +61,67 @@ SKIP_DIRS = frozenset(
 )  # fmt: skip
 
 
-class _TooMany(Exception):
-    pass
-
-
 def snapshot(root: str, max_files: int = DEFAULT_MAX_FILES) -> dict[str, Stamp] | None:
     """``relative path → Stamp`` of every regular file (and symlink) under ``root``; None when
     ``root`` is not a directory or holds more than ``max_files`` entries. Blocking."""
-    try:
-        return _walk(root, max_files)
-    except _TooMany:
-        return None
+    walk = _Walk(root, max_files)
+    walk.run()
+    return walk.result()
 
 
 async def take_snapshot(root: str, max_files: int) -> dict[str, Stamp] | None:
-    """:func:`snapshot` without blocking the event loop for long: a tree of up to
-    :data:`INLINE_ENTRIES` entries is walked inline (a few milliseconds, and no thread, so
-    trio's MockClock tests keep working); a larger one in a worker thread, abandoned when
-    cancelled."""
-    try:
-        return _walk(root, min(max_files, INLINE_ENTRIES), inline=max_files > INLINE_ENTRIES)
-    except _TooMany:
-        return await trio.to_thread.run_sync(snapshot, root, max_files, abandon_on_cancel=True)
+    """:func:`snapshot` without blocking the event loop for long: the first
+    :data:`INLINE_ENTRIES` entries are walked inline (a few milliseconds, and no thread, so a
+    small workspace costs no thread and trio's MockClock tests keep working); the rest of a
+    larger tree in a worker thread, abandoned when cancelled."""
+    walk = _Walk(root, max_files)
+    if not walk.run(budget=INLINE_ENTRIES):
+        await trio.to_thread.run_sync(walk.run, abandon_on_cancel=True)
+    return walk.result()
 
 
-def _walk(root: str, max_files: int, *, inline: bool = False) -> dict[str, Stamp] | None:
-    """The walk; past ``max_files`` entries: None, or :class:`_TooMany` when ``inline`` (the
-    caller goes on in a thread)."""
-    out: dict[str, Stamp] = {}
-    stack = [("", root)]
-    seen = 0
-    while stack:
-        prefix, path = stack.pop()
-        try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    seen += 1
-                    if seen > max_files:
-                        if inline:
-                            raise _TooMany
-                        return None
-                    name = prefix + entry.name
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat_mod.S_ISDIR(st.st_mode):
-                        if entry.name not in SKIP_DIRS:
-                            stack.append((name + "/", entry.path))
-                    elif stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISLNK(st.st_mode):
-                        out[name] = Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            if not prefix:
-                return None
-    return out
+class _Walk:
+    """A resumable stat walk, one directory at a time (see :func:`snapshot`)."""
+
+    def __init__(self, root: str, max_files: int) -> None:
+        self.max_files = max_files
+        self.out: dict[str, Stamp] = {}
+        self.stack = [("", root)]
+        self.seen = 0
+        self.failed = False
+
+    def result(self) -> dict[str, Stamp] | None:
+        return None if self.failed or self.stack else self.out
+
+    def run(self, budget: int | None = None) -> bool:
+        """Walk until done (True) or until ``budget`` more entries were seen (False)."""
+        stop = math.inf if budget is None else self.seen + budget
+        out, stack = self.out, self.stack
+        while stack and not self.failed:
+            if self.seen >= stop:
+                return False
+            prefix, path = stack.pop()
+            try:
+                with os.scandir(path) as entries:
+                    for entry in entries:
+                        self.seen += 1
+                        if self.seen > self.max_files:
+                            self.failed = True
+                            return True
+                        name = prefix + entry.name
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if stat_mod.S_ISDIR(st.st_mode):
+                            if entry.name not in SKIP_DIRS:
+                                stack.append((name + "/", entry.path))
+                        elif stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISLNK(st.st_mode):
+                            out[name] = Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                if not prefix:  # the workspace itself is gone or not a directory
+                    self.failed = True
+        return True
 
 
 _active: set[WorkspaceWatch] = set()

@@ -546,3 +546,35 @@ def test_mapper_never_raises_and_ends_each_turn_at_most_once(events, interrupt_a
                 ended.append(out.turn_id)
     ended += [e.turn_id for e in m.resync_idle() if e.kind.terminal]
     assert sorted(ended) == sorted(set(ended)) and set(ended) <= {"t1", "t2"}
+
+
+def _part(mid: str, part: dict) -> dict:
+    return {
+        "type": "message.part.updated",
+        "properties": {"sessionID": SID, "part": {"messageID": mid, "sessionID": SID, **part}},
+    }
+
+
+def test_write_tool_and_patch_parts_are_file_changes():
+    """A completed ``write`` tool part and a ``patch`` part (opencode's own list of what a
+    step changed) become ``file_change`` events of the turn, each once."""
+    from alice_trio.file_changes import FileChange, FileChangeKind
+
+    m = OpenCodeMapper(session_id=SID)
+    m.submit("t1", "write it")
+    write = {
+        "type": "tool", "tool": "write", "id": "tool_w", "callID": "c1",
+        "state": {"status": "completed", "input": {"filePath": "/ws/a.py", "content": "x"}},
+    }  # fmt: skip
+    patch = {"type": "patch", "id": "patch_1", "hash": "h", "files": ["/ws/a.py", "/ws/b.py"]}
+    events = user_msg("msg_u1", "write it") + assistant("msg_a1", "msg_u1", finish="tool-calls")
+    events[-1:-1] = [_part("msg_a1", write), _part("msg_a1", write), _part("msg_a1", patch)]
+    out = []
+    for e in events + assistant("msg_a2", "msg_u1", "done") + idle():
+        out += m.feed(e)
+    changes = [(e.turn_id, e.files) for e in out if e.kind is EventKind.FILE_CHANGE]
+    w = FileChangeKind.WRITTEN
+    assert changes == [
+        ("t1", (FileChange(path="/ws/a.py", kind=w),)),
+        ("t1", (FileChange(path="/ws/a.py", kind=w), FileChange(path="/ws/b.py", kind=w))),
+    ]

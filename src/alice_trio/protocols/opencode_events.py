@@ -54,9 +54,10 @@ from typing import Any
 
 import attrs
 
+from ..file_changes import format_file_changes
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_list, as_str
-from ..providers.opencode import format_tool_part, usage_from_tokens
+from ..providers.opencode import format_tool_part, part_file_changes, usage_from_tokens
 from ..sessions.approval import ApprovalDecision, ApprovalRequest
 
 __all__ = ["OcSubmission", "OpenCodeMapper", "parse_question"]
@@ -421,8 +422,23 @@ class OpenCodeMapper:
                         text=f"{text}: {result}" if result else text,
                     )
                 )
+                out += self._file_changes(part, sub, raw)
             return out
+        if ptype == "patch" and f"{part_id}:files" not in self._emitted:
+            self._emitted.add(f"{part_id}:files")
+            return self._file_changes(part, self._owner(msg_id), raw)
         return []
+
+    def _file_changes(
+        self, part: Mapping[str, Any], sub: OcSubmission | None, raw: str
+    ) -> list[TurnEvent]:
+        """A completed write/edit tool part, or a ``patch`` part (opencode's own list of the
+        files a step changed), as a ``file_change`` event."""
+        files = part_file_changes(part)
+        if not files:
+            return []
+        text = format_file_changes(files)
+        return [self._event(EventKind.FILE_CHANGE, sub, raw, text=text, files=tuple(files))]
 
     def _user_text(self, msg_id: str, part_id: str, text: str, raw: str) -> list[TurnEvent]:
         if not msg_id or not text:

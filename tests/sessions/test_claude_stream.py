@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -234,9 +233,9 @@ async def test_start_failure_raises_with_stderr():
     assert "exit status 2" in str(info.value) and "nope" in info.value.stderr_tail
 
 
-async def test_defect_11_interrupt_waits_for_the_acknowledgement():
+async def test_defect_11_interrupt_waits_for_the_acknowledgement(tmp_path):
     """Go fired the interrupt and forgot it. A claude that never answers is reported."""
-    silent = HERE / "transcripts_tmp_silent.jsonl"
+    silent = tmp_path / "silent.jsonl"  # per test: concurrent suites must not share it
     lines = [
         json.loads(x) for x in timeline("claude_bidi_replay_two_turns").read_text().splitlines()
     ]
@@ -256,7 +255,7 @@ async def test_defect_11_interrupt_waits_for_the_acknowledgement():
             with pytest.raises(ProtocolError, match="did not answer the interrupt"):
                 await s.interrupt()
     finally:
-        os.unlink(silent)
+        silent.unlink(missing_ok=True)
 
 
 async def test_defect_01_slow_consumer_loses_nothing():

@@ -90,3 +90,37 @@ def test_limit_must_be_positive() -> None:
 
 def test_decode_line_replaces_invalid_utf8() -> None:
     assert decode_line(b"caf\xe9 \xe2\x82") == "caf\ufffd \ufffd"
+
+
+def eager_frame(chunks: list[bytes], limit: int) -> list[bytes | OversizedLine]:
+    framer = LineFramer(limit, eager=True)
+    out: list[bytes | OversizedLine] = []
+    for chunk in chunks:
+        out += framer.feed(chunk)
+    return out + framer.feed_eof()
+
+
+@given(data=chunked(), limit=st.sampled_from([1, 3, 10, 200, 650]))
+def test_eager_reports_each_oversized_line_once(data: tuple[bytes, list[bytes]], limit: int):
+    """Eager mode gives the same lines; an oversized one is reported once, early (a lower
+    bound of its size, its head a prefix of the full head) or at its newline."""
+    stream, chunks = data
+    expected = reference(stream, limit)
+    got = eager_frame(chunks, limit)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        if isinstance(e, OversizedLine):
+            assert isinstance(g, OversizedLine)
+            assert limit < g.size <= e.size and e.head.startswith(g.head)
+            assert g.complete == (g.size == e.size) or not g.complete
+        else:
+            assert g == e
+
+
+def test_an_endless_line_is_reported_before_its_newline():
+    framer = LineFramer(10, eager=True)
+    assert framer.feed(b"x" * 8) == []
+    assert framer.feed(b"x" * 8) == [OversizedLine(16, b"x" * 16, complete=False)]
+    assert framer.feed(b"x" * 1000) == []  # dropped, not reported again
+    assert framer.feed(b"x\nok\n") == [b"ok"]
+    assert LineFramer(10).feed(b"x" * 16) == []  # the default waits for the newline

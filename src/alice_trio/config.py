@@ -210,6 +210,8 @@ def yaml_key(cl: type | None, attribute: attrs.Attribute[Any]) -> str:
     ``_secs``)."""
     if attribute.name == "exec_policy":
         return "permissions"
+    if cl is not None and isinstance(attribute.type, str):  # an annotation not resolved yet
+        attribute = attrs.fields_dict(attrs.resolve_types(cl)).get(attribute.name, attribute)
     if _is_duration(attribute):
         return attribute.name + "_secs"
     return attribute.name

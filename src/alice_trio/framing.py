@@ -25,6 +25,13 @@ class OversizedLine:
 
     size: int
     head: bytes = b""
+    #: False for an eager report (``LineFramer(eager=True)``): ``size`` is what arrived so far,
+    #: the line is longer
+    complete: bool = True
+
+    def describe(self) -> str:
+        """``"a line of N bytes"`` (``"of at least N bytes"`` for an eager report)."""
+        return f"a line of {'' if self.complete else 'at least '}{self.size} bytes"
 
 
 class LineFramer:
@@ -32,11 +39,17 @@ class LineFramer:
 
     ``feed(data)`` returns the lines completed by ``data``; ``feed_eof()`` returns the final
     unterminated line, if any. Any split of the same stream into chunks gives the same lines.
+
+    ``eager``: report an oversized line as soon as it passes the limit (``complete=False``)
+    instead of at its newline — for callers that fail on it, so a CLI that prints an endless
+    line without a newline is caught at once; the rest of that line is then dropped unreported.
     """
 
-    __slots__ = ("_buf", "_discarding", "_eof", "_head", "max_line_bytes")
+    __slots__ = ("_buf", "_discarding", "_eof", "_head", "_reported", "eager", "max_line_bytes")
 
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, *, eager: bool = False
+    ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be positive")
         self.max_line_bytes = max_line_bytes
@@ -44,6 +57,8 @@ class LineFramer:
         self._discarding = 0  # >0: bytes seen so far of an oversized line being skipped
         self._head = b""
         self._eof = False
+        self.eager = eager
+        self._reported = False  # the oversized line being dropped was reported eagerly
 
     @property
     def buffered(self) -> int:
@@ -69,7 +84,9 @@ class LineFramer:
                     self._discarding += n - start
                     return out
                 size = self._discarding + (nl - start)
-                out.append(OversizedLine(size, self._head))
+                if not self._reported:
+                    out.append(OversizedLine(size, self._head))
+                self._reported = False
                 self._discarding = 0
                 self._head = b""
                 start = nl + 1
@@ -78,6 +95,9 @@ class LineFramer:
                 # partial line: keep it, unless it already exceeds the limit
                 if len(self._buf) + (n - start) > limit:
                     self._start_discard(data[start:])
+                    if self.eager:
+                        out.append(OversizedLine(self._discarding, self._head, complete=False))
+                        self._reported = True
                 else:
                     self._buf += data[start:]
                 return out
@@ -109,7 +129,7 @@ class LineFramer:
         self._eof = True
         if self._discarding:
             size, self._discarding = self._discarding, 0
-            return [OversizedLine(size, self._head)]
+            return [] if self._reported else [OversizedLine(size, self._head)]
         if self._buf:
             line = _strip_cr(bytes(self._buf))
             self._buf.clear()

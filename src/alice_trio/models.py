@@ -37,6 +37,11 @@ SANDBOX_VALUES = ("read-only", "workspace-write", "danger-full-access")
 APPROVAL_VALUES = ("untrusted", "on-request", "on-failure", "never")
 
 
+def _count(value: int) -> int:
+    """A token count: never negative."""
+    return value if value > 0 else 0
+
+
 def redacted_env(env: Mapping[str, str]) -> str:
     """The ``repr`` of an env mapping with its values hidden: API keys never reach a log line
     through ``repr(request)`` / ``repr(config)``."""
@@ -76,12 +81,13 @@ class Usage:
 
     Whether ``input_tokens`` includes the cached tokens follows the model API behind the CLI:
     OpenAI/Gemini-style CLIs (codex, gemini, kimi) count cached tokens inside input; claude and
-    opencode report non-cached input and the cache reads separately.
+    opencode report non-cached input and the cache reads separately. A negative count (a
+    broken or hostile CLI) is 0.
     """
 
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int = attrs.field(default=0, converter=_count)
+    cached_input_tokens: int = attrs.field(default=0, converter=_count)
+    output_tokens: int = attrs.field(default=0, converter=_count)
 
     @property
     def total_tokens(self) -> int:

@@ -143,14 +143,16 @@ def boolean(value: Any) -> bool:
     return value
 
 
-def integer(minimum: int = 0, *, strict: bool = False) -> Check:
-    """An integer ``>= minimum`` (``> minimum`` when ``strict``)."""
+def integer(minimum: int = 0, *, strict: bool = False, maximum: int | None = None) -> Check:
+    """An integer ``>= minimum`` (``> minimum`` when ``strict``), ``<= maximum`` when given."""
 
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidValue(f"expected an integer, got {show(value)}")
         if value < minimum or (strict and value == minimum):
             raise InvalidValue(f"must be {'>' if strict else '>='} {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise InvalidValue(f"must be <= {maximum}, got {value}")
         return value
 
     return check
@@ -180,9 +182,12 @@ def number(minimum: float = 0.0) -> Check:
     return check
 
 
-def seconds(*, optional: bool = False, negative: float | None = None) -> Check:
-    """A finite duration in seconds (``None`` allowed when ``optional``). A negative value is
-    an error, or stands for ``negative`` when one is given (``timeout`` <= 0 means 48 h)."""
+def seconds(
+    *, optional: bool = False, negative: float | None = None, maximum: float | None = None
+) -> Check:
+    """A finite duration in seconds (``None`` allowed when ``optional``), at most ``maximum``
+    when given. A negative value is an error, or stands for ``negative`` when one is given
+    (``timeout`` <= 0 means 48 h)."""
 
     def check(value: Any) -> float | None:
         if value is None and optional:
@@ -193,6 +198,8 @@ def seconds(*, optional: bool = False, negative: float | None = None) -> Check:
             return negative
         if result < 0:
             raise InvalidValue(f"expected a number of seconds >= 0, got {show(value)}")
+        if maximum is not None and result > maximum:
+            raise InvalidValue(f"must be at most {maximum:g} seconds, got {show(value)}")
         return result
 
     return check

@@ -197,3 +197,33 @@ def test_yaml_and_python_agree_on_every_field(data: st.DataObject) -> None:
     assert getattr(got, field.name) == getattr(python, field.name) or (
         getattr(got, field.name) != getattr(got, field.name)  # nan is never accepted anyway
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("kill_grace", 1e308, "must be at most 60 seconds"),
+        ("drain_timeout", 4000.0, "must be at most 3600 seconds"),
+        ("max_line_bytes", 2**70, "must be <= 1073741824"),
+    ],
+)
+def test_limits_that_would_make_a_cancel_or_a_line_unbounded_are_refused(
+    field: str, value: object, message: str
+) -> None:
+    """A kill grace of 1e308 s made a cancelled run never return (hostile trial, item 12)."""
+    with pytest.raises(ConfigError, match=message):
+        RunLimits(**{field: value})
+    RunLimits(kill_grace=60.0, drain_timeout=3600.0, max_line_bytes=1 << 30)  # the bounds
+
+
+def test_negative_token_counts_are_zero() -> None:
+    from alice_trio.models import Usage
+    from alice_trio.providers.claude import ClaudeStreamDecoder
+
+    assert Usage(input_tokens=-7, cached_input_tokens=-1, output_tokens=-5) == Usage()
+    decoder = ClaudeStreamDecoder()
+    decoder.feed(
+        '{"type":"result","subtype":"success","is_error":false,"result":"ok",'
+        '"usage":{"input_tokens":-7,"output_tokens":-5}}'
+    )
+    assert decoder.finish().result.usage == Usage()

@@ -149,3 +149,42 @@ async def test_session_process_skip_policy_counts_and_goes_on():
             lines = [line async for line in agent.lines]
     assert agent.oversized == 1
     assert any('"after"' in line for line in lines)
+
+
+ENDLESS = (
+    "import sys, time\n"
+    'sys.stdout.write(\'{"type": "thread", "id": "t"}\\n\')\n'
+    "sys.stdout.write('x' * 3_000_000)\n"  # a line with no newline, and the CLI stays alive
+    "sys.stdout.flush()\n"
+    "time.sleep(60)\n"
+)
+
+
+async def test_an_endless_line_without_newline_fails_at_once_oneshot():
+    """Over the limit is an error as soon as the limit is passed, not at the newline that never
+    comes: no wait for the idle or overall timeout (hostile trial finding 7)."""
+    mark = new_mark()
+    config = attrs.evolve(cfg(), limits=attrs.evolve(FAST, max_line_bytes=1 << 20), timeout=50.0)
+    inv_argv = (sys.executable, "-c", ENDLESS)
+    invocation = attrs.evolve(PROVIDER.build_invocation(req(mark), config), argv=inv_argv)
+    from alice_trio.engine.oneshot import run_invocation
+
+    from fake_provider import FakeDecoder
+
+    with trio.fail_after(20), pytest.raises(LineTooLongError, match="at least"):
+        await run_invocation(invocation, FakeDecoder(), provider="fake")
+    assert_nothing_left(mark)
+
+
+async def test_an_endless_line_without_newline_fails_at_once_in_a_session():
+    mark = new_mark()
+    inv = Invocation(
+        argv=(sys.executable, "-c", ENDLESS),
+        env={"TEST_MARK": mark},
+        limits=attrs.evolve(FAST, max_line_bytes=1 << 20),
+    )
+    with trio.fail_after(20), pytest.raises(LineTooLongError, match="at least"):
+        async with open_agent_process(inv, name="fake") as agent:
+            async for _ in agent.lines:
+                pass
+    assert_nothing_left(mark)

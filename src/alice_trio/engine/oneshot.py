@@ -156,7 +156,7 @@ class _Run:
     async def read_stdout(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         limits = self.invocation.limits
-        framer = LineFramer(limits.max_line_bytes)
+        framer = LineFramer(limits.max_line_bytes, eager=limits.line_policy == "error")
         stream = self.proc.stdout
         idle = self.invocation.idle_timeout
         while True:
@@ -183,7 +183,7 @@ class _Run:
                 if self.invocation.limits.line_policy == "error":
                     self.fail(
                         LineTooLongError(
-                            f"{self.provider} printed a line of {item.size} bytes (limit {limit})",
+                            f"{self.provider} printed {item.describe()} (limit {limit})",
                             limit=limit,
                         )
                     )

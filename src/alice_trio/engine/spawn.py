@@ -203,7 +203,8 @@ def check_invocation(invocation: Invocation, name: str) -> None:
         if "\0" in cwd:
             raise ConfigError(f"{name}: the workspace dir contains a NUL byte", provider=name)
         if not os.path.isdir(cwd):
-            raise ConfigError(f"{name}: workspace dir does not exist: {cwd}", provider=name)
+            what = "is not a directory" if os.path.exists(cwd) else "does not exist"
+            raise ConfigError(f"{name}: workspace dir {what}: {cwd}", provider=name)
 
 
 def spawn_error(exc: BaseException, invocation: Invocation, name: str) -> AliceError:

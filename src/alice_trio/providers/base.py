@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 172800.0  # 48 h, the spec's default overall timeout
+MAX_LINE_LIMIT = 1 << 30  # the largest max_line_bytes (a line costs about twice its size)
 
 #: what a mapping of one decoded message may raise on hostile-but-valid JSON (a wrong type at
 #: some key, an out-of-range number): the line becomes an ``unknown`` event, never a crash
@@ -90,14 +91,17 @@ class RunLimits:
       reported either way; no workspace set, no snapshot. ``file_changes_max_files``: a
       workspace with more entries than this is not snapshotted.
 
-    Durations are finite and >= 0, ``max_line_bytes`` > 0, the other sizes >= 0; anything else
-    raises :class:`~alice_trio.errors.ConfigError` naming the field.
+    Durations are finite and >= 0, ``max_line_bytes`` > 0, the other sizes >= 0; ``kill_grace``
+    is at most 60 s and ``drain_timeout`` at most an hour (a cancel or an ending must stay
+    bounded), ``max_line_bytes`` at most 1 GiB; anything else raises
+    :class:`~alice_trio.errors.ConfigError` naming the field.
     """
 
-    kill_grace: float = 0.25
-    drain_timeout: float = 2.0
+    kill_grace: float = attrs.field(default=0.25, metadata=v.meta(v.seconds(maximum=60.0)))
+    drain_timeout: float = attrs.field(default=2.0, metadata=v.meta(v.seconds(maximum=3600.0)))
     max_line_bytes: int = attrs.field(
-        default=DEFAULT_MAX_LINE_BYTES, metadata=v.meta(v.integer(0, strict=True))
+        default=DEFAULT_MAX_LINE_BYTES,
+        metadata=v.meta(v.integer(0, strict=True, maximum=MAX_LINE_LIMIT)),
     )
     line_policy: str = attrs.field(default="error", metadata=v.meta(v.choice(("error", "skip"))))
     stderr_tail_bytes: int = 64 * 1024

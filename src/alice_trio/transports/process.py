@@ -227,7 +227,8 @@ class AgentProcess:
     async def _read_stdout(self) -> None:
         stream = self.child.stdout
         assert stream is not None
-        framer = LineFramer(self.invocation.limits.max_line_bytes)
+        limits = self.invocation.limits
+        framer = LineFramer(limits.max_line_bytes, eager=limits.line_policy == "error")
         async with self._send_lines:
             while True:
                 chunk = b""
@@ -242,7 +243,7 @@ class AgentProcess:
                         self.oversized += 1
                         if self.invocation.limits.line_policy == "error":
                             raise LineTooLongError(
-                                f"{self.name} printed a line of {item.size} bytes",
+                                f"{self.name} printed {item.describe()}",
                                 limit=self.invocation.limits.max_line_bytes,
                                 provider=self.name,
                             )

@@ -231,8 +231,8 @@ class CodexNotificationMapper:
         if not completed:
             return []
         if itype == "agentMessage":
-            text = item.get("text") if isinstance(item.get("text"), str) else ""
-            if not text.strip():
+            text = item.get("text")
+            if not isinstance(text, str) or not text.strip():
                 return []
             return [self._event(EventKind.ASSISTANT_TEXT, params, raw, text=text)]
         if itype == "reasoning":

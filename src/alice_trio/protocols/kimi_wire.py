@@ -200,7 +200,7 @@ def approval_request(params: Any, *, session_id: str, turn_id: str) -> ApprovalR
     """The request behind a ``request`` server call; ``None`` for types we answer ourselves."""
     p = params if isinstance(params, Mapping) else {}
     rtype = as_str(p.get("type"))
-    payload = p.get("payload") if isinstance(p.get("payload"), Mapping) else {}
+    payload = as_map(p.get("payload"))
     common: dict[str, Any] = {"provider": PROVIDER, "thread_id": session_id, "turn_id": turn_id,
                               "method": rtype, "params": payload}  # fmt: skip
     if rtype == "ApprovalRequest":

@@ -33,6 +33,7 @@ remain for callers who answer by hand (with ``on_question`` returning a never-re
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -370,8 +371,8 @@ class OpenCodeServeDriver:
 
     async def _ask(self, question: TurnQuestion) -> None:
         assert self.on_question is not None
-        answer = self.on_question(question)
-        if hasattr(answer, "__await__"):
+        answer: Any = self.on_question(question)
+        if inspect.isawaitable(answer):
             answer = await answer
         try:
             if answer is None:

@@ -10,7 +10,7 @@ from then on, so a caller can wait for that before sending anything whose events
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import httpx
 
@@ -89,7 +89,7 @@ async def read_events(
     params: Mapping[str, str] | None = None,
     on_open: Callable[[], Awaitable[None] | None] | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield the payload of each event of ``GET url`` until the server ends the stream.
 
     Raises :class:`ProtocolError` for a non-2xx answer, ``httpx`` transport errors as they come.

@@ -55,7 +55,7 @@ from .. import safejson
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion
 from ..providers.base import as_map, as_str
 from ..providers.claude import ClaudeStreamDecoder
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
     "DECLINE_MESSAGE",

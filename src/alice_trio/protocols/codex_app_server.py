@@ -35,7 +35,7 @@ from ..models import EventKind, ExecPolicy, QuestionInfo, QuestionOption, TurnEv
 from ..models import Usage as _Usage
 from ..providers.base import as_int, as_list, as_map, as_str
 from ..providers.codex import format_file_change
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
     "APPROVAL_METHODS",

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_list, as_map, as_str
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
     "PROTOCOL_VERSION",

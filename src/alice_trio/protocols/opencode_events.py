@@ -36,7 +36,7 @@ import attrs
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_list, as_str
 from ..providers.opencode import format_tool_part, usage_from_tokens
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = ["OcSubmission", "OpenCodeMapper", "parse_question"]
 

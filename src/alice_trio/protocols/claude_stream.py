@@ -250,6 +250,10 @@ class ClaudeBidiMapper:
     def submit(self, turn_id: str, text: str, *, steered: bool = False) -> None:
         self.pending.append(Submission(turn_id=turn_id, text=text.strip(), steered=steered))
 
+    def withdraw(self, turn_id: str) -> None:
+        """Forget a submission whose send failed: no output will ever belong to it."""
+        self.pending = [sub for sub in self.pending if sub.turn_id != turn_id]
+
     def owner(self) -> str:
         """Turn id that output arriving now belongs to."""
         for sub in self.pending:

@@ -113,6 +113,10 @@ class OpenCodeMapper:
     def submit(self, turn_id: str, text: str) -> None:
         self.pending.append(OcSubmission(turn_id=turn_id, text=text.strip()))
 
+    def withdraw(self, turn_id: str) -> None:
+        """Forget a submission whose post failed: no output will ever belong to it."""
+        self.pending = [sub for sub in self.pending if sub.turn_id != turn_id]
+
     # -- helpers --------------------------------------------------------------------------------
     def _ours(self, *candidates: Any) -> bool:
         for c in candidates:

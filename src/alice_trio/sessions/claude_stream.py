@@ -67,6 +67,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalGate, ApprovalRequest, Approver, default_decision
 from .driver import Emit, SteerMode, TurnRef
+from .exit_report import report_exit
 
 #: claude's defaults for the fields of an exec policy left unset (spec §10)
 CLAUDE_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
@@ -238,21 +239,11 @@ class ClaudeStreamDriver:
         if proc is None or self._closing or not self.mapper.pending:
             return
         assert self._emit is not None
-        tail = proc.stderr_tail().strip()
-        message = f"claude exited during the turn ({proc.exit_description()})"
-        if tail:
-            message += f": {tail[-2000:]}"
         pending, self.mapper.pending = self.mapper.pending, []
-        for sub in pending:
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.ERROR,
-                    error=message,
-                    turn_id=sub.turn_id,
-                    thread_id=self.mapper.thread_id,
-                    provider="claude",
-                )
-            )
+        turn_ids = [sub.turn_id for sub in pending]
+        await report_exit(
+            self._emit, proc, "claude", turn_ids, provider="claude", thread_id=self.mapper.thread_id
+        )
 
     # -- commands ----------------------------------------------------------------------------
     def _live(self) -> AgentProcess:
@@ -324,7 +315,7 @@ class ClaudeStreamDriver:
                 )
             await proc.send(user_message(text))
         except BaseException:
-            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
+            self.mapper.withdraw(ref.turn_id)
             raise
         return ref
 

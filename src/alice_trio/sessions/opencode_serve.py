@@ -64,6 +64,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnRef
+from .exit_report import report_exit
 
 __all__ = ["OpenCodeServeDriver", "find_url", "open_driver", "prompt_body"]
 
@@ -387,21 +388,12 @@ class OpenCodeServeDriver:
         if proc is None or self._closing or not self.mapper.pending:
             return
         assert self._emit is not None
-        message = f"opencode serve exited during the turn ({proc.exit_description()})"
-        tail = proc.stderr_tail().strip()
-        if tail:
-            message += f": {tail[-2000:]}"
         pending, self.mapper.pending = self.mapper.pending, []
-        for sub in pending:
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.ERROR,
-                    error=message,
-                    turn_id=sub.turn_id,
-                    thread_id=self.mapper.session_id,
-                    provider="opencode",
-                )
-            )
+        turn_ids = [sub.turn_id for sub in pending]
+        await report_exit(
+            self._emit, proc, "opencode serve", turn_ids,
+            provider="opencode", thread_id=self.mapper.session_id,
+        )  # fmt: skip
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:
@@ -465,7 +457,7 @@ class OpenCodeServeDriver:
         try:
             await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
         except AliceError:
-            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
+            self.mapper.withdraw(ref.turn_id)
             raise
         return ref
 

@@ -54,7 +54,7 @@ from ..errors import (
     SessionClosedError,
     TransportClosedError,
 )
-from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent
+from ..models import ExecPolicy, RunRequest
 from ..protocols.claude_stream import (
     ClaudeBidiMapper,
     control_request,
@@ -67,7 +67,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalGate, ApprovalRequest, Approver, default_decision
 from .driver import Emit, SteerMode, TurnRef
-from .exit_report import report_exit
+from .stream_turns import report_exit, send_turn
 
 #: claude's defaults for the fields of an exec policy left unset (spec §10)
 CLAUDE_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
@@ -302,22 +302,14 @@ class ClaudeStreamDriver:
         # again if the message was not written, whatever stopped it (a cancelled or failed
         # write must not leave a submission that the next message's echo is credited to)
         self.mapper.submit(ref.turn_id, text, steered=steered)
-        try:
-            if not steered:
-                assert self._emit is not None
-                await self._emit(
-                    TurnEvent(
-                        kind=EventKind.TURN_STARTED,
-                        thread_id=ref.thread_id,
-                        turn_id=ref.turn_id,
-                        provider="claude",
-                    )
-                )
+        assert self._emit is not None
+
+        async def send() -> None:
             await proc.send(user_message(text))
-        except BaseException:
-            self.mapper.withdraw(ref.turn_id)
-            raise
-        return ref
+
+        return await send_turn(
+            ref, send, self.mapper.withdraw, self._emit, provider="claude", announce=not steered
+        )
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         return await self._submit(request, steered=False)

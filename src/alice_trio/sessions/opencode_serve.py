@@ -64,7 +64,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnRef
-from .exit_report import report_exit
+from .stream_turns import report_exit, send_turn
 
 __all__ = ["OpenCodeServeDriver", "find_url", "open_driver", "prompt_body"]
 
@@ -445,21 +445,13 @@ class OpenCodeServeDriver:
         sid = self.mapper.session_id
         ref = TurnRef(thread_id=sid, turn_id=f"opencode-{next(self._ids)}")
         self.mapper.submit(ref.turn_id, request.prompt)
-        if started and self._emit is not None:
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.TURN_STARTED,
-                    thread_id=sid,
-                    turn_id=ref.turn_id,
-                    provider="opencode",
-                )
-            )
-        try:
+
+        async def send() -> None:
             await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
-        except AliceError:
-            self.mapper.withdraw(ref.turn_id)
-            raise
-        return ref
+
+        return await send_turn(
+            ref, send, self.mapper.withdraw, self._emit, provider="opencode", announce=started
+        )
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         return await self._prompt(request, started=True)

@@ -33,7 +33,7 @@ async def _report(proc: _Proc, turn_ids: list[str]) -> list[TurnEvent]:
     async def emit(event: TurnEvent) -> None:
         got.append(event)
 
-    await report_exit(emit, proc, "claude", turn_ids, provider="claude", thread_id="t1")
+    await report_exit(emit, proc, "claude", turn_ids, "claude", "t1")
     return got
 
 

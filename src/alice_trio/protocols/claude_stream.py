@@ -250,6 +250,11 @@ class ClaudeBidiMapper:
     def submit(self, turn_id: str, text: str, *, steered: bool = False) -> None:
         self.pending.append(Submission(turn_id=turn_id, text=text.strip(), steered=steered))
 
+    def take_pending(self) -> list[str]:
+        """The turn ids of every pending submission, forgetting them (the process is gone)."""
+        pending, self.pending = self.pending, []
+        return [sub.turn_id for sub in pending]
+
     def withdraw(self, turn_id: str) -> None:
         """Forget a submission whose send failed: no output will ever belong to it."""
         self.pending = [sub for sub in self.pending if sub.turn_id != turn_id]

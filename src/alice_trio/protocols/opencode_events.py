@@ -113,6 +113,11 @@ class OpenCodeMapper:
     def submit(self, turn_id: str, text: str) -> None:
         self.pending.append(OcSubmission(turn_id=turn_id, text=text.strip()))
 
+    def take_pending(self) -> list[str]:
+        """The turn ids of every pending submission, forgetting them (the process is gone)."""
+        pending, self.pending = self.pending, []
+        return [sub.turn_id for sub in pending]
+
     def withdraw(self, turn_id: str) -> None:
         """Forget a submission whose post failed: no output will ever belong to it."""
         self.pending = [sub for sub in self.pending if sub.turn_id != turn_id]

@@ -235,15 +235,11 @@ class ClaudeStreamDriver:
 
     async def _report_exit(self) -> None:
         """claude exited: every pending submission gets an error (§13.13)."""
-        proc = self._proc
-        if proc is None or self._closing or not self.mapper.pending:
+        if self._proc is None or self._closing:
             return
-        assert self._emit is not None
-        pending, self.mapper.pending = self.mapper.pending, []
-        turn_ids = [sub.turn_id for sub in pending]
-        await report_exit(
-            self._emit, proc, "claude", turn_ids, provider="claude", thread_id=self.mapper.thread_id
-        )
+        turn_ids = self.mapper.take_pending()
+        thread_id = self.mapper.thread_id
+        await report_exit(self._emit, self._proc, "claude", turn_ids, "claude", thread_id)
 
     # -- commands ----------------------------------------------------------------------------
     def _live(self) -> AgentProcess:

@@ -384,16 +384,11 @@ class OpenCodeServeDriver:
             pass
 
     async def _report_exit(self) -> None:
-        proc = self._proc
-        if proc is None or self._closing or not self.mapper.pending:
+        if self._proc is None or self._closing:
             return
-        assert self._emit is not None
-        pending, self.mapper.pending = self.mapper.pending, []
-        turn_ids = [sub.turn_id for sub in pending]
-        await report_exit(
-            self._emit, proc, "opencode serve", turn_ids,
-            provider="opencode", thread_id=self.mapper.session_id,
-        )  # fmt: skip
+        turn_ids = self.mapper.take_pending()
+        thread_id = self.mapper.session_id
+        await report_exit(self._emit, self._proc, "opencode serve", turn_ids, "opencode", thread_id)
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:

@@ -62,16 +62,18 @@ async def send_turn(
 
 
 async def report_exit(
-    emit: Emit,
+    emit: Emit | None,
     proc: ExitedProcess,
     what: str,
     turn_ids: Sequence[str],
-    *,
     provider: str,
     thread_id: str,
 ) -> None:
     """One ``error`` event per turn in ``turn_ids``: ``<what> exited during the turn (<exit>)``,
-    then ``: <stderr tail>`` when stderr said anything."""
+    then ``: <stderr tail>`` when stderr said anything. Nothing when no turn was pending."""
+    if not turn_ids:
+        return
+    assert emit is not None  # a driver has turns only once its run() got the emitter
     message = f"{what} exited during the turn ({proc.exit_description()})"
     tail = proc.stderr_tail().strip()
     if tail:

@@ -194,7 +194,7 @@ class AcpUpdateMapper:
         self._text, self._thought, self._text_id = [], [], None
         return out
 
-    def update(self, params: Any, raw: str = "") -> list[TurnEvent]:
+    def feed(self, params: Any, raw: str = "") -> list[TurnEvent]:
         if not isinstance(params, Mapping):
             return [self._event(EventKind.UNKNOWN, raw, text="session/update without params")]
         update = params.get("update")

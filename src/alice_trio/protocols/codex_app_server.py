@@ -36,6 +36,7 @@ from ..models import Usage as _Usage
 from ..providers.base import as_int, as_list, as_map, as_str
 from ..providers.codex import format_file_change
 from .approval import ApprovalDecision, ApprovalRequest
+from .jsonrpc import Notification
 
 __all__ = [
     "APPROVAL_METHODS",
@@ -197,7 +198,8 @@ class CodexNotificationMapper:
         return TurnEvent(kind=kind, thread_id=thread_id, turn_id=turn_id, raw=raw,
                          provider=PROVIDER, **kw)  # fmt: skip
 
-    def notification(self, method: str, params: Any, raw: str = "") -> list[TurnEvent]:
+    def feed(self, msg: Notification) -> list[TurnEvent]:
+        method, params, raw = msg.method, msg.params, msg.raw
         if not isinstance(params, Mapping):
             params = {}
         if method in _QUIET:

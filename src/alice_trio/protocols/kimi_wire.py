@@ -120,7 +120,7 @@ class KimiWireMapper:
         self._text, self._think = [], []
         return out
 
-    def event(self, params: Any, raw: str = "") -> list[TurnEvent]:
+    def feed(self, params: Any, raw: str = "") -> list[TurnEvent]:
         if not isinstance(params, Mapping):
             return [self._event(EventKind.UNKNOWN, raw, text="event without params")]
         etype = as_str(params.get("type"))

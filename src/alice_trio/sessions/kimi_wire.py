@@ -106,7 +106,7 @@ class KimiWireDriver(RpcDriver):
     def map_notification(self, msg: Notification) -> list[TurnEvent]:
         if msg.method != "event":
             return [self.unknown(msg.raw, f"kimi wire notification {msg.method}")]
-        return self.mapper.event(msg.params, msg.raw)
+        return self.mapper.feed(msg.params, msg.raw)
 
     def eof_events(self) -> list[TurnEvent]:
         return self.mapper.flush()

@@ -511,7 +511,7 @@ def test_alice_pretty_printed_json_is_not_stream_json(name):
 
 
 def fake_cli(tmp_path: Path, stdout: Path | None, exit_code: int = 0, stderr: str = "") -> str:
-    return recording_cli(tmp_path, stdout, exit_code, stderr, env_prefix='GEMINI_CLI_')
+    return recording_cli(tmp_path, stdout, exit_code, stderr, env_prefix="GEMINI_CLI_")
 
 
 async def test_engine_runs_a_recorded_turn_with_one_progress_message(tmp_path):

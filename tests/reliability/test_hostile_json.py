@@ -165,9 +165,7 @@ def _codex_target(path: Path) -> Target:
         ar = codex_app_server.approval_request(req.method, req.params, str(req.id))
         return _answers(ar, codex_app_server.approval_result)
 
-    feed = _rpc_feed(
-        lambda m, n: m.feed(n), request, lambda m, r: []
-    )
+    feed = _rpc_feed(lambda m, n: m.feed(n), request, lambda m, r: [])
     return Target(
         f"codex_app_server:{path.name}", tuple(messages),
         lambda: codex_app_server.CodexNotificationMapper(workspace="/w"), feed, lambda m: [],

@@ -133,9 +133,9 @@ def _flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tupl
         for sub in without:
             out += _flatten(sub, path, exc.cl)
     elif isinstance(exc, IterableValidationError):
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            key = note.index if isinstance(note, IterableValidationNote) else None
+        item_notes, without = exc.group_exceptions()
+        for sub, item_note in item_notes:
+            key = item_note.index if isinstance(item_note, IterableValidationNote) else None
             sub_path = _join(path, key) if isinstance(key, (int, str)) else path
             out += _flatten(sub, sub_path)
         for sub in without:
@@ -218,7 +218,8 @@ def yaml_key(cl: type | None, attribute: attrs.Attribute[Any]) -> str:
 
 
 def _fields(cl: type) -> tuple[attrs.Attribute[Any], ...]:
-    return attrs.fields(attrs.resolve_types(cl))
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(attrs.resolve_types(cl))
+    return fields
 
 
 def config_keys(cl: type) -> list[str]:
@@ -265,7 +266,9 @@ def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[An
                 kw["struct_hook"] = _hook(check)
             if kw:
                 overrides[a.name] = override(**kw)
-        inner = make_dict_structure_fn(cl, conv, _cattrs_forbid_extra_keys=True, **overrides)
+        inner: Callable[[Any, Any], Any] = make_dict_structure_fn(
+            cl, conv, _cattrs_forbid_extra_keys=True, **overrides
+        )
 
         def hook(value: Any, t: Any) -> Any:
             if value is None:
@@ -356,7 +359,7 @@ class _Loader(yaml.SafeLoader):
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",

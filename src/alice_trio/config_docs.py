@@ -7,14 +7,13 @@ and the classes drift apart, or when a config field has no description here.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import typing
-from pathlib import Path
 from typing import Any
 
 import attrs
 
+from . import generated_docs
 from .config import DEFAULT_AUTH_STATUS_TIMEOUT, config_keys, yaml_key
 from .models import APPROVAL_VALUES, SANDBOX_VALUES, ExecPolicy
 from .providers.base import DEFAULT_TIMEOUT, CLIConfig, RunLimits
@@ -295,22 +294,11 @@ def _command(provider: Any) -> str:
 
 def splice(document: str, generated: str) -> str:
     """``document`` with its generated part replaced by ``generated``."""
-    start = document.index(BEGIN)
-    end = document.index(END) + len(END)
-    return document[:start] + generated.rstrip("\n") + document[end:]
+    return generated_docs.splice(document, generated, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alice_trio.config_docs")
-    parser.add_argument("--write", metavar="FILE", help="update the generated part of FILE")
-    args = parser.parse_args(argv)
-    generated = render()
-    if args.write:
-        path = Path(args.write)
-        path.write_text(splice(path.read_text(encoding="utf-8"), generated), encoding="utf-8")
-    else:
-        sys.stdout.write(generated)
-    return 0
+    return generated_docs.main("python -m alice_trio.config_docs", render, BEGIN, END, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,13 +9,12 @@ record. Pure: no I/O beyond the ``--write`` file.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import attrs
 
+from . import generated_docs
 from .providers.base import Provider
 from .providers.record import Capabilities, Flavor
 from .providers.registry import BUILTIN_MODULES, get_provider
@@ -124,22 +123,11 @@ def render() -> str:
 
 def splice(document: str, generated: str) -> str:
     """``document`` with its generated part replaced by ``generated``."""
-    start = document.index(BEGIN)
-    end = document.index(END) + len(END)
-    return document[:start] + generated.rstrip("\n") + document[end:]
+    return generated_docs.splice(document, generated, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alice_trio.provider_docs")
-    parser.add_argument("--write", metavar="FILE", help="update the generated part of FILE")
-    args = parser.parse_args(argv)
-    generated = render()
-    if args.write:
-        path = Path(args.write)
-        path.write_text(splice(path.read_text(encoding="utf-8"), generated), encoding="utf-8")
-    else:
-        sys.stdout.write(generated)
-    return 0
+    return generated_docs.main("python -m alice_trio.provider_docs", render, BEGIN, END, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

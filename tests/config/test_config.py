@@ -148,9 +148,7 @@ def test_provider_validators_get_paths() -> None:
     assert errors_of(one("kimi", flavor="old")) == [
         'llm_profiles.chat.flavor: "old" is unsupported; expected one of: code, legacy'
     ]
-    assert errors_of(one("replay", speed=-1)) == [
-        "llm_profiles.chat.speed: must be >= 0, got -1"
-    ]
+    assert errors_of(one("replay", speed=-1)) == ["llm_profiles.chat.speed: must be >= 0, got -1"]
     assert errors_of(one("codex", profile_overrides={"rev": {"timeout_secs": "x"}})) == [
         "llm_profiles.chat.profile_overrides.rev.timeout_secs: "
         'expected a number of seconds, got "x"'

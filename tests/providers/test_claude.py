@@ -4,7 +4,6 @@ transcript (claude 2.1.197) and on Alice's fixtures, and robustness properties."
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,9 @@ from alice_trio.providers.claude import (
     explain_exit,
 )
 from alice_trio.providers.registry import get_provider
+from recording_cli import recorded, recording_cli
 
-from decoding import feed_chunks, split_at
+from decoding import assert_outcome, feed_chunks, json_lines, split_at
 
 HERE = Path(__file__).resolve().parent.parent / "transcripts" / "claude"
 ALICE = HERE / "alice"
@@ -244,21 +244,9 @@ def test_every_one_shot_transcript_is_covered():
 def test_transcript(name):
     reply, thread, usage, error, status, interrupted, terminal = CASES[name]
     events, out = decode_bytes(load(name))
-    if reply.endswith("."):
-        assert out.result.reply.startswith(reply)
-    else:
-        assert out.result.reply == reply
-    assert out.result.next_thread_id == thread
-    assert out.result.usage == Usage(
-        input_tokens=usage[0], cached_input_tokens=usage[1], output_tokens=usage[2]
-    )
-    if error:
-        assert error in out.error
-    else:
-        assert out.error == ""
-    assert out.status == status
-    assert out.interrupted is interrupted
-    assert out.terminal is terminal
+    # a reply ending with "." is the start of a long one
+    flags = (status, interrupted, terminal)
+    assert_outcome(out, reply, thread, usage, error, *flags, reply_prefix=reply.endswith("."))
     assert out.missing_reply == "claude returned no final assistant message"
     assert out.unknown_lines == (1 if name == "claude_text" else 0)
     # an assistant text event is always a complete, non-empty message
@@ -330,8 +318,7 @@ def test_thread_id_seeded_from_request_survives_lines_without_session():
 
 
 def feed_all(lines: list[dict | str], thread_id: str = "") -> tuple[list[TurnEvent], DecodeOutcome]:
-    data = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n"
-    return decode_bytes(data.encode(), thread_id=thread_id)
+    return decode_bytes(json_lines(lines), thread_id=thread_id)
 
 
 def test_text_and_tool_use_in_one_message_emit_both():
@@ -529,22 +516,7 @@ def test_alice_normalization_emits_text_then_tool_use():
 
 
 def fake_cli(tmp_path: Path, stdout: Path | None, exit_code: int = 0, stderr: str = "") -> str:
-    """An executable that records its argv and stdin, prints ``stdout`` and exits."""
-    script = tmp_path / "fake-agent"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, sys\n"
-        f"rec = {str(tmp_path / 'rec.json')!r}\n"
-        "data = sys.stdin.buffer.read().decode()\n"
-        "json.dump({'argv': sys.argv[1:], 'stdin': data}, open(rec, 'w'))\n"
-        f"out = {str(stdout) if stdout else ''!r}\n"
-        "if out:\n"
-        "    sys.stdout.buffer.write(open(out, 'rb').read())\n"
-        f"sys.stderr.write({stderr!r})\n"
-        f"sys.exit({exit_code})\n"
-    )
-    script.chmod(0o755)
-    return str(script)
+    return recording_cli(tmp_path, stdout, exit_code, stderr, env_prefix=None)
 
 
 async def test_engine_runs_a_recorded_tool_turn(tmp_path):
@@ -556,7 +528,7 @@ async def test_engine_runs_a_recorded_tool_turn(tmp_path):
     assert result.next_thread_id == "94f07424-432f-4641-bff9-3824045ad0d8"
     assert result.usage == Usage(input_tokens=39022, output_tokens=68)
     assert progress == ["I'll run a command.", TOOL_REPLY]
-    rec = json.loads((tmp_path / "rec.json").read_text())
+    rec = recorded(tmp_path)
     assert rec["stdin"] == "[[TOOL]] please"
     assert rec["argv"][0] == "-p"
 

@@ -3,8 +3,6 @@ transcript (gemini 0.61.0) and on Alice's fixtures, and robustness properties.""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +20,9 @@ from alice_trio.providers.gemini import (
     stats_usage,
 )
 from alice_trio.providers.registry import get_provider
+from recording_cli import recorded, recording_cli
 
-from decoding import feed_chunks, split_at
+from decoding import assert_outcome, feed_chunks, json_lines, split_at
 
 HERE = Path(__file__).resolve().parent.parent / "transcripts" / "gemini"
 ALICE = HERE / "alice"
@@ -41,8 +40,7 @@ def load(name: str) -> bytes:
 
 
 def feed_all(lines: list[dict | str], thread_id: str = "") -> tuple[list[TurnEvent], DecodeOutcome]:
-    data = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n"
-    return decode_bytes(data.encode(), thread_id=thread_id)
+    return decode_bytes(json_lines(lines), thread_id=thread_id)
 
 
 # -- argv ---------------------------------------------------------------------------------------
@@ -262,18 +260,7 @@ def test_every_headless_transcript_is_covered():
 def test_transcript(name):
     reply, thread, usage, error, status, terminal = CASES[name]
     events, out = decode_bytes(load(name))
-    assert out.result.reply == reply
-    assert out.result.next_thread_id == thread
-    assert out.result.usage == Usage(
-        input_tokens=usage[0], cached_input_tokens=usage[1], output_tokens=usage[2]
-    )
-    if error:
-        assert error in out.error
-    else:
-        assert out.error == ""
-    assert out.status == status
-    assert out.interrupted is False
-    assert out.terminal is terminal
+    assert_outcome(out, reply, thread, usage, error, status, False, terminal)
     assert out.missing_reply == "gemini returned no final response"
     texts = [e.text for e in events if e.kind is EventKind.ASSISTANT_TEXT]
     # §13.22: the reply is emitted exactly once, as one complete message
@@ -524,23 +511,7 @@ def test_alice_pretty_printed_json_is_not_stream_json(name):
 
 
 def fake_cli(tmp_path: Path, stdout: Path | None, exit_code: int = 0, stderr: str = "") -> str:
-    """An executable that records its argv, env and stdin, prints ``stdout`` and exits."""
-    script = tmp_path / "fake-agent"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        f"rec = {str(tmp_path / 'rec.json')!r}\n"
-        "data = sys.stdin.buffer.read().decode()\n"
-        "env = {k: v for k, v in os.environ.items() if k.startswith('GEMINI_CLI_')}\n"
-        "json.dump({'argv': sys.argv[1:], 'stdin': data, 'env': env}, open(rec, 'w'))\n"
-        f"out = {str(stdout) if stdout else ''!r}\n"
-        "if out:\n"
-        "    sys.stdout.buffer.write(open(out, 'rb').read())\n"
-        f"sys.stderr.write({stderr!r})\n"
-        f"sys.exit({exit_code})\n"
-    )
-    script.chmod(0o755)
-    return str(script)
+    return recording_cli(tmp_path, stdout, exit_code, stderr, env_prefix="GEMINI_CLI_")
 
 
 async def test_engine_runs_a_recorded_turn_with_one_progress_message(tmp_path):
@@ -558,7 +529,7 @@ async def test_engine_runs_a_recorded_turn_with_one_progress_message(tmp_path):
     assert result.usage == Usage(input_tokens=10653, output_tokens=46)
     assert progress == [HELLO + "say hello"]  # once (§13.22), complete, never a delta
     assert "user_text" in raw and "turn_completed" in raw
-    rec = json.loads((tmp_path / "rec.json").read_text())
+    rec = recorded(tmp_path)
     assert rec["stdin"] == "say hello"
     assert rec["argv"] == ["-o", "stream-json", "--yolo"]
     assert rec["env"] == {"GEMINI_CLI_TRUST_WORKSPACE": "true"}

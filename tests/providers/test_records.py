@@ -4,7 +4,6 @@ all agree with it."""
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import subprocess
@@ -32,6 +31,7 @@ from alice_trio.sessions.driver import SteerMode
 from alice_trio.sessions.oneshot_driver import OneShotDriver
 from alice_trio.sessions.registry import create_driver, resolve_factory
 from alice_trio.validation import options_of
+from import_graph import direct_imports, module_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "alice_trio"
@@ -95,11 +95,11 @@ def _sources(name: str, flavor: str, *, decoder: bool) -> str:
         if module in seen:
             continue
         seen.add(module)
-        path = _module_file(module)
+        path = module_file(module)
         if path is None:
             continue
         texts.append(path.read_text())
-        todo += [m for m in _imports(path) if m.startswith(("alice_trio.sessions.",
+        todo += [m for m in direct_imports(path) if m.startswith(("alice_trio.sessions.",
                                                              "alice_trio.protocols."))]  # fmt: skip
     return "\n".join(texts)
 
@@ -270,52 +270,6 @@ def test_newest_verified_version_is_the_e2e_pin() -> None:
     assert set(sources) == set(pins)
     for source, versions in sources.items():
         assert versions.newest == pins[source], source
-
-
-# -- providers/ stays pure ------------------------------------------------------------------------
-
-
-def _imports(path: Path) -> set[str]:
-    """Modules ``path`` imports, relative ones resolved to absolute names."""
-    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                mod = ".".join([*base, node.module] if node.module else base)
-            else:
-                mod = node.module or ""
-            out.add(mod)
-            out |= {f"{mod}.{a.name}" for a in node.names}
-    return out
-
-
-def _module_file(name: str) -> Path | None:
-    rel = Path(*name.split(".")[1:])
-    for cand in (SRC / rel.with_suffix(".py"), SRC / rel / "__init__.py"):
-        if cand.is_file() and cand != SRC / "__init__.py":
-            return cand
-    return None
-
-
-def test_no_trio_is_reachable_from_the_provider_modules() -> None:
-    """The session driver factories are strings, so the records import no session code."""
-    todo = [f"alice_trio.providers.{p.stem}" for p in (SRC / "providers").glob("*.py")]
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        assert name.split(".")[0] not in {"trio", "httpx"}, f"trio reachable: {name}"
-        if name.startswith("alice_trio."):
-            assert not name.startswith(("alice_trio.sessions", "alice_trio.engine")), name
-            path = _module_file(name)
-            if path is not None:
-                todo += sorted(_imports(path))
 
 
 # -- third-party providers through entry points ---------------------------------------------------

@@ -165,9 +165,7 @@ def _codex_target(path: Path) -> Target:
         ar = codex_app_server.approval_request(req.method, req.params, str(req.id))
         return _answers(ar, codex_app_server.approval_result)
 
-    feed = _rpc_feed(
-        lambda m, n: m.notification(n.method, n.params, n.raw), request, lambda m, r: []
-    )
+    feed = _rpc_feed(lambda m, n: m.feed(n), request, lambda m, r: [])
     return Target(
         f"codex_app_server:{path.name}", tuple(messages),
         lambda: codex_app_server.CodexNotificationMapper(workspace="/w"), feed, lambda m: [],
@@ -197,7 +195,7 @@ def _acp_target(path: Path) -> Target:
             out += m.finish(r.result, r.raw)
         return out
 
-    feed = _rpc_feed(lambda m, n: m.update(n.params, n.raw), request, response)
+    feed = _rpc_feed(lambda m, n: m.feed(n.params, n.raw), request, response)
     return Target(f"acp:{path.name}", tuple(_capture_stdout(path)), new, feed,
                   lambda m: m.flush())  # fmt: skip
 
@@ -217,7 +215,7 @@ def _kimi_wire_target(path: Path) -> Target:
             return m.finish(r.result, r.raw)
         return []
 
-    feed = _rpc_feed(lambda m, n: m.event(n.params, n.raw), request, response)
+    feed = _rpc_feed(lambda m, n: m.feed(n.params, n.raw), request, response)
     return Target(f"kimi_wire:{path.name}", tuple(_capture_stdout(path)), new, feed,
                   lambda m: m.flush())  # fmt: skip
 

@@ -159,7 +159,7 @@ def mapped(events: list[dict[str, Any]]) -> list[TurnEvent]:
     m.begin("t")
     out: list[TurnEvent] = []
     for e in events:
-        out += m.event(e["params"], json.dumps(e))
+        out += m.feed(e["params"], json.dumps(e))
     return out + m.finish({"status": "finished"})
 
 

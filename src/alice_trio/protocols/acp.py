@@ -40,8 +40,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
-from ..providers.base import as_int, as_list, as_str
-from ..sessions.approval import ApprovalDecision, ApprovalOption, ApprovalRequest
+from ..providers.base import as_int, as_list, as_map, as_str
+from .approval import ApprovalDecision, ApprovalOption, ApprovalRequest
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -128,8 +128,9 @@ def _content_text(content: Any) -> str:
         return "".join(_content_text(c) for c in content)
     if not isinstance(content, Mapping):
         return ""
-    if content.get("type") == "text" and isinstance(content.get("text"), str):
-        return content["text"]
+    text = content.get("text")
+    if content.get("type") == "text" and isinstance(text, str):
+        return text
     if content.get("type") == "content":  # tool call content wrapper
         return _content_text(content.get("content"))
     return ""
@@ -212,7 +213,7 @@ class AcpUpdateMapper:
         self._text, self._thought, self._text_id = [], [], None
         return out
 
-    def update(self, params: Any, raw: str = "") -> list[TurnEvent]:
+    def feed(self, params: Any, raw: str = "") -> list[TurnEvent]:
         if not isinstance(params, Mapping):
             return [self._event(EventKind.UNKNOWN, raw, text="session/update without params")]
         update = params.get("update")
@@ -341,7 +342,7 @@ def permission_request(
     its updates carried the kind and the command. gemini's title of an ``execute`` call is the
     command itself."""
     p: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
-    tool = p.get("toolCall") if isinstance(p.get("toolCall"), Mapping) else {}
+    tool = as_map(p.get("toolCall"))
     options = tuple(
         ApprovalOption(id=as_str(o.get("optionId")), name=as_str(o.get("name")),
                        kind=as_str(o.get("kind")))

@@ -55,7 +55,7 @@ from .. import safejson
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion
 from ..providers.base import as_map, as_str
 from ..providers.claude import ClaudeStreamDecoder
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
     "DECLINE_MESSAGE",
@@ -249,6 +249,15 @@ class ClaudeBidiMapper:
     # -- submissions ----------------------------------------------------------------------------
     def submit(self, turn_id: str, text: str, *, steered: bool = False) -> None:
         self.pending.append(Submission(turn_id=turn_id, text=text.strip(), steered=steered))
+
+    def take_pending(self) -> list[str]:
+        """The turn ids of every pending submission, forgetting them (the process is gone)."""
+        pending, self.pending = self.pending, []
+        return [sub.turn_id for sub in pending]
+
+    def withdraw(self, turn_id: str) -> None:
+        """Forget a submission whose send failed: no output will ever belong to it."""
+        self.pending = [sub for sub in self.pending if sub.turn_id != turn_id]
 
     def owner(self) -> str:
         """Turn id that output arriving now belongs to."""

@@ -35,7 +35,8 @@ from ..models import EventKind, ExecPolicy, QuestionInfo, QuestionOption, TurnEv
 from ..models import Usage as _Usage
 from ..providers.base import as_int, as_list, as_map, as_str
 from ..providers.codex import format_file_change
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
+from .jsonrpc import Notification
 
 __all__ = [
     "APPROVAL_METHODS",
@@ -197,7 +198,8 @@ class CodexNotificationMapper:
         return TurnEvent(kind=kind, thread_id=thread_id, turn_id=turn_id, raw=raw,
                          provider=PROVIDER, **kw)  # fmt: skip
 
-    def notification(self, method: str, params: Any, raw: str = "") -> list[TurnEvent]:
+    def feed(self, msg: Notification) -> list[TurnEvent]:
+        method, params, raw = msg.method, msg.params, msg.raw
         if not isinstance(params, Mapping):
             params = {}
         if method in _QUIET:
@@ -231,8 +233,8 @@ class CodexNotificationMapper:
         if not completed:
             return []
         if itype == "agentMessage":
-            text = item.get("text") if isinstance(item.get("text"), str) else ""
-            if not text.strip():
+            text = item.get("text")
+            if not isinstance(text, str) or not text.strip():
                 return []
             return [self._event(EventKind.ASSISTANT_TEXT, params, raw, text=text)]
         if itype == "reasoning":

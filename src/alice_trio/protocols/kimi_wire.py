@@ -36,7 +36,7 @@ from typing import Any
 
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_list, as_map, as_str
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -129,7 +129,7 @@ class KimiWireMapper:
         self._text, self._think = [], []
         return out
 
-    def event(self, params: Any, raw: str = "") -> list[TurnEvent]:
+    def feed(self, params: Any, raw: str = "") -> list[TurnEvent]:
         if not isinstance(params, Mapping):
             return [self._event(EventKind.UNKNOWN, raw, text="event without params")]
         etype = as_str(params.get("type"))
@@ -218,7 +218,7 @@ def approval_request(params: Any, *, session_id: str, turn_id: str) -> ApprovalR
     """The request behind a ``request`` server call; ``None`` for types we answer ourselves."""
     p = params if isinstance(params, Mapping) else {}
     rtype = as_str(p.get("type"))
-    payload = p.get("payload") if isinstance(p.get("payload"), Mapping) else {}
+    payload = as_map(p.get("payload"))
     common: dict[str, Any] = {"provider": PROVIDER, "thread_id": session_id, "turn_id": turn_id,
                               "method": rtype, "params": payload}  # fmt: skip
     if rtype == "ApprovalRequest":

@@ -58,7 +58,7 @@ from ..file_changes import format_file_changes
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_list, as_str
 from ..providers.opencode import format_tool_part, part_file_changes, usage_from_tokens
-from ..sessions.approval import ApprovalDecision, ApprovalRequest
+from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = ["OcSubmission", "OpenCodeMapper", "parse_question"]
 
@@ -141,9 +141,14 @@ class OpenCodeMapper:
     def submit(self, turn_id: str, text: str) -> None:
         self.pending.append(OcSubmission(turn_id=turn_id, text=text.strip()))
 
+    def take_pending(self) -> list[str]:
+        """The turn ids of every pending submission, forgetting them (the process is gone)."""
+        pending, self.pending = self.pending, []
+        return [sub.turn_id for sub in pending]
+
     def withdraw(self, turn_id: str) -> None:
-        """Forget a submission whose prompt was not accepted."""
-        self.pending = [s for s in self.pending if s.turn_id != turn_id]
+        """Forget a submission whose prompt was not accepted: no output will ever belong to it."""
+        self.pending = [sub for sub in self.pending if sub.turn_id != turn_id]
 
     def request_interrupt(self) -> None:
         """Mark the submissions pending now as asked to stop (later ones are not)."""

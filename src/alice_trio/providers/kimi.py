@@ -329,7 +329,8 @@ class KimiDecoder(JsonLineDecoder):
 
     # JSON lines -------------------------------------------------------------------------------
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
-        msg = obj.get("message") if isinstance(obj.get("message"), dict) else obj
+        inner = obj.get("message")
+        msg: dict[str, Any] = inner if isinstance(inner, dict) else obj
         events: list[TurnEvent] = []
         sid = self._session_id(obj, msg)
         if sid and sid != self.thread_id:

@@ -186,7 +186,7 @@ class AcpDriver(RpcDriver):
             return [self.unknown(msg.raw, f"ACP notification {msg.method}")]
         if self.mapper.replaying:
             self._last_update = trio.current_time()
-        return self.mapper.update(msg.params, msg.raw)
+        return self.mapper.feed(msg.params, msg.raw)
 
     def eof_events(self) -> list[TurnEvent]:
         return self.mapper.flush()

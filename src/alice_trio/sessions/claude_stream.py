@@ -54,7 +54,7 @@ from ..errors import (
     SessionClosedError,
     TransportClosedError,
 )
-from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent
+from ..models import ExecPolicy, RunRequest
 from ..protocols.claude_stream import (
     ClaudeBidiMapper,
     control_request,
@@ -67,6 +67,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalGate, ApprovalRequest, Approver, default_decision
 from .driver import Emit, SteerMode, TurnRef
+from .stream_turns import report_exit, send_turn
 
 #: claude's defaults for the fields of an exec policy left unset (spec §10)
 CLAUDE_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
@@ -234,25 +235,11 @@ class ClaudeStreamDriver:
 
     async def _report_exit(self) -> None:
         """claude exited: every pending submission gets an error (§13.13)."""
-        proc = self._proc
-        if proc is None or self._closing or not self.mapper.pending:
+        if self._proc is None or self._closing:
             return
-        assert self._emit is not None
-        tail = proc.stderr_tail().strip()
-        message = f"claude exited during the turn ({proc.exit_description()})"
-        if tail:
-            message += f": {tail[-2000:]}"
-        pending, self.mapper.pending = self.mapper.pending, []
-        for sub in pending:
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.ERROR,
-                    error=message,
-                    turn_id=sub.turn_id,
-                    thread_id=self.mapper.thread_id,
-                    provider="claude",
-                )
-            )
+        turn_ids = self.mapper.take_pending()
+        thread_id = self.mapper.thread_id
+        await report_exit(self._emit, self._proc, "claude", turn_ids, "claude", thread_id)
 
     # -- commands ----------------------------------------------------------------------------
     def _live(self) -> AgentProcess:
@@ -311,22 +298,14 @@ class ClaudeStreamDriver:
         # again if the message was not written, whatever stopped it (a cancelled or failed
         # write must not leave a submission that the next message's echo is credited to)
         self.mapper.submit(ref.turn_id, text, steered=steered)
-        try:
-            if not steered:
-                assert self._emit is not None
-                await self._emit(
-                    TurnEvent(
-                        kind=EventKind.TURN_STARTED,
-                        thread_id=ref.thread_id,
-                        turn_id=ref.turn_id,
-                        provider="claude",
-                    )
-                )
+        assert self._emit is not None
+
+        async def send() -> None:
             await proc.send(user_message(text))
-        except BaseException:
-            self.mapper.pending = [s for s in self.mapper.pending if s.turn_id != ref.turn_id]
-            raise
-        return ref
+
+        return await send_turn(
+            ref, send, self.mapper.withdraw, self._emit, provider="claude", announce=not steered
+        )
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         return await self._submit(request, steered=False)

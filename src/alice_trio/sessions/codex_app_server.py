@@ -144,7 +144,7 @@ class CodexAppServerDriver(RpcDriver):
         await self._require_client().request("turn/interrupt", params)
 
     def map_notification(self, msg: Notification) -> list[TurnEvent]:
-        return self.mapper.notification(msg.method, msg.params, msg.raw)
+        return self.mapper.feed(msg)
 
     async def answer_request(self, req: Request) -> Any:
         approval = proto.approval_request(req.method, req.params, str(req.id))

@@ -329,10 +329,8 @@ class AgentHost(ProcessHost):
         """Spawn, handshake, report started, route until the process ends. A failure before
         started is raised (typed); after it, it is kept in :attr:`failure` and ``run`` returns
         (the conversations see their inboxes close)."""
-        reported = False
         try:
-            with single_exception(), trio.CancelScope() as scope:
-                self._scope = scope
+            with self._lifetime():
                 async with open_agent_process(
                     self.invocation, name=self.name, close_grace=self.close_grace
                 ) as proc:
@@ -346,14 +344,8 @@ class AgentHost(ProcessHost):
                         nursery.start_soon(self._route, client)
                         self.info = await self.protocol.initialize(client)
                         self.started.set()
-                        reported = True
                         task_status.started()
-        except AliceError as exc:
-            if not reported:
-                raise
-            self.failure = exc
         finally:
-            self.done.set()
             for link in list(self.links):
                 link.send.close()
 

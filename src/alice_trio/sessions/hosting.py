@@ -10,15 +10,17 @@ failure after started is kept in :attr:`ProcessHost.failure`), ``aclose``, the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
 
-from ..errors import TransportClosedError
+from ..errors import AliceError, TransportClosedError
 from ..models import RunRequest
 from ..providers.base import Invocation
 from ..transports.process import AgentProcess
+from ._groups import single_exception
 from .driver import SessionDriver, SteerMode, TurnRef
 
 __all__ = ["DriverWrapper", "ProcessHost"]
@@ -102,6 +104,23 @@ class ProcessHost:
             provider=self.name,
             stderr_tail=self.stderr_tail(),
         )
+
+    @contextmanager
+    def _lifetime(self) -> Iterator[None]:
+        """The body of a subclass's ``run``: cancellable through ``_scope`` (:meth:`aclose`), one
+        exception at a time, never a group. A failure before :attr:`started` is set propagates
+        (typed); after it, it is kept in :attr:`failure` and ``run`` returns. :attr:`done` is
+        set on every way out."""
+        try:
+            with single_exception(), trio.CancelScope() as scope:
+                self._scope = scope
+                yield
+        except AliceError as exc:
+            if not self.started.is_set():
+                raise
+            self.failure = exc
+        finally:
+            self.done.set()
 
     def _emptied(self) -> None:
         if not self.links and self.on_empty is not None:

@@ -39,7 +39,7 @@ import trio
 from ..models import RunRequest, TurnEvent
 from ..protocols import kimi_wire as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
-from ..providers.base import Invocation, as_str, merge_env
+from ..providers.base import Invocation, as_map, as_str, merge_env
 from ..providers.kimi import KimiConfig
 from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
@@ -106,7 +106,7 @@ class KimiWireDriver(RpcDriver):
     def map_notification(self, msg: Notification) -> list[TurnEvent]:
         if msg.method != "event":
             return [self.unknown(msg.raw, f"kimi wire notification {msg.method}")]
-        return self.mapper.event(msg.params, msg.raw)
+        return self.mapper.feed(msg.params, msg.raw)
 
     def eof_events(self) -> list[TurnEvent]:
         return self.mapper.flush()
@@ -160,7 +160,7 @@ class KimiWireDriver(RpcDriver):
 
     async def answer_request(self, req: Request) -> Any:
         params = req.params if isinstance(req.params, dict) else {}
-        payload = params.get("payload") if isinstance(params.get("payload"), dict) else {}
+        payload = as_map(params.get("payload"))
         rtype = as_str(params.get("type"))
         if req.method != "request":
             raise JsonRpcError(f"method not supported: {req.method}", code=METHOD_NOT_FOUND)

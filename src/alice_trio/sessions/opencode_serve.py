@@ -42,12 +42,13 @@ remain for callers who answer by hand (with ``on_question`` returning a never-re
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import httpx
@@ -74,6 +75,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnRef
+from .stream_turns import report_exit, send_turn
 
 __all__ = ["OpenCodeServeDriver", "ServerSecret", "find_url", "open_driver", "prompt_body"]
 
@@ -296,7 +298,7 @@ class OpenCodeServeDriver:
                     on_open=opened,
                     max_frame_bytes=self.max_frame_bytes,
                 )
-                async with aclosing(cast("AsyncGenerator[str, None]", events)) as stream:
+                async with aclosing(events) as stream:
                     async for payload in stream:
                         await self._handle(payload)
             except (httpx.HTTPError, ProtocolError, LineTooLongError) as exc:
@@ -447,7 +449,7 @@ class OpenCodeServeDriver:
     async def _ask(self, question: TurnQuestion) -> None:
         assert self.on_question is not None
         answer: Any = self.on_question(question)
-        if hasattr(answer, "__await__"):
+        if inspect.isawaitable(answer):
             answer = await answer
         try:
             if answer is None:
@@ -458,25 +460,11 @@ class OpenCodeServeDriver:
             pass
 
     async def _report_exit(self) -> None:
-        proc = self._proc
-        if proc is None or self._closing or not self.mapper.pending:
+        if self._proc is None or self._closing:
             return
-        assert self._emit is not None
-        message = f"opencode serve exited during the turn ({proc.exit_description()})"
-        tail = proc.stderr_tail().strip()
-        if tail:
-            message += f": {tail[-2000:]}"
-        pending, self.mapper.pending = self.mapper.pending, []
-        for sub in pending:
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.ERROR,
-                    error=message,
-                    turn_id=sub.turn_id,
-                    thread_id=self.mapper.session_id,
-                    provider="opencode",
-                )
-            )
+        turn_ids = self.mapper.take_pending()
+        thread_id = self.mapper.session_id
+        await report_exit(self._emit, self._proc, "opencode serve", turn_ids, "opencode", thread_id)
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:
@@ -528,21 +516,13 @@ class OpenCodeServeDriver:
         sid = self.mapper.session_id
         ref = TurnRef(thread_id=sid, turn_id=f"opencode-{next(self._ids)}")
         self.mapper.submit(ref.turn_id, request.prompt)
-        if started and self._emit is not None:
-            await self._emit(
-                TurnEvent(
-                    kind=EventKind.TURN_STARTED,
-                    thread_id=sid,
-                    turn_id=ref.turn_id,
-                    provider="opencode",
-                )
-            )
-        try:
+
+        async def send() -> None:
             await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
-        except AliceError:
-            self.mapper.withdraw(ref.turn_id)
-            raise
-        return ref
+
+        return await send_turn(
+            ref, send, self.mapper.withdraw, self._emit, provider="opencode", announce=started
+        )
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         return await self._prompt(request, started=True)

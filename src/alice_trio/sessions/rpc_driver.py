@@ -237,12 +237,12 @@ class RpcDriver:
         try:
             result = await client.request(method, params, on_cancel=on_cancel, ordered=True)
         except AliceError as exc:
-            await self._emit(self.error_event(ref, str(exc), getattr(exc, "stderr_tail", "")))
+            await self._emit(self._error_event(ref, str(exc), getattr(exc, "stderr_tail", "")))
             return
         for event in on_result(result):
             await self._emit(event)
 
-    def error_event(self, ref: TurnRef, message: str, stderr_tail: str = "") -> TurnEvent:
+    def _error_event(self, ref: TurnRef, message: str, stderr_tail: str = "") -> TurnEvent:
         text = message
         if stderr_tail.strip() and stderr_tail.strip() not in text:
             text = f"{text}\nstderr tail:\n{stderr_tail.strip()[-2000:]}"

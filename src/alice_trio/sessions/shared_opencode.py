@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..errors import AliceError, SessionClosedError
+from ..errors import SessionClosedError
 from ..models import RunRequest
 from ..providers.base import Invocation
 from ..providers.opencode import OpenCodeConfig
@@ -51,28 +51,18 @@ class ServeHost(ProcessHost):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Spawn the server, read its URL, report started, drain stdout until it exits. A
         failure before started is raised (typed); after it, kept in :attr:`failure`."""
-        reported = False
-        try:
-            with single_exception(), trio.CancelScope() as scope:
-                self._scope = scope
-                async with open_agent_process(
-                    self.invocation, name=self.name, stdin=False, graceful=False
-                ) as proc:
-                    self.process = proc
-                    self.url = await self.template._read_url(proc)
-                    self.started.set()
-                    reported = True
-                    task_status.started()
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self.template._drain_stdout, proc)
-                        await proc.exited.wait()
-                        nursery.cancel_scope.cancel()
-        except AliceError as exc:
-            if not reported:
-                raise
-            self.failure = exc
-        finally:
-            self.done.set()
+        with self._lifetime():
+            async with open_agent_process(
+                self.invocation, name=self.name, stdin=False, graceful=False
+            ) as proc:
+                self.process = proc
+                self.url = await self.template._read_url(proc)
+                self.started.set()
+                task_status.started()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.template._drain_stdout, proc)
+                    await proc.exited.wait()
+                    nursery.cancel_scope.cancel()
 
     async def aclose(self, *, graceful: bool = True) -> None:
         """Kill the server (``serve`` ignores stdin EOF: there is no graceful wait to pay)."""

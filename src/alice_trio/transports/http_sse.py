@@ -1,8 +1,7 @@
-"""Server-sent events over httpx: a pure frame parser and an async reader.
+"""Server-sent events over httpx: an async reader over the pure frame parser.
 
-:class:`SSEParser` turns bytes into event payloads (the joined ``data:`` lines of each event;
-``event:``/``id:``/comment lines are ignored; one leading space after ``data:`` is removed).
-An event larger than ``max_frame_bytes`` raises :class:`~alice_trio.errors.LineTooLongError`
+:class:`~alice_trio.protocols.sse.SSEParser` (re-exported here) turns bytes into event payloads;
+an event larger than ``max_frame_bytes`` raises :class:`~alice_trio.errors.LineTooLongError`
 (never a silent stop, §13.19). :func:`read_events` streams a ``GET`` with httpx and yields the
 payloads; it calls ``on_open()`` once the response headers arrived — the subscription is live
 from then on, so a caller can wait for that before sending anything whose events it needs.
@@ -10,76 +9,14 @@ from then on, so a caller can wait for that before sending anything whose events
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import httpx
 
-from ..errors import LineTooLongError, ProtocolError
+from ..errors import ProtocolError
+from ..protocols.sse import DEFAULT_MAX_FRAME_BYTES, SSEParser
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "SSEParser", "read_events"]
-
-DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
-
-
-class SSEParser:
-    """Incremental SSE framing (see the module docstring)."""
-
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self._buf = b""
-        self._data: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes) -> list[str]:
-        self._buf += chunk
-        out: list[str] = []
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                break
-            line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            self._line(line, out)
-        if len(self._buf) + self._size > self.max_frame_bytes:
-            self._too_large(len(self._buf) + self._size)
-        return out
-
-    def feed_eof(self) -> list[str]:
-        out: list[str] = []
-        if self._buf:
-            self._line(self._buf, out)
-            self._buf = b""
-        self._flush(out)
-        return out
-
-    def _line(self, line: bytes, out: list[str]) -> None:
-        if not line:
-            self._flush(out)
-            return
-        if line.startswith(b"data:"):
-            value = line[5:]
-            if value.startswith(b" "):
-                value = value[1:]
-            self._size += len(value) + 1
-            if self._size > self.max_frame_bytes:
-                self._too_large(self._size)
-            self._data.append(value)
-
-    def _flush(self, out: list[str]) -> None:
-        if self._data:
-            out.append(b"\n".join(self._data).decode("utf-8", errors="replace"))
-        self._data = []
-        self._size = 0
-
-    def _too_large(self, size: int) -> None:
-        self._data = []
-        self._size = 0
-        self._buf = b""
-        raise LineTooLongError(
-            f"server-sent event of {size} bytes (limit {self.max_frame_bytes})",
-            limit=self.max_frame_bytes,
-        )
 
 
 async def read_events(
@@ -89,7 +26,7 @@ async def read_events(
     params: Mapping[str, str] | None = None,
     on_open: Callable[[], Awaitable[None] | None] | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield the payload of each event of ``GET url`` until the server ends the stream.
 
     Raises :class:`ProtocolError` for a non-2xx answer, ``httpx`` transport errors as they come.

@@ -1,0 +1,90 @@
+"""What the stream drivers (claude stream-json, opencode serve) share about submitted turns.
+
+Both keep their submitted turns in their mapper's ``pending`` list, registered before the
+prompt is sent (its first output can arrive before the send returns).
+
+* :func:`send_turn` announces a new turn (``turn_started``) and sends it; if either is
+  cancelled or fails, whatever stopped it, the submission is withdrawn from the mapper before
+  the exception propagates — a prompt the caller got no ref for must not stay pending, where
+  the next prompt's output would be credited to it.
+* :func:`report_exit`: when the process exits under them (not closed by us) each pending turn
+  gets one ``error`` event naming the exit status and the end of stderr (spec §13.13), so no
+  caller waits for a terminal event that will never come. Emitting is the only await: a cancel
+  stops it there, and the caller has emptied the pending list already (reported at most once).
+
+Internal: no stability promise (see :mod:`alice_trio`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from ..models import EventKind, TurnEvent
+from .driver import Emit, TurnRef
+
+__all__ = ["ExitedProcess", "report_exit", "send_turn"]
+
+#: how much of stderr an exit report quotes
+TAIL_CHARS = 2000
+
+
+class ExitedProcess(Protocol):
+    def exit_description(self) -> str: ...
+
+    def stderr_tail(self) -> str: ...
+
+
+async def send_turn(
+    ref: TurnRef,
+    send: Callable[[], Awaitable[None]],
+    withdraw: Callable[[str], None],
+    emit: Emit | None,
+    *,
+    provider: str,
+    announce: bool,
+) -> TurnRef:
+    """Emit ``turn_started`` for ``ref`` (when ``announce``: a new turn, not a steer), then
+    ``await send()``; on any exception (cancellation included) ``withdraw(ref.turn_id)`` first."""
+    try:
+        if announce and emit is not None:
+            started = TurnEvent(
+                kind=EventKind.TURN_STARTED,
+                thread_id=ref.thread_id,
+                turn_id=ref.turn_id,
+                provider=provider,
+            )
+            await emit(started)
+        await send()
+    except BaseException:
+        withdraw(ref.turn_id)
+        raise
+    return ref
+
+
+async def report_exit(
+    emit: Emit | None,
+    proc: ExitedProcess,
+    what: str,
+    turn_ids: Sequence[str],
+    provider: str,
+    thread_id: str,
+) -> None:
+    """One ``error`` event per turn in ``turn_ids``: ``<what> exited during the turn (<exit>)``,
+    then ``: <stderr tail>`` when stderr said anything. Nothing when no turn was pending."""
+    if not turn_ids:
+        return
+    assert emit is not None  # a driver has turns only once its run() got the emitter
+    message = f"{what} exited during the turn ({proc.exit_description()})"
+    tail = proc.stderr_tail().strip()
+    if tail:
+        message += f": {tail[-TAIL_CHARS:]}"
+    for turn_id in turn_ids:
+        await emit(
+            TurnEvent(
+                kind=EventKind.ERROR,
+                error=message,
+                turn_id=turn_id,
+                thread_id=thread_id,
+                provider=provider,
+            )
+        )

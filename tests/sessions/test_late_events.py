@@ -20,19 +20,19 @@ def chunk(text: str, msg: str | None = None) -> dict:
 def test_acp_late_updates_of_a_cancelled_turn_stay_out_of_the_next():
     m = AcpUpdateMapper(provider="kimi", session_id="s")
     m.begin("t1")
-    out = m.update(upd("tool_call", toolCallId="c1", title="sleep", status="pending"))
-    out += m.update(chunk("partial ", "m1"))
+    out = m.feed(upd("tool_call", toolCallId="c1", title="sleep", status="pending"))
+    out += m.feed(chunk("partial ", "m1"))
     out += m.finish({"stopReason": "cancelled"})
     assert [e.kind for e in out if e.kind.terminal] == [EventKind.TURN_INTERRUPTED]
     # after the response, before the next prompt: the tool's end, text, kimi's usage_update
-    late = m.update(upd("tool_call_update", toolCallId="c1", status="failed"))
-    late += m.update(chunk("more of turn one", "m1"))
-    late += m.update(upd("usage_update", used=123, size=1000))
+    late = m.feed(upd("tool_call_update", toolCallId="c1", status="failed"))
+    late += m.feed(chunk("more of turn one", "m1"))
+    late += m.feed(upd("usage_update", used=123, size=1000))
     assert [(e.kind, e.turn_id) for e in late] == [(EventKind.USAGE, "t1")]
     m.begin("t2")
-    out = m.update(upd("tool_call_update", toolCallId="c1", status="completed"))
-    out += m.update(chunk("still turn one", "m1"))
-    out += m.update(chunk("fresh", "m2"))
+    out = m.feed(upd("tool_call_update", toolCallId="c1", status="completed"))
+    out += m.feed(chunk("still turn one", "m1"))
+    out += m.feed(chunk("fresh", "m2"))
     out += m.finish({"stopReason": "end_turn"})
     assert [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT] == ["fresh"]
     assert not [e for e in out if e.kind is EventKind.TOOL_USE]
@@ -44,22 +44,22 @@ def test_acp_late_updates_of_a_cancelled_turn_stay_out_of_the_next():
 
 def test_acp_updates_before_the_first_turn_still_flow():
     m = AcpUpdateMapper(provider="gemini", session_id="s")
-    out = m.update(upd("usage_update", used=5, size=10))
+    out = m.feed(upd("usage_update", used=5, size=10))
     assert [e.kind for e in out] == [EventKind.USAGE]
 
 
 def test_kimi_wire_late_events_of_a_cancelled_turn_stay_out_of_the_next():
     m = KimiWireMapper(session_id="s")
     m.begin("w1")
-    out = m.event({"type": "ToolCall", "payload": {"id": "c1", "function": {"name": "Shell"}}})
+    out = m.feed({"type": "ToolCall", "payload": {"id": "c1", "function": {"name": "Shell"}}})
     out += m.finish({"status": "cancelled"})
     assert [e.kind for e in out if e.kind.terminal] == [EventKind.TURN_INTERRUPTED]
-    late = m.event({"type": "ToolResult", "payload": {"tool_call_id": "c1", "return_value": {}}})
-    late += m.event({"type": "ContentPart", "payload": {"type": "text", "text": "late"}})
+    late = m.feed({"type": "ToolResult", "payload": {"tool_call_id": "c1", "return_value": {}}})
+    late += m.feed({"type": "ContentPart", "payload": {"type": "text", "text": "late"}})
     assert late == []
     m.begin("w2")
-    out = m.event({"type": "ToolResult", "payload": {"tool_call_id": "c1", "return_value": {}}})
-    out += m.event({"type": "ContentPart", "payload": {"type": "text", "text": "fresh"}})
+    out = m.feed({"type": "ToolResult", "payload": {"tool_call_id": "c1", "return_value": {}}})
+    out += m.feed({"type": "ContentPart", "payload": {"type": "text", "text": "fresh"}})
     out += m.finish({"status": "finished"})
     assert [(e.kind, e.text) for e in out if e.kind is not EventKind.TURN_COMPLETED] == [
         (EventKind.ASSISTANT_TEXT, "fresh")

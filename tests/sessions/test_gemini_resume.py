@@ -169,3 +169,20 @@ def test_only_gemini_renames_session_files(tmp_path: Path):
     gemini = open_gemini_driver(GeminiConfig(), RunRequest(user_text="x"))
     kimi = open_kimi_driver(KimiConfig(), RunRequest(user_text="x"))
     assert gemini.before_load is not None and kimi.before_load is None
+
+
+def test_keep_without_hard_links_renames_and_never_replaces(tmp_path: Path, monkeypatch):
+    from alice_trio.sessions import acp
+
+    def no_links(src: str, dst: str) -> None:
+        raise PermissionError("no hard links here")
+
+    monkeypatch.setattr(acp.os, "link", no_links)
+    src, dest = tmp_path / "a", tmp_path / "b"
+    src.write_text("history")
+    acp._move(str(src), str(dest))
+    assert dest.read_text() == "history" and not src.exists()
+    src.write_text("other")
+    with pytest.raises(FileExistsError):
+        acp._move(str(src), str(dest))
+    assert dest.read_text() == "history" and src.read_text() == "other"

@@ -296,6 +296,21 @@ def _session_id_of(path: str) -> str:
     return as_str(record.get("sessionId")) if isinstance(record, dict) else ""
 
 
+def _move(path: str, dest: str) -> None:
+    """Rename without replacing ``dest``: a hard link then unlink; where the file system has
+    no hard links, a rename after checking ``dest`` is free."""
+    try:
+        os.link(path, dest)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(dest):
+            raise FileExistsError(dest) from None
+        os.rename(path, dest)
+        return
+    os.unlink(path)
+
+
 def keep_gemini_history(env: Mapping[str, str], cwd: str, session_id: str) -> list[str]:
     """Rename ``session_id``'s files that carry gemini's per-minute name (see the module
     docstring) in the chats dir of project ``cwd``, so ``session/load`` in the same minute
@@ -325,8 +340,7 @@ def keep_gemini_history(env: Mapping[str, str], cwd: str, session_id: str) -> li
                 continue
             dest = os.path.join(chats, target)
             try:
-                os.link(path, dest)  # never replaces an existing file, unlike rename
-                os.unlink(path)
+                _move(path, dest)
             except OSError:
                 continue
             names.add(target)

@@ -30,13 +30,18 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
   answers ``{"outcome": {"outcome": "cancelled"}}``.
+* Gemini's session files (:func:`gemini_kept_name`, :func:`gemini_chat_dirs`): what the
+  driver needs to keep a conversation loadable within the minute it was written (see
+  :mod:`alice_trio.sessions.acp`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
@@ -48,6 +53,9 @@ __all__ = [
     "AcpUpdateMapper",
     "cancel_params",
     "current_models",
+    "gemini_chat_dirs",
+    "gemini_kept_name",
+    "gemini_short_id",
     "initialize_params",
     "load_session_params",
     "new_session_params",
@@ -98,6 +106,54 @@ def set_model_params(session_id: str, model_id: str) -> dict[str, Any]:
     """``session/set_model`` (gemini 0.61 and Kimi Code 2.1 answer ``{}``; the next prompt runs
     on the model; Kimi Code refuses a model its config.toml does not name with -32603)."""
     return {"sessionId": session_id, "modelId": model_id}
+
+
+# gemini-cli 0.61 ChatRecordingService.initialize names a new conversation's file
+# ``session-<YYYY-MM-DDTHH-MM>-<sanitized session id, first 8 chars>.jsonl`` (UTC, by the minute;
+# older versions wrote ``.json``). SessionSelector finds a session by the ``sessionId`` inside
+# any ``session-*.json[l]`` of the project's ``chats`` dir. Its startup cleanup
+# (cleanupExpiredSessions) deletes every file without resumable content and, with it, every
+# file whose name ends in ``-<that file's short id>.json[l]`` (SHORT_ID_REGEX).
+_GEMINI_CHAT = re.compile(r"session-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2})-([A-Za-z0-9_-]{8})(\.jsonl?)")
+
+
+def gemini_short_id(session_id: str) -> str:
+    """The id part of gemini's file name: ``sanitizeFilenamePart(id).slice(0, 8)``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", session_id)[:8]
+
+
+def gemini_kept_name(file_name: str, session_id: str, taken: Container[str] = ()) -> str:
+    """The name to move ``file_name`` to, or ``""`` when it is not one of gemini's own
+    per-minute names for ``session_id``.
+
+    ``session-2026-12-01T14-00-70b1459c.jsonl`` → ``session-2026-12-01T14-00-70b1459c-kept.jsonl``
+    (``-kept-2``, ``-kept-3``, … when a name is in ``taken``). Gemini still finds the session in
+    it (by the ``sessionId`` inside, any ``session-*.jsonl``), but never creates that name
+    (so no later recording lands in it by name) and its cleanup never matches it by short id
+    (the name does not end in ``-<8 alphanumerics>.jsonl``)."""
+    m = _GEMINI_CHAT.fullmatch(file_name)
+    if m is None or not session_id or m.group(2) != gemini_short_id(session_id):
+        return ""
+    stamp, short, ext = m.groups()
+    for n in itertools.count(1):
+        name = f"session-{stamp}-{short}-kept{f'-{n}' if n > 1 else ''}{ext}"
+        if name not in taken:
+            return name
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def gemini_chat_dirs(gemini_dir: str, cwd_candidates: list[str], registry: Any) -> list[str]:
+    """The ``chats`` dirs gemini 0.61 may keep a project's sessions in: ``<gemini_dir>/tmp/
+    <slug>/chats`` for the slug ``projects.json`` (``registry``, parsed) gives the project
+    root, and the pre-registry ``tmp/<sha256(root)>/chats``. Paths only, no I/O."""
+    projects = registry.get("projects") if isinstance(registry, Mapping) else None
+    names: list[str] = []
+    for root in cwd_candidates:
+        slug = projects.get(root) if isinstance(projects, Mapping) else None
+        if isinstance(slug, str) and slug and "/" not in slug and slug not in (".", ".."):
+            names.append(slug)
+        names.append(hashlib.sha256(root.encode()).hexdigest())
+    return [f"{gemini_dir}/tmp/{n}/chats" for n in dict.fromkeys(names)]
 
 
 def current_models(result: Any) -> frozenset[str]:

@@ -25,12 +25,38 @@ queues it; :meth:`AcpDriver.steer_turn` raises :class:`SteerUnsupportedError`.
 * ``session/request_permission`` → the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` (``auto_approve`` / yolo → accept).
   Other agent requests (``fs/*``, ``terminal/*``, which we did not offer) get ``-32601``.
+
+**Gemini resume** (issue 14 item 5). gemini-cli 0.61 records a conversation in
+``~/.gemini/tmp/<project>/chats/session-<YYYY-MM-DDTHH-MM>-<id[:8]>.jsonl`` (the UTC minute of
+its *creation*; ``ChatRecordingService.initialize``). Two things lose a resumed conversation:
+
+1. Its ACP ``session/load`` (``AcpSessionManager.loadSession``) first initializes a fresh
+   chat for the loaded id — a new recording in the file named for *the current minute* — and
+   only then looks the session up (``SessionSelector.resolveSession`` → ``getSessionFiles``).
+   Within the minute the session's file was created, that fresh recording is appended to the
+   very file holding the history, and its ``{"$set": {"messages": [<session context>]}}``
+   record clears every message before it: the lookup finds nothing resumable (-32603 "No
+   previous sessions found for this project.") and the history is gone from disk.
+2. In any other minute the load works, but leaves that fresh recording behind as a file with
+   no resumable content. Every gemini start runs ``cleanupExpiredSessions``, which deletes
+   such a file *and every file whose name ends in the same* ``-<id[:8]>.jsonl`` — the
+   history file too — so the conversation is lost at the next resume.
+
+So before every gemini ``session/load`` the driver renames the session's files that carry
+gemini's per-minute name to ``session-<stamp>-<id[:8]>-kept.jsonl``
+(:func:`keep_gemini_history`): gemini finds the session there by the ``sessionId`` inside and
+records the resumed conversation there, but never creates that name and its cleanup never
+matches it by short id. A conversation still loaded in a shared gemini process (parked, its
+``session/load`` answered locally) is left alone. Side effect: gemini's own
+``--delete-session`` by id no longer removes a kept file (retention by age/count still does).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -52,6 +78,7 @@ from .rpc_driver import RpcDriver
 __all__ = [
     "AcpConfig",
     "AcpDriver",
+    "keep_gemini_history",
     "open_acp_driver",
     "open_gemini_driver",
     "open_kimi_driver",
@@ -91,7 +118,10 @@ class AcpDriver(RpcDriver):
         load_settle_max: float = 5.0,
         model: str = "",
         default_model: str = "",
+        before_load: Callable[[str, str], object] | None = None,
     ) -> None:
+        """``before_load(session_id, cwd)``: called before ``session/load`` is sent (gemini:
+        :func:`keep_gemini_history`); not when a shared process answers the load locally."""
         super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.provider = provider  # type: ignore[misc]
         self.gate.provider = provider
@@ -101,6 +131,7 @@ class AcpDriver(RpcDriver):
         self.load_settle = load_settle
         self.load_settle_max = load_settle_max
         self.resume_id = initial.thread_id
+        self.before_load = before_load
         self.default_model = default_model
         self.wanted_model = model or initial.model or default_model
         self.model = ""  # the model the agent runs on, once known
@@ -123,6 +154,8 @@ class AcpDriver(RpcDriver):
                     provider=self.provider,
                 )
             self.mapper.session_id = self.session_id = self.resume_id
+            if self.before_load is not None and not _parked(client, self.resume_id):
+                self.before_load(self.resume_id, self.cwd)
             self.mapper.replaying = True
             self._last_update = trio.current_time()
             result = await client.request(
@@ -243,6 +276,78 @@ class AcpDriver(RpcDriver):
         return proto.permission_result(approval, answer)
 
 
+def _parked(client: Any, session_id: str) -> bool:
+    """The conversation is still loaded in a shared process, which answers its
+    ``session/load`` locally (:meth:`~alice_trio.sessions.host.AgentHost.has_parked`)."""
+    has_parked = getattr(getattr(client, "host", None), "has_parked", None)
+    return bool(has_parked is not None and has_parked(session_id))
+
+
+def _first_line(path: str, limit: int = 1 << 16) -> str:
+    with open(path, "rb") as f:
+        return f.readline(limit).decode("utf-8", "replace")
+
+
+def _session_id_of(path: str) -> str:
+    try:
+        record = json.loads(_first_line(path))
+    except (OSError, ValueError):
+        return ""
+    return as_str(record.get("sessionId")) if isinstance(record, dict) else ""
+
+
+def _move(path: str, dest: str) -> None:
+    """Rename without replacing ``dest``: a hard link then unlink; where the file system has
+    no hard links, a rename after checking ``dest`` is free."""
+    try:
+        os.link(path, dest)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(dest):
+            raise FileExistsError(dest) from None
+        os.rename(path, dest)
+        return
+    os.unlink(path)
+
+
+def keep_gemini_history(env: Mapping[str, str], cwd: str, session_id: str) -> list[str]:
+    """Rename ``session_id``'s files that carry gemini's per-minute name (see the module
+    docstring) in the chats dir of project ``cwd``, so ``session/load`` in the same minute
+    cannot overwrite them; returns the new paths. ``env`` is the agent's environment
+    (``GEMINI_CLI_HOME``, else ``HOME``). Only files whose first record names this session
+    are touched, never replaced (another free name is taken). Best effort: a missing or
+    unreadable dir or file is skipped; never raises for file-system errors. Synchronous: a
+    directory listing and a few one-line reads."""
+    home = env.get("GEMINI_CLI_HOME") or env.get("HOME") or os.path.expanduser("~")
+    gemini_dir = os.path.join(home, ".gemini")
+    try:
+        with open(os.path.join(gemini_dir, "projects.json"), "rb") as f:
+            registry = json.loads(f.read(1 << 22))
+    except (OSError, ValueError):
+        registry = None
+    roots = list(dict.fromkeys([cwd, os.path.realpath(cwd)]))
+    kept: list[str] = []
+    for chats in proto.gemini_chat_dirs(gemini_dir, roots, registry):
+        try:
+            names = set(os.listdir(chats))
+        except OSError:
+            continue
+        for name in sorted(names):
+            target = proto.gemini_kept_name(name, session_id, names)
+            path = os.path.join(chats, name)
+            if not target or _session_id_of(path) != session_id:
+                continue
+            dest = os.path.join(chats, target)
+            try:
+                _move(path, dest)
+            except OSError:
+                continue
+            names.add(target)
+            kept.append(dest)
+    return kept
+
+
 def _cwd(request: RunRequest, config: CLIConfig) -> str:
     wd = request.workspace_dir or config.workspace_dir.strip()
     return os.path.abspath(wd) if wd else os.getcwd()
@@ -290,6 +395,14 @@ def open_gemini_driver(
     inv = Invocation(argv=tuple(argv), env=env, cwd=cwd,
                      limits=config.limits)  # fmt: skip
     auto = config.approval_mode == "yolo" or (not config.approval_mode and config.yolo)
+
+    def before_load(session_id: str, load_cwd: str) -> None:
+        agent_env = {**os.environ, **inv.env}
+        for key in inv.env_remove:
+            agent_env.pop(key, None)
+        keep_gemini_history(agent_env, load_cwd, session_id)
+
+    kw.setdefault("before_load", before_load)
     return AcpDriver(inv, initial, provider="gemini", cwd=cwd, policy=policy,
                      auto_approve=auto, approver=approver, model=model,
                      default_model=config.model.strip(), **kw)  # fmt: skip

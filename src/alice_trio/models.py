@@ -140,6 +140,10 @@ class RunRequest:
     which is merged over the process env. ``on_progress`` receives complete assistant messages,
     ``[file_change] …`` notices and retry notices; ``on_raw_event`` receives everything else.
     Callbacks may be sync or async; they run in their own task and never stall the CLI's pipe.
+    ``raw_lines`` (debugging, off by default; one-shot runs) also sends every protocol line the
+    CLI prints on stdout to ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``,
+    before the events decoded from it; like other informational events these may be shed when
+    the callback lags (then one ``dropped`` raw event reports how many).
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
@@ -167,6 +171,7 @@ class RunRequest:
     on_raw_event: RawEventCallback | None = attrs.field(
         default=None, eq=False, repr=False, metadata=v.meta(v.callback)
     )
+    raw_lines: bool = False
 
     @property
     def prompt(self) -> str:

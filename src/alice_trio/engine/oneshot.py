@@ -99,6 +99,7 @@ async def _run_request(provider: Provider, config: CLIConfig, request: RunReques
         fallback_thread_id=request.thread_id,
         on_progress=request.on_progress,
         on_raw_event=request.on_raw_event,
+        raw_lines=request.raw_lines,
         explain_exit=provider.explain_exit,
     )
 
@@ -122,6 +123,7 @@ class _Run:
     killed_after_terminal: bool = False
     idle_scope: trio.CancelScope | None = None
     progress: trio.Event = attrs.Factory(trio.Event)  # set (and renewed) per handled chunk
+    raw_lines: bool = False  # every stdout line also goes to on_raw_event as "stdout_line"
 
     # -- ending ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -172,7 +174,7 @@ class _Run:
             self.progress = trio.Event()
 
     async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
-        decoder = self.decoder
+        decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
         items.reverse()  # consumed from the end, so each line's bytes are freed once decoded
         while items:
             item = items.pop()
@@ -196,8 +198,11 @@ class _Run:
                 continue
             line = decode_line(item)
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
+            if raw_lines and not dispatcher.offer_line(line):
+                await dispatcher.offer_line_wait(line)
             for event in decoder.feed(line):
-                await self.dispatcher.offer(event)
+                if not dispatcher.offer_nowait(event):  # no coroutine while there is room
+                    await dispatcher.offer(event)
             if decoder.terminal and not self.terminal_seen:
                 self.terminal_seen = True
                 if self.idle_scope is not None:
@@ -287,10 +292,15 @@ async def run_invocation(
     fallback_thread_id: str = "",
     on_progress: ProgressCallback | None = None,
     on_raw_event: RawEventCallback | None = None,
+    raw_lines: bool = False,
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
     spawner: Spawner = spawn,
 ) -> RunResult:
     """Spawn ``invocation``, feed its stdout to ``decoder``, return the result or raise.
+
+    ``raw_lines``: every stdout line (decoded, before the decoder sees it) also reaches
+    ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``, an informational event
+    (shed like the others when the callback lags); off, it costs nothing.
 
     This is the engine's only entry point for one-shot runs; it knows no provider by name.
     ``spawner`` starts the process (:func:`.spawn.spawn`; tests pass a fake :class:`.Child`).
@@ -302,6 +312,7 @@ async def run_invocation(
         provider=provider,
         dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
         tail=StderrTail(limits.stderr_tail_bytes),
+        raw_lines=raw_lines and on_raw_event is not None,
     )
     run.proc = await spawner(
         invocation, name=provider, stdin="pipe" if invocation.stdin is not None else "devnull"

@@ -291,11 +291,14 @@ class TurnEvent:
 
     def to_raw_event(self) -> RawEvent:
         """The ``on_raw_event`` form of this event (spec §5.3)."""
-        detail = self.text.strip()
+        kind = self.kind
         if self.question is not None:
             import json
 
             detail = json.dumps(self.question.to_dict(), ensure_ascii=False)
-        elif self.kind is EventKind.ERROR and self.error:
+        elif kind is EventKind.ERROR and self.error:
             detail = self.error
-        return RawEvent(kind=self.kind.value, line=self.raw.strip(), detail=detail)
+        else:
+            detail = self.text.strip()  # no copy when there is nothing to strip
+        # ``_value_``: the member's value without the ``value`` descriptor's cost (hot path)
+        return RawEvent(kind=kind._value_, line=self.raw.strip(), detail=detail)

@@ -379,6 +379,8 @@ def as_int(value: Any) -> int:
 
     Never raises: ``inf``/``nan`` (``1e999`` parses as ``inf``), numbers beyond ±``MAX_COUNT``
     and numeric strings longer than 40 characters are 0; floats are truncated."""
+    if type(value) is int:  # the common case first (bool is a subclass, not this type)
+        return value if -MAX_COUNT <= value <= MAX_COUNT else 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, str):
@@ -470,7 +472,8 @@ class JsonLineDecoder:
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def _event(self, kind: EventKind, line: str, **kw: Any) -> TurnEvent:
-        kw.setdefault("thread_id", self.thread_id)
+        if "thread_id" not in kw:
+            kw["thread_id"] = self.thread_id
         return TurnEvent(kind=kind, raw=line, provider=self.provider, **kw)
 
     def _tool_called(self, tool_id: str, name: str, arguments: Any) -> None:

@@ -118,14 +118,23 @@ class CallbackDispatcher:
     def offer_nowait(self, event: TurnEvent) -> bool:
         """Queue ``event`` if there is room (or drop it when no callback wants it) and return
         True; False when the buffer is full: the caller then awaits :meth:`offer`. Never
-        checkpoints."""
-        entry = self._entry(event)
-        if entry is None:
+        checkpoints. (The hot path: :meth:`_entry` and :meth:`_push` inlined.)"""
+        if not self.active or event.kind in _SILENT:
             return True
-        if len(self._queue) < self._capacity:
-            self._push(entry)
+        text = progress_text(event) if self.on_progress is not None else None
+        if text is None and self.on_raw_event is None:
             return True
-        return False
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            return False
+        if self._closed:
+            raise trio.ClosedResourceError("the dispatcher is closed")
+        queue.append((event, text))
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+        return True
 
     async def offer(self, event: TurnEvent) -> None:
         """Queue ``event``. With the buffer full: wait for room (progress/terminal events, or

@@ -174,41 +174,51 @@ class _Run:
             self.progress = trio.Event()
 
     async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
+        # the per-line hot path: locals only, no coroutine per event while the queue has room
         decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
+        feed, offer_nowait = decoder.feed, dispatcher.offer_nowait
         items.reverse()  # consumed from the end, so each line's bytes are freed once decoded
+        pop = items.pop
         while items:
-            item = items.pop()
-            if isinstance(item, OversizedLine):
-                limit = self.invocation.limits.max_line_bytes
-                if self.invocation.limits.line_policy == "error":
-                    self.fail(
-                        LineTooLongError(
-                            f"{self.provider} printed a line of {item.size} bytes (limit {limit})",
-                            limit=limit,
-                        )
-                    )
+            item = pop()
+            if type(item) is OversizedLine:
+                if not await self.oversized(item):
                     return
-                event = TurnEvent(
-                    kind=EventKind.UNKNOWN,
-                    text=f"skipped a line of {item.size} bytes (limit {limit})",
-                    raw=decode_line(item.head),
-                    provider=self.provider,
-                )
-                await self.dispatcher.offer(event)
                 continue
-            line = decode_line(item)
+            assert isinstance(item, bytes)
+            line = item.decode("utf-8", errors="replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
             if raw_lines and not dispatcher.offer_line(line):
                 await dispatcher.offer_line_wait(line)
-            for event in decoder.feed(line):
-                if not dispatcher.offer_nowait(event):  # no coroutine while there is room
+            for event in feed(line):
+                if not offer_nowait(event):
                     await dispatcher.offer(event)
-            if decoder.terminal and not self.terminal_seen:
+            if not self.terminal_seen and decoder.terminal:
                 self.terminal_seen = True
                 if self.idle_scope is not None:
                     self.idle_scope.deadline = math.inf
                 assert self.io is not None
                 self.io.start_soon(self.drain_after_terminal)
+
+    async def oversized(self, item: OversizedLine) -> bool:
+        """An over-long line: fail the run (returns False) or report it as skipped (True)."""
+        limit = self.invocation.limits.max_line_bytes
+        if self.invocation.limits.line_policy == "error":
+            self.fail(
+                LineTooLongError(
+                    f"{self.provider} printed a line of {item.size} bytes (limit {limit})",
+                    limit=limit,
+                )
+            )
+            return False
+        event = TurnEvent(
+            kind=EventKind.UNKNOWN,
+            text=f"skipped a line of {item.size} bytes (limit {limit})",
+            raw=decode_line(item.head),
+            provider=self.provider,
+        )
+        await self.dispatcher.offer(event)
+        return True
 
     async def read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -4,13 +4,14 @@ The stdout reader hands events to :class:`CallbackDispatcher` with :meth:`offer`
 waits while the buffer has room. A separate task (:meth:`run`) calls ``on_progress`` /
 ``on_raw_event`` (sync or async). Progress and terminal events are never dropped: when the
 buffer is full the reader waits for room (backpressure), so a stuck callback can delay the run
-but never lose a reply. Purely informational raw events (reasoning, tool use, unknown lines,
-the ``stdout_line`` events of ``RunRequest.raw_lines``, …) are shed — dropped, counted and reported once — only when the consumer **really lags**: the
-buffer is full *and* the delivery task is blocked inside an async callback that made no progress
-while the reader gave it three scheduling rounds. A full buffer alone is not lag: a burst of
-50,000 events can fill it faster than the delivery task is scheduled, and a callback that
-keeps up (any sync callback, an async one that only checkpoints) then loses nothing — the
-reader yields until there is room. Everything offered before :meth:`close` is delivered before
+but never lose a reply. Purely informational raw events (reasoning, tool use, unknown lines, the
+``stdout_line`` events of ``RunRequest.raw_lines``, …) are shed — dropped, counted and reported
+once — only when the consumer **really lags**: the buffer is full *and* the delivery task is
+blocked inside an async callback that made no progress while the reader gave it three scheduling
+rounds. A full buffer alone is not lag: a burst of 50,000 events can fill it faster than the
+delivery task is scheduled, and a callback that keeps up (any sync callback, an async one that
+only checkpoints) then loses nothing — the reader yields until there is room.
+Everything offered before :meth:`close` is delivered before
 :meth:`run` returns.
 """
 

@@ -10,9 +10,8 @@ once — only when the consumer **really lags**: the buffer is full *and* the de
 blocked inside an async callback that made no progress while the reader gave it three scheduling
 rounds. A full buffer alone is not lag: a burst of 50,000 events can fill it faster than the
 delivery task is scheduled, and a callback that keeps up (any sync callback, an async one that
-only checkpoints) then loses nothing — the reader yields until there is room.
-Everything offered before :meth:`close` is delivered before
-:meth:`run` returns.
+only checkpoints) then loses nothing — the reader yields until there is room. Everything
+offered before :meth:`close` is delivered before :meth:`run` returns.
 """
 
 from __future__ import annotations

@@ -146,6 +146,10 @@ class RunRequest:
     which is merged over the process env. ``on_progress`` receives complete assistant messages,
     ``[file_change] …`` notices and retry notices; ``on_raw_event`` receives everything else.
     Callbacks may be sync or async; they run in their own task and never stall the CLI's pipe.
+    ``raw_lines`` (debugging, off by default; one-shot runs) also sends every protocol line the
+    CLI prints on stdout to ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``,
+    before the events decoded from it; like other informational events these may be shed when
+    the callback lags (then one ``dropped`` raw event reports how many).
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
@@ -173,6 +177,7 @@ class RunRequest:
     on_raw_event: RawEventCallback | None = attrs.field(
         default=None, eq=False, repr=False, metadata=v.meta(v.callback)
     )
+    raw_lines: bool = False
 
     @property
     def prompt(self) -> str:
@@ -295,11 +300,14 @@ class TurnEvent:
 
     def to_raw_event(self) -> RawEvent:
         """The ``on_raw_event`` form of this event (spec §5.3)."""
-        detail = self.text.strip()
+        kind = self.kind
         if self.question is not None:
             import json
 
             detail = json.dumps(self.question.to_dict(), ensure_ascii=False)
-        elif self.kind is EventKind.ERROR and self.error:
+        elif kind is EventKind.ERROR and self.error:
             detail = self.error
-        return RawEvent(kind=self.kind.value, line=self.raw.strip(), detail=detail)
+        else:
+            detail = self.text.strip()  # no copy when there is nothing to strip
+        # ``_value_``: the member's value without the ``value`` descriptor's cost (hot path)
+        return RawEvent(kind=kind._value_, line=self.raw.strip(), detail=detail)

@@ -85,12 +85,22 @@ def _walk(obj: Any, *, depth_check: bool, scrub: bool) -> Any:
     return root[0]
 
 
+def _may_hold_surrogate(text: str) -> bool:
+    """Whether ``text`` may hold a surrogate escape or a raw surrogate; cheap for ASCII text
+    without a ``\\u`` escape (the common case: a substring test, no regex)."""
+    if text.isascii() and "\\u" not in text:
+        return False
+    return _MAY_HOLD_SURROGATE.search(text) is not None
+
+
 def loads(text: str | bytes) -> Any:
     """Parse one JSON document (see the module docstring). Raises :class:`NotJSON`."""
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
     obj: Any
-    deep = text.count("[") + text.count("{") > MAX_DEPTH
+    # nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets, hence a longer text:
+    # ordinary short lines skip the count
+    deep = len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
     try:
         # orjson (3.8) recurses without a limit: ~200,000 nested arrays crash the process
         # (SIGSEGV), so a line that may be deep goes to the stdlib parser, whose recursion is
@@ -100,6 +110,10 @@ def loads(text: str | bytes) -> Any:
                 obj = _fast_loads(text)
             except ValueError:
                 obj = json.loads(text)
+            else:
+                # orjson refuses lone surrogates (escaped or raw) and builds its strings from
+                # UTF-8, so what it accepted needs no scrubbing (and it only saw a shallow text)
+                return obj
         else:
             obj = json.loads(text)
     except RecursionError:
@@ -108,7 +122,7 @@ def loads(text: str | bytes) -> Any:
         raise NotJSON(str(exc)) from None
     if not isinstance(obj, (list, dict)):
         return scrub_surrogates(obj) if isinstance(obj, str) else obj
-    scrub = _MAY_HOLD_SURROGATE.search(text) is not None
+    scrub = _may_hold_surrogate(text)
     if deep or scrub:
         obj = _walk(obj, depth_check=deep, scrub=scrub)
     return obj

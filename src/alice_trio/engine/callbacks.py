@@ -4,20 +4,22 @@ The stdout reader hands events to :class:`CallbackDispatcher` with :meth:`offer`
 waits while the buffer has room. A separate task (:meth:`run`) calls ``on_progress`` /
 ``on_raw_event`` (sync or async). Progress and terminal events are never dropped: when the
 buffer is full the reader waits for room (backpressure), so a stuck callback can delay the run
-but never lose a reply. Purely informational raw events (reasoning, tool use, unknown lines, …)
-are shed — dropped, counted and reported once — only when the consumer **really lags**: the
-buffer is full *and* the delivery task is blocked inside an async callback that made no progress
-while the reader gave it three scheduling rounds. A full buffer alone is not lag: a burst of
-50,000 events can fill it faster than the delivery task is scheduled, and a callback that
-keeps up (any sync callback, an async one that only checkpoints) then loses nothing — the
-reader yields until there is room. Everything offered before :meth:`close` is delivered before
-:meth:`run` returns.
+but never lose a reply. Purely informational raw events (reasoning, tool use, unknown lines, the
+``stdout_line`` events of ``RunRequest.raw_lines``, …) are shed — dropped, counted and reported
+once — only when the consumer **really lags**: the buffer is full *and* the delivery task is
+blocked inside an async callback that made no progress while the reader gave it three scheduling
+rounds. A full buffer alone is not lag: a burst of 50,000 events can fill it faster than the
+delivery task is scheduled, and a callback that keeps up (any sync callback, an async one that
+only checkpoints) then loses nothing — the reader yields until there is room. Everything
+offered before :meth:`close` is delivered before :meth:`run` returns.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections import deque
+from collections.abc import Awaitable
 
 import trio
 
@@ -53,18 +55,26 @@ _SILENT = frozenset({EventKind.THREAD_STARTED, EventKind.TURN_STARTED})
 
 def progress_text(event: TurnEvent) -> str | None:
     """The ``on_progress`` text of an event, or None when it is not a progress event."""
-    if event.kind is EventKind.ASSISTANT_TEXT:
-        return event.text.strip() or None
-    if event.kind is EventKind.FILE_CHANGE:
+    kind = event.kind
+    if kind is EventKind.ASSISTANT_TEXT or kind is EventKind.RETRY:
+        return event.text.strip() or None  # the same object when there is nothing to strip
+    if kind is EventKind.FILE_CHANGE:
         text = event.text.strip()
         return f"[file_change] {text}" if text else None
-    if event.kind is EventKind.RETRY:
-        return event.text.strip() or None
     return None
 
 
+#: what the queue holds: the event and its progress text (None: not a progress event)
+_Entry = tuple[TurnEvent | RawEvent, str | None]
+
+
 class CallbackDispatcher:
-    """Buffer between the stdout reader and the caller's callbacks (see module docstring)."""
+    """Buffer between the stdout reader and the caller's callbacks (see module docstring).
+
+    One producer (the stdout reader: :meth:`offer_nowait` / :meth:`offer` / :meth:`offer_line`)
+    and one consumer (:meth:`run`). The queue is a plain deque bounded by ``buffer`` entries
+    (``buffer`` <= 0: unbounded); queueing an event while there is room costs no checkpoint and
+    no coroutine."""
 
     def __init__(
         self,
@@ -75,41 +85,97 @@ class CallbackDispatcher:
         self.on_progress = on_progress
         self.on_raw_event = on_raw_event
         self.active = on_progress is not None or on_raw_event is not None
-        size = buffer if buffer > 0 else math.inf
-        self._send, self._recv = trio.open_memory_channel[TurnEvent](size)
+        self._capacity: float = buffer if buffer > 0 else math.inf
+        self._queue: deque[_Entry] = deque()
+        self._closed = False
+        self._wake: trio.Event | None = None  # the consumer waits for an entry
+        self._room: trio.Event | None = None  # the producer waits for room
         self.dropped = 0
         self.delivered = 0  # events handed to the callbacks (the consumer's progress)
         self._in_callback = False  # the delivery task awaits an async callback
 
-    def wants(self, event: TurnEvent) -> bool:
+    def _entry(self, event: TurnEvent) -> _Entry | None:
+        """The queue entry of ``event``, or None when no callback wants it."""
         if not self.active or event.kind in _SILENT:
-            return False
-        if progress_text(event) is not None and self.on_progress is not None:
+            return None
+        text = progress_text(event) if self.on_progress is not None else None
+        if text is None and self.on_raw_event is None:
+            return None
+        return (event, text)
+
+    def wants(self, event: TurnEvent) -> bool:
+        return self._entry(event) is not None
+
+    def _push(self, entry: _Entry) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the dispatcher is closed")
+        self._queue.append(entry)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+
+    def offer_nowait(self, event: TurnEvent) -> bool:
+        """Queue ``event`` if there is room (or drop it when no callback wants it) and return
+        True; False when the buffer is full: the caller then awaits :meth:`offer`. Never
+        checkpoints. (The hot path: :meth:`_entry` and :meth:`_push` inlined.)"""
+        if not self.active or event.kind in _SILENT:
             return True
-        return self.on_raw_event is not None
+        text = progress_text(event) if self.on_progress is not None else None
+        if text is None and self.on_raw_event is None:
+            return True
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            return False
+        if self._closed:
+            raise trio.ClosedResourceError("the dispatcher is closed")
+        queue.append((event, text))
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+        return True
 
     async def offer(self, event: TurnEvent) -> None:
         """Queue ``event``. With the buffer full: wait for room (progress/terminal events, or
         while the consumer keeps up), or shed a sheddable event when the consumer lags (see the
         module docstring). Cancellable like any checkpoint; the event is then not queued."""
-        if not self.wants(event):
+        entry = self._entry(event)
+        if entry is not None:
+            await self._offer_entry(entry, sheddable=event.kind in _SHEDDABLE)
+
+    def offer_line(self, line: str) -> bool:
+        """The raw ``stdout_line`` event of one protocol line (``raw_lines``), queued if there
+        is room; False when the buffer is full (then :meth:`offer_line_wait`)."""
+        if self.on_raw_event is None:
+            return True
+        if len(self._queue) < self._capacity:
+            self._push((RawEvent(kind="stdout_line", line=line), None))
+            return True
+        return False
+
+    async def offer_line_wait(self, line: str) -> None:
+        """:meth:`offer_line` for a full buffer: informational, shed when the consumer lags."""
+        if self.on_raw_event is not None:
+            await self._offer_entry((RawEvent(kind="stdout_line", line=line), None), sheddable=True)
+
+    async def _offer_entry(self, entry: _Entry, *, sheddable: bool) -> None:
+        queue = self._queue
+        if len(queue) < self._capacity:
+            self._push(entry)
             return
-        try:
-            self._send.send_nowait(event)
-            return
-        except trio.WouldBlock:
-            pass
-        if event.kind not in _SHEDDABLE:
-            await self._send.send(event)
+        if not sheddable:
+            while len(queue) >= self._capacity:
+                self._room = room = trio.Event()
+                await room.wait()
+            self._push(entry)
             return
         seen, stalled = self.delivered, 0
         while True:
             await trio.lowlevel.checkpoint()  # the delivery task's turn
-            try:
-                self._send.send_nowait(event)
+            if len(queue) < self._capacity:
+                self._push(entry)
                 return
-            except trio.WouldBlock:
-                pass
             # no progress over several scheduling rounds (trio orders a batch at random, so
             # one round without progress is no evidence)
             stalled = stalled + 1 if self._in_callback and self.delivered == seen else 0
@@ -120,44 +186,61 @@ class CallbackDispatcher:
 
     def close(self) -> None:
         """No more events: :meth:`run` returns once the queued ones are delivered."""
-        self._send.close()
+        self._closed = True
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
 
     async def run(self) -> None:
-        """Deliver queued events until :meth:`close`. A callback's exception propagates."""
-        async with self._recv:
-            async for event in self._recv:
-                await self._deliver(event)
-                # drain what is already queued without a scheduler round trip per event
-                for _ in range(_DRAIN_BATCH):
-                    try:
-                        event = self._recv.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    await self._deliver(event)
-            if self.dropped and self.on_raw_event is not None:
-                await call_maybe_async(
-                    self.on_raw_event,
-                    RawEvent(
-                        kind="dropped",
-                        detail=f"{self.dropped} informational events dropped: callback too slow",
-                    ),
-                )
+        """Deliver queued events until :meth:`close`. A callback's exception propagates.
 
-    async def _deliver(self, event: TurnEvent) -> None:
-        text = progress_text(event)
-        if text is not None and self.on_progress is not None:
-            await self._await(self.on_progress(text))
-            if event.kind is not EventKind.RETRY:
+        Up to ``_DRAIN_BATCH`` queued events are delivered back to back, then the task
+        checkpoints (the reader's turn); it sleeps while the queue is empty."""
+        queue = self._queue
+        on_progress, on_raw_event = self.on_progress, self.on_raw_event
+        retry = EventKind.RETRY
+        while True:
+            if not queue:
+                if self._closed:
+                    break
+                self._wake = wake = trio.Event()
+                await wake.wait()
+                continue
+            for _ in range(_DRAIN_BATCH):
+                if not queue:
+                    break
+                event, text = queue.popleft()
+                room = self._room
+                if room is not None:
+                    self._room = None
+                    room.set()
+                if text is not None and on_progress is not None:
+                    result = on_progress(text)
+                    if result is not None and inspect.isawaitable(result):
+                        await self._await(result)
+                    if event.kind is not retry:
+                        self.delivered += 1
+                        continue
+                if on_raw_event is not None:
+                    raw = event if isinstance(event, RawEvent) else event.to_raw_event()
+                    result = on_raw_event(raw)
+                    if result is not None and inspect.isawaitable(result):
+                        await self._await(result)
                 self.delivered += 1
-                return
-        if self.on_raw_event is not None:
-            await self._await(self.on_raw_event(event.to_raw_event()))
-        self.delivered += 1
+            await trio.lowlevel.checkpoint()
+        if self.dropped and on_raw_event is not None:
+            await call_maybe_async(
+                on_raw_event,
+                RawEvent(
+                    kind="dropped",
+                    detail=f"{self.dropped} informational events dropped: callback too slow",
+                ),
+            )
 
-    async def _await(self, result: object) -> None:
-        if result is not None and inspect.isawaitable(result):
-            self._in_callback = True
-            try:
-                await result
-            finally:
-                self._in_callback = False
+    async def _await(self, result: Awaitable[object]) -> None:
+        self._in_callback = True
+        try:
+            await result
+        finally:
+            self._in_callback = False

@@ -100,6 +100,7 @@ async def _run_request(provider: Provider, config: CLIConfig, request: RunReques
         fallback_thread_id=request.thread_id,
         on_progress=request.on_progress,
         on_raw_event=request.on_raw_event,
+        raw_lines=request.raw_lines,
         explain_exit=provider.explain_exit,
     )
 
@@ -124,6 +125,7 @@ class _Run:
     idle_scope: trio.CancelScope | None = None
     progress: trio.Event = attrs.Factory(trio.Event)  # set (and renewed) per handled chunk
     files: TurnFiles = attrs.Factory(TurnFiles)  # the turn's file changes (workspace.py)
+    raw_lines: bool = False  # every stdout line also goes to on_raw_event as "stdout_line"
 
     # -- ending ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -174,40 +176,53 @@ class _Run:
             self.progress = trio.Event()
 
     async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
-        decoder = self.decoder
+        # the per-line hot path: locals only, no coroutine per event while the queue has room
+        decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
+        feed, offer_nowait = decoder.feed, dispatcher.offer_nowait
         items.reverse()  # consumed from the end, so each line's bytes are freed once decoded
+        pop = items.pop
         while items:
-            item = items.pop()
-            if isinstance(item, OversizedLine):
-                limit = self.invocation.limits.max_line_bytes
-                if self.invocation.limits.line_policy == "error":
-                    self.fail(
-                        LineTooLongError(
-                            f"{self.provider} printed {item.describe()} (limit {limit})",
-                            limit=limit,
-                        )
-                    )
+            item = pop()
+            if type(item) is OversizedLine:
+                if not await self.oversized(item):
                     return
-                event = TurnEvent(
-                    kind=EventKind.UNKNOWN,
-                    text=f"skipped a line of {item.size} bytes (limit {limit})",
-                    raw=decode_line(item.head),
-                    provider=self.provider,
-                )
-                await self.dispatcher.offer(event)
                 continue
-            line = decode_line(item)
+            assert isinstance(item, bytes)
+            line = item.decode("utf-8", errors="replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
-            for event in decoder.feed(line):
+            if raw_lines and not dispatcher.offer_line(line):
+                await dispatcher.offer_line_wait(line)
+            for event in feed(line):
                 if event.kind is EventKind.FILE_CHANGE:
                     event = self.files.event(event)
-                await self.dispatcher.offer(event)
-            if decoder.terminal and not self.terminal_seen:
+                if not offer_nowait(event):
+                    await dispatcher.offer(event)
+            if not self.terminal_seen and decoder.terminal:
                 self.terminal_seen = True
                 if self.idle_scope is not None:
                     self.idle_scope.deadline = math.inf
                 assert self.io is not None
                 self.io.start_soon(self.drain_after_terminal)
+
+    async def oversized(self, item: OversizedLine) -> bool:
+        """An over-long line: fail the run (returns False) or report it as skipped (True)."""
+        limit = self.invocation.limits.max_line_bytes
+        if self.invocation.limits.line_policy == "error":
+            self.fail(
+                LineTooLongError(
+                    f"{self.provider} printed {item.describe()} (limit {limit})",
+                    limit=limit,
+                )
+            )
+            return False
+        event = TurnEvent(
+            kind=EventKind.UNKNOWN,
+            text=f"skipped a line of {item.size} bytes (limit {limit})",
+            raw=decode_line(item.head),
+            provider=self.provider,
+        )
+        await self.dispatcher.offer(event)
+        return True
 
     async def read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -291,10 +306,15 @@ async def run_invocation(
     fallback_thread_id: str = "",
     on_progress: ProgressCallback | None = None,
     on_raw_event: RawEventCallback | None = None,
+    raw_lines: bool = False,
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
     spawner: Spawner = spawn,
 ) -> RunResult:
     """Spawn ``invocation``, feed its stdout to ``decoder``, return the result or raise.
+
+    ``raw_lines``: every stdout line (decoded, before the decoder sees it) also reaches
+    ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``, an informational event
+    (shed like the others when the callback lags); off, it costs nothing.
 
     This is the engine's only entry point for one-shot runs; it knows no provider by name.
     ``spawner`` starts the process (:func:`.spawn.spawn`; tests pass a fake :class:`.Child`).
@@ -306,6 +326,7 @@ async def run_invocation(
         provider=provider,
         dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
         tail=StderrTail(limits.stderr_tail_bytes),
+        raw_lines=raw_lines and on_raw_event is not None,
     )
     run.files = await watch_turn(
         invocation.cwd or "", enabled=limits.file_changes, max_files=limits.file_changes_max_files

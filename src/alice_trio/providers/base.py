@@ -390,6 +390,8 @@ def as_int(value: Any) -> int:
 
     Never raises: ``inf``/``nan`` (``1e999`` parses as ``inf``), numbers beyond ±``MAX_COUNT``
     and numeric strings longer than 40 characters are 0; floats are truncated."""
+    if type(value) is int:  # the common case first (bool is a subclass, not this type)
+        return value if -MAX_COUNT <= value <= MAX_COUNT else 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, str):
@@ -467,7 +469,10 @@ class JsonLineDecoder:
             return [self._unknown(line, "non-JSON line")]
         if not isinstance(obj, dict):
             return [self._unknown(line, "JSON line that is not an object")]
-        return self._decode_guarded(obj, line)
+        try:  # _decode_guarded, inlined (one call less per line)
+            return self._decode(obj, line)
+        except DRIFT_ERRORS as exc:
+            return [self._unknown(line, f"undecodable event: {exc!r}")]
 
     def _decode_guarded(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
         """``_decode`` with its drift (:data:`DRIFT_ERRORS`) turned into an ``unknown`` event."""
@@ -481,7 +486,8 @@ class JsonLineDecoder:
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def _event(self, kind: EventKind, line: str, **kw: Any) -> TurnEvent:
-        kw.setdefault("thread_id", self.thread_id)
+        if "thread_id" not in kw:
+            kw["thread_id"] = self.thread_id
         return TurnEvent(kind=kind, raw=line, provider=self.provider, **kw)
 
     def _tool_called(self, tool_id: str, name: str, arguments: Any) -> None:

@@ -51,9 +51,18 @@ _WRITE_MODES = set("wax+")
 
 #: (module relative to src/alice_trio, call name) -> why another local user cannot reach it
 REVIEWED = {
-    ("config_docs.py", "write_text"): "developer tool: rewrites the docs file named on its "
+    ("generated_docs.py", "write_text"): "developer tool: rewrites the docs file named on its "
     "command line, in place (the file's existing mode is kept)",
     ("cli/main.py", "open"): "opens os.devnull for writing (silences stdout at exit)",
+    ("cli/main.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
+    ("cli/chat.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
+    ("cli/progress.py", "write_text"): "the CLI's own helper writing to stderr, not a file",
+    ("engine/guardian.py", "open"): "opens os.devnull for the guardian's stdio",
+    ("sessions/backend.py", "touch"): "Admission.touch(key): a least-recently-used bump, no file",
+    ("testing.py", "TemporaryDirectory"): "test fakes: one mkdtemp folder (0700) per process for "
+    "transcripts, removed at exit",
+    ("testing.py", "write_text"): "test fakes: a transcript inside that 0700 folder (or the "
+    "caller's own directory)",
 }
 
 

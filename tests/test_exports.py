@@ -42,6 +42,8 @@ PUBLIC_MODULES = {
     # for provider authors: the field checks of config classes (docs/add-backend.md)
     "alice_trio.validation",
     "alice_trio.file_changes",
+    # the fakes a bot's tests use (docs/embedding.md, "Testing your bot")
+    "alice_trio.testing",
     # the documented process-cleanup switches (docs/process-cleanup.md)
     "alice_trio.engine.reaper",
     "alice_trio.engine.guardian",
@@ -123,8 +125,10 @@ def test_docs_import_only_public_names_that_exist(doc: Path) -> None:
 
 
 def test_embedding_guide_imports_from_the_top_level_only() -> None:
+    """The guide's bot imports from ``alice_trio`` alone; its tests also from the public fakes
+    module ``alice_trio.testing`` (as httpx's tests use its ``MockTransport``)."""
     imports = _code_imports((ROOT / "docs" / "embedding.md").read_text())
-    assert imports and {module for module, _ in imports} == {"alice_trio"}
+    assert imports and {module for module, _ in imports} == {"alice_trio", "alice_trio.testing"}
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)

@@ -46,6 +46,16 @@ def test_embedding_bot_example_runs(tmp_path: Path) -> None:
     assert "'alice': '01a21857-8d93-7d61-8bab-f9ca2ca653ae'" in proc.stdout
 
 
+def test_embedding_testing_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "bot_test.py"
+    script.write_text(example("embedding.md", "embedding-testing"))
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "bot tests passed"
+
+
 def test_add_backend_example_runs(tmp_path: Path) -> None:
     (tmp_path / "echoagent_provider.py").write_text(example("add-backend.md", "add-backend/module"))
     fake = tmp_path / "echoagent"

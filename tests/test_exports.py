@@ -42,8 +42,6 @@ PUBLIC_MODULES = {
     # for provider authors: the field checks of config classes (docs/add-backend.md)
     "alice_trio.validation",
     "alice_trio.file_changes",
-    # the fakes a bot's tests use (docs/embedding.md, "Testing your bot")
-    "alice_trio.testing",
     # the documented process-cleanup switches (docs/process-cleanup.md)
     "alice_trio.engine.reaper",
     "alice_trio.engine.guardian",

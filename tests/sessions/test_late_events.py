@@ -8,8 +8,8 @@ from alice_trio.protocols.acp import AcpUpdateMapper
 from alice_trio.protocols.kimi_wire import KimiWireMapper
 
 
-def upd(kind: str, **fields) -> dict:
-    return {"sessionId": "s", "update": {"sessionUpdate": kind, **fields}}
+def upd(update_kind: str, **fields) -> dict:
+    return {"sessionId": "s", "update": {"sessionUpdate": update_kind, **fields}}
 
 
 def chunk(text: str, msg: str | None = None) -> dict:
@@ -65,3 +65,23 @@ def test_kimi_wire_late_events_of_a_cancelled_turn_stay_out_of_the_next():
         (EventKind.ASSISTANT_TEXT, "fresh")
     ]
     assert out[-1].turn_id == "w2" and m.dropped == 3
+
+
+def test_acp_edit_tool_calls_are_file_changes_once_completed():
+    """An ACP tool call of kind ``edit`` names its files in ``locations``: reported when it
+    completed (gemini ``write_file`` and Kimi Code ``Write`` both come this way), not when it
+    failed."""
+    from alice_trio.file_changes import FileChange, FileChangeKind
+
+    m = AcpUpdateMapper(provider="gemini", session_id="s")
+    m.begin("t1")
+    out = m.feed(upd("tool_call", toolCallId="w1", title="write", kind="edit", status="pending",
+                     locations=[{"path": "/ws/new.py"}]))  # fmt: skip
+    out += m.feed(upd("tool_call_update", toolCallId="w1", status="completed"))
+    out += m.feed(upd("tool_call", toolCallId="w2", title="write", kind="edit",
+                      locations=[{"path": "/ws/x.py"}]))  # fmt: skip
+    out += m.feed(upd("tool_call_update", toolCallId="w2", status="failed"))
+    out += m.feed(upd("tool_call", toolCallId="r1", title="read", kind="read",
+                      locations=[{"path": "/ws/r.py"}], status="completed"))  # fmt: skip
+    changes = [e.files for e in out if e.kind is EventKind.FILE_CHANGE]
+    assert changes == [(FileChange(path="/ws/new.py", kind=FileChangeKind.WRITTEN),)]

@@ -44,6 +44,7 @@ import re
 from collections.abc import Container, Mapping
 from typing import Any
 
+from ..file_changes import FileChange, FileChangeKind, format_file_changes, merge_changes
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_list, as_map, as_str
 from .approval import ApprovalDecision, ApprovalOption, ApprovalRequest
@@ -236,6 +237,7 @@ class AcpUpdateMapper:
         self._thought: list[str] = []
         self._thought_raw = ""
         self._tools: dict[str, dict[str, str]] = {}
+        self._tool_paths: dict[str, list[str]] = {}  # tool call id -> its locations' paths
         self._context_usage: Usage | None = None
         self._ended = False  # the current turn got its terminal event
         self._turn_of: dict[str, str] = {}  # tool call / message id -> turn that started it
@@ -327,6 +329,13 @@ class AcpUpdateMapper:
         command = _tool_command(update)
         if command:
             known["command"] = command
+        paths = [
+            as_str(loc.get("path"))
+            for loc in as_list(update.get("locations"))
+            if isinstance(loc, Mapping) and as_str(loc.get("path"))
+        ]
+        if paths:
+            self._tool_paths[tid] = paths
         status = as_str(update.get("status"))
         if not new and (not status or status == known["status"]):
             return []  # a content-only update: nothing new to show
@@ -336,9 +345,20 @@ class AcpUpdateMapper:
             text += f" [{known['kind']}]"
         if known["status"]:
             text += f" status=`{known['status']}`"
+        out = [self._event(EventKind.TOOL_USE, raw, text=text)]
         if known["status"] in ("completed", "failed"):
             self._tools.pop(tid, None)
-        return [self._event(EventKind.TOOL_USE, raw, text=text)]
+            paths = self._tool_paths.pop(tid, [])
+            change = _FILE_KINDS.get(known["kind"])
+            if known["status"] == "completed" and change is not None and paths:
+                files = merge_changes(FileChange(path=p, kind=change) for p in paths)
+                out.append(
+                    self._event(
+                        EventKind.FILE_CHANGE, raw, text=format_file_changes(files),
+                        files=tuple(files),
+                    )
+                )  # fmt: skip
+        return out
 
     def tool_info(self, tool_id: str) -> dict[str, str]:
         """What the updates said so far about a running tool call (title, kind, command)."""
@@ -366,6 +386,14 @@ class AcpUpdateMapper:
 
 _TOOL_KIND = {"execute": "command", "edit": "file_change", "delete": "file_change",
               "move": "file_change"}  # fmt: skip
+
+
+#: ACP tool kinds that change files (the spec's ``ToolKind``) -> what their locations were
+_FILE_KINDS = {
+    "edit": FileChangeKind.WRITTEN,
+    "delete": FileChangeKind.DELETED,
+    "move": FileChangeKind.WRITTEN,
+}
 
 
 def _tool_command(update: Mapping[str, Any]) -> str:

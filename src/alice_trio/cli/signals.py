@@ -28,12 +28,18 @@ def on_sigterm(signum: int, frame: object) -> None:
     elsewhere :class:`Terminated` is raised here."""
     global _terminated
     _terminated = True
-    trio: Any = sys.modules.get("trio")
     handler = signal.getsignal(signal.SIGINT)
-    if trio is not None and trio.lowlevel.in_trio_run() and callable(handler):
+    if _in_trio_run() and callable(handler):
         signal.raise_signal(signal.SIGINT)
         return
     raise Terminated()
+
+
+def _in_trio_run() -> bool:
+    """Whether a trio run is active (False while trio is not, or only partly, imported)."""
+    lowlevel: Any = getattr(sys.modules.get("trio"), "lowlevel", None)
+    in_run = getattr(lowlevel, "in_trio_run", None)
+    return bool(in_run()) if callable(in_run) else False
 
 
 def install() -> Any:

@@ -381,14 +381,14 @@ class _Loader(yaml.SafeLoader):
                     None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
                     self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )  # fmt: skip
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
     try:
-        return loader.construct_yaml_int(node)  # type: ignore[no-untyped-call]
+        return loader.construct_yaml_int(node)
     except ValueError as exc:  # more digits than int() converts (sys.get_int_max_str_digits)
         raise yaml.constructor.ConstructorError(
             None, None, f"integer too long ({len(str(node.value))} characters)", node.start_mark
@@ -400,7 +400,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     for key_node, _ in node.value:
         if key_node.tag == _MERGE_TAG:  # merged keys may be overridden: not duplicates
             continue
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",

@@ -23,78 +23,166 @@ would break every import path in the history and the tests for no gain; the boun
 stated here, in each internal package's docstring, and enforced by the test on the docs.
 """
 
-from .backend import OneShotBackend, run_once
-from .config import AppConfig, ProfileConfig, load_config, parse_config
-from .errors import (
-    AgentError,
-    AliceError,
-    CallbackError,
-    CLINotFoundError,
-    ConfigError,
-    EmptyPromptError,
-    IdleTimeoutError,
-    JsonRpcError,
-    LineTooLongError,
-    NoActiveTurnError,
-    ProcessFailedError,
-    ProtocolError,
-    RunInterruptedError,
-    RunTimeoutError,
-    SessionClosedError,
-    SessionError,
-    SessionStateError,
-    SteerUnsupportedError,
-    TransportClosedError,
-    UnknownProviderError,
-)
-from .models import (
-    EventKind,
-    ExecPolicy,
-    QuestionInfo,
-    QuestionOption,
-    RawEvent,
-    RunRequest,
-    RunResult,
-    TurnEvent,
-    TurnQuestion,
-    Usage,
-)
-from .providers.base import (
-    CLIConfig,
-    DecodeOutcome,
-    Decoder,
-    Invocation,
-    JsonLineDecoder,
-    Provider,
-    RunLimits,
-)
-from .providers.claude import ClaudeConfig
-from .providers.codex import CodexConfig, ProfileOverride
-from .providers.gemini import GeminiConfig
-from .providers.kimi import KimiConfig
-from .providers.opencode import OpenCodeConfig
-from .providers.record import (
-    AuthCheck,
-    Capabilities,
-    CredentialPath,
-    Flavor,
-    SessionSpec,
-    VersionCheck,
-)
-from .providers.registry import get_provider, provider_names, register_provider
-from .providers.replay import ReplayConfig
-from .routing import Backend, MultiBackend, backend_from_config
-from .sessions.approval import (
-    ApprovalDecision,
-    ApprovalOption,
-    ApprovalRequest,
-    Approver,
-)
-from .sessions.backend import SESSION_KEY_ENV, SessionBackend
-from .sessions.driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
-from .sessions.scaling import ScalingConfig
-from .sessions.session import InteractiveSession, SessionState, open_session
-from .transcript import decode_transcript
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend import OneShotBackend, run_once
+    from .config import AppConfig, ProfileConfig, load_config, parse_config
+    from .errors import (
+        AgentError,
+        AliceError,
+        CallbackError,
+        CLINotFoundError,
+        ConfigError,
+        EmptyPromptError,
+        IdleTimeoutError,
+        JsonRpcError,
+        LineTooLongError,
+        NoActiveTurnError,
+        ProcessFailedError,
+        ProtocolError,
+        RunInterruptedError,
+        RunTimeoutError,
+        SessionClosedError,
+        SessionError,
+        SessionStateError,
+        SteerUnsupportedError,
+        TransportClosedError,
+        UnknownProviderError,
+    )
+    from .models import (
+        EventKind,
+        ExecPolicy,
+        QuestionInfo,
+        QuestionOption,
+        RawEvent,
+        RunRequest,
+        RunResult,
+        TurnEvent,
+        TurnQuestion,
+        Usage,
+    )
+    from .providers.base import (
+        CLIConfig,
+        DecodeOutcome,
+        Decoder,
+        Invocation,
+        JsonLineDecoder,
+        Provider,
+        RunLimits,
+    )
+    from .providers.claude import ClaudeConfig
+    from .providers.codex import CodexConfig, ProfileOverride
+    from .providers.gemini import GeminiConfig
+    from .providers.kimi import KimiConfig
+    from .providers.opencode import OpenCodeConfig
+    from .providers.record import (
+        AuthCheck,
+        Capabilities,
+        CredentialPath,
+        Flavor,
+        SessionSpec,
+        VersionCheck,
+    )
+    from .providers.registry import get_provider, provider_names, register_provider
+    from .providers.replay import ReplayConfig
+    from .routing import Backend, MultiBackend, backend_from_config
+    from .sessions.approval import (
+        ApprovalDecision,
+        ApprovalOption,
+        ApprovalRequest,
+        Approver,
+    )
+    from .sessions.backend import SESSION_KEY_ENV, SessionBackend
+    from .sessions.driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+    from .sessions.scaling import ScalingConfig
+    from .sessions.session import InteractiveSession, SessionState, open_session
+    from .transcript import decode_transcript
+
+#: public name -> the module (relative to this package) defining it. The package imports
+#: nothing else at import time: ``import alice_trio`` (and the ``alice-trio`` command's entry
+#: point) stays fast, and each name is imported on first use (PEP 562).
+_EXPORTS: dict[str, str] = {
+    "OneShotBackend": "backend",
+    "run_once": "backend",
+    "AppConfig": "config",
+    "ProfileConfig": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "AgentError": "errors",
+    "AliceError": "errors",
+    "CallbackError": "errors",
+    "CLINotFoundError": "errors",
+    "ConfigError": "errors",
+    "EmptyPromptError": "errors",
+    "IdleTimeoutError": "errors",
+    "JsonRpcError": "errors",
+    "LineTooLongError": "errors",
+    "NoActiveTurnError": "errors",
+    "ProcessFailedError": "errors",
+    "ProtocolError": "errors",
+    "RunInterruptedError": "errors",
+    "RunTimeoutError": "errors",
+    "SessionClosedError": "errors",
+    "SessionError": "errors",
+    "SessionStateError": "errors",
+    "SteerUnsupportedError": "errors",
+    "TransportClosedError": "errors",
+    "UnknownProviderError": "errors",
+    "EventKind": "models",
+    "ExecPolicy": "models",
+    "QuestionInfo": "models",
+    "QuestionOption": "models",
+    "RawEvent": "models",
+    "RunRequest": "models",
+    "RunResult": "models",
+    "TurnEvent": "models",
+    "TurnQuestion": "models",
+    "Usage": "models",
+    "CLIConfig": "providers.base",
+    "DecodeOutcome": "providers.base",
+    "Decoder": "providers.base",
+    "Invocation": "providers.base",
+    "JsonLineDecoder": "providers.base",
+    "Provider": "providers.base",
+    "RunLimits": "providers.base",
+    "ClaudeConfig": "providers.claude",
+    "CodexConfig": "providers.codex",
+    "ProfileOverride": "providers.codex",
+    "GeminiConfig": "providers.gemini",
+    "KimiConfig": "providers.kimi",
+    "OpenCodeConfig": "providers.opencode",
+    "AuthCheck": "providers.record",
+    "Capabilities": "providers.record",
+    "CredentialPath": "providers.record",
+    "Flavor": "providers.record",
+    "SessionSpec": "providers.record",
+    "VersionCheck": "providers.record",
+    "get_provider": "providers.registry",
+    "provider_names": "providers.registry",
+    "register_provider": "providers.registry",
+    "ReplayConfig": "providers.replay",
+    "Backend": "routing",
+    "MultiBackend": "routing",
+    "backend_from_config": "routing",
+    "ApprovalDecision": "sessions.approval",
+    "ApprovalOption": "sessions.approval",
+    "ApprovalRequest": "sessions.approval",
+    "Approver": "sessions.approval",
+    "SESSION_KEY_ENV": "sessions.backend",
+    "SessionBackend": "sessions.backend",
+    "SessionDriver": "sessions.driver",
+    "SteerMode": "sessions.driver",
+    "SubmitMode": "sessions.driver",
+    "SubmitResult": "sessions.driver",
+    "TurnRef": "sessions.driver",
+    "ScalingConfig": "sessions.scaling",
+    "InteractiveSession": "sessions.session",
+    "SessionState": "sessions.session",
+    "open_session": "sessions.session",
+    "decode_transcript": "transcript",
+}
 
 __version__ = "0.1.0"
 
@@ -179,3 +267,16 @@ __all__ = [
     "register_provider",
     "run_once",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -29,9 +29,9 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 import typing
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -47,6 +47,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from . import validation as v
+from .boundedio import read_bounded
 from .errors import ConfigError, UnknownProviderError
 from .providers.base import CLIConfig, Provider
 from .providers.registry import get_provider, normalize_name, provider_names
@@ -61,6 +62,7 @@ __all__ = [
     "load_config",
     "override_profile",
     "parse_config",
+    "parse_yaml_value",
     "yaml_key",
 ]
 
@@ -352,13 +354,57 @@ class AppConfig:
 # -- loading ------------------------------------------------------------------------------------
 
 
+#: the largest config file read (a bigger one, or ``/dev/zero``, is a ConfigError)
+MAX_CONFIG_BYTES = 4 << 20
+#: the deepest nesting of mappings and sequences a config document (or ``-o`` value) may have
+MAX_YAML_DEPTH = 64
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+#: YAML 1.2 floats PyYAML's 1.1 resolver reads as strings: ``1e300``, ``1.5e3`` (no sign or
+#: no dot before the exponent)
+_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _TooDeep(yaml.composer.ComposerError):
+    """A document nested deeper than :data:`MAX_YAML_DEPTH`."""
+
+
 class _Loader(yaml.SafeLoader):
-    """The safe loader, rejecting duplicate keys (PyYAML silently keeps the last one)."""
+    """The safe loader, rejecting duplicate keys (PyYAML silently keeps the last one) and
+    nesting deeper than :data:`MAX_YAML_DEPTH` (a YAML error with line and column instead of a
+    RecursionError); merge keys (``<<: *base``) work; an integer too long for ``int()`` is a
+    YAML error; ``1e300`` is a float."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooDeep(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )  # fmt: skip
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError as exc:  # more digits than int() converts (sys.get_int_max_str_digits)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"integer too long ({len(str(node.value))} characters)", node.start_mark
+        ) from exc
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:  # merged keys may be overridden: not duplicates
+            continue
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -375,6 +421,31 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789"))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    where = ""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})"
+    return f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+
+
+def parse_yaml_value(text: str, *, path: str) -> Any:
+    """A YAML value given on the command line (``-o KEY=VALUE``), read as a config file is
+    (:class:`_Loader`). Text that is not YAML at all stays a string; a value that is YAML but
+    cannot be built (nested too deeply, an integer too long, a duplicate key) raises
+    :class:`ConfigError` naming ``path``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except (_TooDeep, yaml.constructor.ConstructorError) as exc:
+        _raise([(path, _yaml_problem(exc))])
+    except yaml.YAMLError:
+        return text
+    except (RecursionError, MemoryError):
+        _raise([(path, "the value is too large or nested too deeply")])
 
 
 def _env(raw: Any, path: str, errors: list[tuple[str, str]]) -> dict[str, str]:
@@ -552,7 +623,15 @@ def _unknown_profile_key(key: str, provider: Provider, keys: list[str]) -> str:
 
 
 def parse_config(data: Any, *, source: str = "") -> AppConfig:
-    """Validate an already-parsed YAML document and build the :class:`AppConfig`."""
+    """Validate an already-parsed YAML document and build the :class:`AppConfig`. Raises
+    :class:`ConfigError` (also for data nested too deeply to walk)."""
+    try:
+        return _parse_config(data, source)
+    except RecursionError:
+        _raise([("", "the configuration is nested too deeply")], source)
+
+
+def _parse_config(data: Any, source: str) -> AppConfig:
     errors: list[tuple[str, str]] = []
     if data is None:
         data = {}
@@ -646,7 +725,7 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
     """
     source = os.fspath(path)
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        text = read_bounded(source, MAX_CONFIG_BYTES).decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {source}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -660,12 +739,11 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
     try:
         data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" (line {mark.line + 1}, column {mark.column + 1})"
-        problem = getattr(exc, "problem", None) or str(exc)
-        err = ConfigError(f"{source}: invalid YAML{where}: {problem}")
+        err = ConfigError(f"{source}: {_yaml_problem(exc)}")
+        err.source = source  # type: ignore[attr-defined]
+        raise err from exc
+    except (RecursionError, MemoryError) as exc:
+        err = ConfigError(f"{source}: invalid YAML: too large or nested too deeply")
         err.source = source  # type: ignore[attr-defined]
         raise err from exc
     return parse_config(data, source=source)

@@ -30,8 +30,13 @@ from pathlib import Path
 import attrs
 
 from . import safejson
+from .boundedio import read_bounded
 
-__all__ = ["Transcript", "load_transcript", "main"]
+__all__ = ["MAX_TRANSCRIPT_BYTES", "Transcript", "load_transcript", "main"]
+
+#: the largest transcript read (a bigger file, or ``/dev/zero``, is a ``FileTooLargeError``)
+MAX_TRANSCRIPT_BYTES = 64 << 20
+_MAX_META_BYTES = 1 << 20
 
 
 @attrs.frozen
@@ -67,16 +72,19 @@ def _seconds(value: object) -> float:
 
 def _meta_rc(path: Path) -> int:
     try:
-        rc = safejson.loads((path.parent / "meta.json").read_text()).get("rc")
+        meta = read_bounded(path.parent / "meta.json", _MAX_META_BYTES)
+        rc = safejson.loads(meta.decode("utf-8", "replace")).get("rc")
     except (OSError, ValueError, AttributeError):
         return 0
     return rc if isinstance(rc, int) else 0
 
 
 def load_transcript(path: str | os.PathLike[str]) -> Transcript:
-    """Parse a transcript file in any of the accepted formats (see the module docstring)."""
+    """Parse a transcript file in any of the accepted formats (see the module docstring).
+    Raises ``OSError``: unreadable, or larger than :data:`MAX_TRANSCRIPT_BYTES`
+    (:class:`~alice_trio.boundedio.FileTooLargeError`)."""
     path = Path(path)
-    data = path.read_bytes()
+    data = read_bounded(path, MAX_TRANSCRIPT_BYTES)
     text = data.decode("utf-8", errors="replace")
     try:
         whole = safejson.loads(text)

@@ -19,7 +19,7 @@ import jsonschema
 
 from alice_trio.cli.result import EVENT_SCHEMA, RESULT_SCHEMA
 
-CLI = [sys.executable, "-m", "alice_trio.cli.main"]
+CLI = [sys.executable, "-m", "alice_trio.cli.entry"]  # the console script's module
 
 
 def validate_result(obj: Any) -> None:

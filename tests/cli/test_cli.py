@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = ROOT / "tests" / "transcripts"
 THREAD = "01a21857-8d93-7d61-8bab-f9ca2ca653ae"
 HTTP500 = TRANSCRIPTS / "codex" / "codex_exec_http500" / "timeline.jsonl"
-CLI = [sys.executable, "-m", "alice_trio.cli.main"]
+CLI = [sys.executable, "-m", "alice_trio.cli.entry"]
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -66,7 +66,7 @@ def _doctor(
     """``alice-trio doctor ARGS`` as typed in a shell (the installed entry point when there is
     one; ``python -m`` otherwise)."""
     shim = shutil.which("alice-trio", path=env.get("PATH"))
-    argv = [shim] if shim else [sys.executable, "-m", "alice_trio.cli.main"]
+    argv = [shim] if shim else [sys.executable, "-m", "alice_trio.cli.entry"]
     return subprocess.run(
         [*argv, "doctor", *args], env=env, capture_output=True, text=True, timeout=timeout
     )

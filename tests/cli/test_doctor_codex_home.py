@@ -26,7 +26,7 @@ def test_doctor_runs_codex_login_status_in_the_profiles_codex_home(tmp_path: Pat
     env["HOME"] = str(tmp_path)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "alice_trio.cli.main", "doctor", "--config", str(config),
+        [sys.executable, "-m", "alice_trio.cli.entry", "doctor", "--config", str(config),
          "--json", "--timeout", "30"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

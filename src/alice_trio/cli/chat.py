@@ -35,8 +35,9 @@ import trio
 from ..errors import AliceError, ConfigError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from .exits import EXIT_OK, UsageError, exit_code_for, signal_exit
-from .main import _config_error, _err, _isatty, interrupt_signal, resolve_profile, run_trio
+from .main import _config_error, _err, _isatty, resolve_profile, run_trio
 from .progress import ProgressPrinter, write_text
+from .signals import interrupt_signal
 
 __all__ = ["COMMANDS", "cmd_chat", "parse_line"]
 

@@ -48,6 +48,7 @@ from ..models import RunRequest
 from ..providers.base import CLIConfig, Provider
 from ..providers.record import AuthCheck, Flavor, version_key
 from ..providers.registry import get_provider, provider_names
+from .streams import write_text
 
 __all__ = [
     "PROBE_PROMPT",
@@ -519,10 +520,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         probe = args.probe_timeout if args.probe_timeout is not None else DEFAULT_PROBE_TIMEOUT
     rows = trio.run(lambda: check_all(targets, timeout, probe=probe))
     if args.json:
-        json.dump([r.to_dict() for r in rows], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_text(sys.stdout, json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
     else:
-        sys.stdout.write(render_text(rows, _width()))
+        write_text(sys.stdout, render_text(rows, _width()))
     return 0
 
 

@@ -72,14 +72,16 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         code=EXIT_FAILED,
         name="failed",
         meaning="the turn failed: the agent reported an error, the CLI exited without a reply "
-        "or was killed, its output broke the protocol or a line limit, the session failed",
+        "or was killed, its output broke the protocol or a line limit, the session failed; the "
+        "reply could not be written (stdout closed from the start, or full)",
         errors=(AliceError,),
     ),
     ExitCode(
         code=EXIT_USAGE,
         name="usage",
         meaning="bad command line, config file or option value; unknown provider or profile; "
-        "empty prompt; an unreadable input file",
+        "empty prompt; an unreadable input file or one larger than its bound (config 4 MiB, "
+        "transcript 64 MiB, prompt on stdin 16 MiB)",
         errors=(UsageError, ConfigError, EmptyPromptError),
     ),
     ExitCode(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import yaml
 
 from .. import __version__
 from ..backend import OneShotBackend
@@ -28,6 +28,7 @@ from ..config import (
     build_profile,
     load_config,
     override_profile,
+    parse_yaml_value,
 )
 from ..errors import AliceError, ConfigError
 from ..models import RunRequest
@@ -44,8 +45,12 @@ from .exits import (
     exit_code_for,
     signal_exit,
 )
-from .progress import JsonLinesPrinter, ProgressPrinter, write_text
+from .progress import JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
+from .signals import Terminated, install, interrupt_signal
+from .signals import signal_name as _signal_name
+from .streams import reset as _reset_streams
+from .streams import stdout_outcome, write_text
 
 __all__ = [
     "EXIT_FAILED",
@@ -64,17 +69,14 @@ REPLAY_PROMPT = "Replay the recorded run."
 _STDERR_TAIL_CHARS = 64 * 1024
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside a trio signal receiver: unwinds like Ctrl-C, exits 143."""
-
-
 # -- shared helpers -----------------------------------------------------------------------------
 
 
 def _err(text: str) -> None:
-    for line in text.rstrip("\n").split("\n"):
-        sys.stderr.write(f"alice-trio: {line}\n")
-    sys.stderr.flush()
+    """``alice-trio: <line>`` on stderr for each line of ``text`` (dropped when stderr is lost)."""
+    if sys.stderr is not None:
+        write_text(sys.stderr, "".join(f"alice-trio: {line}\n"
+                                       for line in text.rstrip("\n").split("\n")))  # fmt: skip
 
 
 def _config_error(exc: ConfigError) -> int:
@@ -94,10 +96,7 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"-o expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key] = value
+        out[key] = parse_yaml_value(value, path=f"-o {key}") if value.strip() else ""
     return out
 
 
@@ -145,15 +144,31 @@ def _route(app: AppConfig, provider: str, profile: str) -> ProfileConfig:
     raise ConfigError(f"no profile serves provider {routed.provider!r}")  # pragma: no cover
 
 
+#: the largest prompt read from stdin (``run - </dev/zero`` is a usage error, not an OOM)
+MAX_STDIN_PROMPT_BYTES = 16 << 20
+
+
 def _read_stdin() -> str:
-    """All of stdin as text: read as bytes, invalid UTF-8 becomes U+FFFD (never a traceback)."""
+    """All of stdin as text: read as bytes, invalid UTF-8 becomes U+FFFD (never a traceback).
+    Raises :class:`UsageError` when it holds more than :data:`MAX_STDIN_PROMPT_BYTES`."""
     stream = sys.stdin
     if stream is None:
         return ""
+    limit = MAX_STDIN_PROMPT_BYTES
     buffer = getattr(stream, "buffer", None)
-    if buffer is None:  # a replaced sys.stdin (tests): already text
-        return stream.read()
-    return bytes(buffer.read()).decode("utf-8", "replace")
+    try:
+        if buffer is None:  # a replaced sys.stdin (tests): already text
+            text = str(stream.read(limit + 1))
+            too_large = len(text) > limit
+        else:
+            data = bytes(buffer.read(limit + 1))
+            too_large = len(data) > limit
+            text = data.decode("utf-8", "replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read the prompt from stdin: {exc.strerror or exc}") from exc
+    if too_large:
+        raise UsageError(f"the prompt on stdin is larger than {limit >> 20} MiB")
+    return text
 
 
 def _argv_text(text: str) -> str:
@@ -228,10 +243,6 @@ def _interrupt_in(group: BaseExceptionGroup[Any]) -> BaseException | None:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-def _signal_name(signum: int) -> str:
-    return "interrupted" if signum == signal.SIGINT else "terminated"
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -414,18 +425,18 @@ def cmd_providers(args: argparse.Namespace) -> int:
         except Exception as exc:  # a broken third-party entry point
             rows.append({"name": name, "error": str(exc)})
     if args.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        write_text(sys.stdout, json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
     for row in rows:
         if "error" in row:
-            sys.stdout.write(f"{row['name']:<10} (failed to load: {row['error']})\n")
+            write_text(sys.stdout, f"{row['name']:<10} (failed to load: {row['error']})\n")
         else:
-            sys.stdout.write(f"{row['name']:<10} {row['description']}\n")
+            write_text(sys.stdout, f"{row['name']:<10} {row['description']}\n")
             for f in row["flavors"]:
                 s, v = f["session"], f["versions"]
                 when = f"[{f['selected_by']}] " if f["selected_by"] else ""
                 verified = ", ".join(v["verified"]) or "-"
-                sys.stdout.write(f"{'':<10}   {when}sessions {s['protocol']}, steer "
+                write_text(sys.stdout, f"{'':<10}   {when}sessions {s['protocol']}, steer "
                                  f"{s['steer_mode']}; verified {verified}\n")  # fmt: skip
     return EXIT_OK
 
@@ -450,6 +461,18 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument("--plain", action="store_true", help="no colours or spinner")
     g.add_argument("--verbose", "-v", action="store_true", help="show every event")
+
+
+def _positive_seconds(text: str) -> float:
+    """An option's duration: a finite number of seconds > 0 (``nan``, ``inf``, ``0`` and
+    negative values are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,10 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", "-c", metavar="FILE", help="check this config's profiles")
     doctor.add_argument("--profile", "-p", action="append", metavar="NAME",
                         help="only this profile (repeatable)")  # fmt: skip
-    doctor.add_argument("--timeout", type=float, metavar="SECS",
+    doctor.add_argument("--timeout", type=_positive_seconds, metavar="SECS",
                         help="deadline of each check (default 15)")  # fmt: skip
     doctor.add_argument("--probe", action="store_true", help="also run one real agent turn")
-    doctor.add_argument("--probe-timeout", type=float, metavar="SECS",
+    doctor.add_argument("--probe-timeout", type=_positive_seconds, metavar="SECS",
                         help="deadline of the probe (default 120)")  # fmt: skip
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.add_argument("--plain", action="store_true", help="(accepted; the output is plain)")
@@ -542,41 +565,21 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return call
 
 
-_terminated = False
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM where no trio signal receiver handles it: unwind like Ctrl-C. Inside a trio run
-    the SIGINT machinery delivers it (trio raises KeyboardInterrupt only where it is safe);
-    elsewhere :class:`Terminated` is raised here."""
-    global _terminated
-    _terminated = True
-    handler = signal.getsignal(signal.SIGINT)
-    if trio.lowlevel.in_trio_run() and callable(handler):
-        signal.raise_signal(signal.SIGINT)
-        return
-    raise Terminated()
-
-
-def interrupt_signal(exc: BaseException) -> int:
-    """The signal behind a KeyboardInterrupt: SIGTERM for :class:`Terminated` (or one that
-    :func:`_on_sigterm` routed through trio's Ctrl-C machinery), else SIGINT."""
-    return signal.SIGTERM if isinstance(exc, Terminated) or _terminated else signal.SIGINT
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``alice-trio`` entry point; returns the exit code (see :mod:`alice_trio.cli.exits`).
 
     While it runs, SIGTERM unwinds like Ctrl-C (:class:`Terminated`) wherever no trio signal
     receiver handles it; the previous handler is restored on return."""
-    previous = None
+    previous = install()
+    _reset_streams()
     try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
-        return _main(argv)
+        code = _main(argv)
+        lost = stdout_outcome()
+        if lost is not None and code == EXIT_OK:
+            code, message = lost
+            if message:
+                _err(message)
+        return code
     except KeyboardInterrupt as exc:
         signum = interrupt_signal(exc)
         _err(_signal_name(signum))
@@ -599,12 +602,6 @@ def _main(argv: Sequence[str] | None) -> int:
         if interrupt is None:
             raise
         raise interrupt from None
-    except BrokenPipeError:  # stdout closed early (| head): not our failure
-        try:
-            sys.stdout = open(os.devnull, "w")  # silence the flush at exit
-        except OSError:
-            pass
-        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

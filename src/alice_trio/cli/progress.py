@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from collections import Counter, deque
 from typing import Any, TextIO
@@ -34,6 +33,7 @@ from typing import Any, TextIO
 import trio
 
 from ..models import RawEvent, RunResult
+from .streams import std, write_text
 
 __all__ = [
     "BATCH_BYTES",
@@ -98,24 +98,6 @@ def clip(text: str, limit: int, *, one_line: bool = False) -> str:
     return text
 
 
-def write_text(stream: TextIO, text: str) -> None:
-    """Write ``text`` in pieces of at most 1 Mi characters (a huge reply is never copied whole
-    into one encoded buffer); characters the stream cannot encode (a lone surrogate from a
-    ``\\ud800`` escape) become ``?`` instead of failing the write."""
-    buffer = getattr(stream, "buffer", None)
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    for i in range(0, len(text), _CHUNK_CHARS):
-        piece = text[i : i + _CHUNK_CHARS]
-        if buffer is not None:
-            stream.flush()
-            buffer.write(piece.encode(encoding, "replace"))
-        else:
-            stream.write(piece)
-    if buffer is not None:
-        buffer.flush()
-    stream.flush()
-
-
 def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -143,7 +125,7 @@ class ProgressPrinter:
         hold_reply: bool = False,
         title: str = "",
     ) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+        self.stream = stream if stream is not None else std("stderr")
         self.verbose = verbose
         self.live = _isatty(self.stream) if live is None else live
         self.status_line = self.live and not plain
@@ -324,8 +306,7 @@ class ProgressPrinter:
             out += self._status()
             self._status_shown = True
         try:
-            self.stream.write(out)
-            self.stream.flush()
+            write_text(self.stream, out)
         except (BrokenPipeError, ValueError):  # stream closed under us: progress is optional
             self.status_line = False
 
@@ -357,7 +338,7 @@ class JsonLinesPrinter:
     event is written at once)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout
+        self.stream = stream if stream is not None else std("stdout")
         self._lines: list[str] = []
         self._size = 0
         self._last_write = time.monotonic()

@@ -1,0 +1,63 @@
+"""The ``alice-trio`` console script: installs the signal handling, then imports the command.
+
+Importing :mod:`alice_trio.cli.main` takes a while (trio, the providers, the engine); a SIGINT
+or SIGTERM arriving meanwhile must end like one arriving later: one line, exit 130/143. This
+module imports only the standard library (``alice_trio/__init__`` is lazy) before
+:func:`~alice_trio.cli.signals.install`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from .signals import install, interrupt_signal, signal_name
+
+__all__ = ["main"]
+
+
+def _reserve_std_fds() -> None:
+    """A standard descriptor the command started without (``>&-``) gets ``/dev/null``, so no
+    file, pipe or socket opened later lands on 0, 1 or 2 (``sys.stdout`` stays None: the
+    command knows its output is lost)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if opened != fd:
+                os.close(opened)
+
+
+def main() -> int:
+    """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`)."""
+    install()
+    try:
+        _reserve_std_fds()
+        from .main import main as command
+
+        code = command()
+    except KeyboardInterrupt as exc:
+        signum = interrupt_signal(exc)
+        code = 128 + int(signum)
+        try:
+            if sys.stderr is not None:
+                sys.stderr.write(f"alice-trio: {signal_name(signum)}\n")
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+    # the exit code is decided: a signal from now on does not turn it into a traceback
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:
+        pass
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -131,3 +131,106 @@ def test_stderr_error_is_the_last_error_event_skipping_other_lines():
         ]
     )
     assert explain_exit(1, tail) == "gemini exec failed (exit 1): last"
+
+
+# -- error events: retry notices or failures ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status"),
+    [
+        ({"message": "x", "code": 500}, EventKind.RETRY, 500),
+        ({"message": "x", "code": 429}, EventKind.RETRY, 429),
+        ({"message": "x", "status": 503}, EventKind.RETRY, 503),
+        ({"message": "server said status 502"}, EventKind.RETRY, 502),
+        ({"message": "model is overloaded"}, EventKind.RETRY, None),
+        ({"message": "x", "status": "UNAVAILABLE"}, EventKind.RETRY, 503),
+        ({"message": "bad request", "code": 400}, EventKind.UNKNOWN, 400),
+        ({"message": "bad request", "code": 499}, EventKind.UNKNOWN, 499),
+    ],
+)
+def test_an_error_event_is_a_retry_only_for_retryable_statuses(error, kind, status):
+    events, out = feed({"type": "init", "session_id": "s"}, {"type": "error", **error})
+    notice_status = status if kind is EventKind.RETRY else None  # a notice carries no status
+    assert (events[-1].kind, events[-1].status) == (kind, notice_status)
+    text = (
+        f"gemini: {error['message']}"
+        if kind is EventKind.RETRY
+        else f"gemini error: {error['message']}"
+    )
+    assert events[-1].text == text
+    # without a result, the last error event is the run's failure, with its status
+    assert (out.error, out.status) == (error["message"], status)
+
+
+def test_an_error_event_without_message_or_severity_is_an_error():
+    events, out = feed({"type": "init"}, {"type": "error"})
+    assert events[-1].text == "gemini error: gemini reported an error"
+    assert out.error == "gemini reported an error"
+
+
+def test_a_warning_event_is_not_the_failure():
+    _, out = feed({"type": "init"}, {"type": "error", "severity": "WARNING", "message": "w"})
+    assert out.error == "gemini ended without a result"
+
+
+# -- the one-line -o json document ---------------------------------------------------------------
+
+
+def test_a_json_document_with_an_error_fails_with_its_message_status_and_usage():
+    doc = {
+        "session_id": "s1",
+        "response": "",
+        "error": {"message": "quota", "code": 429},
+        "stats": {"input_tokens": 4, "output_tokens": 1},
+    }
+    events, out = feed(doc)
+    assert [e.kind for e in events] == [EventKind.ERROR]
+    assert (out.error, out.status, out.terminal) == ("quota", 429, True)
+    assert out.result.next_thread_id == "s1"
+    assert out.result.usage == Usage(input_tokens=4, output_tokens=1)
+    _, out = feed({"response": "", "error": {"status": "503"}})
+    assert (out.error, out.status) == ("gemini turn failed", 503)
+
+
+def test_a_json_document_ends_a_started_stream_and_ignores_a_non_text_response():
+    events, out = feed({"type": "init", "session_id": "s"}, {"response": ["not", "text"]})
+    assert [e.kind for e in events] == [EventKind.THREAD_STARTED, EventKind.TURN_COMPLETED]
+    assert out.error == "" and out.terminal and out.result.reply == ""
+
+
+def test_a_json_document_usage_and_reply():
+    _, out = feed({"response": " hi ", "stats": {"models": {"m": {"tokens": {"prompt": 2}}}}})
+    assert out.result.reply == "hi"
+    assert out.result.usage == Usage(input_tokens=2)
+
+
+# -- start-up failures ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr", "needle"),
+    [
+        (1, "Error: this folder is not trusted", "untrusted workspace (exit 1)"),
+        (1, "The workspace is NOT TRUSTED", "untrusted workspace (exit 1)"),
+        (55, "", "untrusted workspace (exit 55)"),
+        (1, "Invalid auth method selected", "invalid auth method selected (exit 1)"),
+        (41, "", "invalid auth method selected (exit 41)"),
+    ],
+)
+def test_explain_exit_names_the_cause_and_the_exit_code(code, stderr, needle):
+    explained = explain_exit(code, stderr)
+    assert explained is not None and needle in explained
+
+
+def test_explain_exit_needs_both_the_flags_error_and_node_18():
+    assert explain_exit(1, "Invalid regular expression flags") is None
+    assert explain_exit(1, "not trusted") is None  # neither workspace nor folder named
+    assert explain_exit(0, '{"type":"error","message":"m"}') is None  # exit 0: nothing to explain
+
+
+def test_build_invocation_passes_the_configured_limits():
+    from alice_trio.providers.base import RunLimits
+
+    limits = RunLimits(max_line_bytes=1234)
+    assert build_invocation(RunRequest(user_text="x"), GeminiConfig(limits=limits)).limits == limits

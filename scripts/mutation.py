@@ -46,7 +46,7 @@ def _mutmut_section(paths: list[str], tests: list[str], args: list[str]) -> str:
         f"paths_to_mutate = {arr(paths)}\n"
         f"tests_dir = {arr(tests)}\n"
         f"pytest_add_cli_args = {arr(args)}\n"
-        'also_copy = ["src/alice_trio"]\n'
+        'also_copy = ["src/alice_trio", "benchmarks"]\n'
     )
 
 
@@ -57,6 +57,8 @@ def _prepare(name: str, spec: dict[str, list[str]]) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "mutants")
     shutil.copytree(ROOT / "src", work / "src", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    # some session tests run the fake CLIs of benchmarks/ (fake_claude.py)
+    shutil.copytree(ROOT / "benchmarks", work / "benchmarks", ignore=ignore)
     text = (ROOT / "pyproject.toml").read_text("utf-8")
     # drop the framing [tool.mutmut] table and every set table; append this set's table
     text = re.split(r"^\[tool\.mutmut\]", text, maxsplit=1, flags=re.M)[0]

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from alice_trio.errors import ConfigError
-from alice_trio.models import EventKind, RunRequest, Usage
+from alice_trio.models import EventKind, ExecPolicy, RunRequest, Usage
 from alice_trio.providers.gemini import (
     GeminiConfig,
     GeminiStreamDecoder,
@@ -117,6 +117,9 @@ def test_argv_values_with_a_newline_are_refused_with_their_name():
         build_invocation(RunRequest(user_text="x", thread_id=value), GeminiConfig())
     with pytest.raises(ConfigError, match="gemini session_id is not a valid value"):
         build_invocation(RunRequest(user_text="x"), GeminiConfig(session_id=value))
+    with pytest.raises(ConfigError, match="gemini add_dir is not a valid value"):
+        config = GeminiConfig(exec_policy=ExecPolicy(add_dirs=(value,)))
+        build_invocation(RunRequest(user_text="x"), config)
 
 
 def test_stderr_error_is_the_last_error_event_skipping_other_lines():

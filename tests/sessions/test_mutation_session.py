@@ -10,6 +10,7 @@ import trio.testing
 from scripted_driver import ScriptedDriver
 
 from alice_trio.errors import (
+    EmptyPromptError,
     ProtocolError,
     SessionClosedError,
     SessionStateError,
@@ -99,6 +100,14 @@ def test_core_deferred_interrupt_is_applied_once_and_only_to_the_started_turn():
 # -- errors name the refused command -----------------------------------------------------------
 
 
+async def test_an_empty_prompt_is_refused_naming_the_provider():
+    async with open_session("fake", initial=req("x"), driver=ScriptedDriver()) as s:
+        for call in (s.submit, s.steer):
+            with pytest.raises(EmptyPromptError) as info:
+                await call(req("  "))
+            assert info.value.provider == "fake"
+
+
 async def test_a_closed_session_names_the_refused_command():
     async with open_session("fake", initial=req("x"), driver=ScriptedDriver()) as s:
         await s.aclose()
@@ -110,6 +119,7 @@ async def test_a_closed_session_names_the_refused_command():
             with pytest.raises(SessionClosedError) as info:
                 await call()
             assert (info.value.command, info.value.state) == (command, "closed")
+            assert info.value.provider == "fake"  # which session refused it
             assert f"cannot {command} in state closed" in str(info.value)
 
 

@@ -372,7 +372,9 @@ async def test_idle_retry_recovers_and_sums_usage():
         build_invocation=build,
         idle_retry=lambda r, p: r.evolve(thread_id=p.next_thread_id, user_text="resume"),
     )
-    result = await run_oneshot(provider, cfg("--sleep", "30", idle_timeout=0.3), req())
+    # 3 s: longer than a Python start on a loaded machine (0.3 s failed there: the retry itself
+    # went idle before the fake CLI printed anything)
+    result = await run_oneshot(provider, cfg("--sleep", "30", idle_timeout=3.0), req())
     assert result.reply == "recovered"
     assert result.usage.input_tokens == 10  # stalled attempt reported none
 

@@ -353,6 +353,13 @@ class HostPool:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> HostPool:
+        """Open the pool; an open pool refuses a second entry with :class:`ConfigError`
+        (nothing touched); after a full exit it opens again."""
+        if self._stack is not None:
+            raise ConfigError("the host pool is already open")
+        self._closed = False
+        self._retry_at = 0.0
+        self._retry_delay = self.scaling.spare_retry
         stack = AsyncExitStack()
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
@@ -361,7 +368,8 @@ class HostPool:
         return self
 
     async def __aexit__(self, *exc: object) -> bool | None:
-        assert self._stack is not None and self._nursery is not None
+        if self._stack is None or self._nursery is None:
+            raise ConfigError("HostPool.__aexit__ without a matching __aenter__")
         self._closed = True
         graceful = exc[0] is None
         try:

@@ -118,9 +118,11 @@ class RpcPlan(SharePlan):
 
 class OpenCodePlan(SharePlan):
     """opencode serve: a :class:`~alice_trio.sessions.shared_opencode.ServeHost`, every
-    conversation an attached driver (``?directory=`` per request, so cwd/PWD do not count)."""
+    conversation an attached driver (``?directory=`` per request, so cwd/PWD do not count, nor
+    does the random password each template draws: the server keeps the one it was spawned
+    with, and every conversation attached to it sends that one)."""
 
-    per_conversation_env = ("PWD",)
+    per_conversation_env = ("PWD", "OPENCODE_SERVER_PASSWORD")
 
     def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
         from .opencode_serve import OpenCodeServeDriver

@@ -12,12 +12,20 @@ while the reader gave it three scheduling rounds. A full buffer alone is not lag
 keeps up (any sync callback, an async one that only checkpoints) then loses nothing — the
 reader yields until there is room. Everything offered before :meth:`close` is delivered before
 :meth:`run` returns.
+
+A callback's exception propagates out of :meth:`run` (the engines make it a
+:class:`~alice_trio.errors.CallbackError`). A ``trio.Cancelled`` that a callback raises while no
+enclosing scope is cancelled was asked for by nobody: it is a callback failure, raised as
+:class:`CallbackCancelled` (an ``Exception``, so it becomes a ``CallbackError`` like any other)
+— never a cancellation the run would mistake for its own timeout. A ``Cancelled`` under a
+cancelled scope is a real cancellation and propagates as itself.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from typing import Any
 
 import trio
 
@@ -27,10 +35,13 @@ from ..models import (
     RawEvent,
     RawEventCallback,
     TurnEvent,
-    call_maybe_async,
 )
 
-__all__ = ["CallbackDispatcher", "progress_text"]
+__all__ = ["CallbackCancelled", "CallbackDispatcher", "progress_text"]
+
+
+class CallbackCancelled(Exception):
+    """A callback raised ``trio.Cancelled`` that no cancelled scope asked for (``__cause__``)."""
 
 #: events that only feed ``on_raw_event`` and may be shed when the consumer is too slow
 _SHEDDABLE = frozenset(
@@ -91,9 +102,17 @@ class CallbackDispatcher:
     async def offer(self, event: TurnEvent) -> None:
         """Queue ``event``. With the buffer full: wait for room (progress/terminal events, or
         while the consumer keeps up), or shed a sheddable event when the consumer lags (see the
-        module docstring). Cancellable like any checkpoint; the event is then not queued."""
+        module docstring). Cancellable like any checkpoint; the event is then not queued. Once
+        the delivery task has ended (a callback raised: its runner reports that), events are
+        dropped instead of raising ``BrokenResourceError`` into the reader."""
         if not self.wants(event):
             return
+        try:
+            await self._offer(event)
+        except trio.BrokenResourceError:
+            return
+
+    async def _offer(self, event: TurnEvent) -> None:
         try:
             self._send.send_nowait(event)
             return
@@ -135,7 +154,7 @@ class CallbackDispatcher:
                         break
                     await self._deliver(event)
             if self.dropped and self.on_raw_event is not None:
-                await call_maybe_async(
+                await self._call(
                     self.on_raw_event,
                     RawEvent(
                         kind="dropped",
@@ -146,13 +165,23 @@ class CallbackDispatcher:
     async def _deliver(self, event: TurnEvent) -> None:
         text = progress_text(event)
         if text is not None and self.on_progress is not None:
-            await self._await(self.on_progress(text))
+            await self._call(self.on_progress, text)
             if event.kind is not EventKind.RETRY:
                 self.delivered += 1
                 return
         if self.on_raw_event is not None:
-            await self._await(self.on_raw_event(event.to_raw_event()))
+            await self._call(self.on_raw_event, event.to_raw_event())
         self.delivered += 1
+
+    async def _call(self, callback: Any, arg: object) -> None:
+        """Call ``callback(arg)`` (sync or async); a stray ``Cancelled`` becomes
+        :class:`CallbackCancelled` (see the module docstring)."""
+        try:
+            await self._await(callback(arg))
+        except trio.Cancelled as exc:
+            if trio.current_effective_deadline() == -math.inf:
+                raise  # a scope around us is cancelled: a real cancellation
+            raise CallbackCancelled(f"callback raised trio.Cancelled: {exc!r}") from exc
 
     async def _await(self, result: object) -> None:
         if result is not None and inspect.isawaitable(result):

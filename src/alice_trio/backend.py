@@ -9,8 +9,8 @@ from __future__ import annotations
 from .engine.oneshot import run_oneshot
 from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
-from .providers.registry import get_provider
 from .sessions._groups import single_exception
+from .sessions.arguments import resolve_provider
 
 __all__ = ["OneShotBackend", "run_once"]
 
@@ -20,17 +20,13 @@ class OneShotBackend:
 
     ``provider`` is a registered name (``"codex"``, ``"claude"``, …) or a
     :class:`~alice_trio.providers.base.Provider`; ``config`` defaults to the provider's config
-    class with its defaults. :meth:`run` is safe to call concurrently: runs share nothing.
+    class with its defaults; a bad provider or a config of another provider's class is a
+    :class:`~alice_trio.errors.ConfigError` at construction. :meth:`run` is safe to call
+    concurrently: runs share nothing.
     """
 
     def __init__(self, provider: str | Provider, config: CLIConfig | None = None) -> None:
-        self.provider = get_provider(provider) if isinstance(provider, str) else provider
-        self.config = config if config is not None else self.provider.config_class()
-        if not isinstance(self.config, self.provider.config_class):
-            raise TypeError(
-                f"{self.provider.name} needs a {self.provider.config_class.__name__}, "
-                f"got {type(self.config).__name__}"
-            )
+        self.provider, self.config = resolve_provider("OneShotBackend", provider, config)
 
     @property
     def name(self) -> str:

@@ -32,6 +32,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
+import trio
+
 from .backend import OneShotBackend
 from .config import AppConfig
 from .errors import ConfigError, SteerUnsupportedError
@@ -39,6 +41,7 @@ from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
 from .providers.registry import normalize_name
 from .sessions._groups import single_exception
+from .validation import show
 
 __all__ = ["Backend", "MultiBackend", "backend_from_config"]
 
@@ -72,7 +75,7 @@ class MultiBackend:
         default_profile: str = "",
     ) -> None:
         self._providers: dict[str, Backend] = {}
-        for key, backend in (backends or {}).items():
+        for key, backend in _entries("backends", backends, optional=True):
             if backend is None:
                 continue
             name = normalize_name(key)
@@ -80,11 +83,12 @@ class MultiBackend:
                 raise ConfigError("multi backend: a backend is registered under an empty name")
             self._providers[name] = backend
         self._profiles: dict[str, Backend] = {
-            normalize_name(k): b for k, b in (profiles or {}).items()
+            normalize_name(k): b for k, b in _entries("profiles", profiles, optional=False)
         }
         if not self._providers and not self._profiles:
             raise ConfigError("multi backend requires at least one backend")
         self._stack: AsyncExitStack | None = None
+        self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
         self._default = self._choose_default(
             normalize_name(default_provider), normalize_name(default_profile)
         )
@@ -201,14 +205,23 @@ class MultiBackend:
 
     async def __aenter__(self) -> MultiBackend:
         """Enter every backend that is an async context manager (e.g. a session backend,
-        which owns a nursery); leaving exits them in reverse order."""
-        stack = AsyncExitStack()
-        with single_exception():
-            async with stack:
-                for backend in self._distinct():
-                    if hasattr(backend, "__aenter__") and hasattr(backend, "__aexit__"):
-                        await stack.enter_async_context(backend)  # type: ignore[arg-type]
-                self._stack = stack.pop_all()
+        which owns a nursery); leaving exits them in reverse order. An open (or opening) router
+        refuses a second entry with :class:`ConfigError` before entering anything; after a full
+        exit it can be entered again."""
+        if self._owner is not None:
+            raise ConfigError("MultiBackend is already open: enter it once at a time")
+        self._owner = trio.lowlevel.current_task()
+        try:
+            stack = AsyncExitStack()
+            with single_exception():
+                async with stack:
+                    for backend in self._distinct():
+                        if hasattr(backend, "__aenter__") and hasattr(backend, "__aexit__"):
+                            await stack.enter_async_context(backend)  # type: ignore[arg-type]
+                    self._stack = stack.pop_all()
+        except BaseException:
+            self._owner = None
+            raise
         return self
 
     async def __aexit__(
@@ -217,11 +230,14 @@ class MultiBackend:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        if self._stack is None or self._owner is not trio.lowlevel.current_task():
+            raise ConfigError("MultiBackend.__aexit__ without a matching __aenter__")
         stack, self._stack = self._stack, None
-        if stack is None:
-            return False
-        with single_exception():
-            return bool(await stack.__aexit__(exc_type, exc, tb))
+        try:
+            with single_exception():
+                return bool(await stack.__aexit__(exc_type, exc, tb))
+        finally:
+            self._owner = None
 
     async def aclose(self) -> None:
         """Close every backend that has ``aclose`` (each once)."""
@@ -230,6 +246,29 @@ class MultiBackend:
             if close is not None:
                 with single_exception():
                     await close()
+
+
+def _entries(
+    what: str, mapping: Mapping[str, Any] | None, *, optional: bool
+) -> list[tuple[str, Any]]:
+    """``mapping``'s items after checking each is ``name -> backend`` (``None`` allowed as a
+    value when ``optional``); anything else is a :class:`ConfigError` naming the key."""
+    if mapping is None:
+        return []
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"MultiBackend: {what}: expected a mapping, got {show(mapping)}")
+    for key, backend in mapping.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"MultiBackend: {what}: expected string keys, got {show(key)}")
+        if backend is None and optional:
+            continue
+        if not (callable(getattr(backend, "run", None))
+                and isinstance(getattr(backend, "name", None), str)):  # fmt: skip
+            raise ConfigError(
+                f"MultiBackend: {what}.{key}: expected a backend (with .name and .run), "
+                f"got {show(backend)}"
+            )
+    return list(mapping.items())
 
 
 BackendFactory = Callable[[Provider, CLIConfig], Backend]

@@ -24,7 +24,7 @@ def test_scaling_is_read_per_profile_and_defaults_to_one_spare() -> None:
 @pytest.mark.parametrize(
     ("scaling", "message"),
     [
-        ({"warm": -1}, "llm_profiles.bot.scaling: warm must be >= 0"),
+        ({"warm": -1}, "llm_profiles.bot.scaling.warm: must be >= 0, got -1"),
         ({"wram": 1}, 'llm_profiles.bot.scaling.wram: unknown key; did you mean "warm"?'),
         ({"max_turns": "x"}, "llm_profiles.bot.scaling.max_turns: expected an integer"),
         ("many", "llm_profiles.bot.scaling: expected a mapping"),

@@ -7,10 +7,13 @@ Usage: ``python fake_opencode_serve.py LOG.jsonl [serve args...]`` — prints
 /session/{id}/prompt_async`` and ``POST /session/{id}/abort``. A prompt ``SLOW`` is answered only
 when aborted (then ``MessageAbortedError``); ``CRASH`` ends the process at once with status 3;
 anything else is answered ``reply to <session>: <text>``. Requests are logged to LOG.
+Like opencode, with ``OPENCODE_SERVER_PASSWORD`` in its env it answers 401 to a request without
+that password as HTTP basic auth (logged as ``{"UNAUTHORIZED": path}``).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -28,6 +31,8 @@ LOCK = threading.Lock()
 SUBSCRIBERS: list[queue.Queue[bytes | None]] = []
 COUNTER = itertools.count(1)
 SLOW: dict[str, str] = {}  # session -> user message id of its pending slow prompt
+PASSWORD = os.environ.get("OPENCODE_SERVER_PASSWORD", "")
+USERNAME = os.environ.get("OPENCODE_SERVER_USERNAME", "") or "opencode"
 
 
 def publish(events: list[dict], sid: str) -> None:
@@ -58,7 +63,21 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        """401 (and True) for a request without the server's password, as opencode does."""
+        if not PASSWORD:
+            return False
+        want = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+        if self.headers.get("authorization") == want:
+            return False
+        self._body()
+        LOG.write(json.dumps({"UNAUTHORIZED": self.path}) + "\n")
+        self._json({"error": "unauthorized"}, 401)
+        return True
+
     def do_GET(self) -> None:
+        if self._refused():
+            return
         path = self.path.split("?")[0]
         LOG.write(json.dumps({"GET": self.path}) + "\n")
         if path != "/event":
@@ -86,6 +105,8 @@ class Handler(BaseHTTPRequestHandler):
                 SUBSCRIBERS.remove(q)
 
     def do_POST(self) -> None:
+        if self._refused():
+            return
         path = self.path.split("?")[0]
         body = self._body()
         LOG.write(json.dumps({"POST": self.path, "body": body}) + "\n")

@@ -16,7 +16,7 @@ from alice_trio.errors import (
     TransportClosedError,
 )
 from alice_trio.models import EventKind, RunRequest, TurnEvent, Usage
-from alice_trio.providers.base import CLIConfig
+from alice_trio.providers.codex import CodexConfig
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.driver import SteerMode
 
@@ -106,7 +106,7 @@ async def test_defect_10_runs_on_one_key_never_overlap_even_across_ttl_close(aut
 
 async def test_timeout_interrupts_then_raises_with_partial(autojump_clock):
     f = Factory()
-    cfg = CLIConfig(timeout=5)
+    cfg = CodexConfig(timeout=5)
     async with SessionBackend("codex", cfg, driver_factory=f, interrupt_deadline=2) as b:
 
         async def talk():

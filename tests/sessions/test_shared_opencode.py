@@ -78,6 +78,9 @@ async def test_three_conversations_on_one_server_and_an_abort_ends_only_its_turn
         assert len(b.pool.hosts) == 1
         # the cancelled run's conversation was dropped (as with a process each): a new session
         assert len(posts(log, "/session")) == 4
+        # one server, one password: every conversation attached to it sent that password
+        assert "UNAUTHORIZED" not in log.read_text()
+        assert b.pool.hosts[0].secret is not None
 
 
 async def test_server_death_fails_the_in_flight_turns_typed_and_conversations_go_on(

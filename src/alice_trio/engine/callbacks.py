@@ -12,6 +12,13 @@ rounds. A full buffer alone is not lag: a burst of 50,000 events can fill it fas
 delivery task is scheduled, and a callback that keeps up (any sync callback, an async one that
 only checkpoints) then loses nothing — the reader yields until there is room. Everything
 offered before :meth:`close` is delivered before :meth:`run` returns.
+
+A callback's exception propagates out of :meth:`run` (the engines make it a
+:class:`~alice_trio.errors.CallbackError`). A ``trio.Cancelled`` that a callback raises while no
+enclosing scope is cancelled was asked for by nobody: it is a callback failure, raised as
+:class:`CallbackCancelled` (an ``Exception``, so it becomes a ``CallbackError`` like any other)
+— never a cancellation the run would mistake for its own timeout. A ``Cancelled`` under a
+cancelled scope is a real cancellation and propagates as itself.
 """
 
 from __future__ import annotations
@@ -32,7 +39,12 @@ from ..models import (
     call_maybe_async,
 )
 
-__all__ = ["CallbackDispatcher", "progress_text"]
+__all__ = ["CallbackCancelled", "CallbackDispatcher", "progress_text"]
+
+
+class CallbackCancelled(Exception):
+    """A callback raised ``trio.Cancelled`` that no cancelled scope asked for (``__cause__``)."""
+
 
 #: events that only feed ``on_raw_event`` and may be shed when the consumer is too slow
 _SHEDDABLE = frozenset(
@@ -216,17 +228,23 @@ class CallbackDispatcher:
                     self._room = None
                     room.set()
                 if text is not None and on_progress is not None:
-                    result = on_progress(text)
-                    if result is not None and inspect.isawaitable(result):
-                        await self._await(result)
+                    try:
+                        result = on_progress(text)
+                        if result is not None and inspect.isawaitable(result):
+                            await self._await(result)
+                    except trio.Cancelled as exc:
+                        _stray(exc)
                     if event.kind is not retry:
                         self.delivered += 1
                         continue
                 if on_raw_event is not None:
                     raw = event if isinstance(event, RawEvent) else event.to_raw_event()
-                    result = on_raw_event(raw)
-                    if result is not None and inspect.isawaitable(result):
-                        await self._await(result)
+                    try:
+                        result = on_raw_event(raw)
+                        if result is not None and inspect.isawaitable(result):
+                            await self._await(result)
+                    except trio.Cancelled as exc:
+                        _stray(exc)
                 self.delivered += 1
             await trio.lowlevel.checkpoint()
         if self.dropped and on_raw_event is not None:
@@ -244,3 +262,11 @@ class CallbackDispatcher:
             await result
         finally:
             self._in_callback = False
+
+
+def _stray(exc: trio.Cancelled) -> None:
+    """A ``Cancelled`` out of a callback: re-raised when a scope around us is cancelled (a real
+    cancellation), else the callback's own failure, :class:`CallbackCancelled` (module doc)."""
+    if trio.current_effective_deadline() == -math.inf:
+        raise exc
+    raise CallbackCancelled(f"callback raised trio.Cancelled: {exc!r}") from exc

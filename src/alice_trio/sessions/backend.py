@@ -5,6 +5,13 @@
     async with SessionBackend("claude", config) as backend:
         result = await backend.run(request)
 
+**Lifecycle.** Enter the backend once at a time: a second ``async with`` of an open (or
+opening) backend — nested, or from another task — raises :class:`ConfigError` before touching
+anything, and the open backend goes on unharmed. After a full exit the backend can be entered
+again (its host pool reopens; the sessions of the previous entry are gone). Bad constructor
+arguments (provider, config of another provider's class, non-finite or negative seconds, a
+``scaling`` that is not a :class:`ScalingConfig`) raise :class:`ConfigError` at construction.
+
 **Session key.** ``request.env["ALICE_SESSION_KEY"]`` (trimmed), else ``request.thread_id``.
 Runs with the same key are serialized by a per-key lock that is never replaced while anyone
 holds or waits for it (§13.10); a request with neither key gets a fresh one-turn session.
@@ -64,10 +71,11 @@ from ..file_changes import FileChange, merge_changes
 from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
 from ..protocols.turn_outcome import Ending, TurnEnd, clone_error
 from ..providers.base import CLIConfig, Provider
-from ..providers.registry import get_provider
+from ..validation import callback, instance
 from ._groups import single_exception
 from .admission import Admission
 from .approval import Approver
+from .arguments import checked, finite_seconds, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
@@ -176,13 +184,18 @@ class SessionBackend:
         start_timeout: float = DEFAULT_START_TIMEOUT,
         scaling: ScalingConfig | None = None,
     ) -> None:
-        self.provider = get_provider(provider) if isinstance(provider, str) else provider
-        self.config = config if config is not None else self.provider.config_class()
-        self.idle_ttl = idle_ttl
-        self.interrupt_deadline = interrupt_deadline
-        self.driver_factory = driver_factory
+        what = "SessionBackend"
+        self.provider, self.config = resolve_provider(what, provider, config)
+        self.idle_ttl: float = checked(what, "idle_ttl", finite_seconds, idle_ttl)
+        self.interrupt_deadline: float = checked(
+            what, "interrupt_deadline", finite_seconds, interrupt_deadline
+        )
+        self.driver_factory = checked(what, "driver_factory", callback, driver_factory)
         self.approver = approver
-        self.start_timeout = start_timeout
+        self.start_timeout: float = checked(what, "start_timeout", finite_seconds, start_timeout)
+        checked(what, "scaling", instance(ScalingConfig, "a ScalingConfig or None", optional=True),
+                scaling)  # fmt: skip
+        self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
         self._locks: dict[str, trio.Lock] = {}
         self._sessions: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
@@ -205,10 +218,23 @@ class SessionBackend:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> SessionBackend:
-        stack = AsyncExitStack()
-        with single_exception():
-            await stack.enter_async_context(self.pool)  # closed after the sessions' nursery
-            self._nursery = await stack.enter_async_context(trio.open_nursery())
+        """Open the backend (its host pool and sessions' nursery). A backend that is open (or
+        opening) refuses a second entry with :class:`ConfigError` before touching anything, so
+        the open one is unharmed; after a full exit it can be entered again (a fresh pool)."""
+        if self._owner is not None:
+            raise ConfigError(
+                "SessionBackend is already open: enter it once at a time "
+                "(share the open backend, or make one per `async with`)"
+            )
+        self._owner = trio.lowlevel.current_task()
+        try:
+            stack = AsyncExitStack()
+            with single_exception():
+                await stack.enter_async_context(self.pool)  # closed after the sessions' nursery
+                self._nursery = await stack.enter_async_context(trio.open_nursery())
+        except BaseException:
+            self._owner = None
+            raise
         self._stack = stack
         return self
 
@@ -219,9 +245,9 @@ class SessionBackend:
         tb: TracebackType | None,
     ) -> bool:
         """Close every session (gracefully unless the body failed) and wait for them; the
-        body's own exception comes out as itself."""
-        if self._stack is None:
-            raise ConfigError("SessionBackend.__aexit__ without __aenter__")
+        body's own exception comes out as itself. Only the task that entered may exit."""
+        if self._stack is None or self._owner is not trio.lowlevel.current_task():
+            raise ConfigError("SessionBackend.__aexit__ without a matching __aenter__")
         failing = exc is not None
         for timer in list(self._timers):
             timer.cancel()
@@ -233,6 +259,7 @@ class SessionBackend:
         finally:
             self._nursery = None
             self._stack = None
+            self._owner = None
 
     def open_sessions(self) -> list[str]:
         return sorted(self._sessions)

@@ -11,7 +11,8 @@ Authentication: a spawned server gets a fresh random password per process
 never in a repr or an error — so no other local process can drive it (opencode answers 401
 without it). Every request and the event subscription send it as HTTP basic auth (user
 ``opencode``). An attached server is sent the ``OPENCODE_SERVER_PASSWORD`` /
-``OPENCODE_SERVER_USERNAME`` of the config's or the request's env, when given.
+``OPENCODE_SERVER_USERNAME`` of the config's or the request's env, when given, or the
+``secret`` it is built with (a conversation on a shared server: that server's credentials).
 
 Session: ``POST /session`` (or the initial request's thread id), then ``GET /event`` —
 :meth:`run` reports the driver started only once that subscription answered, so no event of a
@@ -149,6 +150,7 @@ class OpenCodeServeDriver:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_question: QuestionCallback | None = None,
         approver: Approver | None = None,
+        secret: ServerSecret | None = None,
     ) -> None:
         self.config = config
         self.initial = initial
@@ -161,7 +163,10 @@ class OpenCodeServeDriver:
         self.max_frame_bytes = max_frame_bytes
         self.on_question = on_question
         self.base_url = config.server_url.strip().rstrip("/")
-        self.secret = self._attach_secret() if self.base_url else ServerSecret.generate()
+        if secret is not None:  # the credentials of a server we know (a shared ServeHost)
+            self.secret: ServerSecret | None = secret
+        else:
+            self.secret = self._attach_secret() if self.base_url else ServerSecret.generate()
         self.mapper = OpenCodeMapper(session_id=initial.thread_id)
         self._client: httpx.AsyncClient | None = None
         self._proc: AgentProcess | None = None

@@ -118,9 +118,11 @@ class RpcPlan(SharePlan):
 
 class OpenCodePlan(SharePlan):
     """opencode serve: a :class:`~alice_trio.sessions.shared_opencode.ServeHost`, every
-    conversation an attached driver (``?directory=`` per request, so cwd/PWD do not count)."""
+    conversation an attached driver (``?directory=`` per request, so cwd/PWD do not count, nor
+    does the random password each template draws: the server keeps the one it was spawned
+    with, and every conversation attached to it sends that one)."""
 
-    per_conversation_env = ("PWD",)
+    per_conversation_env = ("PWD", "OPENCODE_SERVER_PASSWORD")
 
     def template(self, config: CLIConfig, base: RunRequest, approver: Any) -> Any:
         from .opencode_serve import OpenCodeServeDriver
@@ -353,6 +355,13 @@ class HostPool:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> HostPool:
+        """Open the pool; an open pool refuses a second entry with :class:`ConfigError`
+        (nothing touched); after a full exit it opens again."""
+        if self._stack is not None:
+            raise ConfigError("the host pool is already open")
+        self._closed = False
+        self._retry_at = 0.0
+        self._retry_delay = self.scaling.spare_retry
         stack = AsyncExitStack()
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._stack = stack
@@ -361,7 +370,8 @@ class HostPool:
         return self
 
     async def __aexit__(self, *exc: object) -> bool | None:
-        assert self._stack is not None and self._nursery is not None
+        if self._stack is None or self._nursery is None:
+            raise ConfigError("HostPool.__aexit__ without a matching __aenter__")
         self._closed = True
         graceful = exc[0] is None
         try:

@@ -1,5 +1,10 @@
 """How a :class:`~alice_trio.sessions.backend.SessionBackend` scales: :class:`ScalingConfig`
-(plain data, no I/O; read by the config loader for a profile's ``scaling:`` mapping)."""
+(plain data, no I/O; read by the config loader for a profile's ``scaling:`` mapping).
+
+Validated at construction by the project's one set of checks
+(:func:`alice_trio.validation.checked_fields`): a bad value raises
+:class:`~alice_trio.errors.ConfigError` naming the field, with the same message from Python and
+from a YAML ``scaling:`` mapping."""
 
 from __future__ import annotations
 
@@ -7,20 +12,20 @@ from typing import Any
 
 import attrs
 
+from ..validation import InvalidValue, boolean, checked_fields, integer, meta, seconds
+
 __all__ = ["ScalingConfig"]
 
 
-def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+def _positive_seconds(value: Any) -> float:
+    """A finite number of seconds ``> 0``."""
+    result: float = seconds()(value)
+    if result <= 0:
+        raise InvalidValue(f"expected a number of seconds > 0, got {value!r}")
+    return result
 
 
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=checked_fields)
 class ScalingConfig:
     """How a :class:`SessionBackend` scales (YAML: a profile's ``scaling:`` mapping).
 
@@ -31,14 +36,15 @@ class ScalingConfig:
       idle one is closed (it resumes by thread id on its next run). 0: no bound.
     * ``max_turns``: turns running at once; the rest wait in FIFO order (0: no bound).
     * ``host_capacity``: conversations per shared process (live ones; for an agent that cannot
-      free a session, every one it opened — it then retires).
-    * ``spare_retry``: seconds before a failed spare is tried again (doubling, max 300 s).
+      free a session, every one it opened — it then retires). ``> 0``.
+    * ``spare_retry``: seconds before a failed spare is tried again (doubling, max 300 s);
+      finite, ``> 0``.
     """
 
-    share: bool = True
-    warm: int = attrs.field(default=1, validator=_non_negative)
-    max_processes: int = attrs.field(default=0, validator=_non_negative)
-    max_conversations: int = attrs.field(default=0, validator=_non_negative)
-    max_turns: int = attrs.field(default=0, validator=_non_negative)
-    host_capacity: int = attrs.field(default=32, validator=_positive)
-    spare_retry: float = attrs.field(default=5.0, validator=_positive)
+    share: bool = attrs.field(default=True, metadata=meta(boolean))
+    warm: int = attrs.field(default=1, metadata=meta(integer(0)))
+    max_processes: int = attrs.field(default=0, metadata=meta(integer(0)))
+    max_conversations: int = attrs.field(default=0, metadata=meta(integer(0)))
+    max_turns: int = attrs.field(default=0, metadata=meta(integer(0)))
+    host_capacity: int = attrs.field(default=32, metadata=meta(integer(0, strict=True)))
+    spare_retry: float = attrs.field(default=5.0, metadata=meta(_positive_seconds))

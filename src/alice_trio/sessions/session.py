@@ -79,9 +79,10 @@ from ..protocols.session_core import (
     SteerTurn,
 )
 from ..providers.base import CLIConfig, Provider, RunLimits
-from ..providers.registry import get_provider
+from ..validation import instance
 from ._groups import single_exception
 from .approval import Approver
+from .arguments import buffer_size, checked, finite_seconds, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -482,12 +483,6 @@ class _StartedFlag:
         self.inner.started(value)
 
 
-def _resolve(provider: str | Provider, config: CLIConfig | None) -> tuple[Provider, CLIConfig]:
-    prov = get_provider(provider) if isinstance(provider, str) else provider
-    cfg = config if config is not None else prov.config_class()
-    return prov, cfg
-
-
 @asynccontextmanager
 async def open_session(
     provider: str | Provider,
@@ -515,10 +510,14 @@ async def open_session(
     """
     from .registry import create_driver
 
+    what = "open_session"
+    buffer = checked(what, "buffer", buffer_size, buffer)
+    start_timeout = checked(what, "start_timeout", finite_seconds, start_timeout)
+    checked(what, "initial", instance(RunRequest, "a RunRequest"), initial)
     with single_exception():
         cfg_now: CLIConfig | None = config
         if driver is None:
-            prov, cfg_now = _resolve(provider, config)
+            prov, cfg_now = resolve_provider(what, provider, config)
             driver = create_driver(prov, cfg_now, initial, approver=approver)
             name = prov.name
         else:

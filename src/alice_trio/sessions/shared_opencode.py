@@ -4,8 +4,10 @@
 request (``?directory=``). :class:`ServeHost` owns one server process (spawned, its URL read
 and its stdout drained by the opencode driver's own code); every conversation on it is an
 ordinary :class:`~alice_trio.sessions.opencode_serve.OpenCodeServeDriver` *attached* to that
-URL (``server_url``): its own session, its own ``/event`` subscription (the mapper keeps only
-its session's events), its own ``/abort``. :class:`AttachedConversation` adds what attaching
+URL (``server_url``) with that server's credentials (:attr:`ServeHost.secret`: the random
+password it was spawned with, sent as basic auth; opencode answers 401 without): its own
+session, its own ``/event`` subscription (the mapper keeps only its session's events), its own
+``/abort``. :class:`AttachedConversation` adds what attaching
 alone lacks: when the server dies, the conversation's ``run`` raises
 :class:`~alice_trio.errors.TransportClosedError` (exit status, stderr tail) at once, so its
 in-flight turn fails typed instead of waiting for an event stream that reconnects forever.
@@ -30,7 +32,13 @@ from ..transports.process import open_agent_process
 from ._groups import single_exception
 from .driver import Emit
 from .hosting import DriverWrapper, ProcessHost
-from .opencode_serve import OpenCodeServeDriver
+from .opencode_serve import (
+    DEFAULT_USERNAME,
+    PASSWORD_ENV,
+    USERNAME_ENV,
+    OpenCodeServeDriver,
+    ServerSecret,
+)
 
 __all__ = ["AttachedConversation", "ServeHost"]
 
@@ -44,6 +52,14 @@ class ServeHost(ProcessHost):
         super().__init__(invocation, **kw)
         self.template = template
         self.url = ""
+
+    @property
+    def secret(self) -> ServerSecret | None:
+        """The credentials the server was spawned with (its invocation's env), or None."""
+        password = self.invocation.env.get(PASSWORD_ENV, "")
+        if not password:
+            return None
+        return ServerSecret(password, self.invocation.env.get(USERNAME_ENV, "") or DEFAULT_USERNAME)
 
     def holds(self, key: str) -> bool:
         return bool(key) and any(c.driver.mapper.session_id == key for c in self.links)
@@ -86,7 +102,10 @@ class AttachedConversation(DriverWrapper):
     """One opencode conversation on a :class:`ServeHost` (a SessionDriver)."""
 
     def __init__(self, host: ServeHost, config: OpenCodeConfig, initial: RunRequest) -> None:
-        super().__init__(OpenCodeServeDriver(attrs.evolve(config, server_url=host.url), initial))
+        driver = OpenCodeServeDriver(
+            attrs.evolve(config, server_url=host.url), initial, secret=host.secret
+        )
+        super().__init__(driver)
         self.host = host
 
     def stderr_tail(self) -> str:

@@ -1,0 +1,199 @@
+"""Hostile-use findings: a backend entered twice (nested, from two tasks, through a router)
+refuses the second entry with ConfigError before touching trio's nursery stack, and can be
+entered again after a full exit; every public constructor/function checks its own arguments
+up front with ConfigError (the project's one set of checks, alice_trio.validation)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+
+from alice_trio import MultiBackend, OneShotBackend, ReplayConfig, RunRequest, SessionBackend
+from alice_trio.config import parse_config
+from alice_trio.errors import ConfigError
+from alice_trio.providers.codex import CodexConfig
+from alice_trio.routing import backend_from_config
+from alice_trio.sessions.scaling import ScalingConfig
+from alice_trio.sessions.session import open_session
+
+
+def replay() -> SessionBackend:
+    return SessionBackend("replay", ReplayConfig(speed=0))
+
+
+async def ask(b: SessionBackend | MultiBackend) -> str:
+    return (await b.run(RunRequest(user_text="hi"))).reply
+
+
+# -- entering twice -------------------------------------------------------------------------------
+async def test_nested_entry_is_refused_and_the_open_backend_is_unharmed():
+    b = replay()
+    async with b:
+        with pytest.raises(ConfigError, match="already open"):
+            async with b:
+                pytest.fail("entered twice")  # pragma: no cover
+        assert await ask(b)  # the open backend still runs
+    # the outer exit was clean: trio's stacks are intact (trio.run would crash otherwise)
+
+
+async def test_a_second_task_entering_an_open_backend_is_refused():
+    b = replay()
+    refused: list[BaseException] = []
+    entered = trio.Event()
+
+    async def owner() -> None:
+        async with b:
+            entered.set()
+            await trio.sleep(0.2)
+            assert await ask(b)
+
+    async def intruder() -> None:
+        await entered.wait()
+        try:
+            async with b:
+                pytest.fail("entered twice")  # pragma: no cover
+        except ConfigError as exc:
+            refused.append(exc)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(owner)
+        n.start_soon(intruder)
+    assert len(refused) == 1
+
+
+async def test_a_router_entered_twice_refuses_and_stays_usable():
+    app = parse_config({"llm_profiles": {"r": {"provider": "replay", "speed": 0}}})
+    m = backend_from_config(app, factory=SessionBackend)
+    async with m:
+        with pytest.raises(ConfigError, match="MultiBackend is already open"):
+            async with m:
+                pytest.fail("entered twice")  # pragma: no cover
+        assert await ask(m)
+    async with m:  # and again after a full exit
+        assert await ask(m)
+
+
+async def test_a_router_over_an_open_session_backend_refuses_without_harm():
+    b = replay()
+    m = MultiBackend({"replay": b})
+    async with b:
+        with pytest.raises(ConfigError, match="SessionBackend is already open"):
+            async with m:
+                pytest.fail("entered twice")  # pragma: no cover
+        assert await ask(b)
+    async with m:  # the router was left closed: it enters now
+        assert await ask(m)
+
+
+async def test_exit_without_entry_is_a_config_error_and_touches_nothing():
+    b = replay()
+    with pytest.raises(ConfigError, match="without a matching __aenter__"):
+        await b.__aexit__(None, None, None)
+    m = MultiBackend({"replay": b})
+    with pytest.raises(ConfigError, match="without a matching __aenter__"):
+        await m.__aexit__(None, None, None)
+    async with b:
+        assert await ask(b)
+
+
+async def test_reentry_after_a_full_exit_reopens_the_pool():
+    b = replay()
+    async with b:
+        assert await ask(b)
+    async with b:  # used to be "the host pool is not open"
+        assert await ask(b)
+    async with b:
+        pass
+
+
+# -- argument checks ------------------------------------------------------------------------------
+BAD_CALLS = {
+    "SessionBackend(5)": lambda: SessionBackend(5),  # type: ignore[arg-type]
+    "SessionBackend(replay, CodexConfig())": lambda: SessionBackend("replay", CodexConfig()),
+    "SessionBackend(codex, ReplayConfig())": lambda: SessionBackend("codex", ReplayConfig()),
+    "SessionBackend(idle_ttl=nan)": lambda: SessionBackend("replay", idle_ttl=math.nan),
+    "SessionBackend(idle_ttl=-1)": lambda: SessionBackend("replay", idle_ttl=-1),
+    "SessionBackend(idle_ttl=inf)": lambda: SessionBackend("replay", idle_ttl=math.inf),
+    "SessionBackend(interrupt_deadline=-5)": lambda: SessionBackend(
+        "replay", interrupt_deadline=-5
+    ),
+    "SessionBackend(start_timeout='x')": lambda: SessionBackend(
+        "replay",
+        start_timeout="x",  # type: ignore[arg-type]
+    ),
+    "SessionBackend(start_timeout=True)": lambda: SessionBackend("replay", start_timeout=True),
+    "SessionBackend(scaling={})": lambda: SessionBackend(
+        "replay",
+        scaling={},  # type: ignore[arg-type]
+    ),
+    "SessionBackend(driver_factory=3)": lambda: SessionBackend("replay", driver_factory=3),
+    "OneShotBackend(None)": lambda: OneShotBackend(None),  # type: ignore[arg-type]
+    "OneShotBackend(replay, CodexConfig())": lambda: OneShotBackend("replay", CodexConfig()),
+    "OneShotBackend(replay, {})": lambda: OneShotBackend("replay", {}),  # type: ignore[arg-type]
+    "MultiBackend({codex: 5})": lambda: MultiBackend({"codex": 5}),  # type: ignore[dict-item]
+    "MultiBackend(profiles={p: 'x'})": lambda: MultiBackend(
+        profiles={"p": "x"}  # type: ignore[dict-item]
+    ),
+    "MultiBackend([1])": lambda: MultiBackend([1]),  # type: ignore[arg-type]
+    "ScalingConfig(warm=-1)": lambda: ScalingConfig(warm=-1),
+    "ScalingConfig(host_capacity=0)": lambda: ScalingConfig(host_capacity=0),
+    "ScalingConfig(max_turns=1.5)": lambda: ScalingConfig(max_turns=1.5),  # type: ignore[arg-type]
+    "ScalingConfig(max_processes='2')": lambda: ScalingConfig(
+        max_processes="2"  # type: ignore[arg-type]
+    ),
+    "ScalingConfig(share='yes')": lambda: ScalingConfig(share="yes"),  # type: ignore[arg-type]
+    "ScalingConfig(spare_retry=nan)": lambda: ScalingConfig(spare_retry=math.nan),
+    "ScalingConfig(spare_retry=0)": lambda: ScalingConfig(spare_retry=0),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=list(BAD_CALLS))
+def test_bad_constructor_arguments_are_config_errors(call):
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert type(info.value) is ConfigError
+
+
+def test_the_error_names_the_parameter():
+    with pytest.raises(ConfigError, match=r"SessionBackend: idle_ttl: .*finite"):
+        SessionBackend("replay", idle_ttl=math.nan)
+    with pytest.raises(ConfigError, match="OneShotBackend: config: replay needs a ReplayConfig"):
+        OneShotBackend("replay", CodexConfig())
+    with pytest.raises(ConfigError, match="SessionBackend: config: replay needs a ReplayConfig"):
+        SessionBackend("replay", CodexConfig())
+    with pytest.raises(ConfigError) as info:
+        ScalingConfig(warm=-1)
+    assert info.value.errors == (("warm", "must be >= 0, got -1"),)
+
+
+@pytest.mark.parametrize(
+    "scaling",
+    [{"warm": -1}, {"max_turns": 1.5}, {"host_capacity": 0}, {"spare_retry": "soon"}],
+)
+def test_scaling_messages_are_the_same_from_yaml_and_python(scaling):
+    with pytest.raises(ConfigError) as py:
+        ScalingConfig(**scaling)
+    with pytest.raises(ConfigError) as yaml:
+        parse_config({"llm_profiles": {"p": {"provider": "replay", "scaling": scaling}}})
+    assert str(yaml.value) == f"llm_profiles.p.scaling.{py.value}"
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"buffer": -1}, {"buffer": 1.5}, {"start_timeout": math.nan}, {"start_timeout": -1},
+     {"initial": "hi"}],
+)  # fmt: skip
+async def test_open_session_checks_its_arguments_before_spawning(kw):
+    args = {"initial": RunRequest(user_text="hi"), **kw}
+    with pytest.raises(ConfigError):
+        async with open_session("replay", ReplayConfig(speed=0), **args):
+            pytest.fail("opened")  # pragma: no cover
+
+
+async def test_open_session_accepts_an_unbounded_buffer():
+    async with open_session(
+        "replay", ReplayConfig(speed=0), initial=RunRequest(user_text="hi"), buffer=math.inf
+    ) as s:
+        assert not s.closed

@@ -1,0 +1,62 @@
+"""A callback that raises ``trio.Cancelled`` no scope asked for fails the run with
+CallbackError (the exception contract in alice_trio.errors: a bare Cancelled only when the
+caller's own scope cancelled) — not a false RunTimeoutError after the run's 48 h "timeout".
+A real cancellation of the caller while a callback runs still comes out as bare Cancelled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from alice_trio import OneShotBackend, ReplayConfig, RunRequest, SessionBackend
+from alice_trio.engine.callbacks import CallbackCancelled
+from alice_trio.errors import CallbackError
+
+
+def stray_cancel_sync(_: Any) -> None:
+    raise trio.Cancelled._create()
+
+
+async def stray_cancel_async(_: Any) -> None:
+    await trio.lowlevel.checkpoint()
+    raise trio.Cancelled._create()
+
+
+async def run_once(kind: str, request: RunRequest) -> Any:
+    if kind == "oneshot":
+        return await OneShotBackend("replay", ReplayConfig(speed=0)).run(request)
+    async with SessionBackend("replay", ReplayConfig(speed=0)) as b:
+        return await b.run(request)
+
+
+@pytest.mark.parametrize("kind", ["oneshot", "session"])
+@pytest.mark.parametrize("hook", ["on_progress", "on_raw_event"])
+@pytest.mark.parametrize("cb", [stray_cancel_sync, stray_cancel_async], ids=["sync", "async"])
+async def test_a_callbacks_stray_cancelled_is_a_callback_error(kind, hook, cb):
+    with trio.fail_after(60):  # the bug: a false RunTimeoutError, never a hang, but be safe
+        with pytest.raises(CallbackError) as info:
+            await run_once(kind, RunRequest(user_text="hi", **{hook: cb}))
+    assert isinstance(info.value.__cause__, CallbackCancelled)
+    assert isinstance(info.value.__cause__.__cause__, trio.Cancelled)
+
+
+@pytest.mark.parametrize("kind", ["oneshot", "session"])
+async def test_the_callers_cancellation_inside_a_callback_stays_bare(kind):
+    in_callback = trio.Event()
+
+    async def slow(_: Any) -> None:
+        in_callback.set()
+        await trio.sleep_forever()
+
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as n:
+
+            async def cancel_when_inside() -> None:
+                await in_callback.wait()
+                scope.cancel()
+
+            n.start_soon(cancel_when_inside)
+            await run_once(kind, RunRequest(user_text="hi", on_progress=slow))
+    assert scope.cancelled_caught

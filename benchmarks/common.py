@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,15 @@ def run_module(module: str, args: Sequence[str], timeout: float = 900.0) -> dict
     if not lines:
         raise RuntimeError(f"{' '.join(cmd)} printed no JSON:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def quick_main(main_async: Callable[[bool], Awaitable[dict[str, Any]]]) -> int:
+    """A section's ``main()``: ``[--quick]`` on the command line, ``main_async(quick)`` in
+    trio, its result printed for :func:`run_module`."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    emit(trio.run(main_async, p.parse_args().quick))
+    return 0
 
 
 def emit(result: dict[str, Any]) -> None:

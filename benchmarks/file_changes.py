@@ -13,19 +13,16 @@ Alice ran ``git diff``/``git status`` after every stdout line instead (spec §7,
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from alice_trio.engine.workspace import snapshot, take_snapshot, watch_workspace
 from alice_trio.file_changes import diff_snapshots
 
-from .common import emit, median, tmpdir
+from .common import median, quick_main, tmpdir
 
 
 def make_repo(root: Path, files: int) -> None:
@@ -91,11 +88,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args()
-    emit(trio.run(main_async, a.quick))
-    return 0
+    return quick_main(main_async)
 
 
 if __name__ == "__main__":

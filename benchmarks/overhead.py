@@ -13,7 +13,6 @@ capture_stderr=True)`` — no decoding, no process group, no sweep.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ from alice_trio.backend import OneShotBackend
 from alice_trio.engine import reaper
 from alice_trio.models import RunRequest
 
-from .common import BENCH_PROVIDER, bench_config, emit, fake_launcher, median, tmpdir
+from .common import BENCH_PROVIDER, bench_config, fake_launcher, median, quick_main, tmpdir
 
 
 async def _engine(backend: OneShotBackend) -> float:
@@ -103,11 +102,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args()
-    emit(trio.run(main_async, a.quick))
-    return 0
+    return quick_main(main_async)
 
 
 if __name__ == "__main__":

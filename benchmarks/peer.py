@@ -17,7 +17,6 @@ Prints ``{"skipped": reason}`` when claude-agent-sdk is not installed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import trio
 
 from .cancel import Subject, oneshot, scenario
-from .common import Observer, emit, fake_launcher, median, tmpdir
+from .common import Observer, fake_launcher, median, quick_main, tmpdir
 from .throughput import _backend
 
 #: the SDK's teardown: EOF, 5 s, SIGTERM, 5 s, SIGKILL — plus a margin
@@ -150,11 +149,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args()
-    emit(trio.run(main_async, a.quick))
-    return 0
+    return quick_main(main_async)
 
 
 if __name__ == "__main__":

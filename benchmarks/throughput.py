@@ -19,7 +19,6 @@ fresh decoder per transcript, as in real runs) and the synthetic 300 B claude li
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -34,7 +33,15 @@ from alice_trio.models import RunRequest
 from alice_trio.providers.claude import ClaudeStreamDecoder
 from alice_trio.providers.registry import get_provider
 
-from .common import BENCH_PROVIDER, REPO, bench_config, emit, fake_launcher, median, tmpdir
+from .common import (
+    BENCH_PROVIDER,
+    REPO,
+    bench_config,
+    fake_launcher,
+    median,
+    quick_main,
+    tmpdir,
+)
 
 READ = 256 * 1024
 
@@ -185,11 +192,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args()
-    emit(trio.run(main_async, a.quick))
-    return 0
+    return quick_main(main_async)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ REVIEWED = {
     ("cli/main.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
     ("cli/chat.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
     ("cli/progress.py", "write_text"): "the CLI's own helper writing to stderr, not a file",
+    ("cli/doctor.py", "write_text"): "the CLI's own helper writing to stdout, not a file",
+    ("cli/entry.py", "open"): "opens os.devnull for a closed stdin/stdout/stderr descriptor",
+    ("cli/streams.py", "open"): "opens os.devnull in place of a stream that went away",
     ("engine/guardian.py", "open"): "opens os.devnull for the guardian's stdio",
     ("sessions/backend.py", "touch"): "Admission.touch(key): a least-recently-used bump, no file",
     ("testing.py", "TemporaryDirectory"): "test fakes: one mkdtemp folder (0700) per process for "

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from alice_trio.engine.oneshot import run_oneshot
 from alice_trio.errors import AliceError, RunTimeoutError
+from alice_trio.file_changes import merge_changes
 from alice_trio.framing import LineFramer, decode_line
 from alice_trio.models import EventKind, RunRequest, RunResult
 from alice_trio.providers.registry import get_provider
@@ -91,11 +92,15 @@ def _prefix_results(case: Case, request: RunRequest) -> set[RunResult]:
     out = set()
     for k in range(len(case.lines) + 1):
         decoder = provider.new_decoder(request, provider.config_class())
+        files = []
         for line in case.lines[:k]:
-            decoder.feed(line)
+            events = decoder.feed(line)
+            files += [f for e in events if e.kind is EventKind.FILE_CHANGE for f in e.files]
         result = decoder.finish().result
         if not result.next_thread_id and request.thread_id:
             result = attrs.evolve(result, next_thread_id=request.thread_id)
+        if files:  # the engine lists the file changes the events of the prefix named
+            result = attrs.evolve(result, file_changes=tuple(merge_changes(files)))
         out.add(result)
     return out
 

@@ -424,7 +424,7 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
 
 # -- registration ---------------------------------------------------------------------------------
 
-from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+from .record import EVERY_CAPABILITY, AuthCheck, Flavor, SessionSpec, VersionCheck  # noqa: E402
 
 PROVIDER = Provider(
     name="claude",
@@ -443,13 +443,7 @@ PROVIDER = Provider(
                 protocol="`claude -p` bidirectional stream-json",
                 long_lived=True,
                 steer_mode="native_enqueue",
-                capabilities=Capabilities(
-                    approvals=True,
-                    questions=True,
-                    file_changes=True,
-                    model_switch=True,
-                    resume=True,
-                ),
+                capabilities=EVERY_CAPABILITY,
             ),
             versions=VersionCheck(
                 verified=("2.1.197", "2.1.332"), source="npm @anthropic-ai/claude-code"

@@ -449,7 +449,7 @@ def idle_retry(request: RunRequest, partial: RunResult) -> RunRequest | None:
 
 # -- registration ---------------------------------------------------------------------------------
 
-from .record import AuthCheck, Capabilities, Flavor, SessionSpec, VersionCheck  # noqa: E402
+from .record import EVERY_CAPABILITY, AuthCheck, Flavor, SessionSpec, VersionCheck  # noqa: E402
 
 PROVIDER = Provider(
     name="codex",
@@ -468,10 +468,7 @@ PROVIDER = Provider(
                 protocol="`codex app-server` (JSON-RPC over stdio)",
                 long_lived=True,
                 steer_mode="native",
-                capabilities=Capabilities(
-                    approvals=True, questions=True, file_changes=True, model_switch=True,
-                    resume=True,
-                ),
+                capabilities=EVERY_CAPABILITY,
             ),
             versions=VersionCheck(verified=("0.171.0",), source="npm @openai/codex"),
             auth=AuthCheck(

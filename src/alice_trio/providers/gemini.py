@@ -456,6 +456,7 @@ def _stderr_error(stderr_tail: str) -> str:
 # -- registration ---------------------------------------------------------------------------------
 
 from .record import (  # noqa: E402
+    EVERY_CAPABILITY,
     AuthCheck,
     Capabilities,
     CredentialPath,
@@ -491,13 +492,7 @@ PROVIDER = Provider(
                 steer_mode="queue_when_busy",
                 # questions: the shared ACP driver routes an agent's questions (gemini 0.61
                 # has no question tool, so in practice none arrive)
-                capabilities=Capabilities(
-                    approvals=True,
-                    questions=True,
-                    file_changes=True,
-                    model_switch=True,
-                    resume=True,
-                ),
+                capabilities=EVERY_CAPABILITY,
             ),
             versions=_VERSIONS,
             auth=_AUTH,

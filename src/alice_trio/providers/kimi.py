@@ -440,8 +440,8 @@ def prepare_request(request: RunRequest, config: KimiConfig) -> RunRequest:
 # -- registration ---------------------------------------------------------------------------------
 
 from .record import (  # noqa: E402
+    EVERY_CAPABILITY,
     AuthCheck,
-    Capabilities,
     CredentialPath,
     Flavor,
     SessionSpec,
@@ -467,10 +467,7 @@ PROVIDER = Provider(
                 protocol="`kimi acp` (ACP)",
                 long_lived=True,
                 steer_mode="queue_when_busy",
-                capabilities=Capabilities(
-                    approvals=True, questions=True, file_changes=True, model_switch=True,
-                    resume=True,
-                ),
+                capabilities=EVERY_CAPABILITY,
             ),
             versions=VersionCheck(verified=("2.1.0",), source="npm @moonshot-ai/kimi-code"),
             auth=AuthCheck(
@@ -491,10 +488,7 @@ PROVIDER = Provider(
                 protocol="`kimi --wire` (legacy wire JSON-RPC)",
                 long_lived=True,
                 steer_mode="native",
-                capabilities=Capabilities(
-                    approvals=True, questions=True, file_changes=True, model_switch=True,
-                    resume=True,
-                ),
+                capabilities=EVERY_CAPABILITY,
             ),
             versions=VersionCheck(
                 verified=("1.50.0",),

@@ -327,8 +327,8 @@ def explain_exit(returncode: int, stderr_tail: str) -> str | None:
 # -- registration ---------------------------------------------------------------------------------
 
 from .record import (  # noqa: E402
+    EVERY_CAPABILITY,
     AuthCheck,
-    Capabilities,
     CredentialPath,
     Flavor,
     SessionSpec,
@@ -351,10 +351,7 @@ PROVIDER = Provider(
                 protocol="`opencode serve` (HTTP + server-sent events)",
                 long_lived=True,
                 steer_mode="native_enqueue",
-                capabilities=Capabilities(
-                    approvals=True, questions=True, file_changes=True, model_switch=True,
-                    resume=True,
-                ),
+                capabilities=EVERY_CAPABILITY,
             ),
             versions=VersionCheck(verified=("1.18.33",), source="npm opencode-ai"),
             auth=AuthCheck(

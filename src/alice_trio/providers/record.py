@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "EVERY_CAPABILITY",
     "ONESHOT_SESSION_FACTORY",
     "STEER_MODES",
     "AuthCheck",
@@ -77,6 +78,12 @@ class Capabilities:
     def names(self) -> list[str]:
         """The capabilities that are true, in field order."""
         return [a.name for a in attrs.fields(Capabilities) if getattr(self, a.name)]
+
+
+#: a session driver that does all of it (most built-in interactive drivers)
+EVERY_CAPABILITY = Capabilities(
+    approvals=True, questions=True, file_changes=True, model_switch=True, resume=True
+)
 
 
 @attrs.frozen(kw_only=True)

@@ -179,6 +179,7 @@ class _Run:
         # the per-line hot path: locals only, no coroutine per event while the queue has room
         decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
         feed, offer_nowait = decoder.feed, dispatcher.offer_nowait
+        file_change = EventKind.FILE_CHANGE
         items.reverse()  # consumed from the end, so each line's bytes are freed once decoded
         pop = items.pop
         while items:
@@ -193,7 +194,7 @@ class _Run:
             if raw_lines and not dispatcher.offer_line(line):
                 await dispatcher.offer_line_wait(line)
             for event in feed(line):
-                if event.kind is EventKind.FILE_CHANGE:
+                if event.kind is file_change:
                     event = self.files.event(event)
                 if not offer_nowait(event):
                     await dispatcher.offer(event)

@@ -23,10 +23,13 @@ would break every import path in the history and the tests for no gain; the boun
 stated here, in each internal package's docstring, and enforced by the test on the docs.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+#: ``typing`` is not imported at run time: this module is the first the ``alice-trio`` command
+#: loads, before its signal handling is in place (see :mod:`alice_trio.cli.entry`)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .backend import OneShotBackend, run_once
     from .config import AppConfig, ProfileConfig, load_config, parse_config
     from .errors import (
@@ -269,11 +272,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 

@@ -9,6 +9,7 @@ import site
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,12 @@ def _catches(pid: int, signum: int) -> bool:
     return False
 
 
+def _env() -> dict[str, str]:
+    """The environment for ``python -S``: the site-packages folders given explicitly."""
+    paths = [*sys.path, *site.getsitepackages(), site.getusersitepackages()]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
 @pytest.mark.parametrize("delay", [0.1, 0.2, 0.35, 0.5, 0.8, 1.2])
 @pytest.mark.parametrize(
     ("sig", "code", "word"),
@@ -46,13 +53,13 @@ def _catches(pid: int, signum: int) -> bool:
 def test_a_signal_during_startup_exits_cleanly(
     sig: int, code: int, word: str, delay: float
 ) -> None:
-    paths = [*sys.path, *site.getsitepackages(), site.getusersitepackages()]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    proc = subprocess.Popen(RUN, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(RUN, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
     try:
-        # Python is running (its SIGINT handler is in place): from here on it is our code
-        assert wait_for(lambda: _catches(proc.pid, signal.SIGINT), 60), "python never started"
+        # the command's handlers are in place (SIGTERM is caught): from here on it is our code.
+        # Waiting for Python's own SIGINT handler instead left a window of the interpreter's
+        # and the console script's imports, which a loaded machine stretched past the delay.
+        assert wait_for(lambda: _catches(proc.pid, signal.SIGTERM), 60), "never started"
         time.sleep(delay)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
@@ -66,3 +73,69 @@ def test_a_signal_during_startup_exits_cleanly(
         pytest.skip("the run ended before the signal")
     assert proc.returncode == code, text
     assert text.splitlines() == [f"alice-trio: {word}"]
+
+
+#: run before the command: the import of ``alice_trio.safejson`` (which imports orjson, a C
+#: extension) first sends the signal to the process, then runs Python code that would raise
+#: a pending KeyboardInterrupt at once, then leaves a mark. A signal raised inside an import
+#: can crash the interpreter (orjson 3.8's module init segfaults when an import it makes fails).
+HOOK = """
+import os, signal, sys
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'alice_trio.safejson':
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), SIGNUM)
+            for _ in range(100000):
+                pass
+            open(MARK, 'w').close()
+        return None
+sys.meta_path.insert(0, Hook())
+from alice_trio.cli.entry import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_a_signal_while_the_command_imports_waits_for_the_imports(
+    tmp_path: Path, sig: int, code: int, word: str
+) -> None:
+    mark = tmp_path / "imports-went-on"
+    hook = HOOK.replace("SIGNUM", str(int(sig))).replace("MARK", repr(str(mark)))
+    argv = [sys.executable, "-c", hook, "run", "--provider", "replay", "--quiet", "hi"]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    text = done.stderr.decode(errors="replace")
+    assert mark.exists(), "the signal was raised in the middle of an import"
+    assert done.returncode == code, text
+    assert text.splitlines() == [f"alice-trio: {word}"]
+
+
+def test_a_signal_the_command_was_started_with_ignored_stays_ignored() -> None:
+    """A background job of a script starts with SIGINT ignored; Ctrl-C meant for the
+    foreground must not end it, neither while it imports nor while trio listens for signals."""
+    ignoring = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+        *ENTRY[1:],
+    ]
+    argv = [*ignoring, "run", "--provider", "replay", "-o", "speed=1", "--quiet", "hi"]
+    proc = subprocess.Popen(argv, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert wait_for(lambda: _catches(proc.pid, signal.SIGTERM), 60), "never started"
+        deadline = time.monotonic() + 1.5
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert out.strip(), "no reply"

@@ -35,7 +35,7 @@ import trio
 from ..errors import AliceError, ConfigError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from .exits import EXIT_OK, UsageError, exit_code_for, signal_exit
-from .main import _config_error, _err, _isatty, resolve_profile, run_trio
+from .main import _config_error, _err, _isatty, resolve_profile, run_trio, signal_receiver
 from .progress import ProgressPrinter, write_text
 from .signals import interrupt_signal
 
@@ -294,7 +294,7 @@ async def _chat(args: argparse.Namespace, provider: object, config: object) -> i
     chat = _Chat(args, provider, config, printer)
     send, recv = trio.open_memory_channel[str](64)
     error: AliceError | None = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with signal_receiver() as signals:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(chat.watch_signals, signals, nursery.cancel_scope)

@@ -3,7 +3,9 @@
 Importing :mod:`alice_trio.cli.main` takes a while (trio, the providers, the engine); a SIGINT
 or SIGTERM arriving meanwhile must end like one arriving later: one line, exit 130/143. This
 module imports only the standard library (``alice_trio/__init__`` is lazy) before
-:func:`~alice_trio.cli.signals.install`.
+:func:`~alice_trio.cli.signals.install`, and holds both signals (blocked, not lost) while the
+command's modules import, so no import is torn in half: a signal that came meanwhile ends the
+command as soon as the imports are done.
 """
 
 from __future__ import annotations
@@ -33,13 +35,37 @@ def _reserve_std_fds() -> None:
                 os.close(opened)
 
 
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    """Block SIGINT/SIGTERM while the command's modules import: a KeyboardInterrupt raised in
+    the middle of a C extension's initialisation can crash the interpreter (orjson 3.8's module
+    init segfaults when an import inside it fails), and a half-imported package cannot report
+    anything. Returns the mask to restore, or None where blocking is not possible."""
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask on this platform
+        return None
+
+
+def _release_signals(held: set[int | signal.Signals] | None) -> None:
+    """Restore the mask :func:`_hold_signals` changed; a signal that arrived while it was held
+    is delivered now (the handlers :func:`install` set turn it into KeyboardInterrupt)."""
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def main() -> int:
     """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`)."""
     install()
     try:
-        _reserve_std_fds()
-        from .main import main as command
-
+        held = _hold_signals()
+        try:
+            _reserve_std_fds()
+            from .main import main as command
+        finally:
+            _release_signals(held)  # a signal that came meanwhile is raised here
         code = command()
     except KeyboardInterrupt as exc:
         signum = interrupt_signal(exc)

@@ -14,7 +14,8 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from .exits import (
 )
 from .progress import JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
-from .signals import Terminated, install, interrupt_signal
+from .signals import Terminated, install, interrupt_signal, listened
 from .signals import signal_name as _signal_name
 from .streams import reset as _reset_streams
 from .streams import stdout_outcome, write_text
@@ -203,7 +204,7 @@ async def _with_signals(body: Callable[[], Any]) -> tuple[Any, int | None]:
     Returns ``(body's value or None, signal number or None)``."""
     caught: list[int] = []
     value: Any = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with signal_receiver() as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
@@ -218,6 +219,26 @@ async def _with_signals(body: Callable[[], Any]) -> tuple[Any, int | None]:
             finally:
                 nursery.cancel_scope.cancel()
     return value, (caught[0] if caught else None)
+
+
+class _NoSignals:
+    """A receiver for when every signal is ignored: iterating waits for ever."""
+
+    def __aiter__(self) -> _NoSignals:
+        return self
+
+    async def __anext__(self) -> int:
+        await trio.sleep_forever()
+        raise StopAsyncIteration  # pragma: no cover - sleep_forever only ends by cancellation
+
+
+def signal_receiver() -> AbstractContextManager[AsyncIterator[int]]:
+    """``trio.open_signal_receiver`` for SIGINT and SIGTERM, less the ones the command was
+    started with ignored (see :func:`~alice_trio.cli.signals.listened`)."""
+    wanted = listened()
+    if not wanted:
+        return nullcontext(_NoSignals())
+    return trio.open_signal_receiver(*wanted)
 
 
 def run_trio(fn: Callable[..., Any], *args: Any) -> Any:

@@ -6,13 +6,21 @@ even while the package is still being imported — ends in exit 130/143 and one 
 traceback. This module imports only the standard library.
 """
 
-from __future__ import annotations
-
 import signal
 import sys
-from typing import Any
 
-__all__ = ["Terminated", "install", "interrupt_signal", "on_sigterm", "signal_name"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # ``typing`` is not imported at run time (see :mod:`alice_trio.cli.entry`)
+    from typing import Any
+
+__all__ = [
+    "Terminated",
+    "install",
+    "interrupt_signal",
+    "listened",
+    "on_sigterm",
+    "signal_name",
+]
 
 
 class Terminated(KeyboardInterrupt):
@@ -42,7 +50,7 @@ def _in_trio_run() -> bool:
     return bool(in_run()) if callable(in_run) else False
 
 
-def install() -> Any:
+def install() -> "Any":
     """Route SIGTERM through :func:`on_sigterm` when it has the default action (and SIGINT to
     KeyboardInterrupt when it has been reset to the default); returns the previous SIGTERM
     handler to restore, or None when nothing was changed (not the main thread, or a handler
@@ -65,3 +73,17 @@ def interrupt_signal(exc: BaseException) -> int:
 
 def signal_name(signum: int) -> str:
     return "interrupted" if signum == signal.SIGINT else "terminated"
+
+
+def listened() -> tuple[int, ...]:
+    """SIGINT and SIGTERM, less those the command was started with ignored (``SIG_IGN``: a
+    background job of a script, ``nohup``-like wrappers): those stay ignored for the whole run,
+    also while a trio signal receiver is listening for the others."""
+    wanted = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                wanted.append(int(signum))
+        except ValueError:  # pragma: no cover - not the main thread
+            wanted.append(int(signum))
+    return tuple(wanted)

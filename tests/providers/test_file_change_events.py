@@ -122,3 +122,25 @@ def test_opencode_patch_part_names_its_files() -> None:
         FileChange(path="/w/a.py", kind=W),
         FileChange(path="/w/b.py", kind=W),
     ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/a/./b.txt",
+        "/ws/a/../c.txt",
+        "./d.txt",
+        "/elsewhere/../ws/e.txt",
+        "sub\\win.txt",
+        "/ws",
+        " /ws/padded.txt ",
+    ],
+)
+def test_codex_spells_a_path_like_every_other_provider(path: str) -> None:
+    """codex ``file_change`` items use the one normaliser (``relative_path``) the tool-event
+    providers and the workspace snapshot use, so one file has one spelling in a result."""
+    from alice_trio.file_changes import relative_path
+    from alice_trio.providers.codex import file_changes_of
+
+    item = {"type": "file_change", "changes": [{"path": path, "kind": "update"}]}
+    assert [c.path for c in file_changes_of(item, "/ws")] == [relative_path(path, "/ws")]

@@ -28,7 +28,13 @@ import attrs
 
 from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
-from ..file_changes import FileChange, FileChangeKind, format_file_changes, merge_changes
+from ..file_changes import (
+    FileChange,
+    FileChangeKind,
+    format_file_changes,
+    merge_changes,
+    relative_path,
+)
 from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
 from .base import CLIConfig, DecodeOutcome, Invocation, JsonLineDecoder, Provider, as_int, as_str
 
@@ -253,16 +259,6 @@ def _stat(entry: Mapping[str, Any], keys: tuple[str, ...]) -> int:
     return 0
 
 
-def _norm_path(path: str, workspace: str) -> str:
-    path = path.replace("\\", "/")
-    root = workspace.replace("\\", "/").rstrip("/")
-    if root and path.startswith(root + "/"):
-        path = path[len(root) + 1 :]
-    while path.startswith("./"):
-        path = path[2:]
-    return path
-
-
 def file_changes_of(item: Mapping[str, Any], workspace: str = "") -> list[FileChange]:
     """The files of a codex ``file_change`` item, sorted by path, relative to ``workspace``
     when under it; ``[]`` if it names no path.
@@ -288,7 +284,7 @@ def file_changes_of(item: Mapping[str, Any], workspace: str = "") -> list[FileCh
         kind = (_kind(entry) if entry is not item else "") or default_kind or "modified"
         out.append(
             FileChange(
-                path=_norm_path(path, workspace),
+                path=relative_path(path, workspace),
                 kind=FileChangeKind(kind),
                 added_lines=max(0, _stat(entry, _ADDED_KEYS)),
                 removed_lines=max(0, _stat(entry, _REMOVED_KEYS)),

@@ -388,3 +388,53 @@ def test_guardian_raises_no_resource_warning_under_dev_mode(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ok", "True"]
     assert "ResourceWarning" not in out.stderr and "Exception ignored" not in out.stderr
+
+
+def test_a_child_whose_popen_has_no_pid_yet_keeps_its_exit_status():
+    """trio builds its ``Popen`` in a worker thread: the child exists, and a quick one is a
+    zombie, before the object has its ``pid``. Such a zombie (here: a raw fork into a new
+    session, with a ``Popen`` caught mid-construction) must be left to its waiter."""
+    if not reaper.subreaper_active():
+        pytest.skip("needs the subreaper (Linux)")
+    in_construction = object.__new__(subprocess.Popen)
+    in_construction.returncode = None  # what __init__ sets before it forks
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        os._exit(4)
+    _wait_until_zombie(child)
+    reaper.reap_orphans()
+    in_construction.pid = child  # construction ends: now it is a known child
+    reaper.reap_orphans()
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 4
+    in_construction.returncode = 4
+    del in_construction
+
+
+async def test_concurrent_spawns_keep_their_exit_status_while_orphans_are_reaped():
+    """The realistic race: the host's own short processes started through trio while the
+    engine reaps adopted orphans (it does before every spawn and after every teardown)."""
+    if not reaper.subreaper_active():
+        pytest.skip("needs the subreaper (Linux)")
+    codes: list[int] = []
+
+    async def spawn(n: int) -> None:
+        for _ in range(n):
+            argv = ["sh", "-c", "exit 3"]
+            proc = await trio.run_process(argv, check=False, start_new_session=True,
+                                          stdin=subprocess.DEVNULL)  # fmt: skip
+            codes.append(proc.returncode)
+
+    async with trio.open_nursery() as nursery:
+
+        async def reap_forever() -> None:
+            while True:
+                reaper.reap_orphans()
+                await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(reap_forever)
+        async with trio.open_nursery() as spawners:
+            for _ in range(4):
+                spawners.start_soon(spawn, 60)
+        nursery.cancel_scope.cancel()
+    assert codes == [3] * 240

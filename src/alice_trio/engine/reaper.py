@@ -29,9 +29,11 @@ waits for it. ``waitpid(-1)`` would also take the exit status of the host's *own
 (trio's, asyncio's, ``subprocess``'s), so a zombie child is reaped only when it cannot be one of
 those: it is not in the host's session (a child forked by the host stays there unless it calls
 ``setsid``) and no living ``subprocess.Popen`` object of the host holds its pid (trio and asyncio
-start their processes through ``Popen`` too). The one case this cannot tell apart is a process
-the host forks by other means (``os.fork``/``os.posix_spawn``) into a new session and waits for
-later; such a host should use ``configure("off")``.
+start their processes through ``Popen`` too); while a ``Popen`` is still being constructed (trio
+does that in a worker thread, and its child may already have exited) nothing is reaped. The
+one case this cannot tell apart is a process the host forks by other means
+(``os.fork``/``os.posix_spawn``) into a new session and waits for later; such a host should use
+``configure("off")``.
 
 No threads and no blocking waits: every ``waitpid`` is ``WNOHANG`` and the sweep sleeps with
 ``trio.sleep`` between passes.
@@ -231,13 +233,21 @@ def reap_group_zombies(pgid: int) -> None:
             _reap(pid)
 
 
-def _direct_child_pids() -> set[int]:
+def _direct_child_pids() -> set[int] | None:
     """Pids of the host's own children still waited for by a ``subprocess.Popen`` object
-    (trio's and asyncio's processes included). A heap walk: call only when needed."""
+    (trio's and asyncio's processes included); None while a ``Popen`` is being constructed.
+
+    trio starts its processes in a worker thread: the child exists (and a quick one is already
+    a zombie) before its ``Popen`` has a ``pid``. While any ``Popen`` has no pid yet, no zombie
+    can be told apart from that child, so the caller reaps nothing this time. A heap walk:
+    call only when needed."""
     pids = {p.pid for p in getattr(subprocess, "_active", None) or () if p.returncode is None}
     for obj in gc.get_objects():
         if isinstance(obj, subprocess.Popen) and obj.returncode is None:
-            pids.add(obj.pid)
+            pid = getattr(obj, "pid", None)
+            if pid is None:
+                return None
+            pids.add(pid)
     return pids
 
 
@@ -262,6 +272,8 @@ def reap_orphans() -> int:
     if not candidates:
         return 0
     direct = _direct_child_pids()
+    if direct is None:  # a spawn is under way: its child may be one of the zombies
+        return 0
     reaped = 0
     for pid in candidates:
         if pid not in direct and _stat(pid) is not None and _reap(pid):

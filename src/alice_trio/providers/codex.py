@@ -30,7 +30,16 @@ from .. import validation as v
 from ..errors import ConfigError, EmptyPromptError
 from ..file_changes import FileChange, FileChangeKind, format_file_changes, merge_changes
 from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage, plain_event
-from .base import CLIConfig, DecodeOutcome, Invocation, JsonLineDecoder, Provider, as_int, as_str
+from .base import (
+    MAX_COUNT,
+    CLIConfig,
+    DecodeOutcome,
+    Invocation,
+    JsonLineDecoder,
+    Provider,
+    as_int,
+    as_str,
+)
 
 __all__ = [
     "PROVIDER",
@@ -315,7 +324,10 @@ def _tool_detail(item: Mapping[str, Any], completed: bool) -> str:
     command = command.strip() if isinstance(command, str) else ""
     status = status.strip() if isinstance(status, str) else ""
     if completed:
-        return f"command=`{command}` status=`{status}` exit_code=`{as_int(item.get('exit_code'))}`"
+        code = item.get("exit_code")
+        if type(code) is not int or not -MAX_COUNT <= code <= MAX_COUNT:  # as_int's fast case
+            code = as_int(code)
+        return f"command=`{command}` status=`{status}` exit_code=`{code}`"
     return f"command=`{command}` status=`{status}`"
 
 

@@ -67,14 +67,18 @@ _SILENT = frozenset({EventKind.THREAD_STARTED, EventKind.TURN_STARTED})
 #: calls ``Enum.__hash__``, a Python function)
 _THREAD_STARTED, _TURN_STARTED = EventKind.THREAD_STARTED, EventKind.TURN_STARTED
 assert _SILENT == {_THREAD_STARTED, _TURN_STARTED}
+#: module globals: ~10x cheaper to read than ``EventKind.X`` (3.11's enum class lookup)
+_ASSISTANT_TEXT, _RETRY, _FILE_CHANGE = (
+    EventKind.ASSISTANT_TEXT, EventKind.RETRY, EventKind.FILE_CHANGE
+)  # fmt: skip
 
 
 def progress_text(event: TurnEvent) -> str | None:
     """The ``on_progress`` text of an event, or None when it is not a progress event."""
     kind = event.kind
-    if kind is EventKind.ASSISTANT_TEXT or kind is EventKind.RETRY:
+    if kind is _ASSISTANT_TEXT or kind is _RETRY:
         return event.text.strip() or None  # the same object when there is nothing to strip
-    if kind is EventKind.FILE_CHANGE:
+    if kind is _FILE_CHANGE:
         text = event.text.strip()
         return f"[file_change] {text}" if text else None
     return None

@@ -75,6 +75,19 @@ class LineFramer:
         start = 0
         n = len(data)
         while start < n:
+            if not self._discarding and not self._buf:
+                # no line in progress: the complete lines up to the chunk's last newline are
+                # split off at once (C speed) when together they are within the limit (then no
+                # line can be over it, and the copy is bounded like a buffered line)
+                last = data.rfind(b"\n", start)
+                if last >= 0 and last - start <= limit:
+                    block = data[start:last]
+                    if b"\r" in block:
+                        out += [_strip_cr(line) for line in block.split(b"\n")]
+                    else:
+                        out += block.split(b"\n")
+                    start = last + 1
+                    continue
             nl = data.find(b"\n", start)
             if self._discarding:
                 end = n if nl < 0 else nl

@@ -95,8 +95,26 @@ def _may_hold_surrogate(text: str) -> bool:
 
 def loads(text: str | bytes) -> Any:
     """Parse one JSON document (see the module docstring). Raises :class:`NotJSON`."""
-    if isinstance(text, (bytes, bytearray)):
+    fast = _fast_loads is not None
+    if type(text) is str:
+        # the common case first: a line short enough, or with few enough brackets, to be
+        # shallow (the same test as below) goes to orjson; only its refusals go further
+        n = len(text)
+        if (
+            _fast_loads is not None
+            and n < _BIG_LINE
+            and (n <= MAX_DEPTH or text.count("[") + text.count("{") <= MAX_DEPTH)
+        ):
+            try:
+                return _fast_loads(text)
+            except ValueError:
+                fast = False  # refused: the stdlib parser decides (and gives the message)
+    elif isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
+    return _loads(text, fast)
+
+
+def _loads(text: str, fast: bool) -> Any:
     obj: Any
     # nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets, hence a longer text:
     # ordinary short lines skip the count
@@ -105,7 +123,7 @@ def loads(text: str | bytes) -> Any:
         # orjson (3.8) recurses without a limit: ~200,000 nested arrays crash the process
         # (SIGSEGV), so a line that may be deep goes to the stdlib parser, whose recursion is
         # bounded (RecursionError)
-        if _fast_loads is not None and not deep and len(text) < _BIG_LINE:
+        if fast and _fast_loads is not None and not deep and len(text) < _BIG_LINE:
             try:
                 obj = _fast_loads(text)
             except ValueError:

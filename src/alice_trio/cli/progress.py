@@ -232,8 +232,7 @@ class ProgressPrinter:
         if (
             len(text) > limit
             or (not keep and "\n" in text)
-            or text[:1].isspace()
-            or text[-1:].isspace()
+            or text.strip() != text  # no copy when there is nothing to strip
         ):
             text = clip(text, limit, one_line=not keep)  # details arrive stripped: rarely taken
         if self.color:

@@ -63,14 +63,22 @@ _DRAIN_BATCH = 512
 _LAG_ROUNDS = 3
 #: events that are bookkeeping only and never reach a callback
 _SILENT = frozenset({EventKind.THREAD_STARTED, EventKind.TURN_STARTED})
+#: the same two, compared by identity on the hot path (a frozenset lookup of an enum member
+#: calls ``Enum.__hash__``, a Python function)
+_THREAD_STARTED, _TURN_STARTED = EventKind.THREAD_STARTED, EventKind.TURN_STARTED
+assert _SILENT == {_THREAD_STARTED, _TURN_STARTED}
+#: module globals: ~10x cheaper to read than ``EventKind.X`` (3.11's enum class lookup)
+_ASSISTANT_TEXT, _RETRY, _FILE_CHANGE = (
+    EventKind.ASSISTANT_TEXT, EventKind.RETRY, EventKind.FILE_CHANGE
+)  # fmt: skip
 
 
 def progress_text(event: TurnEvent) -> str | None:
     """The ``on_progress`` text of an event, or None when it is not a progress event."""
     kind = event.kind
-    if kind is EventKind.ASSISTANT_TEXT or kind is EventKind.RETRY:
+    if kind is _ASSISTANT_TEXT or kind is _RETRY:
         return event.text.strip() or None  # the same object when there is nothing to strip
-    if kind is EventKind.FILE_CHANGE:
+    if kind is _FILE_CHANGE:
         text = event.text.strip()
         return f"[file_change] {text}" if text else None
     return None
@@ -131,7 +139,8 @@ class CallbackDispatcher:
         """Queue ``event`` if there is room (or drop it when no callback wants it) and return
         True; False when the buffer is full: the caller then awaits :meth:`offer`. Never
         checkpoints. (The hot path: :meth:`_entry` and :meth:`_push` inlined.)"""
-        if not self.active or event.kind in _SILENT:
+        kind = event.kind
+        if not self.active or kind is _THREAD_STARTED or kind is _TURN_STARTED:  # _SILENT
             return True
         text = progress_text(event) if self.on_progress is not None else None
         if text is None and self.on_raw_event is None:

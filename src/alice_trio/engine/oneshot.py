@@ -189,7 +189,7 @@ class _Run:
                     return
                 continue
             assert isinstance(item, bytes)
-            line = item.decode("utf-8", errors="replace")  # framing.decode_line, inlined
+            line = item.decode("utf-8", "replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
             if raw_lines and not dispatcher.offer_line(line):
                 await dispatcher.offer_line_wait(line)

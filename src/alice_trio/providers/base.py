@@ -32,6 +32,7 @@ from ..models import (
     RunResult,
     TurnEvent,
     Usage,
+    plain_event,
     redacted_env,
 )
 from .record import Flavor
@@ -485,10 +486,12 @@ class JsonLineDecoder:
         raise NotImplementedError
 
     # -- helpers for subclasses ---------------------------------------------------------------
-    def _event(self, kind: EventKind, line: str, **kw: Any) -> TurnEvent:
+    def _event(self, kind: EventKind, line: str, text: str = "", **kw: Any) -> TurnEvent:
+        if not kw:  # the common case: built without attrs' keyword __init__ (the same object)
+            return plain_event(kind, line, self.provider, self.thread_id, text)
         if "thread_id" not in kw:
             kw["thread_id"] = self.thread_id
-        return TurnEvent(kind=kind, raw=line, provider=self.provider, **kw)
+        return TurnEvent(kind=kind, raw=line, provider=self.provider, text=text, **kw)
 
     def _tool_called(self, tool_id: str, name: str, arguments: Any) -> None:
         """Remember the files a write/edit tool call names until its result says it ran."""

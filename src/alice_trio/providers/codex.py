@@ -35,8 +35,17 @@ from ..file_changes import (
     merge_changes,
     relative_path,
 )
-from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage
-from .base import CLIConfig, DecodeOutcome, Invocation, JsonLineDecoder, Provider, as_int, as_str
+from ..models import EventKind, ExecPolicy, RunRequest, RunResult, TurnEvent, Usage, plain_event
+from .base import (
+    MAX_COUNT,
+    CLIConfig,
+    DecodeOutcome,
+    Invocation,
+    JsonLineDecoder,
+    Provider,
+    as_int,
+    as_str,
+)
 
 __all__ = [
     "PROVIDER",
@@ -302,14 +311,20 @@ def format_file_change(item: Mapping[str, Any], workspace: str = "") -> str:
 
 # -- decoder ------------------------------------------------------------------------------------
 
+_TOOL_USE = EventKind.TOOL_USE
 _RETRY_RE = re.compile(r"^\s*Reconnecting\.\.\.\s*\d+\s*/\s*\d+")
 
 
 def _tool_detail(item: Mapping[str, Any], completed: bool) -> str:
-    detail = f"command=`{as_str(item.get('command'))}` status=`{as_str(item.get('status'))}`"
+    command, status = item.get("command"), item.get("status")  # as_str, inlined (hot path)
+    command = command.strip() if isinstance(command, str) else ""
+    status = status.strip() if isinstance(status, str) else ""
     if completed:
-        detail += f" exit_code=`{as_int(item.get('exit_code'))}`"
-    return detail
+        code = item.get("exit_code")
+        if type(code) is not int or not -MAX_COUNT <= code <= MAX_COUNT:  # as_int's fast case
+            code = as_int(code)
+        return f"command=`{command}` status=`{status}` exit_code=`{code}`"
+    return f"command=`{command}` status=`{status}`"
 
 
 class CodexExecDecoder(JsonLineDecoder):
@@ -337,6 +352,22 @@ class CodexExecDecoder(JsonLineDecoder):
 
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
         kind = obj.get("type")
+        # items first: all but a handful of a turn's lines are items
+        if kind == "item.completed" or kind == "item.started" or kind == "item.updated":
+            item = obj.get("item")
+            if type(item) is not dict and not isinstance(item, Mapping):
+                return [self._unknown(line, f"{kind} without an item")]
+            completed = kind == "item.completed"
+            if item.get("type") == "command_execution":  # the hot path, inlined from _item
+                if kind == "item.updated":
+                    return []
+                return [
+                    plain_event(
+                        _TOOL_USE, line, self.provider, self.thread_id,
+                        _tool_detail(item, completed),
+                    )
+                ]  # fmt: skip
+            return self._item(item, completed, kind == "item.updated", line)
         if kind == "thread.started":
             self.thread_id = as_str(obj.get("thread_id")) or self.thread_id
             return [self._event(EventKind.THREAD_STARTED, line)]
@@ -355,11 +386,6 @@ class CodexExecDecoder(JsonLineDecoder):
                 return [self._event(EventKind.RETRY, line, text=message)]
             self._error_notice = message
             return [self._event(EventKind.UNKNOWN, line, text=message)]
-        if kind in ("item.started", "item.updated", "item.completed"):
-            item = obj.get("item")
-            if not isinstance(item, Mapping):
-                return [self._unknown(line, f"{kind} without an item")]
-            return self._item(item, kind == "item.completed", kind == "item.updated", line)
         return [self._unknown(line, f"unknown codex event type {kind!r}")]
 
     def _item(

@@ -10,6 +10,8 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   never seen; before each one the pooled backend is given the time to have its spare ready
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
 * **warm run**: the second run of the same conversation.
+* **pooled_no_preload** (only a CLI whose provider record names modules to preload, legacy
+  kimi): the pooled default with that preloading switched off, for a before/after.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -94,7 +96,7 @@ async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
 
 
 async def measure(
-    provider: str, config: Any, server_pid: int, *, pooled: bool, runs: int, extra: int
+    provider: Any, config: Any, server_pid: int, *, pooled: bool, runs: int, extra: int
 ) -> dict[str, Any]:
     from alice_trio.models import RunRequest
     from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
@@ -158,10 +160,28 @@ async def measure(
     }
 
 
+def without_preload(provider: str, config: Any) -> Any:
+    """The provider record with its flavor's ``SessionSpec.preload`` emptied (``None`` when it
+    has nothing to preload): the pooled default as it was before preloading, for comparison."""
+    import attrs
+
+    from alice_trio.providers import get_provider
+
+    record = get_provider(provider)
+    flavor = record.flavor_of(config)
+    if not flavor.session.preload:
+        return None
+    bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload=()))
+    flavors = tuple(bare if f is flavor else f for f in record.flavors)
+    return attrs.evolve(record, flavors=flavors)
+
+
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
     cli_env, e2e_support = _import_e2e()
     out: dict[str, Any] = {"version": entry.get("version", ""), "shared": cli in SHARED}
-    for mode in ("per_process", "pooled"):
+    # "pooled_no_preload" (a CLI whose record preloads modules): the pooled default without
+    # the preloading, in the same run
+    for mode in ("per_process", "pooled_no_preload", "pooled"):
         with tempfile.TemporaryDirectory(prefix=f"alice-scaling-{cli}-") as tmp:
             server = e2e_support.FakeServer(Path(tmp) / "server")
             try:
@@ -170,10 +190,14 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                     catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
                 )  # fmt: skip
                 provider, config = config_for(cli, setup, cli_env)
+                if mode == "pooled_no_preload":
+                    provider = without_preload(provider, config)
+                    if provider is None:
+                        continue
                 try:
                     out[mode] = await measure(
                         provider, config, server.proc.pid,
-                        pooled=mode == "pooled", runs=a.runs, extra=a.extra,
+                        pooled=mode != "per_process", runs=a.runs, extra=a.extra,
                     )  # fmt: skip
                 except Exception as exc:  # report it, go on with the next CLI
                     out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

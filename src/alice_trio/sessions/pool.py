@@ -349,6 +349,9 @@ class HostPool:
         self._retry_at = 0.0
         self._retry_delay = self.scaling.spare_retry
         self._refilling = False
+        #: replace a spare taken from a shared process only after the taking conversation's
+        #: first turn (see the module docstring; ``False``: at once, for comparison)
+        self.refill_after_first_turn = True
         self._idle_timers: dict[Any, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -421,7 +424,9 @@ class HostPool:
                 # a replacement on the spare's shared process would run on the agent's one
                 # event loop while this conversation's first turn runs there: it waits for
                 # that turn's end (a new conversation that finds no spare starts it at once)
-                after = spare.first_turn_over if spare and self.plan is not None else None
+                after = None
+                if spare is not None and self.plan is not None and self.refill_after_first_turn:
+                    after = spare.first_turn_over
                 self._want_spares(base, after=after)
             if spare is not None:
                 return spare

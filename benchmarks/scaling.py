@@ -10,6 +10,10 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   never seen; before each one the pooled backend is given the time to have its spare ready
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
 * **warm run**: the second run of the same conversation.
+* **pooled_before**: the pooled default without the warm-up work of 2026-12-01 — no
+  preloading of a Python CLI's lazy imports (legacy kimi), and a spare taken from a shared
+  process replaced at once instead of after the taking conversation's first turn — for a
+  before/after in the same run.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -94,7 +98,14 @@ async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
 
 
 async def measure(
-    provider: str, config: Any, server_pid: int, *, pooled: bool, runs: int, extra: int
+    provider: Any,
+    config: Any,
+    server_pid: int,
+    *,
+    pooled: bool,
+    runs: int,
+    extra: int,
+    before: bool = False,
 ) -> dict[str, Any]:
     from alice_trio.models import RunRequest
     from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
@@ -109,6 +120,7 @@ async def measure(
         return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, thread_id=thread_id)
 
     async with SessionBackend(provider, config, scaling=scaling, idle_ttl=600) as backend:
+        backend.pool.refill_after_first_turn = not before
         for i in range(runs):
             if pooled:
                 spare_ready.append(await _wait_spare(backend))
@@ -158,10 +170,28 @@ async def measure(
     }
 
 
+def without_preload(provider: str, config: Any) -> Any:
+    """The provider record with its flavor's ``SessionSpec.preload`` emptied (``None`` when it
+    has nothing to preload)."""
+    import attrs
+
+    from alice_trio.providers import get_provider
+
+    record = get_provider(provider)
+    flavor = record.flavor_of(config)
+    if not flavor.session.preload:
+        return None
+    bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload=()))
+    flavors = tuple(bare if f is flavor else f for f in record.flavors)
+    return attrs.evolve(record, flavors=flavors)
+
+
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
     cli_env, e2e_support = _import_e2e()
     out: dict[str, Any] = {"version": entry.get("version", ""), "shared": cli in SHARED}
-    for mode in ("per_process", "pooled"):
+    # "pooled_before": the pooled default without the warm-up of 2026-12-01 (no preloading, a
+    # spare taken from a shared process replaced at once), in the same run
+    for mode in ("per_process", "pooled_before", "pooled"):
         with tempfile.TemporaryDirectory(prefix=f"alice-scaling-{cli}-") as tmp:
             server = e2e_support.FakeServer(Path(tmp) / "server")
             try:
@@ -170,10 +200,12 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                     catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
                 )  # fmt: skip
                 provider, config = config_for(cli, setup, cli_env)
+                if mode == "pooled_before":
+                    provider = without_preload(provider, config) or provider
                 try:
                     out[mode] = await measure(
-                        provider, config, server.proc.pid,
-                        pooled=mode == "pooled", runs=a.runs, extra=a.extra,
+                        provider, config, server.proc.pid, pooled=mode != "per_process",
+                        before=mode == "pooled_before", runs=a.runs, extra=a.extra,
                     )  # fmt: skip
                 except Exception as exc:  # report it, go on with the next CLI
                     out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -460,3 +460,61 @@ async def test_interrupting_one_of_three_sessions_on_a_host_ends_only_its_turn(
     assert ends["b"] is EventKind.TURN_COMPLETED and ends["b-text"] == "tool said: b"
     assert ends["c"] is EventKind.TURN_COMPLETED and ends["c-text"] == "tool said: c"
     assert all(not alive(p) for p in tool_pids(log)), "a tool outlived the pool"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_taken_spare_is_replaced_after_its_first_turn_not_during_it(
+    tmp_path: Path, mode: str
+) -> None:
+    """The replacement of a spare on a shared process would run on the agent's event loop
+    during the taking conversation's first turn (gemini: a first turn 2-3x a warm one): it
+    waits for that turn's end, unless a new conversation finds no spare meanwhile."""
+    config, log = make_config(tmp_path, mode)
+    opened = "session/new" if mode == "acp" else "thread/start"
+    go = tmp_path / "go"
+    wait_cmd = f"TOOL:while [ ! -e {go} ]; do sleep 0.02; done; echo finished"
+    async with SessionBackend(provider_of(mode), config) as b, trio.open_nursery() as nursery:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        results: dict[str, Any] = {}
+
+        async def run(key: str, text: str) -> None:
+            results[key] = await b.run(req(key, text))
+
+        nursery.start_soon(run, "a", wait_cmd)
+        await wait_for(lambda: tool_pids(log), "the first turn's tool")
+        await trio.sleep(0.3)  # room for a replacement started too early to show up
+        assert b.pool.spares_used == 1
+        assert len(methods(log, opened)) == 1 and b.pool.spares == []
+        # a new conversation that finds no spare starts the replacement at once
+        await run("b", "hi")
+        assert results["b"].reply.endswith(": hi") and "a" not in results
+        await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
+        assert len(methods(log, opened)) == 3  # the spare, b's own, the replacement
+        go.touch()
+        await wait_for(lambda: "a" in results, "the first turn")
+        assert "finished" in results["a"].reply
+        assert b.pool.spares_used == 1 and len(b.pool.spares) == 1
+        assert len(methods(log, opened)) == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_replacement_starts_once_the_first_turn_ended(tmp_path: Path, mode: str) -> None:
+    config, log = make_config(tmp_path, mode)
+    opened = "session/new" if mode == "acp" else "thread/start"
+    go = tmp_path / "go"
+    async with SessionBackend(provider_of(mode), config) as b, trio.open_nursery() as nursery:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        done = trio.Event()
+
+        async def run() -> None:
+            await b.run(req("a", f"TOOL:while [ ! -e {go} ]; do sleep 0.02; done"))
+            done.set()
+
+        nursery.start_soon(run)
+        await wait_for(lambda: tool_pids(log), "the first turn's tool")
+        await trio.sleep(0.3)
+        assert len(methods(log, opened)) == 1 and b.pool.spares == []
+        go.touch()
+        await done.wait()
+        await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
+        assert len(methods(log, opened)) == 2

@@ -489,6 +489,10 @@ PROVIDER = Provider(
                 long_lived=True,
                 steer_mode="native",
                 capabilities=EVERY_CAPABILITY,
+                # imported by kimi-cli 1.50 only at the first prompt (``client.chat`` loads
+                # all of ``openai.resources``, ~0.5 s; httpx's first connect loads anyio's
+                # asyncio backend); nothing else of a first turn is deferrable setup
+                preload=("openai.resources", "anyio._backends._asyncio"),
             ),
             versions=VersionCheck(
                 verified=("1.50.0",),

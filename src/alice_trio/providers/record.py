@@ -56,6 +56,19 @@ def _factory_ref(instance: Any, attribute: Any, value: Any) -> None:
         raise ValueError(f"{attribute.name} must be 'module:factory' or a callable, got {value!r}")
 
 
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _module_names(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
+    for name in value:
+        if not isinstance(name, str) or not _MODULE_RE.match(name):
+            raise ValueError(f"{attribute.name} must be dotted module names, got {name!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Capabilities:
     """What a session driver does beyond start, queue and interrupt.
@@ -96,6 +109,10 @@ class SessionSpec:
     people. ``long_lived``: one process serves every turn (``False``: one process per turn).
     ``steer_mode``: one of :data:`STEER_MODES` — what happens to input sent during a turn; it
     must equal the created driver's ``steer_mode`` (a test opens every built-in factory).
+    ``preload``: Python modules a Python CLI imports lazily at a conversation's first user
+    message (legacy kimi-cli: the OpenAI SDK's resources, ~0.5 s); the driver has its process
+    import them at start (:mod:`alice_trio.sessions.preload`), so a warm spare has paid for
+    them before a conversation takes it. Names only: nothing is imported here.
     """
 
     factory: str | Callable[..., Any] = attrs.field(
@@ -107,6 +124,7 @@ class SessionSpec:
         default="queue_when_busy", validator=attrs.validators.in_(STEER_MODES)
     )
     capabilities: Capabilities = Capabilities()
+    preload: tuple[str, ...] = attrs.field(default=(), converter=_names, validator=_module_names)
 
     def factory_name(self) -> str:
         f = self.factory

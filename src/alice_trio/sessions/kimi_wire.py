@@ -7,6 +7,9 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
   ``<id>`` is the request's thread id, or a **fresh uuid4** for a new session (kimi-cli creates
   a missing session under that id), so the thread id reported on every event and returned for
   resuming is kimi's real session id, never the Go placeholder ``"kimi-wire"`` (spec §13.15).
+* Preload: the process imports at start what kimi-cli would import at the first prompt
+  (the record's ``SessionSpec.preload``, :mod:`.preload`), so a warm spare's first turn costs
+  what a later one does.
 * Handshake: ``initialize`` (protocol 1.10; ``supports_question`` only when an approver
   callback exists, otherwise kimi hides its question tool).
 * ``start_turn``: ``prompt`` in the background (turn id ``wire-<n>``); its response ends the
@@ -39,10 +42,11 @@ import trio
 from ..models import RunRequest, TurnEvent
 from ..protocols import kimi_wire as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
-from ..providers.base import Invocation, as_map, as_str, merge_env
-from ..providers.kimi import KimiConfig
+from ..providers.base import Invocation, Provider, as_map, as_str, merge_env
+from ..providers.kimi import PROVIDER, KimiConfig
 from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
+from .preload import with_preload
 from .rpc_driver import RpcDriver
 
 __all__ = ["KimiWireDriver", "build_invocation", "open_driver"]
@@ -85,12 +89,12 @@ class KimiWireDriver(RpcDriver):
         invocation: Invocation | None = None,
         session_id: str = "",
         close_grace: float = 2.0,
+        preload: tuple[str, ...] = (),
     ) -> None:
         self.session_id = initial.thread_id or session_id or str(uuid.uuid4())
-        super().__init__(
-            invocation or build_invocation(config, initial, self.session_id),
-            approver=approver, close_grace=close_grace,
-        )  # fmt: skip
+        if invocation is None:
+            invocation = with_preload(build_invocation(config, initial, self.session_id), preload)
+        super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.config = config
         self.model = self.base_model = initial.model or config.model.strip()
         self.policy = KIMI_DEFAULT_POLICY.merged(config.exec_policy.merged(initial.exec_policy))
@@ -184,8 +188,15 @@ class KimiWireDriver(RpcDriver):
 
 
 def open_driver(
-    config: KimiConfig, initial: RunRequest, *, approver: Approver | None = None
+    config: KimiConfig,
+    initial: RunRequest,
+    *,
+    approver: Approver | None = None,
+    provider: Provider | None = None,
 ) -> KimiWireDriver:
     """The legacy-wire session factory (Kimi Code 2.x has no wire mode: use
-    :func:`alice_trio.sessions.acp.open_kimi_driver`)."""
-    return KimiWireDriver(config, initial, approver=approver)
+    :func:`alice_trio.sessions.acp.open_kimi_driver`). The process preloads the modules the
+    provider record (``provider``, else kimi's) names for this flavor
+    (:mod:`~alice_trio.sessions.preload`)."""
+    spec = (provider or PROVIDER).flavor_of(config).session
+    return KimiWireDriver(config, initial, approver=approver, preload=spec.preload)

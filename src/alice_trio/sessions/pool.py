@@ -20,7 +20,11 @@ conversations started ahead of need for the request of the most recent *new* con
 (at open: a request with the config's defaults). A spare only serves a new conversation (no
 thread id) whose request equals the one it was made for except for the prompt, callbacks and
 session key. Taking one starts its replacement in the background; on a shared host the
-replacement is one more protocol conversation in the same process (no spawn). A spare that
+replacement is one more protocol conversation in the same process (no spawn), and it waits
+until the conversation that took the spare has ended its first turn (or its driver ended):
+made at once it would run on the agent's single event loop during that turn (gemini's
+``session/new`` made a first turn on the fake model 2-3× a warm one). A new conversation that
+finds no spare meanwhile starts the replacement at once. A spare that
 dies is dropped when found; a replacement after a failed start waits ``spare_retry`` seconds,
 doubling, so a broken CLI is never restarted in a loop. Closing the pool closes every spare.
 
@@ -212,6 +216,8 @@ class Prestarted(DriverWrapper):
         self.taken = False
         self.failure: BaseException | None = None
         self.done = trio.Event()
+        #: set by the first terminal event after a session attached, or when the driver ends
+        self.first_turn_over = trio.Event()
         self._kept: list[TurnEvent] = []
         self._emit: Emit | None = None
 
@@ -237,11 +243,14 @@ class Prestarted(DriverWrapper):
             self.failure = exc
         finally:
             self.done.set()
+            self.first_turn_over.set()
 
     async def _forward(self, event: TurnEvent) -> None:
         if self._emit is None:
             self._kept.append(event)
         else:
+            if event.kind.terminal:
+                self.first_turn_over.set()
             await self._emit(event)
 
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
@@ -340,6 +349,9 @@ class HostPool:
         self._retry_at = 0.0
         self._retry_delay = self.scaling.spare_retry
         self._refilling = False
+        #: replace a spare taken from a shared process only after the taking conversation's
+        #: first turn (see the module docstring; ``False``: at once, for comparison)
+        self.refill_after_first_turn = True
         self._idle_timers: dict[Any, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -409,7 +421,13 @@ class HostPool:
         if new:
             spare = self._take_spare(base)
             if self.scaling.warm > 0:
-                self._want_spares(base)
+                # a replacement on the spare's shared process would run on the agent's one
+                # event loop while this conversation's first turn runs there: it waits for
+                # that turn's end (a new conversation that finds no spare starts it at once)
+                after = None
+                if spare is not None and self.plan is not None and self.refill_after_first_turn:
+                    after = spare.first_turn_over
+                self._want_spares(base, after=after)
             if spare is not None:
                 return spare
         return await self._make(base)
@@ -450,8 +468,9 @@ class HostPool:
         self._retry_at = trio.current_time() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, 300.0)
 
-    def _want_spares(self, base: RunRequest) -> None:
-        """Keep ``warm`` spares for requests like ``base`` (in the background)."""
+    def _want_spares(self, base: RunRequest, after: trio.Event | None = None) -> None:
+        """Keep ``warm`` spares for requests like ``base`` (in the background; once ``after``
+        is set, when given)."""
         key = request_key(base)
         if key != self.spare_key:
             self.spare_key = key
@@ -460,9 +479,19 @@ class HostPool:
                 self.spares.remove(spare)
                 assert self._nursery is not None
                 self._nursery.start_soon(self._close_spare, spare, True)
-        if not self._refilling and self._nursery is not None:
+        if after is not None and not after.is_set() and self._nursery is not None:
+            self._nursery.start_soon(self._refill_after, after)
+            return
+        self._start_refill()
+
+    def _start_refill(self) -> None:
+        if not self._refilling and not self._closed and self._nursery is not None:
             self._refilling = True
             self._nursery.start_soon(self._refill)
+
+    async def _refill_after(self, event: trio.Event) -> None:
+        await event.wait()  # cancelled when the pool closes
+        self._start_refill()
 
     async def _refill(self) -> None:
         try:

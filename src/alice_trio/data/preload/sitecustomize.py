@@ -1,0 +1,56 @@
+"""Run by a Python CLI that alice_trio starts with this directory first on ``PYTHONPATH``
+(:mod:`alice_trio.sessions.preload`): imports the modules named in ``ALICE_TRIO_PRELOAD`` at
+interpreter start — work the CLI would otherwise do at a conversation's first message — and
+leaves no trace for the CLI or the tools it runs.
+
+In order: ``PYTHONPATH`` is restored to ``ALICE_TRIO_PRELOAD_PYTHONPATH`` (removed when that is
+empty) and both variables are removed from ``os.environ``; this directory leaves ``sys.path``;
+the ``sitecustomize`` this file shadows (if any) runs as it would have; then each module is
+imported. A module that fails to import (not installed, another SDK version) is skipped
+silently: preloading only ever saves time. Standard library only; no output.
+"""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _restore_environment() -> list[str]:
+    modules = os.environ.pop("ALICE_TRIO_PRELOAD", "")
+    original = os.environ.pop("ALICE_TRIO_PRELOAD_PYTHONPATH", "")
+    if original:
+        os.environ["PYTHONPATH"] = original
+    else:
+        os.environ.pop("PYTHONPATH", None)
+    sys.path[:] = [p for p in sys.path if not p or os.path.abspath(p) != _HERE]
+    return [m.strip() for m in modules.split(",") if m.strip()]
+
+
+def _run_shadowed() -> None:
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+def _preload(modules: list[str]) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module the CLI does not have: it costs nothing
+            continue
+
+
+_modules = _restore_environment()
+try:
+    _run_shadowed()
+finally:
+    _preload(_modules)

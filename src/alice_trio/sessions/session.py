@@ -198,7 +198,11 @@ class InteractiveSession:
 
         Raises :class:`EmptyPromptError`, :class:`SessionClosedError`, or the driver's error
         (the session stays usable unless the driver ended). Cancel-safe (module docstring).
+        Always a checkpoint: a cancelled caller gets ``trio.Cancelled`` before anything is done
+        (not the state error of a session its own cancellation ended), and a loop of submits
+        that only queue never starves the other tasks.
         """
+        await trio.lowlevel.checkpoint()
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
         decision = self._core.submit(request)
@@ -210,8 +214,10 @@ class InteractiveSession:
         """Inject ``request`` into the active turn; never starts or queues a turn.
 
         Raises :class:`EmptyPromptError`, :class:`SessionClosedError`,
-        :class:`NoActiveTurnError` or :class:`SteerUnsupportedError`. Cancel-safe.
+        :class:`NoActiveTurnError` or :class:`SteerUnsupportedError`. Cancel-safe; always a
+        checkpoint (see :meth:`submit`).
         """
+        await trio.lowlevel.checkpoint()
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
         self._core.steer(request)
@@ -222,18 +228,24 @@ class InteractiveSession:
         is not cleared here). Without an active turn this does nothing; during a start the
         interrupt is applied as soon as the turn is known. Raises :class:`SessionClosedError`
         or the driver's error. The request runs in a session task: a cancelled caller leaves
-        it to complete."""
+        it to complete. Always a checkpoint (see :meth:`submit`), also without a turn to stop."""
+        await trio.lowlevel.checkpoint()
         decision = self._core.interrupt()
         if decision is not None:
             await self._owned(self.driver.interrupt_turn, decision.turn)
 
     async def aclose(self, *, graceful: bool = True) -> None:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
-        driver is closed (gracefully only when no turn is running)."""
+        driver is closed (gracefully only when no turn is running). Always a checkpoint, taken
+        after the session is marked closed (a cancelled caller still closes it)."""
         self._stop_watching()
+        awaited = False
         for action in self._core.close(graceful):
             if isinstance(action, CloseDriver):
+                awaited = True
                 await self._call(self.driver.aclose, graceful=action.graceful)
+        if not awaited:
+            await trio.lowlevel.checkpoint()
 
     # -- executing the core's decisions ---------------------------------------------------------
     async def _hand_over(self, kind: str, request: RunRequest) -> SubmitResult:

@@ -197,6 +197,7 @@ class SessionBackend:
                 scaling)  # fmt: skip
         self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
         self._locks: dict[str, trio.Lock] = {}
+        self._in_use: set[str] = set()  # keys whose run is past admission (see _using)
         self._sessions: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -282,7 +283,7 @@ class SessionBackend:
                 return await self._run_turn(_Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock, self.admission.turn(request):
+            async with lock, self.admission.turn(request), self._using(key):
                 entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(key, entry.session.thread_id)  # resumed below
@@ -397,6 +398,19 @@ class SessionBackend:
                     self._drop(entry, graceful=True)
         finally:
             self._forget_lock(entry.key, lock)
+
+    @asynccontextmanager
+    async def _using(self, key: str) -> AsyncIterator[None]:
+        """``key``'s run holds its lock *and* its turn slot: its conversation is in use. A run
+        that holds the lock but still waits for a turn slot does not pin its conversation, so
+        admission may close it to make room (the run then resumes its thread on a new one):
+        pinning it deadlocked ``max_turns`` with ``max_conversations``/``max_processes`` — the
+        slot holder waited for room that only the slot waiter's conversation could give."""
+        self._in_use.add(key)
+        try:
+            yield
+        finally:
+            self._in_use.discard(key)
 
     def _forget_lock(self, key: str, lock: trio.Lock) -> None:
         """Remove a per-key lock only when nobody holds or waits for it and no session uses

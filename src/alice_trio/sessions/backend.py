@@ -75,7 +75,7 @@ from ..validation import callback, instance
 from ._groups import single_exception
 from .admission import Admission
 from .approval import Approver
-from .arguments import checked, finite_seconds, resolve_provider
+from .arguments import checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
@@ -268,6 +268,7 @@ class SessionBackend:
     # -- public API --------------------------------------------------------------------------
     async def run(self, request: RunRequest) -> RunResult:
         """Run one turn (see the module docstring for errors and cancellation)."""
+        request = request_arg("SessionBackend.run", request)
         with single_exception():
             return await self._run(request)
 
@@ -309,6 +310,7 @@ class SessionBackend:
         """Steer the running turn of the request's session; its reply joins the running
         :meth:`run`'s result. Raises :class:`NoActiveTurnError` when no turn runs there, and
         what :meth:`InteractiveSession.steer` raises."""
+        request = request_arg("SessionBackend.steer", request)
         entry = self._sessions.get(session_key(request))
         if entry is None or entry.current is None:
             raise NoActiveTurnError(provider=self.provider.name)

@@ -82,7 +82,7 @@ from ..providers.base import CLIConfig, Provider, RunLimits
 from ..validation import instance
 from ._groups import single_exception
 from .approval import Approver
-from .arguments import buffer_size, checked, finite_seconds, resolve_provider
+from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -203,6 +203,7 @@ class InteractiveSession:
         that only queue never starves the other tasks.
         """
         await trio.lowlevel.checkpoint()
+        request = request_arg("submit", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
         decision = self._core.submit(request)
@@ -218,6 +219,7 @@ class InteractiveSession:
         checkpoint (see :meth:`submit`).
         """
         await trio.lowlevel.checkpoint()
+        request = request_arg("steer", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
         self._core.steer(request)

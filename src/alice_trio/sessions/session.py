@@ -31,8 +31,10 @@ turn that never ran).
 updates the state synchronously (no lock, no I/O) and the event then goes into a bounded
 channel (``buffer``); a slow consumer applies backpressure to the driver, nothing is dropped.
 A terminal event ends a turn only when its turn id is a pending one (an event without a turn id
-never ends anything, §13.6). :meth:`events` returns that channel: breaking out of ``async for``
-or cancelling mid-iteration is harmless.
+never ends anything, §13.6). While :func:`open_session` is still opening nobody can read, so
+events that do not fit then are dropped (no turn exists yet) and one ``unknown`` event counts
+them, instead of holding the driver's reader until the start timeout. :meth:`events` returns
+that channel: breaking out of ``async for`` or cancelling mid-iteration is harmless.
 
 **Closing.** Leaving the context closes the session; closed is sticky (every later call raises
 :class:`SessionClosedError`). After a finished turn the driver closes gracefully (EOF, short
@@ -135,6 +137,8 @@ class InteractiveSession:
         self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
         self.driver_done = trio.Event()
+        self._readable = False  # open_session handed the session over: events() has a reader
+        self._shed = 0  # events that did not fit before that (see _deliver)
 
     # -- read-only state (all of it lives in the core) --------------------------------------------
     @property
@@ -442,7 +446,25 @@ class InteractiveSession:
             if self._core.closed and not self._core.failed:
                 # closed by its owner: nobody reads any more; never block the driver's reader
                 self._send.send_nowait(event)
+            elif not self._readable:
+                # still opening: nobody can read yet, so waiting here would hold the driver's
+                # reader — and the handshake answer or the EOF behind it — until the start
+                # timeout (a CLI printing more than ``buffer`` stray lines first never started).
+                # No turn exists yet, so nothing shed here is progress or a turn's end.
+                try:
+                    self._send.send_nowait(event)
+                except trio.WouldBlock:
+                    self._shed += 1
             else:
+                if self._shed:
+                    shed, self._shed = self._shed, 0
+                    await self._send.send(
+                        TurnEvent(
+                            kind=EventKind.UNKNOWN, provider=self.provider,
+                            text=f"dropped {shed} events the agent sent while the session was "
+                            "opening (more than the event buffer holds)",
+                        )
+                    )  # fmt: skip
                 await self._send.send(event)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             pass
@@ -552,6 +574,7 @@ async def open_session(
             if session.failure is not None and session.driver_done.is_set():
                 raise session.failure
             nursery.start_soon(session._work)
+            session._readable = True
             graceful = True
             try:
                 yield session

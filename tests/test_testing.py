@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,38 @@ async def test_a_scripted_session_driver_behind_session_backend() -> None:
     async with SessionBackend("codex", driver_factory=factory) as backend:
         result = await backend.run(RunRequest(user_text="hello", env={"ALICE_SESSION_KEY": "u1"}))
     assert result.reply == "HELLO"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"delay": float("inf")}, "delay must be a finite number"),
+        ({"delay": float("nan")}, "delay must be a finite number"),
+        ({"usage": None}, "usage must be a Usage"),
+        ({"progress": "thinking"}, "progress must be a list of strings"),
+        ({"commands": "ls -la"}, "commands must be a list of strings"),
+        ({"progress": ["ok", 5]}, "progress must be a list of strings, got an item 5"),
+        ({"files": [("a.txt", "renamed")]}, "a file kind must be one of"),
+        ({"files": [("a.txt",)]}, "files must be (path, kind) pairs"),
+        ({"error": 5}, "error must be a string"),
+        ({"thread_id": None}, "thread_id must be a string"),
+        ({"exit_code": 300}, "exit_code must be 0..255"),
+        ({"exit_code": -9999}, "exit_code must be 0..255"),
+        ({"exit_code": -int(signal.SIGSTOP)}, "exit_code must be 0..255"),
+        ({"exit_code": 1.5}, "exit_code must be an integer"),
+    ],
+)  # fmt: skip
+def test_arguments_a_fake_turn_cannot_write_are_value_errors(
+    tmp_path: Path, kwargs: dict[str, object], needle: str
+) -> None:
+    """Each is a ValueError naming the argument — not an OverflowError/AttributeError from
+    inside, nor a turn that plays something else ("thinking" as eight progress messages, exit
+    300 as exit 1, a SIGSTOP that leaves the replay stopped until the drain kills it)."""
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        fake_turn("hi", directory=tmp_path, **kwargs)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_list_arguments_may_be_any_iterable(tmp_path: Path) -> None:
+    path = fake_turn("hi", progress=(p for p in ["one", "two"]), directory=tmp_path)
+    assert path.read_text().count("agent_message") == 3  # the two progress texts, the reply

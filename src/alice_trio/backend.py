@@ -10,7 +10,7 @@ from .engine.oneshot import run_oneshot
 from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
 from .sessions._groups import single_exception
-from .sessions.arguments import resolve_provider
+from .sessions.arguments import request_arg, resolve_provider
 
 __all__ = ["OneShotBackend", "run_once"]
 
@@ -35,6 +35,7 @@ class OneShotBackend:
     async def run(self, request: RunRequest) -> RunResult:
         """Run one turn. Cancelling the caller kills the CLI's whole process tree first, then
         ``trio.Cancelled`` propagates (bare)."""
+        request = request_arg("OneShotBackend.run", request)
         with single_exception():
             return await run_oneshot(self.provider, self.config, request)
 
@@ -43,5 +44,6 @@ async def run_once(
     request: RunRequest, *, provider: str | Provider | None = None, config: CLIConfig | None = None
 ) -> RunResult:
     """Run one turn on ``provider`` (default: ``request.provider``) with ``config``."""
+    request = request_arg("run_once", request)
     name = provider if provider is not None else request.provider
     return await OneShotBackend(name, config).run(request)

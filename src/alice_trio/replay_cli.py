@@ -130,9 +130,20 @@ def replay(transcript: Transcript, speed: float) -> None:
         out.flush()
 
 
+#: the signals a recorded exit ``-N`` can name: those whose default action ends a process
+#: (a stop signal would leave the replay stopped, not ended; SIGCHLD, SIGWINCH, … are ignored)
+_NOT_ENDING = (
+    signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCONT,
+    signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH,
+)  # fmt: skip
+KILLING_SIGNALS = frozenset(int(sig) for sig in signal.Signals if sig not in _NOT_ENDING)
+
+
 def _exit(code: int) -> None:
-    if code < 0:
-        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot have a handler
+    """Exit with ``code``; minus a killing signal: killed by it. Any other code (out of 0..255,
+    minus a number that is no such signal, from a hostile transcript) exits 1."""
+    if code < 0 and -code in KILLING_SIGNALS:
+        if -code != signal.SIGKILL:  # SIGKILL cannot have a handler
             signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         time.sleep(1.0)  # the signal is delivered before this returns

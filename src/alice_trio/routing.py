@@ -41,6 +41,7 @@ from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
 from .providers.registry import normalize_name
 from .sessions._groups import single_exception
+from .sessions.arguments import request_arg
 from .validation import show
 
 __all__ = ["Backend", "MultiBackend", "backend_from_config"]
@@ -143,6 +144,7 @@ class MultiBackend:
     # -- routing ------------------------------------------------------------------------------
     def route(self, request: RunRequest) -> tuple[Backend, RunRequest]:
         """The backend for ``request`` and the request as that backend receives it."""
+        request = request_arg("MultiBackend", request)
         provider = normalize_name(request.provider)
         profile = normalize_name(request.profile)
         if profile and profile in self._profiles:

@@ -20,7 +20,9 @@ Like httpx's ``MockTransport``, they keep the real machinery running and replace
 
 alice_trio's own tests use these same fakes.
 
-Errors: the functions raise ``ValueError`` for arguments they cannot write (a negative delay);
+Errors: the functions raise ``ValueError`` for arguments they cannot write (a negative or
+non-finite delay, a string where a list of strings belongs, an unknown file kind, an exit code
+that is neither 0..255 nor minus a signal that ends a process);
 nothing here touches the network or spawns anything by itself.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +43,7 @@ import trio
 from .errors import SessionClosedError, TransportClosedError
 from .models import EventKind, RunRequest, TurnEvent, Usage
 from .providers.replay import ReplayConfig
+from .replay_cli import KILLING_SIGNALS
 from .sessions.driver import Emit, SteerMode, TurnRef
 
 __all__ = ["ScriptedDriver", "fake_config", "fake_turn"]
@@ -84,8 +88,8 @@ def fake_turn(
     by that signal). ``delay``: seconds before each line (a slow agent, to test cancellation
     and timeouts; ``speed`` in :func:`fake_config` scales it).
     """
-    if delay < 0:
-        raise ValueError(f"delay must be >= 0, got {delay!r}")
+    _check_turn(reply, thread_id, files, usage, error, stderr, exit_code, delay)
+    progress, commands = _strings("progress", progress), _strings("commands", commands)
     lines: list[dict[str, Any]] = [{"type": "thread.started", "thread_id": thread_id}]
     lines.append({"type": "turn.started"})
     items: list[dict[str, Any]] = [{"type": "agent_message", "text": text} for text in progress]
@@ -94,7 +98,7 @@ def fake_turn(
             {"type": "command_execution", "command": command, "aggregated_output": "",
              "exit_code": 0, "status": "completed"}
         )  # fmt: skip
-    changes = [{"path": path, "kind": kind} for path, kind in files]
+    changes = _file_pairs(files)
     if changes:
         items.append({"type": "file_change", "changes": changes, "status": "completed"})
     if reply:
@@ -116,6 +120,64 @@ def fake_turn(
     path = folder / f"fake-turn-{os.getpid()}-{next(_counter)}.timeline.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+_FILE_KINDS = ("added", "modified", "deleted")
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    """``value`` as a tuple of strings (read once: a generator is fine); a lone string is
+    refused, not taken as its characters."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a list of strings, got {value!r:.60}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{name} must be a list of strings, got an item {item!r:.60}")
+    return items
+
+
+def _check_turn(
+    reply: object, thread_id: object, files: object, usage: object, error: object,
+    stderr: object, exit_code: object, delay: object,
+) -> None:  # fmt: skip
+    """:func:`fake_turn`'s arguments, each of the type and range it writes: a ``ValueError``
+    naming the argument instead of a transcript that plays something else (a string taken as
+    its characters, an exit code the replay CLI turns into 1) or an error from deep inside."""
+    for name, text in [("reply", reply), ("thread_id", thread_id), ("error", error),
+                       ("stderr", stderr)]:  # fmt: skip
+        if not isinstance(text, str):
+            raise ValueError(f"{name} must be a string, got {text!r:.60}")
+    if not isinstance(files, Iterable) or isinstance(files, (str, bytes)):
+        raise ValueError(f"files must be (path, kind) pairs, got {files!r:.60}")
+    if not isinstance(usage, Usage):
+        raise ValueError(f"usage must be a Usage, got {usage!r:.60}")
+    if isinstance(exit_code, bool) or not isinstance(exit_code, int):
+        raise ValueError(f"exit_code must be an integer, got {exit_code!r:.60}")
+    if not 0 <= exit_code <= 255 and -exit_code not in KILLING_SIGNALS:
+        raise ValueError(
+            f"exit_code must be 0..255, or minus a signal that ends a process, got {exit_code}"
+        )
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        raise ValueError(f"delay must be a number of seconds, got {delay!r:.60}")
+    if not (math.isfinite(delay) and delay >= 0):
+        raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+
+
+def _file_pairs(files: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    out = []
+    for pair in files:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise ValueError(f"files must be (path, kind) pairs, got {pair!r:.60}")
+        path, kind = pair
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"a file path must be a non-empty string, got {path!r:.60}")
+        if kind not in _FILE_KINDS:
+            raise ValueError(
+                f"a file kind must be one of {', '.join(_FILE_KINDS)}, got {kind!r:.60}"
+            )
+        out.append({"path": path, "kind": kind})
+    return out
 
 
 def fake_config(reply: str = "", *, speed: float = 0.0, **turn: Any) -> ReplayConfig:

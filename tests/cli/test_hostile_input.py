@@ -4,6 +4,9 @@ non-finite timeouts. Each is exit 2 and one ``alice-trio:`` line, never a traceb
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,35 @@ def test_doctor_refuses_non_finite_or_non_positive_timeouts(
     code, lines = _run(capsys, "doctor", option, value)
     assert code == 2
     assert f"argument {option}: expected a" in lines[-1]
+
+
+_CHAT = [sys.executable, "-m", "alice_trio.cli.entry", "chat", "-P", "replay", "-o", "speed=0"]
+
+
+@pytest.mark.parametrize("how", ["closed", "write-only"])
+def test_chat_without_a_readable_stdin_is_a_usage_error(tmp_path: Path, how: str) -> None:
+    """``chat <&-`` and a write-only fd 0: exit 2 and one line before any session starts
+    (was: a traceback of an ExceptionGroup from the stdin reader)."""
+    if how == "closed":
+        proc = subprocess.run(
+            _CHAT, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+            preexec_fn=lambda: os.close(0),
+        )  # fmt: skip
+        needle = "alice-trio: cannot read stdin: it is closed"
+    else:
+        with (tmp_path / "in").open("wb") as wronly:
+            proc = subprocess.run(_CHAT, stdin=wronly, capture_output=True, timeout=60)
+        needle = "alice-trio: cannot read stdin: it is open for writing only"
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().splitlines() == [needle]
+    assert proc.stdout == b""
+
+
+def test_chat_drops_a_line_over_the_bound_and_goes_on() -> None:
+    """A chat line is bounded like a prompt on stdin (``chat </dev/zero`` no longer grows
+    without end): the long line is reported and not sent, the next line is a turn."""
+    huge = b"x" * (MAX_STDIN_PROMPT_BYTES + 1) + b"\nhello\n"
+    proc = subprocess.run([*_CHAT, "--plain"], input=huge, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.decode().count("The command printed:") == 1  # one turn: "hello"
+    assert b"a line over 16 MiB was not sent" in proc.stderr

@@ -176,6 +176,22 @@ def test_sigterm_ends_a_waiting_replay(tmp_path: Path) -> None:
         assert proc.stdout.read() == b""
 
 
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(-9999, 1), (-int(signal.SIGSTOP), 1), (-int(signal.SIGTSTP), 1), (-int(signal.SIGCHLD), 1),
+     (300, 1), (-int(signal.SIGUSR1), -int(signal.SIGUSR1)), (3, 3)],
+)  # fmt: skip
+def test_a_hostile_exit_record_exits_1(tmp_path: Path, code: int, status: int) -> None:
+    """``{"exit": -N}`` replays "killed by signal N" only for a signal that ends a process: a
+    number that is no signal used to end the replay with a traceback, a stop signal left it
+    stopped (until a kill), an ignored one cost a second."""
+    timeline = tmp_path / "t.jsonl"
+    lines = [{"t_ms": 0, "stream": "stdout", "line": "out"}, {"exit": code}]
+    timeline.write_text("\n".join(json.dumps(r) for r in lines))
+    proc = replay(timeline)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (status, b"out\n", b"")
+
+
 async def test_engine_runs_the_replay_provider_end_to_end() -> None:
     oneshot = pytest.importorskip("alice_trio.engine.oneshot")
     progress: list[str] = []

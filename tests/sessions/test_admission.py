@@ -131,6 +131,43 @@ async def test_a_new_conversation_waits_while_every_live_one_is_busy(autojump_cl
         assert done == ["a", "b"]
 
 
+@pytest.mark.parametrize("bound", ["max_conversations", "max_processes"])
+async def test_a_run_waiting_for_a_turn_slot_does_not_pin_its_conversation(autojump_clock, bound):
+    """max_turns with a conversation/process bound: b holds the turn slot and needs room; the
+    only live conversation (a) is idle, but a's next run holds a's lock while it waits for the
+    slot b holds. a used to count as busy: both waited for each other forever (hostile-user
+    trial: 20 runs over 13 keys, any max_turns with any other bound). Now a is closed to make
+    room and its next run resumes its thread on a new conversation."""
+    f = Factory()
+    scaling = ScalingConfig(warm=0, max_turns=1, **{bound: 1})
+    async with SessionBackend("claude", driver_factory=f, scaling=scaling) as b:
+        replies: dict[str, str] = {}
+
+        async def run(text: str, key: str) -> None:
+            replies[text] = (await b.run(keyed(text, key))).reply
+
+        with trio.fail_after(300):  # MockClock: seconds of virtual time
+            async with trio.open_nursery() as n:
+                n.start_soon(run, "a1", "a")
+                await until(lambda: f.drivers and f.drivers[0].started)
+                n.start_soon(run, "b1", "b")  # waits for the turn slot
+                await trio.testing.wait_all_tasks_blocked()
+                n.start_soon(run, "a2", "a")  # waits for a's lock
+                await trio.testing.wait_all_tasks_blocked()
+                ref, _ = f.drivers[0].started[0]
+                await f.drivers[0].finish(ref, text="a1 done")
+                # b gets the slot, a2 gets a's lock: a's conversation must make room for b
+                await until(lambda: len(f.drivers) == 2 and f.drivers[1].started)
+                assert f.drivers[0].closed_with == [True]
+                ref, _ = f.drivers[1].started[0]
+                await f.drivers[1].finish(ref, text="b1 done")
+                await until(lambda: len(f.drivers) == 3 and f.drivers[2].started)
+                assert f.initials[2].thread_id == "thr-1"  # a2 resumed a's thread
+                ref, _ = f.drivers[2].started[0]
+                await f.drivers[2].finish(ref, text="a2 done")
+        assert replies == {"a1": "a1 done", "b1": "b1 done", "a2": "a2 done"}
+
+
 async def test_spare_of_a_one_process_provider_serves_the_next_new_conversation(autojump_clock):
     f = Factory(auto_reply=True)
     async with SessionBackend("codex", driver_factory=f, scaling=ScalingConfig(warm=1)) as b:

@@ -197,3 +197,33 @@ async def test_open_session_accepts_an_unbounded_buffer():
         "replay", ReplayConfig(speed=0), initial=RunRequest(user_text="hi"), buffer=math.inf
     ) as s:
         assert not s.closed
+
+
+# -- the request of every run/steer/submit --------------------------------------------------------
+@pytest.mark.parametrize("bad", [None, "hello", {"user_text": "hi"}], ids=["None", "str", "dict"])
+@pytest.mark.parametrize(
+    "entry",
+    ["OneShotBackend.run", "run_once", "MultiBackend.run", "MultiBackend.steer",
+     "SessionBackend.run", "SessionBackend.steer", "submit", "steer"],
+)  # fmt: skip
+async def test_a_request_that_is_not_a_run_request_is_a_config_error(entry, bad):
+    """Was an AttributeError from inside the call (outside the exception contract)."""
+    from alice_trio import run_once
+    from alice_trio.testing import ScriptedDriver
+
+    one = OneShotBackend("replay", ReplayConfig(speed=0))
+    factory = lambda cfg, req: ScriptedDriver(auto_reply=True)  # noqa: E731
+    with pytest.raises(ConfigError, match=r"request: expected a RunRequest, got"):
+        if entry == "OneShotBackend.run":
+            await one.run(bad)
+        elif entry == "run_once":
+            await run_once(bad, provider="replay")
+        elif entry.startswith("MultiBackend"):
+            await getattr(MultiBackend({"replay": one}), entry.split(".")[1])(bad)
+        elif entry.startswith("SessionBackend"):
+            async with SessionBackend("codex", driver_factory=factory) as b:
+                await getattr(b, entry.split(".")[1])(bad)
+        else:
+            initial = RunRequest(user_text="")
+            async with open_session("codex", initial=initial, driver=ScriptedDriver()) as s:
+                await getattr(s, entry)(bad)

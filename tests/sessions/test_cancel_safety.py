@@ -15,7 +15,7 @@ from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import Invocation, RunLimits
 from alice_trio.providers.claude import ClaudeConfig
 from alice_trio.sessions.claude_stream import ClaudeStreamDriver
-from alice_trio.sessions.driver import SteerMode, SubmitMode, SubmitResult
+from alice_trio.sessions.driver import SteerMode, SubmitMode, SubmitResult, TurnRef
 from alice_trio.sessions.session import SessionState, open_session
 from cancel_at import call_cancelled_at
 
@@ -85,3 +85,60 @@ async def test_a_submit_cancelled_during_a_slow_start_leaves_no_phantom(mode, k)
             await s.events().receive()
         nxt = await s.submit(req("two"))
         assert nxt.mode is SubmitMode.STARTED and s.active_turn.turn_id == nxt.turn_id
+
+
+async def _session_ended_by_the_callers_cancel(driver: ScriptedDriver, command: str) -> str:
+    """The caller's scope is cancelled while its body runs without a checkpoint; the session's
+    own tasks see the cancellation first (the driver ends, the session fails); then the body
+    calls ``command``. What it raised, by name."""
+    raised = "nothing"
+    with trio.CancelScope() as scope:
+        async with open_session("fake", initial=req("x"), driver=driver) as s:
+            scope.cancel()
+            with trio.CancelScope(shield=True):  # the body is busy; the session's tasks run
+                await trio.testing.wait_all_tasks_blocked()
+            try:
+                if command == "submit":
+                    await s.submit(req("hi"))
+                elif command == "steer":
+                    await s.steer(req("hi"))
+                else:
+                    await s.interrupt()
+            except BaseException as exc:
+                raised = type(exc).__name__
+                raise
+    return raised
+
+
+@pytest.mark.parametrize("command", ["submit", "steer", "interrupt"])
+async def test_a_session_ended_by_the_callers_cancel_raises_cancelled(command):
+    """Not ``SessionClosedError("… in state failed")``: that error escaped the caller's own
+    ``move_on_after`` as if the agent had failed (hostile-user trial: open_session + submit
+    under a tiny deadline)."""
+    driver = ScriptedDriver(SteerMode.NATIVE)
+    assert await _session_ended_by_the_callers_cancel(driver, command) == "Cancelled"
+
+
+async def test_every_command_is_a_checkpoint():
+    """A loop of commands that do nothing (interrupt without a turn, submits that only queue,
+    aclose of a closed session) yields to other tasks and ends at the caller's deadline; it
+    used to spin without a checkpoint, starving the run and deaf to every timeout."""
+    driver = ScriptedDriver()
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        first = await s.submit(req("first"))  # the turn runs: the next submits only queue
+
+        async def calls_in_a_cancelled_scope(call) -> bool:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                for _ in range(3):
+                    await call()
+            return scope.cancelled_caught
+
+        assert await calls_in_a_cancelled_scope(lambda: s.submit(req("queued")))
+        assert s.queue_depth == 0  # the cancelled submits queued nothing
+        await driver.finish(TurnRef(thread_id=first.thread_id, turn_id=first.turn_id))
+        await s.events().receive()
+        assert s.state is SessionState.IDLE
+        assert await calls_in_a_cancelled_scope(s.interrupt)  # no turn to stop
+        await s.aclose()
+        assert await calls_in_a_cancelled_scope(s.aclose)  # already closed

@@ -234,3 +234,55 @@ async def test_queued_start_failure_becomes_an_error_event_with_its_own_id():
         assert events[1].kind is EventKind.ERROR and events[1].error == "bad start"
         assert events[1].turn_id.startswith("queued-start-")
         assert s.state is SessionState.IDLE
+
+
+class _ChattyStart(ScriptedDriver):
+    """Prints ``n`` stray lines (``unknown`` events) before its handshake is done."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(auto_reply=True)
+        self.n = n
+
+    async def run(self, emit, *, task_status=trio.TASK_STATUS_IGNORED):
+        for i in range(self.n):
+            await emit(TurnEvent(kind=EventKind.UNKNOWN, text=f"banner {i}"))
+        await super().run(emit, task_status=task_status)
+
+
+async def test_more_stray_lines_than_the_buffer_before_the_start_do_not_wedge_it(autojump_clock):
+    """Nobody can read events while open_session opens: the 129th stray line used to block the
+    driver's reader until the start timeout (RunTimeoutError, or a hang for a CLI that waits
+    for its handshake answer). Now the surplus is dropped and counted in one ``unknown`` event."""
+    with trio.fail_after(30):  # virtual seconds; the start timeout is 60
+        async with open_session("fake", initial=RunRequest(user_text=""), driver=_ChattyStart(300),
+                                buffer=128) as s:  # fmt: skip
+            texts = [(await s.events().receive()).text for _ in range(128)]
+            await s.submit(RunRequest(user_text="hi"))  # the scripted agent answers at once
+            async for ev in s.events():
+                texts.append(ev.text)
+                if ev.kind.terminal:
+                    break
+    assert texts[:128] == [f"banner {i}" for i in range(128)]
+    assert texts[128] == (
+        "dropped 172 events the agent sent while the session was opening "
+        "(more than the event buffer holds)"
+    )
+    assert "reply to hi" in texts
+
+
+async def test_a_cli_that_floods_stray_lines_and_exits_fails_at_once(tmp_path):
+    """A real process: 1,000 non-JSON lines, then exit — a TransportClosedError with the exit
+    status (was RunTimeoutError after the 60 s start timeout)."""
+    from alice_trio.errors import TransportClosedError
+    from alice_trio.providers.codex import CodexConfig
+
+    script = tmp_path / "chatty"
+    script.write_text("#!/bin/sh\nfor i in $(seq 1000); do echo not-json-$i; done\nexit 0\n")
+    script.chmod(0o755)
+    with trio.fail_after(45), pytest.raises(TransportClosedError, match="exit status 0"):
+        async with open_session(
+            "codex",
+            CodexConfig(command=str(script)),
+            initial=RunRequest(user_text="", workspace_dir=str(tmp_path)),
+        ):
+            pass  # fmt: skip

@@ -18,15 +18,20 @@ and ends the chat (exit 0). Signals are watched from the start, also while a ses
 Closing a session kills the agent's process group.
 
 stdin is read through a non-blocking :class:`trio.lowlevel.FdStream` on a duplicate of fd 0
-(no threads), decoded as UTF-8 with replacement; its blocking mode is restored on exit.
+(no threads), decoded as UTF-8 with replacement; its blocking mode is restored on exit. No
+readable stdin (closed, write-only) is exit 2 before a session starts; a read error later ends
+the input as Ctrl-D does; a line over 16 MiB is reported and not sent.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -35,7 +40,15 @@ import trio
 from ..errors import AliceError, ConfigError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
 from .exits import EXIT_OK, UsageError, exit_code_for, signal_exit
-from .main import _config_error, _err, _isatty, resolve_profile, run_trio, signal_receiver
+from .main import (
+    MAX_STDIN_PROMPT_BYTES,
+    _config_error,
+    _err,
+    _isatty,
+    resolve_profile,
+    run_trio,
+    signal_receiver,
+)
 from .progress import ProgressPrinter, write_text
 from .signals import interrupt_signal
 
@@ -76,29 +89,69 @@ def parse_line(raw: str) -> Line | None:
     return Line(text=text)
 
 
-async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
-    """Read stdin line by line into ``send``; closes it at end of input."""
-    fd = os.dup(sys.stdin.fileno())
+def open_stdin() -> int:
+    """A duplicate of fd 0 to read the chat from. Raises :class:`UsageError` when there is no
+    readable stdin (closed with ``<&-``, open for writing only): exit 2 before any session
+    starts, never a traceback."""
+    stream = sys.stdin
+    try:
+        if stream is None:
+            raise OSError(errno.EBADF, "it is closed")
+        fd = os.dup(stream.fileno())
+    except (OSError, ValueError) as exc:  # io.UnsupportedOperation is both
+        raise UsageError(f"cannot read stdin: {getattr(exc, 'strerror', None) or exc}") from exc
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+        os.close(fd)
+        raise UsageError("cannot read stdin: it is open for writing only")
+    return fd
+
+
+async def _read_lines(
+    fd: int, send: trio.MemorySendChannel[str], report: Callable[[str], None]
+) -> None:
+    """Read ``fd`` (from :func:`open_stdin`, closed here) line by line into ``send``; closes
+    ``send`` at end of input. A line over :data:`MAX_LINE_BYTES` is reported and dropped; a read
+    error is reported and ends the input as Ctrl-D does."""
     was_blocking = os.get_blocking(fd)
     stream = trio.lowlevel.FdStream(fd)
-    buf = b""
+    buf = bytearray()
+    scanned = 0  # buf[:scanned] holds no newline
+    dropping = False  # inside a line over the bound: skip up to its newline
     try:
         async with send:
             while True:
-                chunk = await stream.receive_some(65536)
+                try:
+                    chunk = await stream.receive_some(65536)
+                except (OSError, trio.BrokenResourceError) as exc:
+                    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+                    report(f"cannot read stdin: {getattr(cause, 'strerror', None) or cause}")
+                    chunk = b""
                 if not chunk:
-                    if buf.strip():
+                    if buf.strip() and not dropping:  # the bound holds: see below
                         await send.send(buf.decode("utf-8", "replace"))
                     return
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    await send.send(line.decode("utf-8", "replace"))
+                while (end := buf.find(b"\n", scanned)) >= 0:
+                    line = bytes(buf[:end])
+                    del buf[: end + 1]
+                    scanned = 0
+                    if len(line) > MAX_LINE_BYTES and not dropping:
+                        report(f"a line over {MAX_LINE_BYTES >> 20} MiB was not sent")
+                    elif not dropping:
+                        await send.send(line.decode("utf-8", "replace"))
+                    dropping = False
+                scanned = len(buf)
+                if len(buf) > MAX_LINE_BYTES:
+                    if not dropping:
+                        report(f"a line over {MAX_LINE_BYTES >> 20} MiB was not sent")
+                    dropping = True
+                    buf.clear()
+                    scanned = 0
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()
         try:
-            os.set_blocking(sys.stdin.fileno(), was_blocking)
+            os.set_blocking(0, was_blocking)
         except OSError:
             pass
 
@@ -284,7 +337,11 @@ class _Chat:
             return
 
 
-async def _chat(args: argparse.Namespace, provider: object, config: object) -> int:
+#: the longest line ``chat`` sends (the bound of a prompt on stdin for ``run -``)
+MAX_LINE_BYTES = MAX_STDIN_PROMPT_BYTES
+
+
+async def _chat(args: argparse.Namespace, provider: object, config: object, fd: int) -> int:
     printer = ProgressPrinter(
         plain=args.plain,
         verbose=args.verbose,
@@ -298,7 +355,7 @@ async def _chat(args: argparse.Namespace, provider: object, config: object) -> i
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(chat.watch_signals, signals, nursery.cancel_scope)
-                nursery.start_soon(_read_lines, send)
+                nursery.start_soon(_read_lines, fd, send, printer.error)
                 nursery.start_soon(printer.run)
                 printer.message(_HELP)
                 try:
@@ -320,13 +377,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
     try:
         profile = resolve_profile(args)
         provider, config = profile.resolve()
+        fd = open_stdin()
     except ConfigError as exc:
         return _config_error(exc)
     except UsageError as exc:
         _err(str(exc))
         return exit_code_for(exc)
     try:
-        return int(run_trio(_chat, args, provider, config))
+        return int(run_trio(_chat, args, provider, config, fd))
     except ConfigError as exc:
         return _config_error(exc)
     except AliceError as exc:

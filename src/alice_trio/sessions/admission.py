@@ -11,7 +11,9 @@ conversations live and how many turns run at once, so a burst cannot take the ho
   (gracefully) to make room, and the new one starts once it is gone (at most ``EVICT_WAIT``).
   Its thread id is remembered, and its next run without a thread id resumes it (so is the
   thread id of a conversation whose process died under it). When every conversation is busy
-  the new one waits until a run ends.
+  the new one waits until a run ends. A conversation whose next run holds its key but still
+  waits for a turn slot is idle here (closed only when no other is): pinning it deadlocked
+  ``max_turns`` with this bound.
 
 Cancellation: waiting is cancellable and leaves nothing behind (the FIFO ticket is removed).
 """
@@ -132,23 +134,35 @@ class Admission:
         return self._evict(backend) is not None
 
     def _evict(self, backend: SessionBackend) -> Any:
-        """The entry :meth:`evict_one` closed, or None."""
+        """The entry :meth:`evict_one` closed, or None. Idle means no run uses it: the least
+        recently used one nobody waits for, else one whose next run still waits for a turn
+        slot (that run resumes its thread on a new conversation; never pinned, or the turn
+        slots and the conversations wait for each other)."""
         sessions = backend._sessions
+        waited_for: list[tuple[str, Any]] = []
         for key in list(self.recent):
             entry = sessions.get(key)
             if entry is None:
                 if key not in backend._locks:
                     del self.recent[key]
                 continue
-            lock = backend._locks.get(key)
-            if entry.current is not None or (lock is not None and lock.locked()):
+            if entry.current is not None or key in backend._in_use:
                 continue
-            self.remember(key, entry.session.thread_id)
-            del self.recent[key]
-            backend._drop(entry, graceful=True)
-            self.evicted += 1
-            return entry
+            lock = backend._locks.get(key)
+            if lock is not None and lock.locked():
+                waited_for.append((key, entry))
+                continue
+            return self._close(backend, key, entry)
+        if waited_for:
+            return self._close(backend, *waited_for[0])
         return None
+
+    def _close(self, backend: SessionBackend, key: str, entry: Any) -> Any:
+        self.remember(key, entry.session.thread_id)
+        del self.recent[key]
+        backend._drop(entry, graceful=True)
+        self.evicted += 1
+        return entry
 
     def remember(self, key: str, thread_id: str) -> None:
         """``key``'s conversation was closed under it (made room, or its process died): its

@@ -11,11 +11,19 @@ import math
 from typing import Any
 
 from ..errors import ConfigError
+from ..models import RunRequest
 from ..providers.base import CLIConfig, Provider
 from ..providers.registry import get_provider
-from ..validation import Check, InvalidValue, integer, seconds, show
+from ..validation import Check, InvalidValue, instance, integer, seconds, show
 
-__all__ = ["buffer_size", "checked", "finite_seconds", "positive_int", "resolve_provider"]
+__all__ = [
+    "buffer_size",
+    "checked",
+    "finite_seconds",
+    "positive_int",
+    "request_arg",
+    "resolve_provider",
+]
 
 #: a finite, non-negative number of seconds
 finite_seconds: Check = seconds()
@@ -37,6 +45,17 @@ def checked(what: str, name: str, check: Check, value: Any) -> Any:
         return check(value)
     except InvalidValue as exc:
         raise ConfigError(f"{what}: {name}: {exc.message}", errors=((name, exc.message),)) from None
+
+
+def request_arg(what: str, request: Any) -> RunRequest:
+    """``request`` when it is a :class:`RunRequest` (the ``request`` of every ``run``, ``steer``
+    and ``submit``), else :class:`ConfigError` ``<what>: request: expected a RunRequest, got …``
+    — not an ``AttributeError`` from inside the call."""
+    result: RunRequest = checked(what, "request", _REQUEST, request)
+    return result
+
+
+_REQUEST: Check = instance(RunRequest, "a RunRequest")
 
 
 def resolve_provider(what: str, provider: Any, config: Any) -> tuple[Provider, CLIConfig]:

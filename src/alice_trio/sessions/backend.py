@@ -75,7 +75,7 @@ from ..validation import callback, instance
 from ._groups import single_exception
 from .admission import Admission
 from .approval import Approver
-from .arguments import checked, finite_seconds, resolve_provider
+from .arguments import checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
@@ -197,6 +197,7 @@ class SessionBackend:
                 scaling)  # fmt: skip
         self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
         self._locks: dict[str, trio.Lock] = {}
+        self._in_use: set[str] = set()  # keys whose run is past admission (see _using)
         self._sessions: dict[str, _Entry] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -267,6 +268,7 @@ class SessionBackend:
     # -- public API --------------------------------------------------------------------------
     async def run(self, request: RunRequest) -> RunResult:
         """Run one turn (see the module docstring for errors and cancellation)."""
+        request = request_arg("SessionBackend.run", request)
         with single_exception():
             return await self._run(request)
 
@@ -282,7 +284,7 @@ class SessionBackend:
                 return await self._run_turn(_Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock, self.admission.turn(request):
+            async with lock, self.admission.turn(request), self._using(key):
                 entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(key, entry.session.thread_id)  # resumed below
@@ -308,6 +310,7 @@ class SessionBackend:
         """Steer the running turn of the request's session; its reply joins the running
         :meth:`run`'s result. Raises :class:`NoActiveTurnError` when no turn runs there, and
         what :meth:`InteractiveSession.steer` raises."""
+        request = request_arg("SessionBackend.steer", request)
         entry = self._sessions.get(session_key(request))
         if entry is None or entry.current is None:
             raise NoActiveTurnError(provider=self.provider.name)
@@ -397,6 +400,19 @@ class SessionBackend:
                     self._drop(entry, graceful=True)
         finally:
             self._forget_lock(entry.key, lock)
+
+    @asynccontextmanager
+    async def _using(self, key: str) -> AsyncIterator[None]:
+        """``key``'s run holds its lock *and* its turn slot: its conversation is in use. A run
+        that holds the lock but still waits for a turn slot does not pin its conversation, so
+        admission may close it to make room (the run then resumes its thread on a new one):
+        pinning it deadlocked ``max_turns`` with ``max_conversations``/``max_processes`` — the
+        slot holder waited for room that only the slot waiter's conversation could give."""
+        self._in_use.add(key)
+        try:
+            yield
+        finally:
+            self._in_use.discard(key)
 
     def _forget_lock(self, key: str, lock: trio.Lock) -> None:
         """Remove a per-key lock only when nobody holds or waits for it and no session uses

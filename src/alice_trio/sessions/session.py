@@ -31,8 +31,10 @@ turn that never ran).
 updates the state synchronously (no lock, no I/O) and the event then goes into a bounded
 channel (``buffer``); a slow consumer applies backpressure to the driver, nothing is dropped.
 A terminal event ends a turn only when its turn id is a pending one (an event without a turn id
-never ends anything, §13.6). :meth:`events` returns that channel: breaking out of ``async for``
-or cancelling mid-iteration is harmless.
+never ends anything, §13.6). While :func:`open_session` is still opening nobody can read, so
+events that do not fit then are dropped (no turn exists yet) and one ``unknown`` event counts
+them, instead of holding the driver's reader until the start timeout. :meth:`events` returns
+that channel: breaking out of ``async for`` or cancelling mid-iteration is harmless.
 
 **Closing.** Leaving the context closes the session; closed is sticky (every later call raises
 :class:`SessionClosedError`). After a finished turn the driver closes gracefully (EOF, short
@@ -82,7 +84,7 @@ from ..providers.base import CLIConfig, Provider, RunLimits
 from ..validation import instance
 from ._groups import single_exception
 from .approval import Approver
-from .arguments import buffer_size, checked, finite_seconds, resolve_provider
+from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -135,6 +137,8 @@ class InteractiveSession:
         self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
         self.driver_done = trio.Event()
+        self._readable = False  # open_session handed the session over: events() has a reader
+        self._shed = 0  # events that did not fit before that (see _deliver)
 
     # -- read-only state (all of it lives in the core) --------------------------------------------
     @property
@@ -198,7 +202,12 @@ class InteractiveSession:
 
         Raises :class:`EmptyPromptError`, :class:`SessionClosedError`, or the driver's error
         (the session stays usable unless the driver ended). Cancel-safe (module docstring).
+        Always a checkpoint: a cancelled caller gets ``trio.Cancelled`` before anything is done
+        (not the state error of a session its own cancellation ended), and a loop of submits
+        that only queue never starves the other tasks.
         """
+        await trio.lowlevel.checkpoint()
+        request = request_arg("submit", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
         decision = self._core.submit(request)
@@ -210,8 +219,11 @@ class InteractiveSession:
         """Inject ``request`` into the active turn; never starts or queues a turn.
 
         Raises :class:`EmptyPromptError`, :class:`SessionClosedError`,
-        :class:`NoActiveTurnError` or :class:`SteerUnsupportedError`. Cancel-safe.
+        :class:`NoActiveTurnError` or :class:`SteerUnsupportedError`. Cancel-safe; always a
+        checkpoint (see :meth:`submit`).
         """
+        await trio.lowlevel.checkpoint()
+        request = request_arg("steer", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
         self._core.steer(request)
@@ -222,18 +234,24 @@ class InteractiveSession:
         is not cleared here). Without an active turn this does nothing; during a start the
         interrupt is applied as soon as the turn is known. Raises :class:`SessionClosedError`
         or the driver's error. The request runs in a session task: a cancelled caller leaves
-        it to complete."""
+        it to complete. Always a checkpoint (see :meth:`submit`), also without a turn to stop."""
+        await trio.lowlevel.checkpoint()
         decision = self._core.interrupt()
         if decision is not None:
             await self._owned(self.driver.interrupt_turn, decision.turn)
 
     async def aclose(self, *, graceful: bool = True) -> None:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
-        driver is closed (gracefully only when no turn is running)."""
+        driver is closed (gracefully only when no turn is running). Always a checkpoint, taken
+        after the session is marked closed (a cancelled caller still closes it)."""
         self._stop_watching()
+        awaited = False
         for action in self._core.close(graceful):
             if isinstance(action, CloseDriver):
+                awaited = True
                 await self._call(self.driver.aclose, graceful=action.graceful)
+        if not awaited:
+            await trio.lowlevel.checkpoint()
 
     # -- executing the core's decisions ---------------------------------------------------------
     async def _hand_over(self, kind: str, request: RunRequest) -> SubmitResult:
@@ -428,7 +446,25 @@ class InteractiveSession:
             if self._core.closed and not self._core.failed:
                 # closed by its owner: nobody reads any more; never block the driver's reader
                 self._send.send_nowait(event)
+            elif not self._readable:
+                # still opening: nobody can read yet, so waiting here would hold the driver's
+                # reader — and the handshake answer or the EOF behind it — until the start
+                # timeout (a CLI printing more than ``buffer`` stray lines first never started).
+                # No turn exists yet, so nothing shed here is progress or a turn's end.
+                try:
+                    self._send.send_nowait(event)
+                except trio.WouldBlock:
+                    self._shed += 1
             else:
+                if self._shed:
+                    shed, self._shed = self._shed, 0
+                    await self._send.send(
+                        TurnEvent(
+                            kind=EventKind.UNKNOWN, provider=self.provider,
+                            text=f"dropped {shed} events the agent sent while the session was "
+                            "opening (more than the event buffer holds)",
+                        )
+                    )  # fmt: skip
                 await self._send.send(event)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             pass
@@ -538,6 +574,7 @@ async def open_session(
             if session.failure is not None and session.driver_done.is_set():
                 raise session.failure
             nursery.start_soon(session._work)
+            session._readable = True
             graceful = True
             try:
                 yield session

@@ -96,6 +96,10 @@ class SessionSpec:
     people. ``long_lived``: one process serves every turn (``False``: one process per turn).
     ``steer_mode``: one of :data:`STEER_MODES` — what happens to input sent during a turn; it
     must equal the created driver's ``steer_mode`` (a test opens every built-in factory).
+    ``spare_warm_up``: what the driver does to a spare conversation of the warm pool once it
+    is up, ahead of its first message (for people; empty: nothing). When set, the pool awaits
+    the driver's ``warm_up()`` before it counts the spare as ready; a warm-up never calls the
+    model and leaves the conversation as it was.
     """
 
     factory: str | Callable[..., Any] = attrs.field(
@@ -107,6 +111,7 @@ class SessionSpec:
         default="queue_when_busy", validator=attrs.validators.in_(STEER_MODES)
     )
     capabilities: Capabilities = Capabilities()
+    spare_warm_up: str = ""
 
     def factory_name(self) -> str:
         f = self.factory

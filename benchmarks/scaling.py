@@ -9,7 +9,10 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
 * **first run of a new conversation**: the time of ``backend.run`` for a key the backend has
   never seen; before each one the pooled backend is given the time to have its spare ready
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
-* **warm run**: the second run of the same conversation.
+* **warm run**: the second run of the same conversation (pooled: once the spare taken by the
+  first run has been replaced, so that no agent is starting during either measured run).
+* ``pooled_no_warm_up`` (CLIs whose provider record names a ``spare_warm_up``: claude): the
+  pooled run with the spare's warm-up switched off, side by side with the default.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -94,7 +97,14 @@ async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
 
 
 async def measure(
-    provider: str, config: Any, server_pid: int, *, pooled: bool, runs: int, extra: int
+    provider: str,
+    config: Any,
+    server_pid: int,
+    *,
+    pooled: bool,
+    runs: int,
+    extra: int,
+    warm_up: bool = True,
 ) -> dict[str, Any]:
     from alice_trio.models import RunRequest
     from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
@@ -109,12 +119,16 @@ async def measure(
         return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, thread_id=thread_id)
 
     async with SessionBackend(provider, config, scaling=scaling, idle_ttl=600) as backend:
+        if not warm_up:  # before the first spare is made (its start is only scheduled yet)
+            backend.pool.warm_up = False
         for i in range(runs):
             if pooled:
                 spare_ready.append(await _wait_spare(backend))
             t0 = time.perf_counter()
             first = await backend.run(req(f"lat-{i}", f"hello {i}"))
             new_s.append(time.perf_counter() - t0)
+            if pooled:  # the taken spare's replacement is not starting during the warm run
+                await _wait_spare(backend)
             t0 = time.perf_counter()
             await backend.run(req(f"lat-{i}", f"again {i}", thread_id=first.next_thread_id))
             warm_s.append(time.perf_counter() - t0)
@@ -158,10 +172,19 @@ async def measure(
     }
 
 
+def _warms_up(provider: str, config: Any) -> bool:
+    """Whether the provider record gives these spares a warm-up (then the pooled run is also
+    measured without it, side by side)."""
+    from alice_trio.providers.registry import get_provider
+    from alice_trio.sessions.registry import session_spec
+
+    return bool(session_spec(get_provider(provider), config).spare_warm_up)
+
+
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
     cli_env, e2e_support = _import_e2e()
     out: dict[str, Any] = {"version": entry.get("version", ""), "shared": cli in SHARED}
-    for mode in ("per_process", "pooled"):
+    for mode in ("per_process", "pooled", "pooled_no_warm_up"):
         with tempfile.TemporaryDirectory(prefix=f"alice-scaling-{cli}-") as tmp:
             server = e2e_support.FakeServer(Path(tmp) / "server")
             try:
@@ -170,10 +193,13 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                     catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
                 )  # fmt: skip
                 provider, config = config_for(cli, setup, cli_env)
+                if mode == "pooled_no_warm_up" and not _warms_up(provider, config):
+                    continue
                 try:
                     out[mode] = await measure(
                         provider, config, server.proc.pid,
-                        pooled=mode == "pooled", runs=a.runs, extra=a.extra,
+                        pooled=mode != "per_process", runs=a.runs, extra=a.extra,
+                        warm_up=mode != "pooled_no_warm_up",
                     )  # fmt: skip
                 except Exception as exc:  # report it, go on with the next CLI
                     out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -547,6 +547,7 @@ async def test_a_spare_is_warmed_up_with_a_summary_context_usage_and_no_message(
         sent = _stdin_lines(log)
         assert [m["request"]["subtype"] for m in sent] == ["initialize", "get_context_usage"]
         assert sent[1]["request"]["detail"] == "summary"
+        assert b.pool.spares[0].warmed_up is (not refuse)
         result = await b.run(RunRequest(user_text="hi", env={"ALICE_SESSION_KEY": "k"}))
         assert result.reply == "echo: hi"
     first_process = _stdin_lines(log)[:3]

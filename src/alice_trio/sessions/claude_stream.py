@@ -137,6 +137,7 @@ class ClaudeStreamDriver:
         self._scope = trio.CancelScope()
         self._done = trio.Event()
         self._closing = False
+        self.warmed_up = False
 
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
@@ -321,14 +322,16 @@ class ClaudeStreamDriver:
         return await self._submit(request, steered=True)
 
     async def warm_up(self) -> None:
-        """Ahead of the first message (module docstring). A refusal or no answer within
-        ``interrupt_deadline`` (a claude without the request) leaves it unwarmed, silently;
-        a closed session raises :class:`SessionClosedError`."""
+        """Ahead of the first message (module docstring); ``warmed_up`` says whether claude
+        answered. A refusal or no answer within ``interrupt_deadline`` (a claude without the
+        request) leaves it unwarmed, silently; a closed session raises
+        :class:`SessionClosedError`."""
         proc = self._live()
         try:
             await self._control(proc, "warm", "the warm-up", "get_context_usage", detail="summary")
         except ProtocolError:
-            pass
+            return
+        self.warmed_up = True
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
         self.gate.withdraw_all()  # a pending permission prompt is denied at once

@@ -9,11 +9,14 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
 * **first run of a new conversation**: the time of ``backend.run`` for a key the backend has
   never seen; before each one the pooled backend is given the time to have its spare ready
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
-* **warm run**: the second run of the same conversation.
+* **warm run**: the second run of the same conversation (pooled: once the spare taken by the
+  first run has been replaced, so that no agent is starting during either measured run).
 * **pooled_before**: the pooled default without the warm-up work of 2026-12-01 — no
   preloading of a Python CLI's lazy imports (legacy kimi), and a spare taken from a shared
   process replaced at once instead of after the taking conversation's first turn — for a
   before/after in the same run.
+* ``pooled_no_warm_up`` (CLIs whose provider record names a ``spare_warm_up``: claude): the
+  pooled run with the spare's warm-up switched off, side by side with the default.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -106,6 +109,7 @@ async def measure(
     runs: int,
     extra: int,
     before: bool = False,
+    warm_up: bool = True,
 ) -> dict[str, Any]:
     from alice_trio.models import RunRequest
     from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
@@ -121,12 +125,16 @@ async def measure(
 
     async with SessionBackend(provider, config, scaling=scaling, idle_ttl=600) as backend:
         backend.pool.refill_after_first_turn = not before
+        if not warm_up:  # before the first spare is made (its start is only scheduled yet)
+            backend.pool.warm_up = False
         for i in range(runs):
             if pooled:
                 spare_ready.append(await _wait_spare(backend))
             t0 = time.perf_counter()
             first = await backend.run(req(f"lat-{i}", f"hello {i}"))
             new_s.append(time.perf_counter() - t0)
+            if pooled:  # the taken spare's replacement is not starting during the warm run
+                await _wait_spare(backend)
             t0 = time.perf_counter()
             await backend.run(req(f"lat-{i}", f"again {i}", thread_id=first.next_thread_id))
             warm_s.append(time.perf_counter() - t0)
@@ -186,12 +194,21 @@ def without_preload(provider: str, config: Any) -> Any:
     return attrs.evolve(record, flavors=flavors)
 
 
+def _warms_up(provider: str, config: Any) -> bool:
+    """Whether the provider record gives these spares a warm-up (then the pooled run is also
+    measured without it, side by side)."""
+    from alice_trio.providers.registry import get_provider
+    from alice_trio.sessions.registry import session_spec
+
+    return bool(session_spec(get_provider(provider), config).spare_warm_up)
+
+
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
     cli_env, e2e_support = _import_e2e()
     out: dict[str, Any] = {"version": entry.get("version", ""), "shared": cli in SHARED}
     # "pooled_before": the pooled default without the warm-up of 2026-12-01 (no preloading, a
     # spare taken from a shared process replaced at once), in the same run
-    for mode in ("per_process", "pooled_before", "pooled"):
+    for mode in ("per_process", "pooled_before", "pooled", "pooled_no_warm_up"):
         with tempfile.TemporaryDirectory(prefix=f"alice-scaling-{cli}-") as tmp:
             server = e2e_support.FakeServer(Path(tmp) / "server")
             try:
@@ -200,12 +217,15 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                     catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
                 )  # fmt: skip
                 provider, config = config_for(cli, setup, cli_env)
+                if mode == "pooled_no_warm_up" and not _warms_up(provider, config):
+                    continue
                 if mode == "pooled_before":
                     provider = without_preload(provider, config) or provider
                 try:
                     out[mode] = await measure(
                         provider, config, server.proc.pid, pooled=mode != "per_process",
                         before=mode == "pooled_before", runs=a.runs, extra=a.extra,
+                        warm_up=mode != "pooled_no_warm_up",
                     )  # fmt: skip
                 except Exception as exc:  # report it, go on with the next CLI
                     out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -2,8 +2,11 @@
 """A fake interactive ``claude -p --input-format stream-json --replay-user-messages`` that
 answers every user message with ``echo: <text>`` (one CLI turn per message, in order).
 
-Control requests ``initialize``/``interrupt`` are acknowledged at once. ``FAKE_CLAUDE_DELAY``
-(seconds, default 0) waits before each answer. Standard library only.
+Control requests (``initialize``, ``interrupt``, ...) are acknowledged at once; those whose
+subtype is listed in ``FAKE_CLAUDE_REFUSE`` (comma-separated) get an ``error`` answer, as
+claude answers a subtype it does not know. ``FAKE_CLAUDE_DELAY`` (seconds, default 0) waits
+before each answer. ``FAKE_CLAUDE_STDIN_LOG``: append every stdin line there. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -23,13 +26,24 @@ def out(obj: dict) -> None:
 
 def main() -> int:
     delay = float(os.environ.get("FAKE_CLAUDE_DELAY", "0"))
+    refuse = set(filter(None, os.environ.get("FAKE_CLAUDE_REFUSE", "").split(",")))
+    stdin_log = os.environ.get("FAKE_CLAUDE_STDIN_LOG")
     for line in sys.stdin:
+        if stdin_log:
+            with open(stdin_log, "a") as f:
+                f.write(line)
         try:
             msg = json.loads(line)
         except ValueError:
             continue
         if msg.get("type") == "control_request":
             rid = msg.get("request_id", "")
+            subtype = (msg.get("request") or {}).get("subtype")
+            if subtype in refuse:
+                out({"type": "control_response", "response": {"subtype": "error",
+                     "request_id": rid, "error": f"Unsupported control request subtype: "
+                     f"{subtype}"}})  # fmt: skip
+                continue
             out({"type": "control_response", "response": {"subtype": "success", "request_id": rid}})
             continue
         if msg.get("type") != "user":

@@ -204,3 +204,64 @@ async def test_process_bound_closes_a_spare_then_idle_conversations(autojump_clo
 def test_scaling_config_is_validated(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         ScalingConfig(**bad)
+
+
+class WarmDriver(ScriptedDriver):
+    """A scripted driver with a ``warm_up`` that waits for ``go`` (or raises ``fail``)."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.go = trio.Event()
+        self.warmed = 0
+        self.fail: BaseException | None = None
+
+    async def warm_up(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+        await self.go.wait()
+        self.warmed += 1
+
+
+class WarmFactory(Factory):
+    def __init__(self, fail: BaseException | None = None, **kw: object) -> None:
+        super().__init__(**kw)
+        self.fail = fail
+
+    def __call__(self, config: object, initial: RunRequest) -> ScriptedDriver:
+        d = WarmDriver(thread_id=f"thr-{len(self.drivers) + 1}", **self.kw)
+        d.fail = self.fail
+        self.drivers.append(d)
+        return d
+
+
+async def test_a_spare_is_ready_only_after_the_warm_up_its_provider_record_names(autojump_clock):
+    f = WarmFactory(auto_reply=True)
+    async with SessionBackend("claude", driver_factory=f, scaling=ScalingConfig(warm=1)) as b:
+        await until(lambda: len(f.drivers) == 1)
+        await trio.sleep(10)
+        assert b.pool.spares == [], "up, but warming up: not ready"
+        f.drivers[0].go.set()  # type: ignore[attr-defined]
+        await until(lambda: len(b.pool.spares) == 1)
+        assert f.drivers[0].warmed == 1  # type: ignore[attr-defined]
+        assert (await b.run(keyed("hello", "a"))).reply == "reply to hello"
+        assert b.pool.spares_used == 1
+
+
+async def test_no_warm_up_where_the_provider_record_names_none(autojump_clock):
+    f = WarmFactory(auto_reply=True)
+    async with SessionBackend("codex", driver_factory=f, scaling=ScalingConfig(warm=1)) as b:
+        await until(lambda: len(b.pool.spares) == 1)
+        assert f.drivers[0].warmed == 0  # type: ignore[attr-defined]
+
+
+async def test_a_failed_warm_up_is_a_failed_spare_start(autojump_clock):
+    from alice_trio.errors import SessionClosedError
+
+    f = WarmFactory(fail=SessionClosedError(provider="claude"), auto_reply=True)
+    async with SessionBackend("claude", driver_factory=f, scaling=ScalingConfig(warm=1)) as b:
+        with trio.fail_after(100):
+            await until(lambda: b.pool.spare_failures == 1)
+        assert b.pool.spares == []
+        await until(lambda: b.pool.processes() == 0)  # its process slot is given back
+        # the conversation is still served (on a driver of its own)
+        assert (await b.run(keyed("hello", "a"))).reply == "reply to hello"

@@ -18,6 +18,7 @@ from alice_trio.sessions.approval import ApprovalDecision
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.claude_stream import ClaudeStreamDriver, build_stream_invocation
 from alice_trio.sessions.driver import SubmitMode
+from alice_trio.sessions.scaling import ScalingConfig
 from alice_trio.sessions.session import SessionState, open_session
 
 HERE = Path(__file__).parent
@@ -504,3 +505,58 @@ def test_mapper_without_permission_handling_refuses_can_use_tool():
     assert m2.feed(line) == [] and m2.permission_requests[0][0] == "p1"
     m2.feed('{"type":"control_cancel_request","request_id":"p1"}')
     assert m2.cancelled_requests == ["p1"]
+
+
+# -- the warm pool's spare warm-up -------------------------------------------------------------
+
+ECHO = HERE / "fake_claude_echo.py"
+
+
+def _stdin_lines(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _echo_factory(log: Path, refuse: str = ""):
+    env = {"FAKE_CLAUDE_STDIN_LOG": str(log), "FAKE_CLAUDE_REFUSE": refuse}
+
+    def factory(config, initial):
+        inv = Invocation(argv=(sys.executable, str(ECHO)), env=env, limits=RunLimits())
+        return ClaudeStreamDriver(ClaudeConfig(), initial, invocation=inv, close_grace=1.0)
+
+    return factory
+
+
+async def _spare_ready(backend: SessionBackend) -> None:
+    with trio.fail_after(30):
+        while not backend.pool.spares:  # noqa: ASYNC110 - the pool has no event for it
+            await trio.sleep(0.02)
+
+
+@pytest.mark.parametrize("refuse", ["", "get_context_usage"])
+async def test_a_spare_is_warmed_up_with_a_summary_context_usage_and_no_message(
+    tmp_path: Path, refuse: str
+):
+    """claude sets a conversation up lazily at its first user message; a spare of the warm
+    pool is ready only after ``get_context_usage`` (``detail: summary``: local estimates, no
+    token-count or model call) was answered. No user message is sent before the first run,
+    and a claude that refuses the request (an older one) still serves the run."""
+    log = tmp_path / "stdin.jsonl"
+    factory = _echo_factory(log, refuse)
+    async with SessionBackend("claude", driver_factory=factory, scaling=ScalingConfig()) as b:
+        await _spare_ready(b)
+        sent = _stdin_lines(log)
+        assert [m["request"]["subtype"] for m in sent] == ["initialize", "get_context_usage"]
+        assert sent[1]["request"]["detail"] == "summary"
+        assert b.pool.spares[0].warmed_up is (not refuse)
+        result = await b.run(RunRequest(user_text="hi", env={"ALICE_SESSION_KEY": "k"}))
+        assert result.reply == "echo: hi"
+    first_process = _stdin_lines(log)[:3]
+    assert [m["type"] for m in first_process] == ["control_request", "control_request", "user"]
+
+
+async def test_warm_up_of_a_closed_driver_raises_session_closed(tmp_path: Path):
+    from alice_trio.errors import SessionClosedError
+
+    driver = _echo_factory(tmp_path / "log")(ClaudeConfig(), RunRequest(user_text=""))
+    with pytest.raises(SessionClosedError):
+        await driver.warm_up()

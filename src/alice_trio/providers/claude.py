@@ -444,6 +444,9 @@ PROVIDER = Provider(
                 long_lived=True,
                 steer_mode="native_enqueue",
                 capabilities=EVERY_CAPABILITY,
+                spare_warm_up="the `get_context_usage` control request (`detail: summary`: "
+                "local estimates, no token-count call): claude builds the system prompt, tool "
+                "schemas and context a first message needs",
             ),
             versions=VersionCheck(
                 verified=("2.1.197", "2.1.332"), source="npm @anthropic-ai/claude-code"

@@ -113,6 +113,10 @@ class SessionSpec:
     message (legacy kimi-cli: the OpenAI SDK's resources, ~0.5 s); the driver has its process
     import them at start (:mod:`alice_trio.sessions.preload`), so a warm spare has paid for
     them before a conversation takes it. Names only: nothing is imported here.
+    ``spare_warm_up``: what the driver does to a spare conversation of the warm pool once it
+    is up, ahead of its first message (for people; empty: nothing). When set, the pool awaits
+    the driver's ``warm_up()`` before it counts the spare as ready; a warm-up never calls the
+    model and leaves the conversation as it was.
     """
 
     factory: str | Callable[..., Any] = attrs.field(
@@ -125,6 +129,7 @@ class SessionSpec:
     )
     capabilities: Capabilities = Capabilities()
     preload: tuple[str, ...] = attrs.field(default=(), converter=_names, validator=_module_names)
+    spare_warm_up: str = ""
 
     def factory_name(self) -> str:
         f = self.factory

@@ -30,6 +30,13 @@ with ``bypassPermissions`` (the config default) nothing is asked, so set ``permi
 default`` (or ``acceptEdits``) to be asked. A prompt claude withdraws
 (``control_cancel_request``) cancels the callback's wait and is not answered.
 
+Warm-up (:meth:`ClaudeStreamDriver.warm_up`, the warm pool's spares; the provider record's
+``spare_warm_up``): claude does much of a conversation's setup lazily at its first user message.
+The ``get_context_usage`` control request with ``detail: summary`` (answered from local
+estimates: no token-count or model call, and the conversation is left as it was — the model
+requests that follow are byte for byte the same) makes it build the system prompt, tool
+schemas and context ahead of that message.
+
 Interrupt writes the ``interrupt`` control request and waits up to ``interrupt_deadline`` for
 its ``control_response`` (:class:`ProtocolError` when none comes); the turn's own terminal
 event follows. When claude exits while submissions are pending, each gets an ``error`` event
@@ -130,6 +137,7 @@ class ClaudeStreamDriver:
         self._scope = trio.CancelScope()
         self._done = trio.Event()
         self._closing = False
+        self.warmed_up = False
 
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
@@ -312,6 +320,18 @@ class ClaudeStreamDriver:
 
     async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
         return await self._submit(request, steered=True)
+
+    async def warm_up(self) -> None:
+        """Ahead of the first message (module docstring); ``warmed_up`` says whether claude
+        answered. A refusal or no answer within ``interrupt_deadline`` (a claude without the
+        request) leaves it unwarmed, silently; a closed session raises
+        :class:`SessionClosedError`."""
+        proc = self._live()
+        try:
+            await self._control(proc, "warm", "the warm-up", "get_context_usage", detail="summary")
+        except ProtocolError:
+            return
+        self.warmed_up = True
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
         self.gate.withdraw_all()  # a pending permission prompt is denied at once

@@ -19,12 +19,14 @@ shared agent processes, a warm pool of spares, and a bound on processes.
 conversations started ahead of need for the request of the most recent *new* conversation
 (at open: a request with the config's defaults). A spare only serves a new conversation (no
 thread id) whose request equals the one it was made for except for the prompt, callbacks and
-session key. Taking one starts its replacement in the background; on a shared host the
-replacement is one more protocol conversation in the same process (no spawn), and it waits
-until the conversation that took the spare has ended its first turn (or its driver ended):
-made at once it would run on the agent's single event loop during that turn (gemini's
-``session/new`` made a first turn on the fake model 2-3× a warm one). A new conversation that
-finds no spare meanwhile starts the replacement at once. A spare that
+session key. A spare that is a process of its own is ready once its driver started and, where
+the provider record names a ``spare_warm_up`` (claude), once the driver's ``warm_up()`` did the
+work the CLI would otherwise do at the first message. Taking one starts its replacement in the
+background; on a shared host the replacement is one more protocol conversation in the same
+process (no spawn), and it waits until the conversation that took the spare has ended its first
+turn (or its driver ended): made at once it would run on the agent's single event loop during
+that turn (gemini's ``session/new`` made a first turn on the fake model 2-3× a warm one). A new
+conversation that finds no spare meanwhile starts the replacement at once. A spare that
 dies is dropped when found; a replacement after a failed start waits ``spare_retry`` seconds,
 doubling, so a broken CLI is never restarted in a loop. Closing the pool closes every spare.
 
@@ -170,6 +172,16 @@ def share_plan(provider: Provider, config: CLIConfig, approver: Any = None) -> S
     return None
 
 
+def _warms_up(provider: Provider, config: CLIConfig) -> bool:
+    """Whether the provider record says its session driver warms up a spare."""
+    from .registry import session_spec
+
+    try:
+        return bool(session_spec(provider, config).spare_warm_up)
+    except ConfigError:
+        return False
+
+
 def _env_key(env: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in dict(env).items() if k != SESSION_KEY_ENV))
 
@@ -210,9 +222,10 @@ class Prestarted(DriverWrapper):
     :meth:`run` (typed). Cancelling :meth:`run` closes the inner driver.
     """
 
-    def __init__(self, driver: Any, key: Hashable = None) -> None:
+    def __init__(self, driver: Any, key: Hashable = None, *, warm_up: bool = False) -> None:
         super().__init__(driver)
         self.key = key
+        self.warm_up = warm_up
         self.taken = False
         self.failure: BaseException | None = None
         self.done = trio.Event()
@@ -226,17 +239,30 @@ class Prestarted(DriverWrapper):
         return not self.done.is_set()
 
     async def warm(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the inner driver; report started once it is up and, with ``warm_up``, once its
+        ``warm_up()`` returned (a failure of either before that is raised from here)."""
         started = False
+        up = trio.Event()
 
         class _Status:
             def started(self, value: None = None) -> None:
-                nonlocal started
-                started = True
-                task_status.started()
+                up.set()
+
+        async def ready() -> None:
+            nonlocal started
+            await up.wait()
+            warm_up = getattr(self.driver, "warm_up", None) if self.warm_up else None
+            if callable(warm_up):
+                await warm_up()
+            started = True
+            task_status.started()
 
         try:
             with single_exception():
-                await self.driver.run(self._forward, task_status=_Status())
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ready)
+                    await self.driver.run(self._forward, task_status=_Status())
+                    nursery.cancel_scope.cancel()
         except AliceError as exc:
             if not started:
                 raise
@@ -337,6 +363,8 @@ class HostPool:
             if self.scaling.share and factory is None
             else None
         )
+        #: one-process spares get the driver's warm-up (provider record: ``spare_warm_up``)
+        self.warm_up = _warms_up(provider, config)
         limit = self.scaling.max_processes
         self.slots = trio.CapacityLimiter(limit if limit > 0 else math.inf)
         self.hosts: list[Any] = []  # AgentHost or ServeHost (the same pool interface)
@@ -514,7 +542,7 @@ class HostPool:
                     return False
                 driver: SessionDriver = self._build(base)
                 holder = _Slotted(driver, self)
-                spare = Prestarted(holder, key)
+                spare = Prestarted(holder, key, warm_up=self.warm_up)
             else:
                 template = self.plan.template(self.config, base, self.approver)
                 host = await self._host_for(template, "", wait=False)

@@ -34,6 +34,28 @@ def marked(mark: str, key: str = "TEST_MARK") -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def started(mark: str, root: int, key: str = "TEST_MARK") -> bool:
+    """Whether the command ``root`` (marked ``mark``) has started a process of its own: a
+    marked process other than ``root`` running another program. A fork of ``root`` that has
+    not exec'd yet does not count — trio's import runs ``ldconfig`` that way, long before the
+    command's run begins."""
+    own = _cmdline(root)
+    for pid in marked(mark, key):
+        if pid != root:
+            line = _cmdline(pid)
+            if line is not None and line != own:
+                return True
+    return False
+
+
 def new_mark() -> str:
     return uuid.uuid4().hex
 

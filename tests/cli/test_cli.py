@@ -15,7 +15,7 @@ import pytest
 from alice_trio.cli.main import main
 
 from cli_support import validate_result
-from helpers import marked, new_mark
+from helpers import marked, new_mark, started
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = ROOT / "tests" / "transcripts"
@@ -183,6 +183,18 @@ def test_providers_json(capsys: pytest.CaptureFixture[str]) -> None:
 # -- processes: SIGINT / SIGTERM / chat -----------------------------------------------------
 
 
+def _replay_running(mark: str) -> bool:
+    """Whether the replayed agent of the command marked ``mark`` has started."""
+    for pid in marked(mark):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"alice_trio.replay_cli" in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
 def _wait_for(pred: object, seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -205,7 +217,8 @@ def test_signal_cancels_the_run_and_leaves_no_process(sig: int, code: int, word:
     )  # fmt: skip
     try:
         # the replayed agent (a grandchild, in its own session) is running
-        assert _wait_for(lambda: len(marked(mark)) >= 2), "the replay CLI never started"
+        # (not "two marked processes": trio's import runs ldconfig, a fork of this command)
+        assert _wait_for(lambda: _replay_running(mark)), "the replay CLI never started"
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -242,7 +255,7 @@ def test_chat_ctrl_c_interrupts_the_turn_and_ctrl_d_ends() -> None:
     try:
         proc.stdin.write(b"hello\n")
         proc.stdin.flush()
-        assert _wait_for(lambda: len(marked(mark)) >= 2), "the turn never started"
+        assert _wait_for(lambda: started(mark, proc.pid)), "the turn never started"
         proc.send_signal(signal.SIGINT)
         assert _wait_for(lambda: len(marked(mark)) == 1), "the turn was not interrupted"
         proc.stdin.close()  # Ctrl-D

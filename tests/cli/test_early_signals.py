@@ -3,6 +3,7 @@ being imported: exit 130/143, at most one line on stderr, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import site
@@ -105,12 +106,16 @@ def test_a_signal_while_the_command_imports_waits_for_the_imports(
 ) -> None:
     mark = tmp_path / "imports-went-on"
     hook = HOOK.replace("SIGNUM", str(int(sig))).replace("MARK", repr(str(mark)))
-    argv = [sys.executable, "-c", hook, "run", "--provider", "replay", "--quiet", "hi"]
+    argv = [sys.executable, "-c", hook, "run", "--provider", "replay", "--quiet", "--json", "hi"]
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
     text = done.stderr.decode(errors="replace")
     assert mark.exists(), "the signal was raised in the middle of an import"
     assert done.returncode == code, text
     assert text.splitlines() == [f"alice-trio: {word}"]
+    # --json: the one result object, also for a run a signal ended before it began
+    result = json.loads(done.stdout)
+    assert (result["ok"], result["error"], result["command"]) == (False, word, "run")
+    assert result["provider"] == "replay" and result["schema"] == 1
 
 
 def test_a_signal_the_command_was_started_with_ignored_stays_ignored() -> None:

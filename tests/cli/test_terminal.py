@@ -16,7 +16,7 @@ import pytest
 from alice_trio.cli.exits import EXIT_NOT_FOUND, EXIT_TIMEOUT
 
 from cli_support import CLI, PtyProcess, validate_event, validate_result, wait_for
-from helpers import marked, new_mark
+from helpers import marked, new_mark, started
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_CODEX = ROOT / "benchmarks" / "fake_codex.py"
@@ -272,7 +272,7 @@ def test_chat_quit_while_a_turn_runs_leaves_nothing_running() -> None:
     try:
         assert term.expect("/help lists commands")
         term.send("hello\n")
-        assert wait_for(lambda: len(marked(mark)) >= 2), "the turn never started"
+        assert wait_for(lambda: started(mark, term.proc.pid)), "the turn never started"
         term.send("/quit\n")
         assert term.wait() == 0
     finally:
@@ -293,7 +293,7 @@ def test_chat_signals_exit_cleanly(how: str, code: int) -> None:
             term.ctrl_c()
         else:
             term.send("hello\n")
-            assert wait_for(lambda: len(marked(mark)) >= 2), "the turn never started"
+            assert wait_for(lambda: started(mark, term.proc.pid)), "the turn never started"
             term.proc.send_signal(signal.SIGTERM)
         assert term.wait() == code
     finally:
@@ -310,7 +310,7 @@ def test_run_ctrl_c_in_a_terminal() -> None:
         [*CLI, "run", "--provider", "replay", "-o", "speed=0.002", "hi"], env={"TEST_MARK": mark}
     )
     try:
-        assert wait_for(lambda: len(marked(mark)) >= 2), "the replay CLI never started"
+        assert wait_for(lambda: started(mark, term.proc.pid)), "the replay CLI never started"
         term.ctrl_c()
         assert term.wait() == 130
     finally:
@@ -336,7 +336,7 @@ def test_chat_signal_while_the_session_starts(tmp_path: Path, sig: int) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert wait_for(lambda: len(marked(mark)) >= 2), "the agent never started"
+        assert wait_for(lambda: started(mark, proc.pid)), "the agent never started"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -366,7 +366,7 @@ def test_a_signal_inside_a_trio_run_without_a_receiver(tmp_path: Path, sig: int,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert wait_for(lambda: len(marked(mark)) >= 2), "doctor never ran a check"
+        assert wait_for(lambda: started(mark, proc.pid)), "doctor never ran a check"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -70,6 +70,12 @@ def main() -> int:
     except KeyboardInterrupt as exc:
         signum = interrupt_signal(exc)
         code = 128 + int(signum)
+        command_module = sys.modules.get(__package__ + ".main")
+        if command_module is not None:  # imported: ``run --json`` still prints its result
+            try:
+                command_module.interrupted_result(None, signum)
+            except (Exception, KeyboardInterrupt):  # nothing may turn this into a traceback
+                pass
         try:
             if sys.stderr is not None:
                 sys.stderr.write(f"alice-trio: {signal_name(signum)}\n")

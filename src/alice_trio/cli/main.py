@@ -364,7 +364,13 @@ def _fail(exc: BaseException) -> int:
     return exit_code_for(exc)
 
 
+#: whether this command has printed its result object (``--json``/``--jsonl``)
+_result_emitted = False
+
+
 def _emit_json(obj: dict[str, Any], jsonl: JsonLinesPrinter | None) -> None:
+    global _result_emitted
+    _result_emitted = True
     if jsonl is not None:
         jsonl.emit({"type": "result", **obj})
     else:
@@ -603,11 +609,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt as exc:
         signum = interrupt_signal(exc)
+        interrupted_result(argv, signum)
         _err(_signal_name(signum))
         return signal_exit(signum)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_result(argv: Sequence[str] | None, signum: int) -> None:
+    """A signal ended the command before its run could answer (while it started or read its
+    config): a ``run``/``replay`` that asked for ``--json``/``--jsonl`` still gets its one
+    result object on stdout (``ok: false``, the signal's name as the error). Nothing when the
+    result was already printed or the arguments do not parse."""
+    if _result_emitted:
+        return
+    try:
+        args, _ = build_parser().parse_known_args(argv)
+    except (SystemExit, Exception):  # unparsable arguments: the one stderr line says it all
+        return
+    command = getattr(args, "cmd", None)
+    if command not in ("run", "replay") or not (
+        getattr(args, "json", False) or getattr(args, "jsonl", False)
+    ):
+        return
+    name = _signal_name(signum)
+    obj = result_json(None, command=command, provider=getattr(args, "provider", None) or "",
+                      profile=getattr(args, "profile", None) or "", error=name,
+                      error_type=name.title())  # fmt: skip
+    _emit_json(obj, JsonLinesPrinter() if getattr(args, "jsonl", False) else None)
 
 
 def _main(argv: Sequence[str] | None) -> int:

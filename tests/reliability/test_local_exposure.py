@@ -53,6 +53,8 @@ _WRITE_MODES = set("wax+")
 REVIEWED = {
     ("generated_docs.py", "write_text"): "developer tool: rewrites the docs file named on its "
     "command line, in place (the file's existing mode is kept)",
+    ("boundedio.py", "open"): "opens an existing file read-only (os.O_RDONLY; it creates "
+    "nothing) and wraps a descriptor it was given (closefd=False)",
     ("cli/main.py", "open"): "opens os.devnull for writing (silences stdout at exit)",
     ("cli/main.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
     ("cli/chat.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",

@@ -23,6 +23,7 @@ import trio
 
 from .. import __version__
 from ..backend import OneShotBackend
+from ..boundedio import FileTooLargeError, read_fd_bounded
 from ..config import (
     AppConfig,
     ProfileConfig,
@@ -162,14 +163,27 @@ def _read_stdin() -> str:
             text = str(stream.read(limit + 1))
             too_large = len(text) > limit
         else:
-            data = bytes(buffer.read(limit + 1))
+            data = _read_all(buffer, limit)
             too_large = len(data) > limit
             text = data.decode("utf-8", "replace")
+    except FileTooLargeError:
+        too_large = True
     except OSError as exc:
         raise UsageError(f"cannot read the prompt from stdin: {exc.strerror or exc}") from exc
     if too_large:
         raise UsageError(f"the prompt on stdin is larger than {limit >> 20} MiB")
     return text
+
+
+def _read_all(buffer: Any, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of a binary stream: from its descriptor in signal-responsive
+    waits when it has one (a pipe whose writer stays open must not make Ctrl-C wait for data,
+    see :mod:`alice_trio.boundedio`), else through the stream."""
+    try:
+        fd = buffer.fileno()
+    except (AttributeError, OSError, ValueError):
+        return bytes(buffer.read(limit + 1))
+    return read_fd_bounded(fd, limit, name="stdin")
 
 
 def _argv_text(text: str) -> str:

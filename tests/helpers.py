@@ -34,7 +34,8 @@ def marked(mark: str, key: str = "TEST_MARK") -> list[int]:
     return out
 
 
-def _cmdline(pid: int) -> bytes | None:
+def cmdline(pid: int) -> bytes | None:
+    """The raw ``/proc/PID/cmdline`` of ``pid`` (None once it is gone)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read()
@@ -47,10 +48,10 @@ def started(mark: str, root: int, key: str = "TEST_MARK") -> bool:
     marked process other than ``root`` running another program. A fork of ``root`` that has
     not exec'd yet does not count — trio's import runs ``ldconfig`` that way, long before the
     command's run begins."""
-    own = _cmdline(root)
+    own = cmdline(root)
     for pid in marked(mark, key):
         if pid != root:
-            line = _cmdline(pid)
+            line = cmdline(pid)
             if line is not None and line != own:
                 return True
     return False

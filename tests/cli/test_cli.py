@@ -15,7 +15,7 @@ import pytest
 from alice_trio.cli.main import main
 
 from cli_support import validate_result
-from helpers import marked, new_mark, started
+from helpers import cmdline, marked, new_mark, started
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSCRIPTS = ROOT / "tests" / "transcripts"
@@ -185,14 +185,7 @@ def test_providers_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def _replay_running(mark: str) -> bool:
     """Whether the replayed agent of the command marked ``mark`` has started."""
-    for pid in marked(mark):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"alice_trio.replay_cli" in f.read():
-                    return True
-        except OSError:
-            pass
-    return False
+    return any(b"alice_trio.replay_cli" in (cmdline(pid) or b"") for pid in marked(mark))
 
 
 def _wait_for(pred: object, seconds: float = 20.0) -> bool:

@@ -339,8 +339,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if signum is not None:
         if want_json:
-            name = _signal_name(signum)
-            _emit_json(result_json(None, **names, error=name, error_type=name.title()), jsonl)
+            _emit_interrupted(signum, jsonl, **names)
         _err(_signal_name(signum))
         return signal_exit(signum)
     error: AliceError | None = outcome.get("error")
@@ -647,11 +646,15 @@ def interrupted_result(argv: Sequence[str] | None, signum: int) -> None:
         getattr(args, "json", False) or getattr(args, "jsonl", False)
     ):
         return
+    _emit_interrupted(signum, JsonLinesPrinter() if getattr(args, "jsonl", False) else None,
+                      command=command, provider=getattr(args, "provider", None) or "",
+                      profile=getattr(args, "profile", None) or "")  # fmt: skip
+
+
+def _emit_interrupted(signum: int, jsonl: JsonLinesPrinter | None, **names: str) -> None:
+    """The result object of a run a signal ended (``ok: false``, the signal's name)."""
     name = _signal_name(signum)
-    obj = result_json(None, command=command, provider=getattr(args, "provider", None) or "",
-                      profile=getattr(args, "profile", None) or "", error=name,
-                      error_type=name.title())  # fmt: skip
-    _emit_json(obj, JsonLinesPrinter() if getattr(args, "jsonl", False) else None)
+    _emit_json(result_json(None, **names, error=name, error_type=name.title()), jsonl)
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -95,6 +95,8 @@ def test_run_failure_exits_1_with_error(capsys: pytest.CaptureFixture[str]) -> N
         (["run", "-c", "/nonexistent.yaml", "hi"], "cannot read config file"),
         (["run", "-P", "replay", "--cwd", "/nonexistent/dir"], "workspace dir does not exist"),
         (["run", "-P", "replay", "--json", "--jsonl"], "not allowed with argument"),
+        (["run", "-P", "replay", "-o", "transcript=/nonexistent", "hi"], "transcript does not"),
+        (["run", "-P", "replay", "-o", "transcript=/", "hi"], "transcript is a directory: /"),
         (["replay", "--provider", "codex", "/nonexistent/file"], "cannot read /nonexistent/file"),
         (["replay", "--provider", "nope", str(HTTP500)], 'unsupported llm_provider "nope"'),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -97,6 +98,36 @@ async def test_missing_command_is_typed():
 async def test_missing_workspace_dir_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="workspace dir"):
         await run_oneshot(PROVIDER, cfg(), req(workspace_dir=str(tmp_path / "nope")))
+
+
+@pytest.mark.parametrize("make", ["missing", "directory", "unreadable", "relative"])
+async def test_a_missing_input_file_is_a_config_error_before_spawn(make: str, tmp_path: Path):
+    """An ``Invocation.inputs`` file the CLI must read is checked by the spawn path (relative
+    to the workspace), so a bad one is a ConfigError naming it and nothing is started."""
+    target = tmp_path / "input.txt"
+    if make == "directory":
+        target.mkdir()
+    elif make in ("unreadable", "relative"):
+        target.write_text("x")
+        if make == "unreadable":
+            target.chmod(0)
+    path = "input.txt" if make == "relative" else str(target)
+    provider = attrs.evolve(
+        PROVIDER,
+        build_invocation=lambda r, c: attrs.evolve(
+            PROVIDER.build_invocation(r, c), inputs={"script": path}
+        ),
+    )
+    if make == "relative":  # resolved against the run's workspace: it exists there
+        result = await run_oneshot(provider, cfg("--text", "ran"), req(workspace_dir=str(tmp_path)))
+        assert result.reply == "ran"
+        return
+    if make == "unreadable" and os.access(target, os.R_OK):
+        pytest.skip("running as a user who reads any file (root)")
+    with pytest.raises(
+        ConfigError, match=r"script (does not exist|is a directory|is not readable)"
+    ):
+        await run_oneshot(provider, cfg(), req())
 
 
 async def test_crash_carries_exit_code_stderr_tail_and_partial():

@@ -179,7 +179,8 @@ def build_env(invocation: Invocation, run_id: str) -> dict[str, str]:
 
 
 def check_invocation(invocation: Invocation, name: str) -> None:
-    """Raise :class:`ConfigError` for what no OS would run; quick, no I/O but one ``stat``."""
+    """Raise :class:`ConfigError` for what no OS would run and for a missing input file; quick,
+    no I/O but ``stat``/``access`` calls."""
     argv = invocation.argv
     if not argv or not isinstance(argv[0], str) or not argv[0]:
         raise ConfigError(f"{name}: empty command", provider=name)
@@ -205,6 +206,23 @@ def check_invocation(invocation: Invocation, name: str) -> None:
         if not os.path.isdir(cwd):
             what = "is not a directory" if os.path.exists(cwd) else "does not exist"
             raise ConfigError(f"{name}: workspace dir {what}: {cwd}", provider=name)
+    for label, path in invocation.inputs.items():
+        _check_input(name, label, path, cwd)
+
+
+def _check_input(name: str, label: str, path: str, cwd: str | None) -> None:
+    """Raise :class:`ConfigError` unless ``path`` (relative to ``cwd``) is a readable file."""
+    if not path or "\0" in path:
+        raise ConfigError(
+            f"{name}: the {label} path is empty or contains a NUL byte", provider=name
+        )
+    full = os.path.join(cwd or "", path)
+    if not os.path.exists(full):
+        raise ConfigError(f"{name}: {label} does not exist: {path}", provider=name)
+    if os.path.isdir(full):
+        raise ConfigError(f"{name}: {label} is a directory: {path}", provider=name)
+    if not os.access(full, os.R_OK):
+        raise ConfigError(f"{name}: {label} is not readable: {path}", provider=name)
 
 
 def spawn_error(exc: BaseException, invocation: Invocation, name: str) -> AliceError:

@@ -238,7 +238,10 @@ class Invocation:
     """How to start one CLI process. ``env`` holds overrides only: the engine merges them over
     the host's environment and removes ``env_remove``. ``stdin`` ``None`` means stdin is
     closed at once; bytes are written and then stdin is closed (EOF). ``idle_timeout`` and
-    ``timeout`` are seconds (``None``: none).
+    ``timeout`` are seconds (``None``: none). ``inputs`` names the files the CLI must read
+    (label → path, e.g. ``{"transcript": path}``): the spawn path checks each is a readable
+    file before anything starts, so a missing one is a :class:`~alice_trio.errors.ConfigError`,
+    not the CLI's own failure after it started.
 
     Construction checks what ``execve`` would refuse, for one-shot runs and sessions alike: a
     NUL byte or an unencodable string in argv, env or cwd, an env key with ``=``, one argument
@@ -254,6 +257,7 @@ class Invocation:
     timeout: float | None = None
     idle_timeout: float | None = None
     limits: RunLimits = RunLimits()
+    inputs: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict)
 
     def __attrs_post_init__(self) -> None:
         _check_invocation(self)

@@ -56,6 +56,7 @@ def build_invocation(request: RunRequest, config: ReplayConfig) -> Invocation:
         timeout=config.effective_timeout(),
         idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
+        inputs={"transcript": path},
     )
 
 

@@ -574,6 +574,9 @@ class HostPool:
             if not starting:
                 break
             await _started_or_done(starting[0])  # one start per key at a time
+        for gone in [h for h in self.hosts if not h.alive and h.has_parked(thread_id)]:
+            # the closing process still holds this conversation: never two at once
+            await gone.done.wait()
         usable = [
             h for h in self.hosts
             if h.key == key and h.alive and not h.holds(thread_id)

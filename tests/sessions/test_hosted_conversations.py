@@ -565,3 +565,45 @@ async def test_a_resume_waits_for_the_retiring_process_that_still_holds_its_thre
         again = await b.run(req("a", "back", thread_id=a.next_thread_id))
         assert again.reply == f"reply to {a.next_thread_id}: back"
         assert first.done.is_set() and b.pool.hosts[0] is not first
+
+
+async def test_at_the_process_bound_a_resume_joins_a_full_process_instead_of_waiting_forever(
+    tmp_path: Path,
+) -> None:
+    # the only process is full (two conversations and the spare) and is the bound: a resume of
+    # a thread no process holds joins it (the documented rule). It used to close the spare,
+    # count that as a freed process slot, evict one conversation and wait for a slot forever.
+    config, _log = make_config(tmp_path, "codex")
+    scaling = ScalingConfig(warm=1, max_processes=1, host_capacity=3)
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        (host,) = b.pool.hosts
+        assert host.full and host.load == 3
+        with trio.fail_after(20):
+            again = await b.run(req("x", "back", thread_id="thr-elsewhere"))
+        assert again.reply == "reply to thr-elsewhere: back"
+        assert b.pool.hosts == [host] and b.pool.processes() == 1
+
+
+async def test_a_new_process_at_the_bound_closes_idle_conversations_until_one_is_free(
+    tmp_path: Path,
+) -> None:
+    # a request whose environment differs needs its own process; the only slot is taken by a
+    # process hosting two idle conversations: both are closed (least recently used first) and
+    # the emptied process goes. Closing one of them used to be all: it freed no slot, and the
+    # run waited until the idle timers closed the rest.
+    config, _log = make_config(tmp_path, "codex")
+    scaling = ScalingConfig(warm=0, max_processes=1)
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        (first,) = b.pool.hosts
+        with trio.fail_after(20):
+            other = await b.run(
+                RunRequest(user_text="three", env={SESSION_KEY_ENV: "c", "OTHER": "1"})
+            )
+        assert other.reply.endswith(": three")
+        assert b.open_sessions() == ["c"] and b.admission.evicted == 2
+        assert first.done.is_set() and b.pool.processes() == 1

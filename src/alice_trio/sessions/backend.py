@@ -354,6 +354,7 @@ class SessionBackend:
                     del self._sessions[key]
                 self._release(entry)
             self.admission.forget(key, self)
+            self.pool.notify()  # a process slot may be free now (HostPool._acquire)
 
     async def _drop_and_wait(self, entry: _Entry) -> None:
         """Kill ``entry``'s session and wait until its process group is reaped (shielded and

@@ -63,6 +63,7 @@ def run_all(quick: bool) -> dict[str, Any]:
     sections["peer"] = _section("claude-agent-sdk side by side", "peer", q)
     sections["cli"] = _section("alice-trio command: rendering", "cli", q)
     sections["scaling"] = _section("scaling on the real CLIs", "scaling", q)
+    sections["capacity"] = _section("conversations per host on the real CLIs", "capacity", q)
     sections["file_changes"] = _section("file changes: workspace snapshots", "file_changes", q)
     rows = [
         r["name"]
@@ -299,6 +300,52 @@ def _left(row: dict[str, Any]) -> str:
     return text
 
 
+def render_capacity(sec: dict[str, Any], lines: list[str]) -> None:
+    """The capacity section: PSS of N conversations on one shared process, per-turn growth,
+    memory after closing, the admission bounds at the largest N."""
+    if "error" in sec or "skipped" in sec:
+        lines.append(f"\nConversations per host: {sec.get('error') or sec.get('skipped')}")
+        return
+    lines.append(
+        f"\nConversations per host (one shared process, SessionBackend, fake model; PSS of every "
+        f"process of the run, MB; N = {sec['steps']}, a conversation of {sec['long_turns']} turns)"
+    )
+    for cli, row in sec["providers"].items():
+        if "skipped" in row:
+            lines.append(f"  {cli:9} skipped — {row['skipped']}")
+            continue
+        g = row.get("growth") or {}
+        if "error" in g:
+            lines.append(f"  {cli:9} growth ERROR {str(g['error'])[:200]}")
+        elif g:
+            steps = "  ".join(
+                f"{r['conversations']}:{r['pss_mb']}"
+                + (f" (+{r['mb_per_conversation_in_range']}/conv)"
+                   if r.get("mb_per_conversation_in_range") is not None else "")
+                for r in g["rows"]
+            )  # fmt: skip
+            closes = ", ".join(f"{c['state']} {c['pss_mb']}" for c in g.get("close", []))
+            long = g.get("long") or {}
+            lines.append(f"  {cli:9} N:PSS   {steps}")
+            lines.append(
+                f"  {'':9} per turn of one conversation {long.get('mb_per_turn')} MB; "
+                f"{closes}; our process {g['rows'][-1].get('self_pss_mb')} MB"
+            )
+        bd = row.get("bounded") or {}
+        if "error" in bd:
+            lines.append(f"  {cli:9} bounds ERROR {str(bd['error'])[:200]}")
+        elif bd:
+            b = bd["bounds"]
+            lines.append(
+                f"  {'':9} bounds conv≤{b['max_conversations']} proc≤{b['max_processes']} "
+                f"cap {b['host_capacity']} over {bd['conversations']} conversations: live max "
+                f"{bd['max_live_conversations']}, processes max {bd['max_pool_processes']} "
+                f"(children {bd['max_agent_children']}), peak {bd['peak_pss_mb']} MB, "
+                f"errors {bd['error_count']}{', HUNG' if bd.get('burst_hung') else ''} — "
+                f"{'within' if bd['within_bounds'] else 'OUTSIDE'} the bounds"
+            )
+
+
 def render(report: dict[str, Any]) -> str:
     lines: list[str] = []
     m = report["machine"]
@@ -428,6 +475,7 @@ def render(report: dict[str, Any]) -> str:
                 f"stdout {b['reply_bytes_on_stdout']:,} B"
             )
     render_scaling(s.get("scaling") or {"skipped": "not run"}, lines)
+    render_capacity(s.get("capacity") or {"skipped": "not run"}, lines)
     fc = s.get("file_changes") or {"error": "not run"}
     if "error" in fc:
         lines.append(f"\nFile changes: ERROR {str(fc['error'])[:300]}")

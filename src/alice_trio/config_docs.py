@@ -131,9 +131,10 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     "least recently used idle one is closed and resumes by thread id on its next run.",
     ("ScalingConfig", "max_turns"): "Turns running at once (0: no bound); the rest wait in "
     "FIFO order and `on_progress` says so.",
-    ("ScalingConfig", "host_capacity"): "Conversations per shared process: live ones (codex, "
-    "opencode), or every one it opened for an agent that cannot free a session (gemini, Kimi "
-    "Code: the process then takes no more and closes when its last one ends).",
+    ("ScalingConfig", "host_capacity"): "Conversations per shared process: live ones "
+    "(opencode), or every one it opened for an agent that keeps a closed conversation loaded "
+    "(codex, gemini, Kimi Code: the process then takes no more and closes when its last one "
+    "ends).",
     ("ScalingConfig", "spare_retry"): "Seconds before a spare that failed to start is tried "
     "again (doubling, at most 300).",
     ("RunLimits", "kill_grace_secs"): "SIGTERM to the process group, this long, then SIGKILL.",

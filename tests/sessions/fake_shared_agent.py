@@ -19,8 +19,10 @@ What a turn does depends on its prompt text:
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
 tool (like gemini and Kimi Code); codex's ``turn/interrupt`` leaves it running (like codex
 0.171), and ``thread/start``'s ``config.shell_environment_policy.set`` is put into the
-environment of the thread's tools (like codex). Every message the client wrote is appended to
-LOG as JSON; tool pids are logged as ``{"tool": pid, "conv": id}``.
+environment of the thread's tools (like codex). Like codex 0.171, a process keeps every
+thread it loaded (``thread/unsubscribe`` does not unload it): another process refuses to resume
+that thread while this one lives ("already has an active writer"). Every message the client
+wrote is appended to LOG as JSON; tool pids are logged as ``{"tool": pid, "conv": id}``.
 """
 
 from __future__ import annotations
@@ -207,6 +209,29 @@ def acp_turn(conv: str, turn: dict, text: str, rid: object) -> None:
     convs[conv].pop("turn", None)
 
 
+def take_writer(thread: str) -> bool:
+    """Like codex 0.171: the process that loaded a thread is its writer until it exits
+    (``thread/unsubscribe`` does not unload it); another process cannot resume it meanwhile.
+    The lock is a file next to LOG holding the writer's pid."""
+    lock = os.path.join(os.path.dirname(os.path.abspath(sys.argv[2])), f"writer-{thread}")
+    try:
+        with open(lock) as f:
+            owner = int(f.read() or 0)
+    except (OSError, ValueError):
+        owner = 0
+    if owner and owner != os.getpid():
+        try:
+            os.kill(owner, 0)
+            with open(f"/proc/{owner}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return False
+        except OSError:
+            pass
+    with open(lock, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
 def handle(msg: dict) -> None:
     method = msg.get("method")
     params = msg.get("params") or {}
@@ -237,8 +262,12 @@ def handle(msg: dict) -> None:
         cid = (
             params.get("threadId")
             or params.get("sessionId")
-            or (f"{'thr' if MODE == 'codex' else 'ses'}-{next(counter)}")
+            or (f"{'thr' if MODE == 'codex' else 'ses'}-{os.getpid()}-{next(counter)}")
         )
+        if MODE == "codex" and not take_writer(cid):
+            message = f"thread {cid} already has an active writer"
+            write({"id": rid, "error": {"code": -32600, "message": message}})
+            return
         prefix = "shell_environment_policy.set."  # codex's dotted config overrides
         env = {k[len(prefix) :]: v for k, v in (params.get("config") or {}).items()
                if k.startswith(prefix)}  # fmt: skip
@@ -295,6 +324,7 @@ def main() -> int:
         handle(msg)
     for turn in list(turns.values()):
         cancel(turn)
+    time.sleep(float(os.environ.get("FAKE_EXIT_DELAY") or 0))  # a slow shutdown
     return 0
 
 

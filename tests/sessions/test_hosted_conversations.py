@@ -380,24 +380,26 @@ async def test_approval_requests_reach_the_conversation_they_belong_to(
 async def test_a_full_host_retires_and_the_process_bound_packs_conversations(
     tmp_path: Path,
 ) -> None:
-    config, _log = make_config(tmp_path, "acp")  # an agent that cannot free a session
+    # neither agent frees a closed conversation (ACP without session/close; codex keeps a
+    # thread loaded after thread/unsubscribe): capacity counts every one a process opened
     scaling = ScalingConfig(warm=0, host_capacity=2, max_conversations=2)
-    async with SessionBackend("gemini", config, scaling=scaling, idle_ttl=600) as b:
-        await b.run(req("a", "1"))
-        await b.run(req("b", "2"))
-        first = b.pool.hosts[0]
-        assert first.full
-        await b.run(req("c", "3"))  # a full host takes no new conversation: a second one
-        assert len(b.pool.hosts) == 2 and b.pool.hosts[0] is first
-        await b.run(req("d", "4"))  # closes a and b (LRU): the retired host closes
-        await wait_for(lambda: not first.alive and first not in b.pool.hosts, "retirement")
-        assert len(b.pool.hosts) == 1
-    # codex frees a closed thread: its capacity counts live conversations
+    for mode in MODES:
+        config, _log = make_config(tmp_path, mode)
+        async with SessionBackend(provider_of(mode), config, scaling=scaling, idle_ttl=600) as b:
+            await b.run(req("a", "1"))
+            await b.run(req("b", "2"))
+            first = b.pool.hosts[0]
+            assert first.full
+            await b.run(req("c", "3"))  # a full host takes no new conversation: a second one
+            assert len(b.pool.hosts) == 2 and b.pool.hosts[0] is first
+            await b.run(req("d", "4"))  # closes a and b (LRU): the retired host closes
+            await wait_for(
+                lambda first=first: not first.alive and first not in b.pool.hosts, "retirement"
+            )
+            assert len(b.pool.hosts) == 1
+            again = await b.run(req("a", "back"))  # resumes its thread on a new process
+            assert again.reply.endswith(": back")
     config, _log = make_config(tmp_path, "codex")
-    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
-        for key in "abcd":
-            await b.run(req(key, key))  # max_conversations=2: each new one closes the LRU
-        assert len(b.pool.hosts) == 1 and b.pool.hosts[0].load == 2
     bounded = ScalingConfig(warm=0, host_capacity=1, max_processes=1)
     async with SessionBackend("codex", config, scaling=bounded, idle_ttl=600) as b:
         for key in "xyz":
@@ -518,3 +520,90 @@ async def test_the_replacement_starts_once_the_first_turn_ended(tmp_path: Path, 
         await done.wait()
         await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
         assert len(methods(log, opened)) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_closed_conversation_resumes_on_the_process_that_still_holds_it(
+    tmp_path: Path, mode: str
+) -> None:
+    # codex 0.171 keeps a thread loaded after thread/unsubscribe (and refuses its resume on
+    # another process: "already has an active writer"); an ACP agent without session/close
+    # keeps its session. Either way the conversation must come back on the same process, even
+    # when another compatible process has more room.
+    config, _log = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, host_capacity=2)
+    async with SessionBackend(provider_of(mode), config, scaling=scaling, idle_ttl=600) as b:
+        a = await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        await b.run(req("c", "three"))  # the first process is full: a second one
+        assert len(b.pool.hosts) == 2
+        first, second = b.pool.hosts
+        for key in ("a", "c"):  # a closes on the first process, c empties the second
+            b._drop(b._sessions[key], graceful=True)
+        await wait_for(lambda: first.load == 1 and second.load == 0, "both closed")
+        assert second.alive
+        again = await b.run(req("a", "back", thread_id=a.next_thread_id))
+        assert again.reply == f"reply to {a.next_thread_id}: back"
+        assert a.next_thread_id in {
+            k for link in first.links for k in link.keys
+        }  # on the process that held it
+        assert second.load == 0
+
+
+async def test_a_resume_waits_for_the_retiring_process_that_still_holds_its_thread(
+    tmp_path: Path,
+) -> None:
+    # host_capacity=1: the process retires as soon as its conversation closed; it takes a
+    # while to exit and holds the thread until then (codex: "already has an active writer")
+    config, _log = make_config(tmp_path, "codex", env={"FAKE_EXIT_DELAY": "1.0"})
+    scaling = ScalingConfig(warm=0, host_capacity=1)
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        a = await b.run(req("a", "one"))
+        first = b.pool.hosts[0]
+        b._drop(b._sessions["a"], graceful=True)
+        await wait_for(lambda: first.closing, "retiring")
+        again = await b.run(req("a", "back", thread_id=a.next_thread_id))
+        assert again.reply == f"reply to {a.next_thread_id}: back"
+        assert first.done.is_set() and b.pool.hosts[0] is not first
+
+
+async def test_at_the_process_bound_a_resume_joins_a_full_process_instead_of_waiting_forever(
+    tmp_path: Path,
+) -> None:
+    # the only process is full (two conversations and the spare) and is the bound: a resume of
+    # a thread no process holds joins it (the documented rule). It used to close the spare,
+    # count that as a freed process slot, evict one conversation and wait for a slot forever.
+    config, _log = make_config(tmp_path, "codex")
+    scaling = ScalingConfig(warm=1, max_processes=1, host_capacity=3)
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        (host,) = b.pool.hosts
+        assert host.full and host.load == 3
+        with trio.fail_after(20):
+            again = await b.run(req("x", "back", thread_id="thr-elsewhere"))
+        assert again.reply == "reply to thr-elsewhere: back"
+        assert b.pool.hosts == [host] and b.pool.processes() == 1
+
+
+async def test_a_new_process_at_the_bound_closes_idle_conversations_until_one_is_free(
+    tmp_path: Path,
+) -> None:
+    # a request whose environment differs needs its own process; the only slot is taken by a
+    # process hosting two idle conversations: both are closed (least recently used first) and
+    # the emptied process goes. Closing one of them used to be all: it freed no slot, and the
+    # run waited until the idle timers closed the rest.
+    config, _log = make_config(tmp_path, "codex")
+    scaling = ScalingConfig(warm=0, max_processes=1)
+    async with SessionBackend("codex", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        (first,) = b.pool.hosts
+        with trio.fail_after(20):
+            other = await b.run(
+                RunRequest(user_text="three", env={SESSION_KEY_ENV: "c", "OTHER": "1"})
+            )
+        assert other.reply.endswith(": three")
+        assert b.open_sessions() == ["c"] and b.admission.evicted == 2
+        assert first.done.is_set() and b.pool.processes() == 1

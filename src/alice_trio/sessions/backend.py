@@ -352,7 +352,9 @@ class SessionBackend:
                 entry.host_done.set()
                 if self._sessions.get(key) is entry:
                     del self._sessions[key]
+                self._release(entry)
             self.admission.forget(key, self)
+            self.pool.notify()  # a process slot may be free now (HostPool._acquire)
 
     async def _drop_and_wait(self, entry: _Entry) -> None:
         """Kill ``entry``'s session and wait until its process group is reaped (shielded and
@@ -369,6 +371,21 @@ class SessionBackend:
             del self._sessions[entry.key]
         entry.graceful = entry.graceful and graceful
         entry.close_requested.set()
+        self._release(entry)
+
+    def _release(self, entry: _Entry) -> None:
+        """Let go of what the backend keeps for ``entry`` once it left ``_sessions``, however
+        it left (idle close, made room for another, process died, failed run, backend close):
+        its idle timer (a sleeping task holding the entry, and so its session, driver and
+        inbox, for up to ``idle_ttl``) and its key's lock when nobody holds or waits for it."""
+        if self._sessions.get(entry.key) is entry:
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        lock = self._locks.get(entry.key)
+        if lock is not None:
+            self._forget_lock(entry.key, lock)
 
     def _arm_idle_close(self, entry: _Entry) -> None:
         """Give ``entry`` its idle timer if it is still the live session of its key."""

@@ -31,6 +31,10 @@ the host instead of spawning: ``run`` gives the inner driver a :class:`_Link` fo
 ``session/load`` with this conversation's cwd) and the :class:`HostProtocol`'s ``open`` step
 (codex: ``thread/start`` / ``thread/resume`` at once, so its route key is known before any turn).
 
+A conversation the agent keeps after it was closed (ACP without ``session/close``; codex,
+which keeps a thread loaded after ``thread/unsubscribe``) is *parked* on its host: its resume
+is routed back to that process (another one would load a second copy, or is refused).
+
 Isolation: interrupting, cancelling or timing out a turn uses the protocol's own per-turn
 cancel (``turn/interrupt``, ``session/cancel``) and never touches the process. Closing a
 conversation with a turn still running interrupts that turn and waits ``close_grace`` for its
@@ -157,11 +161,12 @@ class _CodexHost(HostProtocol):
         return str(await ensure(initial))
 
     async def release(self, client: JsonRpcClient, key: str, info: Any) -> bool:
+        # codex 0.171 stops sending the thread's events but keeps it loaded — its memory, and
+        # its writer lock: another process refuses to resume it ("already has an active
+        # writer") while this one lives (measured: benchmarks/capacity.py). So it is parked
+        # here, and its resume comes back to this process.
         await client.request("thread/unsubscribe", {"threadId": key})
-        return True
-
-    def frees(self, info: Any) -> bool:
-        return True
+        return False
 
     def tag(self, method: str, params: Any, tag: str) -> Any:
         # codex does not stop a running command on turn/interrupt (0.171: it runs on, in its

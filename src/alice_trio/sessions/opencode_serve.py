@@ -71,6 +71,7 @@ from ..protocols import opencode_events as oc_proto
 from ..protocols.opencode_events import OpenCodeMapper
 from ..providers.base import Invocation, as_list, merge_env
 from ..providers.opencode import OpenCodeConfig, resolve_agent
+from ..transports.http_client import async_client
 from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
 from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
@@ -218,7 +219,7 @@ class OpenCodeServeDriver:
         self._emit = emit
         try:
             with single_exception(), self._scope:
-                async with httpx.AsyncClient(
+                async with async_client(
                     transport=self.transport,
                     timeout=self.http_timeout,
                     auth=self.secret.auth() if self.secret is not None else None,

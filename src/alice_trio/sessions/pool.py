@@ -31,9 +31,12 @@ dies is dropped when found; a replacement after a failed start waits ``spare_ret
 doubling, so a broken CLI is never restarted in a loop. Closing the pool closes every spare.
 
 **Bounds**: at most ``max_processes`` agent processes (hosts, one-process conversations and
-spares; 0 = no bound), waiting in FIFO order for a slot. Before waiting, the pool frees what it
-can: first a spare, then a host without conversations, then it asks ``on_pressure`` (the
-backend closes its least recently used idle conversation). A host opens at most
+spares; 0 = no bound). To start one at the bound the pool closes a process nothing needs — a
+spare process, a host whose only conversation is the spare, a host without conversations —
+else asks ``on_pressure`` (the backend closes its least recently used idle conversation), and
+looks again each time something closed, until a slot is free (a conversation closed on a host
+that holds others frees none); only when nothing can be closed does it wait in FIFO order for
+a slot. A host opens at most
 ``host_capacity`` conversations; it then takes no new ones and closes once its last one
 detaches (an agent keeps a conversation's state in memory until it is released). At the
 process bound, a new conversation joins the least loaded compatible host even when it is full.
@@ -381,6 +384,7 @@ class HostPool:
         #: first turn (see the module docstring; ``False``: at once, for comparison)
         self.refill_after_first_turn = True
         self._idle_timers: dict[Any, trio.CancelScope] = {}
+        self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._closed = False
@@ -574,6 +578,9 @@ class HostPool:
             if not starting:
                 break
             await _started_or_done(starting[0])  # one start per key at a time
+        for gone in [h for h in self.hosts if not h.alive and h.has_parked(thread_id)]:
+            # the closing process still holds this conversation: never two at once
+            await gone.done.wait()
         usable = [
             h for h in self.hosts
             if h.key == key and h.alive and not h.holds(thread_id)
@@ -655,34 +662,62 @@ class HostPool:
 
     # -- process slots ------------------------------------------------------------------------
     def _free_one(self) -> bool:
-        """Free a process slot if something of ours can go: a spare, then an empty host."""
+        """Start closing a *process* of ours that nothing needs, True if one is going: a spare
+        process, a shared process whose only conversation is the spare, a shared process
+        without conversations. (A spare conversation on a shared process that hosts others is
+        no process: closing it frees no slot.)"""
+        assert self._nursery is not None
         for spare in self.spares:
+            host = getattr(spare.driver, "host", None) if self.plan is not None else None
+            if host is not None and (host.load > 1 or not host.alive):
+                continue
             self.spares.remove(spare)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._close_spare, spare, True)
+            if host is not None:
+                host.closing = True  # nothing new joins it: it goes with its spare
+            self._nursery.start_soon(self._close_spare_and_host, spare, host)
             return True
         for host in self.hosts:
             if host.alive and host.load == 0:
                 host.closing = True
-                assert self._nursery is not None
                 self._nursery.start_soon(self._close_host, host, True)
                 return True
         return False
 
+    async def _close_spare_and_host(self, spare: Prestarted, host: Any) -> None:
+        await self._close_spare(spare, True)
+        if host is not None:
+            await self._close_host(host, True)
+
     async def _acquire(self, owner: object) -> None:
-        """Take a process slot for ``owner``, FIFO; frees one (see ``_free_one`` and
-        ``on_pressure``) before it waits."""
-        try:
-            self.slots.acquire_on_behalf_of_nowait(owner)
-            return
-        except trio.WouldBlock:
-            pass
-        if not self._free_one() and self.on_pressure is not None:
-            self.on_pressure()
-        await self.slots.acquire_on_behalf_of(owner)
+        """Take a process slot for ``owner``. While none is free, make one: close a process
+        nothing needs (``_free_one``), else ask ``on_pressure`` to close the least recently
+        used idle conversation, and look again once something closed — a conversation closed
+        on a process that hosts others frees no slot, so this goes on until a process is
+        empty. When nothing can be closed, wait in FIFO order for a slot. Cancellable."""
+        while True:
+            try:
+                self.slots.acquire_on_behalf_of_nowait(owner)
+                return
+            except trio.WouldBlock:
+                pass
+            changed = self._changed
+            if not (
+                self._free_one()
+                or (self.on_pressure is not None and self.on_pressure())
+                or any(h.closing and not h.done.is_set() for h in self.hosts)
+            ):
+                await self.slots.acquire_on_behalf_of(owner)  # nothing can go: FIFO
+                return
+            await changed.wait()
+
+    def notify(self) -> None:
+        """Something closed (a process, a conversation): ``_acquire`` looks again."""
+        self._changed.set()
+        self._changed = trio.Event()
 
     def _release(self, owner: object) -> None:
         try:
             self.slots.release_on_behalf_of(owner)
         except RuntimeError:
             pass
+        self.notify()

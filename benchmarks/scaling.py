@@ -15,8 +15,10 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   preloading of a Python CLI's lazy imports (legacy kimi), and a spare taken from a shared
   process replaced at once instead of after the taking conversation's first turn — for a
   before/after in the same run.
-* ``pooled_no_warm_up`` (CLIs whose provider record names a ``spare_warm_up``: claude): the
-  pooled run with the spare's warm-up switched off, side by side with the default.
+* ``pooled_no_warm_up`` (CLIs whose provider record names a ``spare_warm_up`` — claude — or
+  ``preload_scripts`` — legacy kimi): the pooled run with the spare's warm-up switched off
+  (no ``warm_up()``; no warm-up scripts, the preloaded imports kept), side by side with the
+  default.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -179,17 +181,34 @@ async def measure(
 
 
 def without_preload(provider: str, config: Any) -> Any:
-    """The provider record with its flavor's ``SessionSpec.preload`` emptied (``None`` when it
-    has nothing to preload)."""
+    """The provider record with its flavor's ``SessionSpec.preload`` and ``preload_scripts``
+    emptied (``None`` when it has nothing to preload)."""
     import attrs
 
     from alice_trio.providers import get_provider
 
     record = get_provider(provider)
     flavor = record.flavor_of(config)
-    if not flavor.session.preload:
+    if not (flavor.session.preload or flavor.session.preload_scripts):
         return None
-    bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload=()))
+    session = attrs.evolve(flavor.session, preload=(), preload_scripts=())
+    bare = attrs.evolve(flavor, session=session)
+    flavors = tuple(bare if f is flavor else f for f in record.flavors)
+    return attrs.evolve(record, flavors=flavors)
+
+
+def without_preload_scripts(provider: str, config: Any) -> Any:
+    """The provider record with its flavor's ``SessionSpec.preload_scripts`` emptied (the
+    preloaded imports kept; ``None`` when it has no scripts)."""
+    import attrs
+
+    from alice_trio.providers import get_provider
+
+    record = get_provider(provider)
+    flavor = record.flavor_of(config)
+    if not flavor.session.preload_scripts:
+        return None
+    bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload_scripts=()))
     flavors = tuple(bare if f is flavor else f for f in record.flavors)
     return attrs.evolve(record, flavors=flavors)
 
@@ -200,7 +219,8 @@ def _warms_up(provider: str, config: Any) -> bool:
     from alice_trio.providers.registry import get_provider
     from alice_trio.sessions.registry import session_spec
 
-    return bool(session_spec(get_provider(provider), config).spare_warm_up)
+    spec = session_spec(get_provider(provider), config)
+    return bool(spec.spare_warm_up or spec.preload_scripts)
 
 
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
@@ -221,6 +241,8 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                     continue
                 if mode == "pooled_before":
                     provider = without_preload(provider, config) or provider
+                if mode == "pooled_no_warm_up":
+                    provider = without_preload_scripts(provider, config) or provider
                 try:
                     out[mode] = await measure(
                         provider, config, server.proc.pid, pooled=mode != "per_process",

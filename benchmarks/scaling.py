@@ -11,6 +11,9 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
 * **warm run**: the second run of the same conversation (pooled: once the spare taken by the
   first run has been replaced, so that no agent is starting during either measured run).
+  Before either measured run the run's processes are also let **settle** (idle CPU, see
+  :func:`settle`): a CLI answers its handshake before it has finished starting, and a spare
+  is made ahead of need, not a second before it.
 * **pooled_before**: the pooled default without the warm-up work of 2026-12-01 — no
   preloading of a Python CLI's lazy imports (legacy kimi), and a spare taken from a shared
   process replaced at once instead of after the taking conversation's first turn — for a
@@ -93,6 +96,38 @@ def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:
     return "opencode", OpenCodeConfig(**common)
 
 
+def tree_cpu_s(exclude: int) -> float:
+    """CPU seconds used so far by every process of the run but the fake model server (the
+    threads' ``/proc/<pid>/task/*/schedstat``; 0 where not readable)."""
+    total = 0
+    for pid in run_pids(exclude):
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total / 1e9
+
+
+async def settle(
+    exclude: int, *, window: float = 0.5, quiet: float = 0.02, limit: float = 20.0
+) -> float:
+    """Wait until the run's processes are idle: less than ``quiet`` of one CPU over ``window``
+    seconds (at most ``limit`` s). A CLI answers its handshake long before it has finished
+    starting (claude 2.1: 1–3 s more of background start-up work in the same process), and
+    a measured run must not pay for a start that is still going on — neither a spare's nor
+    its replacement's. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    last = tree_cpu_s(exclude)
+    while time.perf_counter() - t0 < limit:
+        await trio.sleep(window)
+        now = tree_cpu_s(exclude)
+        if now - last < quiet * window:
+            break
+        last = now
+    return time.perf_counter() - t0
+
+
 async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
     deadline = trio.current_time() + limit
     while trio.current_time() < deadline:
@@ -121,6 +156,7 @@ async def measure(
     new_s: list[float] = []
     warm_s: list[float] = []
     spare_ready: list[bool] = []
+    settle_s: list[float] = []
 
     def req(key: str, text: str, thread_id: str = "") -> RunRequest:
         return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, thread_id=thread_id)
@@ -132,11 +168,13 @@ async def measure(
         for i in range(runs):
             if pooled:
                 spare_ready.append(await _wait_spare(backend))
+            settle_s.append(await settle(server_pid))
             t0 = time.perf_counter()
             first = await backend.run(req(f"lat-{i}", f"hello {i}"))
             new_s.append(time.perf_counter() - t0)
             if pooled:  # the taken spare's replacement is not starting during the warm run
                 await _wait_spare(backend)
+            settle_s.append(await settle(server_pid))
             t0 = time.perf_counter()
             await backend.run(req(f"lat-{i}", f"again {i}", thread_id=first.next_thread_id))
             warm_s.append(time.perf_counter() - t0)
@@ -176,6 +214,7 @@ async def measure(
         "extra_conversations": extra,
         "processes_after": processes,
         "shared_hosts": shared_hosts,
+        "settle_median_s": round(median(settle_s), 2),
         **({"spare_ready": spare_ready} if pooled else {}),
     }
 

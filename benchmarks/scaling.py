@@ -11,12 +11,17 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   (a spare is made *ahead of need*: that is the point), the baseline starts cold as today.
 * **warm run**: the second run of the same conversation (pooled: once the spare taken by the
   first run has been replaced, so that no agent is starting during either measured run).
+  Before either measured run the run's processes are also let **settle** (idle CPU, see
+  :func:`settle`): a CLI answers its handshake before it has finished starting, and a spare
+  is made ahead of need, not a second before it.
 * **pooled_before**: the pooled default without the warm-up work of 2026-12-01 — no
   preloading of a Python CLI's lazy imports (legacy kimi), and a spare taken from a shared
   process replaced at once instead of after the taking conversation's first turn — for a
   before/after in the same run.
-* ``pooled_no_warm_up`` (CLIs whose provider record names a ``spare_warm_up``: claude): the
-  pooled run with the spare's warm-up switched off, side by side with the default.
+* ``pooled_no_warm_up`` (CLIs whose provider record names a ``spare_warm_up`` — claude — or
+  ``preload_scripts`` — legacy kimi): the pooled run with the spare's warm-up switched off
+  (no ``warm_up()``; no warm-up scripts, the preloaded imports kept), side by side with the
+  default.
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -91,6 +96,38 @@ def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:
     return "opencode", OpenCodeConfig(**common)
 
 
+def tree_cpu_s(exclude: int) -> float:
+    """CPU seconds used so far by every process of the run but the fake model server (the
+    threads' ``/proc/<pid>/task/*/schedstat``; 0 where not readable)."""
+    total = 0
+    for pid in run_pids(exclude):
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total / 1e9
+
+
+async def settle(
+    exclude: int, *, window: float = 0.5, quiet: float = 0.02, limit: float = 20.0
+) -> float:
+    """Wait until the run's processes are idle: less than ``quiet`` of one CPU over ``window``
+    seconds (at most ``limit`` s). A CLI answers its handshake long before it has finished
+    starting (claude 2.1: 1–3 s more of background start-up work in the same process), and
+    a measured run must not pay for a start that is still going on — neither a spare's nor
+    its replacement's. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    last = tree_cpu_s(exclude)
+    while time.perf_counter() - t0 < limit:
+        await trio.sleep(window)
+        now = tree_cpu_s(exclude)
+        if now - last < quiet * window:
+            break
+        last = now
+    return time.perf_counter() - t0
+
+
 async def _wait_spare(backend: Any, limit: float = 60.0) -> bool:
     deadline = trio.current_time() + limit
     while trio.current_time() < deadline:
@@ -119,6 +156,7 @@ async def measure(
     new_s: list[float] = []
     warm_s: list[float] = []
     spare_ready: list[bool] = []
+    settle_s: list[float] = []
 
     def req(key: str, text: str, thread_id: str = "") -> RunRequest:
         return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, thread_id=thread_id)
@@ -130,11 +168,13 @@ async def measure(
         for i in range(runs):
             if pooled:
                 spare_ready.append(await _wait_spare(backend))
+            settle_s.append(await settle(server_pid))
             t0 = time.perf_counter()
             first = await backend.run(req(f"lat-{i}", f"hello {i}"))
             new_s.append(time.perf_counter() - t0)
             if pooled:  # the taken spare's replacement is not starting during the warm run
                 await _wait_spare(backend)
+            settle_s.append(await settle(server_pid))
             t0 = time.perf_counter()
             await backend.run(req(f"lat-{i}", f"again {i}", thread_id=first.next_thread_id))
             warm_s.append(time.perf_counter() - t0)
@@ -174,22 +214,40 @@ async def measure(
         "extra_conversations": extra,
         "processes_after": processes,
         "shared_hosts": shared_hosts,
+        "settle_median_s": round(median(settle_s), 2),
         **({"spare_ready": spare_ready} if pooled else {}),
     }
 
 
 def without_preload(provider: str, config: Any) -> Any:
-    """The provider record with its flavor's ``SessionSpec.preload`` emptied (``None`` when it
-    has nothing to preload)."""
+    """The provider record with its flavor's ``SessionSpec.preload`` and ``preload_scripts``
+    emptied (``None`` when it has nothing to preload)."""
     import attrs
 
     from alice_trio.providers import get_provider
 
     record = get_provider(provider)
     flavor = record.flavor_of(config)
-    if not flavor.session.preload:
+    if not (flavor.session.preload or flavor.session.preload_scripts):
         return None
-    bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload=()))
+    session = attrs.evolve(flavor.session, preload=(), preload_scripts=())
+    bare = attrs.evolve(flavor, session=session)
+    flavors = tuple(bare if f is flavor else f for f in record.flavors)
+    return attrs.evolve(record, flavors=flavors)
+
+
+def without_preload_scripts(provider: str, config: Any) -> Any:
+    """The provider record with its flavor's ``SessionSpec.preload_scripts`` emptied (the
+    preloaded imports kept; ``None`` when it has no scripts)."""
+    import attrs
+
+    from alice_trio.providers import get_provider
+
+    record = get_provider(provider)
+    flavor = record.flavor_of(config)
+    if not flavor.session.preload_scripts:
+        return None
+    bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload_scripts=()))
     flavors = tuple(bare if f is flavor else f for f in record.flavors)
     return attrs.evolve(record, flavors=flavors)
 
@@ -200,7 +258,8 @@ def _warms_up(provider: str, config: Any) -> bool:
     from alice_trio.providers.registry import get_provider
     from alice_trio.sessions.registry import session_spec
 
-    return bool(session_spec(get_provider(provider), config).spare_warm_up)
+    spec = session_spec(get_provider(provider), config)
+    return bool(spec.spare_warm_up or spec.preload_scripts)
 
 
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
@@ -221,6 +280,8 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
                     continue
                 if mode == "pooled_before":
                     provider = without_preload(provider, config) or provider
+                if mode == "pooled_no_warm_up":
+                    provider = without_preload_scripts(provider, config) or provider
                 try:
                     out[mode] = await measure(
                         provider, config, server.proc.pid, pooled=mode != "per_process",

@@ -491,8 +491,13 @@ PROVIDER = Provider(
                 capabilities=EVERY_CAPABILITY,
                 # imported by kimi-cli 1.50 only at the first prompt (``client.chat`` loads
                 # all of ``openai.resources``, ~0.5 s; httpx's first connect loads anyio's
-                # asyncio backend); nothing else of a first turn is deferrable setup
-                preload=("openai.resources", "anyio._backends._asyncio"),
+                # asyncio backend; ``find_kimi_provider`` the chaos wrapper)
+                preload=(
+                    "openai.resources", "anyio._backends._asyncio", "kosong.chat_provider.chaos"
+                ),
+                # and computed by the OpenAI SDK at its first request (type hints, response
+                # schemas, `uname -p`): ~20 ms of CPU of the first prompt
+                preload_scripts=("openai_chat",),
             ),
             versions=VersionCheck(
                 verified=("1.50.0",),

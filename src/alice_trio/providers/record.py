@@ -69,6 +69,12 @@ def _module_names(instance: Any, attribute: Any, value: tuple[str, ...]) -> None
             raise ValueError(f"{attribute.name} must be dotted module names, got {name!r}")
 
 
+def _script_names(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
+    for name in value:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{attribute.name} must be script names, got {name!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Capabilities:
     """What a session driver does beyond start, queue and interrupt.
@@ -113,6 +119,11 @@ class SessionSpec:
     message (legacy kimi-cli: the OpenAI SDK's resources, ~0.5 s); the driver has its process
     import them at start (:mod:`alice_trio.sessions.preload`), so a warm spare has paid for
     them before a conversation takes it. Names only: nothing is imported here.
+    ``preload_scripts``: warm-up scripts shipped with alice_trio
+    (``alice_trio/data/preload/warm/<name>.py``) that such a process runs after those imports:
+    each drives a library's first call inside the process against an in-process fake, filling
+    the caches a first model request would fill (``openai_chat``: the OpenAI SDK's streamed
+    chat completion). No socket, no file, no output; one that fails is skipped.
     ``spare_warm_up``: what the driver does to a spare conversation of the warm pool once it
     is up, ahead of its first message (for people; empty: nothing). When set, the pool awaits
     the driver's ``warm_up()`` before it counts the spare as ready; a warm-up never calls the
@@ -129,6 +140,9 @@ class SessionSpec:
     )
     capabilities: Capabilities = Capabilities()
     preload: tuple[str, ...] = attrs.field(default=(), converter=_names, validator=_module_names)
+    preload_scripts: tuple[str, ...] = attrs.field(
+        default=(), converter=_names, validator=_script_names
+    )
     spare_warm_up: str = ""
 
     def factory_name(self) -> str:

@@ -8,8 +8,9 @@ with a ``SteerInput`` event and answers within the same turn (same turn id).
   a missing session under that id), so the thread id reported on every event and returned for
   resuming is kimi's real session id, never the Go placeholder ``"kimi-wire"`` (spec §13.15).
 * Preload: the process imports at start what kimi-cli would import at the first prompt
-  (the record's ``SessionSpec.preload``, :mod:`.preload`), so a warm spare's first turn costs
-  what a later one does.
+  (the record's ``SessionSpec.preload``) and runs the record's warm-up scripts
+  (``preload_scripts``: the OpenAI SDK's first-call caches), :mod:`.preload`, so a warm
+  spare's first turn costs about what a later one does.
 * Handshake: ``initialize`` (protocol 1.10; ``supports_question`` only when an approver
   callback exists, otherwise kimi hides its question tool).
 * ``start_turn``: ``prompt`` in the background (turn id ``wire-<n>``); its response ends the
@@ -90,10 +91,14 @@ class KimiWireDriver(RpcDriver):
         session_id: str = "",
         close_grace: float = 2.0,
         preload: tuple[str, ...] = (),
+        preload_scripts: tuple[str, ...] = (),
     ) -> None:
         self.session_id = initial.thread_id or session_id or str(uuid.uuid4())
         if invocation is None:
-            invocation = with_preload(build_invocation(config, initial, self.session_id), preload)
+            invocation = with_preload(
+                build_invocation(config, initial, self.session_id), preload,
+                scripts=preload_scripts,
+            )  # fmt: skip
         super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.config = config
         self.model = self.base_model = initial.model or config.model.strip()
@@ -199,4 +204,7 @@ def open_driver(
     provider record (``provider``, else kimi's) names for this flavor
     (:mod:`~alice_trio.sessions.preload`)."""
     spec = (provider or PROVIDER).flavor_of(config).session
-    return KimiWireDriver(config, initial, approver=approver, preload=spec.preload)
+    return KimiWireDriver(
+        config, initial, approver=approver, preload=spec.preload,
+        preload_scripts=spec.preload_scripts,
+    )  # fmt: skip

@@ -10,9 +10,19 @@ provider record names (:attr:`SessionSpec.preload <alice_trio.providers.record.S
 after restoring ``PYTHONPATH``, removing its own variables and running the ``sitecustomize`` it
 shadows — the CLI and the tools it runs see the environment they would have seen.
 
-Nothing is sent to the model and the conversation is untouched: the process only imports, at
-start instead of at the first prompt. A module the CLI does not have is skipped; a CLI that is
-not a Python program ignores ``PYTHONPATH``. No I/O here but reading ``os.environ``.
+Importing is not all of it: a library also fills caches at its first call (the OpenAI SDK
+resolves its request types' hints, builds the pydantic schemas of its response models and
+runs ``uname -p`` for its headers — ~20 ms of CPU of legacy kimi's first prompt). The record
+may therefore also name **warm-up scripts** (:attr:`SessionSpec.preload_scripts`), shipped in
+``alice_trio/data/preload/warm/<name>.py``: after the imports, the ``sitecustomize`` calls
+each one's ``run()``, which drives that library once inside the process against an
+in-process fake (``openai_chat``: a streamed chat completion through httpx's
+``MockTransport``) — no socket, no file, no output.
+
+Nothing is sent to the model and the conversation is untouched: the process only imports and
+fills its own caches, at start instead of at the first prompt. A module or script the CLI
+cannot run is skipped; a CLI that is not a Python program ignores ``PYTHONPATH``. No I/O here
+but reading ``os.environ`` and the package's file list.
 """
 
 from __future__ import annotations
@@ -27,10 +37,14 @@ import attrs
 
 from ..providers.base import Invocation
 
-__all__ = ["MODULES_ENV", "PYTHONPATH_ENV", "site_dir", "with_preload"]
+__all__ = [
+    "MODULES_ENV", "PYTHONPATH_ENV", "SCRIPTS_ENV", "site_dir", "warm_up_scripts", "with_preload",
+]  # fmt: skip
 
 #: the modules to import, comma-separated (read and removed by the ``sitecustomize``)
 MODULES_ENV = "ALICE_TRIO_PRELOAD"
+#: the warm-up scripts to run after the imports, comma-separated (read and removed likewise)
+SCRIPTS_ENV = "ALICE_TRIO_PRELOAD_SCRIPTS"
 #: the ``PYTHONPATH`` the CLI would have had ("": none), restored by the ``sitecustomize``
 PYTHONPATH_ENV = "ALICE_TRIO_PRELOAD_PYTHONPATH"
 
@@ -43,15 +57,29 @@ def site_dir() -> str:
     return str(path) if isinstance(path, Path) and (path / "sitecustomize.py").is_file() else ""
 
 
-def with_preload(
-    invocation: Invocation, modules: Sequence[str], host_env: Mapping[str, str] | None = None
-) -> Invocation:
-    """``invocation`` whose process imports ``modules`` at start (unchanged when there are
-    none). ``host_env`` (default ``os.environ``) is what the engine merges the invocation's
-    env over: the ``PYTHONPATH`` the process would have had comes from the invocation's env,
-    else — unless ``env_remove`` drops it — from there."""
+@functools.cache
+def warm_up_scripts() -> frozenset[str]:
+    """The names of the warm-up scripts shipped with the package (``warm/<name>.py``)."""
     where = site_dir()
-    if not modules or not where:
+    if not where:
+        return frozenset()
+    return frozenset(p.stem for p in (Path(where) / "warm").glob("*.py") if p.stem.isidentifier())
+
+
+def with_preload(
+    invocation: Invocation,
+    modules: Sequence[str],
+    host_env: Mapping[str, str] | None = None,
+    *,
+    scripts: Sequence[str] = (),
+) -> Invocation:
+    """``invocation`` whose process imports ``modules`` and then runs the warm-up ``scripts``
+    at start (unchanged when there are neither). ``host_env`` (default ``os.environ``) is what
+    the engine merges the invocation's env over: the ``PYTHONPATH`` the process would have had
+    comes from the invocation's env, else — unless ``env_remove`` drops it — from there.
+    A script the package does not ship (:func:`warm_up_scripts`) is skipped by the process."""
+    where = site_dir()
+    if not (modules or scripts) or not where:
         return invocation
     host = os.environ if host_env is None else host_env
     if "PYTHONPATH" in invocation.env:
@@ -64,6 +92,7 @@ def with_preload(
         **invocation.env,
         "PYTHONPATH": os.pathsep.join([where, original]) if original else where,
         MODULES_ENV: ",".join(modules),
+        SCRIPTS_ENV: ",".join(scripts),
         PYTHONPATH_ENV: original,
     }
     keep = tuple(k for k in invocation.env_remove if k not in env)

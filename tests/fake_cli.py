@@ -106,6 +106,9 @@ def main() -> int:
     p.add_argument("--die-signal", type=int, default=0, help="kill itself with this signal")
     p.add_argument("--flush-file", help="after the final event: wait --flush-delay, write here")
     p.add_argument("--flush-delay", type=float, default=0.0)
+    p.add_argument(
+        "--close-stdout", action="store_true", help="close stdout after the texts, then --sleep"
+    )
     p.add_argument("--split-utf8", action="store_true", help="a text event written byte by byte")
     p.add_argument(
         "--interactive",
@@ -166,6 +169,11 @@ def main() -> int:
             time.sleep(0.001)
     for t in a.text:
         out({"type": "text", "text": t})
+    if a.close_stdout:  # nothing more can be said, but the process lingers (--sleep)
+        sys.stdout.flush()
+        os.close(1)
+        time.sleep(a.sleep)
+        return a.exit
     if a.sleep:
         time.sleep(a.sleep)
     if a.crash is not None:

@@ -45,8 +45,9 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     "default command.",
     ("*", "timeout_secs"): f"Overall timeout of one turn in seconds; <= 0 means "
     f"{DEFAULT_TIMEOUT:g} (48 h).",
-    ("*", "idle_timeout_secs"): "Fail the turn when stdout is silent this long (seconds); "
-    "null: no idle watchdog (codex: see its tiers).",
+    ("*", "idle_timeout_secs"): "Fail the turn when stdout is silent this long (seconds; "
+    "a `SessionBackend` turn: no event of its conversation); null: no idle watchdog (codex "
+    "one-shot: see its tiers).",
     ("*", "model"): "Default model (a request's `model` wins). Empty: the CLI's default.",
     ("*", "env"): "Environment variables for this profile, over the top-level `env` (a "
     "request's env wins). Values are never logged.",

@@ -248,6 +248,54 @@ def _gone(pids: Path) -> bool:
     return True
 
 
+DAEMON = """import os, signal, sys, time
+pids = sys.argv[1]
+if os.fork() == 0:  # a daemon: its own session, deaf to SIGTERM, stdio closed
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(fd, i)
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    time.sleep(600)
+    os._exit(0)
+if os.fork() == 0:  # a helper in the command's own group, also deaf to SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    time.sleep(600)
+    os._exit(0)
+while len(open(pids).read().split()) < 2:
+    time.sleep(0.01)
+print(sys.argv[2])
+"""
+
+
+async def test_check_commands_leave_no_process_behind(tmp_path: Path) -> None:
+    """Hostile-use finding (round 4): a `--version` or login command that starts a daemon
+    (``setsid``) or a background helper and exits at once — answering normally — left them
+    running after doctor (they ran on trio.run_process: no group kill after a normal exit, no
+    sweep). Now every check command runs on the engine's spawn path."""
+    daemon = tmp_path / "daemon.py"
+    daemon.write_text(DAEMON)
+    version_pids, login_pids = tmp_path / "version-pids", tmp_path / "login-pids"
+    version_pids.touch()
+    login_pids.touch()
+    run = f"exec {sys.executable} {daemon}"
+    cmd = _script(tmp_path / "codex", f'case "$1" in\n'
+                  f'  --version) {run} {version_pids} "codex-cli 0.171.0";;\n'
+                  f'  login) {run} {login_pids} "Logged in using an API key";;\n'
+                  "esac\n")  # fmt: skip
+    target = Target(name="c", provider=get_provider("codex"), config=CodexConfig(command=str(cmd)),
+                    profile="c")  # fmt: skip
+    (row,) = await check_all([target], 20.0)
+    assert row.version == "0.171.0", row
+    assert len(version_pids.read_text().split()) == 2
+    assert len(login_pids.read_text().split()) == 2, row
+    assert _gone(version_pids) and _gone(login_pids)
+
+
 async def test_hung_clis_are_checked_concurrently_and_each_bounded(tmp_path: Path) -> None:
     """Four CLIs that never answer: each check ends at its deadline, the login command is not
     run after a hung --version (one deadline per CLI, not two), and the four ran at the same

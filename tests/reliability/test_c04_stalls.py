@@ -66,6 +66,22 @@ async def test_terminal_event_then_no_exit_returns_the_result(ignore_term: bool)
     assert_nothing_left(mark)
 
 
+@pytest.mark.parametrize("ignore_term", [False, True])
+async def test_stdout_closed_but_the_cli_lingers_ends_after_the_drain_deadline(ignore_term: bool):
+    """Hostile-use finding (round 4): a CLI that closes its stdout and keeps running can never
+    say more; it gets ``drain_timeout`` to exit, as after a terminal event, then is killed. The
+    run waited for the overall timeout before (48 h without --timeout, no idle watchdog). The
+    exit status is then ours (SIGTERM/SIGKILL), so the decoder's outcome decides."""
+    mark = new_mark()
+    args = ["--text", "so far", "--close-stdout", "--sleep", "60"]
+    args += ["--ignore-term"] if ignore_term else []
+    with elapsed() as took:  # the fake decoder needs no terminal event: the text is the reply
+        result = await run_oneshot(PROVIDER, cfg(*args, timeout=30), req(mark))
+    assert result.reply == "so far" and result.next_thread_id == "thread-1"
+    assert took[0] < FAST.drain_timeout + FAST.kill_grace + BOUND
+    assert_nothing_left(mark)
+
+
 async def test_no_terminal_event_and_no_idle_timeout_falls_to_the_overall_timeout():
     """kimi --print has no terminal event at all: the overall timeout is the backstop."""
     mark = new_mark()

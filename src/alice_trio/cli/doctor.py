@@ -11,9 +11,10 @@ For each target, in order: the command on the ``PATH`` of that environment; ``<c
 --version`` (version compared with the record: verified / newer — a warning, not an error /
 older / unverified); the login (the record's status command, API key variables present in that
 environment, credential files under that environment's ``HOME``); with ``--probe``, one real
-agent turn with a tiny prompt. Every subprocess runs without a shell, in a new session, under
-its own deadline (``--timeout``, default ``auth_status_timeout_secs``; ``--probe-timeout`` for
-the probe): one that does not finish is killed with its process group and reported as timed out
+agent turn with a tiny prompt. Every subprocess runs without a shell on the engine's spawn path,
+under its own deadline (``--timeout``, default ``auth_status_timeout_secs``; ``--probe-timeout``
+for the probe): whatever its end, its process group is killed and what escaped the group is
+swept (nothing a check started outlives doctor); one that does not finish is reported as timed out
 (after a ``--version`` that timed out, the login command is skipped: the CLI hangs). Targets
 are checked concurrently, so doctor takes about one deadline however many CLIs hang.
 
@@ -29,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -42,10 +42,10 @@ import trio
 
 from .. import safejson
 from ..config import DEFAULT_AUTH_STATUS_TIMEOUT, load_config
-from ..engine.process_group import terminate_group
+from ..engine.spawn import close_child, spawn
 from ..errors import AliceError, ConfigError
 from ..models import RunRequest
-from ..providers.base import CLIConfig, Provider
+from ..providers.base import CLIConfig, Invocation, Provider, RunLimits
 from ..providers.record import AuthCheck, Flavor, version_key
 from ..providers.registry import get_provider, provider_names
 from .streams import write_text
@@ -149,36 +149,63 @@ def profile_targets(path: str, only: list[str] | None = None) -> tuple[list[Targ
 # -- running a check command -------------------------------------------------------------------
 
 
-async def _deliver_cancel(proc: trio.Process) -> None:
-    await terminate_group(proc, 0.5)
+#: how much of a check command's stdout/stderr is kept (a version line, a status message)
+CHECK_OUTPUT_BYTES = 1 << 20
+#: after the check command exited, how long its pipes may stay open (a child holding them)
+CHECK_DRAIN = 0.5
+#: SIGTERM to the check command's group, this long, then SIGKILL
+CHECK_KILL_GRACE = 0.5
+
+
+async def _read_into(stream: trio.abc.ReceiveStream | None, buf: bytearray) -> None:
+    """Read ``stream`` to EOF, keeping its first :data:`CHECK_OUTPUT_BYTES` bytes."""
+    if stream is None:
+        return
+    while True:
+        try:
+            chunk = await stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if not chunk:
+            return
+        buf += chunk[: max(0, CHECK_OUTPUT_BYTES - len(buf))]
 
 
 async def run_check_command(
     argv: list[str], seconds: float, env: Mapping[str, str], cwd: str | None = None
 ) -> tuple[int | None, str, str]:
     """``(exit code, stdout, stderr)``; exit code ``None`` when it could not start (stderr says
-    why) or did not finish within ``seconds`` (stderr: ``"timed out after N s"``; the process
-    group is killed). Never raises except ``trio.Cancelled``."""
+    why) or did not finish within ``seconds`` (stderr: ``"timed out after N s"``). It runs on
+    the engine's spawn path (:mod:`alice_trio.engine.spawn`): whatever the end, its process
+    group is killed and the processes that escaped it (``setsid``) are swept before this
+    returns — a ``--version`` that leaves a daemon behind leaves nothing. Never raises except
+    ``trio.Cancelled``."""
+    try:
+        removed = tuple(k for k in os.environ if k not in env)  # the profile's env_remove
+        invocation = Invocation(
+            argv=tuple(argv), env=dict(env), env_remove=removed, cwd=cwd,
+            limits=RunLimits(kill_grace=CHECK_KILL_GRACE),
+        )  # fmt: skip
+    except AliceError as exc:  # e.g. a NUL byte in the command or the env
+        return None, "", str(exc)
     with trio.move_on_after(seconds):
         try:
-            proc = await trio.run_process(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,
-                deliver_cancel=_deliver_cancel,
-            )
-        except OSError as exc:
-            return None, "", exc.strerror or str(exc)
-        except ValueError as exc:  # e.g. a NUL byte in the command or the env
+            child = await spawn(invocation, name=os.path.basename(argv[0]), stdin="devnull")
+        except AliceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.strerror:
+                return None, "", cause.strerror
             return None, "", str(exc)
-        out = proc.stdout.decode("utf-8", "replace")
-        err = proc.stderr.decode("utf-8", "replace")
-        return proc.returncode, out, err
+        try:
+            out, err = bytearray(), bytearray()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_read_into, child.stdout, out)
+                nursery.start_soon(_read_into, child.stderr, err)
+                rc = await child.wait()
+                nursery.cancel_scope.deadline = trio.current_time() + CHECK_DRAIN
+            return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        finally:
+            await close_child(child, kill_grace=CHECK_KILL_GRACE, sweep=True)
     return None, "", f"timed out after {seconds:g} s"
 
 

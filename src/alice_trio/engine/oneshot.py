@@ -16,13 +16,15 @@ plus, beside it, the callback dispatcher (:mod:`alice_trio.engine.callbacks`).
 The run ends when the CLI exits (then what it wrote is read and handled — the bytes left in the
 pipe at its death, however slow the callbacks — and stdout/stderr get ``drain_timeout`` more to
 reach EOF: a grandchild holding the pipe, silent or chatty, cannot wedge the run, C9) or when
-the decoder saw the terminal event
-(then the CLI gets ``drain_timeout`` to exit by itself before it is killed: it can flush, C7, and
-a CLI that never exits cannot wedge the run, C4). Whatever the end — success, error, timeout,
-the caller's cancellation — the whole process group is then terminated (SIGTERM, ``kill_grace``,
-SIGKILL), escaped processes of the run are swept (:mod:`alice_trio.engine.reaper`), and only then
-does the call return or raise. Cancellation is trio's: ``trio.Cancelled`` propagates unchanged
-after the group is reaped; a second cancel cannot orphan anything because teardown is shielded.
+the decoder saw the terminal event or stdout reached EOF (then the CLI gets ``drain_timeout`` to
+exit by itself before it is killed: it can flush, C7, and a CLI that never exits — or closes its
+stdout and lingers, saying nothing more ever — cannot wedge the run, C4; the exit status of a
+CLI killed then is ours, not its own, and the decoder's outcome decides). Whatever the end —
+success, error, timeout, the caller's cancellation — the whole process group is then terminated
+(SIGTERM, ``kill_grace``, SIGKILL), escaped processes of the run are swept
+(:mod:`alice_trio.engine.reaper`), and only then does the call return or raise. Cancellation is
+trio's: ``trio.Cancelled`` propagates unchanged after the group is reaped; a second cancel cannot
+orphan anything because teardown is shielded.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class _Run:
     terminal_seen: bool = False
     bytes_read: int = 0  # stdout bytes taken from the pipe
     bytes_handled: int = 0  # … and handed to the decoder and the callbacks
-    killed_after_terminal: bool = False
+    killed_in_drain: bool = False  # killed by drain_then_kill: its exit status is ours
     idle_scope: trio.CancelScope | None = None
     progress: trio.Event = attrs.Factory(trio.Event)  # set (and renewed) per handled chunk
     files: TurnFiles = attrs.Factory(TurnFiles)  # the turn's file changes (workspace.py)
@@ -166,6 +168,9 @@ class _Run:
             if not chunk:
                 await self.handle_lines(framer.feed_eof())
                 self.stdout_eof.set()
+                if not self.terminal_seen:  # it can say nothing more: exit, or be killed
+                    assert self.io is not None
+                    self.io.start_soon(self.drain_then_kill)
                 return
             self.bytes_read += len(chunk)
             if idle and self.idle_scope is not None and not self.terminal_seen:
@@ -203,7 +208,7 @@ class _Run:
                 if self.idle_scope is not None:
                     self.idle_scope.deadline = math.inf
                 assert self.io is not None
-                self.io.start_soon(self.drain_after_terminal)
+                self.io.start_soon(self.drain_then_kill)
 
     async def oversized(self, item: OversizedLine) -> bool:
         """An over-long line: fail the run (returns False) or report it as skipped (True)."""
@@ -283,11 +288,13 @@ class _Run:
             await self.stdout_eof.wait()
             await self.stderr_eof.wait()
 
-    async def drain_after_terminal(self) -> None:
+    async def drain_then_kill(self) -> None:
+        """After the terminal event or stdout's EOF: ``drain_timeout`` for the CLI to exit by
+        itself, then the run ends (and the group is killed)."""
         with trio.move_on_after(self.invocation.limits.drain_timeout):
             await self.exited.wait()
             return  # wait_exit ends the run
-        self.killed_after_terminal = True
+        self.killed_in_drain = True
         self.finish()
 
     async def dispatch(self) -> None:
@@ -402,7 +409,7 @@ def _conclude(
     rc = run.proc.returncode
     if rc is None:  # pragma: no cover - close_child always reaps
         rc = -signal.SIGKILL
-    if rc != 0 and not run.killed_after_terminal:
+    if rc != 0 and not run.killed_in_drain:
         explained = explain_exit(rc, tail) if explain_exit else None
         if isinstance(explained, AliceError):
             explained.partial = result

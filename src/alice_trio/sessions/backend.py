@@ -37,9 +37,10 @@ driver's failure: :class:`LineTooLongError`, :class:`TransportClosedError`, …)
 :class:`AgentError` (status, stderr tail), and the session is dropped; the session closing under
 the run → its typed failure, else :class:`TransportClosedError` with the stderr tail (§13.13);
 the provider timeout → the turn is interrupted (``interrupt_deadline``), the session is dropped
-and :class:`RunTimeoutError` is raised; the caller's cancellation → the same interrupt-then-kill,
-then ``trio.Cancelled`` propagates. Every error carries the partial result. A callback that
-raises fails the run with :class:`CallbackError` after the session is dropped.
+and :class:`RunTimeoutError` is raised; the config's ``idle_timeout`` without an event of the
+conversation → the same, with :class:`IdleTimeoutError`; the caller's cancellation → the same
+interrupt-then-kill, then ``trio.Cancelled`` propagates. Every error carries the partial result.
+A callback that raises fails the run with :class:`CallbackError` after the session is dropped.
 
 **Errors.** ``run``, ``steer`` and the context manager raise only :class:`AliceError`
 subclasses, bare ``trio.Cancelled``, or the caller's own exception from the ``async with``
@@ -63,6 +64,7 @@ from ..errors import (
     CallbackError,
     ConfigError,
     EmptyPromptError,
+    IdleTimeoutError,
     NoActiveTurnError,
     RunTimeoutError,
     TransportClosedError,
@@ -87,6 +89,35 @@ SESSION_KEY_ENV = "ALICE_SESSION_KEY"
 
 def session_key(request: RunRequest) -> str:
     return (request.env.get(SESSION_KEY_ENV) or "").strip() or request.thread_id
+
+
+class _IdleWatch:
+    """The idle watchdog of one run: ``seconds`` (the config's ``idle_timeout``; None: none)
+    without an event of its conversation cancels the run's scope and sets :attr:`fired`."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._scope = trio.CancelScope()
+        self._stopped = False
+
+    def alive(self) -> None:
+        if self.seconds is not None:
+            self._scope.deadline = trio.current_time() + self.seconds
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._scope.cancel()
+
+    async def watch(self, run_scope: trio.CancelScope) -> None:
+        if self.seconds is None or self._stopped:
+            return
+        self.alive()
+        with self._scope:
+            await trio.sleep_forever()
+        if not self._stopped:
+            self.fired = True
+            run_scope.cancel()
 
 
 @attrs.define(eq=False)
@@ -455,6 +486,7 @@ class SessionBackend:
         )
         events = session.events()
         timeout = self.config.effective_timeout()
+        idle = _IdleWatch(self.config.effective_idle_timeout())
         callback_error: list[BaseException] = []
         closed_under_us = False
         timed_out = False
@@ -471,11 +503,13 @@ class SessionBackend:
                             nursery.cancel_scope.cancel()
 
                     nursery.start_soon(deliver)
+                    nursery.start_soon(idle.watch, nursery.cancel_scope)
                     try:
                         closed_under_us = await self._follow(
-                            session, events, turn, dispatcher, request
+                            session, events, turn, dispatcher, request, idle
                         )
                     finally:
+                        idle.stop()
                         dispatcher.close()
             timed_out = deadline.cancelled_caught
         except BaseException:
@@ -503,6 +537,16 @@ class SessionBackend:
             )
             err.__cause__ = callback_error[0]
             raise err
+        if idle.fired and not timed_out:
+            await self._interrupt_and_wait(session, events, turn)
+            await self._drop_and_wait(entry)
+            raise IdleTimeoutError(
+                f"{name} idle timeout: no output for {idle.seconds:g} s",
+                idle_seconds=idle.seconds or 0.0,
+                partial=turn.partial(),
+                provider=name,
+                stderr_tail=tail,
+            )
         if timed_out:
             await self._interrupt_and_wait(session, events, turn)
             await self._drop_and_wait(entry)
@@ -538,6 +582,7 @@ class SessionBackend:
         turn: _Turn,
         dispatcher: CallbackDispatcher,
         request: RunRequest,
+        idle: _IdleWatch,
     ) -> bool:
         """Submit and read events until every awaited turn ended. True: the session closed."""
         backlog: list[TurnEvent] = []
@@ -547,6 +592,7 @@ class SessionBackend:
         async def read() -> None:
             nonlocal closed
             async for event in events:
+                idle.alive()  # the conversation said something: the idle timer restarts
                 if not submitted.is_set():
                     backlog.append(event)  # ids are unknown until submit returns
                     continue

@@ -66,6 +66,7 @@ from .host import ACP_HOST, CODEX_HOST, AgentHost, HostedConversation, HostProto
 from .hosting import DriverWrapper
 from .rpc_driver import RpcDriver
 from .scaling import ScalingConfig
+from .starting import start_task
 
 __all__ = [
     "HostPool",
@@ -554,8 +555,10 @@ class HostPool:
                     return False
                 conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
                 spare = Prestarted(conv, key)
-            await self._nursery.start(spare.warm)
+            await start_task(self._nursery, spare.warm, name=self.provider.name)
         except AliceError:
+            if self._closed:  # closed while it started (start_task): no failure to back off
+                return False
             self.spare_failures += 1
             self._back_off()
             return False
@@ -616,7 +619,7 @@ class HostPool:
         try:
             await self._acquire(host)
             try:
-                await self._nursery.start(self._run_host, host)
+                await start_task(self._nursery, self._run_host, host, name=self.provider.name)
             except BaseException:
                 self._release(host)
                 raise

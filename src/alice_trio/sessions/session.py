@@ -86,6 +86,7 @@ from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .starting import StartedFlag
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
 
@@ -471,10 +472,15 @@ class InteractiveSession:
 
     async def _run_driver(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Run the driver; when it ends, fail pending turns and end the event stream."""
-        status = _StartedFlag(task_status)
+        status = StartedFlag(task_status)
         failure: AliceError | None = None
         try:
             await self._call(self.driver.run, self._emit, task_status=status)
+            if not status.done:  # closed (or ended) while it started: not trio's RuntimeError
+                raise SessionClosedError(
+                    f"{self.provider or 'agent'} session ended before it started",
+                    provider=self.provider,
+                )
         except AliceError as exc:
             if not status.done:
                 raise  # a start failure goes to whoever opened the session
@@ -505,18 +511,6 @@ class InteractiveSession:
                     except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                         break  # nobody reads: the consumer sees the end of the stream instead
         self._send.close()
-
-
-class _StartedFlag:
-    """A task status that remembers whether the driver reported itself started."""
-
-    def __init__(self, inner: trio.TaskStatus[None]) -> None:
-        self.inner = inner
-        self.done = False
-
-    def started(self, value: None = None) -> None:
-        self.done = True
-        self.inner.started(value)
 
 
 @asynccontextmanager

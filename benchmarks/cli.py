@@ -19,6 +19,11 @@ Flood: ``--events`` progress events (200,000; 20,000 with ``--quick``), wall tim
 ``--compare SRC`` (a ``src`` folder of another tree, e.g. ``git archive HEAD~3 | tar -x -C
 /tmp/old``): ``library``, ``cli_file`` and ``cli_tty`` also run with that tree first on
 ``PYTHONPATH`` (``library@old``, …), in the same rounds, for before/after ratios from one run.
+Every subject runs with bytecode caches, as an installed program does (``pip install``
+compiles them): in a private ``PYTHONPYCACHEPREFIX``, written by one unmeasured warm-up run of
+each subject, also when the environment sets ``PYTHONDONTWRITEBYTECODE`` (a development setup
+that would otherwise make every start of the CLI compile alice_trio's modules from source).
+
 Big reply: one agent message of ``--big`` bytes (50 MB; 10 MB quick) through ``cli_file``
 (``big_reply_trailing_space``: the same message ending in a space, which the library's
 ``strip()`` calls copy):
@@ -126,15 +131,29 @@ SUBJECTS = ("fake", "bare", "library", "cli_file", "cli_tty")
 COMPARED = ("library", "cli_file", "cli_tty")
 
 
+def _env(d: str, **extra: str) -> dict[str, str]:
+    """The subjects' environment: bytecode cached under ``d`` (see the module docstring)."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(Path(d) / "pycache"), **extra}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _warm_up(subjects: list[str], fake: str, d: str, env: dict[str, str]) -> None:
+    """One short run of each subject: its bytecode caches are written, not measured."""
+    for subject in subjects:
+        _run(subject, fake, d, {**env, "FAKE_EVENTS": "10", "FAKE_BIG": "0"})
+
+
 def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
     subjects = list(SUBJECTS)
     if compare:
         subjects += [f"{s}@old" for s in COMPARED]
     with tmpdir("cli") as d:
         fake = _launcher(d)
-        env = {**os.environ, "FAKE_EVENTS": str(events), "FAKE_BIG": "0", "NO_COLOR": ""}
+        env = _env(d, FAKE_EVENTS=str(events), FAKE_BIG="0", NO_COLOR="")
         if compare:
             env["BENCH_OLD_SRC"] = str(Path(compare).resolve())
+        _warm_up(subjects, fake, d, env)
         samples: dict[str, list[dict[str, Any]]] = {s: [] for s in subjects}
         for _ in range(repeats):
             for subject in subjects:
@@ -186,7 +205,8 @@ def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
 def big_reply(size: int, *, trailing_space: bool = False) -> dict[str, Any]:
     with tmpdir("cli-big") as d:
         fake = _launcher(d)
-        env = {**os.environ, "FAKE_EVENTS": "0", "FAKE_BIG": "0"}
+        env = _env(d, FAKE_EVENTS="0", FAKE_BIG="0")
+        _warm_up(["cli_file", "library"], fake, d, env)
         small = _run("cli_file", fake, d, env)
         lib_small = _run("library", fake, d, env)
         env["FAKE_BIG"] = str(size)

@@ -167,6 +167,7 @@ class ProgressPrinter:
         self._active = False  # a turn runs: the status line may be drawn
         self._ticking = False
         self._last_kind = ""
+        self._fast: dict[str, tuple[str, bool, int]] | None = None  # see _fast_styles
 
     # -- the frame task -------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -212,20 +213,22 @@ class ProgressPrinter:
             self._take_all(events)
             return
         # lines mode, the hot path: each shown event formatted into a line at once
-        styles, verbose, color = _STYLES, self.verbose, self.color
+        fast = self._fast_styles()
+        verbose = self.verbose
         lines = self._lines
         append = lines.append
-        size = shown = 0
+        before = len(lines)
+        size = 0
         last = ""
         for event in events:
             kind = event.kind._value_
-            style = styles.get(kind)
-            if style is None or event.question is not None or kind == "error":
-                if style is None and (not verbose or kind in _BOOKKEEPING):
+            style = fast.get(kind)
+            if style is None or event.question is not None:  # rare: the general path
+                if style is None and kind not in _STYLES and (not verbose or kind in _BOOKKEEPING):
                     continue
                 line = self._format(event)
             else:
-                label, ansi, keep, limit = style
+                prefix, keep, limit = style
                 text = event.text
                 if (
                     len(text) > limit
@@ -233,11 +236,11 @@ class ProgressPrinter:
                     or text.strip() != text  # no copy when there is nothing to strip
                 ):
                     text = clip(text, limit, one_line=not keep)
-                line = f"\x1b[{ansi}m{label}\x1b[0m {text}\n" if color else f"{label} {text}\n"
+                line = f"{prefix}{text}\n"
             append(line)
             size += len(line)
-            shown += 1
             last = kind
+        shown = len(lines) - before
         if not shown:
             return
         if not self._active:
@@ -247,6 +250,18 @@ class ProgressPrinter:
         self._size += size
         if self._size >= BATCH_BYTES or time.monotonic() - self._last_write >= FRAME_SECONDS:
             self._frame()
+
+    def _fast_styles(self) -> dict[str, tuple[str, bool, int]]:
+        """kind → (the line's label as printed, keep newlines, clip length), for the kinds whose
+        detail is their text (not ``error``, whose detail is its error message)."""
+        fast = self._fast
+        if fast is None:
+            fast = self._fast = {
+                kind: (self._paint(label, "", ansi)[:-2] + " ", keep, limit)
+                for kind, (label, ansi, keep, limit) in _STYLES.items()
+                if kind != "error"
+            }
+        return fast
 
     def _take_all(self, events: Sequence[TurnEvent]) -> None:
         """:meth:`on_events` event by event (live mode, a held reply, no frame task); live,

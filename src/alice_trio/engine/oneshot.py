@@ -198,14 +198,14 @@ class _Run:
         pop = items.pop
         while items:
             item = pop()
-            if type(item) is OversizedLine:
+            if type(item) is not bytes:  # an OversizedLine
+                assert isinstance(item, OversizedLine)
                 await self.offer(batch)  # the events before it first
                 batch = []
                 append = batch.append
                 if not await self.oversized(item):
                     return
                 continue
-            assert isinstance(item, bytes)
             line = item.decode("utf-8", "replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
             if raw_lines:

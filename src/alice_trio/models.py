@@ -316,10 +316,15 @@ class TurnEvent:
         """The ``on_raw_event`` form of this event (spec §5.3)."""
         # ``_value_``: the member's value without the ``value`` descriptor's cost; the object
         # built as ``_raw_event`` builds it, inlined (hot path: one call per delivered event)
+        kind = self.kind
+        if self.question is None and (kind is not _ERROR or not self.error):
+            detail = self.text.strip()  # raw_detail's common case, inlined
+        else:
+            detail = raw_detail(self)
         event = _new(RawEvent)
-        _r_kind(event, self.kind._value_)
+        _r_kind(event, kind._value_)
         _r_line(event, self.raw.strip())
-        _r_detail(event, raw_detail(self))
+        _r_detail(event, detail)
         return event
 
 

@@ -1,6 +1,7 @@
 """The ``alice-trio`` command's own cost: rendering a flood of events and a huge reply.
 
     python -m benchmarks.cli [--quick] [--events N] [--big BYTES] [--repeats R]
+                             [--compare SRC] [--flood-only]
 
 Every subject is a fresh process on the same fake ``codex exec --json`` (``fake_codex.py``),
 run interleaved (one of each per round) so they share the machine's noise:
@@ -15,6 +16,14 @@ run interleaved (one of each per round) so they share the machine's noise:
 
 Flood: ``--events`` progress events (200,000; 20,000 with ``--quick``), wall time per subject
 (median) and the ratios ``cli_file / bare`` and ``cli_file / library`` (what rendering adds).
+``--compare SRC`` (a ``src`` folder of another tree, e.g. ``git archive HEAD~3 | tar -x -C
+/tmp/old``): ``library``, ``cli_file`` and ``cli_tty`` also run with that tree first on
+``PYTHONPATH`` (``library@old``, …), in the same rounds, for before/after ratios from one run.
+Every subject runs with bytecode caches, as an installed program does (``pip install``
+compiles them): in a private ``PYTHONPYCACHEPREFIX``, written by one unmeasured warm-up run of
+each subject, also when the environment sets ``PYTHONDONTWRITEBYTECODE`` (a development setup
+that would otherwise make every start of the CLI compile alice_trio's modules from source).
+
 Big reply: one agent message of ``--big`` bytes (50 MB; 10 MB quick) through ``cli_file``
 (``big_reply_trailing_space``: the same message ending in a space, which the library's
 ``strip()`` calls copy):
@@ -57,9 +66,15 @@ def _argv(subject: str, fake: str, peak_file: str) -> list[str]:
 
 
 def _run(subject: str, fake: str, d: str, env: dict[str, str]) -> dict[str, Any]:
-    """One run; wall seconds, CPU seconds, peak RSS, progress lines and reply size."""
-    err_path, out_path = Path(d) / f"{subject}.err", Path(d) / f"{subject}.out"
-    peak_path = Path(d) / f"{subject}.peak"
+    """One run; wall seconds, CPU seconds, peak RSS, progress lines and reply size.
+    ``subject@old``: ``subject`` with ``$BENCH_OLD_SRC`` first on ``PYTHONPATH``."""
+    subject, old, _ = subject.partition("@")
+    if old:
+        path = os.pathsep.join(p for p in (env["BENCH_OLD_SRC"], env.get("PYTHONPATH")) if p)
+        env = {**env, "PYTHONPATH": path}
+    name = f"{subject}-{old}" if old else subject
+    err_path, out_path = Path(d) / f"{name}.err", Path(d) / f"{name}.out"
+    peak_path = Path(d) / f"{name}.peak"
     peak_path.unlink(missing_ok=True)
     master = -1
     with open(out_path, "wb") as out, open(err_path, "wb") as err_file:
@@ -112,15 +127,36 @@ def _run(subject: str, fake: str, d: str, env: dict[str, str]) -> dict[str, Any]
 
 
 SUBJECTS = ("fake", "bare", "library", "cli_file", "cli_tty")
+#: the subjects measured on the ``--compare`` tree too
+COMPARED = ("library", "cli_file", "cli_tty")
 
 
-def flood(events: int, repeats: int) -> dict[str, Any]:
+def _env(d: str, **extra: str) -> dict[str, str]:
+    """The subjects' environment: bytecode cached under ``d`` (see the module docstring)."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(Path(d) / "pycache"), **extra}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _warm_up(subjects: list[str], fake: str, d: str, env: dict[str, str]) -> None:
+    """One short run of each subject: its bytecode caches are written, not measured."""
+    for subject in subjects:
+        _run(subject, fake, d, {**env, "FAKE_EVENTS": "10", "FAKE_BIG": "0"})
+
+
+def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
+    subjects = list(SUBJECTS)
+    if compare:
+        subjects += [f"{s}@old" for s in COMPARED]
     with tmpdir("cli") as d:
         fake = _launcher(d)
-        env = {**os.environ, "FAKE_EVENTS": str(events), "FAKE_BIG": "0", "NO_COLOR": ""}
-        samples: dict[str, list[dict[str, Any]]] = {s: [] for s in SUBJECTS}
+        env = _env(d, FAKE_EVENTS=str(events), FAKE_BIG="0", NO_COLOR="")
+        if compare:
+            env["BENCH_OLD_SRC"] = str(Path(compare).resolve())
+        _warm_up(subjects, fake, d, env)
+        samples: dict[str, list[dict[str, Any]]] = {s: [] for s in subjects}
         for _ in range(repeats):
-            for subject in SUBJECTS:
+            for subject in subjects:
                 samples[subject].append(_run(subject, fake, d, env))
     rows: dict[str, Any] = {}
     for subject, runs in samples.items():
@@ -138,11 +174,23 @@ def flood(events: int, repeats: int) -> dict[str, Any]:
         parser = "orjson"
     except ImportError:
         parser = "json (orjson not installed: pip install -e '.[bench]')"
+    compared: dict[str, Any] = {}
+    if compare:
+        compared["compared_with"] = str(compare)
+        for s in COMPARED:
+            new, old = rows[s], rows[f"{s}@old"]
+            compared[f"{s}_new_over_old"] = {
+                k: round(new[k] / old[k], 2) for k in ("wall_s", "cpu_s") if old[k]
+            }
+            compared[f"{s}_old_over_bare"] = {
+                k: round(old[k] / rows["bare"][k], 2) for k in ("wall_s", "cpu_s")
+            }
     return {
         "events": events,
         "repeats": repeats,
         "bare_parser": parser,
         "subjects": rows,
+        **compared,
         "cli_over_bare": round(cli / bare, 2),
         "cli_over_library": round(cli / lib, 2),
         "library_over_bare": round(lib / bare, 2),
@@ -157,7 +205,8 @@ def flood(events: int, repeats: int) -> dict[str, Any]:
 def big_reply(size: int, *, trailing_space: bool = False) -> dict[str, Any]:
     with tmpdir("cli-big") as d:
         fake = _launcher(d)
-        env = {**os.environ, "FAKE_EVENTS": "0", "FAKE_BIG": "0"}
+        env = _env(d, FAKE_EVENTS="0", FAKE_BIG="0")
+        _warm_up(["cli_file", "library"], fake, d, env)
         small = _run("cli_file", fake, d, env)
         lib_small = _run("library", fake, d, env)
         env["FAKE_BIG"] = str(size)
@@ -189,17 +238,17 @@ def main() -> int:
     p.add_argument("--events", type=int)
     p.add_argument("--big", type=int)
     p.add_argument("--repeats", type=int)
+    p.add_argument("--compare", default="", help="another tree's src folder, measured alongside")
+    p.add_argument("--flood-only", action="store_true", help="skip the big-reply runs")
     a = p.parse_args()
     events = a.events or (20_000 if a.quick else 200_000)
     size = a.big or (10_000_000 if a.quick else 50_000_000)
     repeats = a.repeats or (1 if a.quick else 3)
-    emit(
-        {
-            "flood": flood(events, repeats),
-            "big_reply": big_reply(size),
-            "big_reply_trailing_space": big_reply(size, trailing_space=True),
-        }
-    )
+    report: dict[str, Any] = {"flood": flood(events, repeats, a.compare)}
+    if not a.flood_only:
+        report["big_reply"] = big_reply(size)
+        report["big_reply_trailing_space"] = big_reply(size, trailing_space=True)
+    emit(report)
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ from .file_changes import FileChange
 
 __all__ = [
     "EventKind",
+    "EventsCallback",
     "ExecPolicy",
     "ProgressCallback",
     "QuestionInfo",
@@ -30,6 +31,7 @@ __all__ = [
     "TurnQuestion",
     "Usage",
     "call_maybe_async",
+    "raw_detail",
     "redacted_env",
 ]
 
@@ -124,6 +126,8 @@ class RawEvent:
 
 ProgressCallback = Callable[[str], Awaitable[None] | None]
 RawEventCallback = Callable[[RawEvent], Awaitable[None] | None]
+#: ``on_events``: the typed events of a run, a batch (a list, in order) per call
+EventsCallback = Callable[[Sequence["TurnEvent"]], Awaitable[None] | None]
 
 
 async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> None:
@@ -145,11 +149,16 @@ class RunRequest:
     ``thread_id`` resumes a provider session. ``env`` is merged over the provider config's env,
     which is merged over the process env. ``on_progress`` receives complete assistant messages,
     ``[file_change] …`` notices and retry notices; ``on_raw_event`` receives everything else.
+    ``on_events`` receives every :class:`TurnEvent` of the run (the typed, frozen events the
+    decoder produced, ``thread_started`` and the terminal event included), in order, a batch
+    per call: the events of one read of the CLI's output, or whatever queued up while the
+    callback ran — the cheap way to follow a flood. Any of the three may be combined.
     Callbacks may be sync or async; they run in their own task and never stall the CLI's pipe.
     ``raw_lines`` (debugging, off by default; one-shot runs) also sends every protocol line the
     CLI prints on stdout to ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``,
     before the events decoded from it; like other informational events these may be shed when
-    the callback lags (then one ``dropped`` raw event reports how many).
+    the callback lags (then one ``dropped`` raw event reports how many; ``on_events`` gets an
+    ``unknown`` event saying so).
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
@@ -175,6 +184,9 @@ class RunRequest:
         default=None, eq=False, repr=False, metadata=v.meta(v.callback)
     )
     on_raw_event: RawEventCallback | None = attrs.field(
+        default=None, eq=False, repr=False, metadata=v.meta(v.callback)
+    )
+    on_events: EventsCallback | None = attrs.field(
         default=None, eq=False, repr=False, metadata=v.meta(v.callback)
     )
     raw_lines: bool = False
@@ -302,22 +314,30 @@ class TurnEvent:
 
     def to_raw_event(self) -> RawEvent:
         """The ``on_raw_event`` form of this event (spec §5.3)."""
-        kind = self.kind
-        if self.question is not None:
-            import json
-
-            detail = json.dumps(self.question.to_dict(), ensure_ascii=False)
-        elif kind is _ERROR and self.error:
-            detail = self.error
-        else:
-            detail = self.text.strip()  # no copy when there is nothing to strip
         # ``_value_``: the member's value without the ``value`` descriptor's cost; the object
         # built as ``_raw_event`` builds it, inlined (hot path: one call per delivered event)
+        kind = self.kind
+        if self.question is None and (kind is not _ERROR or not self.error):
+            detail = self.text.strip()  # raw_detail's common case, inlined
+        else:
+            detail = raw_detail(self)
         event = _new(RawEvent)
         _r_kind(event, kind._value_)
         _r_line(event, self.raw.strip())
         _r_detail(event, detail)
         return event
+
+
+def raw_detail(event: TurnEvent) -> str:
+    """The ``detail`` of ``event``'s :class:`RawEvent`: the question as JSON, an error's
+    message, else the text (stripped; the same object when there is nothing to strip)."""
+    if event.question is not None:
+        import json
+
+        return json.dumps(event.question.to_dict(), ensure_ascii=False)
+    if event.kind is _ERROR and event.error:
+        return event.error
+    return event.text.strip()
 
 
 # -- construction without attrs' keyword ``__init__`` (the per-line hot path) -----------------

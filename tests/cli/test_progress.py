@@ -4,6 +4,7 @@ No timing assertions: frames are driven by trio's MockClock."""
 from __future__ import annotations
 
 import io
+import random
 
 import pytest
 import trio
@@ -18,7 +19,14 @@ from alice_trio.cli.progress import (
     utf8_len,
     write_text,
 )
-from alice_trio.models import RawEvent
+from alice_trio.models import (
+    EventKind,
+    QuestionInfo,
+    QuestionOption,
+    RawEvent,
+    TurnEvent,
+    TurnQuestion,
+)
 
 
 def _tool(i: int) -> RawEvent:
@@ -126,3 +134,103 @@ def test_jsonl_printer_writes_every_event() -> None:
         printer.on_raw_event(_tool(i))
     printer.close()
     assert len(out.getvalue().splitlines()) == 100
+
+
+# -- on_events: the batch callback the ``run`` command uses --------------------------------------
+
+
+def _random_events(seed: int, n: int = 600) -> list[TurnEvent]:
+    """Every kind a decoder produces, with texts that take each formatting branch (edge
+    whitespace, newlines, long, empty), questions and errors."""
+    rng = random.Random(seed)
+    texts = [
+        "plain", "  padded  ", "two\nlines", "x" * 400, "y" * 3000, "", "é€ mixed\r\nend",
+        "ends with newline\n",
+    ]  # fmt: skip
+    question = TurnQuestion(
+        request_id="q1",
+        questions=(QuestionInfo(question="Proceed?", options=(QuestionOption(label="yes"),)),),
+    )
+    # every kind, assistant messages (held back, shown with newlines) and tools more often
+    kinds = [*EventKind, *[EventKind.ASSISTANT_TEXT] * 6, *[EventKind.TOOL_USE] * 4]
+    out = []
+    for i in range(n):
+        kind = rng.choice(kinds)
+        kw: dict[str, object] = {"text": rng.choice(texts), "raw": f' {{"seq": {i}}} '}
+        if kind is EventKind.ERROR:
+            kw["error"] = rng.choice(["", "rate limited"])
+        if kind is EventKind.QUESTION:
+            kw["question"] = question
+        out.append(TurnEvent(kind=kind, provider="codex", **kw))
+    return out
+
+
+def _batches(events: list[TurnEvent], seed: int) -> list[list[TurnEvent]]:
+    rng = random.Random(seed)
+    out, i = [], 0
+    while i < len(events):
+        size = rng.choice([1, 2, 3, 7, 8, 40, 300])
+        out.append(events[i : i + size])
+        i += size
+    return out
+
+
+_SILENT = (EventKind.THREAD_STARTED, EventKind.TURN_STARTED)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "mode",
+    [
+        {"live": False},
+        {"live": False, "verbose": True},
+        {"live": True, "plain": True},
+        {"live": True, "plain": True, "verbose": True},
+        {"live": True, "plain": True, "hold_reply": True},
+        {"live": False, "hold_reply": True},
+    ],
+)
+@pytest.mark.parametrize("ticking", [True, False])
+async def test_on_events_prints_what_on_raw_event_prints(
+    seed: int, mode: dict[str, bool], ticking: bool, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A batch of typed events shows exactly what their ``RawEvent``s show one by one (the
+    engine's ``on_raw_event`` path: bookkeeping events never reach it), in every mode."""
+    events = _random_events(seed)
+    outputs = []
+    for batched in (False, True):
+        out = io.StringIO()
+        printer = ProgressPrinter(out, **mode)
+        async with trio.open_nursery() as nursery:
+            if ticking:
+                await nursery.start(printer.run)
+            printer.start()
+            if batched:
+                for batch in _batches(events, seed):
+                    printer.on_events(batch)
+            else:
+                for event in events:
+                    if event.kind not in _SILENT:
+                        printer.on_raw_event(event.to_raw_event())
+            counted = printer.events
+            nursery.cancel_scope.cancel()
+        printer.finish(events[-1].text)
+        printer.close()
+        outputs.append((out.getvalue(), counted))
+    assert outputs[1] == outputs[0]
+    assert outputs[0][0].count("\n") > 5
+
+
+def test_jsonl_on_events_writes_what_on_raw_event_writes() -> None:
+    events = _random_events(7, 200)
+    one, batched = io.StringIO(), io.StringIO()
+    a, b = JsonLinesPrinter(one), JsonLinesPrinter(batched)
+    for event in events:
+        if event.kind not in _SILENT:
+            a.on_raw_event(event.to_raw_event())
+    for batch in _batches(events, 7):
+        b.on_events(batch)
+    a.close()
+    b.close()
+    assert batched.getvalue() == one.getvalue() and one.getvalue().count("\n") > 100

@@ -13,6 +13,7 @@ import trio
 from alice_trio import OneShotBackend, ReplayConfig, RunRequest, SessionBackend
 from alice_trio.engine.callbacks import CallbackCancelled
 from alice_trio.errors import CallbackError
+from alice_trio.models import EventKind, RawEvent, TurnEvent
 
 
 def stray_cancel_sync(_: Any) -> None:
@@ -32,7 +33,7 @@ async def run_once(kind: str, request: RunRequest) -> Any:
 
 
 @pytest.mark.parametrize("kind", ["oneshot", "session"])
-@pytest.mark.parametrize("hook", ["on_progress", "on_raw_event"])
+@pytest.mark.parametrize("hook", ["on_progress", "on_raw_event", "on_events"])
 @pytest.mark.parametrize("cb", [stray_cancel_sync, stray_cancel_async], ids=["sync", "async"])
 async def test_a_callbacks_stray_cancelled_is_a_callback_error(kind, hook, cb):
     with trio.fail_after(60):  # the bug: a false RunTimeoutError, never a hang, but be safe
@@ -60,3 +61,21 @@ async def test_the_callers_cancellation_inside_a_callback_stays_bare(kind):
             n.start_soon(cancel_when_inside)
             await run_once(kind, RunRequest(user_text="hi", on_progress=slow))
     assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("kind", ["oneshot", "session"])
+async def test_on_events_gets_the_typed_events_raw_callbacks_get(kind):
+    """``on_events`` on both paths: every event the raw callback gets, typed, in order."""
+    batches: list[list[TurnEvent]] = []
+    raw: list[RawEvent] = []
+    request = RunRequest(
+        user_text="hi", on_events=lambda e: batches.append(list(e)), on_raw_event=raw.append
+    )
+    with trio.fail_after(60):
+        result = await run_once(kind, request)
+    events = [e for b in batches for e in b]
+    assert all(type(e) is TurnEvent for e in events)
+    shown = [e for e in events if e.kind not in (EventKind.THREAD_STARTED, EventKind.TURN_STARTED)]
+    assert [e.to_raw_event() for e in shown] == raw and raw
+    assert events[-1].kind is EventKind.TURN_COMPLETED
+    assert [e.text for e in events if e.kind is EventKind.ASSISTANT_TEXT][-1] == result.reply

@@ -309,7 +309,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             thread_id=args.thread or "",
             model=args.model or "",
             workspace_dir=args.cwd or "",
-            on_raw_event=printer.on_raw_event if printer is not None else None,
+            # the typed events a batch at a time: no RawEvent and no callback call per event
+            on_events=printer.on_events if printer is not None else None,
         )
     except (AliceError, ValueError, TypeError) as exc:
         return _fail(exc if isinstance(exc, AliceError) else ConfigError(str(exc)))

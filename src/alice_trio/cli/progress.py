@@ -12,6 +12,11 @@ here with its kind). The callback never writes; the output happens in frames (:m
 * **lines** (a file or a pipe): the callback formats one plain line per event (no colours, no
   markup), written in batches (:data:`BATCH_BYTES` or one frame interval, whichever comes first).
 
+The ``alice-trio run`` command passes :meth:`ProgressPrinter.on_events` (``RunRequest.on_events``:
+the typed events, a batch per read of the agent's output): the same output as
+:meth:`ProgressPrinter.on_raw_event` per event, without a ``RawEvent`` per event, one clock read
+per batch, and in live mode only the newest events of a batch formatted (the others counted).
+
 Texts are clipped when formatted (``head … [N bytes] … tail``): a 50 MB assistant
 message costs a slice of a few hundred characters, never a copy of the text. The frame task
 (:meth:`ProgressPrinter.run`) is cancel-safe: cancelling it loses nothing, :meth:`close` (or
@@ -28,11 +33,12 @@ import os
 import shutil
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import trio
 
-from ..models import RawEvent, RunResult
+from ..models import RawEvent, RunResult, TurnEvent, raw_detail
 from .streams import std, write_text
 
 __all__ = [
@@ -71,6 +77,22 @@ _STYLES: dict[str, tuple[str, str, bool, int]] = {
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 #: characters per write when a long text goes out (bounds the encoded copy)
 _CHUNK_CHARS = 1 << 20
+#: the bookkeeping kinds ``on_events`` delivers and ``on_raw_event`` never sees: not shown
+_BOOKKEEPING = frozenset({"thread_started", "turn_started"})
+#: what the printer holds back or keeps for the next frame: the event as it arrived
+_Event = RawEvent | TurnEvent
+
+
+def _kind(event: _Event) -> str:
+    return event.kind if isinstance(event, RawEvent) else event.kind._value_
+
+
+def _detail(event: _Event) -> str:
+    return event.detail if isinstance(event, RawEvent) else raw_detail(event)
+
+
+def _line(event: _Event) -> str:
+    return event.line if isinstance(event, RawEvent) else event.raw.strip()
 
 
 def utf8_len(text: str) -> int:
@@ -133,10 +155,10 @@ class ProgressPrinter:
         self.hold_reply = hold_reply
         self.title = title
         self.events = 0
-        self._held: RawEvent | None = None
+        self._held: _Event | None = None
         self._lines: list[str] = []  # lines mode: formatted, not yet written
         self._size = 0
-        self._recent: deque[RawEvent] = deque(maxlen=LIVE_LINES)  # live: the newest events
+        self._recent: deque[_Event] = deque(maxlen=LIVE_LINES)  # live: the newest events
         self._skipped: Counter[str] = Counter()  # live mode: kinds not shown this frame
         self._last_write = time.monotonic()
         self._started = self._last_write
@@ -145,6 +167,7 @@ class ProgressPrinter:
         self._active = False  # a turn runs: the status line may be drawn
         self._ticking = False
         self._last_kind = ""
+        self._fast: dict[str, tuple[str, bool, int]] | None = None  # see _fast_styles
 
     # -- the frame task -------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -177,11 +200,102 @@ class ProgressPrinter:
     # -- events ---------------------------------------------------------------------------
     def on_raw_event(self, event: RawEvent) -> None:
         """The ``on_raw_event`` callback: formats and buffers; never blocks."""
-        kind = event.kind
-        if kind not in _STYLES and not self.verbose:
+        if event.kind not in _STYLES and not self.verbose:
             return
         if not self._active:
             self.start()
+        self._take(event)
+
+    def on_events(self, events: Sequence[TurnEvent]) -> None:
+        """The ``on_events`` callback (a batch of typed events): what :meth:`on_raw_event`
+        shows for each event's ``RawEvent``, at a per-batch cost where it can; never blocks."""
+        if self.live or self.hold_reply or not self._ticking:
+            self._take_all(events)
+            return
+        # lines mode, the hot path: each shown event formatted into a line at once
+        fast = self._fast_styles()
+        verbose = self.verbose
+        lines = self._lines
+        append = lines.append
+        before = len(lines)
+        size = 0
+        last = ""
+        for event in events:
+            kind = event.kind._value_
+            style = fast.get(kind)
+            if style is None or event.question is not None:  # rare: the general path
+                if style is None and kind not in _STYLES and (not verbose or kind in _BOOKKEEPING):
+                    continue
+                line = self._format(event)
+            else:
+                prefix, keep, limit = style
+                text = event.text
+                if (
+                    len(text) > limit
+                    or (not keep and "\n" in text)
+                    or text.strip() != text  # no copy when there is nothing to strip
+                ):
+                    text = clip(text, limit, one_line=not keep)
+                line = f"{prefix}{text}\n"
+            append(line)
+            size += len(line)
+            last = kind
+        shown = len(lines) - before
+        if not shown:
+            return
+        if not self._active:
+            self.start()
+        self.events += shown
+        self._last_kind = last
+        self._size += size
+        if self._size >= BATCH_BYTES or time.monotonic() - self._last_write >= FRAME_SECONDS:
+            self._frame()
+
+    def _fast_styles(self) -> dict[str, tuple[str, bool, int]]:
+        """kind → (the line's label as printed, keep newlines, clip length), for the kinds whose
+        detail is their text (not ``error``, whose detail is its error message)."""
+        fast = self._fast
+        if fast is None:
+            fast = self._fast = {
+                kind: (self._paint(label, "", ansi)[:-2] + " ", keep, limit)
+                for kind, (label, ansi, keep, limit) in _STYLES.items()
+                if kind != "error"
+            }
+        return fast
+
+    def _take_all(self, events: Sequence[TurnEvent]) -> None:
+        """:meth:`on_events` event by event (live mode, a held reply, no frame task); live,
+        what a long batch would push out of the frame is only counted."""
+        verbose = self.verbose
+        shown = [
+            e
+            for e in events
+            if e.kind._value_ in _STYLES or (verbose and e.kind._value_ not in _BOOKKEEPING)
+        ]
+        if not shown:
+            return
+        if not self._active:
+            self.start()
+        cut = len(shown) - LIVE_LINES - 1
+        if self.live and self._ticking and cut > 0:
+            # the same as adding them one by one: at least LIVE_LINES events follow each of
+            # these (and a held reply, shown before the next event), so all are pushed out
+            skipped = self._skipped
+            for old in self._recent:
+                skipped[_kind(old)] += 1
+            self._recent.clear()
+            if self._held is not None:
+                skipped[_kind(self._held)] += 1
+                self._held = None
+            skipped.update([e.kind._value_ for e in shown[:cut]])
+            self.events += cut
+            shown = shown[cut:]
+        for event in shown:
+            self._take(event)
+
+    def _take(self, event: _Event) -> None:
+        """One shown event: counted, a reply maybe held back (``hold_reply``), buffered."""
+        kind = _kind(event)
         self.events += 1
         self._last_kind = kind
         if self.hold_reply and kind == "assistant_text":
@@ -198,7 +312,7 @@ class ProgressPrinter:
         """The run ended with ``reply``: a held-back assistant message is shown unless it is
         that reply."""
         held, self._held = self._held, None
-        if held is not None and not _same_text(held.detail, reply):
+        if held is not None and not _same_text(_detail(held), reply):
             self._add_event(held)
 
     def message(self, text: str, style: str = "2") -> None:
@@ -220,15 +334,15 @@ class ProgressPrinter:
             self._add_line(self._paint("usage:", text, "2"))
 
     # -- formatting -----------------------------------------------------------------------
-    def _format(self, event: RawEvent) -> str:
-        kind = event.kind
+    def _format(self, event: _Event) -> str:
+        kind = _kind(event)
         style = _STYLES.get(kind)
         if style is None:
             label, ansi, keep, limit = f"{kind}›", "2", False, _LINE_CHARS
-            text = event.detail or event.line
+            text = _detail(event) or _line(event)
         else:
             label, ansi, keep, limit = style
-            text = event.detail
+            text = _detail(event)
         if (
             len(text) > limit
             or (not keep and "\n" in text)
@@ -245,13 +359,13 @@ class ProgressPrinter:
         return f"{label} {text}\n"
 
     # -- output ---------------------------------------------------------------------------
-    def _add_event(self, event: RawEvent) -> None:
+    def _add_event(self, event: _Event) -> None:
         """Buffer one event: live, only the newest :data:`LIVE_LINES` are kept (and formatted
         at the next frame), the others counted; lines mode, formatted now and batched."""
         if self.live:
             recent = self._recent
             if len(recent) == LIVE_LINES:
-                self._skipped[recent[0].kind] += 1
+                self._skipped[_kind(recent[0])] += 1
             recent.append(event)
             if not self._ticking:
                 self._frame()
@@ -368,12 +482,26 @@ class JsonLinesPrinter:
         self.flush()
 
     def on_raw_event(self, event: RawEvent) -> None:
-        line = json.dumps(
-            {"type": "event", "kind": event.kind, "detail": event.detail, "line": event.line},
-            ensure_ascii=False,
+        self._add(event.kind, event.detail, event.line)
+        self._maybe_flush()
+
+    def on_events(self, events: Sequence[TurnEvent]) -> None:
+        """The ``on_events`` callback: the object :meth:`on_raw_event` writes for each event's
+        ``RawEvent`` (the bookkeeping ``thread_started`` / ``turn_started`` are not written)."""
+        for event in events:
+            kind = event.kind._value_
+            if kind not in _BOOKKEEPING:
+                self._add(kind, raw_detail(event), event.raw.strip())
+        self._maybe_flush()
+
+    def _add(self, kind: str, detail: str, line: str) -> None:
+        text = json.dumps(
+            {"type": "event", "kind": kind, "detail": detail, "line": line}, ensure_ascii=False
         )
-        self._lines.append(line + "\n")
-        self._size += len(line)
+        self._lines.append(text + "\n")
+        self._size += len(text)
+
+    def _maybe_flush(self) -> None:
         if (
             not self._ticking
             or self._size >= BATCH_BYTES

@@ -48,10 +48,18 @@ from ..errors import (
     RunTimeoutError,
 )
 from ..framing import LineFramer, OversizedLine, decode_line
-from ..models import EventKind, ProgressCallback, RawEventCallback, RunRequest, RunResult, TurnEvent
+from ..models import (
+    EventKind,
+    EventsCallback,
+    ProgressCallback,
+    RawEventCallback,
+    RunRequest,
+    RunResult,
+    TurnEvent,
+)
 from ..protocols.turn_outcome import TurnEnd
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Invocation, Provider
-from .callbacks import CallbackDispatcher
+from .callbacks import Batch, CallbackDispatcher
 from .pipes import receive_chunk
 from .spawn import Child, Spawner, close_child, describe_exit, spawn
 from .stderr_tail import StderrTail
@@ -102,6 +110,7 @@ async def _run_request(provider: Provider, config: CLIConfig, request: RunReques
         fallback_thread_id=request.thread_id,
         on_progress=request.on_progress,
         on_raw_event=request.on_raw_event,
+        on_events=request.on_events,
         raw_lines=request.raw_lines,
         explain_exit=provider.explain_exit,
     )
@@ -181,34 +190,48 @@ class _Run:
             self.progress = trio.Event()
 
     async def handle_lines(self, items: list[bytes | OversizedLine]) -> None:
-        # the per-line hot path: locals only, no coroutine per event while the queue has room
+        """Decode the lines of one chunk and hand their events to the dispatcher as one batch
+        (one queue entry, no checkpoint while the buffer has room); the terminal event is
+        queued before the drain after it starts."""
+        # the per-line hot path: locals only, no call into the dispatcher per event
         decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
-        feed, offer_nowait = decoder.feed, dispatcher.offer_nowait
+        feed, files_event = decoder.feed, self.files.event
         file_change = EventKind.FILE_CHANGE
+        batch: Batch = []
+        append = batch.append
         items.reverse()  # consumed from the end, so each line's bytes are freed once decoded
         pop = items.pop
         while items:
             item = pop()
-            if type(item) is OversizedLine:
+            if type(item) is not bytes:  # an OversizedLine
+                assert isinstance(item, OversizedLine)
+                await self.offer(batch)  # the events before it first
+                batch = []
+                append = batch.append
                 if not await self.oversized(item):
                     return
                 continue
-            assert isinstance(item, bytes)
             line = item.decode("utf-8", "replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
-            if raw_lines and not dispatcher.offer_line(line):
-                await dispatcher.offer_line_wait(line)
+            if raw_lines:
+                raw = dispatcher.line_event(line)
+                if raw is not None:
+                    append(raw)
             for event in feed(line):
                 if event.kind is file_change:
-                    event = self.files.event(event)
-                if not offer_nowait(event):
-                    await dispatcher.offer(event)
-            if not self.terminal_seen and decoder.terminal:
-                self.terminal_seen = True
-                if self.idle_scope is not None:
-                    self.idle_scope.deadline = math.inf
-                assert self.io is not None
-                self.io.start_soon(self.drain_then_kill)
+                    event = files_event(event)
+                append(event)
+        await self.offer(batch)
+        if not self.terminal_seen and decoder.terminal:
+            self.terminal_seen = True
+            if self.idle_scope is not None:
+                self.idle_scope.deadline = math.inf
+            assert self.io is not None
+            self.io.start_soon(self.drain_then_kill)
+
+    async def offer(self, batch: Batch) -> None:
+        if batch and not self.dispatcher.offer_batch_nowait(batch):
+            await self.dispatcher.offer_batch(batch)
 
     async def oversized(self, item: OversizedLine) -> bool:
         """An over-long line: fail the run (returns False) or report it as skipped (True)."""
@@ -314,6 +337,7 @@ async def run_invocation(
     fallback_thread_id: str = "",
     on_progress: ProgressCallback | None = None,
     on_raw_event: RawEventCallback | None = None,
+    on_events: EventsCallback | None = None,
     raw_lines: bool = False,
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
     spawner: Spawner = spawn,
@@ -332,7 +356,9 @@ async def run_invocation(
         invocation=invocation,
         decoder=decoder,
         provider=provider,
-        dispatcher=CallbackDispatcher(on_progress, on_raw_event, limits.callback_buffer),
+        dispatcher=CallbackDispatcher(
+            on_progress, on_raw_event, limits.callback_buffer, on_events, provider=provider
+        ),
         tail=StderrTail(limits.stderr_tail_bytes),
         raw_lines=raw_lines and on_raw_event is not None,
     )

@@ -483,6 +483,8 @@ class SessionBackend:
             request.on_progress,
             request.on_raw_event,
             limits.callback_buffer if limits is not None else 4096,
+            request.on_events,
+            provider=self.provider.name,
         )
         events = session.events()
         timeout = self.config.effective_timeout()

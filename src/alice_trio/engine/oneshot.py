@@ -167,6 +167,8 @@ class _Run:
                 await self.handle_lines(framer.feed_eof())
                 self.stdout_eof.set()
                 return
+            if not self.bytes_read:
+                self.proc.ready()  # its first output: past its start (engine/first_start.py)
             self.bytes_read += len(chunk)
             if idle and self.idle_scope is not None and not self.terminal_seen:
                 self.idle_scope.deadline = trio.current_time() + idle

@@ -53,6 +53,7 @@ def flavor_info(provider: Provider, flavor: Flavor) -> dict[str, Any]:
             "newest_verified": v.newest,
             "source": v.source,
         },
+        "state": [{"dir": d.describe(), "what": d.what} for d in flavor.state],
     }
 
 
@@ -117,6 +118,19 @@ def render() -> str:
             check = " ".join([p.default_command, *v.args])
             row = [f"`{p.name}`", cell, v.source, ", ".join(v.verified), f"`{check}`"]
             out.append("| " + " | ".join(row) + " |")
+    out += ["", "### State created at start (first starts serialised)", ""]
+    out += [
+        "Two first starts of these CLIs on one fresh state directory at once break; the engine",
+        "starts them one at a time per directory until one came up (docs/reliability.md).",
+        "",
+        "| provider | flavor | directory | what |",
+        "|---|---|---|---|",
+    ]
+    for p in providers:
+        for f in p.flavors:
+            for d in f.state:
+                row = [f"`{p.name}`", _flavor_cell(p, f), f"`{d.describe()}`", d.what]
+                out.append("| " + " | ".join(row) + " |")
     out += ["", END]
     return "\n".join(out) + "\n"
 

@@ -63,6 +63,9 @@ class FakeChild:
         self.swept = True
         self.background = False
 
+    def ready(self) -> None:
+        pass
+
     def pending_output(self) -> int:
         return 0
 

@@ -17,7 +17,7 @@ import pytest
 from alice_trio.errors import ConfigError
 from alice_trio.models import RunRequest
 from alice_trio.provider_docs import BEGIN, END, provider_info, render
-from alice_trio.providers.base import CLIConfig, Provider
+from alice_trio.providers.base import CLIConfig, Invocation, Provider
 from alice_trio.providers.record import (
     STEER_MODES,
     Capabilities,
@@ -73,6 +73,37 @@ def test_the_created_driver_is_what_the_record_says(name: str, flavor: str) -> N
     # questions reach the caller through an approver or a reply method of the driver
     if spec.capabilities.questions:
         assert spec.capabilities.approvals or hasattr(driver, "reply_question")
+
+
+def _session_invocation(driver: Any) -> Invocation | None:
+    """The invocation a long-lived driver starts its process with (None: one-shot wrapper)."""
+    serve = getattr(driver, "serve_invocation", None)
+    if callable(serve):
+        return serve()  # type: ignore[no-any-return]
+    return getattr(driver, "invocation", None)
+
+
+@pytest.mark.parametrize(("name", "flavor"), FLAVORS)
+def test_every_process_of_a_flavor_names_the_state_dirs_of_its_record(
+    name: str, flavor: str
+) -> None:
+    """The engine serialises first starts by ``Invocation.state`` (engine/first_start.py): the
+    one-shot builder and the session driver both carry the record's ``state``, so no path
+    starts the CLI unserialised and a new declaration cannot be forgotten at a builder."""
+    provider = get_provider(name)
+    config = _config(provider, flavor)
+    state = provider.flavor_of(config).state
+    request = RunRequest(user_text="hello")
+    assert provider.build_invocation(request, config).state == state, f"{name}/{flavor}"
+    session = _session_invocation(create_driver(provider, config, request))
+    if session is not None:
+        assert session.state == state, f"{name}/{flavor}"
+
+
+def test_opencode_declares_its_database_dir() -> None:
+    (state,) = get_provider("opencode").flavor("").state
+    assert state.resolve({"HOME": "/h"}) == "/h/.local/share/opencode"
+    assert state.resolve({"HOME": "/h", "XDG_DATA_HOME": "/d"}) == "/d/opencode"
 
 
 def _sources(name: str, flavor: str, *, decoder: bool) -> str:

@@ -9,6 +9,10 @@ when aborted (then ``MessageAbortedError``); ``CRASH`` ends the process at once 
 anything else is answered ``reply to <session>: <text>``. Requests are logged to LOG.
 Like opencode, with ``OPENCODE_SERVER_PASSWORD`` in its env it answers 401 to a request without
 that password as HTTP basic auth (logged as ``{"UNAUTHORIZED": path}``).
+With ``FAKE_OPENCODE_MIGRATION=<seconds>``, a start that finds no database in
+``$XDG_DATA_HOME/opencode`` first "migrates" it for that long, and — like opencode 1.18 — a
+start that overlaps another one's migration dies before printing its URL (``Unexpected
+error`` on stderr, exit status 1).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -148,7 +153,35 @@ class Handler(BaseHTTPRequestHandler):
         self._json({}, 404)
 
 
+def migrate() -> bool:
+    """The database migration of a first start (see the module docstring); False: it raced."""
+    seconds = os.environ.get("FAKE_OPENCODE_MIGRATION")
+    if seconds is None:
+        return True
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    state = Path(data) / "opencode"
+    state.mkdir(parents=True, exist_ok=True)
+    db, migrating = state / "opencode.db", state / "migrating"
+    if migrating.exists():
+        sys.stderr.write("Error: Unexpected error\n\ndatabase is locked\n")
+        return False
+    if db.exists():
+        return True
+    try:
+        fd = os.open(migrating, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        sys.stderr.write("Error: Unexpected error\n\nFailed query: CREATE TABLE `workspace`\n")
+        return False
+    os.close(fd)
+    time.sleep(float(seconds))
+    db.write_text("migrated\n")
+    migrating.unlink()
+    return True
+
+
 def main() -> int:
+    if not migrate():
+        return 1
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(f"opencode server listening on http://127.0.0.1:{server.server_address[1]}", flush=True)

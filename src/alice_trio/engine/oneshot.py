@@ -181,6 +181,8 @@ class _Run:
                     assert self.io is not None
                     self.io.start_soon(self.drain_then_kill)
                 return
+            if not self.bytes_read:
+                self.proc.ready()  # its first output: past its start (engine/first_start.py)
             self.bytes_read += len(chunk)
             if idle and self.idle_scope is not None and not self.terminal_seen:
                 self.idle_scope.deadline = trio.current_time() + idle

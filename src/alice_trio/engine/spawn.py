@@ -15,6 +15,11 @@ environment fails the same way, with the same message, whichever path met it:
    :class:`~alice_trio.errors.CLINotFoundError`; a vanished workspace or an argument list too
    long → :class:`~alice_trio.errors.ConfigError`; anything else (no fds, no memory) →
    :class:`~alice_trio.errors.ProcessFailedError`. Never a bare ``OSError``/``ValueError``.
+   A CLI whose invocation names state directories (:attr:`Invocation.state
+   <alice_trio.providers.base.Invocation.state>`) is started one process at a time per
+   directory until one reported ready (:mod:`.first_start`): :func:`spawn` waits for the
+   ticket, the caller calls :meth:`Child.ready` once the CLI is up, and the ticket is also
+   given back when the process has exited or is closed.
 3. :func:`close_child` ends it — always shielded, always the same order: terminate the group
    (SIGTERM, ``kill_grace``, SIGKILL; :func:`.process_group.terminate`), sweep what escaped the
    group (unless the caller keeps background jobs), reap adopted orphans, close the pipes.
@@ -37,7 +42,7 @@ import trio
 
 from ..errors import AliceError, CLINotFoundError, ConfigError, ProcessFailedError
 from ..providers.base import Invocation
-from . import guardian, process_group, reaper
+from . import first_start, guardian, process_group, reaper
 
 __all__ = [
     "Child",
@@ -88,6 +93,11 @@ class Child(Protocol):
         """Bytes written to stdout and not read yet (0 where unknown)."""
         ...
 
+    def ready(self) -> None:
+        """The CLI is up (its handshake answered, its URL printed, its first line read): a
+        first start on its state directories is over (:mod:`.first_start`). Idempotent."""
+        ...
+
 
 class Spawner(Protocol):
     """:func:`spawn`'s signature: what the one-shot engine and the session transport call to
@@ -102,6 +112,7 @@ class SpawnedProcess:
 
     process: trio.Process
     run_id: str
+    ticket: first_start.StartTicket = attrs.field(factory=lambda: first_start.StartTicket((), None))
 
     @property
     def pid(self) -> int:
@@ -124,7 +135,12 @@ class SpawnedProcess:
         return self.process.stderr
 
     async def wait(self) -> int:
-        return await self.process.wait()
+        status = await self.process.wait()
+        self.ticket.release()  # it exited: its start is over, ready or not
+        return status
+
+    def ready(self) -> None:
+        self.ticket.ready()
 
     def signal_group(self, sig: int) -> bool:
         return process_group.signal_group(self.pid, sig)
@@ -262,6 +278,12 @@ def spawn_error(exc: BaseException, invocation: Invocation, name: str) -> AliceE
 async def spawn(invocation: Invocation, *, name: str, stdin: StdinMode) -> SpawnedProcess:
     """Check ``invocation`` and start it in a new session, stdout/stderr as pipes.
 
+    With :attr:`Invocation.state <alice_trio.providers.base.Invocation.state>`, it first waits
+    until no other first start on those directories is under way (:mod:`.first_start`;
+    cancellable while it waits, nothing held then); the returned process holds that turn until
+    :meth:`SpawnedProcess.ready`, its exit (:meth:`SpawnedProcess.wait`) or
+    :func:`close_child`.
+
     Raises the typed errors of :func:`check_invocation` / :func:`spawn_error`; nothing is left
     running when it raises. Not cancellable half-way: the process exists or it does not.
     """
@@ -270,9 +292,11 @@ async def spawn(invocation: Invocation, *, name: str, stdin: StdinMode) -> Spawn
     if invocation.limits.sweep:
         reaper.subreaper_active()  # decide the mechanism before the first spawn
         guardian.ensure_started()
+    env = build_env(invocation, run_id)
+    key = first_start.state_key(invocation.argv[0], invocation.state, env)
+    ticket = await first_start.acquire(key)
     reaper.reap_orphans()
     try:
-        env = build_env(invocation, run_id)
         proc = await trio.lowlevel.open_process(
             list(invocation.argv),
             stdin=subprocess.PIPE if stdin == "pipe" else subprocess.DEVNULL,
@@ -283,8 +307,12 @@ async def spawn(invocation: Invocation, *, name: str, stdin: StdinMode) -> Spawn
             start_new_session=True,
         )
     except (OSError, ValueError, TypeError) as exc:
+        ticket.release()
         raise spawn_error(exc, invocation, name) from exc
-    return SpawnedProcess(proc, run_id)
+    except BaseException:
+        ticket.release()
+        raise
+    return SpawnedProcess(proc, run_id, ticket)
 
 
 async def close_child(child: Child, *, kill_grace: float, sweep: bool) -> None:
@@ -292,9 +320,12 @@ async def close_child(child: Child, *, kill_grace: float, sweep: bool) -> None:
 
     Shielded from cancellation (a second cancel cannot orphan anything); never raises for
     processes or pipes that are already gone. ``sweep=False`` keeps the processes that escaped
-    the group (``keep_background`` after a clean exit)."""
+    the group (``keep_background`` after a clean exit). A first start it still held
+    (:mod:`.first_start`) is given back: the next start on its state directories goes."""
     with trio.CancelScope(shield=True):
         await process_group.terminate(child, kill_grace)
+        if isinstance(child, SpawnedProcess):
+            child.ticket.release()
         if sweep:
             await child.sweep()
         reaper.reap_orphans()

@@ -35,7 +35,7 @@ from ..models import (
     plain_event,
     redacted_env,
 )
-from .record import Flavor
+from .record import Flavor, StateDir
 
 __all__ = [
     "ARG_MAX",
@@ -229,6 +229,10 @@ def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _as_states(value: Iterable[StateDir]) -> tuple[StateDir, ...]:
+    return tuple(value)
+
+
 def _as_dict(value: Mapping[str, str]) -> dict[str, str]:
     return dict(value)
 
@@ -247,7 +251,12 @@ class Invocation:
     NUL byte or an unencodable string in argv, env or cwd, an env key with ``=``, one argument
     longer than :data:`MAX_ARG_STRLEN`, argv + env overrides beyond :data:`ARG_MAX`. Each raises
     :class:`~alice_trio.errors.ConfigError` naming the element and the limit, so a bad value
-    never reaches a spawn (no bare ``OSError`` E2BIG or ``ValueError``)."""
+    never reaches a spawn (no bare ``OSError`` E2BIG or ``ValueError``).
+
+    ``state``: the directories this CLI creates or migrates when it starts (the provider
+    record's :attr:`Flavor.state <alice_trio.providers.record.Flavor.state>`); the engine
+    starts one process at a time per such directory until one came up
+    (:mod:`alice_trio.engine.first_start`)."""
 
     argv: tuple[str, ...] = attrs.field(converter=_as_tuple)
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict, repr=redacted_env)
@@ -258,6 +267,7 @@ class Invocation:
     idle_timeout: float | None = None
     limits: RunLimits = RunLimits()
     inputs: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict)
+    state: tuple[StateDir, ...] = attrs.field(default=(), converter=_as_states)
 
     def __attrs_post_init__(self) -> None:
         _check_invocation(self)

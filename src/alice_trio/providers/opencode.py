@@ -61,10 +61,12 @@ from .base import (
     as_str,
     merge_env,
 )
+from .record import StateDir
 
 __all__ = [
     "BUILTIN_AGENTS",
     "PROVIDER",
+    "STATE",
     "OpenCodeConfig",
     "OpenCodeDecoder",
     "build_invocation",
@@ -74,6 +76,16 @@ __all__ = [
     "resolve_agent",
     "usage_from_tokens",
 ]
+
+#: opencode's database: every start (``run``, ``serve``) creates and migrates it before it does
+#: anything else; two first starts on one fresh directory at once break one of them
+#: (``Unexpected error`` on ``CREATE TABLE``, or ``database is locked``; exit status 1)
+STATE = (
+    StateDir(
+        dir_env="XDG_DATA_HOME", default_dir="~/.local/share", path="opencode",
+        what="SQLite database opencode.db, created and migrated at every start",
+    ),
+)  # fmt: skip
 
 NO_REPLY_MESSAGE = "opencode returned no response text"
 AUTH_HINT = "opencode is not authenticated for this provider — run 'opencode auth login' first"
@@ -161,6 +173,7 @@ def build_invocation(request: RunRequest, config: OpenCodeConfig) -> Invocation:
         timeout=config.effective_timeout(),
         idle_timeout=config.effective_idle_timeout(),
         limits=config.limits,
+        state=STATE,
     )
 
 
@@ -354,6 +367,7 @@ PROVIDER = Provider(
                 capabilities=EVERY_CAPABILITY,
             ),
             versions=VersionCheck(verified=("1.18.33",), source="npm opencode-ai"),
+            state=STATE,
             auth=AuthCheck(
                 files=(
                     CredentialPath(

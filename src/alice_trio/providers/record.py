@@ -13,13 +13,17 @@ A provider has one or more :class:`Flavor` s, chosen by one field of its config
 * how to ask the CLI for its version and which versions it was verified with
   (:class:`VersionCheck`; the e2e lane's pins in ``tests/e2e/clis/`` must equal the newest
   verified version, a test checks that);
-* how to tell whether it is logged in (:class:`AuthCheck`).
+* how to tell whether it is logged in (:class:`AuthCheck`);
+* where it keeps state that its start creates or migrates (:class:`StateDir`): the engine
+  starts such a CLI one process at a time per directory until one came up
+  (:mod:`alice_trio.engine.first_start`).
 
 Everything here is pure data with validation at construction; nothing does I/O.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +39,7 @@ __all__ = [
     "CredentialPath",
     "Flavor",
     "SessionSpec",
+    "StateDir",
     "VersionCheck",
     "version_key",
 ]
@@ -262,12 +267,56 @@ class AuthCheck:
 
 
 @attrs.frozen(kw_only=True)
+class StateDir:
+    """A directory a CLI writes when it starts, such that two first starts on one fresh copy
+    of it at once break (a database it creates and migrates at start).
+
+    The directory is the value of ``dir_env`` in the process's environment when set, else
+    ``default_dir``, where a leading ``~`` is that environment's ``HOME``; ``path`` is appended
+    (``"opencode"`` below ``$XDG_DATA_HOME``). ``what``: what the CLI keeps there and why its
+    first starts must not overlap (for people; the generated docs show it).
+    """
+
+    dir_env: str = attrs.field(default="", validator=attrs.validators.matches_re(r"\w*"))
+    default_dir: str = attrs.field(
+        default="~", validator=attrs.validators.matches_re(r"~|~/|/", func=re.match)
+    )
+    path: str = attrs.field(default="", validator=attrs.validators.matches_re(r"(?!/).*"))
+    what: str = ""
+
+    def describe(self) -> str:
+        """``$XDG_DATA_HOME/opencode (default ~/.local/share/opencode)``."""
+        tail = f"/{self.path}" if self.path else ""
+        if not self.dir_env:
+            return f"{self.default_dir}{tail}"
+        return f"${self.dir_env}{tail} (default {self.default_dir}{tail})"
+
+    def resolve(self, env: Mapping[str, str]) -> str:
+        """The directory in ``env`` (the process's whole environment), normalised; pure."""
+        base = env.get(self.dir_env, "") if self.dir_env else ""
+        if not base:
+            base = self.default_dir
+            if base == "~" or base.startswith("~/"):
+                home = env.get("HOME", "") or "/"
+                base = home + base[1:]
+        full = f"{base}/{self.path}" if self.path else base
+        return posixpath.normpath(full)
+
+
+def _states(value: Any) -> tuple[StateDir, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
 class Flavor:
     """One way a provider runs: ``name`` is the value of the provider's ``flavor_field`` that
-    selects it ("" for a provider with one flavor); ``label`` names it for people."""
+    selects it ("" for a provider with one flavor); ``label`` names it for people. ``state``:
+    the directories whose first starts must not overlap (:class:`StateDir`; the invocations
+    of the flavor's builders carry the same tuple, a test checks that)."""
 
     name: str = ""
     label: str = ""
     session: SessionSpec = SessionSpec()
     versions: VersionCheck = VersionCheck()
     auth: AuthCheck = AuthCheck()
+    state: tuple[StateDir, ...] = attrs.field(default=(), converter=_states)

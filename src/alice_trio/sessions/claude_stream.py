@@ -155,6 +155,7 @@ class ClaudeStreamDriver:
                         self._nursery = nursery
                         nursery.start_soon(self._read, proc)
                         await self._initialize(proc)
+                        proc.ready()
                         task_status.started()
                         await proc.stdout_closed.wait()
                         with trio.move_on_after(self.close_grace):

@@ -348,6 +348,7 @@ class AgentHost(ProcessHost):
                         await nursery.start(client.run)
                         nursery.start_soon(self._route, client)
                         self.info = await self.protocol.initialize(client)
+                        proc.ready()
                         self.started.set()
                         task_status.started()
         finally:

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from ..errors import AliceError, TransportClosedError
+from ..errors import AliceError, SessionClosedError, TransportClosedError
 from ..models import RunRequest
 from ..providers.base import Invocation
 from ..transports.process import AgentProcess
@@ -109,12 +109,18 @@ class ProcessHost:
     def _lifetime(self) -> Iterator[None]:
         """The body of a subclass's ``run``: cancellable through ``_scope`` (:meth:`aclose`), one
         exception at a time, never a group. A failure before :attr:`started` is set propagates
-        (typed); after it, it is kept in :attr:`failure` and ``run`` returns. :attr:`done` is
-        set on every way out."""
+        (typed) — so does a close before it (:class:`SessionClosedError`: a caller waiting for
+        the start, e.g. ``nursery.start(host.run)``, never sees it return unstarted); after it,
+        a failure is kept in :attr:`failure` and ``run`` returns. :attr:`done` is set on every
+        way out."""
         try:
             with single_exception(), trio.CancelScope() as scope:
                 self._scope = scope
                 yield
+            if not self.started.is_set():
+                raise SessionClosedError(
+                    f"{self.name} {self.kind} was closed while it started", provider=self.name
+                )
         except AliceError as exc:
             if not self.started.is_set():
                 raise

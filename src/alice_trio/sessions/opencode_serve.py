@@ -70,7 +70,7 @@ from ..models import EventKind, RunRequest, TurnEvent, TurnQuestion
 from ..protocols import opencode_events as oc_proto
 from ..protocols.opencode_events import OpenCodeMapper
 from ..providers.base import Invocation, as_list, merge_env
-from ..providers.opencode import OpenCodeConfig, resolve_agent
+from ..providers.opencode import STATE, OpenCodeConfig, resolve_agent
 from ..transports.http_client import async_client
 from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
 from ..transports.process import AgentProcess, open_agent_process
@@ -206,8 +206,9 @@ class OpenCodeServeDriver:
             env["PWD"] = os.path.abspath(cwd) if cwd else os.getcwd()
             argv = (command, "serve", "--hostname", "127.0.0.1", "--port", "0")
             invocation = Invocation(
-                argv=(*argv, *self.config.extra_args), env=env, cwd=cwd, limits=self.config.limits
-            )
+                argv=(*argv, *self.config.extra_args), env=env, cwd=cwd,
+                limits=self.config.limits, state=STATE,
+            )  # fmt: skip
         if self.secret is None:
             return invocation
         env = dict(invocation.env)
@@ -236,6 +237,7 @@ class OpenCodeServeDriver:
                         ) as proc:
                             self._proc = proc
                             self.base_url = await self._read_url(proc)
+                            proc.ready()
                             async with trio.open_nursery() as n:
                                 n.start_soon(self._drain_stdout, proc)
                                 await self._serve(task_status)

@@ -125,6 +125,7 @@ class RpcDriver:
                 await nursery.start(client.run)
                 nursery.start_soon(self._pump, client)
                 await self.handshake(client)
+                proc.ready()
                 if task_status is not None:
                     self._started = True
                     task_status.started()

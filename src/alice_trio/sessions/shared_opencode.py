@@ -73,6 +73,7 @@ class ServeHost(ProcessHost):
             ) as proc:
                 self.process = proc
                 self.url = await self.template._read_url(proc)
+                proc.ready()
                 self.started.set()
                 task_status.started()
                 async with trio.open_nursery() as nursery:

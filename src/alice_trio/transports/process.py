@@ -124,6 +124,13 @@ class AgentProcess:
     def stderr_tail(self) -> str:
         return self.tail.text()
 
+    def ready(self) -> None:
+        """Say the CLI is up (its handshake answered, its URL printed). Until then, or until it
+        exits or the process context ends, no other first start on its state directories
+        begins (:mod:`alice_trio.engine.first_start`); a driver calls this where it reports
+        itself started. Idempotent, no checkpoint."""
+        self.child.ready()
+
     def exit_description(self) -> str:
         rc = self.child.returncode
         return "still running" if rc is None else describe_exit(rc)

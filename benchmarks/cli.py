@@ -10,6 +10,7 @@ run interleaved (one of each per round) so they share the machine's noise:
 * ``bare``: 30 lines of trio + orjson (``cli_subjects.py bare``): read, parse, write one plain
   line per event to a file;
 * ``library``: ``OneShotBackend.run`` with a no-op ``on_raw_event`` (no rendering at all);
+  ``library_events`` the same with a no-op ``on_events`` (the typed events, a batch per call);
 * ``cli_file``: ``alice-trio run --provider codex --command FAKE``, progress to a file (one
   plain line per event);
 * ``cli_tty``: the same with stderr on a pseudo-terminal (live frames and a status line).
@@ -59,7 +60,7 @@ def _argv(subject: str, fake: str, peak_file: str) -> list[str]:
     if subject == "fake":
         return [fake]
     peak = [py, "-m", "benchmarks.peak", peak_file]
-    if subject in ("bare", "library"):
+    if subject in ("bare", "library", "library_events"):
         return [*peak, "benchmarks.cli_subjects", subject, fake]
     return [*peak, "alice_trio.cli.main", "run", "--provider", "codex", "--command", fake,
             "bench"]  # fmt: skip
@@ -126,7 +127,7 @@ def _run(subject: str, fake: str, d: str, env: dict[str, str]) -> dict[str, Any]
     }
 
 
-SUBJECTS = ("fake", "bare", "library", "cli_file", "cli_tty")
+SUBJECTS = ("fake", "bare", "library", "library_events", "cli_file", "cli_tty")
 #: the subjects measured on the ``--compare`` tree too
 COMPARED = ("library", "cli_file", "cli_tty")
 
@@ -194,6 +195,7 @@ def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
         "cli_over_bare": round(cli / bare, 2),
         "cli_over_library": round(cli / lib, 2),
         "library_over_bare": round(lib / bare, 2),
+        "library_events_over_bare": round(rows["library_events"]["wall_s"] / bare, 2),
         "cli_tty_over_library": round(rows["cli_tty"]["wall_s"] / lib, 2),
         # CPU seconds (the subject and its fake): steadier than wall time on a loaded machine
         "cpu_cli_over_bare": round(cpu["cli_file"] / cpu["bare"], 2),

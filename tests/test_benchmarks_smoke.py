@@ -93,7 +93,8 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert "sequential" in sections["overhead"] and "concurrent" in sections["overhead"]
     assert "throughput" in sections["peer"] or "skipped" in sections["peer"]
     cli = sections["cli"]
-    assert set(cli["flood"]["subjects"]) == {"fake", "bare", "library", "cli_file", "cli_tty"}
+    subjects = {"fake", "bare", "library", "library_events", "cli_file", "cli_tty"}
+    assert set(cli["flood"]["subjects"]) == subjects
     assert cli["flood"]["subjects"]["cli_file"]["progress_lines"] >= cli["flood"]["events"]
     for big in (cli["big_reply"], cli["big_reply_trailing_space"]):
         assert big["reply_bytes_on_stdout"] >= big["bytes"]

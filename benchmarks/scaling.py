@@ -22,6 +22,9 @@ skipped with the install's reason. Every CLI talks to the e2e fake model server 
   ``preload_scripts`` — legacy kimi): the pooled run with the spare's warm-up switched off
   (no ``warm_up()``; no warm-up scripts, the preloaded imports kept), side by side with the
   default.
+* **agent CPU** (``*_agent_cpu_median_s``): the CPU time the run's processes that existed
+  before the measured run (the agent serving it; not a replacement spare it starts) used
+  during it — less sensitive to other load on the machine than the latencies (pooled runs).
 * **memory per extra idle conversation**: PSS (``/proc/<pid>/smaps_rollup``) summed over every
   process of the run (our descendants but the fake model server), after 1 and after 1 + M idle
   ones; (after − before) / M. ``conversations_per_gib`` = 1024 / that.
@@ -96,11 +99,11 @@ def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:
     return "opencode", OpenCodeConfig(**common)
 
 
-def tree_cpu_s(exclude: int) -> float:
-    """CPU seconds used so far by every process of the run but the fake model server (the
-    threads' ``/proc/<pid>/task/*/schedstat``; 0 where not readable)."""
+def tree_cpu_s(exclude: int, pids: list[int] | None = None) -> float:
+    """CPU seconds used so far by ``pids`` (default: every process of the run but the fake
+    model server; the threads' ``/proc/<pid>/task/*/schedstat``; 0 where not readable)."""
     total = 0
-    for pid in run_pids(exclude):
+    for pid in run_pids(exclude) if pids is None else pids:
         for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
             try:
                 total += int(stat.read_text().split()[0])
@@ -157,6 +160,8 @@ async def measure(
     warm_s: list[float] = []
     spare_ready: list[bool] = []
     settle_s: list[float] = []
+    new_cpu: list[float] = []  # CPU of the agent processes that existed before the run
+    warm_cpu: list[float] = []
 
     def req(key: str, text: str, thread_id: str = "") -> RunRequest:
         return RunRequest(user_text=text, env={SESSION_KEY_ENV: key}, thread_id=thread_id)
@@ -169,15 +174,19 @@ async def measure(
             if pooled:
                 spare_ready.append(await _wait_spare(backend))
             settle_s.append(await settle(server_pid))
-            t0 = time.perf_counter()
+            agents = run_pids(server_pid)  # not the replacement this run starts
+            c0, t0 = tree_cpu_s(server_pid, agents), time.perf_counter()
             first = await backend.run(req(f"lat-{i}", f"hello {i}"))
             new_s.append(time.perf_counter() - t0)
+            new_cpu.append(tree_cpu_s(server_pid, agents) - c0)
             if pooled:  # the taken spare's replacement is not starting during the warm run
                 await _wait_spare(backend)
             settle_s.append(await settle(server_pid))
-            t0 = time.perf_counter()
+            agents = run_pids(server_pid)
+            c0, t0 = tree_cpu_s(server_pid, agents), time.perf_counter()
             await backend.run(req(f"lat-{i}", f"again {i}", thread_id=first.next_thread_id))
             warm_s.append(time.perf_counter() - t0)
+            warm_cpu.append(tree_cpu_s(server_pid, agents) - c0)
         # memory: everything of the latency runs is closed first
         for key in list(backend.open_sessions()):
             backend._drop(backend._sessions[key], graceful=True)
@@ -207,6 +216,7 @@ async def measure(
         "new_median_s": round(new_med, 4),
         "warm_median_s": round(warm_med, 4),
         "new_over_warm": round(new_med / warm_med, 2) if warm_med > 0 else None,
+        **(_agent_cpu(new_cpu, warm_cpu) if pooled else {}),
         "mb_per_idle_conversation": round(per_conv_mb, 1),
         "conversations_per_gib": round(1024 / per_conv_mb, 1) if per_conv_mb > 0.05 else None,
         "pss_mb_before": round(before / 1024, 1),
@@ -216,6 +226,17 @@ async def measure(
         "shared_hosts": shared_hosts,
         "settle_median_s": round(median(settle_s), 2),
         **({"spare_ready": spare_ready} if pooled else {}),
+    }
+
+
+def _agent_cpu(new_cpu: list[float], warm_cpu: list[float]) -> dict[str, Any]:
+    """The agent-CPU fields (pooled runs only: per process, the agent of a new conversation
+    does not exist before its run)."""
+    new, warm = median(new_cpu), median(warm_cpu)
+    return {
+        "new_agent_cpu_median_s": round(new, 4),
+        "warm_agent_cpu_median_s": round(warm, 4),
+        "agent_cpu_new_over_warm": round(new / warm, 2) if warm > 0 else None,
     }
 
 

@@ -310,6 +310,14 @@ def render_capacity(sec: dict[str, Any], lines: list[str]) -> None:
         f"\nConversations per host (one shared process, SessionBackend, fake model; PSS of every "
         f"process of the run, MB; N = {sec['steps']}, a conversation of {sec['long_turns']} turns)"
     )
+    for fake, h in (sec.get("python_heap") or {}).items():
+        if "error" in h:
+            lines.append(f"  our heap, fake {fake}: ERROR {str(h['error'])[:200]}")
+        else:
+            lines.append(
+                f"  our heap, fake {fake}: {h['kib_per_conversation']} KiB stay per conversation "
+                f"over {h['conversations']} opened and closed; {h['backend_state']}"
+            )
     for cli, row in sec["providers"].items():
         if "skipped" in row:
             lines.append(f"  {cli:9} skipped — {row['skipped']}")
@@ -320,7 +328,7 @@ def render_capacity(sec: dict[str, Any], lines: list[str]) -> None:
         elif g:
             steps = "  ".join(
                 f"{r['conversations']}:{r['pss_mb']}"
-                + (f" (+{r['mb_per_conversation_in_range']}/conv)"
+                + (f" ({r['mb_per_conversation_in_range']:+}/conv)"
                    if r.get("mb_per_conversation_in_range") is not None else "")
                 for r in g["rows"]
             )  # fmt: skip

@@ -27,6 +27,10 @@ serve), three backends, one after the other:
   concurrent ones; a sampler task records the most live conversations, agent processes (the
   pool's and our direct children) and the PSS peak: the bounds of docs/scaling.md at that N.
 
+* **python_heap** (no install needed): our own heap (``tracemalloc``) over ``--cycles``
+  conversations opened, run once and closed to make room on the unit tests' fake CLIs (codex
+  app-server, ACP, opencode serve): KiB that stay per conversation, and the backend's state.
+
 ``python -m benchmarks.capacity [--cli NAME ...] [--steps 1,5,20,50,100] [--long 20]`` prints
 one JSON object (``--quick`` without ``--cli`` skips the section: the smoke run stays short).
 """
@@ -44,7 +48,7 @@ from typing import Any
 
 import trio
 
-from .common import emit, median
+from .common import REPO, emit, median
 from .scaling import SHARED, _import_e2e, config_for, pss_kb, run_pids
 
 STEPS = (1, 5, 20, 50, 100)
@@ -382,6 +386,73 @@ async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: 
     return out
 
 
+#: the fake CLIs of the unit tests the Python heap is measured on (provider, fake's mode)
+HEAP_FAKES = (("codex", "codex"), ("gemini", "acp"), ("opencode", "serve"))
+
+
+def _fake_config(provider: str, mode: str, tmp: Path) -> Any:
+    from alice_trio.providers.codex import CodexConfig
+    from alice_trio.providers.gemini import GeminiConfig
+    from alice_trio.providers.opencode import OpenCodeConfig
+
+    fakes = REPO / "tests" / "sessions"
+    log = tmp / f"{mode}.log"
+    if mode == "serve":
+        line = f"exec {sys.executable} {fakes / 'fake_opencode_serve.py'} {log}"
+    else:
+        line = f"exec {sys.executable} {fakes / 'fake_shared_agent.py'} {mode} {log}"
+    cmd = tmp / f"fake-{mode}"
+    cmd.write_text(f"#!/bin/sh\n{line}\n")
+    cmd.chmod(0o755)
+    cls = {"codex": CodexConfig, "gemini": GeminiConfig, "opencode": OpenCodeConfig}[provider]
+    return cls(command=str(cmd), workspace_dir=str(tmp))
+
+
+async def python_heap(provider: str, mode: str, cycles: int) -> dict[str, Any]:
+    """Our own heap (tracemalloc) over ``cycles`` conversations opened, run once and closed
+    to make room (``max_conversations=4``, a warm spare, ``idle_ttl`` an hour) on a fake CLI:
+    what stays per conversation after the first quarter."""
+    import gc
+    import tracemalloc
+
+    from alice_trio.sessions.backend import SessionBackend
+    from alice_trio.sessions.scaling import ScalingConfig
+
+    warm = max(cycles // 4, 1)
+    scaling = ScalingConfig(warm=1, max_conversations=4)
+    with tempfile.TemporaryDirectory(prefix="alice-heap-") as tmp:
+        config = _fake_config(provider, mode, Path(tmp))
+        tracemalloc.start(10)
+        try:
+            async with SessionBackend(provider, config, scaling=scaling, idle_ttl=3600) as b:
+                snaps = []
+                for i in range(cycles):
+                    await b.run(_req(f"k{i}", f"hello {i}"))
+                    if i + 1 in (warm, cycles):
+                        await trio.sleep(0.3)
+                        gc.collect()
+                        snaps.append(tracemalloc.take_snapshot())
+                state = {
+                    "sessions": len(b._sessions), "locks": len(b._locks),
+                    "timers": len(b._timers), "recent": len(b.admission.recent),
+                    "resume_ids": len(b.admission.resume_ids), "evicted": b.admission.evicted,
+                }  # fmt: skip
+        finally:
+            tracemalloc.stop()
+    grown = snaps[1].compare_to(snaps[0], "lineno")
+    total = sum(st.size_diff for st in grown)
+    return {
+        "conversations": cycles,
+        "kib_per_conversation": round(total / 1024 / (cycles - warm), 2),
+        "top": [
+            f"{st.traceback[0].filename.rsplit('/', 2)[-1]}:{st.traceback[0].lineno} "
+            f"{st.size_diff / 1024:+.1f} KiB ({st.count_diff:+d})"
+            for st in grown[:5]
+        ],
+        "backend_state": state,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__)
     p.add_argument(
@@ -393,10 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long", type=int, default=0, help="turns of the long conversation (20)")
     p.add_argument("--bounds", default="", help="max_conversations,max_processes,host_capacity")
     p.add_argument("--settle", type=float, default=1.5, help="seconds before each PSS reading")
-    p.add_argument("--phase", action="append", dest="phases", choices=("growth", "bounded"))
+    p.add_argument(
+        "--phase", action="append", dest="phases", choices=("growth", "bounded", "python_heap")
+    )
+    p.add_argument("--cycles", type=int, default=400, help="python_heap: conversations (400)")
     p.add_argument("--phase-limit", type=float, default=600.0, help="seconds per phase")
     a = p.parse_args(argv)
-    a.phases = a.phases or ["growth", "bounded"]
+    a.phases = a.phases or ["growth", "bounded", "python_heap"]
     a.steps = tuple(int(x) for x in a.steps.split(",") if x) or ((1, 3, 6) if a.quick else STEPS)
     a.long = a.long or (5 if a.quick else 20)
     default_bounds = (3, 2, 2) if a.quick else (16, 2, 8)
@@ -412,6 +486,17 @@ def main(argv: list[str] | None = None) -> int:
         result["skipped"] = (
             "quick run: the real CLIs take minutes; run `python -m benchmarks.capacity`"
         )
+        emit(result)
+        return 0
+    if "python_heap" in a.phases:  # fake CLIs: no install needed
+        result["python_heap"] = {}
+        for provider, mode in HEAP_FAKES:
+            print(f"… python heap, fake {provider}", file=sys.stderr, flush=True)
+            try:
+                result["python_heap"][provider] = trio.run(python_heap, provider, mode, a.cycles)
+            except Exception as exc:  # report it, go on
+                result["python_heap"][provider] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    if not set(a.phases) & {"growth", "bounded"}:
         emit(result)
         return 0
     try:

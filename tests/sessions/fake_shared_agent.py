@@ -43,6 +43,10 @@ convs: dict[str, dict] = {}
 turns: dict[str, dict] = {}
 counter = iter(range(1, 1_000_000))
 answers: dict[object, list] = {}  # our server-request id -> [event, result]
+#: FAKE_ACP_CLOSE=1: the agent offers session/close (like Kimi Code 2.1)
+ACP_CAPABILITIES: dict = {"loadSession": True}
+if os.environ.get("FAKE_ACP_CLOSE"):
+    ACP_CAPABILITIES["sessionCapabilities"] = {"close": {}}
 
 
 def write(msg: dict) -> None:
@@ -248,7 +252,7 @@ def handle(msg: dict) -> None:
             write(
                 {
                     "id": rid,
-                    "result": {"protocolVersion": 1, "agentCapabilities": {"loadSession": True}},
+                    "result": {"protocolVersion": 1, "agentCapabilities": ACP_CAPABILITIES},
                 }
             )
         return

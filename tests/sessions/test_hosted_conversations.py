@@ -607,3 +607,25 @@ async def test_a_new_process_at_the_bound_closes_idle_conversations_until_one_is
         assert other.reply.endswith(": three")
         assert b.open_sessions() == ["c"] and b.admission.evicted == 2
         assert first.done.is_set() and b.pool.processes() == 1
+
+
+async def test_an_acp_process_retires_after_capacity_even_when_the_agent_closes_sessions(
+    tmp_path: Path,
+) -> None:
+    # Kimi Code 2.1 offers session/close, yet its memory kept growing with every new session
+    # after closing as many (benchmarks/capacity.py): capacity counts every session the
+    # process opened, so the process retires and its memory comes back
+    config, log = make_config(tmp_path, "acp", env={"FAKE_ACP_CLOSE": "1"})
+    scaling = ScalingConfig(warm=0, host_capacity=2)
+    async with SessionBackend("gemini", config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        (first,) = b.pool.hosts
+        assert first.full
+        for key in ("a", "b"):
+            b._drop(b._sessions[key], graceful=True)
+        await wait_for(lambda: first.done.is_set() and first not in b.pool.hosts, "retired")
+        assert len(methods(log, "session/close")) == 2  # released in the agent all the same
+        assert first.parked == set()
+        await b.run(req("c", "three"))
+        assert len(b.pool.hosts) == 1 and b.pool.hosts[0] is not first

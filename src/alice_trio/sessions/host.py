@@ -117,8 +117,11 @@ class HostProtocol:
         return False
 
     def frees(self, info: Any) -> bool:
-        """:meth:`release` gives the conversation's memory back (see ``initialize``'s
-        ``info``)."""
+        """The process gives a released conversation's memory back, so ``host_capacity``
+        counts live conversations (else every one the process opened: it retires). Measured
+        (``benchmarks/capacity.py``): codex keeps an unsubscribed thread, and so did Kimi Code
+        2.1 with a closed ACP session (its memory kept growing with every new one); no ACP
+        agent here frees one."""
         return False
 
     def reopen(self, method: str, params: Any, parked: set[str]) -> Any:
@@ -197,12 +200,15 @@ class _AcpHost(HostProtocol):
         return sid
 
     async def release(self, client: JsonRpcClient, key: str, info: Any) -> bool:
-        if self.frees(info):
+        if self.closes(info):
             await client.request("session/close", {"sessionId": key})
             return True
         return False
 
-    def frees(self, info: Any) -> bool:
+    def closes(self, info: Any) -> bool:
+        """The agent offers ``session/close`` (``initialize``'s ``info``): a closed session is
+        not parked and may be loaded again anywhere. Its memory is another matter
+        (:meth:`frees`: Kimi Code 2.1 kept it)."""
         caps = info.get("agentCapabilities") if isinstance(info, Mapping) else None
         sessions = caps.get("sessionCapabilities") if isinstance(caps, Mapping) else None
         return isinstance(sessions, Mapping) and "close" in sessions

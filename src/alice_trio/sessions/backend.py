@@ -38,7 +38,8 @@ driver's failure: :class:`LineTooLongError`, :class:`TransportClosedError`, …)
 the run → its typed failure, else :class:`TransportClosedError` with the stderr tail (§13.13);
 the provider timeout → the turn is interrupted (``interrupt_deadline``), the session is dropped
 and :class:`RunTimeoutError` is raised; the config's ``idle_timeout`` without an event of the
-conversation → the same, with :class:`IdleTimeoutError`; the caller's cancellation → the same
+conversation (time its turn waits for the approver does not count) → the same, with
+:class:`IdleTimeoutError`; the caller's cancellation → the same
 interrupt-then-kill, then ``trio.Cancelled`` propagates. Every error carries the partial result.
 A callback that raises fails the run with :class:`CallbackError` after the session is dropped.
 

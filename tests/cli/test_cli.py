@@ -238,6 +238,27 @@ def test_chat_over_a_session() -> None:
     assert proc.stdout.decode().count("The command printed:") == 2
 
 
+def test_chat_a_refused_model_is_reported_and_the_chat_goes_on(tmp_path: Path) -> None:
+    """Hostile-use finding (round 4): `/model NAME` with a name the provider refuses (a
+    dash-leading one, as a flag would be) ended the whole chat with exit 2; the session for the
+    new model could not open. Now the refusal is shown and the chat stays on the model before,
+    on the same thread."""
+    pytest.importorskip("alice_trio.sessions.session")
+    echo = tmp_path / "claude"
+    fake = Path(__file__).resolve().parents[1] / "sessions" / "fake_claude_echo.py"
+    echo.write_text(f"#!/bin/sh\nexec {sys.executable} {fake}\n")
+    echo.chmod(0o755)
+    proc = subprocess.run(
+        [*CLI, "chat", "--provider", "claude", "--command", str(echo), "--plain"],
+        input=b"/model --help\nsecond\n", capture_output=True, timeout=60,
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert proc.stdout.decode().splitlines() == ["echo: second"]
+    assert "error: model --help:" in err and "not a valid value" in err
+    assert "staying on the default model" in err
+
+
 def test_chat_ctrl_c_interrupts_the_turn_and_ctrl_d_ends() -> None:
     pytest.importorskip("alice_trio.sessions.session")
     mark = new_mark()

@@ -1,10 +1,14 @@
-"""Issue 12.10 for the drivers without message ids on every event (ACP, legacy kimi wire):
-an update of a finished turn that arrives late is never credited to the next turn."""
+"""Issue 12.10 for the drivers without message ids on every event (ACP, legacy kimi wire,
+claude stream-json): an update of a finished turn that arrives late is never credited to the
+next turn."""
 
 from __future__ import annotations
 
-from alice_trio.models import EventKind
+import json
+
+from alice_trio.models import EventKind, TurnEvent
 from alice_trio.protocols.acp import AcpUpdateMapper
+from alice_trio.protocols.claude_stream import ClaudeBidiMapper
 from alice_trio.protocols.kimi_wire import KimiWireMapper
 
 
@@ -85,3 +89,39 @@ def test_acp_edit_tool_calls_are_file_changes_once_completed():
                       locations=[{"path": "/ws/r.py"}], status="completed"))  # fmt: skip
     changes = [e.files for e in out if e.kind is EventKind.FILE_CHANGE]
     assert changes == [(FileChange(path="/ws/new.py", kind=FileChangeKind.WRITTEN),)]
+
+
+# -- claude stream-json: output that belongs to no submission ------------------------------------
+def _claude(obj: dict) -> str:
+    return json.dumps(obj)
+
+
+def _claude_turn(mapper: ClaudeBidiMapper, turn_id: str, text: str, reply: str) -> list[TurnEvent]:
+    mapper.submit(turn_id, text)
+    out: list[TurnEvent] = []
+    for obj in (
+        {"type": "system", "subtype": "init", "session_id": "S", "tools": []},
+        {"type": "user", "isReplay": True, "session_id": "S",
+         "message": {"role": "user", "content": [{"type": "text", "text": text}]}},
+        {"type": "result", "subtype": "success", "is_error": False, "result": reply,
+         "session_id": "S", "usage": {"input_tokens": 1, "output_tokens": 1}},
+    ):  # fmt: skip
+        out += mapper.feed(_claude(obj))
+    return out
+
+
+def test_claude_output_between_turns_does_not_take_the_next_turns_reply():
+    """Hostile-use finding (round 4): a line claude printed while no submission was pending (an
+    assistant message after a turn's ``result``) went into the decoder that then decoded the
+    next turn, whose reply — given only in its ``result`` — was lost (the stale text counted as
+    already replied, yet it had been credited to no turn)."""
+    mapper = ClaudeBidiMapper()
+    first = _claude_turn(mapper, "t1", "one", "r1")
+    assert [e.text for e in first if e.kind is EventKind.ASSISTANT_TEXT] == ["r1"]
+    stray = mapper.feed(_claude({"type": "assistant", "session_id": "S", "message": {
+        "role": "assistant", "content": [{"type": "text", "text": "LATE"}]}}))  # fmt: skip
+    assert all(e.turn_id == "" for e in stray)  # nobody's
+    second = _claude_turn(mapper, "t2", "two", "r2")
+    texts = [e.text for e in second if e.kind is EventKind.ASSISTANT_TEXT and e.turn_id == "t2"]
+    assert texts == ["r2"]
+    assert [e.kind for e in second if e.kind.terminal] == [EventKind.TURN_COMPLETED]

@@ -93,3 +93,36 @@ async def test_without_an_idle_timeout_a_silent_turn_waits(autojump_clock):
         with trio.move_on_after(10_000) as scope:
             await b.run(keyed("hello"))
         assert scope.cancelled_caught
+
+
+async def test_the_idle_timer_waits_for_a_human_approver(tmp_path):
+    """The approver may take long (a human answering in a chat: "the turn waits with it"): no
+    event comes meanwhile, yet that is no stall. The idle timer of the turn waiting for an
+    answer restarts instead of firing."""
+    import sys
+    from pathlib import Path
+
+    from alice_trio.providers.base import RunLimits
+    from alice_trio.sessions.approval import ApprovalDecision
+    from alice_trio.sessions.scaling import ScalingConfig
+
+    agent = Path(__file__).with_name("fake_shared_agent.py")
+    cmd = tmp_path / "fake-codex"
+    cmd.write_text(f"#!/bin/sh\nexec {sys.executable} {agent} codex {tmp_path / 'log'}\n")
+    cmd.chmod(0o755)
+    config = CodexConfig(
+        command=str(cmd), idle_timeout=3, workspace_dir=str(tmp_path),
+        limits=RunLimits(kill_grace=0.2, drain_timeout=0.5),
+    )  # fmt: skip
+    asked: list[str] = []
+
+    async def slow_human(request):
+        asked.append(request.kind)
+        await trio.sleep(8)  # well past the idle timeout
+        return ApprovalDecision.ACCEPT
+
+    backend = SessionBackend("codex", config, approver=slow_human, scaling=ScalingConfig(warm=0))
+    async with backend:
+        result = await backend.run(keyed("ASK"))
+    assert asked == ["command"]
+    assert result.reply == "answer: accept"

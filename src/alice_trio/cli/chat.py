@@ -171,6 +171,8 @@ class _Chat:
         self.signal: int | None = None
         self.session: Any = None
         self.failure: AliceError | None = None
+        #: the model before a /model whose session has not opened yet (None: no switch pending)
+        self.switched_from: str | None = None
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: TurnEvent) -> None:
@@ -205,7 +207,19 @@ class _Chat:
     async def converse(self, lines: trio.MemoryReceiveChannel[str]) -> None:
         """Sessions one after the other until /quit, end of input or a signal."""
         while self.failure is None:
-            if await self._one_session(lines) == "end":
+            try:
+                outcome = await self._one_session(lines)
+            except AliceError as exc:
+                if self.switched_from is None:
+                    raise
+                # the session for a /model did not open (a refused name, a CLI that exits on
+                # it): say so and go on with the model before, on the same thread
+                was, self.switched_from = self.switched_from, None
+                self.printer.error(f"model {self.model}: {exc}")
+                self.printer.message(f"staying on {was or 'the default model'}")
+                self.model = was
+                continue
+            if outcome == "end":
                 break
         if self.failure is not None:
             raise self.failure
@@ -223,6 +237,7 @@ class _Chat:
         outcome = "end"
         async with open_session(self.provider, self.config, initial=initial) as session:
             self.session = session
+            self.switched_from = None  # the model (if switched) is running
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._pump, session, nursery.cancel_scope)
@@ -303,6 +318,8 @@ class _Chat:
             if not line.arg or " " in line.arg:
                 say("usage: /model NAME")
                 return ""
+            if self.switched_from is None:
+                self.switched_from = self.model
             self.model = line.arg
             where = f"resuming thread {self.thread_id}" if self.thread_id else "new conversation"
             say(f"model {self.model}: a new session ({where}) takes the next turn")

@@ -25,7 +25,8 @@ submission (else the oldest pending one). A ``result`` completes every consumed 
 the oldest gets the terminal event with the usage; each other one gets the turn's final reply
 as ``assistant_text`` and the same terminal kind under its own turn id. A ``result`` without
 any echo (a CLI that does not replay) completes the oldest pending submission. Per-line
-decoding is :class:`~alice_trio.providers.claude.ClaudeStreamDecoder` (one per CLI turn).
+decoding is :class:`~alice_trio.providers.claude.ClaudeStreamDecoder` (one per CLI turn; a line
+printed while nothing is pending belongs to no turn and leaves no state for the next one).
 Nothing here raises on input: unknown lines become ``unknown`` events.
 
 Permission prompts (``--permission-prompt-tool=stdio``, recorded in
@@ -308,6 +309,8 @@ class ClaudeBidiMapper:
         events = self._decoder.feed(line)
         if kind == "result":
             return self._result(events, s)
+        if not self.pending:  # no submission's output: it must not shape the next turn's reply
+            self._decoder = ClaudeStreamDecoder(thread_id=self.thread_id)
         return self._tag(events)
 
     def _event(self, kind: EventKind, raw: str, **kw: Any) -> TurnEvent:

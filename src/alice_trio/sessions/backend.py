@@ -38,7 +38,8 @@ driver's failure: :class:`LineTooLongError`, :class:`TransportClosedError`, …)
 the run → its typed failure, else :class:`TransportClosedError` with the stderr tail (§13.13);
 the provider timeout → the turn is interrupted (``interrupt_deadline``), the session is dropped
 and :class:`RunTimeoutError` is raised; the config's ``idle_timeout`` without an event of the
-conversation → the same, with :class:`IdleTimeoutError`; the caller's cancellation → the same
+conversation (time its turn waits for the approver does not count) → the same, with
+:class:`IdleTimeoutError`; the caller's cancellation → the same
 interrupt-then-kill, then ``trio.Cancelled`` propagates. Every error carries the partial result.
 A callback that raises fails the run with :class:`CallbackError` after the session is dropped.
 
@@ -49,7 +50,8 @@ body — never an exception group (:mod:`alice_trio.errors`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -76,7 +78,7 @@ from ..providers.base import CLIConfig, Provider
 from ..validation import callback, instance
 from ._groups import single_exception
 from .admission import Admission
-from .approval import Approver
+from .approval import ApprovalRequest, Approver
 from .arguments import checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
@@ -93,7 +95,9 @@ def session_key(request: RunRequest) -> str:
 
 class _IdleWatch:
     """The idle watchdog of one run: ``seconds`` (the config's ``idle_timeout``; None: none)
-    without an event of its conversation cancels the run's scope and sets :attr:`fired`."""
+    without an event of its conversation cancels the run's scope and sets :attr:`fired` —
+    unless ``waiting()`` says the turn waits for the approver (a human may answer late: the turn
+    waits with it, and the timer starts again)."""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
@@ -109,15 +113,50 @@ class _IdleWatch:
         self._stopped = True
         self._scope.cancel()
 
-    async def watch(self, run_scope: trio.CancelScope) -> None:
-        if self.seconds is None or self._stopped:
+    async def watch(self, run_scope: trio.CancelScope, waiting: Callable[[], bool]) -> None:
+        if self.seconds is None:
             return
-        self.alive()
-        with self._scope:
-            await trio.sleep_forever()
-        if not self._stopped:
-            self.fired = True
-            run_scope.cancel()
+        while not self._stopped:
+            self._scope = trio.CancelScope(deadline=trio.current_time() + self.seconds)
+            with self._scope:
+                await trio.sleep_forever()
+            if self._stopped:
+                return
+            if not waiting():
+                self.fired = True
+                run_scope.cancel()
+                return
+
+
+class _Asking:
+    """The approver as the backend gives it to its drivers: it notes the requests waiting for
+    an answer, so a run's idle watchdog does not fire while its turn waits for a human."""
+
+    def __init__(self, approver: Approver) -> None:
+        self.approver = approver
+        self.pending: list[ApprovalRequest] = []
+
+    async def __call__(self, request: ApprovalRequest) -> Any:
+        self.pending.append(request)
+        try:
+            answer = self.approver(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return answer
+        finally:
+            self.pending.remove(request)
+
+    def waiting(self, turn: _Turn) -> bool:
+        """Whether a request of ``turn`` (by turn id, else thread id) waits; a request or a
+        turn without ids counts as the turn's."""
+        for request in self.pending:
+            if request.turn_id and request.turn_id in turn.awaited:
+                return True
+            if not request.turn_id and (
+                not request.thread_id or not turn.thread_id or request.thread_id == turn.thread_id
+            ):
+                return True
+        return False
 
 
 @attrs.define(eq=False)
@@ -223,6 +262,8 @@ class SessionBackend:
         )
         self.driver_factory = checked(what, "driver_factory", callback, driver_factory)
         self.approver = approver
+        # what the drivers get: the approver, noting which requests wait (see _IdleWatch)
+        self._asking = _Asking(approver) if approver is not None else None
         self.start_timeout: float = checked(what, "start_timeout", finite_seconds, start_timeout)
         checked(what, "scaling", instance(ScalingConfig, "a ScalingConfig or None", optional=True),
                 scaling)  # fmt: skip
@@ -238,7 +279,7 @@ class SessionBackend:
             scaling = ScalingConfig(warm=0) if driver_factory is not None else ScalingConfig()
         self.scaling = scaling
         self.pool = HostPool(
-            self.provider, self.config, scaling=scaling, approver=approver,
+            self.provider, self.config, scaling=scaling, approver=self._asking,
             factory=driver_factory, idle_ttl=idle_ttl,
             on_pressure=lambda: self.admission.evict_one(self),
         )  # fmt: skip
@@ -363,7 +404,7 @@ class SessionBackend:
     async def _open(self, initial: RunRequest) -> AsyncIterator[InteractiveSession]:
         driver: SessionDriver | None = await self.pool.driver(initial)
         async with open_session(
-            self.provider, self.config, initial=initial, driver=driver, approver=self.approver,
+            self.provider, self.config, initial=initial, driver=driver, approver=self._asking,
             start_timeout=self.start_timeout,
         ) as s:  # fmt: skip
             yield s
@@ -505,7 +546,7 @@ class SessionBackend:
                             nursery.cancel_scope.cancel()
 
                     nursery.start_soon(deliver)
-                    nursery.start_soon(idle.watch, nursery.cancel_scope)
+                    nursery.start_soon(idle.watch, nursery.cancel_scope, lambda: self._waits(turn))
                     try:
                         closed_under_us = await self._follow(
                             session, events, turn, dispatcher, request, idle
@@ -576,6 +617,10 @@ class SessionBackend:
         if error is not None:
             raise error
         return partial
+
+    def _waits(self, turn: _Turn) -> bool:
+        """Whether ``turn`` waits for the approver (its idle timer does not fire meanwhile)."""
+        return self._asking is not None and self._asking.waiting(turn)
 
     async def _follow(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from alice_trio.file_changes import (
     Stamp,
     changes_from_tool_call,
     diff_snapshots,
+    display_path,
     format_file_changes,
     merge_changes,
     refine_written,
@@ -34,6 +37,25 @@ def test_format_english_and_alice_labels() -> None:
     assert format_file_changes([FileChange(path="c", kind=W, failed=True)]) == (
         "- `c` modified (failed)"
     )
+
+
+def test_a_hostile_file_name_stays_on_its_own_line() -> None:
+    """A newline, a line separator or a backtick in a file name cannot forge another change's
+    line or break out of the code span; undecodable bytes show as \\xNN."""
+    name = "a\n- `forged` deleted\u2028\x1b[2J\\x0a\udcff``b"
+    text = format_file_changes([FileChange(path=name, kind=A)])
+    assert "\n" not in text and "\u2028" not in text and "\x1b" not in text
+    assert text == "- ``` a\\x0a- `forged` deleted\\u2028\\x1b[2J\\\\x0a\\xff``b ``` added"
+    text.encode("utf-8")  # printable anywhere: no lone surrogate left
+    assert display_path("plain/name.py") == "`plain/name.py`"
+
+
+@given(st.text() | st.binary().map(os.fsdecode))
+def test_any_file_name_is_one_line_of_encodable_text(name: str) -> None:
+    text = format_file_changes([FileChange(path=name, kind=M), FileChange(path="x", kind=D)])
+    assert text.splitlines()[1] == "- `x` deleted"
+    assert len(text.splitlines()) == 2
+    text.encode("utf-8")
 
 
 def test_merge_strong_kinds_and_counts_win() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "WriteTools",
     "changes_from_tool_call",
     "diff_snapshots",
+    "display_path",
     "format_file_changes",
     "merge_changes",
     "refine_written",
@@ -93,14 +94,40 @@ class FileChange:
         }
 
 
+#: Characters a path may hold that would break the one-line-per-change text: C0/C1 controls,
+#: DEL and Unicode line/paragraph separators (a newline in a file name would forge a line).
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029", ord("\\"): "\\\\"})
+#: A name that is not UTF-8 arrives with surrogate escapes (``os.fsdecode``): its bytes as
+#: ``\\xNN``, so the text can be encoded and printed anywhere.
+_UNPRINTABLE.update({0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
+
+
+def display_path(path: str) -> str:
+    """``path`` as one Markdown code span: control characters and line separators escaped
+    (``\\n`` → ``\\x0a``, a backslash doubled, an undecodable byte as ``\\xNN``), the span's
+    backtick fence longer than any backtick run in the name. The :class:`FileChange` keeps the
+    path itself."""
+    text = path.translate(_UNPRINTABLE)
+    if "`" not in text:
+        return f"`{text}`"
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
+
+
 def format_file_changes(
     changes: Iterable[FileChange], labels: Mapping[FileChangeKind, str] = ENGLISH_LABELS
 ) -> str:
     """One ``- `path` label`` line per change (``(+a/-d)`` when a count is known, ``(failed)``
-    for a change the CLI reported as failed), in the order given."""
+    for a change the CLI reported as failed), in the order given; the path as
+    :func:`display_path` shows it, so each change is exactly one line."""
     lines = []
     for change in changes:
-        line = f"- `{change.path}` {labels[change.kind]}"
+        line = f"- {display_path(change.path)} {labels[change.kind]}"
         if change.added_lines or change.removed_lines:
             line += f" (+{change.added_lines}/-{change.removed_lines})"
         if change.failed:

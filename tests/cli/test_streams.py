@@ -10,6 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alice_trio.cli.streams import display_text
 
 #: the console script's entry point (pyproject.toml [project.scripts])
 ENTRY = [
@@ -94,3 +98,11 @@ def test_lost_stderr_keeps_the_failure_code() -> None:
                       stderr=full)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stdout == b""
+
+
+@given(st.text())
+def test_display_text_leaves_no_control_a_terminal_obeys(text: str) -> None:
+    shown = display_text(text)
+    assert not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in shown)
+    if not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in text):
+        assert shown is text  # nothing to show differently: no copy

@@ -77,6 +77,45 @@ def test_no_working_line_before_an_error_that_happens_before_anything_ran(
     assert all(ln.startswith("alice-trio: ") for ln in proc.stderr.splitlines())
 
 
+_HOSTILE = "\x1b]52;c;ZXZpbA==\x07\x1b[2J\x9b1;1H\rforged"
+_HOSTILE_CLI = f"""#!{sys.executable} -IS
+import json, sys
+sys.stdin.read()
+h = {_HOSTILE!r}
+for obj in (
+    {{"type": "thread.started", "thread_id": "t1"}},
+    {{"type": "item.started", "item": {{"id": "c", "type": "command_execution",
+      "command": "echo " + h, "status": "in_progress"}}}},
+    {{"type": "item.completed", "item": {{"id": "m", "type": "agent_message", "text": "ok " + h}}}},
+    {{"type": "turn.completed", "usage": {{"input_tokens": 1, "output_tokens": 1}}}},
+):
+    print(json.dumps(obj), flush=True)
+"""
+
+
+def test_an_agents_control_sequences_are_shown_not_obeyed_in_a_terminal(tmp_path: Path) -> None:
+    """ESC/OSC/CSI and CR in the reply or a progress line (clipboard writes, screen clears, a
+    line forged over ours) reach a terminal in caret form; to a pipe the reply is unchanged."""
+    cli = tmp_path / "codex"
+    cli.write_text(_HOSTILE_CLI)
+    cli.chmod(0o755)
+    argv = [*CLI, "run", "--provider", "codex", "--command", str(cli), "hi"]
+    term = PtyProcess(argv)
+    try:
+        assert term.wait() == 0
+    finally:
+        term.close()
+    screen = term.screen
+    for obeyed in ("\x1b]52", "\x1b[2J", "\x9b", "\x07", "\rforged"):
+        assert obeyed not in screen, (obeyed, screen)
+    assert visible(screen).count("ok ^[]52;c;ZXZpbA==^G^[[2J\\x9b1;1H^Mforged") == 1, screen
+    assert "echo ^[]52" in screen  # the progress line too
+    proc = subprocess.run(argv, capture_output=True, timeout=120)
+    assert proc.returncode == 0
+    assert proc.stdout.decode() == f"ok {_HOSTILE}\n"  # a pipe gets the reply byte for byte
+    assert b"\x1b]52" not in proc.stderr  # progress is for people: shown, not obeyed
+
+
 # -- to files ---------------------------------------------------------------------------------
 
 

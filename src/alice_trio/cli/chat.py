@@ -51,6 +51,7 @@ from .main import (
 )
 from .progress import ProgressPrinter, write_text
 from .signals import interrupt_signal
+from .streams import write_reply
 
 __all__ = ["COMMANDS", "cmd_chat", "parse_line"]
 
@@ -186,7 +187,7 @@ class _Chat:
             self.printer.finish(self.turn_reply)
             self.printer.close()
             if self.turn_reply:
-                write_text(sys.stdout, self.turn_reply.strip())
+                write_reply(sys.stdout, self.turn_reply.strip())
                 write_text(sys.stdout, "\n")
             if event.usage is not None and event.usage.has_usage:
                 u = event.usage

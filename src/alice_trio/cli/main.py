@@ -52,7 +52,7 @@ from .result import error_json, result_json
 from .signals import Terminated, install, interrupt_signal, listened
 from .signals import signal_name as _signal_name
 from .streams import reset as _reset_streams
-from .streams import stdout_outcome, write_text
+from .streams import stdout_outcome, write_reply, write_text
 
 __all__ = [
     "EXIT_FAILED",
@@ -361,7 +361,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             human.finish(result.reply)
             human.close()
         reply = result.reply
-        write_text(sys.stdout, reply)
+        write_reply(sys.stdout, reply)
         if not reply.endswith("\n"):
             write_text(sys.stdout, "\n")
     if human is not None:
@@ -441,7 +441,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         write_text(sys.stdout, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
     if obj["reply"]:
-        write_text(sys.stdout, obj["reply"])
+        write_reply(sys.stdout, obj["reply"])
         write_text(sys.stdout, "\n")
     printer = ProgressPrinter(plain=args.plain)
     printer.summary(outcome.result)

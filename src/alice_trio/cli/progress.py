@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import trio
 
 from ..models import RawEvent, RunResult, TurnEvent, raw_detail
-from .streams import std, write_text
+from .streams import display_text, std, write_text
 
 __all__ = [
     "BATCH_BYTES",
@@ -236,6 +236,8 @@ class ProgressPrinter:
                     or text.strip() != text  # no copy when there is nothing to strip
                 ):
                     text = clip(text, limit, one_line=not keep)
+                if not text.isprintable():  # as in _format: shown, not obeyed
+                    text = display_text(text)
                 line = f"{prefix}{text}\n"
             append(line)
             size += len(line)
@@ -349,11 +351,14 @@ class ProgressPrinter:
             or text.strip() != text  # no copy when there is nothing to strip
         ):
             text = clip(text, limit, one_line=not keep)  # details arrive stripped: rarely taken
+        if not text.isprintable():  # an agent's ESC or CR must not drive the terminal
+            text = display_text(text)
         if self.color:
             return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
         return f"{label} {text}\n"
 
     def _paint(self, label: str, text: str, ansi: str) -> str:
+        text = display_text(text)
         if self.color:
             return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
         return f"{label} {text}\n"

@@ -15,7 +15,15 @@ import os
 import sys
 from typing import TextIO
 
-__all__ = ["MissingStream", "reset", "std", "stdout_outcome", "write_text"]
+__all__ = [
+    "MissingStream",
+    "display_text",
+    "reset",
+    "std",
+    "stdout_outcome",
+    "write_reply",
+    "write_text",
+]
 
 #: a huge reply is written in pieces of this many characters (never encoded whole at once)
 _CHUNK_CHARS = 1 << 20
@@ -24,6 +32,22 @@ _CHUNK_CHARS = 1 << 20
 _lost: dict[int, str] = {}
 #: why the process's stdout was lost, when it was
 _stdout_lost: list[str] = []
+
+
+#: Control characters an agent's text may carry that a terminal would act on (ESC starts
+#: sequences that move the cursor, clear the screen, set the title or write the clipboard;
+#: C1 controls do the same in one byte): shown in caret or ``\\xNN`` form instead.
+_CONTROLS = {c: f"^{chr(c + 64)}" for c in range(0x20) if c not in (0x09, 0x0A)}
+_CONTROLS[0x7F] = "^?"
+_CONTROLS.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+
+
+def display_text(text: str) -> str:
+    """``text`` with the control characters a terminal acts on made visible (tab and newline
+    kept; ``\\r`` shows as ``^M``). Text without any is returned as is, at C speed."""
+    if text.isprintable() or not any(ord(c) in _CONTROLS for c in text):
+        return text
+    return text.translate(_CONTROLS)
 
 
 class MissingStream:
@@ -111,6 +135,17 @@ def write_text(stream: TextIO | None, text: str) -> bool:
         _mark_lost(stream, "it is closed")
         return False
     return True
+
+
+def write_reply(stream: TextIO | None, text: str) -> bool:
+    """:func:`write_text` of an agent's reply: on a terminal its control characters are shown,
+    not obeyed (:func:`display_text`); to a pipe or file the reply goes byte for byte."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        tty = bool(isatty()) if isatty is not None else False
+    except (OSError, ValueError):
+        tty = False
+    return write_text(stream, display_text(text) if tty else text)
 
 
 def stdout_outcome() -> tuple[int, str] | None:

@@ -133,6 +133,22 @@ def test_the_key_is_the_real_directory_in_the_process_environment(tmp_path: Path
     assert state_key("oc", (), {"HOME": "/x"}) == ()
 
 
+def test_a_cli_replaced_in_place_is_a_new_key(tmp_path: Path) -> None:
+    """An upgrade (npm, an auto-updater) may bring new migrations: its first start is first."""
+    cli = tmp_path / "bin" / "oc"
+    cli.parent.mkdir()
+    cli.write_text("#!/bin/sh\n")
+    cli.chmod(0o755)
+    env = {"PATH": str(cli.parent), "HOME": str(tmp_path)}
+    before = state_key("oc", STATE, env)
+    assert before[0].startswith("oc@") and before[1:] == state_key(str(cli), STATE, env)[1:]
+    cli.unlink()
+    cli.write_text("#!/bin/sh\n# 1.19\n")
+    cli.chmod(0o755)
+    assert state_key("oc", STATE, env)[0] != before[0]
+    assert state_key("missing-cli", STATE, env)[0] == "missing-cli"
+
+
 def test_a_state_dir_is_validated() -> None:
     with pytest.raises(ValueError):
         StateDir(default_dir="relative/dir")

@@ -10,9 +10,10 @@ them (:attr:`~alice_trio.providers.base.Invocation.state`), and the engine's one
 (:func:`alice_trio.engine.spawn.spawn`) takes a :class:`StartTicket` here before it starts the
 process:
 
-* the **key** is the CLI's command and the resolved, real paths of those directories in the
-  process's effective environment (:func:`state_key`): starts that do not share a directory
-  (another ``HOME``, ``XDG_DATA_HOME``, ``CODEX_HOME``…) never wait for each other;
+* the **key** is the CLI's command (with the identity of the file it runs, so an in-place
+  upgrade is a new key) and the resolved, real paths of those directories in the process's
+  effective environment (:func:`state_key`): starts that do not share a directory (another
+  ``HOME``, ``XDG_DATA_HOME``, ``CODEX_HOME``…) never wait for each other;
 * until a start on a key has **reported ready** (:meth:`StartTicket.ready`: the session
   driver's handshake answered, opencode printed its URL, a one-shot CLI printed its first
   line), starts on that key run one at a time, in FIFO order. A start that ends without being
@@ -32,6 +33,7 @@ release it in a ``finally`` or a shielded close without a checkpoint.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 
 import attrs
@@ -39,7 +41,7 @@ import trio
 
 from ..providers.record import StateDir
 
-__all__ = ["StartTicket", "acquire", "state_key", "waiting"]
+__all__ = ["StartTicket", "acquire", "command_id", "state_key", "waiting"]
 
 
 @attrs.define(eq=False)
@@ -67,12 +69,27 @@ def _gates() -> dict[tuple[str, ...], _Gate]:
 
 def state_key(command: str, dirs: tuple[StateDir, ...], env: Mapping[str, str]) -> tuple[str, ...]:
     """``(command, real path, …)`` of ``dirs`` in ``env`` (the effective environment of the
-    process); ``()`` when there is nothing to serialise. Touches the file system only to
-    resolve symbolic links (``os.path.realpath``; a missing directory is fine)."""
+    process); ``()`` when there is nothing to serialise. The command is named with the
+    identity of the file it runs (:func:`command_id`). Touches the file system only to find
+    and ``stat`` the command and resolve symbolic links (a missing directory is fine)."""
     if not dirs:
         return ()
     paths = sorted({os.path.realpath(d.resolve(env)) for d in dirs})
-    return (command, *paths)
+    return (command_id(command, env), *paths)
+
+
+def command_id(command: str, env: Mapping[str, str]) -> str:
+    """``command`` and the device, inode and mtime of the file it runs (found on ``env``'s
+    ``PATH``): a CLI upgraded in place is a new key, whose first start may migrate the state
+    again. Just ``command`` when it cannot be found."""
+    path = command if "/" in command else shutil.which(command, path=env.get("PATH"))
+    if not path:
+        return command
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return command
+    return f"{command}@{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}"
 
 
 class StartTicket:

@@ -17,6 +17,10 @@ killed (:meth:`AgentProcess.abort`): a stdin the CLI closed or broke raises
 a peer that stopped reading its input for too long (the JSON-RPC client's ``write_timeout``);
 what is left of a half-written frame is never followed by anything.
 
+A CLI whose invocation names state directories is started one process at a time per directory
+until one came up (:mod:`alice_trio.engine.first_start`): the driver calls
+:meth:`AgentProcess.ready` once the CLI answered its handshake.
+
 Leaving the context ends the process:
 
 * ``graceful=True`` (the default after a finished turn): close stdin (EOF, after the queued

@@ -62,6 +62,7 @@ REVIEWED = {
     ("cli/doctor.py", "write_text"): "the CLI's own helper writing to stdout, not a file",
     ("cli/entry.py", "open"): "opens os.devnull for a closed stdin/stdout/stderr descriptor",
     ("cli/streams.py", "open"): "opens os.devnull in place of a stream that went away",
+    ("cli/streams.py", "write_text"): "write_reply calls the module's own stdout writer, no file",
     ("engine/guardian.py", "open"): "opens os.devnull for the guardian's stdio",
     ("sessions/backend.py", "touch"): "Admission.touch(key): a least-recently-used bump, no file",
     ("testing.py", "TemporaryDirectory"): "test fakes: one mkdtemp folder (0700) per process for "

@@ -49,7 +49,15 @@ from typing import Any
 import trio
 
 from .common import REPO, emit, median
-from .scaling import SHARED, _import_e2e, config_for, pss_kb, run_pids
+from .scaling import (
+    SHARED,
+    _import_e2e,
+    config_for,
+    pss_kb,
+    run_installed_clis,
+    run_pids,
+    smaps_kb,
+)
 
 STEPS = (1, 5, 20, 50, 100)
 LONG_MARKS = (1, 5, 10, 20, 40, 80)
@@ -92,14 +100,7 @@ def _children(exclude: int) -> list[int]:
 def uss_kb(pid: int) -> int:
     """Private memory of ``pid`` (``Private_Clean + Private_Dirty``, kB): unlike PSS it does
     not move when other processes on the machine map the same binary."""
-    total = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return total
+    return smaps_kb(pid, "Private_Clean:", "Private_Dirty:")
 
 
 def snapshot(server_pid: int) -> dict[str, Any]:
@@ -499,24 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if not set(a.phases) & {"growth", "bounded"}:
         emit(result)
         return 0
-    try:
-        _, e2e_support = _import_e2e()
-        manifest = e2e_support.load_manifest()
-    except Exception as exc:  # pragma: no cover - a broken checkout
-        manifest = None
-        result["skipped"] = f"cannot load the e2e helpers: {exc}"
-    if manifest is None:
-        result.setdefault("skipped", "no e2e CLI manifest: run `python tests/e2e/install_clis.py`")
-        emit(result)
-        return 0
-    for cli in a.cli or list(SHARED):
-        entry = (manifest.get("clis") or {}).get(cli)
-        if not entry or not entry.get("ok"):
-            reason = (entry or {}).get("reason", "not in the e2e install manifest")
-            result["providers"][cli] = {"skipped": f"{cli}: {reason}"}
-            continue
-        print(f"… capacity {cli}", file=sys.stderr, flush=True)
-        result["providers"][cli] = trio.run(run_cli, cli, entry, manifest, a)
+    run_installed_clis(result, a.cli or list(SHARED), run_cli, a, "capacity")
     emit(result)
     return 0
 

@@ -60,14 +60,21 @@ def _import_e2e() -> Any:
     return cli_env, e2e_support
 
 
-def pss_kb(pid: int) -> int:
+def smaps_kb(pid: int, *fields: str) -> int:
+    """The sum of ``fields`` (e.g. ``"Pss:"``) of ``/proc/PID/smaps_rollup``, kB; 0 for a
+    process that is gone."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
+            if line.startswith(fields):
+                total += int(line.split()[1])
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return 0
+    return total
+
+
+def pss_kb(pid: int) -> int:
+    return smaps_kb(pid, "Pss:")
 
 
 def run_pids(exclude: int) -> list[int]:
@@ -340,6 +347,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         emit(result)
         return 0
+    run_installed_clis(result, clis, run_cli, a, "scaling")
+    emit(result)
+    return 0
+
+
+def run_installed_clis(
+    result: dict[str, Any], clis: list[str], run_cli: Any, a: Any, label: str
+) -> None:
+    """``result["providers"][cli] = trio.run(run_cli, cli, entry, manifest, a)`` for each CLI
+    the e2e install manifest has; a CLI it lacks (or no manifest) is recorded as skipped."""
     try:
         _, e2e_support = _import_e2e()
         manifest = e2e_support.load_manifest()
@@ -348,18 +365,15 @@ def main(argv: list[str] | None = None) -> int:
         result["skipped"] = f"cannot load the e2e helpers: {exc}"
     if manifest is None:
         result.setdefault("skipped", "no e2e CLI manifest: run `python tests/e2e/install_clis.py`")
-        emit(result)
-        return 0
+        return
     for cli in clis:
         entry = (manifest.get("clis") or {}).get(cli)
         if not entry or not entry.get("ok"):
             reason = (entry or {}).get("reason", "not in the e2e install manifest")
             result["providers"][cli] = {"skipped": f"{cli}: {reason}"}
             continue
-        print(f"… scaling {cli}", file=sys.stderr, flush=True)
+        print(f"… {label} {cli}", file=sys.stderr, flush=True)
         result["providers"][cli] = trio.run(run_cli, cli, entry, manifest, a)
-    emit(result)
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,13 +55,10 @@ from ..protocols.jsonrpc import (
     id_key,
     parse_line,
 )
-from .process import AgentProcess
+from .process import EXIT_GRACE, AgentProcess
 
 __all__ = ["Barrier", "Incoming", "JsonRpcClient", "RequestHandler"]
 RequestHandler = Callable[[Request], Awaitable[Any]]
-
-#: how long to wait, after stdout EOF, for the exit status and the last stderr (message only)
-_EXIT_GRACE = 0.25
 
 
 class _Slot:
@@ -282,15 +279,17 @@ class JsonRpcClient:
             pass  # the peer is gone; run() reports it
 
     async def _on_eof(self) -> None:
-        with trio.move_on_after(_EXIT_GRACE):
+        # after stdout EOF: the exit status and the last stderr, for the message only
+        with trio.move_on_after(EXIT_GRACE):
             await self.process.exited.wait()
             await trio.sleep(0.01)  # let the stderr reader take the last bytes
         if self.process.failure is not None:  # we killed it: say why
             self._close(self._closed_copy(self.process.failure))
             return
+        what, status = self.process.end_state()
         self._close(
             TransportClosedError(
-                f"{self.name} closed its output ({self.process.exit_description()})",
+                f"{self.name} {what} ({status})",
                 provider=self.name,
                 stderr_tail=self.process.stderr_tail(),
             )

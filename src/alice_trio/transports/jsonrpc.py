@@ -55,6 +55,7 @@ from ..protocols.jsonrpc import (
     id_key,
     parse_line,
 )
+from ..providers.base import STRAY_LINE_CHARS
 from .process import EXIT_GRACE, AgentProcess
 
 __all__ = ["Barrier", "Incoming", "JsonRpcClient", "RequestHandler"]
@@ -120,6 +121,10 @@ class JsonRpcClient:
         self.closed = trio.Event()
         self.late_responses = 0  # responses to requests that were cancelled/forgotten
         self.server_requests = 0
+        # the first line that was not JSON, while the peer has not spoken JSON-RPC yet: what a
+        # CLI printed instead of the protocol (a deprecation notice) is named when it ends
+        self.stray_line = ""
+        self._spoke = False
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -229,6 +234,10 @@ class JsonRpcClient:
         msg = parse_line(line)
         if msg is None:
             return
+        if not isinstance(msg, Invalid):
+            self._spoke = True
+        elif not self._spoke and not self.stray_line and msg.reason == "non-JSON line":
+            self.stray_line = line.strip()[:STRAY_LINE_CHARS]
         if isinstance(msg, Response | ErrorResponse) and msg.id is not None:
             slot = self._pending.pop(id_key(msg.id), None)
             if slot is None:
@@ -287,9 +296,10 @@ class JsonRpcClient:
             self._close(self._closed_copy(self.process.failure))
             return
         what, status = self.process.end_state()
+        printed = f"; it printed: {self.stray_line!r}" if self.stray_line else ""
         self._close(
             TransportClosedError(
-                f"{self.name} {what} ({status})",
+                f"{self.name} {what} ({status}){printed}",
                 provider=self.name,
                 stderr_tail=self.process.stderr_tail(),
             )

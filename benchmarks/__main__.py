@@ -258,9 +258,31 @@ def scaling_goals(sections: dict[str, Any], goal: Any) -> None:
             )  # fmt: skip
 
 
+def _not_run(title: str, sec: dict[str, Any], lines: list[str]) -> bool:
+    """The one line of a section that did not run — ``title: ERROR …`` or ``title: skipped —
+    …`` — and True; False (nothing written) for a section with results."""
+    if "error" in sec:
+        lines.append(f"\n{title}: ERROR {str(sec['error'])[:300]}")
+    elif "skipped" in sec:
+        lines.append(f"\n{title}: skipped — {sec['skipped']}")
+    else:
+        return False
+    return True
+
+
+def _cli_rows(sec: dict[str, Any], lines: list[str], width: int) -> list[tuple[str, Any]]:
+    """A per-CLI section's rows that ran; a ``skipped`` CLI gets its line here instead."""
+    ran = []
+    for cli, row in sec["providers"].items():
+        if "skipped" in row:
+            lines.append(f"  {cli:{width}} skipped — {row['skipped']}")
+        else:
+            ran.append((cli, row))
+    return ran
+
+
 def render_scaling(sec: dict[str, Any], lines: list[str]) -> None:
-    if "error" in sec or "skipped" in sec:
-        lines.append(f"\nScaling on the real CLIs: {sec.get('error') or sec.get('skipped')}")
+    if _not_run("Scaling on the real CLIs", sec, lines):
         return
     lines.append(
         f"\nScaling on the real CLIs (SessionBackend, fake model on loopback; medians of "
@@ -270,10 +292,7 @@ def render_scaling(sec: dict[str, Any], lines: list[str]) -> None:
         f"  {'CLI':12} {'mode':12} {'new run s':>9} {'warm run s':>10} {'new/warm':>8} "
         f"{'MB/idle conv':>12} {'conv/GiB':>8} {'procs':>5}"
     )
-    for cli, row in sec["providers"].items():
-        if "skipped" in row:
-            lines.append(f"  {cli:12} skipped — {row['skipped']}")
-            continue
+    for cli, row in _cli_rows(sec, lines, 12):
         for mode in ("per_process", "pooled"):
             r = row.get(mode) or {}
             if "error" in r:
@@ -303,8 +322,7 @@ def _left(row: dict[str, Any]) -> str:
 def render_capacity(sec: dict[str, Any], lines: list[str]) -> None:
     """The capacity section: PSS of N conversations on one shared process, per-turn growth,
     memory after closing, the admission bounds at the largest N."""
-    if "error" in sec or "skipped" in sec:
-        lines.append(f"\nConversations per host: {sec.get('error') or sec.get('skipped')}")
+    if _not_run("Conversations per host", sec, lines):
         return
     lines.append(
         f"\nConversations per host (one shared process, SessionBackend, fake model; PSS of every "
@@ -318,10 +336,7 @@ def render_capacity(sec: dict[str, Any], lines: list[str]) -> None:
                 f"  our heap, fake {fake}: {h['kib_per_conversation']} KiB stay per conversation "
                 f"over {h['conversations']} opened and closed; {h['backend_state']}"
             )
-    for cli, row in sec["providers"].items():
-        if "skipped" in row:
-            lines.append(f"  {cli:9} skipped — {row['skipped']}")
-            continue
+    for cli, row in _cli_rows(sec, lines, 9):
         g = row.get("growth") or {}
         if "error" in g:
             lines.append(f"  {cli:9} growth ERROR {str(g['error'])[:200]}")
@@ -364,8 +379,7 @@ def render(report: dict[str, Any]) -> str:
     s = report["sections"]
 
     def cancel_table(title: str, sec: dict[str, Any]) -> None:
-        if "error" in sec:
-            lines.append(f"\n{title}: ERROR {sec['error'][:300]}")
+        if _not_run(title, sec, lines):
             return
         lines.append(
             f"\n{title} — mechanism {sec.get('mechanism')}, ms p50 / p99 / max "
@@ -387,9 +401,7 @@ def render(report: dict[str, Any]) -> str:
         cancel_table(f"Cancel → no descendant alive, {mech}", sec)
 
     t = s["throughput"]
-    if "error" in t:
-        lines.append(f"\nThroughput: ERROR {t['error'][:300]}")
-    else:
+    if not _not_run("Throughput", t, lines):
         lines.append(
             f"\nThroughput — {t['events']} lines of ~300 B, events/s (median of {t['repeats']})"
         )
@@ -419,9 +431,7 @@ def render(report: dict[str, Any]) -> str:
         )
 
     o = s["overhead"]
-    if "error" in o:
-        lines.append(f"\nOverhead: ERROR {o['error'][:300]}")
-    else:
+    if not _not_run("Overhead", o, lines):
         sq, cc = o["sequential"], o["concurrent"]
         lines.append(
             f"\nOverhead — sequential p50 {sq['engine_ms_p50']} ms vs bare {sq['bare_ms_p50']} ms "
@@ -430,9 +440,7 @@ def render(report: dict[str, Any]) -> str:
         )
 
     p = s["peer"]
-    if "skipped" in p or "error" in p:
-        lines.append(f"\nclaude-agent-sdk: skipped — {p.get('skipped') or p.get('error')}")
-    else:
+    if not _not_run("claude-agent-sdk", p, lines):
         lines.append(
             f"\nclaude-agent-sdk {p['claude_agent_sdk']} side by side (same fake, same "
             "process), ms p50 control / exited / reaped, orphans"
@@ -452,9 +460,7 @@ def render(report: dict[str, Any]) -> str:
         )
 
     c = s.get("cli", {})
-    if "error" in c:
-        lines.append(f"\nalice-trio command: ERROR {c['error'][:300]}")
-    elif c:
+    if c and not _not_run("alice-trio command", c, lines):
         f = c["flood"]
         lines.append(
             f"\nalice-trio command — {f['events']:,} progress events, wall s / CPU s "
@@ -485,9 +491,7 @@ def render(report: dict[str, Any]) -> str:
     render_scaling(s.get("scaling") or {"skipped": "not run"}, lines)
     render_capacity(s.get("capacity") or {"skipped": "not run"}, lines)
     fc = s.get("file_changes") or {"error": "not run"}
-    if "error" in fc:
-        lines.append(f"\nFile changes: ERROR {str(fc['error'])[:300]}")
-    else:
+    if not _not_run("File changes", fc, lines):
         lines.append(
             f"\nFile changes on a {fc['files']:,}-file repository (median of {fc['repeats']}): "
             f"snapshot {fc['snapshot_ms_p50']} ms (as a turn takes it "

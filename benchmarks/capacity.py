@@ -51,8 +51,7 @@ import trio
 from .common import REPO, emit, median
 from .scaling import (
     SHARED,
-    _import_e2e,
-    config_for,
+    fresh_cli,
     pss_kb,
     run_installed_clis,
     run_pids,
@@ -348,42 +347,26 @@ async def bounded(
 
 
 async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
-    cli_env, e2e_support = _import_e2e()
     out: dict[str, Any] = {"version": entry.get("version", "")}
-    phases = (("growth", growth), ("bounded", bounded))
-    for phase, _fn in phases:
+    for phase in ("growth", "bounded"):
         if phase not in a.phases:
             continue
-        with tempfile.TemporaryDirectory(prefix=f"alice-capacity-{cli}-") as tmp:
-            server = e2e_support.FakeServer(Path(tmp) / "server")
+        with fresh_cli(cli, entry, manifest, "capacity") as run:
             try:
-                setup = cli_env.build(
-                    cli, Path(tmp) / cli, server.port, entry,
-                    catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
-                )  # fmt: skip
-                provider, config = config_for(cli, setup, cli_env)
-                try:
-                    with trio.fail_after(a.phase_limit):
-                        if phase == "growth":
-                            out[phase] = await growth(
-                                provider, config, server.proc.pid, a.steps, a.long, a.settle
-                            )
-                        else:
-                            out[phase] = await bounded(
-                                provider, config, server.proc.pid, max(a.steps), a.bounds,
-                                a.settle,
-                            )  # fmt: skip
-                except Exception as exc:  # report it, go on
-                    out[phase] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-                finally:
-                    from procscan import kill_all
-
-                    left = e2e_support.run_processes(setup)
-                    if left:
-                        out.setdefault("left_after", {})[phase] = len(left)
-                    kill_all(left)
-            finally:
-                server.close()
+                with trio.fail_after(a.phase_limit):
+                    if phase == "growth":
+                        out[phase] = await growth(
+                            run.provider, run.config, run.server_pid, a.steps, a.long, a.settle
+                        )
+                    else:
+                        out[phase] = await bounded(
+                            run.provider, run.config, run.server_pid, max(a.steps), a.bounds,
+                            a.settle,
+                        )  # fmt: skip
+            except Exception as exc:  # report it, go on
+                out[phase] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        if run.left:
+            out.setdefault("left_after", {})[phase] = run.left
     return out
 
 

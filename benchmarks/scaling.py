@@ -36,13 +36,16 @@ object (``--quick`` without ``--cli`` skips the section: the smoke run stays sho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from .common import REPO, emit, median
@@ -83,27 +86,6 @@ def run_pids(exclude: int) -> list[int]:
     from alice_trio.engine.reaper import _subtree  # the reaper's own /proc tree walk
 
     return [p for p in _subtree(os.getpid()) if p != os.getpid() and p not in _subtree(exclude)]
-
-
-def config_for(cli: str, setup: Any, cli_env: Any) -> tuple[str, Any]:
-    from alice_trio.providers.claude import ClaudeConfig
-    from alice_trio.providers.codex import CodexConfig
-    from alice_trio.providers.gemini import GeminiConfig
-    from alice_trio.providers.kimi import KimiConfig
-    from alice_trio.providers.opencode import OpenCodeConfig
-
-    common = {"command": setup.binary, "env": setup.env, "workspace_dir": setup.workspace}
-    if cli == "codex":
-        return "codex", CodexConfig(**common)
-    if cli == "claude":
-        return "claude", ClaudeConfig(**common, is_sandbox=True)
-    if cli == "gemini":
-        return "gemini", GeminiConfig(**common, model=cli_env.GEMINI_MODEL)
-    if cli == "kimi":
-        return "kimi", KimiConfig(**common)
-    if cli == "kimi_legacy":
-        return "kimi", KimiConfig(**common, flavor="legacy")
-    return "opencode", OpenCodeConfig(**common)
 
 
 def tree_cpu_s(exclude: int, pids: list[int] | None = None) -> float:
@@ -290,40 +272,67 @@ def _warms_up(provider: str, config: Any) -> bool:
     return bool(spec.spare_warm_up or spec.preload_scripts)
 
 
-async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
+@attrs.define
+class FreshCli:
+    """One measurement's CLI: its provider name and config, the fake model server's pid, and
+    (after the ``with``) how many of its processes were still alive and killed."""
+
+    provider: str
+    config: Any
+    server_pid: int
+    left: int = 0
+
+
+@contextlib.contextmanager
+def fresh_cli(
+    cli: str, entry: dict[str, Any], manifest: dict[str, Any], label: str
+) -> Iterator[FreshCli]:
+    """A fresh home, workspace and fake model server for one measurement of ``cli`` (its e2e
+    install ``entry``); on the way out every process of the run is killed (counted in
+    ``left``) and the server closed."""
     cli_env, e2e_support = _import_e2e()
+    with tempfile.TemporaryDirectory(prefix=f"alice-{label}-{cli}-") as tmp:
+        server = e2e_support.FakeServer(Path(tmp) / "server")
+        try:
+            setup = cli_env.build(
+                cli, Path(tmp) / cli, server.port, entry,
+                catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
+            )  # fmt: skip
+            provider, config = cli_env.provider_config(setup)
+            run = FreshCli(provider=provider, config=config, server_pid=server.proc.pid)
+            try:
+                yield run
+            finally:
+                from procscan import kill_all
+
+                left = e2e_support.run_processes(setup)
+                run.left = len(left)
+                kill_all(left)
+        finally:
+            server.close()
+
+
+async def run_cli(cli: str, entry: dict[str, Any], manifest: dict[str, Any], a: Any) -> Any:
     out: dict[str, Any] = {"version": entry.get("version", ""), "shared": cli in SHARED}
     # "pooled_before": the pooled default without the warm-up of 2026-12-01 (no preloading, a
     # spare taken from a shared process replaced at once), in the same run
     for mode in ("per_process", "pooled_before", "pooled", "pooled_no_warm_up"):
-        with tempfile.TemporaryDirectory(prefix=f"alice-scaling-{cli}-") as tmp:
-            server = e2e_support.FakeServer(Path(tmp) / "server")
+        with fresh_cli(cli, entry, manifest, "scaling") as run:
+            provider, config = run.provider, run.config
+            if mode == "pooled_no_warm_up" and not _warms_up(provider, config):
+                continue
+            if mode == "pooled_before":
+                provider = without_preload(provider, config) or provider
+            if mode == "pooled_no_warm_up":
+                provider = without_preload_scripts(provider, config) or provider
             try:
-                setup = cli_env.build(
-                    cli, Path(tmp) / cli, server.port, entry,
-                    catalog_cache=Path(manifest["dir"]) / "codex_model_catalog.json",
+                out[mode] = await measure(
+                    provider, config, run.server_pid, pooled=mode != "per_process",
+                    before=mode == "pooled_before", runs=a.runs, extra=a.extra,
+                    warm_up=mode != "pooled_no_warm_up",
                 )  # fmt: skip
-                provider, config = config_for(cli, setup, cli_env)
-                if mode == "pooled_no_warm_up" and not _warms_up(provider, config):
-                    continue
-                if mode == "pooled_before":
-                    provider = without_preload(provider, config) or provider
-                if mode == "pooled_no_warm_up":
-                    provider = without_preload_scripts(provider, config) or provider
-                try:
-                    out[mode] = await measure(
-                        provider, config, server.proc.pid, pooled=mode != "per_process",
-                        before=mode == "pooled_before", runs=a.runs, extra=a.extra,
-                        warm_up=mode != "pooled_no_warm_up",
-                    )  # fmt: skip
-                except Exception as exc:  # report it, go on with the next CLI
-                    out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-                finally:
-                    from procscan import kill_all
-
-                    kill_all(e2e_support.run_processes(setup))
-            finally:
-                server.close()
+            except Exception as exc:  # report it, go on with the next CLI
+                out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
     return out
 
 

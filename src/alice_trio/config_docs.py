@@ -98,7 +98,7 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     "queued while busy).",
     # kimi
     ("KimiConfig", "flavor"): "`code` (Kimi Code 2.x, npm @moonshot-ai/kimi-code) or `legacy` "
-    "(PyPI kimi-cli 1.50; its interactive mode is the wire protocol). Kimi Code takes the "
+    "(PyPI kimi-cli 1.50–1.51; its interactive mode is the wire protocol). Kimi Code takes the "
     "prompt only in argv: a prompt over 128 KiB (Linux MAX_ARG_STRLEN) or with a NUL byte is a "
     "ConfigError before spawning; `legacy` reads it on stdin.",
     ("KimiConfig", "yolo"): "Pass `--yolo` (off: print/prompt modes already auto-approve).",

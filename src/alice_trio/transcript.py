@@ -37,7 +37,7 @@ def outcome_error(outcome: DecodeOutcome) -> tuple[str | None, str | None]:
     if outcome.interrupted:
         return "turn interrupted", "RunInterruptedError"
     if not outcome.result.reply and outcome.missing_reply:
-        return outcome.missing_reply, "ProtocolError"
+        return outcome.missing_reply_error(), "ProtocolError"
     return None, None
 
 

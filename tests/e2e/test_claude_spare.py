@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import trio
+from cli_env import provider_config
 from e2e_support import FakeServer, assert_nothing_left
 from oneshot_cases import SetupFactory
 
 from alice_trio.models import RunRequest
-from alice_trio.providers.claude import ClaudeConfig
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.scaling import ScalingConfig
 
@@ -21,9 +21,7 @@ async def test_claude_spare_is_warmed_up_without_a_model_request(
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
     setup = cli_setup("claude")
-    config = ClaudeConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, is_sandbox=True
-    )
+    _, config = provider_config(setup)
     async with SessionBackend("claude", config, scaling=ScalingConfig(warm=1)) as backend:
         with trio.fail_after(120):
             while not backend.pool.spares:  # noqa: ASYNC110 - the pool has no event for it

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 import trio
+from cli_env import provider_config
 from e2e_support import FakeServer, assert_nothing_left
 from oneshot_cases import SetupFactory
 
 from alice_trio.backend import OneShotBackend
 from alice_trio.models import RunRequest
-from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ async def test_opencode_servers_started_together_on_a_fresh_data_dir_all_come_up
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
     setup = cli_setup("opencode")
-    config = OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    _, config = provider_config(setup)
     replies: dict[str, str] = {}
     servers: dict[str, int] = {}
 
@@ -68,7 +68,7 @@ async def test_opencode_one_shot_runs_started_together_on_a_fresh_data_dir_all_s
     setup = cli_setup("opencode")
     backend = OneShotBackend(
         "opencode",
-        OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace),
+        provider_config(setup)[1],
     )
     replies: dict[int, Any] = {}
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import trio
-from cli_env import GEMINI_MODEL, CliSetup
+from cli_env import CliSetup, provider_config
 from e2e_support import FakeServer, assert_nothing_left, wait_until
 from oneshot_cases import SetupFactory
 
@@ -31,9 +31,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _config(setup: CliSetup) -> GeminiConfig:
-    return GeminiConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model=GEMINI_MODEL
-    )
+    config: GeminiConfig = provider_config(setup)[1]
+    return config
 
 
 def _streamed_bodies(fake_server: FakeServer) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import trio
-from cli_env import GEMINI_MODEL, CliSetup
+from cli_env import CliSetup, provider_config
 from e2e_support import (
     FakeServer,
     assert_nothing_left,
@@ -27,11 +27,6 @@ from oneshot_cases import START_TIMEOUT, SetupFactory
 
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import CLIConfig
-from alice_trio.providers.claude import ClaudeConfig
-from alice_trio.providers.codex import CodexConfig
-from alice_trio.providers.gemini import GeminiConfig
-from alice_trio.providers.kimi import KimiConfig
-from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.session import InteractiveSession, open_session
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +54,9 @@ class InteractiveCases:
     DRIVER_MODULE: ClassVar[str]
 
     def config(self, setup: CliSetup) -> CLIConfig:
-        raise NotImplementedError
+        # the lane's config of the CLI (kimi: no yolo — its default exec policy accepts the
+        # permission requests, like ``kimi -p``)
+        return provider_config(setup)[1]
 
     def request(self, setup: CliSetup, text: str) -> RunRequest:
         return RunRequest(user_text=text, workspace_dir=setup.workspace)
@@ -140,37 +137,20 @@ class TestCodexInteractive(InteractiveCases):
     CLI = PROVIDER = "codex"
     DRIVER_MODULE = "alice_trio.sessions.codex_app_server"
 
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
-
 
 class TestClaudeInteractive(InteractiveCases):
     CLI = PROVIDER = "claude"
     DRIVER_MODULE = "alice_trio.sessions.claude_stream"
-
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return ClaudeConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, is_sandbox=True
-        )
 
 
 class TestGeminiInteractive(InteractiveCases):
     CLI = PROVIDER = "gemini"
     DRIVER_MODULE = "alice_trio.sessions.oneshot_driver"
 
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return GeminiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model=GEMINI_MODEL
-        )
-
 
 class TestKimiInteractive(InteractiveCases):
     CLI = PROVIDER = "kimi"
     DRIVER_MODULE = "alice_trio.sessions.acp"
-
-    def config(self, setup: CliSetup) -> CLIConfig:
-        # no yolo: kimi's default exec policy accepts the permission requests (like ``kimi -p``)
-        return KimiConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
 
 
 class TestKimiLegacyInteractive(InteractiveCases):
@@ -178,18 +158,10 @@ class TestKimiLegacyInteractive(InteractiveCases):
     PROVIDER = "kimi"
     DRIVER_MODULE = "alice_trio.sessions.kimi_wire"
 
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return KimiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy"
-        )
-
 
 class TestOpenCodeInteractive(InteractiveCases):
     CLI = PROVIDER = "opencode"
     DRIVER_MODULE = "alice_trio.sessions.opencode_serve"
-
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
 
     async def test_the_server_refuses_unauthenticated_clients(
         self, cli_setup: SetupFactory, fake_server: FakeServer

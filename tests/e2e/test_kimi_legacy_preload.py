@@ -12,13 +12,14 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from cli_env import provider_config
 from e2e_support import FakeServer, assert_nothing_left
 from oneshot_cases import SetupFactory
 
 from alice_trio.engine.spawn import build_env
 from alice_trio.models import RunRequest
 from alice_trio.providers.base import Invocation
-from alice_trio.providers.kimi import PROVIDER, KimiConfig
+from alice_trio.providers.kimi import PROVIDER
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.preload import with_preload
 from alice_trio.sessions.scaling import ScalingConfig
@@ -89,9 +90,7 @@ async def test_a_warmed_up_process_sends_the_model_exactly_what_an_unwarmed_one_
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
     setup = cli_setup("kimi_legacy")
-    config = KimiConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy"
-    )
+    _, config = provider_config(setup)
     flavor = PROVIDER.flavor("legacy")
     assert flavor.session.preload_scripts, "nothing to compare"
     bare = attrs.evolve(flavor, session=attrs.evolve(flavor.session, preload_scripts=()))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cli_env import CliSetup
 from oneshot_cases import OneShotCases
 
 from alice_trio.models import Usage
-from alice_trio.providers.claude import ClaudeConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +17,3 @@ class TestClaudeOneShot(OneShotCases):
     # Anthropic reports non-cached input and the cache reads apart (Usage docstring)
     PLAIN_USAGE = Usage(input_tokens=234, cached_input_tokens=1000, output_tokens=56)
     ERROR_CASES = (("[[ERR400]]", 400), ("[[ERR500]]", 500))  # CLAUDE_CODE_MAX_RETRIES=0
-
-    def config(self, setup: CliSetup) -> ClaudeConfig:
-        return ClaudeConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, is_sandbox=True
-        )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cli_env import CliSetup
 from oneshot_cases import OneShotCases
 
 from alice_trio.models import Usage
-from alice_trio.providers.codex import CodexConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +17,3 @@ class TestCodexOneShot(OneShotCases):
     # request_max_retries = 0 makes 5xx fail fast. `turn.failed` carries only a message (the
     # raw body for a 400, "We're currently experiencing high demand" for a 500), no status.
     ERROR_CASES = (("[[ERR400]]", None), ("[[ERR500]]", None))
-
-    def config(self, setup: CliSetup) -> CodexConfig:
-        return CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from cli_env import GEMINI_MODEL, CliSetup
 from e2e_support import FakeServer
 from oneshot_cases import OneShotCases, SetupFactory
 
 from alice_trio.models import Usage
-from alice_trio.providers.gemini import GeminiConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -21,14 +19,6 @@ class TestGeminiOneShot(OneShotCases):
     # 5xx/429 are retried 10 times over ~4 minutes (real-clis.md): fail fast with a 400 only,
     # and check the retry path with fail-then-succeed below.
     ERROR_CASES = (("[[ERR400]]", 400),)
-
-    def config(self, setup: CliSetup) -> GeminiConfig:
-        return GeminiConfig(
-            command=setup.binary,
-            env=setup.env,
-            workspace_dir=setup.workspace,
-            model=GEMINI_MODEL,
-        )
 
     async def test_server_error_then_success_is_retried(
         self, cli_setup: SetupFactory, fake_server: FakeServer

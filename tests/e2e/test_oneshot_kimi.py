@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cli_env import CliSetup
 from oneshot_cases import OneShotCases
 
 from alice_trio.errors import AgentError, ProcessFailedError
-from alice_trio.providers.kimi import KimiConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +20,3 @@ class TestKimiOneShot(OneShotCases):
     # Kimi Code prints the final API failure only on stderr ("error: failed to run prompt:
     # provider.api_error: 400 …") and exits 1: the engine raises ProcessFailedError with it.
     ERROR_TYPES = (AgentError, ProcessFailedError)
-
-    def config(self, setup: CliSetup) -> KimiConfig:
-        return KimiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="code"
-        )

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_env import CliSetup
 from oneshot_cases import OneShotCases
-
-from alice_trio.providers.kimi import KimiConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +14,3 @@ class TestKimiLegacyOneShot(OneShotCases):
     WRITE_TOOL = ("WriteFile", {"path": "{path}", "content": "made by the tool\n"})
     PLAIN_USAGE = None  # --print stream-json carries no token usage
     ERROR_CASES = (("[[ERR400]]", 400),)
-
-    def config(self, setup: CliSetup) -> KimiConfig:
-        return KimiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy"
-        )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cli_env import CliSetup
 from oneshot_cases import OneShotCases
 
 from alice_trio.models import Usage
-from alice_trio.providers.opencode import OpenCodeConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -22,6 +20,3 @@ class TestOpenCodeOneShot(OneShotCases):
     # opencode's step_finish tokens as reported: input without cache reads, output without
     # reasoning (Usage docstring)
     PLAIN_USAGE = Usage(input_tokens=234, cached_input_tokens=1000, output_tokens=49)
-
-    def config(self, setup: CliSetup) -> OpenCodeConfig:
-        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)

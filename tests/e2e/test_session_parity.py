@@ -18,14 +18,12 @@ from typing import Any
 
 import pytest
 import trio
-from cli_env import CliSetup
+from cli_env import CliSetup, provider_config
 from e2e_support import FakeServer, assert_nothing_left
 from oneshot_cases import SetupFactory
 
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.protocols.jsonrpc import JsonRpcError
-from alice_trio.providers.claude import ClaudeConfig
-from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.session import InteractiveSession, open_session
@@ -69,7 +67,7 @@ class Approvals:
     PROVIDER: str
 
     def config(self, setup: CliSetup) -> Any:
-        raise NotImplementedError
+        return provider_config(setup)[1]
 
     async def test_approve_runs_the_tool_decline_does_not(
         self, cli_setup: SetupFactory, fake_server: FakeServer
@@ -145,10 +143,7 @@ class TestClaudeApprovals(Approvals):
     CLI = PROVIDER = "claude"
 
     def config(self, setup: CliSetup) -> Any:
-        return ClaudeConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
-            permission_mode="default",
-        )  # fmt: skip
+        return provider_config(setup, permission_mode="default", is_sandbox=False)[1]
 
 
 def opencode_asks(setup: CliSetup) -> None:
@@ -164,7 +159,7 @@ class TestOpenCodeApprovals(Approvals):
 
     def config(self, setup: CliSetup) -> Any:
         opencode_asks(setup)
-        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+        return provider_config(setup)[1]
 
 
 class TestCodexApprovals(Approvals):
@@ -172,49 +167,26 @@ class TestCodexApprovals(Approvals):
 
     def config(self, setup: CliSetup) -> Any:
         from alice_trio.models import ExecPolicy
-        from alice_trio.providers.codex import CodexConfig
 
         policy = ExecPolicy(sandbox="danger-full-access", ask_for_approval="untrusted")
-        return CodexConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
-            exec_policy=policy,
-        )  # fmt: skip
+        return provider_config(setup, exec_policy=policy)[1]
 
 
 class TestGeminiApprovals(Approvals):
     CLI = PROVIDER = "gemini"
 
     def config(self, setup: CliSetup) -> Any:
-        from cli_env import GEMINI_MODEL
-
-        from alice_trio.providers.gemini import GeminiConfig
-
-        return GeminiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
-            model=GEMINI_MODEL, yolo=False,
-        )  # fmt: skip
+        return provider_config(setup, yolo=False)[1]
 
 
 class TestKimiCodeApprovals(Approvals):
     CLI = "kimi"
     PROVIDER = "kimi"
 
-    def config(self, setup: CliSetup) -> Any:
-        from alice_trio.providers.kimi import KimiConfig
-
-        return KimiConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
-
 
 class TestKimiLegacyApprovals(Approvals):
     CLI = "kimi_legacy"
     PROVIDER = "kimi"
-
-    def config(self, setup: CliSetup) -> Any:
-        from alice_trio.providers.kimi import KimiConfig
-
-        return KimiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy"
-        )
 
 
 # -- questions through SessionBackend -------------------------------------------------------------
@@ -232,7 +204,7 @@ async def test_opencode_question_through_the_session_backend(
         await trio.sleep(0.2)  # a human takes a moment
         return {"Which color?": "blue"}
 
-    config = OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    _, config = provider_config(setup)
     progress: list[str] = []
     async with SessionBackend(
         "opencode", config, approver=approver if answering else None
@@ -279,10 +251,7 @@ async def test_claude_switches_model_inside_the_session(
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
     setup = cli_setup("claude")
-    config = ClaudeConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, is_sandbox=True,
-        model="claude-first-model",
-    )  # fmt: skip
+    _, config = provider_config(setup, model="claude-first-model")
     initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
     async with open_session("claude", config, initial=initial) as session:
         one = await turn(session, initial.evolve(user_text="first"))
@@ -303,12 +272,8 @@ async def test_gemini_acp_switches_model_inside_the_session(
 ) -> None:
     from cli_env import GEMINI_MODEL
 
-    from alice_trio.providers.gemini import GeminiConfig
-
     setup = cli_setup("gemini")
-    config = GeminiConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model=GEMINI_MODEL
-    )
+    _, config = provider_config(setup)
     initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
     async with open_session("gemini", config, initial=initial) as session:
         one = await turn(session, initial.evolve(user_text="first"))
@@ -323,7 +288,6 @@ async def test_gemini_acp_switches_model_inside_the_session(
 async def test_kimi_legacy_switches_model_by_restarting_on_the_same_session(
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
-    from alice_trio.providers.kimi import KimiConfig
 
     setup = cli_setup("kimi_legacy")
     share = Path(setup.env["KIMI_SHARE_DIR"]) / "config.toml"
@@ -332,10 +296,7 @@ async def test_kimi_legacy_switches_model_by_restarting_on_the_same_session(
         + '\n[models.fake2]\nprovider = "fake"\nmodel = "fake-kimi-model-2"\n'
         + "max_context_size = 262144\n"
     )
-    config = KimiConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, flavor="legacy",
-        model="fake",
-    )  # fmt: skip
+    _, config = provider_config(setup, model="fake")
     initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
     async with open_session("kimi", config, initial=initial) as session:
         one = await turn(session, initial.evolve(user_text="remember the word PARROT"))
@@ -354,10 +315,9 @@ async def test_kimi_legacy_switches_model_by_restarting_on_the_same_session(
 async def test_codex_switches_model_per_turn(
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:
-    from alice_trio.providers.codex import CodexConfig
 
     setup = cli_setup("codex")
-    config = CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    _, config = provider_config(setup)
     initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
     async with open_session("codex", config, initial=initial) as session:
         one = await turn(session, initial.evolve(user_text="first"))
@@ -374,7 +334,6 @@ async def test_kimi_code_gets_its_model_and_switches_inside_the_session(
 ) -> None:
     """Kimi Code (ACP) has no model flag: the config's model is selected with
     session/set_model after session/new, and a later request's model the same way."""
-    from alice_trio.providers.kimi import KimiConfig
 
     setup = cli_setup("kimi")
     home = Path(setup.home) / ".kimi-code"
@@ -387,9 +346,7 @@ async def test_kimi_code_gets_its_model_and_switches_inside_the_session(
             for name, model in (("first", "fake-kimi-first"), ("second", "fake-kimi-second"))
         )
     )
-    config = KimiConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace, model="first"
-    )
+    _, config = provider_config(setup, model="first")
     initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
     async with open_session("kimi", config, initial=initial) as session:
         one = await turn(session, initial.evolve(user_text="first"))
@@ -423,7 +380,6 @@ async def test_codex_question_through_the_session_backend(
 ) -> None:
     """codex offers request_user_input only with ``[features]
     default_mode_request_user_input = true``; the question reaches the backend's approver."""
-    from alice_trio.providers.codex import CodexConfig
 
     setup = cli_setup("codex")
     toml = Path(setup.env["CODEX_HOME"]) / "config.toml"
@@ -438,7 +394,7 @@ async def test_codex_question_through_the_session_backend(
         asked.append(request)
         return {"Which color?": "blue"}
 
-    config = CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
+    _, config = provider_config(setup)
     async with SessionBackend("codex", config, approver=approver if answering else None) as backend:
         with trio.fail_after(TURN_LIMIT):
             result = await backend.run(
@@ -477,7 +433,6 @@ KIMI_QUESTION = {
 async def test_kimi_question_through_the_session_backend(
     cli_setup: SetupFactory, fake_server: FakeServer, cli: str, answering: bool
 ) -> None:
-    from alice_trio.providers.kimi import KimiConfig
 
     setup = cli_setup(cli)
     asked: list[ApprovalRequest] = []
@@ -486,10 +441,7 @@ async def test_kimi_question_through_the_session_backend(
         asked.append(request)
         return {"Which color?": "blue"} if request.kind == "question" else ApprovalDecision.ACCEPT
 
-    config = KimiConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
-        flavor="legacy" if cli == "kimi_legacy" else "code",
-    )  # fmt: skip
+    _, config = provider_config(setup)
     async with SessionBackend("kimi", config, approver=approver if answering else None) as backend:
         with trio.fail_after(TURN_LIMIT):
             result = await backend.run(
@@ -519,10 +471,7 @@ async def test_claude_question_through_the_session_backend(
         return {"Which color?": "blue"} if request.kind == "question" else ApprovalDecision.ACCEPT
 
     question = {"questions": [{**KIMI_QUESTION["questions"][0], "multiSelect": False}]}
-    config = ClaudeConfig(
-        command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
-        permission_mode="default",
-    )  # fmt: skip
+    _, config = provider_config(setup, permission_mode="default", is_sandbox=False)
     async with SessionBackend(
         "claude", config, approver=approver if answering else None
     ) as backend:

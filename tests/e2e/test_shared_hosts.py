@@ -14,17 +14,13 @@ from typing import Any, ClassVar
 
 import pytest
 import trio
-from cli_env import GEMINI_MODEL, CliSetup
+from cli_env import CliSetup, provider_config
 from e2e_support import FakeServer, assert_nothing_left, wait_until
 from oneshot_cases import START_TIMEOUT, SetupFactory
 from procscan import live_processes
 
 from alice_trio.models import RunRequest
 from alice_trio.providers.base import CLIConfig
-from alice_trio.providers.codex import CodexConfig
-from alice_trio.providers.gemini import GeminiConfig
-from alice_trio.providers.kimi import KimiConfig
-from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
 
@@ -37,7 +33,7 @@ class SharedCases:
     PROVIDER: ClassVar[str]
 
     def config(self, setup: CliSetup) -> CLIConfig:
-        raise NotImplementedError
+        return provider_config(setup)[1]
 
     def request(self, setup: CliSetup, key: str, text: str) -> RunRequest:
         work = Path(setup.workspace) / key  # every conversation has its own cwd
@@ -138,29 +134,14 @@ class SharedCases:
 class TestCodexShared(SharedCases):
     CLI = PROVIDER = "codex"
 
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return CodexConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
-
 
 class TestGeminiShared(SharedCases):
     CLI = PROVIDER = "gemini"
-
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return GeminiConfig(
-            command=setup.binary, env=setup.env, workspace_dir=setup.workspace,
-            model=GEMINI_MODEL, yolo=True,
-        )  # fmt: skip
 
 
 class TestKimiShared(SharedCases):
     CLI = PROVIDER = "kimi"
 
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return KimiConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)
-
 
 class TestOpenCodeShared(SharedCases):
     CLI = PROVIDER = "opencode"
-
-    def config(self, setup: CliSetup) -> CLIConfig:
-        return OpenCodeConfig(command=setup.binary, env=setup.env, workspace_dir=setup.workspace)

@@ -140,6 +140,55 @@ async def test_stdin_closed_by_the_cli_fails_the_frame_and_all_later_ones():
         assert proc.returncode == -signal.SIGKILL
 
 
+#: prints a line, closes stdout, says why on stderr and exits 5 once a write is under way
+#: (it never reads: the frame fills the pipe and then finds it closed by the exit)
+DIES_WHILE_WRITTEN_TO = textwrap.dedent(
+    r"""
+    import os, select, sys, time
+    print("{}", flush=True)
+    select.select([0], [], [])  # our frame began to arrive
+    sys.stderr.write("fatal: lost the model\n"); sys.stderr.flush()
+    os.close(1)
+    time.sleep(0.05)  # the rest of the frame is blocked on the full pipe
+    os._exit(5)
+    """
+)
+
+
+@pytest.mark.parametrize("size", [100, 4 << 20])
+async def test_a_cli_that_died_is_reported_as_exited_not_as_closing_its_input(size):
+    """Before: ``dying process closed its input (still running)`` (or ``(exit status 5)``) —
+    the CLI exited; a broken stdin is how its death looked from the writer."""
+    inv = Invocation(argv=(sys.executable, "-c", DIES_WHILE_WRITTEN_TO), limits=FAST)
+    async with open_agent_process(inv, name="dying", graceful=False) as proc:
+        await proc.lines.receive()
+        with pytest.raises(TransportClosedError) as info:
+            await proc.send(frame("x", size))
+            with trio.fail_after(10):
+                await proc.exited.wait()
+            await proc.send(frame("y", size))  # a small frame fits the pipe: the next one
+    err = info.value
+    assert err.message.startswith("dying exited (exit status 5)"), err.message
+    assert "closed its input" not in err.message
+    assert "fatal: lost the model" in err.stderr_tail
+
+
+async def test_frames_cut_by_our_own_close_say_the_cli_is_being_stopped():
+    """Before: a frame still queued when the process context ended said the CLI ``closed its
+    input`` — we were stopping it."""
+    inv = Invocation(argv=(sys.executable, "-c", SLOW_READER), limits=FAST)
+    queued = []
+    async with open_agent_process(inv, name="slow", graceful=False) as proc:
+        queued = [proc.enqueue(frame(f"q-{i}", 4 << 20)) for i in range(4)]
+    errors = [f.error for f in queued if f.error is not None]
+    assert errors, "every frame was written before the close"
+    for error in errors:
+        assert "closed its input" not in error.message, error.message
+        assert error.message.startswith("slow is being stopped") or (
+            error.message.startswith("slow was stopped")
+        ), error.message
+
+
 async def test_close_stdin_comes_after_the_queued_frames():
     inv = Invocation(argv=(sys.executable, "-c", SLOW_READER), limits=FAST)
     async with open_agent_process(inv, name="slow", graceful=False) as proc:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from pathlib import Path
 
+import pytest
 import trio
 
 from alice_trio.engine import workspace
@@ -113,3 +116,64 @@ async def test_a_large_tree_is_finished_in_a_thread(tmp_path: Path, monkeypatch)
     assert whole is not None and len(whole) == 24
     assert await workspace.take_snapshot(str(tmp_path), 1000) == whole
     assert await workspace.take_snapshot(str(tmp_path), 10) is None  # over max_files
+
+
+class _OnDevice:
+    """A scandir entry that reports ``device`` as its filesystem (a mount point, as seen by
+    the walk)."""
+
+    def __init__(self, entry: os.DirEntry[str], device: int) -> None:
+        self.name, self.path, self._entry, self._device = entry.name, entry.path, entry, device
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        st = self._entry.stat(follow_symlinks=follow_symlinks)
+        fields = list(st)
+        fields[stat.ST_DEV] = self._device
+        return os.stat_result(fields)
+
+
+def test_the_walk_does_not_cross_into_another_filesystem(tmp_path: Path, monkeypatch) -> None:
+    """Hostile-use finding (round 4): a workspace ``/`` counted ``/proc``'s files (sizes and
+    times change at every look: every turn "modified" them). Folders on another device than
+    the workspace — ``/proc``, ``/sys``, ``/dev``, any mount inside it — are not entered."""
+    _tree(tmp_path)
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "stat").write_text("cpu 1 2 3")
+    (tmp_path / "src" / "mnt").mkdir()
+    (tmp_path / "src" / "mnt" / "disk.img").write_text("other disk")
+    mounts = {str(tmp_path / "proc"), str(tmp_path / "src" / "mnt")}
+    other = os.stat(tmp_path).st_dev + 1
+    real_scandir = os.scandir
+
+    class _Entries:
+        def __init__(self, path: str) -> None:
+            self._it = real_scandir(path)
+
+        def __enter__(self) -> list[object]:
+            with self._it as it:
+                return [_OnDevice(e, other) if e.path in mounts else e for e in it]
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(workspace.os, "scandir", _Entries)
+    assert snapshot(str(tmp_path)).keys() == {"src/a.py", "b.txt"}
+
+
+def test_a_real_mount_inside_the_workspace_is_not_walked() -> None:
+    """The same on a real mount: ``/dev/shm`` (its own tmpfs) under a workspace ``/dev``."""
+    dev, shm = Path("/dev"), Path("/dev/shm")
+    if (
+        not shm.is_dir()
+        or os.stat(shm).st_dev == os.stat(dev).st_dev
+        or not os.access(shm, os.W_OK)
+    ):
+        pytest.skip("no writable /dev/shm on its own filesystem here")
+    fd, name = tempfile.mkstemp(dir=shm, prefix="alice-trio-snapshot-")
+    os.close(fd)
+    try:
+        snap = snapshot(str(dev))
+        assert snap is not None
+        assert not any(path.startswith("shm/") for path in snap), sorted(snap)[:20]
+    finally:
+        os.unlink(name)

@@ -338,7 +338,11 @@ def test_decoder_on_recorded_case(case: str) -> None:
     human = case.startswith("codex_exec_human")
     assert (outcome.unknown_lines > 0) is human
     summary = outcome_summary(outcome)
-    assert summary["error"] == (error or (None if reply else NO_REPLY))
+    if human:  # codex's human output mode: what it printed instead of JSON is quoted
+        assert summary["error"] == f"{NO_REPLY}; it printed instead: {outcome.stray_line!r}"
+        assert outcome.stray_line == raw(case).decode().splitlines()[0].strip()[:300]
+    else:
+        assert summary["error"] == (error or (None if reply else NO_REPLY))
 
 
 def events_of(data: bytes, decoder: CodexExecDecoder | None = None) -> list:

@@ -9,8 +9,10 @@ from pathlib import Path
 import attrs
 import pytest
 
+from alice_trio.engine.oneshot import run_oneshot
+from alice_trio.errors import ProtocolError
 from alice_trio.models import EventKind, ExecPolicy, RunRequest, TurnEvent
-from alice_trio.providers.base import DecodeOutcome, RunLimits
+from alice_trio.providers.base import STRAY_LINE_CHARS, DecodeOutcome, RunLimits
 from alice_trio.providers.kimi import (
     PROVIDER,
     KimiConfig,
@@ -22,6 +24,7 @@ from alice_trio.providers.kimi import (
     thread_id_from_stderr,
 )
 from alice_trio.providers.registry import get_provider
+from recording_cli import recording_cli
 
 from decoding import feed_chunks
 
@@ -253,7 +256,7 @@ def test_transcript(case: str) -> None:
 
 def test_every_copied_oneshot_transcript_has_an_expectation() -> None:
     stdouts = {p.name.removesuffix(".stdout") for p in HERE.glob("*.stdout")}
-    assert stdouts - set(CASES) == {"kimi_code_text", "kimi_legacy_text"}
+    assert stdouts - set(CASES) == {"kimi_code_text", "kimi_legacy_text", "kimi_legacy_152_stub"}
 
 
 @pytest.mark.parametrize("case", ["kimi_code_text", "kimi_legacy_text"])
@@ -513,3 +516,46 @@ def test_legacy_new_session_gets_a_real_uuid_thread_id() -> None:
     assert kept.thread_id == "abc"
     code = prepare_request(RunRequest(user_text="hi"), KimiConfig())
     assert code.thread_id == ""  # Kimi Code reports its own id on stdout
+
+
+# -- kimi-cli 1.52.0: the final PyPI release is a deprecation stub --------------------------------
+
+STUB_NOTICE = "kimi-cli is no longer maintained. Please use the new Kimi Code CLI."
+
+
+def test_the_152_stub_is_named_in_the_missing_reply_error() -> None:
+    """kimi-cli 1.52.0 prints one notice line for any command and exits 0. Before: "kimi
+    returned no final assistant message" — nothing said why."""
+    events, out = decode_case("kimi_legacy_152_stub.stdout")
+    assert out.result.reply == "" and not out.terminal and out.error == ""
+    assert [e.kind for e in events] == [EventKind.UNKNOWN]
+    assert out.stray_line.startswith(STUB_NOTICE)
+    message = out.missing_reply_error()
+    assert message.startswith("kimi returned no final assistant message; it printed instead: ")
+    assert STUB_NOTICE in message
+
+
+def test_a_stray_line_is_kept_once_and_bounded() -> None:
+    events, out = decode_bytes([b"first " + b"x" * 1000 + b"\nsecond\n"])
+    assert len(events) == 2 and out.stray_line == ("first " + "x" * 1000)[:STRAY_LINE_CHARS]
+    _, fine = decode_case("kimi_legacy_stream_plain.stdout")
+    assert fine.stray_line == "" and fine.missing_reply_error() == fine.missing_reply
+
+
+async def test_engine_run_on_the_152_stub_says_what_it_printed(tmp_path: Path) -> None:
+    command = recording_cli(tmp_path, HERE / "kimi_legacy_152_stub.stdout")
+    config = KimiConfig(flavor="legacy", command=command)
+    with pytest.raises(ProtocolError) as info:
+        await run_oneshot(PROVIDER, config, RunRequest(user_text="say hello"))
+    assert STUB_NOTICE in str(info.value)
+
+
+def test_the_152_stub_version_output_is_a_doctor_problem() -> None:
+    versions = PROVIDER.flavor("legacy").versions
+    text = (HERE / "kimi_legacy_152_stub.version").read_text()
+    assert versions.parse(text) == "1.52.0" and versions.compare("1.52.0") == "newer"
+    assert [note for marker, note in versions.notes.items() if marker in text] == [
+        "a deprecation stub (kimi-cli ≥ 1.52 only prints a notice): install kimi-cli 1.51.0"
+    ]
+    zh = "kimi, version 1.52.0\nkimi-cli 已停止维护，请使用新版 Kimi Code CLI。\n"
+    assert any(marker in zh for marker in versions.notes)

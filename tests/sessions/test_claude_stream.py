@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from alice_trio.errors import ProcessFailedError, ProtocolError
+from alice_trio.errors import ProcessFailedError, ProtocolError, TransportClosedError
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.protocols.claude_stream import ClaudeBidiMapper, user_message
 from alice_trio.providers.base import Invocation, RunLimits
@@ -560,3 +560,53 @@ async def test_warm_up_of_a_closed_driver_raises_session_closed(tmp_path: Path):
     driver = _echo_factory(tmp_path / "log")(ClaudeConfig(), RunRequest(user_text=""))
     with pytest.raises(SessionClosedError):
         await driver.warm_up()
+
+
+# -- what a submit is told when claude is gone ---------------------------------------------------
+
+#: answers initialize, waits for the first bytes of a message, then closes its stdout (saying
+#: why on stderr) and either exits 5 without reading on (``exit``) or reads stdin to its end
+#: and exits 0 (``stay``: only stopped by us)
+GONE_CLAUDE = r"""
+import json, os, select, sys
+req = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "control_response", "response": {"subtype": "success",
+      "request_id": req["request_id"], "response": {}}}), flush=True)
+select.select([0], [], [])
+sys.stderr.write("fatal: lost my output\n"); sys.stderr.flush()
+os.close(1)
+if sys.argv[1] == "exit":
+    os._exit(5)
+while os.read(0, 65536):
+    pass
+"""
+
+
+def _gone_driver(mode: str) -> ClaudeStreamDriver:
+    inv = Invocation(
+        argv=(sys.executable, "-c", GONE_CLAUDE, mode), limits=RunLimits(kill_grace=0.5)
+    )
+    return ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
+
+
+async def test_a_message_to_a_claude_that_died_says_it_exited_with_its_status_and_stderr():
+    """Before: ``claude process closed its input (still running)`` — claude had exited 5."""
+    async with open_session("claude", initial=req("x"), driver=_gone_driver("exit")) as s:
+        with pytest.raises(TransportClosedError) as info:
+            await s.submit(req("y" * (4 << 20)))  # bigger than the pipe: written as it dies
+    assert info.value.message.startswith("claude exited (exit status 5)"), info.value.message
+    assert "fatal: lost my output" in info.value.stderr_tail
+
+
+async def test_a_claude_that_closed_its_output_is_reported_as_such_not_as_exited():
+    """Before: ``claude exited during the turn (exit status 0)`` — claude closed its output
+    and exited 0 only when we closed its stdin."""
+    async with open_session("claude", initial=req("x"), driver=_gone_driver("stay")) as s:
+        ref = await s.submit(req("hello"))
+        events = await collect(s, {ref.turn_id})
+    err = events[-1]
+    assert err.kind is EventKind.ERROR and err.turn_id == ref.turn_id
+    assert err.error.startswith(
+        "claude closed its output and was stopped during the turn (exit status 0)"
+    ), err.error
+    assert "fatal: lost my output" in err.error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -426,3 +427,46 @@ async def test_a_request_without_model_goes_back_to_the_configured_one(tmp_path:
         await driver.aclose(graceful=True)
     assert models == [[], ["--model=m2"], ["--model=m1"]]
     assert [m.get("method") for m in sent(log)].count("initialize") == 3
+
+
+STUB = Path(__file__).resolve().parents[1] / "transcripts" / "kimi" / "kimi_legacy_152_stub.stdout"
+
+
+async def test_a_cli_that_prints_a_notice_instead_of_the_protocol_is_quoted(tmp_path: Path):
+    """kimi-cli 1.52.0 (a deprecation stub) prints one notice for ``kimi --wire`` and exits 0.
+    Before: ``kimi closed its output (exit status 0)`` — nothing said why."""
+    from alice_trio.sessions.session import open_session
+
+    code = f"import sys; sys.stdout.write(open({str(STUB)!r}).read())"
+    inv = Invocation(argv=(sys.executable, "-c", code), cwd=str(tmp_path), limits=FAST)
+    driver = KimiWireDriver(
+        KimiConfig(flavor="legacy"), RunRequest(user_text="x"), invocation=inv, close_grace=1.0
+    )
+    with pytest.raises(TransportClosedError) as info:
+        async with open_session("kimi", initial=RunRequest(user_text="x"), driver=driver):
+            pass
+    message = str(info.value)
+    assert "kimi exited (exit status 0); it printed: " in message, message
+    assert "kimi-cli is no longer maintained" in message
+
+
+async def test_non_json_lines_after_the_protocol_began_are_not_quoted(tmp_path: Path):
+    """Only a peer that never spoke JSON-RPC gets its first line quoted (a log line among
+    protocol traffic says nothing about why it ended)."""
+    from alice_trio.transports.jsonrpc import JsonRpcClient
+    from alice_trio.transports.process import open_agent_process
+
+    code = (
+        'import sys; print(\'{"jsonrpc": "2.0", "method": "hello"}\'); print(\'log line\');'
+        " sys.stdout.flush()"
+    )
+    inv = Invocation(argv=(sys.executable, "-c", code), limits=FAST)
+    async with open_agent_process(inv, name="peer", graceful=False) as proc:
+        client = JsonRpcClient(proc, jsonrpc=True)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            with pytest.raises(TransportClosedError) as info:
+                with trio.fail_after(20):
+                    await client.request("x")
+            nursery.cancel_scope.cancel()
+    assert "log line" not in str(info.value) and "exited (exit status 0)" in str(info.value)

@@ -66,3 +66,43 @@ async def test_failed_run_is_an_error_event_with_stderr():
         events = await turn_events(s, ref.turn_id)
     assert events[-1].kind is EventKind.ERROR
     assert "exit status 7" in events[-1].error and "it broke" in events[-1].error
+
+
+async def test_a_tool_reported_file_change_keeps_its_files(tmp_path):
+    """The driver re-tagged each event field by field and left out ``files``: a one-shot
+    session's tool-reported file change reached the caller with no file (only the turn-end
+    snapshot then said what changed). Now every field but the turn's ids is kept (and the
+    write is refined to ADDED: the start snapshot had no such file)."""
+    import json
+    import sys
+
+    from alice_trio.file_changes import FileChangeKind
+    from alice_trio.providers import gemini
+    from alice_trio.providers.gemini import GeminiConfig
+
+    work = tmp_path / "work"
+    work.mkdir()
+    lines = [
+        {"type": "init", "session_id": "22222222-3333-4444-8555-666666666666", "model": "m"},
+        {"type": "tool_use", "tool_name": "write_file", "tool_id": "g1",
+         "parameters": {"file_path": str(work / "new.py"), "content": "x"}},
+        {"type": "tool_result", "tool_id": "g1", "status": "success"},
+        {"type": "message", "role": "assistant", "content": "done"},
+        {"type": "result", "status": "success", "stats": {"input_tokens": 1, "output_tokens": 1}},
+    ]  # fmt: skip
+    script = tmp_path / "gemini"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stdin.read()\n"
+        f"print({chr(10).join(json.dumps(x) for x in lines)!r})\n"
+    )
+    script.chmod(0o755)
+    config = GeminiConfig(command=str(script), workspace_dir=str(work), limits=FAST)
+    d = OneShotDriver(gemini.PROVIDER, config)
+    initial = RunRequest(user_text="x", workspace_dir=str(work))
+    async with open_session("gemini", initial=initial, driver=d) as s:
+        ref = await s.submit(RunRequest(user_text="write it"))
+        events = await turn_events(s, ref.turn_id)
+    changes = [e for e in events if e.kind is EventKind.FILE_CHANGE]
+    assert changes and changes[0].files, events
+    assert [(f.path, f.kind) for f in changes[0].files] == [("new.py", FileChangeKind.ADDED)]
+    assert changes[0].turn_id == ref.turn_id

@@ -82,18 +82,21 @@ def test_a_record_takes_module_names_only():
 @pytest.mark.parametrize(
     ("inv_env", "remove", "host", "original"),
     [
-        ({}, (), {}, ""),
+        ({}, (), {}, None),
         ({}, (), {"PYTHONPATH": "/host/a:/host/b"}, "/host/a:/host/b"),
+        ({}, (), {"PYTHONPATH": ""}, ""),
         ({"PYTHONPATH": "/config"}, (), {"PYTHONPATH": "/host"}, "/config"),
-        ({}, ("PYTHONPATH",), {"PYTHONPATH": "/host"}, ""),
+        ({"PYTHONPATH": ""}, (), {"PYTHONPATH": "/host"}, ""),
+        ({}, ("PYTHONPATH",), {"PYTHONPATH": "/host"}, None),
     ],
 )
 def test_the_pythonpath_the_process_would_have_had_is_kept_behind_the_site_dir(
-    inv_env: dict[str, str], remove: tuple[str, ...], host: dict[str, str], original: str
+    inv_env: dict[str, str], remove: tuple[str, ...], host: dict[str, str], original: str | None
 ):
     inv = Invocation(argv=("kimi",), env=inv_env, env_remove=remove)
     out = with_preload(inv, ("m1", "m2.sub"), host_env=host)
-    assert out.env[PYTHONPATH_ENV] == original
+    assert out.env.get(PYTHONPATH_ENV) == original
+    assert (PYTHONPATH_ENV in out.env_remove) is (original is None)
     assert out.env["PYTHONPATH"] == os.pathsep.join(p for p in (site_dir(), original) if p)
     assert out.env[MODULES_ENV] == "m1,m2.sub"
     assert "PYTHONPATH" not in out.env_remove
@@ -184,3 +187,35 @@ async def test_warm_up_scripts_run_after_the_imports_and_leave_no_trace(tmp_path
         "pythonpath": str(mods),
     }
     assert proc.stderr.decode().strip() == "stdout of a warm-up script"
+
+
+ENV_CHILD = r"""
+import json, os
+print(json.dumps({"set": "PYTHONPATH" in os.environ, "value": os.environ.get("PYTHONPATH")}))
+"""
+
+
+@pytest.mark.parametrize("host", [None, "", "/nowhere/a"])
+async def test_a_preloaded_cli_sees_pythonpath_as_it_would_have_unset_empty_or_set(
+    host: str | None, monkeypatch: pytest.MonkeyPatch
+):
+    """Hostile-use finding (round 4): a host ``PYTHONPATH=""`` reached the preloaded legacy
+    kimi unset, but a CLI started without preloading set and empty. Now the preloaded one sees
+    what the other sees: unset, set-but-empty or the value; a stray preload variable of the
+    host's never restores one."""
+    monkeypatch.setenv(PYTHONPATH_ENV, "/stray/from/the/host")
+    if host is None:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONPATH", host)
+    plain = Invocation(argv=(sys.executable, "-c", ENV_CHILD))
+    seen = []
+    for inv in (plain, with_preload(plain, ("json",))):
+        proc = await trio.run_process(
+            list(inv.argv), env=build_env(inv, "test-run"), capture_stdout=True
+        )
+        seen.append(json.loads(proc.stdout))
+    without, preloaded = seen
+    if host is None:  # the stray variable passes a CLI started without preloading untouched
+        assert without == {"set": False, "value": None}
+    assert preloaded == without == {"set": host is not None, "value": host}

@@ -20,8 +20,8 @@ class _Proc:
     tail: str
     rc: str = "exit status 3"
 
-    def exit_description(self) -> str:
-        return self.rc
+    def end_state(self) -> tuple[str, str]:
+        return "exited", self.rc
 
     def stderr_tail(self) -> str:
         return self.tail

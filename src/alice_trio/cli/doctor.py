@@ -18,6 +18,11 @@ swept (nothing a check started outlives doctor); one that does not finish is rep
 (after a ``--version`` that timed out, the login command is skipped: the CLI hangs). Targets
 are checked concurrently, so doctor takes about one deadline however many CLIs hang.
 
+SIGINT or SIGTERM while the checks run: the checks still running are cancelled (their process
+groups killed and swept), the output is printed all the same — finished targets as found, the
+others with status ``cancelled`` (``--json``: still one valid JSON document) — and doctor
+exits 130 or 143 with one line on stderr.
+
 Never printed: environment values. Output of the CLIs is shown only after every value of the
 target's environment that could be a secret (6 characters or more, not a path, not ``HOME``,
 ``PATH``, ``LANG``-like variables) has been replaced by ``***``.
@@ -48,12 +53,15 @@ from ..models import RunRequest
 from ..providers.base import CLIConfig, Invocation, Provider, RunLimits
 from ..providers.record import AuthCheck, Flavor, version_key
 from ..providers.registry import get_provider, provider_names
+from .exits import signal_exit
+from .signals import interrupt_signal, signal_name
 from .streams import write_text
 
 __all__ = [
     "PROBE_PROMPT",
     "DoctorRow",
     "Target",
+    "cancelled_row",
     "check_all",
     "check_target",
     "cmd_doctor",
@@ -66,7 +74,7 @@ NOT_LOGGED_IN = "not logged in (see login)"
 PROBE_PROMPT = "This is a connectivity check. Reply with the single word: ok"
 DEFAULT_PROBE_TIMEOUT = 120.0
 _STATUSES = {"ok": "ok", "warning": "with warnings", "problem": "with problems",
-             "not installed": "not installed"}  # fmt: skip
+             "not installed": "not installed", "cancelled": "cancelled"}  # fmt: skip
 _MIN_SECRET = 6  # env values at least this long are masked in anything printed
 _PLAIN_KEYS = frozenset({"HOME", "PATH", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "LANG",
                          "TERM", "TMPDIR", "COLUMNS", "LINES"})  # fmt: skip
@@ -84,7 +92,8 @@ class Target:
 
 @attrs.frozen(kw_only=True)
 class DoctorRow:
-    """The findings for one target. ``status``: ``ok``, ``warning`` or ``problem``."""
+    """The findings for one target. ``status``: ``ok``, ``warning``, ``problem``, ``not
+    installed`` or ``cancelled`` (a signal ended doctor before this target's checks did)."""
 
     name: str
     provider: str
@@ -101,9 +110,12 @@ class DoctorRow:
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    cancelled: bool = False
 
     @property
     def status(self) -> str:
+        if self.cancelled:
+            return "cancelled"
         if not self.path and not self.profile and not self.problems:
             return "not installed"
         return "problem" if self.problems else "warning" if self.warnings else "ok"
@@ -444,11 +456,28 @@ async def check_target(target: Target, seconds: float, *, probe: float | None = 
     )
 
 
+def cancelled_row(target: Target) -> DoctorRow:
+    """The row of a target whose checks a signal cut short."""
+    try:
+        command = target.provider.command(target.config)
+    except Exception:  # a third-party provider's bug: the row still names the target
+        command = ""
+    return DoctorRow(name=target.name, provider=target.provider.name, profile=target.profile,
+                     command=command, cancelled=True)  # fmt: skip
+
+
 async def check_all(
-    targets: list[Target], seconds: float, *, probe: float | None = None
+    targets: list[Target],
+    seconds: float,
+    *,
+    probe: float | None = None,
+    into: list[DoctorRow | None] | None = None,
 ) -> list[DoctorRow]:
-    """Check every target concurrently; rows come back in the order of ``targets``."""
-    rows: list[DoctorRow | None] = [None] * len(targets)
+    """Check every target concurrently; rows come back in the order of ``targets``.
+
+    ``into`` (as long as ``targets``) receives each row as soon as its target is done, so a
+    caller that cancels the checks keeps the finished ones (the others stay None)."""
+    rows: list[DoctorRow | None] = [None] * len(targets) if into is None else into
 
     async def one(i: int, t: Target) -> None:
         rows[i] = await check_target(t, seconds, probe=probe)
@@ -524,7 +553,7 @@ def render_text(rows: list[DoctorRow], width: int = 80) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .main import CONFIG_ENV, _config_error
+    from .main import CONFIG_ENV, _config_error, _err, _with_signals, run_trio
 
     timeout = DEFAULT_AUTH_STATUS_TIMEOUT
     path = getattr(args, "config", None) or os.environ.get(CONFIG_ENV, "")
@@ -545,12 +574,44 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     probe = None
     if getattr(args, "probe", False):
         probe = args.probe_timeout if args.probe_timeout is not None else DEFAULT_PROBE_TIMEOUT
-    rows = trio.run(lambda: check_all(targets, timeout, probe=probe))
-    if args.json:
+    done: list[DoctorRow | None] = [None] * len(targets)
+    try:
+        _, signum = run_trio(
+            _with_signals, lambda: check_all(targets, timeout, probe=probe, into=done)
+        )
+    except KeyboardInterrupt as exc:  # before the signal receiver was in place
+        signum = interrupt_signal(exc)
+    rows = [row or cancelled_row(t) for row, t in zip(done, targets, strict=True)]
+    print_rows(rows, as_json=args.json)
+    if signum is None:
+        return 0
+    _err(signal_name(signum))
+    return signal_exit(signum)
+
+
+def print_rows(rows: list[DoctorRow], *, as_json: bool) -> None:
+    """Doctor's output: one JSON list (``--json``) or the text blocks."""
+    from .main import result_printed
+
+    result_printed()
+    if as_json:
         write_text(sys.stdout, json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
     else:
         write_text(sys.stdout, render_text(rows, _width()))
-    return 0
+
+
+def interrupted_doctor(args: argparse.Namespace) -> None:
+    """A signal ended doctor before its checks started (while it read its config): every
+    target it would have checked is printed as cancelled (none when the config is unusable)."""
+    from .main import CONFIG_ENV
+
+    path = getattr(args, "config", None) or os.environ.get(CONFIG_ENV, "")
+    only = list(getattr(args, "profile", None) or [])
+    try:
+        targets = profile_targets(path, only)[0] if path else default_targets()
+    except Exception:  # the run itself would have stopped at this config: nothing was checked
+        targets = []
+    print_rows([cancelled_row(t) for t in targets], as_json=bool(getattr(args, "json", False)))
 
 
 def cleanup_line() -> str:

@@ -382,9 +382,14 @@ def _fail(exc: BaseException) -> int:
 _result_emitted = False
 
 
-def _emit_json(obj: dict[str, Any], jsonl: JsonLinesPrinter | None) -> None:
+def result_printed() -> None:
+    """Say the command printed its result (a signal after this prints no second one)."""
     global _result_emitted
     _result_emitted = True
+
+
+def _emit_json(obj: dict[str, Any], jsonl: JsonLinesPrinter | None) -> None:
+    result_printed()
     if jsonl is not None:
         jsonl.emit({"type": "result", **obj})
     else:
@@ -634,8 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def interrupted_result(argv: Sequence[str] | None, signum: int) -> None:
     """A signal ended the command before its run could answer (while it started or read its
     config): a ``run``/``replay`` that asked for ``--json``/``--jsonl`` still gets its one
-    result object on stdout (``ok: false``, the signal's name as the error). Nothing when the
-    result was already printed or the arguments do not parse."""
+    result object on stdout (``ok: false``, the signal's name as the error), ``doctor --json``
+    its list with every target ``cancelled``. Nothing when the result was already printed or
+    the arguments do not parse."""
     if _result_emitted:
         return
     try:
@@ -643,6 +649,11 @@ def interrupted_result(argv: Sequence[str] | None, signum: int) -> None:
     except (SystemExit, Exception):  # unparsable arguments: the one stderr line says it all
         return
     command = getattr(args, "cmd", None)
+    if command == "doctor" and getattr(args, "json", False):
+        from .doctor import interrupted_doctor
+
+        interrupted_doctor(args)
+        return
     if command not in ("run", "replay") or not (
         getattr(args, "json", False) or getattr(args, "jsonl", False)
     ):

@@ -447,5 +447,5 @@ def _conclude(
         message = explained or f"{run.provider} exec failed: {describe_exit(rc)}"
         raise ProcessFailedError(message, returncode=rc, **common)
     if not result.reply and outcome.missing_reply:
-        raise ProtocolError(outcome.missing_reply, **common)
+        raise ProtocolError(outcome.missing_reply_error(), **common)
     return result

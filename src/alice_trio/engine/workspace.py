@@ -4,7 +4,10 @@
 it ends (:func:`alice_trio.file_changes.diff_snapshots` compares them). A small tree (up to
 :data:`INLINE_ENTRIES` entries) is walked inline; a larger one in a worker thread — a stat walk
 is blocking filesystem work, not pipe I/O, and must not stall other conversations. The walk
-skips version-control and dependency folders (:data:`SKIP_DIRS`), never follows symlinks, and
+skips version-control and dependency folders (:data:`SKIP_DIRS`), never follows symlinks, stays
+on the workspace's filesystem (like ``find -xdev``: a folder on another device — ``/proc``,
+``/sys``, ``/dev`` of a workspace ``/``, a mount inside the workspace — is not entered; its
+pseudo-files would count as changes at every turn, and another disk is not the project), and
 gives up (reporting nothing at turn end, tool events still count) past ``max_files`` entries, so
 a huge tree costs a bounded amount. 10,000 files take a few tens of milliseconds.
 
@@ -106,6 +109,10 @@ class _Walk:
     """A resumable stat walk, one directory at a time (see :func:`snapshot`)."""
 
     def __init__(self, root: str, max_files: int) -> None:
+        try:
+            self.device: int | None = os.stat(root).st_dev  # the walk stays on this filesystem
+        except OSError:
+            self.device = None  # the first scandir fails the walk
         self.max_files = max_files
         self.out: dict[str, Stamp] = {}
         self.stack = [("", root)]
@@ -140,7 +147,7 @@ class _Walk:
                         except OSError:
                             continue
                         if stat_mod.S_ISDIR(st.st_mode):
-                            if entry.name not in SKIP_DIRS:
+                            if entry.name not in SKIP_DIRS and st.st_dev == self.device:
                                 stack.append((name + "/", entry.path))
                         elif stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISLNK(st.st_mode):
                             out[name] = Stamp(st.st_mtime_ns, st.st_size, st.st_ino)

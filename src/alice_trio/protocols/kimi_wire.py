@@ -1,4 +1,4 @@
-"""Legacy kimi-cli (≤ 1.50) wire protocol (``kimi --wire``), sans I/O.
+"""Legacy kimi-cli (≤ 1.51) wire protocol (``kimi --wire``), sans I/O.
 
 JSON-RPC 2.0 over stdio with **string** ids (kimi-cli validates ``id: str``), wire protocol
 1.10 as recorded from kimi-cli 1.50.0 and read from its ``kimi_cli.wire`` models.

@@ -273,6 +273,10 @@ class Invocation:
         _check_invocation(self)
 
 
+#: how much of the first non-JSON stdout line an outcome keeps for the error message
+STRAY_LINE_CHARS = 300
+
+
 @attrs.frozen(kw_only=True)
 class DecodeOutcome:
     """What a decoder concluded after the last line.
@@ -280,7 +284,9 @@ class DecodeOutcome:
     ``error`` is the failure the agent reported (empty: none), ``status`` its HTTP/API status.
     ``interrupted``: the CLI reported the turn as interrupted. ``missing_reply``: the message to
     use when the turn ended with no assistant text (empty: a missing reply is fine).
-    ``terminal``: a terminal event was seen.
+    ``terminal``: a terminal event was seen. ``stray_line``: the first line of stdout that was
+    not JSON (cut to :data:`STRAY_LINE_CHARS`), "" when none — what a CLI printed instead of its
+    protocol (a deprecation notice, a usage message) is named in the missing reply's error.
     """
 
     result: RunResult
@@ -290,6 +296,14 @@ class DecodeOutcome:
     terminal: bool = False
     missing_reply: str = ""
     unknown_lines: int = 0
+    stray_line: str = ""
+
+    def missing_reply_error(self) -> str:
+        """The error of a turn that ended with no reply: ``missing_reply``, and what the CLI
+        printed instead when that was not its protocol ("" when a missing reply is fine)."""
+        if not self.missing_reply or not self.stray_line:
+            return self.missing_reply
+        return f"{self.missing_reply}; it printed instead: {self.stray_line!r}"
 
 
 @runtime_checkable
@@ -468,6 +482,7 @@ class JsonLineDecoder:
         self.interrupted = False
         self._terminal = False
         self.unknown_lines = 0
+        self.stray_line = ""
         self._pending_writes: dict[str, list[FileChange]] = {}
 
     @property
@@ -481,7 +496,7 @@ class JsonLineDecoder:
         try:
             obj = safejson.loads(s)
         except safejson.NotJSON:
-            return [self._unknown(line, "non-JSON line")]
+            return [self._not_json(line)]
         if not isinstance(obj, dict):
             return [self._unknown(line, "JSON line that is not an object")]
         try:  # _decode_guarded, inlined (one call less per line)
@@ -523,6 +538,13 @@ class JsonLineDecoder:
         text = format_file_changes(changes)
         return [self._event(EventKind.FILE_CHANGE, line, text=text, files=tuple(changes))]
 
+    def _not_json(self, line: str) -> TurnEvent:
+        """An ``unknown`` event for a line that is not JSON; the first one is kept as the
+        outcome's ``stray_line``."""
+        if not self.stray_line:
+            self.stray_line = line.strip()[:STRAY_LINE_CHARS]
+        return self._unknown(line, "non-JSON line")
+
     def _unknown(self, line: str, why: str) -> TurnEvent:
         self.unknown_lines += 1
         return self._event(EventKind.UNKNOWN, line, text=why)
@@ -556,4 +578,5 @@ class JsonLineDecoder:
             terminal=self._terminal,
             missing_reply=self.no_reply_message,
             unknown_lines=self.unknown_lines,
+            stray_line=self.stray_line,
         )

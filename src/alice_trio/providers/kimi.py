@@ -1,5 +1,5 @@
 """Kimi one-shot provider: Kimi Code 2.x ``kimi -p … --output-format stream-json`` and the legacy
-kimi-cli (≤ 1.50) ``kimi --print --input-format stream-json --output-format stream-json``.
+kimi-cli (≤ 1.51) ``kimi --print --input-format stream-json --output-format stream-json``.
 
 Pure: :func:`build_invocation` turns a request into argv/env/cwd/stdin and :class:`KimiDecoder`
 turns stdout lines into events; neither does I/O.
@@ -99,7 +99,7 @@ class KimiConfig(CLIConfig):
     """Kimi settings.
 
     * ``flavor``: ``"code"`` (Kimi Code 2.x, npm ``@moonshot-ai/kimi-code``, the default) or
-      ``"legacy"`` (PyPI ``kimi-cli`` ≤ 1.50 in ``--print`` mode).
+      ``"legacy"`` (PyPI ``kimi-cli`` ≤ 1.51 in ``--print`` mode).
     * ``yolo``: pass ``--yolo``. Off by default: both prompt/print modes already auto-approve
       tools, and in Kimi Code ``-y`` selects the *ask-when-needed* mode.
     * ``disable_telemetry``: set ``KIMI_DISABLE_TELEMETRY=1`` (Kimi Code otherwise waits ~3 s
@@ -325,7 +325,7 @@ class KimiDecoder(JsonLineDecoder):
             sep = " " if self.error.endswith((":", ",")) else ""
             self.error += sep + s
             return []
-        return [self._unknown(line, "non-JSON line")]
+        return [self._not_json(line)]
 
     # JSON lines -------------------------------------------------------------------------------
     def _decode(self, obj: dict[str, Any], line: str) -> list[TurnEvent]:
@@ -500,9 +500,15 @@ PROVIDER = Provider(
                 preload_scripts=("openai_chat",),
             ),
             versions=VersionCheck(
-                verified=("1.50.0",),
+                verified=("1.50.0", "1.51.0"),
                 source="pypi kimi-cli",
-                notes={"no longer maintained": "a deprecation stub: install kimi-cli 1.50.0"},
+                # kimi-cli 1.52.0 (the final release) is a stub: every command prints only this
+                # notice (English, or Chinese under a zh locale) and exits 0
+                notes=dict.fromkeys(
+                    ("no longer maintained", "已停止维护"),
+                    "a deprecation stub (kimi-cli ≥ 1.52 only prints a notice): "
+                    "install kimi-cli 1.51.0",
+                ),
             ),
             auth=AuthCheck(
                 env_keys=("KIMI_API_KEY",),

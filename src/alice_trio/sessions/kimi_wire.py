@@ -1,4 +1,4 @@
-"""Interactive legacy kimi-cli (≤ 1.50): ``kimi --wire`` (JSON-RPC 2.0, string ids).
+"""Interactive legacy kimi-cli (≤ 1.51): ``kimi --wire`` (JSON-RPC 2.0, string ids).
 
 Steer mode ``native``: ``steer {user_input}`` adds input to the running turn; kimi reports it
 with a ``SteerInput`` event and answers within the same turn (same turn id).

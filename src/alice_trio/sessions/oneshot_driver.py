@@ -23,6 +23,7 @@ import itertools
 import math
 from typing import Any
 
+import attrs
 import trio
 
 from ..engine.oneshot import run_invocation
@@ -137,16 +138,11 @@ class OneShotDriver:
         def tag(event: TurnEvent) -> TurnEvent:
             if event.thread_id:
                 state["thread"] = event.thread_id
-            return TurnEvent(
-                kind=event.kind,
-                text=event.text,
+            # the event as decoded (files, question, usage...), with this turn's ids
+            return attrs.evolve(
+                event,
                 thread_id=event.thread_id or str(state["thread"]),
                 turn_id=ref.turn_id,
-                usage=event.usage,
-                error=event.error,
-                status=event.status,
-                raw=event.raw,
-                question=event.question,
                 provider=event.provider or name,
             )
 

@@ -45,7 +45,8 @@ __all__ = [
 MODULES_ENV = "ALICE_TRIO_PRELOAD"
 #: the warm-up scripts to run after the imports, comma-separated (read and removed likewise)
 SCRIPTS_ENV = "ALICE_TRIO_PRELOAD_SCRIPTS"
-#: the ``PYTHONPATH`` the CLI would have had ("": none), restored by the ``sitecustomize``
+#: the ``PYTHONPATH`` the CLI would have had, restored by the ``sitecustomize``: set (also to
+#: "") when it would have been set, removed from the environment when it would have been unset
 PYTHONPATH_ENV = "ALICE_TRIO_PRELOAD_PYTHONPATH"
 
 
@@ -77,23 +78,29 @@ def with_preload(
     at start (unchanged when there are neither). ``host_env`` (default ``os.environ``) is what
     the engine merges the invocation's env over: the ``PYTHONPATH`` the process would have had
     comes from the invocation's env, else — unless ``env_remove`` drops it — from there.
+    The process then sees exactly that ``PYTHONPATH``: unset stays unset and set-but-empty
+    stays set-but-empty (a tool that tests whether it is set sees no difference either).
     A script the package does not ship (:func:`warm_up_scripts`) is skipped by the process."""
     where = site_dir()
     if not (modules or scripts) or not where:
         return invocation
     host = os.environ if host_env is None else host_env
+    original: str | None
     if "PYTHONPATH" in invocation.env:
         original = invocation.env["PYTHONPATH"]
     elif "PYTHONPATH" in invocation.env_remove:
-        original = ""
+        original = None
     else:
-        original = host.get("PYTHONPATH", "")
+        original = host.get("PYTHONPATH")
     env = {
         **invocation.env,
         "PYTHONPATH": os.pathsep.join([where, original]) if original else where,
         MODULES_ENV: ",".join(modules),
         SCRIPTS_ENV: ",".join(scripts),
-        PYTHONPATH_ENV: original,
     }
+    if original is not None:
+        env[PYTHONPATH_ENV] = original
     keep = tuple(k for k in invocation.env_remove if k not in env)
+    if original is None and PYTHONPATH_ENV not in keep:
+        keep += (PYTHONPATH_ENV,)  # unset: not even a stray value of the host's may restore one
     return attrs.evolve(invocation, env=env, env_remove=keep)

@@ -29,7 +29,7 @@ TAIL_CHARS = 2000
 
 
 class ExitedProcess(Protocol):
-    def exit_description(self) -> str: ...
+    def end_state(self) -> tuple[str, str]: ...
 
     def stderr_tail(self) -> str: ...
 
@@ -69,12 +69,15 @@ async def report_exit(
     provider: str,
     thread_id: str,
 ) -> None:
-    """One ``error`` event per turn in ``turn_ids``: ``<what> exited during the turn (<exit>)``,
-    then ``: <stderr tail>`` when stderr said anything. Nothing when no turn was pending."""
+    """One ``error`` event per turn in ``turn_ids``: ``<what> exited during the turn (<exit>)``
+    (or what else ended it: ``closed its output and was stopped``, see
+    :meth:`~alice_trio.transports.process.AgentProcess.end_state`), then ``: <stderr tail>``
+    when stderr said anything. Nothing when no turn was pending."""
     if not turn_ids:
         return
     assert emit is not None  # a driver has turns only once its run() got the emitter
-    message = f"{what} exited during the turn ({proc.exit_description()})"
+    ended, status = proc.end_state()
+    message = f"{what} {ended} during the turn ({status})"
     tail = proc.stderr_tail().strip()
     if tail:
         message += f": {tail[-TAIL_CHARS:]}"

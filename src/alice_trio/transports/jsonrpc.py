@@ -55,13 +55,11 @@ from ..protocols.jsonrpc import (
     id_key,
     parse_line,
 )
-from .process import AgentProcess
+from ..providers.base import STRAY_LINE_CHARS
+from .process import EXIT_GRACE, AgentProcess
 
 __all__ = ["Barrier", "Incoming", "JsonRpcClient", "RequestHandler"]
 RequestHandler = Callable[[Request], Awaitable[Any]]
-
-#: how long to wait, after stdout EOF, for the exit status and the last stderr (message only)
-_EXIT_GRACE = 0.25
 
 
 class _Slot:
@@ -123,6 +121,10 @@ class JsonRpcClient:
         self.closed = trio.Event()
         self.late_responses = 0  # responses to requests that were cancelled/forgotten
         self.server_requests = 0
+        # the first line that was not JSON, while the peer has not spoken JSON-RPC yet: what a
+        # CLI printed instead of the protocol (a deprecation notice) is named when it ends
+        self.stray_line = ""
+        self._spoke = False
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -232,6 +234,10 @@ class JsonRpcClient:
         msg = parse_line(line)
         if msg is None:
             return
+        if not isinstance(msg, Invalid):
+            self._spoke = True
+        elif not self._spoke and not self.stray_line and msg.reason == "non-JSON line":
+            self.stray_line = line.strip()[:STRAY_LINE_CHARS]
         if isinstance(msg, Response | ErrorResponse) and msg.id is not None:
             slot = self._pending.pop(id_key(msg.id), None)
             if slot is None:
@@ -282,15 +288,18 @@ class JsonRpcClient:
             pass  # the peer is gone; run() reports it
 
     async def _on_eof(self) -> None:
-        with trio.move_on_after(_EXIT_GRACE):
+        # after stdout EOF: the exit status and the last stderr, for the message only
+        with trio.move_on_after(EXIT_GRACE):
             await self.process.exited.wait()
             await trio.sleep(0.01)  # let the stderr reader take the last bytes
         if self.process.failure is not None:  # we killed it: say why
             self._close(self._closed_copy(self.process.failure))
             return
+        what, status = self.process.end_state()
+        printed = f"; it printed: {self.stray_line!r}" if self.stray_line else ""
         self._close(
             TransportClosedError(
-                f"{self.name} closed its output ({self.process.exit_description()})",
+                f"{self.name} {what} ({status}){printed}",
                 provider=self.name,
                 stderr_tail=self.process.stderr_tail(),
             )

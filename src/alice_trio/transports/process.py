@@ -15,7 +15,10 @@ When a frame cannot be written whole, the transport fails for good and the proce
 killed (:meth:`AgentProcess.abort`): a stdin the CLI closed or broke raises
 :class:`~alice_trio.errors.TransportClosedError` for that frame and every later one, and so does
 a peer that stopped reading its input for too long (the JSON-RPC client's ``write_timeout``);
-what is left of a half-written frame is never followed by anything.
+what is left of a half-written frame is never followed by anything. The error says what really
+happened (:meth:`AgentProcess.end_state`): the CLI exited (with its status), closed its output,
+closed its input while running, or is being stopped by us — a broken stdin is mostly a CLI that
+died, so the writer gives the exit :data:`EXIT_GRACE` to be seen before it words the error.
 
 A CLI whose invocation names state directories is started one process at a time per directory
 until one came up (:mod:`alice_trio.engine.first_start`): the driver calls
@@ -51,7 +54,11 @@ from ..errors import AliceError, LineTooLongError, TransportClosedError
 from ..framing import LineFramer, OversizedLine, decode_line
 from ..providers.base import Invocation
 
-__all__ = ["AgentProcess", "Frame", "open_agent_process"]
+__all__ = ["EXIT_GRACE", "AgentProcess", "Frame", "open_agent_process"]
+
+#: how long a closed pipe waits for the CLI's exit to be seen before an error describes it (the
+#: kernel closes a dying process's pipes a moment before its exit status can be collected)
+EXIT_GRACE = 0.25
 
 
 class Frame:
@@ -116,6 +123,9 @@ class AgentProcess:
         self.bytes_read = 0
         self.bytes_handled = 0
         self.oversized = 0
+        self._stopping = False  # we closed its stdin, killed it, or the context is ending
+        self._stdin_broken = False  # a write found its stdin closed
+        self._exited_by_itself: bool | None = None  # known once the exit was seen
 
     @property
     def pid(self) -> int:
@@ -138,6 +148,30 @@ class AgentProcess:
     def exit_description(self) -> str:
         rc = self.child.returncode
         return "still running" if rc is None else describe_exit(rc)
+
+    def end_state(self) -> tuple[str, str]:
+        """What became of the CLI, for error messages: ``(what it did, its status)``, e.g.
+        ``("exited", "exit status 5")``, ``("closed its output", "still running")``,
+        ``("closed its input", "still running")``, ``("closed its output and was stopped",
+        "exit status 0")`` or ``("is being stopped", "still running")``."""
+        rc = self.child.returncode
+        output = self.stdout_closed.is_set()
+        if rc is None:
+            if self._stdin_broken:
+                what = "closed its input and its output" if output else "closed its input"
+            elif output:
+                what = "closed its output"
+            elif self._stopping:
+                what = "is being stopped"
+            else:
+                what = "is running"
+            return what, "still running"
+        by_itself = self._exited_by_itself
+        if by_itself is None:  # exited, not yet seen by _wait: stopped by us if we were at it
+            by_itself = not self._stopping
+        if by_itself:
+            return "exited", describe_exit(rc)
+        return ("closed its output and was stopped" if output else "was stopped"), describe_exit(rc)
 
     # -- writing -----------------------------------------------------------------------------
     def enqueue(self, data: bytes) -> Frame:
@@ -169,6 +203,7 @@ class AgentProcess:
     async def close_stdin(self) -> None:
         """EOF on stdin after the frames already queued; returns when it is closed. Closing
         twice, or after the process is gone, is a no-op."""
+        self._stopping = True
         try:
             frame = self._enqueue(Frame(b"", eof=True))
         except TransportClosedError:
@@ -180,14 +215,17 @@ class AgentProcess:
         nothing will follow it). Later sends raise ``error``; readers see EOF."""
         if self.failure is None:
             self.failure = error
+        self._stopping = True
         self._send_frames.close()
         self.child.signal_group(signal.SIGKILL)
 
     def _closed_input(self) -> TransportClosedError:
+        """The error of a frame that cannot be written, saying what happened to the CLI."""
         if self.failure is not None:
             return _copy(self.failure)
+        what, status = self.end_state()
         return TransportClosedError(
-            f"{self.name} process closed its input ({self.exit_description()})",
+            f"{self.name} {what} ({status}): the message was not written",
             provider=self.name,
             stderr_tail=self.stderr_tail(),
         )
@@ -226,7 +264,12 @@ class AgentProcess:
                         frame._finish()
                         continue
                     # the CLI closed its stdin (or died) with this frame maybe half-written:
-                    # the transport fails for good and the process is killed
+                    # the transport fails for good and the process is killed — once the error
+                    # says which of the two it was (a dying CLI's stdin closes before its exit
+                    # status can be collected)
+                    self._stdin_broken = True
+                    with trio.move_on_after(EXIT_GRACE):
+                        await self.exited.wait()
                     self.abort(self._closed_input())
                     frame._finish(self._closed_input())
                     continue
@@ -287,6 +330,7 @@ class AgentProcess:
 
     async def _wait(self) -> None:
         await self.child.wait()
+        self._exited_by_itself = not self._stopping
         self._drain_target = self.bytes_read + self.child.pending_output()
         self.exited.set()
         self._arm_drain()
@@ -328,6 +372,7 @@ async def open_agent_process(
                         await agent.close_stdin()
                         await child.wait()
             finally:
+                agent._stopping = True
                 agent._writer_scope.cancel()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -3,8 +3,9 @@
 interpreter start — work the CLI would otherwise do at a conversation's first message — and
 leaves no trace for the CLI or the tools it runs.
 
-In order: ``PYTHONPATH`` is restored to ``ALICE_TRIO_PRELOAD_PYTHONPATH`` (removed when that is
-empty) and the three variables are removed from ``os.environ``; this directory leaves
+In order: ``PYTHONPATH`` is restored to ``ALICE_TRIO_PRELOAD_PYTHONPATH`` when that is set (also
+when it is empty: a ``PYTHONPATH=""`` stays set and empty), removed when it is not, and the three
+variables are removed from ``os.environ``; this directory leaves
 ``sys.path``; the ``sitecustomize`` this file shadows (if any) runs as it would have; then each
 module is imported; then each warm-up script named in ``ALICE_TRIO_PRELOAD_SCRIPTS``
 (``warm/<name>.py`` next to this file) is loaded from its file and its ``run()`` called, with
@@ -22,8 +23,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def _restore_environment() -> tuple[list[str], list[str]]:
     modules = os.environ.pop("ALICE_TRIO_PRELOAD", "")
     scripts = os.environ.pop("ALICE_TRIO_PRELOAD_SCRIPTS", "")
-    original = os.environ.pop("ALICE_TRIO_PRELOAD_PYTHONPATH", "")
-    if original:
+    original = os.environ.pop("ALICE_TRIO_PRELOAD_PYTHONPATH", None)
+    if original is not None:
         os.environ["PYTHONPATH"] = original
     else:
         os.environ.pop("PYTHONPATH", None)

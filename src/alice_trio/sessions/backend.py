@@ -236,7 +236,8 @@ class SessionBackend:
     cancellation or the provider timeout, how long the turn's interrupt may take before the
     session's process group is killed (the caller waits at most this plus ``kill_grace``).
     ``start_timeout``: how long a new session's CLI may take to start and finish its handshake
-    (:func:`open_session`).
+    (:func:`open_session`), and a shared agent process its spawn and process-wide handshake
+    (then it is killed and the run waiting for it raises :class:`RunTimeoutError`).
     ``scaling`` (:class:`~alice_trio.sessions.pool.ScalingConfig`): shared agent processes,
     the warm pool (one spare by default; none for a test's ``driver_factory`` unless asked)
     and admission bounds (:mod:`alice_trio.sessions.pool`, :mod:`alice_trio.sessions.admission`).
@@ -281,7 +282,7 @@ class SessionBackend:
         self.pool = HostPool(
             self.provider, self.config, scaling=scaling, approver=self._asking,
             factory=driver_factory, idle_ttl=idle_ttl,
-            on_pressure=lambda: self.admission.evict_one(self),
+            on_pressure=lambda: self.admission.evict_one(self), start_timeout=self.start_timeout,
         )  # fmt: skip
         self.admission = Admission(scaling, shared=self.pool.shared)
 

@@ -44,7 +44,8 @@ A host whose last conversation detached closes after ``idle_ttl`` unless reused.
 
 Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start); cancelling
 it leaves nothing behind. Errors: what starting the agent raises (:class:`CLINotFoundError`,
-:class:`ProtocolError`, ...), typed.
+:class:`ProtocolError`, ...), typed; a host that has not spawned and finished its handshake
+within ``start_timeout`` seconds is killed and :class:`RunTimeoutError` raised.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..errors import AliceError, ConfigError
+from ..errors import AliceError, ConfigError, RunTimeoutError
 from ..models import RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Invocation, Provider
 from ._groups import single_exception
@@ -353,6 +354,7 @@ class HostPool:
         idle_ttl: float = 30.0,
         close_grace: float = 2.0,
         on_pressure: Callable[[], bool] | None = None,
+        start_timeout: float = 60.0,
     ) -> None:
         self.provider = provider
         self.config = config
@@ -362,6 +364,7 @@ class HostPool:
         self.idle_ttl = idle_ttl
         self.close_grace = close_grace
         self.on_pressure = on_pressure
+        self.start_timeout = start_timeout
         self.plan = (
             share_plan(provider, config, approver)
             if self.scaling.share and factory is None
@@ -619,7 +622,17 @@ class HostPool:
         try:
             await self._acquire(host)
             try:
-                await start_task(self._nursery, self._run_host, host, name=self.provider.name)
+                # the spawn and the process-wide handshake: an agent that never answers it is
+                # killed (the cancelled start tears the host down) and the conversation (or
+                # spare) waiting for it fails, as open_session's own start does
+                with trio.move_on_after(self.start_timeout) as starting:
+                    await start_task(self._nursery, self._run_host, host, name=self.provider.name)
+                if starting.cancelled_caught:
+                    name = self.provider.name
+                    raise RunTimeoutError(
+                        f"{name} agent process did not start within {self.start_timeout:g} s",
+                        provider=name,
+                    )
             except BaseException:
                 self._release(host)
                 raise

@@ -583,7 +583,12 @@ class HostPool:
             starting = [h for h in self.hosts if h.key == key and not h.started.is_set()]
             if not starting:
                 break
-            await _started_or_done(starting[0])  # one start per key at a time
+            host = starting[0]
+            await _started_or_done(host)  # one start per key at a time
+            if not host.started.is_set() and trio.current_time() >= host.start_deadline:
+                # a start that timed out is not tried again by every run that waited for it
+                # (each would wait start_timeout more, one after the other)
+                raise self._start_timed_out(host)
         for gone in [h for h in self.hosts if not h.alive and h.has_parked(thread_id)]:
             # the closing process still holds this conversation: never two at once
             await gone.done.wait()
@@ -625,14 +630,11 @@ class HostPool:
                 # the spawn and the process-wide handshake: an agent that never answers it is
                 # killed (the cancelled start tears the host down) and the conversation (or
                 # spare) waiting for it fails, as open_session's own start does
+                host.start_deadline = trio.current_time() + self.start_timeout
                 with trio.move_on_after(self.start_timeout) as starting:
                     await start_task(self._nursery, self._run_host, host, name=self.provider.name)
                 if starting.cancelled_caught:
-                    name = self.provider.name
-                    raise RunTimeoutError(
-                        f"{name} agent process did not start within {self.start_timeout:g} s",
-                        provider=name,
-                    )
+                    raise self._start_timed_out(host)
             except BaseException:
                 self._release(host)
                 raise
@@ -642,6 +644,12 @@ class HostPool:
                 if host in self.hosts:
                     self.hosts.remove(host)
         return host
+
+    def _start_timed_out(self, host: Any) -> RunTimeoutError:
+        name = self.provider.name
+        return RunTimeoutError(
+            f"{name} {host.kind} did not start within {self.start_timeout:g} s", provider=name
+        )
 
     async def _run_host(self, host: Any, *, task_status: trio.TaskStatus[None]) -> None:
         host.on_empty = self._host_emptied

@@ -42,6 +42,8 @@ conversation (time its turn waits for the approver does not count) → the same,
 :class:`IdleTimeoutError`; the caller's cancellation → the same
 interrupt-then-kill, then ``trio.Cancelled`` propagates. Every error carries the partial result.
 A callback that raises fails the run with :class:`CallbackError` after the session is dropped.
+A callback that runs its own conversation again (``run`` with the same key) gets
+:class:`ConfigError` at once: that run would wait for the one delivering to the callback.
 
 **Errors.** ``run``, ``steer`` and the context manager raise only :class:`AliceError`
 subclasses, bare ``trio.Cancelled``, or the caller's own exception from the ``async with``
@@ -50,6 +52,7 @@ body — never an exception group (:mod:`alice_trio.errors`).
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -87,6 +90,13 @@ from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
 
 SESSION_KEY_ENV = "ALICE_SESSION_KEY"
+
+#: the (backend, conversation key) of every run whose callbacks the current task delivers
+#: (set in a run's callback task; a run started from a callback inherits it): a callback that
+#: runs its own conversation again would wait for itself (see ``_run``)
+_CALLBACKS_OF: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+    "alice_trio_session_callbacks_of", default=frozenset()
+)
 
 
 def session_key(request: RunRequest) -> str:
@@ -352,6 +362,15 @@ class SessionBackend:
             raise EmptyPromptError(provider=self.provider.name)
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
+        if (id(self), key) in _CALLBACKS_OF.get():
+            # the run delivering to this callback holds the conversation until its callbacks
+            # returned: this run would wait for it, and it for this run (a hang, not a queue)
+            raise ConfigError(
+                f"SessionBackend.run of conversation {key!r} from a callback of that "
+                "conversation's own run would wait for itself: steer the running turn "
+                "(SessionBackend.steer) or run it after this run returned",
+                provider=self.provider.name,
+            )
         if not key:
             async with self.admission.turn(request), self._open(request) as session:
                 return await self._run_turn(_Entry(key="", session=session), request)
@@ -540,6 +559,8 @@ class SessionBackend:
                 async with trio.open_nursery() as nursery:
 
                     async def deliver() -> None:
+                        if entry.key:  # the callbacks' own task: see _CALLBACKS_OF
+                            _CALLBACKS_OF.set(_CALLBACKS_OF.get() | {(id(self), entry.key)})
                         try:
                             await dispatcher.run()
                         except Exception as exc:  # a user callback raised

@@ -5,7 +5,9 @@ up front with ConfigError (the project's one set of checks, alice_trio.validatio
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import pytest
 import trio
@@ -288,3 +290,34 @@ async def test_a_callback_may_run_other_conversations_but_not_one_waiting_on_it(
     assert result.reply == "OUTER"
     assert replies == ["TO K2"]
     assert refused and set(refused) == {"k1"}
+
+
+# -- callbacks that would never run ---------------------------------------------------------------
+async def _async_gen(event: object) -> Any:
+    yield event  # pragma: no cover - never run
+
+
+def _gen(event: object) -> Any:
+    yield event  # pragma: no cover - never run
+
+
+@pytest.mark.parametrize("fn", [_async_gen, _gen, functools.partial(_async_gen)],
+                         ids=["async-generator", "generator", "partial"])  # fmt: skip
+def test_a_generator_function_is_no_callback(fn: Any) -> None:
+    """Hostile-use finding (round 5): an ``on_progress``/``on_events``/``on_raw_event`` (or an
+    approver) with a ``yield`` in its body was accepted and called: the call only made a
+    generator, so the body never ran and every event (every approval: then declined) vanished
+    without a word. Refused where it is given now."""
+    for field in ("on_progress", "on_raw_event", "on_events"):
+        with pytest.raises(ConfigError, match=f"^{field}: .*generator function"):
+            RunRequest(user_text="x", **{field: fn})
+    with pytest.raises(ConfigError, match=r"^SessionBackend: approver: .*generator function"):
+        SessionBackend("codex", approver=fn)
+
+
+async def test_an_approver_that_is_not_callable_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match=r"^SessionBackend: approver: expected a function"):
+        SessionBackend("codex", approver="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^open_session: approver: .*generator function"):
+        async with open_session("codex", initial=RunRequest(user_text=""), approver=_gen):
+            pytest.fail("opened")  # pragma: no cover

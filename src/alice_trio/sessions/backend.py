@@ -272,7 +272,7 @@ class SessionBackend:
             what, "interrupt_deadline", finite_seconds, interrupt_deadline
         )
         self.driver_factory = checked(what, "driver_factory", callback, driver_factory)
-        self.approver = approver
+        self.approver = checked(what, "approver", callback, approver)
         # what the drivers get: the approver, noting which requests wait (see _IdleWatch)
         self._asking = _Asking(approver) if approver is not None else None
         self.start_timeout: float = checked(what, "start_timeout", finite_seconds, start_timeout)

@@ -384,6 +384,7 @@ class HostPool:
         self._retry_at = 0.0
         self._retry_delay = self.scaling.spare_retry
         self._refilling = False
+        self._spares_starting = 0
         #: replace a spare taken from a shared process only after the taking conversation's
         #: first turn (see the module docstring; ``False``: at once, for comparison)
         self.refill_after_first_turn = True
@@ -558,7 +559,11 @@ class HostPool:
                     return False
                 conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
                 spare = Prestarted(conv, key)
-            await start_task(self._nursery, spare.warm, name=self.provider.name)
+            self._spares_starting += 1
+            try:
+                await start_task(self._nursery, spare.warm, name=self.provider.name)
+            finally:
+                self._spares_starting -= 1
         except AliceError:
             if self._closed:  # closed while it started (start_task): no failure to back off
                 return False
@@ -571,6 +576,7 @@ class HostPool:
             await spare.driver.aclose(graceful=True)
             return False
         self.spares.append(spare)
+        self.notify()  # a run waiting for a process slot may close it now (_acquire)
         return True
 
     # -- hosts --------------------------------------------------------------------------------
@@ -729,6 +735,10 @@ class HostPool:
                 self._free_one()
                 or (self.on_pressure is not None and self.on_pressure())
                 or any(h.closing and not h.done.is_set() for h in self.hosts)
+                # a spare still starting holds a slot that nothing can free yet: once it is
+                # up it is a spare _free_one closes (waiting in the FIFO instead, nothing
+                # would ever look again: a deadlock at max_processes with warm spares)
+                or self._spares_starting
             ):
                 await self.slots.acquire_on_behalf_of(owner)  # nothing can go: FIFO
                 return

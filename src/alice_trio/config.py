@@ -406,17 +406,18 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
         if key_node.tag == _MERGE_TAG:  # merged keys may be overridden: not duplicates
             continue
         key = loader.construct_object(key_node, deep=True)
-        if key in seen:
+        try:
+            first = seen.get(key)
+        except TypeError:  # unhashable key (a list or mapping): the base class reports it
+            break
+        if first is not None:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
                 node.start_mark,
-                f"found duplicate key {key!r} (first at line {seen[key] + 1})",
+                f"found duplicate key {key!r} (first at line {first + 1})",
                 key_node.start_mark,
             )
-        try:
-            seen[key] = key_node.start_mark.line
-        except TypeError:  # unhashable key: let the base class report it
-            break
+        seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
 

@@ -103,6 +103,12 @@ class AliceError(Exception):
             setattr(self, k, v)
         super().__init__(self.message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled and copied as what it is: rebuilt without calling ``__init__`` again (a
+        subclass's ``__init__`` takes other arguments than ``args``: ``UnknownProviderError``'s
+        two, ``JsonRpcError`` builds its message from its fields), its attributes restored."""
+        return (_rebuilt, (type(self), self.args), self.__dict__)
+
     def __str__(self) -> str:
         text = self.message
         if self.stderr_tail:
@@ -112,6 +118,11 @@ class AliceError(Exception):
             if tail and tail not in text:
                 text = f"{text}\nstderr tail:\n{tail}"
         return text
+
+
+def _rebuilt(cls: type[AliceError], args: tuple[Any, ...]) -> AliceError:
+    """An error of ``cls`` with ``args``, not initialised (:meth:`AliceError.__reduce__`)."""
+    return cls.__new__(cls, *args)
 
 
 class ConfigError(AliceError, ValueError):

@@ -22,6 +22,7 @@ hang every run); counts and durations are ``>= 0`` unless a field says more (``>
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -336,9 +337,16 @@ def instance(cls: type, what: str, *, optional: bool = False) -> Check:
 
 
 def callback(value: Any) -> Any:
-    """A callable or ``None``."""
+    """A callable or ``None`` — not a generator function (sync or async): calling one only
+    makes a generator, so its body would never run and every event would vanish silently."""
     if value is not None and not callable(value):
         raise InvalidValue(f"expected a function or None, got {show(value)}")
+    if inspect.isasyncgenfunction(value) or inspect.isgeneratorfunction(value):
+        kind = "an async generator" if inspect.isasyncgenfunction(value) else "a generator"
+        raise InvalidValue(
+            f"expected a function or None, got {kind} function (a `yield` in its body: "
+            "calling it would never run it)"
+        )
     return value
 
 

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,6 +259,63 @@ def test_chat_a_refused_model_is_reported_and_the_chat_goes_on(tmp_path: Path) -
     assert proc.stdout.decode().splitlines() == ["echo: second"]
     assert "error: model --help:" in err and "not a valid value" in err
     assert "staying on the default model" in err
+
+
+def collect(stream: Any, into: bytearray) -> None:
+    """Append what a pipe gives to ``into`` until its end (a reader thread's body)."""
+    while chunk := stream.read1(65536):
+        into += chunk
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("idle_timeout_secs=1", "claude idle timeout: no output for 1 s"),
+     ("timeout_secs=1", "llm timeout: claude turn exceeded 1 s")],
+    ids=["idle", "overall"],
+)  # fmt: skip
+def test_chat_a_stalled_turn_ends_at_the_profiles_timeout(
+    tmp_path: Path, option: str, message: str
+) -> None:
+    """Hostile-use finding (round 5): ``chat`` ignored the profile's ``idle_timeout_secs`` and
+    ``timeout_secs`` — a turn the agent never finished held the chat for good, and end of input
+    (Ctrl-D) waited for it forever. Now the turn's session is closed (its process killed) at
+    the timeout, the error is shown, and the next message resumes the thread in a new one."""
+    pytest.importorskip("alice_trio.sessions.session")
+    mark = new_mark()
+    fake = Path(__file__).resolve().parents[1] / "sessions" / "fake_claude_echo.py"
+    first = tmp_path / "first-start"
+    echo = tmp_path / "claude"
+    echo.write_text(  # the first process never answers; the next one does
+        f"#!/bin/sh\nif [ -e {first} ]; then exec {sys.executable} {fake}; fi\n"
+        f"touch {first}\nFAKE_CLAUDE_DELAY=600 exec {sys.executable} {fake}\n"
+    )
+    echo.chmod(0o755)
+    proc = subprocess.Popen(
+        [*CLI, "chat", "--provider", "claude", "--command", str(echo), "--plain", "-o", option],
+        env={**os.environ, "TEST_MARK": mark}, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None and proc.stdout is not None
+    err = bytearray()
+    reader = threading.Thread(target=collect, args=(proc.stderr, err), daemon=True)
+    reader.start()
+    try:
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()
+        assert _wait_for(lambda: b"resumes thread echo-session-1" in err, 60), bytes(err)
+        assert f"error: {message}".encode() in err
+        proc.stdin.write(b"second\n")
+        proc.stdin.close()  # Ctrl-D: the chat ends after the second turn
+        proc.wait(timeout=60)
+        out = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    assert proc.returncode == 0, err
+    assert out == b"echo: second\n"
+    assert marked(mark) == []
 
 
 def test_chat_ctrl_c_interrupts_the_turn_and_ctrl_d_ends() -> None:

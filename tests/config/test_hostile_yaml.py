@@ -127,3 +127,31 @@ def test_command_line_text_that_is_not_yaml_stays_text() -> None:
     assert parse_yaml_value("[[[", path="-o model") == "[[["
     assert parse_yaml_value("a: b: c", path="-o model") == "a: b: c"
     assert parse_yaml_value("1e3", path="-o speed") == 1000.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "? [a, b]\n: 1\nllm_profiles: {r: {provider: replay}}\n",
+        "llm_profiles: {? [a] : {provider: replay}}\n",
+        "llm_profiles: {r: {provider: replay, ? {k: v} : 2}}\n",
+        "llm_profiles: {r: {provider: replay, env: {? [A] : x}}}\n",
+        "llm_profiles: {r: {provider: replay, env: {A: 1, ? {B: 2} : x}}}\n",
+    ],
+    ids=["top", "profile-name", "profile-key", "env-key", "env-key-after-a-hashable-one"],
+)
+def test_a_list_or_mapping_used_as_a_key_is_a_yaml_error(tmp_path: Path, text: str) -> None:
+    """Hostile-use finding (round 5): a complex key (``? [a, b]``, ``{[a]: 1}``) anywhere in the
+    file was a ``TypeError: unhashable type`` traceback from the duplicate-key check."""
+    message = _load_error(tmp_path, text)
+    assert "invalid YAML" in message and "found unhashable key" in message
+
+
+def test_a_complex_key_on_the_command_line_is_a_yaml_error() -> None:
+    with pytest.raises(ConfigError, match=r"^-o env: invalid YAML .*unhashable key"):
+        parse_yaml_value("{[a]: 1}", path="-o env")
+
+
+def test_a_duplicate_key_on_one_line_is_still_found(tmp_path: Path) -> None:
+    message = _load_error(tmp_path, "llm_profiles: {r: {provider: replay}, r: {provider: x}}\n")
+    assert "found duplicate key 'r' (first at line 1)" in message

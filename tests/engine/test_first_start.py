@@ -243,3 +243,28 @@ async def test_concurrent_one_shot_first_starts_all_succeed(tmp_path: Path) -> N
             for _ in range(3):
                 nursery.start_soon(once)
     assert len(replies) == 3 and all(r.startswith("ready ") for r in replies), replies
+
+
+async def test_ready_after_the_release_still_marks_the_key() -> None:
+    """Hostile-use finding (round 5): a one-shot CLI that printed everything and exited at once
+    was often seen exiting (the spawn path releases the ticket) before the reader got its first
+    output (ready): that ready was lost, so the next start waited as a first one too, and so on —
+    five concurrent runs of a fake opencode whose first line comes after 2 s ended at 2, 4, 6, 8
+    and 10 s instead of 2, 4, 4, 4, 4."""
+    key = ("cli", "/state")
+    first = await acquire(key)
+    got: list[str] = []
+
+    async def later() -> None:
+        ticket = await acquire(key)
+        got.append("held" if ticket.held else "free")
+        ticket.release()
+
+    first.release()  # the process exited: its start is over
+    first.ready()  # then its first output is read: it did come up
+    first.ready()  # idempotent
+    assert not first.held
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(later)
+    assert got == ["free", "free", "free"]

@@ -265,3 +265,37 @@ async def test_a_failed_warm_up_is_a_failed_spare_start(autojump_clock):
         await until(lambda: b.pool.processes() == 0)  # its process slot is given back
         # the conversation is still served (on a driver of its own)
         assert (await b.run(keyed("hello", "a"))).reply == "reply to hello"
+
+
+class SlowStart(ScriptedDriver):
+    """A driver whose process takes a second to come up (the spare is still starting)."""
+
+    async def run(self, emit, *, task_status):  # type: ignore[no-untyped-def]
+        await trio.sleep(1)
+        await super().run(emit, task_status=task_status)
+
+
+@pytest.mark.parametrize("workspace", ["", "/w/other"], ids=["spare's request", "another"])
+async def test_a_run_at_the_process_bound_while_the_spare_starts_is_not_stuck(
+    autojump_clock, workspace
+):
+    """Hostile-use finding (round 5): at ``max_processes`` with a warm spare, a run that came
+    while the spare was still starting found nothing to close and waited in the FIFO for a
+    slot; the spare then came up holding that slot and nothing looked again — the run (and
+    every later one) waited forever (claude, ``max_processes=1, warm=1``: no run ever ran)."""
+    drivers: list[ScriptedDriver] = []
+
+    def factory(config: object, initial: RunRequest) -> ScriptedDriver:
+        drivers.append(SlowStart(thread_id=f"thr-{len(drivers) + 1}", auto_reply=True))
+        return drivers[-1]
+
+    scaling = ScalingConfig(warm=1, max_processes=1)
+    with trio.fail_after(600):
+        async with SessionBackend("codex", driver_factory=factory, scaling=scaling) as b:
+            await until(lambda: len(drivers) == 1)
+            assert not b.pool.spares  # the spare is starting
+            results = []
+            for key in ("a", "b"):
+                results.append(await b.run(keyed(key, key, workspace_dir=workspace)))
+                assert b.pool.processes() <= 1
+    assert [r.reply for r in results] == ["reply to a", "reply to b"]

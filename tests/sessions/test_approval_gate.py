@@ -106,3 +106,43 @@ async def test_withdraw_all_ends_every_pending_wait_with_cancel():
             assert gate.withdraw_all() == 2
     assert answers == [ApprovalDecision.CANCEL, ApprovalDecision.CANCEL]
     assert gate.withdraw_all() == 0
+
+
+async def _stray_cancel(request):
+    raise trio.Cancelled._create()
+
+
+@pytest.mark.parametrize(
+    ("request_", "want"),
+    [(COMMAND, ApprovalDecision.DECLINE), (ASKING, None)],
+    ids=["approval", "question"],
+)
+async def test_an_approvers_stray_cancelled_declines_like_any_failure(request_, want):
+    """Hostile-use finding (round 5): an approver raising ``trio.Cancelled`` that no cancelled
+    scope asked for went up through the driver's request handler and took the agent's whole
+    connection down (a shared gemini process: every conversation on it failed with
+    'connection closed'). It is the approver's failure now: declined, the error kept."""
+    gate = ApprovalGate(provider="p", approver=_stray_cancel)
+    try:
+        answer, _ = await decide(gate, request_, ApprovalDecision.ACCEPT)
+    except trio.Cancelled:  # (a bare Cancelled out of a test body is not reported as failing)
+        pytest.fail("the approver's stray Cancelled escaped the gate")
+    assert answer == want
+    assert len(gate.errors) == 1 and isinstance(gate.errors[0], trio.Cancelled)
+
+
+async def test_a_real_cancellation_of_the_approver_still_propagates():
+    entered = trio.Event()
+
+    async def slow(request):
+        entered.set()
+        await trio.sleep_forever()
+
+    gate = ApprovalGate(provider="p", approver=slow)
+    with trio.move_on_after(5) as outer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(decide, gate, COMMAND)
+            await entered.wait()
+            nursery.cancel_scope.cancel()
+    assert not outer.cancelled_caught
+    assert gate.errors == []

@@ -5,14 +5,16 @@ up front with ConfigError (the project's one set of checks, alice_trio.validatio
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import pytest
 import trio
 
 from alice_trio import MultiBackend, OneShotBackend, ReplayConfig, RunRequest, SessionBackend
 from alice_trio.config import parse_config
-from alice_trio.errors import ConfigError
+from alice_trio.errors import CallbackError, ConfigError
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.routing import backend_from_config
 from alice_trio.sessions.scaling import ScalingConfig
@@ -227,3 +229,95 @@ async def test_a_request_that_is_not_a_run_request_is_a_config_error(entry, bad)
             initial = RunRequest(user_text="")
             async with open_session("codex", initial=initial, driver=ScriptedDriver()) as s:
                 await getattr(s, entry)(bad)
+
+
+# -- a callback that runs its own conversation again ---------------------------------------------
+def scripted() -> SessionBackend:
+    from alice_trio.testing import ScriptedDriver
+
+    return SessionBackend(
+        "codex", driver_factory=lambda cfg, req: ScriptedDriver(auto_reply=True, reply=str.upper)
+    )
+
+
+def keyed(text: str, key: str, **kw: object) -> RunRequest:
+    return RunRequest(user_text=text, env={"ALICE_SESSION_KEY": key}, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_callback_running_its_own_conversation_is_refused_not_a_hang():
+    """Hostile-use finding (round 5): ``on_events`` (or ``on_progress``) calling
+    ``backend.run`` for the conversation whose run delivers to it waited for that run, which
+    waited for the callback: a hang until the overall timeout (48 h by default). The inner run
+    is a ConfigError now, so the outer run fails at once with CallbackError."""
+    backend = scripted()
+    inner: list[BaseException] = []
+
+    async def again(batch: list[object]) -> None:
+        try:
+            await backend.run(keyed("inner", "k1"))
+        except ConfigError as exc:
+            inner.append(exc)
+            raise
+
+    with trio.fail_after(30):
+        async with backend:
+            with pytest.raises(CallbackError) as info:
+                await backend.run(keyed("outer", "k1", on_events=again))
+            assert isinstance(info.value.__cause__, ConfigError)
+            assert "would wait for itself" in str(inner[0])
+            # the conversation is usable afterwards, from a task of the caller
+            assert (await backend.run(keyed("later", "k1"))).reply == "LATER"
+
+
+async def test_a_callback_may_run_other_conversations_but_not_one_waiting_on_it():
+    backend = scripted()
+    replies: list[str] = []
+
+    refused: list[str] = []
+
+    async def deeper(batch: list[object]) -> None:  # k2's callback: k1 waits for k2
+        with pytest.raises(ConfigError, match="'k1'"):
+            await backend.run(keyed("back to k1", "k1"))
+        refused.append("k1")
+
+    async def other(batch: list[object]) -> None:  # k1's callback: k2 is free
+        if not replies:
+            replies.append((await backend.run(keyed("to k2", "k2", on_events=deeper))).reply)
+
+    with trio.fail_after(30):
+        async with backend:
+            result = await backend.run(keyed("outer", "k1", on_events=other))
+    assert result.reply == "OUTER"
+    assert replies == ["TO K2"]
+    assert refused and set(refused) == {"k1"}
+
+
+# -- callbacks that would never run ---------------------------------------------------------------
+async def _async_gen(event: object) -> Any:
+    yield event  # pragma: no cover - never run
+
+
+def _gen(event: object) -> Any:
+    yield event  # pragma: no cover - never run
+
+
+@pytest.mark.parametrize("fn", [_async_gen, _gen, functools.partial(_async_gen)],
+                         ids=["async-generator", "generator", "partial"])  # fmt: skip
+def test_a_generator_function_is_no_callback(fn: Any) -> None:
+    """Hostile-use finding (round 5): an ``on_progress``/``on_events``/``on_raw_event`` (or an
+    approver) with a ``yield`` in its body was accepted and called: the call only made a
+    generator, so the body never ran and every event (every approval: then declined) vanished
+    without a word. Refused where it is given now."""
+    for field in ("on_progress", "on_raw_event", "on_events"):
+        with pytest.raises(ConfigError, match=f"^{field}: .*generator function"):
+            RunRequest(user_text="x", **{field: fn})
+    with pytest.raises(ConfigError, match=r"^SessionBackend: approver: .*generator function"):
+        SessionBackend("codex", approver=fn)
+
+
+async def test_an_approver_that_is_not_callable_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match=r"^SessionBackend: approver: expected a function"):
+        SessionBackend("codex", approver="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^open_session: approver: .*generator function"):
+        async with open_session("codex", initial=RunRequest(user_text=""), approver=_gen):
+            pytest.fail("opened")  # pragma: no cover

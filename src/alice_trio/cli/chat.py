@@ -15,7 +15,9 @@ thread id). An unknown command is reported and dropped.
 Ctrl-C interrupts the running turn (a second Ctrl-C, or one while idle, ends the chat with exit
 130; SIGTERM ends it with 143); Ctrl-D (end of input) waits for the running and queued turns
 and ends the chat (exit 0). Signals are watched from the start, also while a session starts.
-Closing a session kills the agent's process group.
+Closing a session kills the agent's process group. A turn silent for the profile's
+``idle_timeout_secs`` or running past its ``timeout_secs`` ends its session (reported; the next
+message resumes the thread in a new one).
 
 stdin is read through a non-blocking :class:`trio.lowlevel.FdStream` on a duplicate of fd 0
 (no threads), decoded as UTF-8 with replacement; its blocking mode is restored on exit. No
@@ -174,9 +176,18 @@ class _Chat:
         self.failure: AliceError | None = None
         #: the model before a /model whose session has not opened yet (None: no switch pending)
         self.switched_from: str | None = None
+        #: trio time of the session's last event and of the running turn's start (the turn
+        #: watchdog, :meth:`_watch_turns`)
+        self.last_seen = 0.0
+        self.turn_since = 0.0
+        #: why the watchdog ended the session ("" while it did not)
+        self.timed_out = ""
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: TurnEvent) -> None:
+        self.last_seen = trio.current_time()
+        if event.kind is EventKind.TURN_STARTED:
+            self.turn_since = self.last_seen
         if event.thread_id:
             self.thread_id = event.thread_id
         if event.kind is EventKind.ASSISTANT_TEXT and event.text.strip():
@@ -242,11 +253,45 @@ class _Chat:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._pump, session, nursery.cancel_scope)
+                    nursery.start_soon(self._watch_turns, session, nursery.cancel_scope)
                     outcome = await self._submit_lines(session, lines)
                     nursery.cancel_scope.cancel()
             finally:
                 self.session = None
+            if self.timed_out:
+                # the stalled turn goes with its session (closed below: the process group is
+                # killed); the next message resumes the thread in a new one, as a
+                # SessionBackend does after a timeout
+                self.printer.finish("")
+                self.printer.error(self.timed_out)
+                if self.thread_id:
+                    self.printer.message(f"the next message resumes thread {self.thread_id}")
+                self.turn_reply = ""
+                self.timed_out = ""
+                outcome = "restart"
         return outcome
+
+    async def _watch_turns(self, session: Any, cancel: trio.CancelScope) -> None:
+        """The profile's ``idle_timeout_secs`` (no event of the session this long) and
+        ``timeout_secs`` (one turn this long) while a turn runs: sets :attr:`timed_out` and
+        ends the session (``cancel``)."""
+        idle = self.config.effective_idle_timeout()
+        limit = self.config.effective_timeout()
+        name = getattr(self.provider, "name", "agent")
+        while True:
+            now = trio.current_time()
+            due = self.turn_since + limit
+            if idle is not None:
+                due = min(due, self.last_seen + idle)
+            if session.busy and now >= due:
+                if idle is not None and now >= self.last_seen + idle:
+                    self.timed_out = f"{name} idle timeout: no output for {idle:g} s"
+                else:
+                    self.timed_out = f"llm timeout: {name} turn exceeded {limit:g} s"
+                cancel.cancel()
+                return
+            # the session has no busy event: look again at the deadline, or soon when idle
+            await trio.sleep(max(due - now, 0.0) if session.busy else 0.1)
 
     async def _pump(self, session: Any, cancel: trio.CancelScope) -> None:
         async for event in session.events():
@@ -279,11 +324,14 @@ class _Chat:
                 model=self.model,
                 workspace_dir=self.args.cwd or "",
             )
+            busy = session.busy
             try:
                 submitted = await session.submit(request)
             except AliceError as exc:
                 self.printer.error(str(exc))
                 continue
+            if not busy:  # a turn starts now: the watchdog's clocks start with it
+                self.turn_since = self.last_seen = trio.current_time()
             self.printer.start()
             mode = submitted.mode.value
             if mode != "started":

@@ -95,30 +95,36 @@ def command_id(command: str, env: Mapping[str, str]) -> str:
 class StartTicket:
     """The right to start a process on a key (see the module docstring). :meth:`ready` ends
     the hold and marks the key initialised; :meth:`release` ends it without (a failed start).
-    Both are synchronous and idempotent; the ticket of an empty key holds nothing."""
+    Both are synchronous and idempotent; the ticket of an empty key holds nothing.
 
-    __slots__ = ("_gate", "key")
+    :meth:`ready` after :meth:`release` still marks the key: a one-shot CLI that printed its
+    output and exited at once may be seen exiting (the spawn path releases) before its first
+    output is read (the reader reports ready) — that start did come up, and the starts after it
+    must not each wait as a first one."""
+
+    __slots__ = ("_gate", "_held", "key")
 
     def __init__(self, key: tuple[str, ...], gate: _Gate | None) -> None:
         self.key = key
         self._gate = gate
+        self._held = gate is not None
 
     @property
     def held(self) -> bool:
-        return self._gate is not None
+        return self._held
 
     def ready(self) -> None:
         """The process reported ready: its first start is over, later starts go at once."""
-        gate = self._gate
-        if gate is not None:
-            gate.ready = True
+        if self._gate is not None:
+            self._gate.ready = True
         self.release()
 
     def release(self) -> None:
         """Let the next start on the key go (it is the first again unless :meth:`ready`)."""
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            gate.sem.release()
+        if self._held:
+            self._held = False
+            assert self._gate is not None
+            self._gate.sem.release()
 
 
 async def acquire(key: tuple[str, ...]) -> StartTicket:

@@ -41,6 +41,7 @@ turn waits with it; cancelling the session cancels the wait.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
@@ -81,8 +82,9 @@ async def ask(
     """The approver's answer, ``fallback`` without one (questions: ``None``, i.e. dismissed).
 
     A raising callback gives DECLINE (questions: ``None``) and its exception is appended to
-    ``errors``. A string answer is read as an :class:`ApprovalDecision` value; ``None`` for an
-    approval gives ``fallback``; anything else declines.
+    ``errors`` — also a ``trio.Cancelled`` it raises while no scope around it is cancelled
+    (a real cancellation propagates). A string answer is read as an :class:`ApprovalDecision`
+    value; ``None`` for an approval gives ``fallback``; anything else declines.
     """
     if approver is None:
         return None if request.kind == "question" else fallback
@@ -90,6 +92,14 @@ async def ask(
         answer = fn_result = approver(request)
         if inspect.isawaitable(fn_result):
             answer = await fn_result
+    except trio.Cancelled as exc:
+        if trio.current_effective_deadline() == -math.inf:
+            raise  # a real cancellation: the request is withdrawn, or the session closes
+        # a Cancelled no cancelled scope asked for is the approver's own failure, like any
+        # other (it took the agent's whole connection down with it)
+        if errors is not None:
+            errors.append(exc)
+        return None if request.kind == "question" else ApprovalDecision.DECLINE
     except Exception as exc:
         if errors is not None:
             errors.append(exc)

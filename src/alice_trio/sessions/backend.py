@@ -42,6 +42,8 @@ conversation (time its turn waits for the approver does not count) → the same,
 :class:`IdleTimeoutError`; the caller's cancellation → the same
 interrupt-then-kill, then ``trio.Cancelled`` propagates. Every error carries the partial result.
 A callback that raises fails the run with :class:`CallbackError` after the session is dropped.
+A callback that runs its own conversation again (``run`` with the same key) gets
+:class:`ConfigError` at once: that run would wait for the one delivering to the callback.
 
 **Errors.** ``run``, ``steer`` and the context manager raise only :class:`AliceError`
 subclasses, bare ``trio.Cancelled``, or the caller's own exception from the ``async with``
@@ -50,6 +52,7 @@ body — never an exception group (:mod:`alice_trio.errors`).
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -87,6 +90,13 @@ from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
 
 SESSION_KEY_ENV = "ALICE_SESSION_KEY"
+
+#: the (backend, conversation key) of every run whose callbacks the current task delivers
+#: (set in a run's callback task; a run started from a callback inherits it): a callback that
+#: runs its own conversation again would wait for itself (see ``_run``)
+_CALLBACKS_OF: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+    "alice_trio_session_callbacks_of", default=frozenset()
+)
 
 
 def session_key(request: RunRequest) -> str:
@@ -236,7 +246,8 @@ class SessionBackend:
     cancellation or the provider timeout, how long the turn's interrupt may take before the
     session's process group is killed (the caller waits at most this plus ``kill_grace``).
     ``start_timeout``: how long a new session's CLI may take to start and finish its handshake
-    (:func:`open_session`).
+    (:func:`open_session`), and a shared agent process its spawn and process-wide handshake
+    (then it is killed and the run waiting for it raises :class:`RunTimeoutError`).
     ``scaling`` (:class:`~alice_trio.sessions.pool.ScalingConfig`): shared agent processes,
     the warm pool (one spare by default; none for a test's ``driver_factory`` unless asked)
     and admission bounds (:mod:`alice_trio.sessions.pool`, :mod:`alice_trio.sessions.admission`).
@@ -261,7 +272,7 @@ class SessionBackend:
             what, "interrupt_deadline", finite_seconds, interrupt_deadline
         )
         self.driver_factory = checked(what, "driver_factory", callback, driver_factory)
-        self.approver = approver
+        self.approver = checked(what, "approver", callback, approver)
         # what the drivers get: the approver, noting which requests wait (see _IdleWatch)
         self._asking = _Asking(approver) if approver is not None else None
         self.start_timeout: float = checked(what, "start_timeout", finite_seconds, start_timeout)
@@ -281,7 +292,7 @@ class SessionBackend:
         self.pool = HostPool(
             self.provider, self.config, scaling=scaling, approver=self._asking,
             factory=driver_factory, idle_ttl=idle_ttl,
-            on_pressure=lambda: self.admission.evict_one(self),
+            on_pressure=lambda: self.admission.evict_one(self), start_timeout=self.start_timeout,
         )  # fmt: skip
         self.admission = Admission(scaling, shared=self.pool.shared)
 
@@ -351,6 +362,15 @@ class SessionBackend:
             raise EmptyPromptError(provider=self.provider.name)
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
+        if (id(self), key) in _CALLBACKS_OF.get():
+            # the run delivering to this callback holds the conversation until its callbacks
+            # returned: this run would wait for it, and it for this run (a hang, not a queue)
+            raise ConfigError(
+                f"SessionBackend.run of conversation {key!r} from a callback of that "
+                "conversation's own run would wait for itself: steer the running turn "
+                "(SessionBackend.steer) or run it after this run returned",
+                provider=self.provider.name,
+            )
         if not key:
             async with self.admission.turn(request), self._open(request) as session:
                 return await self._run_turn(_Entry(key="", session=session), request)
@@ -539,6 +559,8 @@ class SessionBackend:
                 async with trio.open_nursery() as nursery:
 
                     async def deliver() -> None:
+                        if entry.key:  # the callbacks' own task: see _CALLBACKS_OF
+                            _CALLBACKS_OF.set(_CALLBACKS_OF.get() | {(id(self), entry.key)})
                         try:
                             await dispatcher.run()
                         except Exception as exc:  # a user callback raised

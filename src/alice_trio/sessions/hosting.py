@@ -10,6 +10,7 @@ failure after started is kept in :attr:`ProcessHost.failure`), ``aclose``, the s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,6 +52,8 @@ class ProcessHost:
         self.close_grace = close_grace
         self.process: AgentProcess | None = None
         self.failure: BaseException | None = None
+        #: when the start must have finished (the pool's ``start_timeout``; trio time)
+        self.start_deadline = math.inf
         self.links: set[Any] = set()
         self.opened = 0
         self.started = trio.Event()

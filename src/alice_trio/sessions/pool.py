@@ -36,7 +36,7 @@ spare process, a host whose only conversation is the spare, a host without conve
 else asks ``on_pressure`` (the backend closes its least recently used idle conversation), and
 looks again each time something closed, until a slot is free (a conversation closed on a host
 that holds others frees none); only when nothing can be closed does it wait in FIFO order for
-a slot. A host opens at most
+a slot (a spare still starting is something that can: the pool looks again once it is up). A host opens at most
 ``host_capacity`` conversations; it then takes no new ones and closes once its last one
 detaches (an agent keeps a conversation's state in memory until it is released). At the
 process bound, a new conversation joins the least loaded compatible host even when it is full.
@@ -44,7 +44,8 @@ A host whose last conversation detached closes after ``idle_ttl`` unless reused.
 
 Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start); cancelling
 it leaves nothing behind. Errors: what starting the agent raises (:class:`CLINotFoundError`,
-:class:`ProtocolError`, ...), typed.
+:class:`ProtocolError`, ...), typed; a host that has not spawned and finished its handshake
+within ``start_timeout`` seconds is killed and :class:`RunTimeoutError` raised.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..errors import AliceError, ConfigError
+from ..errors import AliceError, ConfigError, RunTimeoutError
 from ..models import RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Invocation, Provider
 from ._groups import single_exception
@@ -353,6 +354,7 @@ class HostPool:
         idle_ttl: float = 30.0,
         close_grace: float = 2.0,
         on_pressure: Callable[[], bool] | None = None,
+        start_timeout: float = 60.0,
     ) -> None:
         self.provider = provider
         self.config = config
@@ -362,6 +364,7 @@ class HostPool:
         self.idle_ttl = idle_ttl
         self.close_grace = close_grace
         self.on_pressure = on_pressure
+        self.start_timeout = start_timeout
         self.plan = (
             share_plan(provider, config, approver)
             if self.scaling.share and factory is None
@@ -381,6 +384,7 @@ class HostPool:
         self._retry_at = 0.0
         self._retry_delay = self.scaling.spare_retry
         self._refilling = False
+        self._spares_starting = 0
         #: replace a spare taken from a shared process only after the taking conversation's
         #: first turn (see the module docstring; ``False``: at once, for comparison)
         self.refill_after_first_turn = True
@@ -555,7 +559,11 @@ class HostPool:
                     return False
                 conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
                 spare = Prestarted(conv, key)
-            await start_task(self._nursery, spare.warm, name=self.provider.name)
+            self._spares_starting += 1
+            try:
+                await start_task(self._nursery, spare.warm, name=self.provider.name)
+            finally:
+                self._spares_starting -= 1
         except AliceError:
             if self._closed:  # closed while it started (start_task): no failure to back off
                 return False
@@ -568,6 +576,7 @@ class HostPool:
             await spare.driver.aclose(graceful=True)
             return False
         self.spares.append(spare)
+        self.notify()  # a run waiting for a process slot may close it now (_acquire)
         return True
 
     # -- hosts --------------------------------------------------------------------------------
@@ -580,7 +589,12 @@ class HostPool:
             starting = [h for h in self.hosts if h.key == key and not h.started.is_set()]
             if not starting:
                 break
-            await _started_or_done(starting[0])  # one start per key at a time
+            host = starting[0]
+            await _started_or_done(host)  # one start per key at a time
+            if not host.started.is_set() and trio.current_time() >= host.start_deadline:
+                # a start that timed out is not tried again by every run that waited for it
+                # (each would wait start_timeout more, one after the other)
+                raise self._start_timed_out(host)
         for gone in [h for h in self.hosts if not h.alive and h.has_parked(thread_id)]:
             # the closing process still holds this conversation: never two at once
             await gone.done.wait()
@@ -619,7 +633,14 @@ class HostPool:
         try:
             await self._acquire(host)
             try:
-                await start_task(self._nursery, self._run_host, host, name=self.provider.name)
+                # the spawn and the process-wide handshake: an agent that never answers it is
+                # killed (the cancelled start tears the host down) and the conversation (or
+                # spare) waiting for it fails, as open_session's own start does
+                host.start_deadline = trio.current_time() + self.start_timeout
+                with trio.move_on_after(self.start_timeout) as starting:
+                    await start_task(self._nursery, self._run_host, host, name=self.provider.name)
+                if starting.cancelled_caught:
+                    raise self._start_timed_out(host)
             except BaseException:
                 self._release(host)
                 raise
@@ -629,6 +650,12 @@ class HostPool:
                 if host in self.hosts:
                     self.hosts.remove(host)
         return host
+
+    def _start_timed_out(self, host: Any) -> RunTimeoutError:
+        name = self.provider.name
+        return RunTimeoutError(
+            f"{name} {host.kind} did not start within {self.start_timeout:g} s", provider=name
+        )
 
     async def _run_host(self, host: Any, *, task_status: trio.TaskStatus[None]) -> None:
         host.on_empty = self._host_emptied
@@ -708,6 +735,10 @@ class HostPool:
                 self._free_one()
                 or (self.on_pressure is not None and self.on_pressure())
                 or any(h.closing and not h.done.is_set() for h in self.hosts)
+                # a spare still starting holds a slot that nothing can free yet: once it is
+                # up it is a spare _free_one closes (waiting in the FIFO instead, nothing
+                # would ever look again: a deadlock at max_processes with warm spares)
+                or self._spares_starting
             ):
                 await self.slots.acquire_on_behalf_of(owner)  # nothing can go: FIFO
                 return

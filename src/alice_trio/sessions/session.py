@@ -81,7 +81,7 @@ from ..protocols.session_core import (
     SteerTurn,
 )
 from ..providers.base import CLIConfig, Provider, RunLimits
-from ..validation import instance
+from ..validation import callback, instance
 from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
@@ -544,6 +544,7 @@ async def open_session(
     buffer = checked(what, "buffer", buffer_size, buffer)
     start_timeout = checked(what, "start_timeout", finite_seconds, start_timeout)
     checked(what, "initial", instance(RunRequest, "a RunRequest"), initial)
+    checked(what, "approver", callback, approver)
     with single_exception():
         cfg_now: CLIConfig | None = config
         if driver is None:

@@ -14,6 +14,8 @@ What a turn does depends on its prompt text:
 * ``ASK`` — asks the client to approve a command (codex
   ``item/commandExecution/requestApproval``, ACP ``session/request_permission``) and answers
   ``answer: <decision or option id>``;
+* ``FAKE_OPEN_DELAY=<s>`` (env): every conversation open takes that long, doubled for each
+  open already in progress (like gemini's ``session/new``), logged as ``{"open": [t0, t1]}``;
 * anything else — answers ``reply to <conversation>: <text>``.
 
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
@@ -47,6 +49,9 @@ answers: dict[object, list] = {}  # our server-request id -> [event, result]
 ACP_CAPABILITIES: dict = {"loadSession": True}
 if os.environ.get("FAKE_ACP_CLOSE"):
     ACP_CAPABILITIES["sessionCapabilities"] = {"close": {}}
+OPEN_DELAY = float(os.environ.get("FAKE_OPEN_DELAY") or 0)
+OPEN_LOCK = threading.Lock()
+opening = 0  # conversation opens in progress (FAKE_OPEN_DELAY)
 
 
 def write(msg: dict) -> None:
@@ -236,6 +241,22 @@ def take_writer(thread: str) -> bool:
     return True
 
 
+def open_later(msg: dict) -> None:
+    """FAKE_OPEN_DELAY: a conversation's open takes that long, and each open that overlaps
+    another one on this process takes twice as long (gemini 0.61's ``session/new``:
+    0.4, 0.5, 0.8, 1.2, 2, 3.6, 6.8, 13 s for eight at once). Logs ``{"open": start, end}``."""
+    global opening
+    with OPEN_LOCK:
+        overlapped = opening
+        opening += 1
+    start = time.monotonic()
+    time.sleep(OPEN_DELAY * (2**overlapped))
+    handle({**msg, "delayed": True})
+    with OPEN_LOCK:
+        opening -= 1
+    log({"open": [start, time.monotonic()], "pid": os.getpid()})
+
+
 def handle(msg: dict) -> None:
     method = msg.get("method")
     params = msg.get("params") or {}
@@ -263,6 +284,9 @@ def handle(msg: dict) -> None:
         write({"id": rid, "error": {"code": -32603, "message": "Internal error"}})
         return
     if method in ("thread/start", "thread/resume", "session/new", "session/load"):
+        if OPEN_DELAY and not msg.get("delayed"):
+            threading.Thread(target=open_later, args=(msg,), daemon=True).start()
+            return
         cid = (
             params.get("threadId")
             or params.get("sessionId")

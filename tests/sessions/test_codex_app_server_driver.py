@@ -11,7 +11,7 @@ import trio.lowlevel
 from rpc_recorder import Recorder
 from rpc_scripts import codex_steps, peer_argv, peer_problems, sent, write_script
 
-from alice_trio.errors import TransportClosedError
+from alice_trio.errors import NoActiveTurnError, TransportClosedError
 from alice_trio.models import EventKind, ExecPolicy, RunRequest
 from alice_trio.protocols.jsonrpc import JsonRpcError
 from alice_trio.providers.base import Invocation, RunLimits
@@ -419,3 +419,33 @@ async def test_defect_08_many_notifications_before_the_turn_start_response(tmp_p
             await driver.aclose(graceful=True)
     assert events[-1].kind is EventKind.TURN_COMPLETED and events[-1].turn_id == ref.turn_id
     assert sum(1 for e in events if e.kind is EventKind.TOOL_USE) == 400  # none dropped
+
+
+@pytest.mark.parametrize(
+    "message", ["no active turn to steer", "expected active turn id `t-1` but found `t-2`"]
+)
+async def test_a_steer_that_lost_the_race_with_the_turns_end_is_no_active_turn(
+    tmp_path: Path, message: str
+):
+    """Real codex 0.171 (SessionBackend.steer while the turn was finishing): the turn ended on
+    codex's side before the steer reached it, and codex answered ``turn/steer`` with -32600
+    "no active turn to steer". That came out as a bare JsonRpcError; a bot that queues its
+    input on NoActiveTurnError (steer-then-queue, spec §5) lost the message."""
+    steps = until_turn_start("full", 1)
+    steps.append(
+        {
+            "expect": "turn/steer",
+            "id": 99,
+            "reply": [{"id": 99, "error": {"code": -32600, "message": message}}],
+        }
+    )
+    driver, _ = make_driver(tmp_path, steps)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="Say hello"))
+        await rec.terminal(ref.turn_id)
+        with pytest.raises(NoActiveTurnError) as caught:
+            await driver.steer_turn(ref, RunRequest(user_text="too late"))
+        assert isinstance(caught.value.__cause__, JsonRpcError)
+        await driver.aclose(graceful=True)

@@ -3,6 +3,7 @@ SessionBackend, against fake_shared_agent.py speaking codex app-server or ACP.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -629,3 +630,27 @@ async def test_an_acp_process_retires_after_capacity_even_when_the_agent_closes_
         assert first.parked == set()
         await b.run(req("c", "three"))
         assert len(b.pool.hosts) == 1 and b.pool.hosts[0] is not first
+
+
+async def test_conversations_open_one_at_a_time_on_an_acp_process(tmp_path: Path) -> None:
+    """Real gemini 0.61 (``--acp``) takes twice as long for each ``session/new`` that overlaps
+    another (eight at once: the last one 13 s; thirty conversations at once on a shared
+    process failed their 60 s start). One at a time, each takes its own ~0.15 s: a shared ACP
+    process opens its conversations one after another."""
+    config, log = make_config(tmp_path, "acp", env={"FAKE_OPEN_DELAY": "0.1"})
+    async with SessionBackend("gemini", config, scaling=ScalingConfig(warm=0)) as b:
+        results: dict[str, Any] = {}
+
+        async def one(key: str) -> None:
+            results[key] = await b.run(req(key, f"hello from {key}"))
+
+        async with trio.open_nursery() as n:
+            for key in "abcde":
+                n.start_soon(one, key)
+        assert len(b.pool.hosts) == 1
+    for key, result in results.items():
+        assert result.reply.endswith(f": hello from {key}")
+    opens = sorted(r["open"] for r in logged(log) if "open" in r)
+    assert len(opens) == 5
+    overlaps = [(a, b) for a, b in itertools.pairwise(opens) if b[0] < a[1]]
+    assert not overlaps, f"conversation opens overlapped on one process: {overlaps}"

@@ -125,3 +125,42 @@ def test_claude_output_between_turns_does_not_take_the_next_turns_reply():
     texts = [e.text for e in second if e.kind is EventKind.ASSISTANT_TEXT and e.turn_id == "t2"]
     assert texts == ["r2"]
     assert [e.kind for e in second if e.kind.terminal] == [EventKind.TURN_COMPLETED]
+
+
+def test_acp_usage_of_the_previous_turn_after_the_next_prompt_is_not_the_new_turns():
+    """Real Kimi Code (shared process, turns back to back): its ``usage_update`` comes after
+    the prompt's response, and when the next prompt is sent before it arrives, it reached the
+    mapper after ``begin`` of the next turn — which then reported the previous turn's usage as
+    its own. An agent reports a step's context use after that step's output, so a
+    ``usage_update`` before any update of the new turn is the previous turn's."""
+    m = AcpUpdateMapper(provider="kimi", session_id="s")
+    m.begin("t1")
+    m.feed(chunk("one", "m1"))
+    m.finish({"stopReason": "end_turn"})
+    m.begin("t2")  # the next prompt went out before turn one's usage_update came in
+    late = m.feed(upd("usage_update", used=111, size=1000))
+    assert [(e.kind, e.turn_id, e.usage.input_tokens) for e in late] == [
+        (EventKind.USAGE, "t1", 111)
+    ]
+    m.feed(upd("available_commands_update", availableCommands=[]))  # quiet: not turn output
+    late = m.feed(upd("usage_update", used=112, size=1000))
+    assert [e.turn_id for e in late] == ["t1"]
+    out = m.feed(chunk("two", "m2"))
+    out += m.feed(upd("usage_update", used=222, size=1000))  # turn two's own, before its end
+    out += m.finish({"stopReason": "end_turn"})
+    assert [e.turn_id for e in out if e.kind is EventKind.USAGE] == ["t2"]
+    assert out[-1].kind is EventKind.TURN_COMPLETED
+    assert out[-1].usage.input_tokens == 222
+
+
+def test_acp_a_turn_with_only_the_previous_turns_usage_reports_none():
+    m = AcpUpdateMapper(provider="kimi", session_id="s")
+    m.begin("t1")
+    m.feed(chunk("one", "m1"))
+    m.finish({"stopReason": "end_turn"})
+    m.begin("t2")
+    m.feed(upd("usage_update", used=111, size=1000))
+    out = m.feed(chunk("two", "m2"))
+    out += m.finish({"stopReason": "end_turn"})
+    assert out[-1].kind is EventKind.TURN_COMPLETED
+    assert out[-1].usage.input_tokens == 0  # not turn one's 111

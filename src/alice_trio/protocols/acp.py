@@ -25,7 +25,8 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   ``tool_call_update`` of a call started in an earlier turn, or a chunk whose ``messageId`` was
   seen in an earlier turn, is dropped too — never credited to the new turn. A ``usage_update``
   after the response (kimi sends one there) is reported under the finished turn's id and does
-  not become the next turn's usage.
+  not become the next turn's usage — also when it arrives after the next prompt went out: a
+  ``usage_update`` before any output of a turn is the previous turn's.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -240,13 +241,18 @@ class AcpUpdateMapper:
         self._tool_paths: dict[str, list[str]] = {}  # tool call id -> its locations' paths
         self._context_usage: Usage | None = None
         self._ended = False  # the current turn got its terminal event
+        self._output = False  # an update of the current turn's own came (not quiet, not usage)
+        self._previous_turn = ""  # the turn before the current one
         self._turn_of: dict[str, str] = {}  # tool call / message id -> turn that started it
         self.dropped = 0  # late updates of finished turns
 
     def begin(self, turn_id: str) -> None:
+        if turn_id != self.turn_id:
+            self._previous_turn = self.turn_id
         self.turn_id = turn_id
         self._context_usage = None
         self._ended = False
+        self._output = False
 
     def _late(self, key: str) -> bool:
         """Whether an update keyed ``key`` (tool call or message id) belongs to a finished turn;
@@ -288,6 +294,8 @@ class AcpUpdateMapper:
             if self._ended or self._late(key):
                 self.dropped += 1
                 return []
+        if kind not in _QUIET and kind != "usage_update":
+            self._output = True
         if kind == "agent_message_chunk":
             msg_id = update.get("messageId")
             out = []
@@ -311,12 +319,19 @@ class AcpUpdateMapper:
             return out + self._tool(update, raw, new=kind == "tool_call")
         if kind == "usage_update":
             # kimi sends it just after the prompt's response: then it is the finished turn's
-            # (reported under its id) and never the next turn's terminal usage
+            # (reported under its id) and never the next turn's terminal usage — also when the
+            # next prompt went out before it arrived: an agent reports a step's context use
+            # after the step's output, so one before any output of this turn is the previous
+            # turn's
             used, size = as_int(update.get("used")), as_int(update.get("size"))
             usage = Usage(input_tokens=used)
+            text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
+            if self.turn_id and not self._output and self._previous_turn and not self._ended:
+                return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,
+                                        turn_id=self._previous_turn, raw=raw, text=text,
+                                        usage=usage, provider=self.provider)]  # fmt: skip
             if not self._ended:
                 self._context_usage = usage
-            text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
             return [*out, self._event(EventKind.USAGE, raw, text=text, usage=usage)]
         return [*out, self._event(EventKind.UNKNOWN, raw, text=f"ACP update {kind!r}")]
 

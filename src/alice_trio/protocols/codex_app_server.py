@@ -46,6 +46,7 @@ __all__ = [
     "approval_result",
     "initialize_params",
     "interrupt_params",
+    "steer_found_no_turn",
     "steer_params",
     "text_input",
     "thread_params",
@@ -122,6 +123,16 @@ def turn_start_params(
 
 def steer_params(*, thread_id: str, turn_id: str, text: str) -> dict[str, Any]:
     return {"threadId": thread_id, "expectedTurnId": turn_id, "input": text_input(text)}
+
+
+def steer_found_no_turn(code: int, message: str) -> bool:
+    """Whether codex's error answer to ``turn/steer`` says the turn to steer is not running:
+    -32600 "no active turn to steer" (it ended before the steer arrived) or "expected active
+    turn id `X` but found `Y`" (another one runs)."""
+    message = message.strip()
+    return code == -32600 and (
+        message == "no active turn to steer" or message.startswith("expected active turn id")
+    )
 
 
 def interrupt_params(*, thread_id: str, turn_id: str) -> dict[str, Any]:

@@ -17,7 +17,10 @@ turn as ``expectedTurnId`` and is answered inside the same turn.
   Any other server request (auth refresh, dynamic tools, attestation) gets ``-32601``.
 
 Events and errors: see :mod:`alice_trio.protocols.codex_app_server`. A JSON-RPC error to
-``turn/start`` / ``turn/steer`` raises :class:`~alice_trio.protocols.jsonrpc.JsonRpcError`;
+``turn/start`` / ``turn/steer`` raises :class:`~alice_trio.protocols.jsonrpc.JsonRpcError`,
+except codex's answer that the turn to steer is over (-32600 "no active turn to steer": the
+turn ended before the steer reached codex), which raises
+:class:`~alice_trio.errors.NoActiveTurnError` like a steer without a turn;
 a dead process raises :class:`~alice_trio.errors.TransportClosedError` with the stderr tail.
 """
 
@@ -27,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ..errors import ProtocolError
+from ..errors import NoActiveTurnError, ProtocolError
 from ..models import RunRequest, TurnEvent
 from ..protocols import codex_app_server as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
@@ -134,7 +137,13 @@ class CodexAppServerDriver(RpcDriver):
     async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
         text = self.check_prompt(request)
         params = proto.steer_params(thread_id=turn.thread_id, turn_id=turn.turn_id, text=text)
-        result = await self._require_client().request("turn/steer", params)
+        try:
+            result = await self._require_client().request("turn/steer", params)
+        except JsonRpcError as exc:
+            if proto.steer_found_no_turn(exc.code, exc.rpc_message):
+                # the turn ended on codex's side before the steer reached it
+                raise NoActiveTurnError(provider="codex") from exc
+            raise
         turn_id = as_str(result.get("turnId")) if isinstance(result, dict) else ""
         return TurnRef(thread_id=turn.thread_id, turn_id=turn_id or turn.turn_id)
 

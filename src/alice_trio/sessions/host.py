@@ -30,6 +30,9 @@ the host instead of spawning: ``run`` gives the inner driver a :class:`_Link` fo
 ``initialized`` is not repeated), runs the inner driver's own handshake (ACP ``session/new`` /
 ``session/load`` with this conversation's cwd) and the :class:`HostProtocol`'s ``open`` step
 (codex: ``thread/start`` / ``thread/resume`` at once, so its route key is known before any turn).
+On an ACP process conversations open one at a time (:attr:`HostProtocol.serial_open`: gemini
+0.61's ``session/new`` takes twice as long for each one that overlaps another); the wait counts
+toward the session's start timeout.
 
 A conversation the agent keeps after it was closed (ACP without ``session/close``; codex,
 which keeps a thread loaded after ``thread/unsubscribe``) is *parked* on its host: its resume
@@ -51,7 +54,8 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import trio
@@ -96,6 +100,8 @@ class HostProtocol:
 
     name = ""
     jsonrpc = True
+    #: open the process's conversations one at a time (see :class:`_AcpHost`)
+    serial_open = False
 
     def route_key(self, method: str, params: Any) -> str:
         """The conversation a message belongs to ("" for process-wide chatter)."""
@@ -189,6 +195,11 @@ class _CodexHost(HostProtocol):
 class _AcpHost(HostProtocol):
     name = "acp"
     jsonrpc = True
+    # gemini 0.61 takes twice as long for each session/new that overlaps another on the
+    # process (eight at once: 0.4 … 13 s; one at a time ~0.15 s each), so thirty conversations
+    # started at once on one process failed their start timeout; Kimi Code gains nothing
+    # from overlapping them either
+    serial_open = True
 
     async def initialize(self, client: JsonRpcClient) -> Any:
         return await client.request("initialize", acp_proto.initialize_params())
@@ -322,6 +333,8 @@ class AgentHost(ProcessHost):
         #: conversations closed here that the agent still holds (it could not release them)
         self.parked: set[str] = set()
         self.unrouted = 0
+        #: held while a conversation opens, when the protocol opens one at a time
+        self.opening = trio.Lock()
         self._routes: dict[str, _Link] = {}
         self._orphans: collections.OrderedDict[str, list[_Inboxed]] = collections.OrderedDict()
 
@@ -565,9 +578,10 @@ class HostedConversation:
                 async with trio.open_nursery() as nursery:
                     inner._nursery = nursery
                     nursery.start_soon(self._pump, link)
-                    await inner.handshake(cast(JsonRpcClient, link))
-                    inner._started = True
-                    self.route_key = await self.host.protocol.open(inner, self.initial)
+                    async with self._opening():
+                        await inner.handshake(cast(JsonRpcClient, link))
+                        inner._started = True
+                        self.route_key = await self.host.protocol.open(inner, self.initial)
                     self.host.claim(link, self.route_key)
                     task_status.started()
                     await self.host.done.wait()
@@ -581,6 +595,16 @@ class HostedConversation:
             with trio.CancelScope(shield=True):
                 await self.host.detach(link, release=bool(self.route_key))
                 await self.kill_tools()
+
+    @asynccontextmanager
+    async def _opening(self) -> AsyncIterator[None]:
+        """The host's open lock when its protocol opens conversations one at a time (the
+        wait counts toward the session's start timeout; cancelling it leaves nothing)."""
+        if not self.host.protocol.serial_open:
+            yield
+            return
+        async with self.host.opening:
+            yield
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         ref = await self._turns.start_turn(request)

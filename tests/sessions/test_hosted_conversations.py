@@ -210,7 +210,7 @@ async def test_host_death_fails_only_in_flight_turns_and_idle_ones_resume(
         for key in ("busy", "crasher"):
             err = results[key]
             # typed, with the process's exit and stderr, and the partial result
-            assert isinstance(err, AgentError | TransportClosedError), err
+            assert isinstance(err, TransportClosedError), (mode, key, err)  # one type on every CLI
             assert "crashing on purpose" in err.stderr_tail
             assert "exit status 3" in str(err)
             assert err.partial is not None

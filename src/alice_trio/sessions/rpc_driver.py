@@ -73,6 +73,8 @@ class RpcDriver:
         self._next_invocation: Invocation | None = None
         self._restarted = trio.Event()
         self._process_scope: trio.CancelScope | None = None
+        #: turn id → the TransportClosedError its process's end gave it (the last 64 turns)
+        self._turn_errors: dict[str, AliceError] = {}
 
     # -- hooks for subclasses -------------------------------------------------------------------
     async def handshake(self, client: JsonRpcClient) -> None:
@@ -238,10 +240,20 @@ class RpcDriver:
         try:
             result = await client.request(method, params, on_cancel=on_cancel, ordered=True)
         except AliceError as exc:
+            if isinstance(exc, TransportClosedError):  # the process's end, not the agent's verdict
+                self._turn_errors[ref.turn_id] = exc
+                while len(self._turn_errors) > 64:
+                    del self._turn_errors[next(iter(self._turn_errors))]
             await self._emit(self._error_event(ref, str(exc), getattr(exc, "stderr_tail", "")))
             return
         for event in on_result(result):
             await self._emit(event)
+
+    def turn_error(self, turn_id: str) -> AliceError | None:
+        """The typed error behind turn ``turn_id``'s ``error`` event when it was the process's
+        end (:class:`TransportClosedError`, as on every other driver); None for a turn the agent
+        failed itself (a JSON-RPC error reply is its verdict: :class:`AgentError`)."""
+        return self._turn_errors.get(turn_id)
 
     def _error_event(self, ref: TurnRef, message: str, stderr_tail: str = "") -> TurnEvent:
         text = message

@@ -19,6 +19,7 @@ __all__ = [
     "MissingStream",
     "display_text",
     "reset",
+    "shown_as_is",
     "std",
     "stdout_outcome",
     "write_reply",
@@ -48,6 +49,21 @@ def display_text(text: str) -> str:
     if text.isprintable() or not any(ord(c) in _CONTROLS for c in text):
         return text
     return text.translate(_CONTROLS)
+
+
+#: the ASCII characters :func:`display_text` changes, as bytes (see :func:`shown_as_is`)
+_ASCII_CONTROLS = bytes(c for c in _CONTROLS if c < 0x80)
+
+
+def shown_as_is(texts: list[str]) -> bool:
+    """Whether :func:`display_text` leaves every one of ``texts`` unchanged. ASCII texts are
+    checked together at C speed (one join, one encode, one ``bytes.translate``) — a progress
+    printer's batch of tool lines costs a fraction of a ``str.isprintable`` per text."""
+    block = "".join(texts)
+    if block.isascii():
+        data = block.encode("ascii")
+        return len(data.translate(None, _ASCII_CONTROLS)) == len(data)
+    return all(display_text(text) is text for text in texts)
 
 
 class MissingStream:

@@ -51,18 +51,18 @@ def display_text(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-#: the ASCII characters :func:`display_text` changes, as bytes (see :func:`shown_as_is`)
-_ASCII_CONTROLS = bytes(c for c in _CONTROLS if c < 0x80)
+#: the ASCII characters :func:`display_text` changes (see :func:`shown_as_is`)
+_ASCII_CONTROLS = tuple(chr(c) for c in _CONTROLS if c < 0x80)
 
 
 def shown_as_is(texts: list[str]) -> bool:
     """Whether :func:`display_text` leaves every one of ``texts`` unchanged. ASCII texts are
-    checked together at C speed (one join, one encode, one ``bytes.translate``) — a progress
-    printer's batch of tool lines costs a fraction of a ``str.isprintable`` per text."""
+    checked together: one join, then one ``in`` scan (memchr) per ASCII control character —
+    a progress printer's batch of tool lines costs a small fraction of a ``str.isprintable``
+    per text. Other texts are checked one by one."""
     block = "".join(texts)
     if block.isascii():
-        data = block.encode("ascii")
-        return len(data.translate(None, _ASCII_CONTROLS)) == len(data)
+        return not any(control in block for control in _ASCII_CONTROLS)
     return all(display_text(text) is text for text in texts)
 
 

@@ -17,6 +17,11 @@ run interleaved (one of each per round) so they share the machine's noise:
 
 Flood: ``--events`` progress events (200,000; 20,000 with ``--quick``), wall time per subject
 (median) and the ratios ``cli_file / bare`` and ``cli_file / library`` (what rendering adds).
+Each ratio is given twice: of the medians (``cli_over_bare``), and as the median of the
+per-round ratios (``paired``: ``cli_file`` over ``bare`` of the same round, so a burst of load
+that slows one round slows both sides of its ratio) with their spread (``…_rounds``: every
+round's ratio). On a shared machine the paired median is the figure to trust; the load
+average at the start and the end of the flood is reported beside it.
 ``--compare SRC`` (a ``src`` folder of another tree, e.g. ``git archive HEAD~3 | tar -x -C
 /tmp/old``): ``library``, ``cli_file`` and ``cli_tty`` also run with that tree first on
 ``PYTHONPATH`` (``library@old``, …), in the same rounds, for before/after ratios from one run.
@@ -155,10 +160,12 @@ def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
         if compare:
             env["BENCH_OLD_SRC"] = str(Path(compare).resolve())
         _warm_up(subjects, fake, d, env)
+        load_start = _load()
         samples: dict[str, list[dict[str, Any]]] = {s: [] for s in subjects}
         for _ in range(repeats):
             for subject in subjects:
                 samples[subject].append(_run(subject, fake, d, env))
+        load_end = _load()
     rows: dict[str, Any] = {}
     for subject, runs in samples.items():
         rows[subject] = {
@@ -183,15 +190,27 @@ def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
             compared[f"{s}_new_over_old"] = {
                 k: round(new[k] / old[k], 2) for k in ("wall_s", "cpu_s") if old[k]
             }
+            compared[f"{s}_new_over_old_paired"] = _paired(samples, s, f"{s}@old")
             compared[f"{s}_old_over_bare"] = {
                 k: round(old[k] / rows["bare"][k], 2) for k in ("wall_s", "cpu_s")
             }
+            compared[f"{s}_old_over_bare_paired"] = _paired(samples, f"{s}@old", "bare")
+    paired = {
+        f"{a}_over_{b}": _paired(samples, a, b)
+        for a, b in (("cli_file", "bare"), ("library", "bare"), ("library_events", "bare"),
+                     ("cli_file", "library"), ("cli_tty", "library"))
+    }  # fmt: skip
     return {
         "events": events,
         "repeats": repeats,
         "bare_parser": parser,
+        "loadavg_start_end": [load_start, load_end],
         "subjects": rows,
         **compared,
+        # the median of the rounds' own ratios (see the module docstring): the figure to trust
+        "cli_over_bare_paired": paired["cli_file_over_bare"]["wall_s"],
+        "cpu_cli_over_bare_paired": paired["cli_file_over_bare"]["cpu_s"],
+        "paired": paired,
         "cli_over_bare": round(cli / bare, 2),
         "cli_over_library": round(cli / lib, 2),
         "library_over_bare": round(lib / bare, 2),
@@ -202,6 +221,25 @@ def flood(events: int, repeats: int, compare: str = "") -> dict[str, Any]:
         "cpu_cli_over_library": round(cpu["cli_file"] / cpu["library"], 2),
         "cpu_cli_tty_over_library": round(cpu["cli_tty"] / cpu["library"], 2),
     }
+
+
+def _paired(samples: dict[str, list[dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
+    """``a`` over ``b`` round by round (both ran in the same round): the median per measure,
+    and every round's ratio (``…_rounds``)."""
+    out: dict[str, Any] = {}
+    for k in ("wall_s", "cpu_s"):
+        ratios = [x[k] / y[k] for x, y in zip(samples[a], samples[b], strict=True) if y[k]]
+        out[k] = round(median(ratios), 2) if ratios else None
+        out[f"{k}_rounds"] = [round(r, 2) for r in ratios]
+    return out
+
+
+def _load() -> float:
+    """The 1-minute load average (0 where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return 0.0
 
 
 def big_reply(size: int, *, trailing_space: bool = False) -> dict[str, Any]:

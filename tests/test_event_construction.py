@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import weakref
+
 import attrs
 import pytest
 
@@ -14,6 +17,9 @@ def test_plain_event_is_the_attrs_object(kind: EventKind) -> None:
     slow = TurnEvent(kind=kind, raw='{"type":"x"}', provider="codex", thread_id="thread-1",
                      text="some text")  # fmt: skip
     assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert type(fast) is TurnEvent and list(vars(fast).items()) == list(vars(slow).items())
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    assert weakref.ref(fast)() is fast
     # every other field holds the declared default
     for field in attrs.fields(TurnEvent):
         if field.name not in ("kind", "raw", "provider", "thread_id", "text"):
@@ -25,6 +31,10 @@ def test_fast_events_stay_frozen() -> None:
     event = plain_event(EventKind.TOOL_USE, "", "codex", "", "x")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         event.text = "changed"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.extra = 1  # type: ignore[attr-defined]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del event.text
     raw = _raw_event("tool_use", "line", "detail")
     assert raw == RawEvent(kind="tool_use", line="line", detail="detail")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):

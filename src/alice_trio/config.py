@@ -27,24 +27,12 @@ and a duration field (``timeout``, ``idle_timeout``, ``kill_grace``, …) is ``<
 from __future__ import annotations
 
 import difflib
-import functools
 import os
-import re
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
-import cattrs
-import yaml
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
-from cattrs.gen import make_dict_structure_fn, override
 
 from . import validation as v
 from .boundedio import read_bounded
@@ -52,6 +40,12 @@ from .errors import ConfigError, UnknownProviderError
 from .providers.base import CLIConfig, Provider
 from .providers.registry import get_provider, normalize_name, provider_names
 from .sessions.scaling import ScalingConfig
+
+# PyYAML and cattrs are not imported here but on first use, from the two modules that hold
+# what needs them: :mod:`.config_yaml` (a file or a ``-o`` value to read) and
+# :mod:`.config_structure` (a profile with settings the config class's constructor does not
+# structure alone, see :func:`_structure`, and every error message). ``alice-trio run
+# --provider NAME`` starts without either (~40 ms).
 
 __all__ = [
     "DEFAULT_AUTH_STATUS_TIMEOUT",
@@ -117,46 +111,6 @@ def _join(path: str, key: str | int) -> str:
 def _cls_keys(cl: type) -> dict[str, str]:
     """attribute name → YAML key of an attrs class."""
     return {a.name: yaml_key(cl, a) for a in attrs.fields(cl)}
-
-
-def _flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tuple[str, str]]:
-    """Turn a (nested) cattrs validation error into ``(path, message)`` lines."""
-    out: list[tuple[str, str]] = []
-    if isinstance(exc, ClassValidationError):
-        keys = _cls_keys(exc.cl) if attrs.has(exc.cl) else {}
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            if isinstance(note, AttributeValidationNote):
-                sub_path = _join(path, keys.get(note.name, note.name))
-                sub_cl = note.type if isinstance(note.type, type) else None
-                out += _flatten(sub, sub_path, sub_cl)
-            else:
-                out += _flatten(sub, path)
-        for sub in without:
-            out += _flatten(sub, path, exc.cl)
-    elif isinstance(exc, IterableValidationError):
-        item_notes, without = exc.group_exceptions()
-        for sub, item_note in item_notes:
-            key = item_note.index if isinstance(item_note, IterableValidationNote) else None
-            sub_path = _join(path, key) if isinstance(key, (int, str)) else path
-            out += _flatten(sub, sub_path)
-        for sub in without:
-            out += _flatten(sub, path)
-    elif isinstance(exc, ForbiddenExtraKeysError):
-        known = sorted(_cls_keys(exc.cl).values())
-        for key in sorted(exc.extra_fields):
-            out.append((_join(path, key), "unknown key" + _did_you_mean(key, known)))
-    elif isinstance(exc, _Invalid):
-        out.append((path, exc.message))
-    elif isinstance(exc, ConfigError) and exc.errors:
-        out += _config_error_lines(exc, path, cl)
-    elif isinstance(exc, KeyError):
-        out.append((_join(path, str(exc.args[0])), "required key is missing"))
-    elif isinstance(exc, (ValueError, TypeError)):
-        out.append(_attrs_validator_message(exc, path, cl))
-    else:  # pragma: no cover - cattrs raises only the above
-        out.append((path, str(exc)))
-    return out
 
 
 def _config_error_lines(exc: ConfigError, path: str, cl: type | None) -> list[tuple[str, str]]:
@@ -244,60 +198,6 @@ def _hook(check: v.Check) -> Callable[..., Any]:
 _str = _hook(v.text)
 
 
-def _is_str_tuple(t: Any) -> bool:
-    return typing.get_origin(t) is tuple and typing.get_args(t) == (str, Ellipsis)
-
-
-def _is_str_map(t: Any) -> bool:
-    return typing.get_origin(t) in (Mapping, dict, typing.Mapping) and typing.get_args(t) == (
-        str,
-        str,
-    )
-
-
-def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[Any, Any], Any]]:
-    def factory(cl: type) -> Callable[[Any, Any], Any]:
-        overrides: dict[str, Any] = {}
-        for a in _fields(cl):
-            key = yaml_key(cl, a)
-            kw: dict[str, Any] = {}
-            if key != a.name:
-                kw["rename"] = key
-            check = v.yaml_check_of(a)
-            if check is not None:  # the class's own check: the same one as in Python
-                kw["struct_hook"] = _hook(check)
-            if kw:
-                overrides[a.name] = override(**kw)
-        inner: Callable[[Any, Any], Any] = make_dict_structure_fn(
-            cl, conv, _cattrs_forbid_extra_keys=True, **overrides
-        )
-
-        def hook(value: Any, t: Any) -> Any:
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise _Invalid(f"expected a mapping, got {_show(value)}")
-            return inner(value, t)
-
-        return hook
-
-    return factory
-
-
-@functools.cache
-def _converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    # fields of third-party config classes that are not checked (not a ``config_class``)
-    conv.register_structure_hook(str, _str)
-    conv.register_structure_hook(bool, _hook(v.boolean))
-    conv.register_structure_hook(int, _hook(v.integer(-(2**63))))
-    conv.register_structure_hook(float, _hook(v.number(-float("inf"))))
-    conv.register_structure_hook_func(_is_str_tuple, _hook(v.str_tuple))
-    conv.register_structure_hook_func(_is_str_map, _hook(v.str_map))
-    conv.register_structure_hook_factory(attrs.has, _attrs_hook_factory(conv))
-    return conv
-
-
 # -- the model ----------------------------------------------------------------------------------
 
 
@@ -358,92 +258,20 @@ class AppConfig:
 MAX_CONFIG_BYTES = 4 << 20
 #: the deepest nesting of mappings and sequences a config document (or ``-o`` value) may have
 MAX_YAML_DEPTH = 64
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-#: YAML 1.2 floats PyYAML's 1.1 resolver reads as strings: ``1e300``, ``1.5e3`` (no sign or
-#: no dot before the exponent)
-_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-
-
-class _TooDeep(yaml.composer.ComposerError):
-    """A document nested deeper than :data:`MAX_YAML_DEPTH`."""
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe loader, rejecting duplicate keys (PyYAML silently keeps the last one) and
-    nesting deeper than :data:`MAX_YAML_DEPTH` (a YAML error with line and column instead of a
-    RecursionError); merge keys (``<<: *base``) work; an integer too long for ``int()`` is a
-    YAML error; ``1e300`` is a float."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise _TooDeep(
-                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-                )  # fmt: skip
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
-    try:
-        return loader.construct_yaml_int(node)
-    except ValueError as exc:  # more digits than int() converts (sys.get_int_max_str_digits)
-        raise yaml.constructor.ConstructorError(
-            None, None, f"integer too long ({len(str(node.value))} characters)", node.start_mark
-        ) from exc
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == _MERGE_TAG:  # merged keys may be overridden: not duplicates
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            first = seen.get(key)
-        except TypeError:  # unhashable key (a list or mapping): the base class reports it
-            break
-        if first is not None:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r} (first at line {first + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789"))
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    where = ""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is not None:
-        where = f" (line {mark.line + 1}, column {mark.column + 1})"
-    return f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}"
 
 
 def parse_yaml_value(text: str, *, path: str) -> Any:
     """A YAML value given on the command line (``-o KEY=VALUE``), read as a config file is
-    (:class:`_Loader`). Text that is not YAML at all stays a string; a value that is YAML but
-    cannot be built (nested too deeply, an integer too long, a duplicate key) raises
+    (:mod:`.config_yaml`). Text that is not YAML at all stays a string; a value that is YAML
+    but cannot be built (nested too deeply, an integer too long, a duplicate key) raises
     :class:`ConfigError` naming ``path``."""
+    from . import config_yaml  # on first use (see the top of this module)
+
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except (_TooDeep, yaml.constructor.ConstructorError) as exc:
-        _raise([(path, _yaml_problem(exc))])
-    except yaml.YAMLError:
+        return config_yaml.load(text)
+    except config_yaml.UNBUILDABLE as exc:
+        _raise([(path, config_yaml.problem(exc))])
+    except config_yaml.YAMLError:
         return text
     except (RecursionError, MemoryError):
         _raise([(path, "the value is too large or nested too deeply")])
@@ -507,8 +335,8 @@ def _build_profile(
     provider_raw = data.pop("provider", None)
     description = data.pop("description", "")
     scaling = _scaling(data.pop("scaling", None), _join(path, "scaling"), errors)
-    known = provider_names()
     if provider_raw is None or (isinstance(provider_raw, str) and not provider_raw.strip()):
+        known = provider_names()
         errors.append((_join(path, "provider"), f"required; known providers: {', '.join(known)}"))
         return None
     if not isinstance(provider_raw, str):
@@ -518,6 +346,7 @@ def _build_profile(
     try:
         provider = get_provider(provider_name)
     except UnknownProviderError:
+        known = provider_names()
         close = difflib.get_close_matches(provider_name, known, n=1, cutoff=0.6)
         hint = f'; did you mean "{close[0]}"?' if close else ""
         errors.append(
@@ -543,18 +372,8 @@ def _build_profile(
     data["env"] = {**top_env, **profile_env}
     if "workspace_dir" not in data and top_workspace:
         data["workspace_dir"] = top_workspace
-    try:
-        config = _converter().structure(data, cl)
-    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
-        errors.extend(_flatten(exc, path, cl))
-        return None
-    except ConfigError as exc:  # a check across fields, at construction
-        errors.extend(_config_error_lines(exc, path, cl) or [(path, exc.message)])
-        return None
-    except (ValueError, TypeError) as exc:  # the config class's own validators
-        errors.append(_attrs_validator_message(exc, path, cl))
-        return None
-    if len(errors) > n_errors:
+    config = _structure(data, cl, path, errors)
+    if config is None or len(errors) > n_errors:
         return None
     return ProfileConfig(
         name=name, provider=provider.name, config=config, description=description.strip(),
@@ -564,13 +383,48 @@ def _build_profile(
 
 def _scaling(raw: Any, path: str, errors: list[tuple[str, str]]) -> ScalingConfig:
     """A profile's ``scaling:`` mapping (absent: the defaults)."""
-    try:
-        return _converter().structure(raw or {}, ScalingConfig)
-    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
-        errors.extend(_flatten(exc, path, ScalingConfig))
-    except (ValueError, TypeError) as exc:
-        errors.append(_attrs_validator_message(exc, path, ScalingConfig))
-    return ScalingConfig()
+    scaling = _structure(raw or {}, ScalingConfig, path, errors)
+    return ScalingConfig() if scaling is None else scaling
+
+
+_T = TypeVar("_T")
+
+
+def _structure(data: Any, cl: type[_T], path: str, errors: list[tuple[str, str]]) -> _T | None:
+    """``data`` (a mapping of YAML keys) structured into ``cl``, or None with every problem,
+    by key path, added to ``errors``.
+
+    When every key names a field that ``cl`` checks at construction (the fields
+    :func:`~alice_trio.validation.checked_fields` gave their check), ``cl``'s constructor alone
+    builds the object cattrs would: the same checks run, as its converters (they are
+    idempotent), and the other fields keep their defaults — without importing cattrs. Other
+    data, and any data the constructor refuses, goes through cattrs
+    (:mod:`.config_structure`), which says what is wrong, every problem with its key path."""
+    kwargs = _constructor_kwargs(data, cl)
+    if kwargs is not None:
+        try:
+            return cl(**kwargs)
+        except (ConfigError, ValueError, TypeError):
+            pass  # cattrs words the problems
+    from . import config_structure  # on first use (see the top of this module)
+
+    structured: _T | None = config_structure.structure(data, cl, path, errors)
+    return structured
+
+
+def _constructor_kwargs(data: Any, cl: type) -> dict[str, Any] | None:
+    """``data``'s keys as ``cl``'s attribute names, or None unless each names a field that
+    ``cl`` checks at construction (see :func:`_structure`)."""
+    if type(data) is not dict or not attrs.has(cl):
+        return None
+    fields = {yaml_key(cl, a): a for a in _fields(cl)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        a = fields.get(key)
+        if a is None or not v.checked_at_construction(a):
+            return None
+        kwargs[a.name] = value
+    return kwargs
 
 
 def override_profile(
@@ -590,15 +444,7 @@ def override_profile(
             del data[key]
     if "env" in data:
         data["env"] = {**profile.config.env, **_env(data["env"], _join(path, "env"), errors)}
-    partial = None
-    try:
-        partial = _converter().structure(data, cl)
-    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
-        errors.extend(_flatten(exc, path, cl))
-    except ConfigError as exc:
-        errors.extend(_config_error_lines(exc, path, cl) or [(path, exc.message)])
-    except (ValueError, TypeError) as exc:
-        errors.append(_attrs_validator_message(exc, path, cl))
+    partial = _structure(data, cl, path, errors)
     if errors or partial is None:
         _raise(errors)
     by_key = {yaml_key(cl, a): a.name for a in _fields(cl)}
@@ -737,10 +583,12 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
         )
         err.source = source  # type: ignore[attr-defined]
         raise err
+    from . import config_yaml  # on first use (see the top of this module)
+
     try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        err = ConfigError(f"{source}: {_yaml_problem(exc)}")
+        data = config_yaml.load(text)
+    except config_yaml.YAMLError as exc:
+        err = ConfigError(f"{source}: {config_yaml.problem(exc)}")
         err.source = source  # type: ignore[attr-defined]
         raise err from exc
     except (RecursionError, MemoryError) as exc:

@@ -97,16 +97,15 @@ def loads(text: str | bytes) -> Any:
     """Parse one JSON document (see the module docstring). Raises :class:`NotJSON`."""
     fast = _fast_loads is not None
     if type(text) is str:
-        # the common case first: a line short enough, or with few enough brackets, to be
-        # shallow (the same test as below) goes to orjson; only its refusals go further
-        n = len(text)
-        if (
-            _fast_loads is not None
-            and n < _BIG_LINE
-            and (n <= MAX_DEPTH or text.count("[") + text.count("{") <= MAX_DEPTH)
+        # the common case first (the per-line hot path): a line short enough, or with few
+        # enough brackets, to be shallow (the same test as ``_loads``) goes to orjson; only its
+        # refusals go further
+        if fast and (
+            len(text) <= MAX_DEPTH
+            or (len(text) < _BIG_LINE and text.count("[") + text.count("{") <= MAX_DEPTH)
         ):
             try:
-                return _fast_loads(text)
+                return _fast_loads(text)  # type: ignore[misc]
             except ValueError:
                 fast = False  # refused: the stdlib parser decides (and gives the message)
     elif isinstance(text, (bytes, bytearray)):

@@ -38,6 +38,7 @@ __all__ = [
     "InvalidValue",
     "boolean",
     "callback",
+    "checked_at_construction",
     "checked_fields",
     "choice",
     "env_key",
@@ -414,6 +415,12 @@ def checked_fields(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.
         conv = _converter(check, a.converter)
         out.append(a.evolve(converter=conv, metadata={**a.metadata, CHECK: check, _DONE: True}))
     return out
+
+
+def checked_at_construction(a: attrs.Attribute[Any]) -> bool:
+    """Whether field ``a`` runs its check (the one that structures its YAML value) as a
+    converter when its class is constructed: given by :func:`checked_fields`, not nested."""
+    return bool(a.metadata.get(_DONE)) and yaml_check_of(a) is not None
 
 
 def yaml_check_of(a: attrs.Attribute[Any]) -> Check | None:

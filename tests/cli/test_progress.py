@@ -146,6 +146,9 @@ def _random_events(seed: int, n: int = 600) -> list[TurnEvent]:
     texts = [
         "plain", "  padded  ", "two\nlines", "x" * 400, "y" * 3000, "", "é€ mixed\r\nend",
         "ends with newline\n",
+        # control characters (shown, not obeyed), ASCII-only and not: each batch's check
+        "esc \x1b[2J clears", "bell\x07 and del\x7f", "tab\tkept", "c1 \x9b31m red",
+        "line\u2028separator",
     ]  # fmt: skip
     question = TurnQuestion(
         request_id="q1",

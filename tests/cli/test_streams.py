@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alice_trio.cli.streams import display_text
+from alice_trio.cli.streams import display_text, shown_as_is
 
 #: the console script's entry point (pyproject.toml [project.scripts])
 ENTRY = [
@@ -106,3 +106,16 @@ def test_display_text_leaves_no_control_a_terminal_obeys(text: str) -> None:
     assert not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in shown)
     if not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in text):
         assert shown is text  # nothing to show differently: no copy
+
+
+def test_shown_as_is_agrees_with_display_text_on_every_character() -> None:
+    """The batch check of the progress printer: ASCII (checked together, as bytes) and not."""
+    for code in range(0x3000):
+        ch = chr(code)
+        for texts in ([ch], ["ascii text ", ch, " more"], [f"a{ch}b"]):
+            assert shown_as_is(texts) == all(display_text(t) is t for t in texts), hex(code)
+
+
+@given(st.lists(st.text(st.characters(max_codepoint=0x7F)) | st.text(), max_size=5))
+def test_shown_as_is_agrees_with_display_text(texts: list[str]) -> None:
+    assert shown_as_is(texts) == all(display_text(t) is t for t in texts)

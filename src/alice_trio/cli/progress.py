@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import trio
 
 from ..models import RawEvent, RunResult, TurnEvent, raw_detail
-from .streams import display_text, std, write_text
+from .streams import display_text, shown_as_is, std, write_text
 
 __all__ = [
     "BATCH_BYTES",
@@ -212,13 +212,34 @@ class ProgressPrinter:
         if self.live or self.hold_reply or not self._ticking:
             self._take_all(events)
             return
-        # lines mode, the hot path: each shown event formatted into a line at once
+        # lines mode, the hot path: each shown event formatted into a line at once; the texts'
+        # control characters checked for the whole batch (at C speed), not text by text
+        lines, texts, last = self._format_batch(events, careful=False)
+        if texts and not shown_as_is(texts):  # an agent's ESC, CR, …: shown, not obeyed
+            lines, texts, last = self._format_batch(events, careful=True)
+        if not lines:
+            return
+        if not self._active:
+            self.start()
+        self.events += len(lines)
+        self._last_kind = last
+        self._lines += lines
+        self._size += sum(map(len, lines))
+        if self._size >= BATCH_BYTES or time.monotonic() - self._last_write >= FRAME_SECONDS:
+            self._frame()
+
+    def _format_batch(
+        self, events: Sequence[TurnEvent], *, careful: bool
+    ) -> tuple[list[str], list[str], str]:
+        """The lines of the shown ``events`` (as :meth:`_format` writes them), the agent texts
+        they show on the fast path, and the last shown kind. ``careful``: each text's control
+        characters made visible (:func:`display_text`); else the caller checks ``texts``."""
         fast = self._fast_styles()
         verbose = self.verbose
-        lines = self._lines
+        lines: list[str] = []
         append = lines.append
-        before = len(lines)
-        size = 0
+        texts: list[str] = []
+        add_text = texts.append
         last = ""
         for event in events:
             kind = event.kind._value_
@@ -236,22 +257,14 @@ class ProgressPrinter:
                     or text.strip() != text  # no copy when there is nothing to strip
                 ):
                     text = clip(text, limit, one_line=not keep)
-                if not text.isprintable():  # as in _format: shown, not obeyed
+                if careful:
                     text = display_text(text)
+                else:
+                    add_text(text)
                 line = f"{prefix}{text}\n"
             append(line)
-            size += len(line)
             last = kind
-        shown = len(lines) - before
-        if not shown:
-            return
-        if not self._active:
-            self.start()
-        self.events += shown
-        self._last_kind = last
-        self._size += size
-        if self._size >= BATCH_BYTES or time.monotonic() - self._last_write >= FRAME_SECONDS:
-            self._frame()
+        return lines, texts, last
 
     def _fast_styles(self) -> dict[str, tuple[str, bool, int]]:
         """kind → (the line's label as printed, keep newlines, clip length), for the kinds whose

@@ -19,6 +19,7 @@ __all__ = [
     "MissingStream",
     "display_text",
     "reset",
+    "shown_as_is",
     "std",
     "stdout_outcome",
     "write_reply",
@@ -48,6 +49,21 @@ def display_text(text: str) -> str:
     if text.isprintable() or not any(ord(c) in _CONTROLS for c in text):
         return text
     return text.translate(_CONTROLS)
+
+
+#: the ASCII characters :func:`display_text` changes (see :func:`shown_as_is`)
+_ASCII_CONTROLS = tuple(chr(c) for c in _CONTROLS if c < 0x80)
+
+
+def shown_as_is(texts: list[str]) -> bool:
+    """Whether :func:`display_text` leaves every one of ``texts`` unchanged. ASCII texts are
+    checked together: one join, then one ``in`` scan (memchr) per ASCII control character —
+    a progress printer's batch of tool lines costs a small fraction of a ``str.isprintable``
+    per text. Other texts are checked one by one."""
+    block = "".join(texts)
+    if block.isascii():
+        return not any(control in block for control in _ASCII_CONTROLS)
+    return all(display_text(text) is text for text in texts)
 
 
 class MissingStream:

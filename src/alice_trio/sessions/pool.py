@@ -36,9 +36,10 @@ spare process, a host whose only conversation is the spare, a host without conve
 else asks ``on_pressure`` (the backend closes its least recently used idle conversation), and
 looks again each time something closed, until a slot is free (a conversation closed on a host
 that holds others frees none); only when nothing can be closed does it wait in FIFO order for
-a slot (a spare still starting is something that can: the pool looks again once it is up). A host opens at most
-``host_capacity`` conversations; it then takes no new ones and closes once its last one
-detaches (an agent keeps a conversation's state in memory until it is released). At the
+a slot (a spare still starting is something that can: the pool looks again once it is
+up). A host opens at most ``host_capacity`` conversations; it then takes no new ones and
+closes once its last one detaches (an agent keeps a conversation's state in memory until it
+is released). At the
 process bound, a new conversation joins the least loaded compatible host even when it is full.
 A host whose last conversation detached closes after ``idle_ttl`` unless reused.
 

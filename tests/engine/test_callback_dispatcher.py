@@ -51,11 +51,12 @@ async def test_a_stuck_async_callback_sheds_informational_events_never_progress(
     d = CallbackDispatcher(progress.append, slow_raw, buffer=2)
     async with trio.open_nursery() as n:
         n.start_soon(d.run)
-        for i in range(50):
-            if not d.offer_nowait(tool(i)):
-                await d.offer(tool(i))
-            if not d.offer_line(f"line {i}"):
-                await d.offer_line_wait(f"line {i}")
+        for i in range(50):  # a read chunk's batch: the raw line, then its event
+            line = d.line_event(f"line {i}")
+            assert line is not None
+            batch: list[TurnEvent | RawEvent] = [line, tool(i)]
+            if not d.offer_batch_nowait(batch):
+                await d.offer_batch(batch)
         release.set()
         for i in range(3):
             await d.offer(text(i))
@@ -63,11 +64,12 @@ async def test_a_stuck_async_callback_sheds_informational_events_never_progress(
     assert progress == ["text 0", "text 1", "text 2"]
     assert d.dropped > 0
     assert raw[-1].kind == "dropped" and str(d.dropped) in raw[-1].detail
+    assert (raw[0].kind, raw[0].line) == ("stdout_line", "line 0")  # a chunk's line comes first
 
 
 async def test_no_callback_queues_nothing():
     d = CallbackDispatcher(None, None)
-    assert d.offer_nowait(tool(1)) and d.offer_line("x")
+    assert d.offer_nowait(tool(1)) and d.line_event("x") is None
     d.close()
     await d.run()
     assert d.delivered == 0

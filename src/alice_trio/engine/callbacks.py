@@ -102,11 +102,11 @@ class CallbackDispatcher:
     """Buffer between the stdout reader and the caller's callbacks (see module docstring).
 
     One producer (the stdout reader: :meth:`offer_batch_nowait` / :meth:`offer_batch`, or one
-    event at a time with :meth:`offer_nowait` / :meth:`offer` / :meth:`offer_line`) and one
-    consumer (:meth:`run`). The queue is a deque of batches, bounded by ``buffer`` undelivered
-    events (``buffer`` <= 0: unbounded); queueing a batch while there is room costs no
-    checkpoint and no coroutine. A queued batch belongs to the dispatcher: the producer builds
-    a new list for the next one."""
+    event at a time with :meth:`offer_nowait` / :meth:`offer`; a batch may hold the
+    ``stdout_line`` raw events of :meth:`line_event`) and one consumer (:meth:`run`). The
+    queue is a deque of batches, bounded by ``buffer`` undelivered events (``buffer`` <= 0:
+    unbounded); queueing a batch while there is room costs no checkpoint and no coroutine. A
+    queued batch belongs to the dispatcher: the producer builds a new list for the next one."""
 
     def __init__(
         self,
@@ -127,7 +127,7 @@ class CallbackDispatcher:
         self._capacity: float = buffer if buffer > 0 else math.inf
         self._queue: deque[Batch] = deque()
         self._offered = 0  # events queued so far; ``_offered - delivered`` are in the buffer
-        self._mixed = False  # a batch may hold ``stdout_line`` raw events (``offer_line``)
+        self._mixed = False  # a batch may hold ``stdout_line`` raw events (``line_event``)
         self._closed = False
         self._wake: trio.Event | None = None  # the consumer waits for a batch
         self._room: trio.Event | None = None  # the producer waits for room
@@ -142,10 +142,6 @@ class CallbackDispatcher:
         return self._offered - self.delivered
 
     # -- the producer ---------------------------------------------------------------------
-    def wants(self, event: TurnEvent) -> bool:
-        """Whether a callback takes ``event`` (a progress event, or every event)."""
-        return self.active and (self._every or progress_text(event) is not None)
-
     def _wanted(self, events: Batch) -> Batch:
         """``events`` less those no callback takes (only ``on_progress`` listens)."""
         if self._every:
@@ -233,18 +229,6 @@ class CallbackDispatcher:
             return None
         self._mixed = True
         return RawEvent(kind="stdout_line", line=line)
-
-    def offer_line(self, line: str) -> bool:
-        """:meth:`line_event` queued if there is room; False when the buffer is full (then
-        :meth:`offer_line_wait`)."""
-        event = self.line_event(line)
-        return event is None or self.offer_batch_nowait([event])
-
-    async def offer_line_wait(self, line: str) -> None:
-        """:meth:`offer_line` for a full buffer: informational, shed when the consumer lags."""
-        event = self.line_event(line)
-        if event is not None:
-            await self.offer_batch([event])
 
     def close(self) -> None:
         """No more events: :meth:`run` returns once the queued ones are delivered."""

@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
+from ..errors import AliceError
 from ..models import RunRequest, TurnEvent
 from ..protocols.session_core import SteerMode, SubmitMode, SubmitResult, TurnRef
 
@@ -37,10 +38,29 @@ __all__ = [
     "SteerMode",
     "SubmitMode",
     "SubmitResult",
+    "TurnErrors",
     "TurnRef",
 ]
 
 Emit = Callable[[TurnEvent], Awaitable[None]]
+
+
+class TurnErrors:
+    """The typed errors behind failed turns' ``error`` events, by turn id, for a driver's
+    ``turn_error`` (the session's :meth:`~alice_trio.sessions.session.InteractiveSession.turn_error`
+    asks it); only the last ``keep`` turns are remembered."""
+
+    def __init__(self, keep: int = 64) -> None:
+        self._keep = keep
+        self._by_turn: dict[str, AliceError] = {}
+
+    def record(self, turn_id: str, error: AliceError) -> None:
+        self._by_turn[turn_id] = error
+        while len(self._by_turn) > self._keep:
+            del self._by_turn[next(iter(self._by_turn))]
+
+    def get(self, turn_id: str) -> AliceError | None:
+        return self._by_turn.get(turn_id)
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ from ..errors import (
 from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols.turn_outcome import Ending, TurnEnd
 from ..providers.base import CLIConfig, DecodeOutcome, Decoder, Provider
-from .driver import Emit, SteerMode, TurnRef
+from .driver import Emit, SteerMode, TurnErrors, TurnRef
 
 __all__ = ["OneShotDriver", "open_gemini_driver"]
 
@@ -80,7 +80,7 @@ class OneShotDriver:
         self._ids = itertools.count(1)
         self._closed = trio.Event()
         self._last_stderr = ""
-        self._errors: dict[str, AliceError] = {}  # turn id → typed error (the last 64 turns)
+        self._errors = TurnErrors()
 
     def stderr_tail(self) -> str:
         return self._last_stderr
@@ -184,9 +184,7 @@ class OneShotDriver:
                 self._last_stderr = exc.stderr_tail
             end = TurnEnd.from_error(exc)
             if end.ending is Ending.FAILED:
-                self._errors[ref.turn_id] = exc
-                while len(self._errors) > 64:
-                    del self._errors[next(iter(self._errors))]
+                self._errors.record(ref.turn_id, exc)
         finally:
             self._turns.pop(ref.turn_id, None)
         terminal = end.event(thread_id="", turn_id=ref.turn_id, provider=name)

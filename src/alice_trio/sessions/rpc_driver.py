@@ -31,7 +31,7 @@ from ..providers.base import Invocation
 from ..transports.jsonrpc import Barrier, JsonRpcClient
 from ..transports.process import AgentProcess, open_agent_process
 from .approval import Answer, ApprovalDecision, ApprovalGate, ApprovalRequest, Approver
-from .driver import Emit, SteerMode, TurnRef
+from .driver import Emit, SteerMode, TurnErrors, TurnRef
 
 __all__ = ["RpcDriver"]
 
@@ -73,8 +73,8 @@ class RpcDriver:
         self._next_invocation: Invocation | None = None
         self._restarted = trio.Event()
         self._process_scope: trio.CancelScope | None = None
-        #: turn id → the TransportClosedError its process's end gave it (the last 64 turns)
-        self._turn_errors: dict[str, AliceError] = {}
+        #: the TransportClosedError a turn got from its process's end
+        self._turn_errors = TurnErrors()
 
     # -- hooks for subclasses -------------------------------------------------------------------
     async def handshake(self, client: JsonRpcClient) -> None:
@@ -241,9 +241,7 @@ class RpcDriver:
             result = await client.request(method, params, on_cancel=on_cancel, ordered=True)
         except AliceError as exc:
             if isinstance(exc, TransportClosedError):  # the process's end, not the agent's verdict
-                self._turn_errors[ref.turn_id] = exc
-                while len(self._turn_errors) > 64:
-                    del self._turn_errors[next(iter(self._turn_errors))]
+                self._turn_errors.record(ref.turn_id, exc)
             await self._emit(self._error_event(ref, str(exc), getattr(exc, "stderr_tail", "")))
             return
         for event in on_result(result):

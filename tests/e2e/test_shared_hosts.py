@@ -130,6 +130,31 @@ class SharedCases:
             )
         await assert_nothing_left(setup)
 
+    async def test_a_spare_closed_while_a_conversation_opens_does_not_fail_it(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """Kimi Code 2.1.0 fails a ``session/new`` with "session not found" when the last
+        other session of its directory is closed meanwhile (2 in 3 tries when the close comes
+        within ~0.1 s). A warm pool's spare made for another request is closed just as the new
+        conversation opens in the same directory (here the requests differ in ``scene``, which
+        a spare must match): the conversation starts. Four fresh backends (the spare must be
+        the directory's only session), each on one process."""
+        setup = cli_setup(self.CLI)
+        for i in range(4):
+            async with SessionBackend(self.PROVIDER, self.config(setup)) as backend:
+                await wait_until(lambda: backend.pool.spares, START_TIMEOUT, "the spare")
+                with trio.fail_after(TURN_LIMIT):
+                    result = await backend.run(
+                        RunRequest(
+                            user_text=f"hello {i}",
+                            workspace_dir=setup.workspace,
+                            scene="another",  # unlike the spare's request: it is closed
+                            env={SESSION_KEY_ENV: "chat"},
+                        )
+                    )
+                assert f"You said: hello {i}" in result.reply, result
+                assert backend.pool.spares_used == 0 and len(backend.pool.hosts) == 1
+        await assert_nothing_left(setup)
 
 class TestCodexShared(SharedCases):
     CLI = PROVIDER = "codex"

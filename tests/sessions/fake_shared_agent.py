@@ -16,6 +16,8 @@ What a turn does depends on its prompt text:
   ``answer: <decision or option id>``;
 * ``FAKE_OPEN_DELAY=<s>`` (env): every conversation open takes that long, doubled for each
   open already in progress (like gemini's ``session/new``), logged as ``{"open": [t0, t1]}``;
+  with ``FAKE_ACP_CLOSE=1`` too, a ``session/close`` that arrives while opens are in progress
+  fails those opens with -32603 "session not found" (like Kimi Code 2.1.0);
 * anything else — answers ``reply to <conversation>: <text>``.
 
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
@@ -52,6 +54,7 @@ if os.environ.get("FAKE_ACP_CLOSE"):
 OPEN_DELAY = float(os.environ.get("FAKE_OPEN_DELAY") or 0)
 OPEN_LOCK = threading.Lock()
 opening = 0  # conversation opens in progress (FAKE_OPEN_DELAY)
+spoiled = 0  # opens in progress when a session/close arrived (they fail, like Kimi Code 2.1.0)
 
 
 def write(msg: dict) -> None:
@@ -245,16 +248,25 @@ def open_later(msg: dict) -> None:
     """FAKE_OPEN_DELAY: a conversation's open takes that long, and each open that overlaps
     another one on this process takes twice as long (gemini 0.61's ``session/new``:
     0.4, 0.5, 0.8, 1.2, 2, 3.6, 6.8, 13 s for eight at once). Logs ``{"open": start, end}``."""
-    global opening
+    global opening, spoiled
     with OPEN_LOCK:
         overlapped = opening
         opening += 1
     start = time.monotonic()
     time.sleep(OPEN_DELAY * (2**overlapped))
-    handle({**msg, "delayed": True})
+    with OPEN_LOCK:
+        spoil = spoiled > 0
+        spoiled = max(0, spoiled - 1)
+    end = time.monotonic()  # before the answer: the client may open the next one at once
+    if spoil:
+        details = f"session not found: ses-{os.getpid()}-{next(counter)}"
+        err = {"code": -32603, "message": "Internal error", "data": {"details": details}}
+        write({"id": msg.get("id"), "error": err})
+    else:
+        handle({**msg, "delayed": True})
     with OPEN_LOCK:
         opening -= 1
-    log({"open": [start, time.monotonic()], "pid": os.getpid()})
+    log({"open": [start, end], "pid": os.getpid()})
 
 
 def handle(msg: dict) -> None:
@@ -306,6 +318,10 @@ def handle(msg: dict) -> None:
         else:
             write({"id": rid, "result": {"sessionId": cid} if method == "session/new" else {}})
         return
+    if method == "session/close" and OPEN_DELAY:
+        global spoiled
+        with OPEN_LOCK:
+            spoiled = opening
     if method in ("thread/unsubscribe", "session/close"):
         convs.pop(params.get("threadId") or params.get("sessionId"), None)
         write({"id": rid, "result": {"status": "unsubscribed"}})

@@ -267,11 +267,13 @@ async def test_warm_spare_serves_the_first_conversation_and_is_replaced(
     async with SessionBackend(provider_of(mode), config) as b:
         await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
         spare_host = b.pool.hosts[0]
-        result = await b.run(req("a", "hi", workspace_dir=str(tmp_path)))
+        other = tmp_path / "other"
+        other.mkdir()
+        result = await b.run(req("a", "hi", workspace_dir=str(other)))
         assert b.pool.spares_used == 0  # another workspace than the spare's: not used
         assert result.reply
         await wait_for(lambda: len(b.pool.spares) == 1, "a spare for the new request")
-        result = await b.run(req("b", "hi", workspace_dir=str(tmp_path)))
+        result = await b.run(req("b", "hi", workspace_dir=str(other)))
         assert b.pool.spares_used == 1
         assert result.reply.endswith(": hi")
         await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
@@ -279,6 +281,23 @@ async def test_warm_spare_serves_the_first_conversation_and_is_replaced(
         pid = spare_host.pid
     assert pid is not None and not alive(pid)
     assert b.pool.spares == [] and b.pool.hosts == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_spare_made_at_open_serves_a_request_naming_the_configs_own_workspace(
+    tmp_path: Path, mode: str
+) -> None:
+    # the spare at open is made with the config's defaults; a bot that spells out the
+    # config's workspace asks for the same thing (before: the spare was closed and another
+    # opened — on Kimi Code that close overlapped the new conversation's open and failed it)
+    config, log = make_config(tmp_path, mode)
+    async with SessionBackend(provider_of(mode), config) as b:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        result = await b.run(req("a", "hi", workspace_dir=str(tmp_path)))
+        assert result.reply.endswith(": hi")
+        assert b.pool.spares_used == 1
+        closes = methods(log, "thread/unsubscribe") + methods(log, "session/close")
+        assert closes == []
 
 
 async def test_warm_zero_starts_nothing_ahead(tmp_path: Path) -> None:
@@ -654,3 +673,34 @@ async def test_conversations_open_one_at_a_time_on_an_acp_process(tmp_path: Path
     assert len(opens) == 5
     overlaps = [(a, b) for a, b in itertools.pairwise(opens) if b[0] < a[1]]
     assert not overlaps, f"conversation opens overlapped on one process: {overlaps}"
+
+
+async def test_conversations_close_and_open_one_at_a_time_on_an_acp_process(
+    tmp_path: Path,
+) -> None:
+    """Real Kimi Code 2.1.0 answered a ``session/new`` with -32603 "session not found" when a
+    ``session/close`` of another session in the same directory ran meanwhile — a warm pool's
+    spare replaced by a conversation's own open (a request unlike the spare's) failed that
+    conversation 1 time in 2-3. On an ACP process a release waits for the open in progress,
+    and an open for the release: conversations opened and closed at once all start."""
+    config, log = make_config(
+        tmp_path, "acp", env={"FAKE_ACP_CLOSE": "1", "FAKE_OPEN_DELAY": "0.1"}
+    )
+    async with SessionBackend("gemini", config, scaling=ScalingConfig(warm=0)) as b:
+        for key in "abc":
+            await b.run(req(key, f"first {key}"))
+        results: dict[str, Any] = {}
+
+        async def one(key: str) -> None:
+            results[key] = await b.run(req(key, f"hello from {key}"))
+
+        async with trio.open_nursery() as n:
+            for key in "def":
+                n.start_soon(one, key)
+            await wait_for(lambda: len(methods(log, "session/new")) > 3, "an open in progress")
+            for key in "abc":  # released while d, e, f open
+                b._drop(b._sessions[key], graceful=True)
+        assert len(b.pool.hosts) == 1
+    for key in "def":
+        assert results[key].reply.endswith(f": hello from {key}")
+    assert len(methods(log, "session/close")) == 6

@@ -30,9 +30,11 @@ the host instead of spawning: ``run`` gives the inner driver a :class:`_Link` fo
 ``initialized`` is not repeated), runs the inner driver's own handshake (ACP ``session/new`` /
 ``session/load`` with this conversation's cwd) and the :class:`HostProtocol`'s ``open`` step
 (codex: ``thread/start`` / ``thread/resume`` at once, so its route key is known before any turn).
-On an ACP process conversations open one at a time (:attr:`HostProtocol.serial_open`: gemini
-0.61's ``session/new`` takes twice as long for each one that overlaps another); the wait counts
-toward the session's start timeout.
+On an ACP process conversations open and close one at a time
+(:attr:`HostProtocol.serial_lifecycle`: gemini 0.61's ``session/new`` takes twice as long for
+each one that overlaps another; Kimi Code 2.1.0 fails a ``session/new`` with "session not
+found" when another session of the same directory is closed meanwhile); the wait counts toward
+the session's start timeout, or its ``close_grace``.
 
 A conversation the agent keeps after it was closed (ACP without ``session/close``; codex,
 which keeps a thread loaded after ``thread/unsubscribe``) is *parked* on its host: its resume
@@ -100,8 +102,8 @@ class HostProtocol:
 
     name = ""
     jsonrpc = True
-    #: open the process's conversations one at a time (see :class:`_AcpHost`)
-    serial_open = False
+    #: open and close the process's conversations one at a time (see :class:`_AcpHost`)
+    serial_lifecycle = False
 
     def route_key(self, method: str, params: Any) -> str:
         """The conversation a message belongs to ("" for process-wide chatter)."""
@@ -197,9 +199,11 @@ class _AcpHost(HostProtocol):
     jsonrpc = True
     # gemini 0.61 takes twice as long for each session/new that overlaps another on the
     # process (eight at once: 0.4 … 13 s; one at a time ~0.15 s each), so thirty conversations
-    # started at once on one process failed their start timeout; Kimi Code gains nothing
-    # from overlapping them either
-    serial_open = True
+    # started at once on one process failed their start timeout. Kimi Code 2.1.0 answers a
+    # session/new with -32603 "session not found: <its new id>" when a session/close of another
+    # session in the same directory runs meanwhile (1 in 2-3 on a warm pool's spare replaced
+    # by a conversation's own open): opens and closes never overlap on one process.
+    serial_lifecycle = True
 
     async def initialize(self, client: JsonRpcClient) -> Any:
         return await client.request("initialize", acp_proto.initialize_params())
@@ -333,8 +337,8 @@ class AgentHost(ProcessHost):
         #: conversations closed here that the agent still holds (it could not release them)
         self.parked: set[str] = set()
         self.unrouted = 0
-        #: held while a conversation opens, when the protocol opens one at a time
-        self.opening = trio.Lock()
+        #: held while a conversation opens or is released, when the protocol does one at a time
+        self.lifecycle = trio.Lock()
         self._routes: dict[str, _Link] = {}
         self._orphans: collections.OrderedDict[str, list[_Inboxed]] = collections.OrderedDict()
 
@@ -418,18 +422,35 @@ class AgentHost(ProcessHost):
         for key in link.keys:
             if self._routes.get(key) is link:
                 del self._routes[key]
-        self.links.discard(link)
         link.send.close()
-        if release and self.client is not None and not self.done.is_set():
-            with trio.CancelScope(shield=True), trio.move_on_after(self.close_grace):
-                for key in link.keys:
-                    try:
-                        released = await self.protocol.release(self.client, key, self.info)
-                    except AliceError:
-                        released = False
-                    if not released:
-                        self.parked.add(key)
-        self._emptied()
+        try:
+            if release and self.client is not None and not self.done.is_set():
+                kept = set(link.keys)  # parked unless the agent released it in time
+                with trio.CancelScope(shield=True), trio.move_on_after(self.close_grace):
+                    async with self.one_at_a_time():
+                        for key in link.keys:
+                            try:
+                                if await self.protocol.release(self.client, key, self.info):
+                                    kept.discard(key)
+                            except AliceError:
+                                pass
+                self.parked |= kept
+        finally:
+            # counted until released: a host that retires once empty must not end while
+            # another conversation's release still waits its turn
+            self.links.discard(link)
+            self._emptied()
+
+    @asynccontextmanager
+    async def one_at_a_time(self) -> AsyncIterator[None]:
+        """Hold the process's lifecycle lock while a conversation opens or is released, when
+        the protocol wants those one at a time (:attr:`HostProtocol.serial_lifecycle`); else
+        nothing. Cancelled while waiting, it leaves nothing held."""
+        if not self.protocol.serial_lifecycle:
+            yield
+            return
+        async with self.lifecycle:
+            yield
 
     # -- routing ------------------------------------------------------------------------------
     async def _route(self, client: JsonRpcClient) -> None:
@@ -578,7 +599,7 @@ class HostedConversation:
                 async with trio.open_nursery() as nursery:
                     inner._nursery = nursery
                     nursery.start_soon(self._pump, link)
-                    async with self._opening():
+                    async with self.host.one_at_a_time():
                         await inner.handshake(cast(JsonRpcClient, link))
                         inner._started = True
                         self.route_key = await self.host.protocol.open(inner, self.initial)
@@ -595,16 +616,6 @@ class HostedConversation:
             with trio.CancelScope(shield=True):
                 await self.host.detach(link, release=bool(self.route_key))
                 await self.kill_tools()
-
-    @asynccontextmanager
-    async def _opening(self) -> AsyncIterator[None]:
-        """The host's open lock when its protocol opens conversations one at a time (the
-        wait counts toward the session's start timeout; cancelling it leaves nothing)."""
-        if not self.host.protocol.serial_open:
-            yield
-            return
-        async with self.host.opening:
-            yield
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         ref = await self._turns.start_turn(request)

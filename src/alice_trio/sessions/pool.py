@@ -455,6 +455,10 @@ class HostPool:
         if self._nursery is None or self._closed:
             raise ConfigError("the host pool is not open")
         base = _without_key(initial)
+        if base.workspace_dir and base.workspace_dir == self.config.workspace_dir.strip():
+            # the config's own directory spelled out is the default every driver falls back
+            # to: such a request is served by a spare made with the defaults
+            base = base.evolve(workspace_dir="")
         new = not initial.thread_id
         if new:
             spare = self._take_spare(base)

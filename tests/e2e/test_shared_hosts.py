@@ -156,6 +156,7 @@ class SharedCases:
                 assert backend.pool.spares_used == 0 and len(backend.pool.hosts) == 1
         await assert_nothing_left(setup)
 
+
 class TestCodexShared(SharedCases):
     CLI = PROVIDER = "codex"
 

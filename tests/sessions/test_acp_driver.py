@@ -433,3 +433,55 @@ async def test_interrupt_answers_a_pending_permission_cancelled(tmp_path: Path):
     assert answer["result"] == {"outcome": {"outcome": "cancelled"}}
     assert rec.texts(EventKind.TOOL_USE)[-1].endswith("-> cancel")
     assert peer_problems(log) == []
+
+
+def _kimi_with_usage_after_the_response() -> list[dict[str, Any]]:
+    """The recorded Kimi Code session's first turn with the usage_update it sent right after
+    the prompt's response (the recorder filed it under the next prompt's replies)."""
+    steps = cgk_steps("acp", "kimi_code_acp")
+    usage = steps[3]["reply"][0]
+    assert usage["params"]["update"]["sessionUpdate"] == "usage_update"
+    first = steps[:3]
+    first[2] = {**first[2], "reply": [*first[2]["reply"], usage]}
+    return first
+
+
+async def test_kimi_code_usage_after_the_response_is_the_turns_usage(tmp_path: Path):
+    """Kimi Code 2.1 reports a turn's usage (its context tokens) just after the prompt's
+    response: the turn's end waits for it (bounded) instead of reporting zero."""
+    driver, _ = acp_driver(
+        tmp_path, _kimi_with_usage_after_the_response(), trailing_usage=True, usage_wait=60.0
+    )
+    rec = Recorder()
+    with trio.fail_after(20):  # ended by the usage, not by the 60 s bound
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, rec)
+            ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+            done = await rec.terminal(ref.turn_id)
+            await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED
+    assert done.usage is not None and done.usage.input_tokens == 22268
+    assert rec.texts(EventKind.ASSISTANT_TEXT, ref.turn_id)
+
+
+async def test_a_trailing_usage_that_never_comes_ends_the_turn_after_the_wait(tmp_path: Path):
+    driver, _ = acp_driver(
+        tmp_path, cgk_steps("acp", "kimi_code_acp")[:3], trailing_usage=True, usage_wait=0.05
+    )
+    rec = Recorder()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, rec)
+            ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+            done = await rec.terminal(ref.turn_id)
+            await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED and done.usage is not None
+    assert done.usage.input_tokens == 0
+
+
+def test_the_kimi_record_says_its_usage_trails_the_response(tmp_path: Path):
+    kimi = open_kimi_driver(KimiConfig(workspace_dir=str(tmp_path)), RunRequest(user_text="x"))
+    gemini = open_gemini_driver(
+        GeminiConfig(workspace_dir=str(tmp_path)), RunRequest(user_text="x")
+    )
+    assert kimi.mapper.trailing_usage and not gemini.mapper.trailing_usage

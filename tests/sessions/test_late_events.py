@@ -40,10 +40,42 @@ def test_acp_late_updates_of_a_cancelled_turn_stay_out_of_the_next():
     out += m.finish({"stopReason": "end_turn"})
     assert [e.text for e in out if e.kind is EventKind.ASSISTANT_TEXT] == ["fresh"]
     assert not [e for e in out if e.kind is EventKind.TOOL_USE]
+    # the usage_update after turn one's response taught it: turn two's end waits for its own
+    assert m.trailing_usage and m.holding and not [e for e in out if e.kind.terminal]
+    out = m.release()
     done = out[-1]
     assert done.kind is EventKind.TURN_COMPLETED and done.turn_id == "t2"
     assert done.usage.input_tokens != 123  # turn one's late usage is not turn two's
-    assert m.dropped == 4
+    assert m.dropped == 4 and m.release() == []
+
+
+def test_acp_trailing_usage_is_the_finished_turns_and_releases_its_end():
+    """Kimi Code 2.1 sends a turn's only usage_update just after the prompt's response."""
+    m = AcpUpdateMapper(provider="kimi", session_id="s", trailing_usage=True)
+    m.begin("t1")
+    out = m.feed(chunk("hello", "m1"))
+    out += m.finish({"stopReason": "end_turn"})
+    assert [e.kind for e in out] == [EventKind.ASSISTANT_TEXT] and m.holding
+    out = m.feed(upd("usage_update", used=22268, size=262144))
+    assert [(e.kind, e.turn_id) for e in out] == [
+        (EventKind.USAGE, "t1"), (EventKind.TURN_COMPLETED, "t1")
+    ]  # fmt: skip
+    assert out[-1].usage.input_tokens == 22268 and not m.holding and m.release() == []
+    # a cancelled or refused turn, or a result with usage, ends at once
+    with_usage = {"stopReason": "end_turn", "usage": {"inputTokens": 5, "outputTokens": 1}}
+    for result in ({"stopReason": "cancelled"}, {"stopReason": "refusal"}, with_usage):
+        m.begin(f"t{id(result)}")
+        out = m.finish(result)
+        assert [e.kind.terminal for e in out] == [True] and not m.holding
+
+
+def test_acp_agent_without_trailing_usage_ends_turns_at_the_response():
+    m = AcpUpdateMapper(provider="gemini", session_id="s")
+    m.begin("t1")
+    m.feed(upd("usage_update", used=5, size=10))  # during the turn: not after the response
+    out = m.finish({"stopReason": "end_turn"})
+    assert [e.kind for e in out] == [EventKind.TURN_COMPLETED] and not m.trailing_usage
+    assert out[0].usage.input_tokens == 5
 
 
 def test_acp_updates_before_the_first_turn_still_flow():
@@ -148,6 +180,7 @@ def test_acp_usage_of_the_previous_turn_after_the_next_prompt_is_not_the_new_tur
     out = m.feed(chunk("two", "m2"))
     out += m.feed(upd("usage_update", used=222, size=1000))  # turn two's own, before its end
     out += m.finish({"stopReason": "end_turn"})
+    out += m.release()  # it learned that usage trails the response: none came this time
     assert [e.turn_id for e in out if e.kind is EventKind.USAGE] == ["t2"]
     assert out[-1].kind is EventKind.TURN_COMPLETED
     assert out[-1].usage.input_tokens == 222
@@ -162,5 +195,6 @@ def test_acp_a_turn_with_only_the_previous_turns_usage_reports_none():
     m.feed(upd("usage_update", used=111, size=1000))
     out = m.feed(chunk("two", "m2"))
     out += m.finish({"stopReason": "end_turn"})
+    out += m.release()
     assert out[-1].kind is EventKind.TURN_COMPLETED
     assert out[-1].usage.input_tokens == 0  # not turn one's 111

@@ -27,6 +27,12 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   after the response (kimi sends one there) is reported under the finished turn's id and does
   not become the next turn's usage — also when it arrives after the next prompt went out: a
   ``usage_update`` before any output of a turn is the previous turn's.
+* Trailing usage (:attr:`AcpUpdateMapper.trailing_usage`: Kimi Code 2.1 sends its only
+  ``usage_update`` of a turn just after the prompt's response): the terminal event of a turn
+  that ended normally without usage in its result is *held* by :meth:`AcpUpdateMapper.finish`
+  and given out with the ``usage_update`` that follows (or by :meth:`AcpUpdateMapper.release`
+  when the driver stops waiting for it). An agent that sends a ``usage_update`` after a response
+  is learned to do so from then on.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -226,8 +232,13 @@ class AcpUpdateMapper:
     nothing.
     """
 
-    def __init__(self, *, provider: str, session_id: str = "") -> None:
+    def __init__(
+        self, *, provider: str, session_id: str = "", trailing_usage: bool = False
+    ) -> None:
         self.provider = provider
+        #: the agent reports a turn's usage just after the prompt's response (module docstring)
+        self.trailing_usage = trailing_usage
+        self._held: TurnEvent | None = None  # a terminal event waiting for its trailing usage
         self.session_id = session_id
         self.turn_id = ""
         self.replaying = False
@@ -245,6 +256,16 @@ class AcpUpdateMapper:
         self._previous_turn = ""  # the turn before the current one
         self._turn_of: dict[str, str] = {}  # tool call / message id -> turn that started it
         self.dropped = 0  # late updates of finished turns
+
+    @property
+    def holding(self) -> bool:
+        """A finished turn's terminal event waits for the ``usage_update`` after it."""
+        return self._held is not None
+
+    def release(self) -> list[TurnEvent]:
+        """The held terminal event (without the usage that did not come), or nothing."""
+        held, self._held = self._held, None
+        return [held] if held is not None else []
 
     def begin(self, turn_id: str) -> None:
         if turn_id != self.turn_id:
@@ -327,12 +348,21 @@ class AcpUpdateMapper:
             usage = Usage(input_tokens=used)
             text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
             if self.turn_id and not self._output and self._previous_turn and not self._ended:
+                self.trailing_usage = True
                 return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,
                                         turn_id=self._previous_turn, raw=raw, text=text,
                                         usage=usage, provider=self.provider)]  # fmt: skip
             if not self._ended:
                 self._context_usage = usage
-            return [*out, self._event(EventKind.USAGE, raw, text=text, usage=usage)]
+            elif self._held is None:
+                self.trailing_usage = True
+            out.append(self._event(EventKind.USAGE, raw, text=text, usage=usage))
+            if self._held is not None:
+                held, self._held = self._held, None
+                out.append(TurnEvent(kind=held.kind, thread_id=held.thread_id,
+                                     turn_id=held.turn_id, raw=held.raw, text=held.text,
+                                     usage=usage, provider=held.provider))  # fmt: skip
+            return out
         return [*out, self._event(EventKind.UNKNOWN, raw, text=f"ACP update {kind!r}")]
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
@@ -392,8 +422,11 @@ class AcpUpdateMapper:
                                    usage=usage))  # fmt: skip
         else:
             text = "" if stop in ("", "end_turn") else f"stop reason: {stop}"
-            out.append(self._event(EventKind.TURN_COMPLETED, raw, text=text,
-                                   usage=usage or Usage()))  # fmt: skip
+            done = self._event(EventKind.TURN_COMPLETED, raw, text=text, usage=usage or Usage())
+            if self.trailing_usage and result_usage(result) is None:
+                self._held = done  # given out with the usage_update that follows
+            else:
+                out.append(done)
         return out
 
 

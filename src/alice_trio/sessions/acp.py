@@ -119,9 +119,14 @@ class AcpDriver(RpcDriver):
         model: str = "",
         default_model: str = "",
         before_load: Callable[[str, str], object] | None = None,
+        trailing_usage: bool = False,
+        usage_wait: float = 0.25,
     ) -> None:
         """``before_load(session_id, cwd)``: called before ``session/load`` is sent (gemini:
-        :func:`keep_gemini_history`); not when a shared process answers the load locally."""
+        :func:`keep_gemini_history`); not when a shared process answers the load locally.
+        ``trailing_usage``: the agent reports a turn's usage just after the prompt's response
+        (Kimi Code; :class:`~alice_trio.protocols.acp.AcpUpdateMapper` also learns it); the
+        turn's end then waits up to ``usage_wait`` seconds for it."""
         super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.provider = provider  # type: ignore[misc]
         self.gate.provider = provider
@@ -139,7 +144,9 @@ class AcpDriver(RpcDriver):
         self._model_lock = trio.Lock()
         self.session_id = ""
         self.agent_info: dict[str, Any] = {}
-        self.mapper = proto.AcpUpdateMapper(provider=provider)
+        self.mapper = proto.AcpUpdateMapper(provider=provider, trailing_usage=trailing_usage)
+        self.usage_wait = usage_wait
+        self._usage_came: trio.Event | None = None
         self._turns = itertools.count(1)
         self._last_update = 0.0
 
@@ -219,10 +226,13 @@ class AcpDriver(RpcDriver):
             return [self.unknown(msg.raw, f"ACP notification {msg.method}")]
         if self.mapper.replaying:
             self._last_update = trio.current_time()
-        return self.mapper.feed(msg.params, msg.raw)
+        events = self.mapper.feed(msg.params, msg.raw)
+        if self._usage_came is not None and not self.mapper.holding:
+            self._usage_came.set()
+        return events
 
     def eof_events(self) -> list[TurnEvent]:
-        return self.mapper.flush()
+        return self.mapper.flush() + self.mapper.release()
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         text = self.check_prompt(request)
@@ -251,6 +261,13 @@ class AcpDriver(RpcDriver):
             ref, "session/prompt", proto.prompt_params(self.session_id, text),
             self.mapper.finish, on_cancel=cancel,
         )  # fmt: skip
+        if self.mapper.holding:  # the turn's end waits (bounded) for the usage after it
+            self._usage_came = came = trio.Event()
+            with trio.move_on_after(self.usage_wait):
+                await came.wait()
+            self._usage_came = None
+            for event in self.mapper.release():
+                await self.emit(event)
 
     async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
         raise SteerUnsupportedError(provider=self.provider)
@@ -426,4 +443,5 @@ def open_kimi_driver(
                          config.exec_policy.merged(initial.exec_policy)),
                      auto_approve=config.yolo, approver=approver,
                      model=initial.model or config.model.strip(),
-                     default_model=config.model.strip(), **kw)  # fmt: skip
+                     default_model=config.model.strip(), trailing_usage=True,
+                     **kw)  # fmt: skip

@@ -1,0 +1,86 @@
+"""Admission control (sessions/admission.py): what its mutation run (docs/mutation-testing.md)
+found untested — the conversation bound a process bound implies, the scan for an idle
+conversation past busy ones, and the bounded memory of thread ids to resume."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+from test_admission import Factory, keyed, until
+
+from alice_trio.sessions import admission as admission_module
+from alice_trio.sessions.admission import Admission
+from alice_trio.sessions.backend import SessionBackend
+from alice_trio.sessions.pool import ScalingConfig
+
+
+def test_a_process_bound_bounds_the_conversations_of_a_process_per_conversation_provider():
+    def limit(shared: bool, **kw: int) -> int:
+        return Admission(ScalingConfig(warm=0, **kw), shared=shared).max_conversations
+
+    # one process per conversation: the process bound is a conversation bound too
+    assert limit(False, max_processes=3) == 3
+    assert limit(False, max_processes=3, max_conversations=5) == 3
+    assert limit(False, max_processes=3, max_conversations=2) == 2
+    assert limit(False, max_conversations=4) == 4
+    assert limit(False) == 0  # no bound at all
+    # shared processes: conversations are not processes
+    assert limit(True, max_processes=3) == 0
+    assert limit(True, max_processes=3, max_conversations=5) == 5
+
+
+def test_the_memory_of_thread_ids_to_resume_is_bounded_and_keeps_the_newest(monkeypatch):
+    monkeypatch.setattr(admission_module, "RESUME_MEMORY", 3)
+    a = Admission(ScalingConfig(warm=0), shared=True)
+    for i in range(5):
+        a.remember(f"k{i}", f"thr-{i}")
+    assert list(a.resume_ids) == ["k2", "k3", "k4"]
+    a.remember("k2", "thr-2b")  # remembered again: the newest now
+    a.remember("k5", "thr-5")
+    assert list(a.resume_ids) == ["k4", "k2", "k5"]
+    a.remember("k6", "")  # nothing to resume: not remembered, nothing forgotten
+    assert list(a.resume_ids) == ["k4", "k2", "k5"]
+    request = keyed("again", "k2")
+    assert a.resume("k2", request).thread_id == "thr-2b" and "k2" not in a.resume_ids
+    assert a.resume("k2", request).thread_id == ""  # used once
+
+
+async def test_room_is_made_past_a_busy_least_recently_used_conversation(autojump_clock):
+    """The least recently used conversation is busy (its turn runs): the next idle one in
+    LRU order is closed for the new conversation, which does not wait for the busy turn."""
+    f = Factory()
+    scaling = ScalingConfig(warm=0, max_conversations=2)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+        with trio.fail_after(300):  # MockClock: virtual seconds
+            await _busy_a_idle_b_then_c(b, f)
+        assert b.admission.evicted == 1
+
+
+async def _busy_a_idle_b_then_c(b: SessionBackend, f: Factory) -> None:
+    async with trio.open_nursery() as n:
+        n.start_soon(b.run, keyed("a1", "a"))  # a busy until released below
+        await until(lambda: f.drivers and f.drivers[0].started)
+
+        async def run_b() -> None:
+            await b.run(keyed("b1", "b"))
+
+        n.start_soon(run_b)
+        await until(lambda: len(f.drivers) == 2 and f.drivers[1].started)
+        ref, _ = f.drivers[1].started[0]
+        await f.drivers[1].finish(ref, text="b1 done")  # b idle, a still busy
+        await trio.testing.wait_all_tasks_blocked()
+        done = trio.Event()
+
+        async def run_c() -> None:
+            await b.run(keyed("c1", "c"))
+            done.set()
+
+        n.start_soon(run_c)
+        await until(lambda: len(f.drivers) == 3 and f.drivers[2].started)
+        assert f.drivers[1].closed_with == [True] and not f.drivers[0].closed_with
+        ref, _ = f.drivers[2].started[0]
+        await f.drivers[2].finish(ref, text="c1 done")
+        await done.wait()
+        assert b.open_sessions() == ["a", "c"]
+        ref, _ = f.drivers[0].started[0]
+        await f.drivers[0].finish(ref, text="a1 done")

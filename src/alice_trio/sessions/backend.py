@@ -19,9 +19,13 @@ holds or waits for it (§13.10); a request with neither key gets a fresh one-tur
 **Reuse.** After every run whose session is still alive — completed, interrupted, or refused
 (a failed submit) — the session stays open for ``idle_ttl`` seconds; a timer task in the
 backend's nursery closes it then, unless a run took it again (a generation counter, checked
-under the same per-key lock). No run leaves a live session without its timer (issue 12 item 9).
-A session whose process died is replaced on the next run, resuming by thread id. A blank
-prompt is refused before any session is looked up or spawned.
+under the same per-key lock). No run leaves a live session without its timer (issue 12 item 9)
+— except a conversation the agent cannot resume (``session.resumable`` false: an ACP agent
+without ``loadSession``), which the backend never closes by itself unless
+``ScalingConfig.close_unresumable`` allows it (:mod:`~alice_trio.sessions.admission`).
+A session whose process died is replaced on the next run, resuming by thread id (if the
+agent can; a resume it cannot do is :class:`ResumeUnsupportedError`). A blank prompt is
+refused before any session is looked up or spawned.
 
 **One run.** ``submit`` the request, then follow the session's events: only events of the
 submitted turn — and of turns steered into it with :meth:`steer` — count (an event with another
@@ -410,7 +414,7 @@ class SessionBackend:
             async with lock, self.admission.turn(request), self._using(key):
                 entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
-                    self.admission.remember(key, entry.session.thread_id)  # resumed below
+                    self.admission.remember(entry)  # resumed below, if the agent can
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
@@ -522,12 +526,15 @@ class SessionBackend:
             self._forget_lock(entry.key, lock)
 
     def _arm_idle_close(self, entry: _Entry) -> None:
-        """Give ``entry`` its idle timer if it is still the live session of its key."""
+        """Give ``entry`` its idle timer if it is still the live session of its key — unless
+        the agent cannot resume it and the scaling does not allow closing such a one
+        (``close_unresumable``): the idle close would lose it."""
         if (
             self._nursery is None
             or not entry.key
             or self._sessions.get(entry.key) is not entry
             or entry.session.closed
+            or not self.admission.closable(entry)
         ):
             return
         if entry.timer is not None:

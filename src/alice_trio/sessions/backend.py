@@ -161,9 +161,11 @@ class _Asking:
     :class:`ConfigError` at once — which declines the request like any approver failure
     (:func:`~alice_trio.sessions.approval.ask`) — not a wait for itself."""
 
-    def __init__(self, approver: Approver, running: Callable[[], list[_Turn]]) -> None:
+    def __init__(
+        self, approver: Approver, running: Callable[[], list[_Turn]] | None = None
+    ) -> None:
         self.approver = approver
-        self.running = running  # the turns of the backend's runs in progress
+        self.running = running or list  # the turns of the backend's runs in progress
         self.pending: list[ApprovalRequest] = []
 
     async def __call__(self, request: ApprovalRequest) -> Any:

@@ -70,7 +70,7 @@ EXPORTS = {
     "EmptyPromptError", "IdleTimeoutError", "JsonRpcError", "LineTooLongError", "NoActiveTurnError",
     "ProcessFailedError", "ProtocolError", "RunInterruptedError", "RunTimeoutError",
     "SessionClosedError", "SessionError", "SessionStateError", "SteerUnsupportedError",
-    "TransportClosedError",
+    "TransportClosedError", "ResumeUnsupportedError", "ConversationLimitError",
     "UnknownProviderError",
     "__version__",
 }  # fmt: skip

@@ -138,6 +138,10 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     "ends).",
     ("ScalingConfig", "spare_retry"): "Seconds before a spare that failed to start is tried "
     "again (doubling, at most 300).",
+    ("ScalingConfig", "close_unresumable"): "Let `idle_ttl` and `max_conversations` close a "
+    "conversation the agent cannot resume (an ACP agent without `loadSession`); its context is "
+    "then lost. Off: such a conversation stays open, and a new one at the bound fails with "
+    "`ConversationLimitError`.",
     ("RunLimits", "kill_grace_secs"): "SIGTERM to the process group, this long, then SIGKILL.",
     ("RunLimits", "drain_timeout_secs"): "After the final event, how long the CLI may take to "
     "exit by itself before it is killed.",

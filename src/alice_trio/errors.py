@@ -59,6 +59,7 @@ __all__ = [
     "CLINotFoundError",
     "CallbackError",
     "ConfigError",
+    "ConversationLimitError",
     "EmptyPromptError",
     "IdleTimeoutError",
     "JsonRpcError",
@@ -66,6 +67,7 @@ __all__ = [
     "NoActiveTurnError",
     "ProcessFailedError",
     "ProtocolError",
+    "ResumeUnsupportedError",
     "RunInterruptedError",
     "RunTimeoutError",
     "SessionClosedError",
@@ -201,6 +203,13 @@ class ProtocolError(AliceError):
     default_message = "protocol error"
 
 
+class ResumeUnsupportedError(ProtocolError):
+    """A run asked to resume a conversation (a thread id) the agent cannot load (an ACP agent
+    whose ``initialize`` does not offer ``loadSession``): its context is not on that agent."""
+
+    default_message = "the agent cannot resume a conversation"
+
+
 class TransportClosedError(AliceError):
     default_message = "agent process closed the connection"
 
@@ -250,6 +259,13 @@ class CallbackError(AliceError):
 
 class SessionError(AliceError):
     default_message = "session error"
+
+
+class ConversationLimitError(SessionError):
+    """A new conversation found ``max_conversations`` reached by conversations the backend may
+    not close: the agent cannot resume them (closing one would lose it; see docs/scaling.md)."""
+
+    default_message = "no room for another conversation"
 
 
 class SessionClosedError(SessionError):

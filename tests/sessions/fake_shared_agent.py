@@ -18,6 +18,7 @@ What a turn does depends on its prompt text:
   open already in progress (like gemini's ``session/new``), logged as ``{"open": [t0, t1]}``;
   with ``FAKE_ACP_CLOSE=1`` too, a ``session/close`` that arrives while opens are in progress
   fails those opens with -32603 "session not found" (like Kimi Code 2.1.0);
+* ``FAKE_ACP_NO_LOAD=1`` (env): ACP's ``initialize`` does not offer ``loadSession``;
 * anything else — answers ``reply to <conversation>: <text>``.
 
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
@@ -49,6 +50,8 @@ counter = iter(range(1, 1_000_000))
 answers: dict[object, list] = {}  # our server-request id -> [event, result]
 #: FAKE_ACP_CLOSE=1: the agent offers session/close (like Kimi Code 2.1)
 ACP_CAPABILITIES: dict = {"loadSession": True}
+if os.environ.get("FAKE_ACP_NO_LOAD"):  # an agent that cannot load a session (no loadSession)
+    del ACP_CAPABILITIES["loadSession"]
 if os.environ.get("FAKE_ACP_CLOSE"):
     ACP_CAPABILITIES["sessionCapabilities"] = {"close": {}}
 OPEN_DELAY = float(os.environ.get("FAKE_OPEN_DELAY") or 0)

@@ -4,6 +4,8 @@ conversation past busy ones, and the bounded memory of thread ids to resume."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import trio
 import trio.testing
 from test_admission import Factory, keyed, until
@@ -29,16 +31,24 @@ def test_a_process_bound_bounds_the_conversations_of_a_process_per_conversation_
     assert limit(True, max_processes=3, max_conversations=5) == 5
 
 
+def _closed(key: str, thread_id: str, resumable: bool = True) -> SimpleNamespace:
+    """What Admission.remember reads of a backend entry whose conversation was closed."""
+    return SimpleNamespace(key=key, session=SimpleNamespace(thread_id=thread_id,
+                                                            resumable=resumable))  # fmt: skip
+
+
 def test_the_memory_of_thread_ids_to_resume_is_bounded_and_keeps_the_newest(monkeypatch):
     monkeypatch.setattr(admission_module, "RESUME_MEMORY", 3)
     a = Admission(ScalingConfig(warm=0), shared=True)
+    remember = lambda key, thread_id: a.remember(_closed(key, thread_id))  # noqa: E731
     for i in range(5):
-        a.remember(f"k{i}", f"thr-{i}")
+        remember(f"k{i}", f"thr-{i}")
     assert list(a.resume_ids) == ["k2", "k3", "k4"]
-    a.remember("k2", "thr-2b")  # remembered again: the newest now
-    a.remember("k5", "thr-5")
+    remember("k2", "thr-2b")  # remembered again: the newest now
+    remember("k5", "thr-5")
     assert list(a.resume_ids) == ["k4", "k2", "k5"]
-    a.remember("k6", "")  # nothing to resume: not remembered, nothing forgotten
+    remember("k6", "")  # nothing to resume: not remembered, nothing forgotten
+    a.remember(_closed("k7", "thr-7", resumable=False))  # the agent cannot resume it
     assert list(a.resume_ids) == ["k4", "k2", "k5"]
     request = keyed("again", "k2")
     assert a.resume("k2", request).thread_id == "thr-2b" and "k2" not in a.resume_ids

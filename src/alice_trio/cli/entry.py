@@ -57,9 +57,16 @@ def _release_signals(held: set[int | signal.Signals] | None) -> None:
 
 
 def main() -> int:
-    """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`)."""
-    install()
+    """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`).
+
+    The whole body is one ``try``: a SIGINT arriving once this function runs (and a
+    SIGTERM from :func:`install`'s handler on, a few instructions later) ends in exit 130/143
+    and one line, never a traceback. Before it — the interpreter's start, ``site`` and ``.pth``
+    files, the console script's own imports — Python's default applies (docs/cli.md, "Exit
+    codes"). Once the exit code is decided both signals are ignored.
+    """
     try:
+        install()
         held = _hold_signals()
         try:
             _reserve_std_fds()
@@ -67,28 +74,41 @@ def main() -> int:
         finally:
             _release_signals(held)  # a signal that came meanwhile is raised here
         code = command()
+        _ignore_signals()  # the exit code is decided
     except KeyboardInterrupt as exc:
-        signum = interrupt_signal(exc)
-        code = 128 + int(signum)
-        command_module = sys.modules.get(__package__ + ".main")
-        if command_module is not None:  # imported: ``run --json`` still prints its result
-            try:
-                command_module.interrupted_result(None, signum)
-            except (Exception, KeyboardInterrupt):  # nothing may turn this into a traceback
-                pass
-        try:
-            if sys.stderr is not None:
-                sys.stderr.write(f"alice-trio: {signal_name(signum)}\n")
-                sys.stderr.flush()
-        except (OSError, ValueError):
+        code = 128 + int(interrupt_signal(exc))
+        try:  # a second signal while the first is reported: the code stays the first's
+            _ignore_signals()
+            _report(code - 128)
+        except KeyboardInterrupt:
             pass
-    # the exit code is decided: a signal from now on does not turn it into a traceback
+    return code
+
+
+def _ignore_signals() -> None:
+    """From here on a signal cannot turn the decided exit code into a traceback."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except ValueError:
         pass
-    return code
+
+
+def _report(signum: int) -> None:
+    """The one line for a command a signal ended (and ``run --json``'s result object when
+    the command's module is imported)."""
+    command_module = sys.modules.get(__package__ + ".main")
+    if command_module is not None:  # imported: ``run --json`` still prints its result
+        try:
+            command_module.interrupted_result(None, signum)
+        except (Exception, KeyboardInterrupt):  # nothing may turn this into a traceback
+            pass
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(f"alice-trio: {signal_name(signum)}\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,7 +62,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..errors import ConfigError, ProtocolError, SteerUnsupportedError
+from ..errors import ConfigError, ProtocolError, ResumeUnsupportedError, SteerUnsupportedError
 from ..models import EventKind, ExecPolicy, RunRequest, TurnEvent
 from ..protocols import acp as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
@@ -144,6 +144,8 @@ class AcpDriver(RpcDriver):
         self._model_lock = trio.Lock()
         self.session_id = ""
         self.agent_info: dict[str, Any] = {}
+        #: whether the agent can load this conversation again (``loadSession``), once known
+        self.resumable = True
         self.mapper = proto.AcpUpdateMapper(provider=provider, trailing_usage=trailing_usage)
         self.usage_wait = usage_wait
         self._usage_came: trio.Event | None = None
@@ -153,11 +155,14 @@ class AcpDriver(RpcDriver):
     async def handshake(self, client: Any) -> None:
         info = await client.request("initialize", proto.initialize_params())
         self.agent_info = info if isinstance(info, dict) else {}
+        caps = self.agent_info.get("agentCapabilities") or {}
+        self.resumable = isinstance(caps, dict) and caps.get("loadSession") is True
         if self.resume_id:
-            caps = self.agent_info.get("agentCapabilities") or {}
-            if not (isinstance(caps, dict) and caps.get("loadSession")):
-                raise ProtocolError(
-                    f"{self.provider}: the agent cannot load session {self.resume_id!r}",
+            if not self.resumable:
+                raise ResumeUnsupportedError(
+                    f"{self.provider}: the agent cannot load session {self.resume_id!r} "
+                    "(its initialize offers no loadSession): run without the thread id to "
+                    "start a new conversation",
                     provider=self.provider,
                 )
             self.mapper.session_id = self.session_id = self.resume_id

@@ -14,6 +14,12 @@ conversations live and how many turns run at once, so a burst cannot take the ho
   the new one waits until a run ends. A conversation whose next run holds its key but still
   waits for a turn slot is idle here (closed only when no other is): pinning it deadlocked
   ``max_turns`` with this bound.
+* **Conversations the agent cannot resume** (``session.resumable`` false: an ACP agent whose
+  ``initialize`` offers no ``loadSession``) are never closed to make room, nor by ``idle_ttl``
+  — closing one would lose it, and its next run would fail to resume — unless
+  ``ScalingConfig.close_unresumable`` allows it (then its thread id is not remembered: its next
+  run without one starts afresh). A new conversation that finds the bound taken only by such
+  conversations fails at once with :class:`ConversationLimitError` (room would never come).
 
 Cancellation: waiting is cancellable and leaves nothing behind (the FIFO ticket is removed).
 """
@@ -28,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..errors import ConversationLimitError
 from ..models import RunRequest, call_maybe_async
 from .pool import ScalingConfig
 
@@ -114,6 +121,7 @@ class Admission:
                     evicted = self._evict(backend)
                     if evicted is not None:
                         break
+                    self._check_room(backend, limit)
                 changed = self._changed
                 await changed.wait()
             if evicted is not None:  # its conversation is gone before the new one starts
@@ -128,6 +136,26 @@ class Admission:
         finally:
             self._opening -= 1
             self.notify()
+
+    def closable(self, entry: Any) -> bool:
+        """Whether the backend may close ``entry``'s conversation by itself (idle close, room
+        for another): the agent can resume it, or the scaling allows losing it."""
+        return bool(entry.session.resumable or self.scaling.close_unresumable)
+
+    def _check_room(self, backend: SessionBackend, limit: int) -> None:
+        """:class:`ConversationLimitError` when room can never come: every live conversation
+        is one the backend may not close (none opening, none that could become idle)."""
+        sessions = list(backend._sessions.values())
+        if self._opening or len(sessions) < limit:
+            return
+        if any(self.closable(e) or e.session.closed for e in sessions):
+            return
+        raise ConversationLimitError(
+            f"max_conversations ({limit}) reached by conversations the agent cannot resume "
+            "(closing one would lose it): raise the bound, or allow closing them with "
+            "ScalingConfig(close_unresumable=True)",
+            provider=backend.provider.name,
+        )
 
     def evict_one(self, backend: SessionBackend) -> bool:
         """Close the least recently used idle conversation of ``backend``; True if one was."""
@@ -146,7 +174,7 @@ class Admission:
                 if key not in backend._locks:
                     del self.recent[key]
                 continue
-            if entry.current is not None or key in backend._in_use:
+            if entry.current is not None or key in backend._in_use or not self.closable(entry):
                 continue
             lock = backend._locks.get(key)
             if lock is not None and lock.locked():
@@ -158,16 +186,17 @@ class Admission:
         return None
 
     def _close(self, backend: SessionBackend, key: str, entry: Any) -> Any:
-        self.remember(key, entry.session.thread_id)
+        self.remember(entry)
         del self.recent[key]
         backend._drop(entry, graceful=True)
         self.evicted += 1
         return entry
 
-    def remember(self, key: str, thread_id: str) -> None:
-        """``key``'s conversation was closed under it (made room, or its process died): its
-        next run without a thread id resumes ``thread_id``."""
-        if not thread_id:
+    def remember(self, entry: Any) -> None:
+        """``entry``'s conversation was closed under it (made room, or its process died): its
+        key's next run without a thread id resumes its thread — if the agent can resume it."""
+        key, thread_id = entry.key, entry.session.thread_id
+        if not thread_id or not entry.session.resumable:
             return
         self.resume_ids[key] = thread_id
         self.resume_ids.move_to_end(key)

@@ -19,9 +19,13 @@ holds or waits for it (§13.10); a request with neither key gets a fresh one-tur
 **Reuse.** After every run whose session is still alive — completed, interrupted, or refused
 (a failed submit) — the session stays open for ``idle_ttl`` seconds; a timer task in the
 backend's nursery closes it then, unless a run took it again (a generation counter, checked
-under the same per-key lock). No run leaves a live session without its timer (issue 12 item 9).
-A session whose process died is replaced on the next run, resuming by thread id. A blank
-prompt is refused before any session is looked up or spawned.
+under the same per-key lock). No run leaves a live session without its timer (issue 12 item 9)
+— except a conversation the agent cannot resume (``session.resumable`` false: an ACP agent
+without ``loadSession``), which the backend never closes by itself unless
+``ScalingConfig.close_unresumable`` allows it (:mod:`~alice_trio.sessions.admission`).
+A session whose process died is replaced on the next run, resuming by thread id (if the
+agent can; a resume it cannot do is :class:`ResumeUnsupportedError`). A blank prompt is
+refused before any session is looked up or spawned.
 
 **One run.** ``submit`` the request, then follow the session's events: only events of the
 submitted turn — and of turns steered into it with :meth:`steer` — count (an event with another
@@ -43,7 +47,11 @@ conversation (time its turn waits for the approver does not count) → the same,
 interrupt-then-kill, then ``trio.Cancelled`` propagates. Every error carries the partial result.
 A callback that raises fails the run with :class:`CallbackError` after the session is dropped.
 A callback that runs its own conversation again (``run`` with the same key) gets
-:class:`ConfigError` at once: that run would wait for the one delivering to the callback.
+:class:`ConfigError` at once: that run would wait for the one delivering to the callback. So
+does an approver that runs *or steers* the conversation whose turn waits for its answer (also
+through a chain: an approver's run of another conversation whose approver comes back); the
+approver's exception then declines the request like any approver failure. Other
+conversations are open to both.
 
 **Errors.** ``run``, ``steer`` and the context manager raise only :class:`AliceError`
 subclasses, bare ``trio.Cancelled``, or the caller's own exception from the ``async with``
@@ -97,6 +105,13 @@ SESSION_KEY_ENV = "ALICE_SESSION_KEY"
 _CALLBACKS_OF: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
     "alice_trio_session_callbacks_of", default=frozenset()
 )
+#: the (backend, conversation key) of every run whose turn waits for the approver the current
+#: task runs (set around an approver call; carried on by the runs it starts, see
+#: ``_Turn.chain``): the approver may neither run nor steer such a conversation — the turn
+#: cannot go on (nor its run end) before the approver answered
+_APPROVING_FOR: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+    "alice_trio_session_approving_for", default=frozenset()
+)
 
 
 def session_key(request: RunRequest) -> str:
@@ -140,33 +155,40 @@ class _IdleWatch:
 
 class _Asking:
     """The approver as the backend gives it to its drivers: it notes the requests waiting for
-    an answer, so a run's idle watchdog does not fire while its turn waits for a human."""
+    an answer, so a run's idle watchdog does not fire while its turn waits for a human, and
+    it calls the approver with the conversations waiting for it marked (``_APPROVING_FOR``,
+    ``_CALLBACKS_OF``): running or steering one of them from the approver is a
+    :class:`ConfigError` at once — which declines the request like any approver failure
+    (:func:`~alice_trio.sessions.approval.ask`) — not a wait for itself."""
 
-    def __init__(self, approver: Approver) -> None:
+    def __init__(
+        self, approver: Approver, running: Callable[[], list[_Turn]] | None = None
+    ) -> None:
         self.approver = approver
+        self.running = running or list  # the turns of the backend's runs in progress
         self.pending: list[ApprovalRequest] = []
 
     async def __call__(self, request: ApprovalRequest) -> Any:
         self.pending.append(request)
+        approving, callbacks = _APPROVING_FOR.get(), _CALLBACKS_OF.get()
+        for turn in self.running():
+            if turn.asks(request):
+                approving |= turn.approving
+                callbacks |= turn.callbacks
+        tokens = (_APPROVING_FOR.set(approving), _CALLBACKS_OF.set(callbacks))
         try:
             answer = self.approver(request)
             if inspect.isawaitable(answer):
                 answer = await answer
             return answer
         finally:
+            _CALLBACKS_OF.reset(tokens[1])
+            _APPROVING_FOR.reset(tokens[0])
             self.pending.remove(request)
 
     def waiting(self, turn: _Turn) -> bool:
-        """Whether a request of ``turn`` (by turn id, else thread id) waits; a request or a
-        turn without ids counts as the turn's."""
-        for request in self.pending:
-            if request.turn_id and request.turn_id in turn.awaited:
-                return True
-            if not request.turn_id and (
-                not request.thread_id or not turn.thread_id or request.thread_id == turn.thread_id
-            ):
-                return True
-        return False
+        """Whether a request of ``turn`` waits (see :meth:`_Turn.asks`)."""
+        return any(turn.asks(request) for request in self.pending)
 
 
 @attrs.define(eq=False)
@@ -185,6 +207,17 @@ class _Turn:
     files: list[FileChange] = attrs.Factory(list)
     steering: int = 0  # steer calls in flight: the run must not end under them
     finished: trio.Event = attrs.Factory(trio.Event)
+    #: the conversations whose approver's answer (``approving``) or callbacks (``callbacks``)
+    #: wait for this run: its run's own key and the chain it was started from
+    approving: frozenset[tuple[int, str]] = frozenset()
+    callbacks: frozenset[tuple[int, str]] = frozenset()
+
+    def asks(self, request: ApprovalRequest) -> bool:
+        """Whether ``request`` is of this turn (by turn id, else thread id); a request or a
+        turn without ids counts as the turn's."""
+        if request.turn_id:
+            return request.turn_id in self.awaited
+        return not request.thread_id or not self.thread_id or request.thread_id == self.thread_id
 
     def check(self) -> None:
         if self.awaited and self.awaited <= self.done and not self.steering:
@@ -274,7 +307,10 @@ class SessionBackend:
         self.driver_factory = checked(what, "driver_factory", callback, driver_factory)
         self.approver = checked(what, "approver", callback, approver)
         # what the drivers get: the approver, noting which requests wait (see _IdleWatch)
-        self._asking = _Asking(approver) if approver is not None else None
+        self._running: set[_Turn] = set()  # the turns of the runs in progress (see _Asking)
+        self._asking = (
+            _Asking(approver, lambda: list(self._running)) if approver is not None else None
+        )
         self.start_timeout: float = checked(what, "start_timeout", finite_seconds, start_timeout)
         checked(what, "scaling", instance(ScalingConfig, "a ScalingConfig or None", optional=True),
                 scaling)  # fmt: skip
@@ -362,6 +398,7 @@ class SessionBackend:
             raise EmptyPromptError(provider=self.provider.name)
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
+        self._refuse_own_approval(key, "run")
         if (id(self), key) in _CALLBACKS_OF.get():
             # the run delivering to this callback holds the conversation until its callbacks
             # returned: this run would wait for it, and it for this run (a hang, not a queue)
@@ -379,7 +416,7 @@ class SessionBackend:
             async with lock, self.admission.turn(request), self._using(key):
                 entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
-                    self.admission.remember(key, entry.session.thread_id)  # resumed below
+                    self.admission.remember(entry)  # resumed below, if the agent can
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
@@ -403,6 +440,7 @@ class SessionBackend:
         :meth:`run`'s result. Raises :class:`NoActiveTurnError` when no turn runs there, and
         what :meth:`InteractiveSession.steer` raises."""
         request = request_arg("SessionBackend.steer", request)
+        self._refuse_own_approval(session_key(request), "steer")
         entry = self._sessions.get(session_key(request))
         if entry is None or entry.current is None:
             raise NoActiveTurnError(provider=self.provider.name)
@@ -418,6 +456,16 @@ class SessionBackend:
             turn.steering -= 1
             turn.check()
         return submitted
+
+    def _refuse_own_approval(self, key: str, what: str) -> None:
+        """:class:`ConfigError` when the calling approver is awaited by ``key``'s run."""
+        if key and (id(self), key) in _APPROVING_FOR.get():
+            raise ConfigError(
+                f"SessionBackend.{what} of conversation {key!r} from the approver its own turn "
+                "waits for would wait for itself: answer the request, then run or steer the "
+                "conversation after that run returned",
+                provider=self.provider.name,
+            )
 
     # -- sessions ----------------------------------------------------------------------------
     @asynccontextmanager
@@ -480,12 +528,15 @@ class SessionBackend:
             self._forget_lock(entry.key, lock)
 
     def _arm_idle_close(self, entry: _Entry) -> None:
-        """Give ``entry`` its idle timer if it is still the live session of its key."""
+        """Give ``entry`` its idle timer if it is still the live session of its key — unless
+        the agent cannot resume it and the scaling does not allow closing such a one
+        (``close_unresumable``): the idle close would lose it."""
         if (
             self._nursery is None
             or not entry.key
             or self._sessions.get(entry.key) is not entry
             or entry.session.closed
+            or not self.admission.closable(entry)
         ):
             return
         if entry.timer is not None:
@@ -538,7 +589,11 @@ class SessionBackend:
     # -- one run -----------------------------------------------------------------------------
     async def _run_turn(self, entry: _Entry, request: RunRequest) -> RunResult:
         session = entry.session
-        turn = _Turn(provider=self.provider.name, thread_id=request.thread_id)
+        me = frozenset({(id(self), entry.key)} if entry.key else ())
+        turn = _Turn(
+            provider=self.provider.name, thread_id=request.thread_id,
+            approving=_APPROVING_FOR.get() | me, callbacks=_CALLBACKS_OF.get() | me,
+        )  # fmt: skip
         limits = getattr(self.config, "limits", None)
         dispatcher = CallbackDispatcher(
             request.on_progress,
@@ -554,6 +609,7 @@ class SessionBackend:
         closed_under_us = False
         timed_out = False
         entry.current = turn
+        self._running.add(turn)
         try:
             with trio.move_on_after(timeout) as deadline:
                 async with trio.open_nursery() as nursery:
@@ -585,6 +641,7 @@ class SessionBackend:
             raise
         finally:
             entry.current = None
+            self._running.discard(turn)
         partial = turn.partial()
         tail = session.stderr_tail()
         name = self.provider.name

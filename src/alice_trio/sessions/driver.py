@@ -17,6 +17,10 @@ or steer at a time: a caller's cancellation never interrupts a driver call half-
 may keep bookkeeping and write in one call without guarding against being cancelled between them
 (it is still cancelled when the session closes). A ``TurnRef`` always has a turn id.
 
+A driver whose protocol cannot resume a closed conversation by its thread id sets
+``resumable = False`` once it knows (ACP without ``loadSession``); the backend then never closes
+that conversation by itself (docs/scaling.md). A driver without the attribute is resumable.
+
 Every event carries the ``turn_id`` of the turn that caused it — including output produced for
 steered or enqueued input — so the session never attributes a reply to the wrong turn.
 """

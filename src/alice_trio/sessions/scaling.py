@@ -39,6 +39,9 @@ class ScalingConfig:
       free a session, every one it opened — it then retires). ``> 0``.
     * ``spare_retry``: seconds before a failed spare is tried again (doubling, max 300 s);
       finite, ``> 0``.
+    * ``close_unresumable``: let ``idle_ttl`` and ``max_conversations`` close a conversation
+      the agent cannot resume (its context is lost then). Off (default): the backend never
+      closes one by itself (docs/scaling.md, "Conversations an agent cannot resume").
     """
 
     share: bool = attrs.field(default=True, metadata=meta(boolean))
@@ -48,3 +51,4 @@ class ScalingConfig:
     max_turns: int = attrs.field(default=0, metadata=meta(integer(0)))
     host_capacity: int = attrs.field(default=32, metadata=meta(integer(0, strict=True)))
     spare_retry: float = attrs.field(default=5.0, metadata=meta(_positive_seconds))
+    close_unresumable: bool = attrs.field(default=False, metadata=meta(boolean))

@@ -179,6 +179,13 @@ class InteractiveSession:
         """The error the driver failed with (None while it runs or when it ended quietly)."""
         return self._core.failure
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the agent can resume this conversation by its thread id once it is closed
+        (the driver's optional ``resumable``; True when the driver does not say). False for an
+        ACP agent without ``loadSession``: closing such a conversation loses it."""
+        return getattr(self.driver, "resumable", True) is not False
+
     def turn_error(self, turn_id: str) -> AliceError | None:
         """The typed error behind turn ``turn_id``'s ``error`` event, when one is known: the
         driver's failure that ended it, or the driver's own record (``driver.turn_error``)."""

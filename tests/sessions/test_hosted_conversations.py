@@ -21,6 +21,7 @@ from alice_trio.providers.gemini import GeminiConfig
 from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
+from alice_trio.sessions.session import open_session
 
 AGENT = str(Path(__file__).with_name("fake_shared_agent.py"))
 FAST = RunLimits(kill_grace=0.2, drain_timeout=0.5, max_line_bytes=1024 * 1024)
@@ -704,3 +705,54 @@ async def test_conversations_close_and_open_one_at_a_time_on_an_acp_process(
     for key in "def":
         assert results[key].reply.endswith(f": hello from {key}")
     assert len(methods(log, "session/close")) == 6
+
+
+async def _one_turn(b: SessionBackend, driver: Any, request: RunRequest) -> str:
+    """One turn on ``driver`` as the backend would run it (opened as the backend opens one)."""
+    async with open_session(b.provider, b.config, initial=request, driver=driver) as session:
+        submitted = await session.submit(request)
+        reply = ""
+        async for event in session.events():
+            if event.turn_id == submitted.turn_id and event.text and event.kind.name == (
+                "ASSISTANT_TEXT"
+            ):
+                reply = event.text
+            if event.turn_id == submitted.turn_id and event.kind.terminal:
+                return reply
+    raise AssertionError("the session ended before the turn")
+
+
+@pytest.mark.parametrize("mode", [*MODES, "opencode"])
+async def test_a_conversation_whose_process_closed_before_it_attached_opens_on_another(
+    tmp_path: Path, mode: str
+) -> None:
+    # the pool hands out a conversation on an idle process (nothing attached to it yet); before
+    # its session runs it, another conversation needs a process slot at the bound and the pool
+    # closes that idle process. The first one's open used to fail with SessionClosedError
+    # ("host is not running"); it now opens on a process chosen again (here: it closes the
+    # other idle one, which again has nothing attached).
+    if mode == "opencode":
+        from test_shared_opencode import make_config as opencode_config
+
+        config, _log = opencode_config(tmp_path)
+    else:
+        config, _log = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, max_processes=1)
+    name = "opencode" if mode == "opencode" else provider_of(mode)
+    async with SessionBackend(name, config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        b._drop(b._sessions["a"], graceful=True)
+        (first,) = b.pool.hosts
+        await wait_for(lambda: first.load == 0, "the conversation detached")
+        x_request = req("x", "hello x")
+        y_request = RunRequest(user_text="hello y", env={SESSION_KEY_ENV: "y", "OTHER": "1"})
+        with trio.fail_after(20):
+            x = await b.pool.driver(x_request)
+            assert x.host is first
+            y = await b.pool.driver(y_request)  # closes `first`: nothing is attached to it
+            assert first.done.is_set()
+            x_reply = await _one_turn(b, x, x_request)
+            y_reply = await _one_turn(b, y, y_request)
+        assert "hello x" in x_reply and x.host is not first
+        assert "hello y" in y_reply
+        assert b.pool.processes() <= 1

@@ -41,7 +41,10 @@ up). A host opens at most ``host_capacity`` conversations; it then takes no new 
 closes once its last one detaches (an agent keeps a conversation's state in memory until it
 is released). At the
 process bound, a new conversation joins the least loaded compatible host even when it is full.
-A host whose last conversation detached closes after ``idle_ttl`` unless reused.
+A host whose last conversation detached closes after ``idle_ttl`` unless reused. A host is
+chosen when the driver is handed out but counts the conversation only once its ``run``
+attached: a host closed in between (to free a slot, retired) makes the conversation choose
+again, the same way (``rehost``).
 
 Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start); cancelling
 it leaves nothing behind. Errors: what starting the agent raises (:class:`CLINotFoundError`,
@@ -52,14 +55,14 @@ within ``start_timeout`` seconds is killed and :class:`RunTimeoutError` raised.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
 import trio
 
-from ..errors import AliceError, ConfigError, RunTimeoutError
+from ..errors import AliceError, ConfigError, RunTimeoutError, SessionClosedError
 from ..models import RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Invocation, Provider
 from ._groups import single_exception
@@ -80,6 +83,9 @@ __all__ = [
 ]
 
 SESSION_KEY_ENV = "ALICE_SESSION_KEY"  # the same name as sessions.backend.SESSION_KEY_ENV
+
+#: another host for a conversation whose chosen one closed before it attached
+Rehost = Callable[[], Awaitable[Any]]
 
 
 # -- what may share a process -------------------------------------------------------------------
@@ -103,8 +109,11 @@ class SharePlan:
         raise NotImplementedError
 
     def conversation(
-        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float,
+        rehost: Rehost | None = None,
     ) -> SessionDriver:
+        """``rehost()`` (awaited by the conversation's ``run`` when ``host`` no longer takes
+        it then): another host for it, chosen as ``host`` was."""
         raise NotImplementedError
 
 
@@ -123,9 +132,10 @@ class RpcPlan(SharePlan):
         return AgentHost(attrs.evolve(invocation, limits=limits), self.protocol, **kw)
 
     def conversation(
-        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float,
+        rehost: Rehost | None = None,
     ) -> SessionDriver:
-        return HostedConversation(host, template, base, close_grace=close_grace)
+        return HostedConversation(host, template, base, close_grace=close_grace, rehost=rehost)
 
 
 class OpenCodePlan(SharePlan):
@@ -150,11 +160,12 @@ class OpenCodePlan(SharePlan):
         return ServeHost(invocation, template, **kw)
 
     def conversation(
-        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float,
+        rehost: Rehost | None = None,
     ) -> SessionDriver:
         from .shared_opencode import AttachedConversation
 
-        return AttachedConversation(host, config, base)  # type: ignore[arg-type]
+        return AttachedConversation(host, config, base, rehost=rehost)  # type: ignore[arg-type]
 
 
 def share_plan(provider: Provider, config: CLIConfig, approver: Any = None) -> SharePlan | None:
@@ -481,7 +492,30 @@ class HostPool:
         template = self.plan.template(self.config, base, self.approver)
         host = await self._host_for(template, base.thread_id, wait=True)
         assert host is not None
-        return self.plan.conversation(host, template, self.config, base, self.close_grace)
+        return self.plan.conversation(
+            host, template, self.config, base, self.close_grace,
+            rehost=self._rehost(template, base.thread_id, wait=True),
+        )  # fmt: skip
+
+    def _rehost(self, template: Any, thread_id: str, *, wait: bool) -> Rehost:
+        """What a conversation handed out on a host awaits when that host no longer takes it
+        by the time it attaches (it was closed to free a process slot, or retired, while the
+        session was being opened): a host chosen again the same way. A spare (``wait``
+        false) gets one only where there is room now, else :class:`SessionClosedError`."""
+
+        async def rehost() -> Any:
+            if self._closed or self._nursery is None:
+                raise SessionClosedError(f"{self.provider.name}: the host pool is closed",
+                                         provider=self.provider.name)  # fmt: skip
+            host = await self._host_for(template, thread_id, wait=wait)
+            if host is None:
+                raise SessionClosedError(
+                    f"{self.provider.name}: no room for a spare conversation",
+                    provider=self.provider.name,
+                )
+            return host
+
+        return rehost
 
     def _build(self, base: RunRequest) -> SessionDriver:
         if self.factory is not None:
@@ -562,7 +596,10 @@ class HostPool:
                 host = await self._host_for(template, "", wait=False)
                 if host is None:
                     return False
-                conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
+                conv = self.plan.conversation(
+                    host, template, self.config, base, self.close_grace,
+                    rehost=self._rehost(template, "", wait=False),
+                )  # fmt: skip
                 spare = Prestarted(conv, key)
             self._spares_starting += 1
             try:
@@ -679,6 +716,7 @@ class HostPool:
         if self._nursery is None or self._closed or not host.alive:
             return
         if host.full:
+            host.closing = True  # from now on: a resume parked here waits for its end
             self._nursery.start_soon(self._close_host, host, True)
             return
         if host not in self._idle_timers:

@@ -756,3 +756,33 @@ async def test_a_conversation_whose_process_closed_before_it_attached_opens_on_a
         assert "hello x" in x_reply and x.host is not first
         assert "hello y" in y_reply
         assert b.pool.processes() <= 1
+
+
+@pytest.mark.parametrize("share", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_start_waiting_at_the_process_bound_takes_a_conversation_that_went_idle(
+    tmp_path: Path, mode: str, share: bool
+) -> None:
+    # the only process slot is held by a process whose conversation runs a turn: a request
+    # that needs another process cannot close anything and waits. When that turn ends, the
+    # conversation is idle and can be closed: the waiting start used to wait on in FIFO
+    # order until the idle timers closed the conversation and then its process (here 600 s
+    # each); it now looks again when a conversation goes idle.
+    config, _log = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, max_processes=1, share=share)
+    async with SessionBackend(provider_of(mode), config, scaling=scaling, idle_ttl=600) as b:
+        busy = await b.run(req("busy", "warm"))
+        done: dict[str, Any] = {}
+
+        async def other() -> None:
+            done["other"] = await b.run(
+                RunRequest(user_text="other", env={SESSION_KEY_ENV: "o", "OTHER": "1"})
+            )
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                n.start_soon(b.run, req("busy", "TOOL:sleep 0.5", thread_id=busy.next_thread_id))
+                await wait_for(lambda: b._sessions["busy"].current is not None, "busy's turn")
+                n.start_soon(other)
+        assert done["other"].reply.endswith(": other")
+        assert b.open_sessions() == ["o"] and b.pool.processes() == 1

@@ -766,7 +766,8 @@ class HostPool:
         nothing needs (``_free_one``), else ask ``on_pressure`` to close the least recently
         used idle conversation, and look again once something closed — a conversation closed
         on a process that hosts others frees no slot, so this goes on until a process is
-        empty. When nothing can be closed, wait in FIFO order for a slot. Cancellable."""
+        empty. When nothing can be closed, wait in FIFO order for a slot, looking again when
+        something changed (a busy conversation went idle). Cancellable."""
         while True:
             try:
                 self.slots.acquire_on_behalf_of_nowait(owner)
@@ -783,9 +784,31 @@ class HostPool:
                 # would ever look again: a deadlock at max_processes with warm spares)
                 or self._spares_starting
             ):
-                await self.slots.acquire_on_behalf_of(owner)  # nothing can go: FIFO
-                return
+                # nothing can go now: wait in FIFO order, and look again when something
+                # changed (a conversation busy until now went idle: on_pressure may close it)
+                if await self._slot_or(changed, owner):
+                    return
+                continue
             await changed.wait()
+
+    async def _slot_or(self, changed: trio.Event, owner: object) -> bool:
+        """Wait for a process slot for ``owner`` (True, taken) or for ``changed`` (False)."""
+        got = False
+        async with trio.open_nursery() as nursery:
+
+            async def slot() -> None:
+                nonlocal got
+                await self.slots.acquire_on_behalf_of(owner)
+                got = True
+                nursery.cancel_scope.cancel()
+
+            async def look_again() -> None:
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(slot)
+            nursery.start_soon(look_again)
+        return got
 
     def notify(self) -> None:
         """Something closed (a process, a conversation): ``_acquire`` looks again."""

@@ -318,6 +318,9 @@ def handle(msg: dict) -> None:
         else:
             write({"id": rid, "result": {"sessionId": cid} if method == "session/new" else {}})
         return
+    if method == "session/set_model":  # any model is fine (Kimi Code has no model flag)
+        write({"id": rid, "result": {}})
+        return
     if method == "session/close" and OPEN_DELAY:
         global spoiled
         with OPEN_LOCK:

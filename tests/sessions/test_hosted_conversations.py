@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from alice_trio.errors import AgentError, RunTimeoutError, TransportClosedError
-from alice_trio.models import RunRequest
+from alice_trio.models import ExecPolicy, RunRequest
 from alice_trio.providers.base import CLIConfig, RunLimits
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.providers.gemini import GeminiConfig
@@ -282,6 +282,41 @@ async def test_warm_spare_serves_the_first_conversation_and_is_replaced(
         pid = spare_host.pid
     assert pid is not None and not alive(pid)
     assert b.pool.spares == [] and b.pool.hosts == []
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        {"workspace_dir": "{tmp}/"},
+        {"workspace_dir": "{tmp}/sub/.."},
+        {"model": "m1"},
+        {"env": {"A": "1"}},
+        {"exec_policy": ExecPolicy()},
+    ],
+    ids=["dir-slash", "dir-dotdot", "model", "env", "policy"],
+)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_request_spelling_out_the_configs_defaults_is_served_by_the_spare(
+    tmp_path: Path, mode: str, spelled: dict[str, Any]
+) -> None:
+    # every driver falls back to the config's workspace, model and env (`request.x or
+    # config.x`), so a request that spells them out — another spelling of the directory
+    # included — asks for what the spare made at open is. It used to miss the spare, close
+    # it and open another for its own spelling (then every other request missed that one)
+    (tmp_path / "sub").mkdir()
+    config, log = make_config(tmp_path, mode, model="m1", env={"A": "1"})
+    kw = {k: (v.format(tmp=tmp_path) if isinstance(v, str) else v) for k, v in spelled.items()}
+    env = {**kw.pop("env", {}), SESSION_KEY_ENV: "a"}
+    async with SessionBackend(provider_of(mode), config) as b:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        result = await b.run(RunRequest(user_text="hi", env=env, **kw))
+        assert result.reply.endswith(": hi")
+        await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
+        plain = await b.run(req("b", "hi"))  # the defaults: served by the replacement
+        assert plain.reply.endswith(": hi")
+        assert b.pool.spares_used == 2
+        closes = methods(log, "thread/unsubscribe") + methods(log, "session/close")
+        assert closes == []
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -19,7 +19,8 @@ shared agent processes, a warm pool of spares, and a bound on processes.
 conversations started ahead of need for the request of the most recent *new* conversation
 (at open: a request with the config's defaults). A spare only serves a new conversation (no
 thread id) whose request equals the one it was made for except for the prompt, callbacks and
-session key. A spare that is a process of its own is ready once its driver started and, where
+session key (the config's own defaults spelled out count as left out: :meth:`HostPool._plain`).
+A spare that is a process of its own is ready once its driver started and, where
 the provider record names a ``spare_warm_up`` (claude), once the driver's ``warm_up()`` did the
 work the CLI would otherwise do at the first message. Taking one starts its replacement in the
 background; on a shared host the replacement is one more protocol conversation in the same
@@ -55,6 +56,7 @@ within ``start_timeout`` seconds is killed and :class:`RunTimeoutError` raised.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -63,7 +65,7 @@ import attrs
 import trio
 
 from ..errors import AliceError, ConfigError, RunTimeoutError, SessionClosedError
-from ..models import RunRequest, TurnEvent
+from ..models import ExecPolicy, RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Invocation, Provider
 from ._groups import single_exception
 from .driver import Emit, SessionDriver
@@ -218,6 +220,11 @@ def request_key(request: RunRequest) -> Hashable:
         request.reasoning_effort, request.personality, request.workspace_dir,
         request.exec_policy, _env_key(request.env),
     )  # fmt: skip
+
+
+def _same_dir(a: str, b: str) -> bool:
+    """``a`` and ``b`` name one directory (resolved; spelling, ``..`` and links aside)."""
+    return a.strip() == b.strip() or os.path.realpath(a.strip()) == os.path.realpath(b.strip())
 
 
 def _without_key(request: RunRequest) -> RunRequest:
@@ -465,11 +472,7 @@ class HostPool:
         """The driver of a conversation whose first request is ``initial`` (see module)."""
         if self._nursery is None or self._closed:
             raise ConfigError("the host pool is not open")
-        base = _without_key(initial)
-        if base.workspace_dir and base.workspace_dir == self.config.workspace_dir.strip():
-            # the config's own directory spelled out is the default every driver falls back
-            # to: such a request is served by a spare made with the defaults
-            base = base.evolve(workspace_dir="")
+        base = self._plain(_without_key(initial))
         new = not initial.thread_id
         if new:
             spare = self._take_spare(base)
@@ -484,6 +487,27 @@ class HostPool:
             if spare is not None:
                 return spare
         return await self._make(base)
+
+    def _plain(self, base: RunRequest) -> RunRequest:
+        """``base`` without what only spells out the config's own defaults, which every
+        driver falls back to (``request.x or config.x``): the config's workspace in any
+        spelling of that directory, its model, env entries equal to the config's, an empty
+        exec policy. Such a request asks for what a spare made with the defaults is, so it
+        is served by one (and does not replace the spares made for the defaults). A custom
+        driver factory keeps the model it was given."""
+        config = self.config
+        changes: dict[str, Any] = {}
+        own_dir = config.workspace_dir.strip()
+        if base.workspace_dir and own_dir and _same_dir(base.workspace_dir, own_dir):
+            changes["workspace_dir"] = ""
+        if self.factory is None and base.model and base.model == config.model.strip():
+            changes["model"] = ""
+        config_env = dict(config.env)
+        if any(config_env.get(k, v + "\0") == v for k, v in base.env.items()):
+            changes["env"] = {k: v for k, v in base.env.items() if config_env.get(k) != v}
+        if base.exec_policy is not None and base.exec_policy == ExecPolicy():
+            changes["exec_policy"] = None
+        return base.evolve(**changes) if changes else base
 
     async def _make(self, base: RunRequest) -> SessionDriver:
         if self.plan is None:

@@ -56,9 +56,23 @@ def _release_signals(held: set[int | signal.Signals] | None) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+def _ignore_signals() -> None:
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main() -> int:
-    """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`)."""
+    """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`).
+
+    The first SIGINT/SIGTERM decides the ending; another one that comes while that ending is
+    handled (both were held during the imports and come at once, or a ``kill`` follows a
+    Ctrl-C) is ignored — never a traceback."""
     install()
+    interrupted: KeyboardInterrupt | None = None
+    code = 0
     try:
         held = _hold_signals()
         try:
@@ -68,13 +82,23 @@ def main() -> int:
             _release_signals(held)  # a signal that came meanwhile is raised here
         code = command()
     except KeyboardInterrupt as exc:
-        signum = interrupt_signal(exc)
+        interrupted = exc  # a store only: no signal handler runs before it is done
+    # the ending is decided: a signal from now on is ignored. One that comes before the
+    # handlers are off (at the call) is caught here and dropped, as later ones are.
+    while True:
+        try:
+            _ignore_signals()
+            break
+        except KeyboardInterrupt:
+            pass
+    if interrupted is not None:
+        signum = interrupt_signal(interrupted)
         code = 128 + int(signum)
         command_module = sys.modules.get(__package__ + ".main")
         if command_module is not None:  # imported: ``run --json`` still prints its result
             try:
                 command_module.interrupted_result(None, signum)
-            except (Exception, KeyboardInterrupt):  # nothing may turn this into a traceback
+            except Exception:  # nothing may turn this into a traceback
                 pass
         try:
             if sys.stderr is not None:
@@ -82,12 +106,6 @@ def main() -> int:
                 sys.stderr.flush()
         except (OSError, ValueError):
             pass
-    # the exit code is decided: a signal from now on does not turn it into a traceback
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except ValueError:
-        pass
     return code
 
 

@@ -67,7 +67,7 @@ def _ignore_signals() -> None:
 def main() -> int:
     """Run the command; returns its exit code (see :mod:`alice_trio.cli.exits`).
 
-    The first SIGINT/SIGTERM decides the ending; another one that comes while that ending is
+    SIGINT/SIGTERM ends the command (130/143); another one that comes while that ending is
     handled (both were held during the imports and come at once, or a ``kill`` follows a
     Ctrl-C) is ignored — never a traceback."""
     install()

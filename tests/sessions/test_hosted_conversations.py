@@ -18,6 +18,7 @@ from alice_trio.models import ExecPolicy, RunRequest
 from alice_trio.providers.base import CLIConfig, RunLimits
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.providers.gemini import GeminiConfig
+from alice_trio.providers.kimi import KimiConfig
 from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
@@ -821,3 +822,17 @@ async def test_a_start_waiting_at_the_process_bound_takes_a_conversation_that_we
                 n.start_soon(other)
         assert done["other"].reply.endswith(": other")
         assert b.open_sessions() == ["o"] and b.pool.processes() == 1
+
+
+async def test_a_kimi_usage_later_than_the_wait_is_never_the_next_turns(tmp_path: Path) -> None:
+    # like Kimi Code 2.1 the agent sends each turn's usage after the prompt's answer, here
+    # later than usage_wait: turn one ends without it, and when it comes turn two is waiting
+    # for its own. It used to become turn two's usage (1002, the first prompt's)
+    config, _log = make_config(tmp_path, "acp")
+    kimi = KimiConfig(command=config.command, limits=FAST, workspace_dir=str(tmp_path),
+                      env={"FAKE_TRAILING_USAGE": "0.4"})  # fmt: skip
+    async with SessionBackend("kimi", kimi, scaling=ScalingConfig(warm=0)) as b:
+        first = await b.run(req("a", "hi"))
+        second = await b.run(req("a", "second prompt", thread_id=first.next_thread_id))
+    assert first.usage.input_tokens in (0, 1002)
+    assert second.usage.input_tokens in (0, 1000 + len("second prompt"))

@@ -119,6 +119,31 @@ def test_a_signal_while_the_command_imports_waits_for_the_imports(
 
 
 @pytest.mark.parametrize(
+    "signals", [(signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT)]
+)
+def test_two_signals_while_the_command_imports_end_it_with_one_line(
+    tmp_path: Path, signals: tuple[int, int]
+) -> None:
+    # both wait (held) while the command imports and come at once when it is done: the first
+    # ends the command, the second arrived while that ending was handled and used to escape
+    # it as a traceback (exit 1): Ctrl-C then a `kill` a moment later, or a supervisor's
+    # SIGTERM during an impatient user's Ctrl-C
+    mark = tmp_path / "imports-went-on"
+    hook = HOOK.replace("os.kill(os.getpid(), SIGNUM)", "".join(
+        f"os.kill(os.getpid(), {int(s)}); " for s in signals
+    )).replace("MARK", repr(str(mark)))  # fmt: skip
+    argv = [sys.executable, "-c", hook, "run", "--provider", "replay", "--quiet", "--json", "hi"]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    text = done.stderr.decode(errors="replace")
+    assert mark.exists(), "the signal was raised in the middle of an import"
+    assert done.returncode in (130, 143), text
+    word = "interrupted" if done.returncode == 130 else "terminated"
+    assert text.splitlines() == [f"alice-trio: {word}"]
+    result = json.loads(done.stdout)
+    assert (result["ok"], result["error"], result["command"]) == (False, word, "run")
+
+
+@pytest.mark.parametrize(
     ("sig", "code", "word"),
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
 )

@@ -21,18 +21,20 @@ COMMAND = ["run", "--provider", "replay", "-o", "speed=0", "--quiet", "hi"]
 
 #: the command's entry, with a tracer that sends the signal at the N-th line our entry code
 #: (``cli/entry.py``, ``cli/signals.py``) executes, and notes what handled the signal then.
-#: A ``try:`` line is skipped: the tracer's ``os.kill`` raises at once, where the interpreter
-#: itself never looks for a signal (it does at calls, function starts and loops), so a real
-#: signal arriving there is raised at the next line, inside the ``try``
+#: A ``try:`` or ``while True:`` line is skipped: the tracer's ``os.kill`` raises at once, where
+#: the interpreter itself never looks for a signal (it does at calls, function starts and a
+#: loop's jump back; both lines are no-ops), so a real signal arriving there is raised at the
+#: next line, inside the ``try``
 AT_LINE = r"""
 import linecache, os, signal, sys
 N, SIG, MARK = int(sys.argv.pop(1)), int(sys.argv.pop(1)), sys.argv.pop(1)
 OURS = ("alice_trio/cli/entry.py", "alice_trio/cli/signals.py")
 seen, fired = 0, False
+SKIP = ("try:", "while True:")
 def local(frame, event, arg):
     global seen, fired
     if event == "line" and not fired:
-        if linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip() == "try:":
+        if linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip() in SKIP:
             return local
         if seen == N:
             fired = True

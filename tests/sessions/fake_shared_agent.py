@@ -20,6 +20,9 @@ What a turn does depends on its prompt text:
   fails those opens with -32603 "session not found" (like Kimi Code 2.1.0);
 * ``FAKE_ACP_NO_LOAD=1`` (env): ACP's ``initialize`` does not offer ``loadSession``;
 * anything else — answers ``reply to <conversation>: <text>``.
+* ``FAKE_TRAILING_USAGE=<s>`` (env, ACP): like Kimi Code 2.1, a turn that was not cancelled
+  sends its only ``usage_update`` (``used`` = 1000 + the prompt's length) that many seconds
+  after the prompt's answer.
 
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
 tool (like gemini and Kimi Code); codex's ``turn/interrupt`` leaves it running (like codex
@@ -222,6 +225,12 @@ def acp_turn(conv: str, turn: dict, text: str, rid: object) -> None:
         say(conv, turn, reply)
         write({"id": rid, "result": {"stopReason": "end_turn"}})
     convs[conv].pop("turn", None)
+    trailing = os.environ.get("FAKE_TRAILING_USAGE")
+    if trailing and not turn["cancelled"].is_set():  # like Kimi Code 2.1: usage after the answer
+        time.sleep(float(trailing))
+        used = 1000 + len(text)
+        notify("session/update", {"sessionId": conv, "update": {
+            "sessionUpdate": "usage_update", "used": used, "size": 262144}})  # fmt: skip
 
 
 def take_writer(thread: str) -> bool:
@@ -320,6 +329,9 @@ def handle(msg: dict) -> None:
             write({"id": rid, "result": {"thread": {"id": cid}}})
         else:
             write({"id": rid, "result": {"sessionId": cid} if method == "session/new" else {}})
+        return
+    if method == "session/set_model":  # any model is fine (Kimi Code has no model flag)
+        write({"id": rid, "result": {}})
         return
     if method == "session/close" and OPEN_DELAY:
         global spoiled

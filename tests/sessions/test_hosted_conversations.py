@@ -14,13 +14,15 @@ import pytest
 import trio
 
 from alice_trio.errors import AgentError, RunTimeoutError, TransportClosedError
-from alice_trio.models import RunRequest
+from alice_trio.models import ExecPolicy, RunRequest
 from alice_trio.providers.base import CLIConfig, RunLimits
 from alice_trio.providers.codex import CodexConfig
 from alice_trio.providers.gemini import GeminiConfig
+from alice_trio.providers.kimi import KimiConfig
 from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
+from alice_trio.sessions.session import open_session
 
 AGENT = str(Path(__file__).with_name("fake_shared_agent.py"))
 FAST = RunLimits(kill_grace=0.2, drain_timeout=0.5, max_line_bytes=1024 * 1024)
@@ -281,6 +283,41 @@ async def test_warm_spare_serves_the_first_conversation_and_is_replaced(
         pid = spare_host.pid
     assert pid is not None and not alive(pid)
     assert b.pool.spares == [] and b.pool.hosts == []
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        {"workspace_dir": "{tmp}/"},
+        {"workspace_dir": "{tmp}/sub/.."},
+        {"model": "m1"},
+        {"env": {"A": "1"}},
+        {"exec_policy": ExecPolicy()},
+    ],
+    ids=["dir-slash", "dir-dotdot", "model", "env", "policy"],
+)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_request_spelling_out_the_configs_defaults_is_served_by_the_spare(
+    tmp_path: Path, mode: str, spelled: dict[str, Any]
+) -> None:
+    # every driver falls back to the config's workspace, model and env (`request.x or
+    # config.x`), so a request that spells them out — another spelling of the directory
+    # included — asks for what the spare made at open is. It used to miss the spare, close
+    # it and open another for its own spelling (then every other request missed that one)
+    (tmp_path / "sub").mkdir()
+    config, log = make_config(tmp_path, mode, model="m1", env={"A": "1"})
+    kw = {k: (v.format(tmp=tmp_path) if isinstance(v, str) else v) for k, v in spelled.items()}
+    env = {**kw.pop("env", {}), SESSION_KEY_ENV: "a"}
+    async with SessionBackend(provider_of(mode), config) as b:
+        await wait_for(lambda: len(b.pool.spares) == 1, "the spare")
+        result = await b.run(RunRequest(user_text="hi", env=env, **kw))
+        assert result.reply.endswith(": hi")
+        await wait_for(lambda: len(b.pool.spares) == 1, "the replacement")
+        plain = await b.run(req("b", "hi"))  # the defaults: served by the replacement
+        assert plain.reply.endswith(": hi")
+        assert b.pool.spares_used == 2
+        closes = methods(log, "thread/unsubscribe") + methods(log, "session/close")
+        assert closes == []
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -704,3 +741,100 @@ async def test_conversations_close_and_open_one_at_a_time_on_an_acp_process(
     for key in "def":
         assert results[key].reply.endswith(f": hello from {key}")
     assert len(methods(log, "session/close")) == 6
+
+
+async def _one_turn(b: SessionBackend, driver: Any, request: RunRequest) -> str:
+    """One turn on ``driver`` as the backend would run it (opened as the backend opens one)."""
+    async with open_session(b.provider, b.config, initial=request, driver=driver) as session:
+        submitted = await session.submit(request)
+        reply = ""
+        async for event in session.events():
+            if (
+                event.turn_id == submitted.turn_id
+                and event.text
+                and event.kind.name == ("ASSISTANT_TEXT")
+            ):
+                reply = event.text
+            if event.turn_id == submitted.turn_id and event.kind.terminal:
+                return reply
+    raise AssertionError("the session ended before the turn")
+
+
+@pytest.mark.parametrize("mode", [*MODES, "opencode"])
+async def test_a_conversation_whose_process_closed_before_it_attached_opens_on_another(
+    tmp_path: Path, mode: str
+) -> None:
+    # the pool hands out a conversation on an idle process (nothing attached to it yet); before
+    # its session runs it, another conversation needs a process slot at the bound and the pool
+    # closes that idle process. The first one's open used to fail with SessionClosedError
+    # ("host is not running"); it now opens on a process chosen again (here: it closes the
+    # other idle one, which again has nothing attached).
+    if mode == "opencode":
+        from test_shared_opencode import make_config as opencode_config
+
+        config, _log = opencode_config(tmp_path)
+    else:
+        config, _log = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, max_processes=1)
+    name = "opencode" if mode == "opencode" else provider_of(mode)
+    async with SessionBackend(name, config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        b._drop(b._sessions["a"], graceful=True)
+        (first,) = b.pool.hosts
+        await wait_for(lambda: first.load == 0, "the conversation detached")
+        x_request = req("x", "hello x")
+        y_request = RunRequest(user_text="hello y", env={SESSION_KEY_ENV: "y", "OTHER": "1"})
+        with trio.fail_after(20):
+            x = await b.pool.driver(x_request)
+            assert x.host is first
+            y = await b.pool.driver(y_request)  # closes `first`: nothing is attached to it
+            assert first.done.is_set()
+            x_reply = await _one_turn(b, x, x_request)
+            y_reply = await _one_turn(b, y, y_request)
+        assert "hello x" in x_reply and x.host is not first
+        assert "hello y" in y_reply
+        assert b.pool.processes() <= 1
+
+
+@pytest.mark.parametrize("share", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_start_waiting_at_the_process_bound_takes_a_conversation_that_went_idle(
+    tmp_path: Path, mode: str, share: bool
+) -> None:
+    # the only process slot is held by a process whose conversation runs a turn: a request
+    # that needs another process cannot close anything and waits. When that turn ends, the
+    # conversation is idle and can be closed: the waiting start used to wait on in FIFO
+    # order until the idle timers closed the conversation and then its process (here 600 s
+    # each); it now looks again when a conversation goes idle.
+    config, _log = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, max_processes=1, share=share)
+    async with SessionBackend(provider_of(mode), config, scaling=scaling, idle_ttl=600) as b:
+        busy = await b.run(req("busy", "warm"))
+        done: dict[str, Any] = {}
+
+        async def other() -> None:
+            done["other"] = await b.run(
+                RunRequest(user_text="other", env={SESSION_KEY_ENV: "o", "OTHER": "1"})
+            )
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                n.start_soon(b.run, req("busy", "TOOL:sleep 0.5", thread_id=busy.next_thread_id))
+                await wait_for(lambda: b._sessions["busy"].current is not None, "busy's turn")
+                n.start_soon(other)
+        assert done["other"].reply.endswith(": other")
+        assert b.open_sessions() == ["o"] and b.pool.processes() == 1
+
+
+async def test_a_kimi_usage_later_than_the_wait_is_never_the_next_turns(tmp_path: Path) -> None:
+    # like Kimi Code 2.1 the agent sends each turn's usage after the prompt's answer, here
+    # later than usage_wait: turn one ends without it, and when it comes turn two is waiting
+    # for its own. It used to become turn two's usage (1002, the first prompt's)
+    config, _log = make_config(tmp_path, "acp")
+    kimi = KimiConfig(command=config.command, limits=FAST, workspace_dir=str(tmp_path),
+                      env={"FAKE_TRAILING_USAGE": "0.4"})  # fmt: skip
+    async with SessionBackend("kimi", kimi, scaling=ScalingConfig(warm=0)) as b:
+        first = await b.run(req("a", "hi"))
+        second = await b.run(req("a", "second prompt", thread_id=first.next_thread_id))
+    assert first.usage.input_tokens in (0, 1002)
+    assert second.usage.input_tokens in (0, 1000 + len("second prompt"))

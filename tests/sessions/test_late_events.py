@@ -198,3 +198,34 @@ def test_acp_a_turn_with_only_the_previous_turns_usage_reports_none():
     out += m.release()
     assert out[-1].kind is EventKind.TURN_COMPLETED
     assert out[-1].usage.input_tokens == 0  # not turn one's 111
+
+
+def test_acp_trailing_usage_later_than_the_wait_is_not_the_next_turns():
+    """Kimi Code's usage_update of turn one comes after the driver stopped waiting for it
+    (released) and after turn two's response: it used to become turn two's usage."""
+    m = AcpUpdateMapper(provider="kimi", session_id="s", trailing_usage=True)
+    m.begin("t1")
+    m.feed(chunk("one", "m1"))
+    m.finish({"stopReason": "end_turn"})
+    (first,) = m.release()  # usage_wait passed: turn one ends without usage
+    assert first.turn_id == "t1" and first.usage.input_tokens == 0
+    m.begin("t2")
+    m.feed(chunk("two", "m2"))
+    ended = m.finish({"stopReason": "end_turn"})
+    assert [e.kind for e in ended] == [EventKind.ASSISTANT_TEXT] and m.holding
+    out = m.feed(upd("usage_update", used=1002, size=262144))  # turn one's, late
+    assert [(e.kind, e.turn_id, e.usage.input_tokens) for e in out] == [
+        (EventKind.USAGE, "t1", 1002)
+    ]  # fmt: skip
+    assert m.holding  # turn two still waits for its own
+    out = m.feed(upd("usage_update", used=1013, size=262144))
+    assert [(e.kind, e.turn_id, e.usage.input_tokens) for e in out] == [
+        (EventKind.USAGE, "t2", 1013), (EventKind.TURN_COMPLETED, "t2", 1013)
+    ]  # fmt: skip
+    # owed once only: the next turn's usage is its own again
+    m.begin("t3")
+    m.feed(chunk("three", "m3"))
+    m.finish({"stopReason": "end_turn"})
+    out = m.feed(upd("usage_update", used=1020, size=262144))
+    assert [(e.kind, e.turn_id) for e in out][-1] == (EventKind.TURN_COMPLETED, "t3")
+    assert out[-1].usage.input_tokens == 1020

@@ -63,9 +63,13 @@ def main() -> int:
     SIGTERM from :func:`install`'s handler on, a few instructions later) ends in exit 130/143
     and one line, never a traceback. Before it — the interpreter's start, ``site`` and ``.pth``
     files, the console script's own imports — Python's default applies (docs/cli.md, "Exit
-    codes"). Once the exit code is decided both signals are ignored.
+    codes"). Then both signals are ignored: another one that comes while the ending is
+    handled (both were held during the imports and come at once, or a ``kill`` follows a
+    Ctrl-C) changes nothing.
     """
     try:
+        interrupted: KeyboardInterrupt | None = None
+        code = 0
         install()
         held = _hold_signals()
         try:
@@ -74,14 +78,20 @@ def main() -> int:
         finally:
             _release_signals(held)  # a signal that came meanwhile is raised here
         code = command()
-        _ignore_signals()  # the exit code is decided
     except KeyboardInterrupt as exc:
-        code = 128 + int(interrupt_signal(exc))
-        try:  # a second signal while the first is reported: the code stays the first's
+        interrupted = exc  # a store only: no signal handler runs before it is done
+    # the signals are turned off; one that comes before they are (at the call) ends the
+    # command if nothing did yet, else it is dropped, as later ones are
+    while True:
+        try:
             _ignore_signals()
-            _report(code - 128)
-        except KeyboardInterrupt:
-            pass
+            break
+        except KeyboardInterrupt as exc:
+            if interrupted is None:
+                interrupted = exc
+    if interrupted is not None:
+        code = 128 + int(interrupt_signal(interrupted))
+        _report(code - 128)
     return code
 
 

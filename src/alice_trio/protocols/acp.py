@@ -32,7 +32,9 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   that ended normally without usage in its result is *held* by :meth:`AcpUpdateMapper.finish`
   and given out with the ``usage_update`` that follows (or by :meth:`AcpUpdateMapper.release`
   when the driver stops waiting for it). An agent that sends a ``usage_update`` after a response
-  is learned to do so from then on.
+  is learned to do so from then on. A turn released without its usage is *owed* it: the next
+  ``usage_update`` (while a later turn has no output yet, or waits for its own) is reported under
+  the owed turn's id, never as the later turn's usage.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -239,6 +241,7 @@ class AcpUpdateMapper:
         #: the agent reports a turn's usage just after the prompt's response (module docstring)
         self.trailing_usage = trailing_usage
         self._held: TurnEvent | None = None  # a terminal event waiting for its trailing usage
+        self._owed = ""  # a turn released without its trailing usage: the next one is its
         self.session_id = session_id
         self.turn_id = ""
         self.replaying = False
@@ -265,7 +268,10 @@ class AcpUpdateMapper:
     def release(self) -> list[TurnEvent]:
         """The held terminal event (without the usage that did not come), or nothing."""
         held, self._held = self._held, None
-        return [held] if held is not None else []
+        if held is None:
+            return []
+        self._owed = held.turn_id  # its usage_update is late: when it comes, it is that turn's
+        return [held]
 
     def begin(self, turn_id: str) -> None:
         if turn_id != self.turn_id:
@@ -347,6 +353,13 @@ class AcpUpdateMapper:
             used, size = as_int(update.get("used")), as_int(update.get("size"))
             usage = Usage(input_tokens=used)
             text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
+            owed, self._owed = self._owed, ""
+            if owed and owed != self.turn_id and (self._held is not None or not self._output):
+                # the late usage of a turn whose end stopped waiting for it: that turn's, not
+                # the held or running one's (one usage_update per turn, in order)
+                return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,
+                                        turn_id=owed, raw=raw, text=text, usage=usage,
+                                        provider=self.provider)]  # fmt: skip
             if self.turn_id and not self._output and self._previous_turn and not self._ended:
                 self.trailing_usage = True
                 return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,

@@ -573,6 +573,8 @@ class SessionBackend:
             yield
         finally:
             self._in_use.discard(key)
+            # idle now: a start waiting at the process bound may close it (HostPool._acquire)
+            self.pool.notify()
 
     def _forget_lock(self, key: str, lock: trio.Lock) -> None:
         """Remove a per-key lock only when nobody holds or waits for it and no session uses

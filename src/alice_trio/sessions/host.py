@@ -56,7 +56,7 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -552,8 +552,13 @@ class HostedConversation:
         initial: RunRequest,
         *,
         close_grace: float = 2.0,
+        rehost: Callable[[], Awaitable[AgentHost]] | None = None,
     ) -> None:
+        """``rehost()``: another host for this conversation when ``host`` no longer takes it
+        by the time :meth:`run` attaches (the pool's choice, made when the driver was handed
+        out; it may close that process meanwhile, e.g. to free a process slot)."""
         self.host = host
+        self._rehost = rehost
         self.inner = inner
         self.steer_mode: SteerMode = inner.steer_mode
         self._turns = cast(SessionDriver, inner)  # an RpcDriver subclass is a SessionDriver
@@ -587,6 +592,8 @@ class HostedConversation:
         conversation's messages until the host ends or the conversation is closed."""
         self._emit = emit
         inner = self.inner
+        if not self.host.alive and self._rehost is not None:
+            self.host = await self._rehost()  # attached below with no checkpoint between
         link = self.host.attach(self)
         self._link = link
         try:

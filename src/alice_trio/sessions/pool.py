@@ -19,7 +19,8 @@ shared agent processes, a warm pool of spares, and a bound on processes.
 conversations started ahead of need for the request of the most recent *new* conversation
 (at open: a request with the config's defaults). A spare only serves a new conversation (no
 thread id) whose request equals the one it was made for except for the prompt, callbacks and
-session key. A spare that is a process of its own is ready once its driver started and, where
+session key (the config's own defaults spelled out count as left out: :meth:`HostPool._plain`).
+A spare that is a process of its own is ready once its driver started and, where
 the provider record names a ``spare_warm_up`` (claude), once the driver's ``warm_up()`` did the
 work the CLI would otherwise do at the first message. Taking one starts its replacement in the
 background; on a shared host the replacement is one more protocol conversation in the same
@@ -41,7 +42,10 @@ up). A host opens at most ``host_capacity`` conversations; it then takes no new 
 closes once its last one detaches (an agent keeps a conversation's state in memory until it
 is released). At the
 process bound, a new conversation joins the least loaded compatible host even when it is full.
-A host whose last conversation detached closes after ``idle_ttl`` unless reused.
+A host whose last conversation detached closes after ``idle_ttl`` unless reused. A host is
+chosen when the driver is handed out but counts the conversation only once its ``run``
+attached: a host closed in between (to free a slot, retired) makes the conversation choose
+again, the same way (``rehost``).
 
 Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start); cancelling
 it leaves nothing behind. Errors: what starting the agent raises (:class:`CLINotFoundError`,
@@ -52,15 +56,16 @@ within ``start_timeout`` seconds is killed and :class:`RunTimeoutError` raised.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+import os
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
 import trio
 
-from ..errors import AliceError, ConfigError, RunTimeoutError
-from ..models import RunRequest, TurnEvent
+from ..errors import AliceError, ConfigError, RunTimeoutError, SessionClosedError
+from ..models import ExecPolicy, RunRequest, TurnEvent
 from ..providers.base import CLIConfig, Invocation, Provider
 from ._groups import single_exception
 from .driver import Emit, SessionDriver
@@ -80,6 +85,9 @@ __all__ = [
 ]
 
 SESSION_KEY_ENV = "ALICE_SESSION_KEY"  # the same name as sessions.backend.SESSION_KEY_ENV
+
+#: another host for a conversation whose chosen one closed before it attached
+Rehost = Callable[[], Awaitable[Any]]
 
 
 # -- what may share a process -------------------------------------------------------------------
@@ -103,8 +111,16 @@ class SharePlan:
         raise NotImplementedError
 
     def conversation(
-        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+        self,
+        host: Any,
+        template: Any,
+        config: CLIConfig,
+        base: RunRequest,
+        close_grace: float,
+        rehost: Rehost | None = None,
     ) -> SessionDriver:
+        """``rehost()`` (awaited by the conversation's ``run`` when ``host`` no longer takes
+        it then): another host for it, chosen as ``host`` was."""
         raise NotImplementedError
 
 
@@ -123,9 +139,15 @@ class RpcPlan(SharePlan):
         return AgentHost(attrs.evolve(invocation, limits=limits), self.protocol, **kw)
 
     def conversation(
-        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+        self,
+        host: Any,
+        template: Any,
+        config: CLIConfig,
+        base: RunRequest,
+        close_grace: float,
+        rehost: Rehost | None = None,
     ) -> SessionDriver:
-        return HostedConversation(host, template, base, close_grace=close_grace)
+        return HostedConversation(host, template, base, close_grace=close_grace, rehost=rehost)
 
 
 class OpenCodePlan(SharePlan):
@@ -150,11 +172,17 @@ class OpenCodePlan(SharePlan):
         return ServeHost(invocation, template, **kw)
 
     def conversation(
-        self, host: Any, template: Any, config: CLIConfig, base: RunRequest, close_grace: float
+        self,
+        host: Any,
+        template: Any,
+        config: CLIConfig,
+        base: RunRequest,
+        close_grace: float,
+        rehost: Rehost | None = None,
     ) -> SessionDriver:
         from .shared_opencode import AttachedConversation
 
-        return AttachedConversation(host, config, base)  # type: ignore[arg-type]
+        return AttachedConversation(host, config, base, rehost=rehost)  # type: ignore[arg-type]
 
 
 def share_plan(provider: Provider, config: CLIConfig, approver: Any = None) -> SharePlan | None:
@@ -207,6 +235,11 @@ def request_key(request: RunRequest) -> Hashable:
         request.reasoning_effort, request.personality, request.workspace_dir,
         request.exec_policy, _env_key(request.env),
     )  # fmt: skip
+
+
+def _same_dir(a: str, b: str) -> bool:
+    """``a`` and ``b`` name one directory (resolved; spelling, ``..`` and links aside)."""
+    return a.strip() == b.strip() or os.path.realpath(a.strip()) == os.path.realpath(b.strip())
 
 
 def _without_key(request: RunRequest) -> RunRequest:
@@ -454,11 +487,7 @@ class HostPool:
         """The driver of a conversation whose first request is ``initial`` (see module)."""
         if self._nursery is None or self._closed:
             raise ConfigError("the host pool is not open")
-        base = _without_key(initial)
-        if base.workspace_dir and base.workspace_dir == self.config.workspace_dir.strip():
-            # the config's own directory spelled out is the default every driver falls back
-            # to: such a request is served by a spare made with the defaults
-            base = base.evolve(workspace_dir="")
+        base = self._plain(_without_key(initial))
         new = not initial.thread_id
         if new:
             spare = self._take_spare(base)
@@ -474,6 +503,27 @@ class HostPool:
                 return spare
         return await self._make(base)
 
+    def _plain(self, base: RunRequest) -> RunRequest:
+        """``base`` without what only spells out the config's own defaults, which every
+        driver falls back to (``request.x or config.x``): the config's workspace in any
+        spelling of that directory, its model, env entries equal to the config's, an empty
+        exec policy. Such a request asks for what a spare made with the defaults is, so it
+        is served by one (and does not replace the spares made for the defaults). A custom
+        driver factory keeps the model it was given."""
+        config = self.config
+        changes: dict[str, Any] = {}
+        own_dir = config.workspace_dir.strip()
+        if base.workspace_dir and own_dir and _same_dir(base.workspace_dir, own_dir):
+            changes["workspace_dir"] = ""
+        if self.factory is None and base.model and base.model == config.model.strip():
+            changes["model"] = ""
+        config_env = dict(config.env)
+        if any(config_env.get(k, v + "\0") == v for k, v in base.env.items()):
+            changes["env"] = {k: v for k, v in base.env.items() if config_env.get(k) != v}
+        if base.exec_policy is not None and base.exec_policy == ExecPolicy():
+            changes["exec_policy"] = None
+        return base.evolve(**changes) if changes else base
+
     async def _make(self, base: RunRequest) -> SessionDriver:
         if self.plan is None:
             driver = self._build(base)
@@ -481,7 +531,30 @@ class HostPool:
         template = self.plan.template(self.config, base, self.approver)
         host = await self._host_for(template, base.thread_id, wait=True)
         assert host is not None
-        return self.plan.conversation(host, template, self.config, base, self.close_grace)
+        return self.plan.conversation(
+            host, template, self.config, base, self.close_grace,
+            rehost=self._rehost(template, base.thread_id, wait=True),
+        )  # fmt: skip
+
+    def _rehost(self, template: Any, thread_id: str, *, wait: bool) -> Rehost:
+        """What a conversation handed out on a host awaits when that host no longer takes it
+        by the time it attaches (it was closed to free a process slot, or retired, while the
+        session was being opened): a host chosen again the same way. A spare (``wait``
+        false) gets one only where there is room now, else :class:`SessionClosedError`."""
+
+        async def rehost() -> Any:
+            if self._closed or self._nursery is None:
+                raise SessionClosedError(f"{self.provider.name}: the host pool is closed",
+                                         provider=self.provider.name)  # fmt: skip
+            host = await self._host_for(template, thread_id, wait=wait)
+            if host is None:
+                raise SessionClosedError(
+                    f"{self.provider.name}: no room for a spare conversation",
+                    provider=self.provider.name,
+                )
+            return host
+
+        return rehost
 
     def _build(self, base: RunRequest) -> SessionDriver:
         if self.factory is not None:
@@ -562,7 +635,10 @@ class HostPool:
                 host = await self._host_for(template, "", wait=False)
                 if host is None:
                     return False
-                conv = self.plan.conversation(host, template, self.config, base, self.close_grace)
+                conv = self.plan.conversation(
+                    host, template, self.config, base, self.close_grace,
+                    rehost=self._rehost(template, "", wait=False),
+                )  # fmt: skip
                 spare = Prestarted(conv, key)
             self._spares_starting += 1
             try:
@@ -679,6 +755,7 @@ class HostPool:
         if self._nursery is None or self._closed or not host.alive:
             return
         if host.full:
+            host.closing = True  # from now on: a resume parked here waits for its end
             self._nursery.start_soon(self._close_host, host, True)
             return
         if host not in self._idle_timers:
@@ -728,7 +805,8 @@ class HostPool:
         nothing needs (``_free_one``), else ask ``on_pressure`` to close the least recently
         used idle conversation, and look again once something closed — a conversation closed
         on a process that hosts others frees no slot, so this goes on until a process is
-        empty. When nothing can be closed, wait in FIFO order for a slot. Cancellable."""
+        empty. When nothing can be closed, wait in FIFO order for a slot, looking again when
+        something changed (a busy conversation went idle). Cancellable."""
         while True:
             try:
                 self.slots.acquire_on_behalf_of_nowait(owner)
@@ -745,9 +823,31 @@ class HostPool:
                 # would ever look again: a deadlock at max_processes with warm spares)
                 or self._spares_starting
             ):
-                await self.slots.acquire_on_behalf_of(owner)  # nothing can go: FIFO
-                return
+                # nothing can go now: wait in FIFO order, and look again when something
+                # changed (a conversation busy until now went idle: on_pressure may close it)
+                if await self._slot_or(changed, owner):
+                    return
+                continue
             await changed.wait()
+
+    async def _slot_or(self, changed: trio.Event, owner: object) -> bool:
+        """Wait for a process slot for ``owner`` (True, taken) or for ``changed`` (False)."""
+        got = False
+        async with trio.open_nursery() as nursery:
+
+            async def slot() -> None:
+                nonlocal got
+                await self.slots.acquire_on_behalf_of(owner)
+                got = True
+                nursery.cancel_scope.cancel()
+
+            async def look_again() -> None:
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(slot)
+            nursery.start_soon(look_again)
+        return got
 
     def notify(self) -> None:
         """Something closed (a process, a conversation): ``_acquire`` looks again."""

@@ -19,6 +19,7 @@ pool interface (``run``, ``aclose``, ``alive``, ``full``, ``load``, ``holds``, `
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -102,12 +103,29 @@ class ServeHost(ProcessHost):
 class AttachedConversation(DriverWrapper):
     """One opencode conversation on a :class:`ServeHost` (a SessionDriver)."""
 
-    def __init__(self, host: ServeHost, config: OpenCodeConfig, initial: RunRequest) -> None:
-        driver = OpenCodeServeDriver(
+    def __init__(
+        self,
+        host: ServeHost,
+        config: OpenCodeConfig,
+        initial: RunRequest,
+        *,
+        rehost: Callable[[], Awaitable[ServeHost]] | None = None,
+    ) -> None:
+        """``rehost()``: another server when ``host`` no longer takes conversations by the
+        time :meth:`run` attaches (see :class:`~alice_trio.sessions.host.HostedConversation`)."""
+        super().__init__(self._driver_on(host, config, initial))
+        self.host = host
+        self._config = config
+        self._initial = initial
+        self._rehost = rehost
+
+    @staticmethod
+    def _driver_on(
+        host: ServeHost, config: OpenCodeConfig, initial: RunRequest
+    ) -> OpenCodeServeDriver:
+        return OpenCodeServeDriver(
             attrs.evolve(config, server_url=host.url), initial, secret=host.secret
         )
-        super().__init__(driver)
-        self.host = host
 
     def stderr_tail(self) -> str:
         return self.host.stderr_tail()
@@ -115,6 +133,9 @@ class AttachedConversation(DriverWrapper):
     async def run(self, emit: Emit, *, task_status: trio.TaskStatus[None]) -> None:
         """Run the attached driver; returns when it is closed, raises the host's
         :meth:`ServeHost.ended_error` when the server died first."""
+        if not self.host.alive and self._rehost is not None:
+            self.host = await self._rehost()  # attached below with no checkpoint between
+            self.driver = self._turns = self._driver_on(self.host, self._config, self._initial)
         self.host.attach(self)
         died = False
         try:

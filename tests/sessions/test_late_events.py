@@ -212,16 +212,18 @@ def test_acp_trailing_usage_later_than_the_wait_is_not_the_next_turns():
     m.begin("t2")
     m.feed(chunk("two", "m2"))
     ended = m.finish({"stopReason": "end_turn"})
-    assert [e.kind for e in ended] == [EventKind.ASSISTANT_TEXT] and m.holding
+    # no usage_update for a whole turn: taken for an agent that sends none, turn two ends
+    assert [e.kind for e in ended] == [EventKind.ASSISTANT_TEXT, EventKind.TURN_COMPLETED]
+    assert ended[-1].usage.input_tokens == 0 and not m.holding
     out = m.feed(upd("usage_update", used=1002, size=262144))  # turn one's, late
     assert [(e.kind, e.turn_id, e.usage.input_tokens) for e in out] == [
         (EventKind.USAGE, "t1", 1002)
     ]  # fmt: skip
-    assert m.holding  # turn two still waits for its own
-    out = m.feed(upd("usage_update", used=1013, size=262144))
+    out = m.feed(upd("usage_update", used=1013, size=262144))  # turn two's, after its end
     assert [(e.kind, e.turn_id, e.usage.input_tokens) for e in out] == [
-        (EventKind.USAGE, "t2", 1013), (EventKind.TURN_COMPLETED, "t2", 1013)
+        (EventKind.USAGE, "t2", 1013)
     ]  # fmt: skip
+    assert m.trailing_usage  # it does send them: the next turn waits for its own again
     # owed once only: the next turn's usage is its own again
     m.begin("t3")
     m.feed(chunk("three", "m3"))
@@ -229,3 +231,25 @@ def test_acp_trailing_usage_later_than_the_wait_is_not_the_next_turns():
     out = m.feed(upd("usage_update", used=1020, size=262144))
     assert [(e.kind, e.turn_id) for e in out][-1] == (EventKind.TURN_COMPLETED, "t3")
     assert out[-1].usage.input_tokens == 1020
+
+
+def test_an_agent_that_sends_no_trailing_usage_stops_being_waited_for():
+    """Kimi Code 2.1 skips its usage_update for a model outside its catalog: the first turn's
+    end waits (and is released without usage), the second turn — still no usage_update for
+    the first — ends at its response, and so do the ones after it; a usage_update after a
+    response later turns the wait on again."""
+    m = AcpUpdateMapper(provider="kimi", session_id="s", trailing_usage=True)
+    m.begin("t1")
+    assert m.finish({"stopReason": "end_turn"}) == [] and m.holding
+    assert [e.turn_id for e in m.release()] == ["t1"]
+    m.begin("t2")
+    m.feed(chunk("two", "m2"))
+    out = m.finish({"stopReason": "end_turn"})
+    assert [e.kind for e in out] == [EventKind.ASSISTANT_TEXT, EventKind.TURN_COMPLETED]
+    assert not m.trailing_usage and not m.holding
+    m.begin("t3")
+    assert [e.kind for e in m.finish({"stopReason": "end_turn"})] == [EventKind.TURN_COMPLETED]
+    late = m.feed(upd("usage_update", used=7, size=10))  # after t3's response: learned again
+    assert [(e.kind, e.turn_id) for e in late] == [(EventKind.USAGE, "t3")] and m.trailing_usage
+    m.begin("t4")
+    assert m.finish({"stopReason": "end_turn"}) == [] and m.holding

@@ -34,7 +34,9 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   when the driver stops waiting for it). An agent that sends a ``usage_update`` after a response
   is learned to do so from then on. A turn released without its usage is *owed* it: the next
   ``usage_update`` (while a later turn has no output yet, or waits for its own) is reported under
-  the owed turn's id, never as the later turn's usage.
+  the owed turn's id, never as the later turn's usage. A turn still owed its usage when the next
+  one ends got none: the agent is taken not to send them (Kimi Code 2.1 skips them for a model
+  outside its catalog), and turns end at their response again.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -274,6 +276,8 @@ class AcpUpdateMapper:
         return [held]
 
     def begin(self, turn_id: str) -> None:
+        if self._owed and not self.trailing_usage:
+            self._owed = ""  # given up on: a usage_update from now on is its own turn's
         if turn_id != self.turn_id:
             self._previous_turn = self.turn_id
         self.turn_id = turn_id
@@ -354,9 +358,11 @@ class AcpUpdateMapper:
             usage = Usage(input_tokens=used)
             text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
             owed, self._owed = self._owed, ""
-            if owed and owed != self.turn_id and (self._held is not None or not self._output):
+            late = self._held is not None or not self._output or self._ended
+            if owed and owed != self.turn_id and late:
                 # the late usage of a turn whose end stopped waiting for it: that turn's, not
                 # the held or running one's (one usage_update per turn, in order)
+                self.trailing_usage = True
                 return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,
                                         turn_id=owed, raw=raw, text=text, usage=usage,
                                         provider=self.provider)]  # fmt: skip
@@ -436,6 +442,12 @@ class AcpUpdateMapper:
         else:
             text = "" if stop in ("", "end_turn") else f"stop reason: {stop}"
             done = self._event(EventKind.TURN_COMPLETED, raw, text=text, usage=usage or Usage())
+            if self._owed and self._owed != self.turn_id:
+                # the turn before this one is still owed its usage after a whole turn: this
+                # agent sent none (Kimi Code skips it for a model outside its catalog), so
+                # turns end at their response again — until a usage_update after one (a late
+                # one is still the owed turn's)
+                self.trailing_usage = False
             if self.trailing_usage and result_usage(result) is None:
                 self._held = done  # given out with the usage_update that follows
             else:

@@ -120,7 +120,7 @@ class AcpDriver(RpcDriver):
         default_model: str = "",
         before_load: Callable[[str, str], object] | None = None,
         trailing_usage: bool = False,
-        usage_wait: float = 0.25,
+        usage_wait: float = 1.0,
     ) -> None:
         """``before_load(session_id, cwd)``: called before ``session/load`` is sent (gemini:
         :func:`keep_gemini_history`); not when a shared process answers the load locally.

@@ -69,8 +69,14 @@ async def test_no_room_made_by_losing_a_conversation_the_agent_cannot_resume(
     with trio.fail_after(60):
         async with SessionBackend("gemini", config, scaling=scaling) as b:
             first = await b.run(req("k1", "hello"))
-            with pytest.raises(ConversationLimitError, match="cannot resume"):
+            with pytest.raises(ConversationLimitError) as refused:
                 await b.run(req("k2", "hello"))
+            assert str(refused.value) == (
+                "max_conversations (1) reached by conversations the agent cannot resume (closing"
+                " one would lose it): raise the bound, or allow closing them with"
+                " ScalingConfig(close_unresumable=True)"
+            )
+            assert refused.value.provider == "gemini"
             assert b.open_sessions() == ["k1"]
             again = await b.run(req("k1", "again", thread_id=first.next_thread_id))
             assert again.reply == f"reply to {first.next_thread_id}: again"

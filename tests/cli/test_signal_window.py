@@ -148,6 +148,11 @@ def test_a_signal_at_any_moment_of_a_real_start_up(tmp_path: Path, sig: int, wor
             # an uncaught KeyboardInterrupt: Python ends by SIGINT (-2), or 1 when it cannot
             assert sig == signal.SIGINT and code in (1, -signal.SIGINT), text
             seen["before: traceback"] = seen.get("before: traceback", 0) + 1
+        elif sig == signal.SIGINT and code == 1 and text.strip() == "KeyboardInterrupt":
+            # raised where no Python frame runs yet (the interpreter's own start-up in C):
+            # Python prints it without a traceback. Our code would show the console
+            # script's frame, and after main the signals are ignored (seen once in CI)
+            seen["before: no frame"] = seen.get("before: no frame", 0) + 1
         elif code == -sig:
             assert not text, text
             seen["before: killed"] = seen.get("before: killed", 0) + 1

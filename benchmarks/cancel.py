@@ -216,6 +216,10 @@ async def trial(
     orphans, zombies = kill_leftovers(p for p in pids if p not in gones)
     cli = pids[0]
     return {
+        # the subject or its CLI ended on its own before the cancel (e.g. the SDK closed the
+        # CLI's stdin and the fake exited at EOF while a loaded machine delayed the cancel):
+        # no cancel was measured; ``scenario`` runs another trial in its place
+        "ended_before_cancel": returned[0] < t0 or exits.get(cli, t0) < t0,
         "control": returned[0] - t0,
         "exited": exits[cli] - t0 if cli in exits else None,
         "reaped": (max(gones.values()) - t0) if len(gones) == len(pids) else None,
@@ -236,21 +240,27 @@ async def scenario(
     double_after: float | None = None,
     watch_timeout: float = 4.0,
 ) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
+    ended_early = 0
     with tmpdir("cancel") as d:
-        for i in range(n):
+        i = 0
+        while len(rows) < n and ended_early <= n:  # a trial that measured no cancel is redone
             pidfile = os.path.join(d, f"{i}.pids")
+            i += 1
             args = ["--hold", hold, "--grandchild", grandchild, "--pidfile", pidfile]
-            rows.append(
-                await trial(
-                    subject, observer, args, double_after=double_after, watch_timeout=watch_timeout
-                )
+            row = await trial(
+                subject, observer, args, double_after=double_after, watch_timeout=watch_timeout
             )
+            if row["ended_before_cancel"]:
+                ended_early += 1
+            else:
+                rows.append(row)
     return {
         "name": name,
         "hold": hold,
         "grandchild": grandchild,
-        "runs": n,
+        "runs": len(rows),
+        "ended_before_cancel": ended_early,
         "double_cancel_after_ms": None if double_after is None else double_after * 1000,
         "control_ms": summary_ms(r["control"] for r in rows),
         "exited_ms": summary_ms(r["exited"] for r in rows if r["exited"] is not None),

@@ -89,6 +89,25 @@ def test_doctor_refuses_non_finite_or_non_positive_timeouts(
     assert f"argument {option}: expected a" in lines[-1]
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "1e999", "abc", ""])
+@pytest.mark.parametrize("command", ["run", "chat"])
+def test_a_run_timeout_that_is_no_finite_number_is_refused_as_that_option(
+    capsys: pytest.CaptureFixture[str], command: str, value: str
+) -> None:
+    """``--timeout nan`` names ``--timeout`` (was: ``-o.timeout_secs: …``, an option the
+    person never typed); 0 or less stays ``timeout_secs``'s own meaning (its default)."""
+    code, lines = _run(capsys, command, "-P", "replay", "--timeout", value, "hi")
+    assert code == 2
+    assert "argument --timeout: expected a" in lines[-1]
+
+
+def test_a_run_timeout_of_zero_or_less_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    for value in ("0", "-1"):
+        code, _lines = _run(capsys, "run", "-P", "replay", "-o", "speed=0", "--timeout", value,
+                            "-q", "hi")  # fmt: skip
+        assert code == 0
+
+
 _CHAT = [sys.executable, "-m", "alice_trio.cli.entry", "chat", "-P", "replay", "-o", "speed=0"]
 
 

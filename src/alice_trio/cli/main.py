@@ -515,13 +515,26 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", "-m", metavar="MODEL", help="model for this run")
     g.add_argument("--cwd", metavar="DIR", help="working directory of the agent")
     g.add_argument("--thread", "-t", metavar="ID", help="thread/session id to resume")
-    g.add_argument("--timeout", type=float, metavar="SECS", help="overall timeout")
+    g.add_argument("--timeout", type=_seconds, metavar="SECS",
+                   help="overall timeout (0 or less: the default, 48 h)")  # fmt: skip
     g.add_argument(
         "--set", "-o", action="append", metavar="KEY=VALUE",
         help="set a profile key (YAML value), e.g. -o speed=0 -o yolo=true; repeatable",
     )  # fmt: skip
     g.add_argument("--plain", action="store_true", help="no colours or spinner")
     g.add_argument("--verbose", "-v", action="store_true", help="show every event")
+
+
+def _seconds(text: str) -> float:
+    """``run``/``chat --timeout``: a finite number of seconds (``timeout_secs``'s meaning:
+    0 or less is its default); ``nan`` and ``inf`` are usage errors named for the option."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return value
 
 
 def _positive_seconds(text: str) -> float:

@@ -1,7 +1,7 @@
 """The ``alice-trio`` command's own cost: rendering a flood of events and a huge reply.
 
     python -m benchmarks.cli [--quick] [--events N] [--big BYTES] [--repeats R]
-                             [--compare SRC] [--flood-only]
+                             [--compare SRC] [--flood-only] [--instructions]
 
 Every subject is a fresh process on the same fake ``codex exec --json`` (``fake_codex.py``),
 run interleaved (one of each per round) so they share the machine's noise:
@@ -30,6 +30,14 @@ compiles them): in a private ``PYTHONPYCACHEPREFIX``, written by one unmeasured 
 each subject, also when the environment sets ``PYTHONDONTWRITEBYTECODE`` (a development setup
 that would otherwise make every start of the CLI compile alice_trio's modules from source).
 
+``--instructions``: the same subjects (``bare``, ``library``, ``cli_file``) counted in CPU
+instructions instead of seconds, each under ``valgrind --tool=callgrind`` (the subject's own
+process; its fake is not counted), with ``--events`` events and with none: instructions per
+event and at start-up, and the whole flood's ratio ``cli_file / bare``. A count does not move
+with the machine's load, so it is the figure to compare two trees by (it is not time: cache
+misses and the fake's share are not in it). 20,000 events by default (valgrind runs Python
+~50× slower); skipped with the reason when valgrind is not installed.
+
 Big reply: one agent message of ``--big`` bytes (50 MB; 10 MB quick) through ``cli_file``
 (``big_reply_trailing_space``: the same message ending in a space, which the library's
 ``strip()`` calls copy):
@@ -43,6 +51,7 @@ import argparse
 import os
 import pty
 import select
+import shutil
 import stat
 import subprocess
 import sys
@@ -242,6 +251,59 @@ def _load() -> float:
         return 0.0
 
 
+def _instructions_of(subject: str, fake: str, d: str, env: dict[str, str]) -> int:
+    """CPU instructions of one run of ``subject`` (its own process) under callgrind."""
+    out_file = Path(d) / f"callgrind.{subject}"
+    argv = _argv(subject, fake, str(Path(d) / "unused.peak"))
+    argv = [sys.executable, *argv[argv.index("benchmarks.peak") + 2 :]]  # no peak wrapper
+    argv[1:1] = ["-m"]
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *argv],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=str(REPO), timeout=3600,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{subject} under valgrind exited {proc.returncode}: "
+                           f"{proc.stderr[-2000:]!r}")  # fmt: skip
+    for line in proc.stderr.decode(errors="replace").splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    raise RuntimeError(f"no instruction count from valgrind for {subject}")
+
+
+def instructions(events: int) -> dict[str, Any]:
+    """Instruction counts of ``bare``, ``library`` and ``cli_file`` (see the module docstring)."""
+    if shutil.which("valgrind") is None:
+        return {"skipped": "valgrind is not installed (apt install valgrind)"}
+    subjects = ("bare", "library", "cli_file")
+    rows: dict[str, Any] = {}
+    with tmpdir("cli-instr") as d:
+        fake = _launcher(d)
+        env = _env(d, FAKE_BIG="0", NO_COLOR="")
+        _warm_up(list(subjects), fake, d, env)
+        for subject in subjects:
+            empty = _instructions_of(subject, fake, d, {**env, "FAKE_EVENTS": "0"})
+            full = _instructions_of(subject, fake, d, {**env, "FAKE_EVENTS": str(events)})
+            rows[subject] = {
+                "start_up": empty,
+                "per_event": round((full - empty) / events),
+                "flood": full,
+            }
+    bare, cli = rows["bare"], rows["cli_file"]
+    return {
+        "events": events,
+        "subjects": rows,
+        "cli_over_bare": round(cli["flood"] / bare["flood"], 2),
+        "cli_over_bare_per_event": round(cli["per_event"] / bare["per_event"], 2),
+        # the same ratio for a 200k-event flood, from the counts per event and at start-up
+        "cli_over_bare_at_200k": round(
+            (cli["start_up"] + 200_000 * cli["per_event"])
+            / (bare["start_up"] + 200_000 * bare["per_event"]),
+            2,
+        ),
+    }
+
+
 def big_reply(size: int, *, trailing_space: bool = False) -> dict[str, Any]:
     with tmpdir("cli-big") as d:
         fake = _launcher(d)
@@ -280,7 +342,12 @@ def main() -> int:
     p.add_argument("--repeats", type=int)
     p.add_argument("--compare", default="", help="another tree's src folder, measured alongside")
     p.add_argument("--flood-only", action="store_true", help="skip the big-reply runs")
+    p.add_argument("--instructions", action="store_true",
+                   help="only the instruction counts under valgrind (see above)")  # fmt: skip
     a = p.parse_args()
+    if a.instructions:
+        emit({"instructions": instructions(a.events or 20_000)})
+        return 0
     events = a.events or (20_000 if a.quick else 200_000)
     size = a.big or (10_000_000 if a.quick else 50_000_000)
     repeats = a.repeats or (1 if a.quick else 3)

@@ -99,3 +99,58 @@ async def test_an_approver_of_another_run_may_not_come_back_to_a_waiting_one(
             result = await backend.run(req("k1", "ASK", thread_id=threads["k1"]))
     assert len(refused) == 1 and "'k1'" in refused[0]
     assert result.reply == "answer: decline"  # "ecline" is no decision: declined too
+
+
+@pytest.mark.parametrize("how", ["submit", "steer"])
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_open_session_approver_submitting_to_its_own_session_returns_at_once(
+    tmp_path: Path, mode: str, how: str
+) -> None:
+    """``open_session``: an approver that submits (or steers) into the session whose turn
+    waits for its answer is not a deadlock: the call returns at once — queued (ACP, whose
+    turns take no steer), steered into the waiting turn (codex's ``turn/steer``, which this
+    fake does not know: its JSON-RPC error), or :class:`SteerUnsupportedError` — then the
+    approver's own answer is applied and a queued message is answered after the turn."""
+    from alice_trio.errors import AliceError, SteerUnsupportedError
+    from alice_trio.models import RunRequest
+    from alice_trio.protocols.session_core import SubmitResult
+    from alice_trio.sessions.session import open_session
+
+    config, _log = make_config(tmp_path, mode)
+    outcomes: list[Any] = []
+    box: list[Any] = []
+
+    async def approver(request: ApprovalRequest) -> ApprovalDecision:
+        with trio.fail_after(10):  # a deadlock would hold it here
+            try:
+                outcomes.append(await getattr(box[0], how)(RunRequest(user_text="after")))
+            except AliceError as exc:
+                outcomes.append(exc)
+        return ApprovalDecision.ACCEPT
+
+    replies: list[str] = []
+    with trio.fail_after(30):
+        async with open_session(
+            provider_of(mode), config, initial=RunRequest(user_text=""), approver=approver
+        ) as session:
+            box.append(session)
+            events = session.events()
+            await session.submit(RunRequest(user_text="ASK"))
+            queued = False
+            async for event in events:
+                if event.kind.value == "assistant_text":
+                    replies.append(event.text)
+                if event.kind.value == "turn_completed":
+                    queued = (
+                        isinstance(outcomes[0], SubmitResult) and outcomes[0].mode.value == "queued"
+                    )
+                    if not queued or len(replies) == 2:
+                        break
+    assert len(outcomes) == 1, outcomes
+    assert replies[0] == ACCEPTED[mode], replies  # the approver's answer was applied
+    if mode == "acp" and how == "submit":
+        assert queued and replies[1].endswith(": after"), (outcomes, replies)
+    elif mode == "acp":
+        assert isinstance(outcomes[0], SteerUnsupportedError), outcomes
+    else:  # codex: both steer the waiting turn; the fake answers turn/steer with an error
+        assert isinstance(outcomes[0], AliceError) and "turn/steer" in str(outcomes[0]), outcomes

@@ -15,6 +15,8 @@ arguments (provider, config of another provider's class, non-finite or negative 
 **Session key.** ``request.env["ALICE_SESSION_KEY"]`` (trimmed), else ``request.thread_id``.
 Runs with the same key are serialized by a per-key lock that is never replaced while anyone
 holds or waits for it (§13.10); a request with neither key gets a fresh one-turn session.
+A thread is open in one conversation at a time: a run of another key naming it waits while
+its conversation is busy, then closes it and resumes the thread (:mod:`.threads`).
 
 **Reuse.** After every run whose session is still alive — completed, interrupted, or refused
 (a failed submit) — the session stays open for ``idle_ttl`` seconds; a timer task in the
@@ -94,6 +96,7 @@ from .arguments import checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
+from .threads import ThreadHolders
 
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
 
@@ -267,6 +270,8 @@ class _Entry:
     generation: int = 0
     current: _Turn | None = None
     timer: trio.CancelScope | None = None
+    #: the threads this conversation holds in the backend (see :mod:`.threads`)
+    threads: set[str] = attrs.Factory(set)
 
 
 class SessionBackend:
@@ -321,6 +326,7 @@ class SessionBackend:
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
+        self._threads = ThreadHolders()  # one conversation per thread (sessions/threads.py)
         # -- scaling hooks (sessions/pool.py, sessions/admission.py) --
         if scaling is None:
             scaling = ScalingConfig(warm=0) if driver_factory is not None else ScalingConfig()
@@ -421,8 +427,12 @@ class SessionBackend:
                     entry = None
                 if entry is None:
                     request = self.admission.resume(key, request)
-                    async with self.admission.conversation(self):
-                        entry = await self._nursery.start(self._host, key, request)
+                    # another key's conversation on this thread is waited for or closed first
+                    async with self._threads.opening(self, key, request.thread_id) as opened:
+                        async with self.admission.conversation(self):
+                            entry = await self._nursery.start(self._host, key, request)
+                        opened(entry)
+                    self._hold_thread(entry)
                 assert entry is not None
                 self.admission.touch(key)
                 entry.generation += 1
@@ -431,6 +441,7 @@ class SessionBackend:
                 try:
                     return await self._run_turn(entry, request)
                 finally:
+                    self._hold_thread(entry)  # a new conversation's thread, known now
                     self._arm_idle_close(entry)  # whatever the outcome, if it lives on
         finally:
             self._forget_lock(key, lock)
@@ -493,6 +504,7 @@ class SessionBackend:
                 if self._sessions.get(key) is entry:
                     del self._sessions[key]
                 self._release(entry)
+                self._threads.let_go(entry)
             self.admission.forget(key, self)
             self.pool.notify()  # a process slot may be free now (HostPool._acquire)
 
@@ -526,6 +538,11 @@ class SessionBackend:
         lock = self._locks.get(entry.key)
         if lock is not None:
             self._forget_lock(entry.key, lock)
+
+    def _hold_thread(self, entry: _Entry) -> None:
+        """Register the thread of ``entry``'s conversation if it is still its key's live one."""
+        if self._sessions.get(entry.key) is entry and not entry.session.closed:
+            self._threads.hold(entry)
 
     def _arm_idle_close(self, entry: _Entry) -> None:
         """Give ``entry`` its idle timer if it is still the live session of its key — unless
@@ -573,8 +590,10 @@ class SessionBackend:
             yield
         finally:
             self._in_use.discard(key)
-            # idle now: a start waiting at the process bound may close it (HostPool._acquire)
+            # idle now: a start waiting at the process bound may close it (HostPool._acquire),
+            # a run of another key waiting for its thread may take it (sessions/threads.py)
             self.pool.notify()
+            self._threads.notify()
 
     def _forget_lock(self, key: str, lock: trio.Lock) -> None:
         """Remove a per-key lock only when nobody holds or waits for it and no session uses

@@ -145,3 +145,32 @@ async def test_a_thread_the_agent_cannot_resume_is_not_taken_from_its_key(
         again = await b.run(req("a", "two"))  # a's conversation is untouched
         assert again.reply == f"reply to {a.next_thread_id}: two"
         assert b.open_sessions() == ["a"]
+
+
+async def test_a_run_cancelled_while_it_waits_for_the_thread_leaves_nothing_held(
+    tmp_path: Path,
+) -> None:
+    async with backend(tmp_path, "codex") as b:
+        a = await b.run(req("a", "one"))
+        thread = a.next_thread_id
+        results: dict[str, Any] = {}
+        waiter = trio.CancelScope()
+
+        async def run_a() -> None:
+            results["a"] = await b.run(req("a", "TOOL:sleep 0.5; echo done"))
+
+        async def run_b() -> None:
+            with waiter:
+                results["b"] = await b.run(req("b", "from b", thread_id=thread))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run_a)
+            await wait_for(lambda: b._sessions["a"].current is not None, "a's turn")
+            n.start_soon(run_b)
+            await wait_for(lambda: "b" in b._in_use, "b waiting for the thread")
+            waiter.cancel()
+        assert waiter.cancelled_caught and "b" not in results
+        assert results["a"].reply == "tool said: done"
+        assert b._threads.holder(thread) is b._sessions["a"]  # no mark of b's left
+        c = await b.run(req("c", "from c", thread_id=thread))
+        assert c.reply == f"reply to {thread}: from c" and b.open_sessions() == ["c"]

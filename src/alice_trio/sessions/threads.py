@@ -122,10 +122,7 @@ class ThreadHolders:
                 continue
             live = backend._sessions.get(holder.key)
             if live is holder and not holder.session.closed:
-                if holder.current is not None or holder.key in backend._in_use:
-                    await self._changed.wait()  # busy: its run ends, then look again
-                    continue
-                if not backend.admission.closable(holder):
+                if not backend.admission.closable(holder):  # waiting would never end
                     raise ResumeUnsupportedError(
                         f"{backend.provider.name}: thread {thread!r} is open in conversation "
                         f"{holder.key!r}, and the agent cannot resume it once closed there: "
@@ -133,6 +130,9 @@ class ThreadHolders:
                         "ScalingConfig(close_unresumable=True)",
                         provider=backend.provider.name,
                     )
+                if holder.current is not None or holder.key in backend._in_use:
+                    await self._changed.wait()  # busy: its run ends, then look again
+                    continue
                 backend.admission.remember(holder)  # its next run resumes the thread
                 backend._drop(holder, graceful=True)
             await holder.host_done.wait()

@@ -261,7 +261,9 @@ class _Turn:
 
 
 @attrs.define(eq=False)
-class _Entry:
+class Entry:
+    """One live conversation of a key (its session, idle timer, turn in progress, threads)."""
+
     key: str
     session: InteractiveSession
     close_requested: trio.Event = attrs.Factory(trio.Event)
@@ -322,7 +324,7 @@ class SessionBackend:
         self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
         self._locks: dict[str, trio.Lock] = {}
         self._in_use: set[str] = set()  # keys whose run is past admission (see _using)
-        self._sessions: dict[str, _Entry] = {}
+        self._sessions: dict[str, Entry] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
@@ -416,11 +418,11 @@ class SessionBackend:
             )
         if not key:
             async with self.admission.turn(request), self._open(request) as session:
-                return await self._run_turn(_Entry(key="", session=session), request)
+                return await self._run_turn(Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
             async with lock, self.admission.turn(request), self._using(key):
-                entry: _Entry | None = self._sessions.get(key)
+                entry: Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(entry)  # resumed below, if the agent can
                     self._drop(entry, graceful=False)
@@ -490,10 +492,10 @@ class SessionBackend:
 
     async def _host(self, key: str, initial: RunRequest, *, task_status: Any) -> None:
         """Owns one session's context for its whole life (a task of the backend nursery)."""
-        entry: _Entry | None = None
+        entry: Entry | None = None
         try:
             async with self._open(initial) as session:
-                entry = _Entry(key=key, session=session)
+                entry = Entry(key=key, session=session)
                 self._sessions[key] = entry
                 task_status.started(entry)
                 await entry.close_requested.wait()
@@ -508,7 +510,7 @@ class SessionBackend:
             self.admission.forget(key, self)
             self.pool.notify()  # a process slot may be free now (HostPool._acquire)
 
-    async def _drop_and_wait(self, entry: _Entry) -> None:
+    async def _drop_and_wait(self, entry: Entry) -> None:
         """Kill ``entry``'s session and wait until its process group is reaped (shielded and
         bounded), so a failed or cancelled run returns with nothing of its session left."""
         self._drop(entry, graceful=False)
@@ -517,7 +519,7 @@ class SessionBackend:
         with trio.CancelScope(shield=True), trio.move_on_after(10.0):
             await entry.host_done.wait()
 
-    def _drop(self, entry: _Entry, *, graceful: bool) -> None:
+    def _drop(self, entry: Entry, *, graceful: bool) -> None:
         """Close ``entry``'s session in the background (the host task does the work)."""
         if self._sessions.get(entry.key) is entry:
             del self._sessions[entry.key]
@@ -525,7 +527,7 @@ class SessionBackend:
         entry.close_requested.set()
         self._release(entry)
 
-    def _release(self, entry: _Entry) -> None:
+    def _release(self, entry: Entry) -> None:
         """Let go of what the backend keeps for ``entry`` once it left ``_sessions``, however
         it left (idle close, made room for another, process died, failed run, backend close):
         its idle timer (a sleeping task holding the entry, and so its session, driver and
@@ -539,12 +541,12 @@ class SessionBackend:
         if lock is not None:
             self._forget_lock(entry.key, lock)
 
-    def _hold_thread(self, entry: _Entry) -> None:
+    def _hold_thread(self, entry: Entry) -> None:
         """Register the thread of ``entry``'s conversation if it is still its key's live one."""
         if self._sessions.get(entry.key) is entry and not entry.session.closed:
             self._threads.hold(entry)
 
-    def _arm_idle_close(self, entry: _Entry) -> None:
+    def _arm_idle_close(self, entry: Entry) -> None:
         """Give ``entry`` its idle timer if it is still the live session of its key — unless
         the agent cannot resume it and the scaling does not allow closing such a one
         (``close_unresumable``): the idle close would lose it."""
@@ -562,7 +564,7 @@ class SessionBackend:
         self._timers.add(timer)
         self._nursery.start_soon(self._idle_close, entry, entry.generation, timer)
 
-    async def _idle_close(self, entry: _Entry, generation: int, timer: trio.CancelScope) -> None:
+    async def _idle_close(self, entry: Entry, generation: int, timer: trio.CancelScope) -> None:
         with timer:
             try:
                 await trio.sleep(self.idle_ttl)
@@ -608,7 +610,7 @@ class SessionBackend:
             del self._locks[key]
 
     # -- one run -----------------------------------------------------------------------------
-    async def _run_turn(self, entry: _Entry, request: RunRequest) -> RunResult:
+    async def _run_turn(self, entry: Entry, request: RunRequest) -> RunResult:
         session = entry.session
         me = frozenset({(id(self), entry.key)} if entry.key else ())
         turn = _Turn(

@@ -35,7 +35,7 @@ import trio
 from ..errors import ResumeUnsupportedError
 
 if TYPE_CHECKING:
-    from .backend import SessionBackend, _Entry
+    from .backend import Entry, SessionBackend
 
 __all__ = ["ThreadHolders"]
 
@@ -50,7 +50,7 @@ class _Opening:
         self.done = trio.Event()
 
 
-def _nothing(entry: _Entry) -> None:
+def _nothing(entry: Entry) -> None:
     return None
 
 
@@ -58,10 +58,10 @@ class ThreadHolders:
     """thread id → the backend entry (or opening run) that holds it (see the module)."""
 
     def __init__(self) -> None:
-        self._holders: dict[str, _Entry | _Opening] = {}
+        self._holders: dict[str, Entry | _Opening] = {}
         self._changed = trio.Event()
 
-    def holder(self, thread: str) -> _Entry | _Opening | None:
+    def holder(self, thread: str) -> Entry | _Opening | None:
         """The entry (or opening run) holding ``thread``, or None."""
         return self._holders.get(thread)
 
@@ -70,7 +70,7 @@ class ThreadHolders:
         self._changed.set()
         self._changed = trio.Event()
 
-    def hold(self, entry: _Entry) -> None:
+    def hold(self, entry: Entry) -> None:
         """``entry``'s conversation is on its session's thread (learned at open or after a
         turn): registered unless another holds that thread."""
         thread = entry.session.thread_id
@@ -78,7 +78,7 @@ class ThreadHolders:
             self._holders[thread] = entry
             entry.threads.add(thread)
 
-    def let_go(self, entry: _Entry) -> None:
+    def let_go(self, entry: Entry) -> None:
         """``entry``'s conversation ended: its threads are free."""
         for thread in entry.threads:
             if self._holders.get(thread) is entry:
@@ -89,7 +89,7 @@ class ThreadHolders:
     @asynccontextmanager
     async def opening(
         self, backend: SessionBackend, key: str, thread: str
-    ) -> AsyncIterator[Callable[[_Entry], None]]:
+    ) -> AsyncIterator[Callable[[Entry], None]]:
         """Hold ``thread`` for ``key``'s conversation being opened in the body (nothing when
         ``thread`` is ""): waits for, or closes, the conversation holding it (see the module).
         The body calls the yielded function with its opened entry, which then holds it."""
@@ -98,7 +98,7 @@ class ThreadHolders:
             return
         mark = await self._take(backend, key, thread)
 
-        def opened(entry: _Entry) -> None:
+        def opened(entry: Entry) -> None:
             if self._holders.get(thread) is mark:
                 self._holders[thread] = entry
                 entry.threads.add(thread)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -17,6 +18,7 @@ from alice_trio.file_changes import (
     diff_snapshots,
     display_path,
     format_file_changes,
+    json_path,
     merge_changes,
     refine_written,
     relative_path,
@@ -154,3 +156,16 @@ def test_file_change_validates() -> None:
         FileChange(path="a", kind="added")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         FileChange(path="a", kind=A, added_lines=-1)
+
+
+def test_json_path_keeps_a_name_that_is_not_utf8_exact() -> None:
+    assert json_path("été/a b.txt") == ("été/a b.txt", None)
+    raw = b"d\xe9j\xe0/\\x41\xff"
+    text, data = json_path(os.fsdecode(raw))
+    assert text == "d\\xe9j\\xe0/\\x41\\xff" and data is not None
+    assert base64.b64decode(data) == raw
+    # a lone surrogate no file system name holds (a JSON "\ud800" escape): U+FFFD in the text
+    text, data = json_path("a\ud800b")
+    assert text == "a\ufffdb" and data is not None
+    assert base64.b64decode(data) == b"a\xed\xa0\x80b"
+    text.encode("utf-8")

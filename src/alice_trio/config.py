@@ -29,13 +29,15 @@ from __future__ import annotations
 import difflib
 import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import attrs
 
+from . import config_fields as cf
 from . import validation as v
 from .boundedio import read_bounded
+from .config_fields import config_keys, yaml_key
 from .errors import ConfigError, UnknownProviderError
 from .providers.base import CLIConfig, Provider
 from .providers.registry import get_provider, normalize_name, provider_names
@@ -65,22 +67,6 @@ DEFAULT_AUTH_STATUS_TIMEOUT = 15.0
 PROFILE_META_KEYS = ("provider", "description", "scaling")
 TOP_LEVEL_KEYS = ("default_profile", "env", "workspace_dir", "auth_status_timeout_secs",
                   "llm_profiles")  # fmt: skip
-#: a key people are likely to write → the key we use
-KEY_HINTS = {
-    "exec_policy": "permissions",
-    "timeout": "timeout_secs",
-    "idle_timeout": "idle_timeout_secs",
-    "profile": "provider_profile (codex) or agent (opencode)",
-    "llm_provider": "provider",
-    "cwd": "workspace_dir",
-    "workdir": "workspace_dir",
-    "args": "extra_args",
-    "codex_idle_timeout_secs": "default_idle_timeout_secs",
-    "codex_high_idle_timeout_secs": "high_idle_timeout_secs",
-    "codex_xhigh_idle_timeout_secs": "xhigh_idle_timeout_secs",
-    "bots": "llm_profiles (alice-trio has no bots: one file is one set of profiles)",
-    "default_provider": "default_profile",
-}
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -90,112 +76,12 @@ _Invalid = v.InvalidValue
 _show = v.show
 
 
-def _did_you_mean(key: str, known: list[str] | tuple[str, ...]) -> str:
-    hint = KEY_HINTS.get(key)
-    if hint and hint.split(" ")[0] in known:
-        return f"; did you mean {hint}?"
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if close:
-        return f'; did you mean "{close[0]}"?'
-    if hint:
-        return f"; did you mean {hint}?"
-    return ""
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-def _cls_keys(cl: type) -> dict[str, str]:
-    """attribute name → YAML key of an attrs class."""
-    return {a.name: yaml_key(cl, a) for a in attrs.fields(cl)}
-
-
-def _config_error_lines(exc: ConfigError, path: str, cl: type | None) -> list[tuple[str, str]]:
-    """A config class refused a value at construction: its attribute names → YAML keys."""
-    keys = _cls_keys(cl) if cl is not None and attrs.has(cl) else {}
-    return [(_join(path, keys.get(name, name)), message) for name, message in exc.errors]
-
-
-def _attrs_validator_message(
-    exc: ValueError | TypeError, path: str, cl: type | None
-) -> tuple[str, str]:
-    """A config class's own attrs validator failed (``in_``, ``ge``, …)."""
-    args = exc.args
-    if len(args) >= 4 and isinstance(args[1], attrs.Attribute):
-        attr, options, value = args[1], args[2], args[3]
-        key = yaml_key(cl, attr) if cl is not None and attrs.has(cl) else attr.name
-        choices = ", ".join(str(o) if o != "" else '""' for o in options)
-        return _join(path, key), f"{_show(value)} is unsupported; expected one of: {choices}"
-    text = str(exc)
-    if text.startswith("'") and "' " in text and cl is not None and attrs.has(cl):
-        name, rest = text[1:].split("' ", 1)
-        keys = _cls_keys(cl)
-        if name in keys:
-            if rest.startswith("must be ") and ": " in rest:
-                rest = rest.replace(": ", ", got ", 1)
-            return _join(path, keys[name]), rest
-    return path, text
-
-
 def _raise(errors: list[tuple[str, str]], source: str = "") -> typing.NoReturn:
     lines = [f"{p}: {m}" if p else m for p, m in errors]
     err = ConfigError("\n".join(lines))
     err.errors = tuple(errors)
     err.source = source  # type: ignore[attr-defined]
     raise err
-
-
-# -- key names ----------------------------------------------------------------------------------
-
-_DURATION_SUFFIXES = ("timeout", "grace")
-
-
-def _is_float_type(t: Any) -> bool:
-    return t is float or set(typing.get_args(t)) == {float, type(None)}
-
-
-def _is_duration(attribute: attrs.Attribute[Any]) -> bool:
-    return attribute.name.endswith(_DURATION_SUFFIXES) and _is_float_type(attribute.type)
-
-
-def yaml_key(cl: type | None, attribute: attrs.Attribute[Any]) -> str:
-    """The YAML key of a config class field (``exec_policy`` → ``permissions``, durations get
-    ``_secs``)."""
-    if attribute.name == "exec_policy":
-        return "permissions"
-    if cl is not None and isinstance(attribute.type, str):  # an annotation not resolved yet
-        attribute = attrs.fields_dict(attrs.resolve_types(cl)).get(attribute.name, attribute)
-    if _is_duration(attribute):
-        return attribute.name + "_secs"
-    return attribute.name
-
-
-def _fields(cl: type) -> tuple[attrs.Attribute[Any], ...]:
-    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(attrs.resolve_types(cl))
-    return fields
-
-
-def config_keys(cl: type) -> list[str]:
-    """Every YAML key of config class ``cl``, in field order."""
-    return [yaml_key(cl, a) for a in _fields(cl)]
-
-
-# -- the converter ------------------------------------------------------------------------------
-
-
-def _hook(check: v.Check) -> Callable[..., Any]:
-    """A cattrs structure hook running a field check (see :mod:`alice_trio.validation`)."""
-
-    def hook(value: Any, _: Any = None) -> Any:
-        return check(value)
-
-    return hook
-
-
-_str = _hook(v.text)
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -242,7 +128,7 @@ class AppConfig:
             known = list(self.profiles)
             raise ConfigError(
                 f'unknown profile "{key}"; configured profiles: {", ".join(known)}'
-                + _did_you_mean(key, known)
+                + cf.did_you_mean(key, known)
             )
         return self.profiles[key]
 
@@ -295,7 +181,7 @@ def _env(raw: Any, path: str, errors: list[tuple[str, str]]) -> dict[str, str]:
         try:
             text = v.env_value(value)
         except _Invalid as exc:
-            errors.append((_join(path, key), exc.message))
+            errors.append((cf.join(path, key), exc.message))
             continue
         if text:
             out[key] = text
@@ -334,13 +220,13 @@ def _build_profile(
     data = dict(raw)
     provider_raw = data.pop("provider", None)
     description = data.pop("description", "")
-    scaling = _scaling(data.pop("scaling", None), _join(path, "scaling"), errors)
+    scaling = _scaling(data.pop("scaling", None), cf.join(path, "scaling"), errors)
     if provider_raw is None or (isinstance(provider_raw, str) and not provider_raw.strip()):
         known = provider_names()
-        errors.append((_join(path, "provider"), f"required; known providers: {', '.join(known)}"))
+        errors.append((cf.join(path, "provider"), f"required; known providers: {', '.join(known)}"))
         return None
     if not isinstance(provider_raw, str):
-        errors.append((_join(path, "provider"), f"expected a string, got {_show(provider_raw)}"))
+        errors.append((cf.join(path, "provider"), f"expected a string, got {_show(provider_raw)}"))
         return None
     provider_name = normalize_name(provider_raw)
     try:
@@ -351,14 +237,15 @@ def _build_profile(
         hint = f'; did you mean "{close[0]}"?' if close else ""
         errors.append(
             (
-                _join(path, "provider"),
+                cf.join(path, "provider"),
                 f'unsupported provider "{provider_name}"; known providers: '
                 f"{', '.join(known)}{hint}",
             )
         )
         return None
     if not isinstance(description, str):
-        errors.append((_join(path, "description"), f"expected a string, got {_show(description)}"))
+        what = f"expected a string, got {_show(description)}"
+        errors.append((cf.join(path, "description"), what))
         description = ""
     cl = provider.config_class
     keys = config_keys(cl)
@@ -366,9 +253,9 @@ def _build_profile(
     # unknown keys first, with a provider-aware hint
     for key in list(data):
         if key not in keys:
-            errors.append((_join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
+            errors.append((cf.join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
             del data[key]
-    profile_env = _env(data.pop("env", None), _join(path, "env"), errors)
+    profile_env = _env(data.pop("env", None), cf.join(path, "env"), errors)
     data["env"] = {**top_env, **profile_env}
     if "workspace_dir" not in data and top_workspace:
         data["workspace_dir"] = top_workspace
@@ -417,10 +304,10 @@ def _constructor_kwargs(data: Any, cl: type) -> dict[str, Any] | None:
     ``cl`` checks at construction (see :func:`_structure`)."""
     if type(data) is not dict or not attrs.has(cl):
         return None
-    fields = {yaml_key(cl, a): a for a in _fields(cl)}
+    field_of = {yaml_key(cl, a): a for a in cf.fields(cl)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        a = fields.get(key)
+        a = field_of.get(key)
         if a is None or not v.checked_at_construction(a):
             return None
         kwargs[a.name] = value
@@ -440,14 +327,14 @@ def override_profile(
     data = dict(raw)
     for key in list(data):
         if key not in keys:
-            errors.append((_join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
+            errors.append((cf.join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
             del data[key]
     if "env" in data:
-        data["env"] = {**profile.config.env, **_env(data["env"], _join(path, "env"), errors)}
+        data["env"] = {**profile.config.env, **_env(data["env"], cf.join(path, "env"), errors)}
     partial = _structure(data, cl, path, errors)
     if errors or partial is None:
         _raise(errors)
-    by_key = {yaml_key(cl, a): a.name for a in _fields(cl)}
+    by_key = {yaml_key(cl, a): a.name for a in cf.fields(cl)}
     changes = {by_key[k]: getattr(partial, by_key[k]) for k in data}
     return attrs.evolve(profile, config=attrs.evolve(profile.config, **changes))
 
@@ -466,7 +353,7 @@ def _unknown_profile_key(key: str, provider: Provider, keys: list[str]) -> str:
     msg = f'unknown key for provider "{provider.name}"'
     if owners:
         return msg + f" (it is a key of {', '.join(owners)})"
-    return msg + _did_you_mean(key, [*PROFILE_META_KEYS, *keys])
+    return msg + cf.did_you_mean(key, [*PROFILE_META_KEYS, *keys])
 
 
 def parse_config(data: Any, *, source: str = "") -> AppConfig:
@@ -486,7 +373,7 @@ def _parse_config(data: Any, source: str) -> AppConfig:
         _raise([("", f"expected a mapping at the top level, got {_show(data)}")], source)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            errors.append((str(key), "unknown key" + _did_you_mean(str(key), TOP_LEVEL_KEYS)))
+            errors.append((str(key), "unknown key" + cf.did_you_mean(str(key), TOP_LEVEL_KEYS)))
     env = _env(data.get("env"), "env", errors)
     workspace_dir = ""
     try:
@@ -535,7 +422,7 @@ def _parse_config(data: Any, source: str) -> AppConfig:
     default = ""
     raw_default = data.get("default_profile")
     try:
-        default = normalize_name(_str(raw_default))
+        default = normalize_name(cf.text(raw_default))
     except _Invalid as exc:
         errors.append(("default_profile", exc.message))
     names = list(seen)
@@ -543,7 +430,7 @@ def _parse_config(data: Any, source: str) -> AppConfig:
         errors.append(
             ("default_profile",
              f'"{default}" is not a profile; profiles: {", ".join(names) or "(none)"}'
-             + _did_you_mean(default, names))
+             + cf.did_you_mean(default, names))
         )  # fmt: skip
     elif not default and len(seen) > 1:
         errors.append(

@@ -24,20 +24,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, override
 
+from . import config_fields as cf
 from . import validation as v
-from .config import (
-    _attrs_validator_message,
-    _cls_keys,
-    _config_error_lines,
-    _did_you_mean,
-    _fields,
-    _hook,
-    _Invalid,
-    _join,
-    _show,
-    _str,
-    yaml_key,
-)
 from .errors import ConfigError
 
 __all__ = ["converter", "flatten", "structure"]
@@ -48,12 +36,12 @@ def structure(data: Any, cl: type, path: str, errors: list[tuple[str, str]]) -> 
     ``errors`` when it cannot be."""
     try:
         return converter().structure(data, cl)
-    except (ClassValidationError, ForbiddenExtraKeysError, _Invalid) as exc:
+    except (ClassValidationError, ForbiddenExtraKeysError, v.InvalidValue) as exc:
         errors.extend(flatten(exc, path, cl))
     except ConfigError as exc:  # a check across fields, at construction
-        errors.extend(_config_error_lines(exc, path, cl) or [(path, exc.message)])
+        errors.extend(cf.config_error_lines(exc, path, cl) or [(path, exc.message)])
     except (ValueError, TypeError) as exc:  # the config class's own validators
-        errors.append(_attrs_validator_message(exc, path, cl))
+        errors.append(cf.attrs_validator_message(exc, path, cl))
     return None
 
 
@@ -61,11 +49,11 @@ def flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tuple
     """Turn a (nested) cattrs validation error into ``(path, message)`` lines."""
     out: list[tuple[str, str]] = []
     if isinstance(exc, ClassValidationError):
-        keys = _cls_keys(exc.cl) if attrs.has(exc.cl) else {}
+        keys = cf.class_keys(exc.cl) if attrs.has(exc.cl) else {}
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
             if isinstance(note, AttributeValidationNote):
-                sub_path = _join(path, keys.get(note.name, note.name))
+                sub_path = cf.join(path, keys.get(note.name, note.name))
                 sub_cl = note.type if isinstance(note.type, type) else None
                 out += flatten(sub, sub_path, sub_cl)
             else:
@@ -76,22 +64,22 @@ def flatten(exc: BaseException, path: str, cl: type | None = None) -> list[tuple
         item_notes, without = exc.group_exceptions()
         for sub, item_note in item_notes:
             key = item_note.index if isinstance(item_note, IterableValidationNote) else None
-            sub_path = _join(path, key) if isinstance(key, (int, str)) else path
+            sub_path = cf.join(path, key) if isinstance(key, (int, str)) else path
             out += flatten(sub, sub_path)
         for sub in without:
             out += flatten(sub, path)
     elif isinstance(exc, ForbiddenExtraKeysError):
-        known = sorted(_cls_keys(exc.cl).values())
+        known = sorted(cf.class_keys(exc.cl).values())
         for key in sorted(exc.extra_fields):
-            out.append((_join(path, key), "unknown key" + _did_you_mean(key, known)))
-    elif isinstance(exc, _Invalid):
+            out.append((cf.join(path, key), "unknown key" + cf.did_you_mean(key, known)))
+    elif isinstance(exc, v.InvalidValue):
         out.append((path, exc.message))
     elif isinstance(exc, ConfigError) and exc.errors:
-        out += _config_error_lines(exc, path, cl)
+        out += cf.config_error_lines(exc, path, cl)
     elif isinstance(exc, KeyError):
-        out.append((_join(path, str(exc.args[0])), "required key is missing"))
+        out.append((cf.join(path, str(exc.args[0])), "required key is missing"))
     elif isinstance(exc, (ValueError, TypeError)):
-        out.append(_attrs_validator_message(exc, path, cl))
+        out.append(cf.attrs_validator_message(exc, path, cl))
     else:  # pragma: no cover - cattrs raises only the above
         out.append((path, str(exc)))
     return out
@@ -111,14 +99,14 @@ def _is_str_map(t: Any) -> bool:
 def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[Any, Any], Any]]:
     def factory(cl: type) -> Callable[[Any, Any], Any]:
         overrides: dict[str, Any] = {}
-        for a in _fields(cl):
-            key = yaml_key(cl, a)
+        for a in cf.fields(cl):
+            key = cf.yaml_key(cl, a)
             kw: dict[str, Any] = {}
             if key != a.name:
                 kw["rename"] = key
             check = v.yaml_check_of(a)
             if check is not None:  # the class's own check: the same one as in Python
-                kw["struct_hook"] = _hook(check)
+                kw["struct_hook"] = cf.hook(check)
             if kw:
                 overrides[a.name] = override(**kw)
         inner: Callable[[Any, Any], Any] = make_dict_structure_fn(
@@ -129,7 +117,7 @@ def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[An
             if value is None:
                 value = {}
             if not isinstance(value, dict):
-                raise _Invalid(f"expected a mapping, got {_show(value)}")
+                raise v.InvalidValue(f"expected a mapping, got {v.show(value)}")
             return inner(value, t)
 
         return hook
@@ -141,11 +129,11 @@ def _attrs_hook_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[An
 def converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     # fields of third-party config classes that are not checked (not a ``config_class``)
-    conv.register_structure_hook(str, _str)
-    conv.register_structure_hook(bool, _hook(v.boolean))
-    conv.register_structure_hook(int, _hook(v.integer(-(2**63))))
-    conv.register_structure_hook(float, _hook(v.number(-float("inf"))))
-    conv.register_structure_hook_func(_is_str_tuple, _hook(v.str_tuple))
-    conv.register_structure_hook_func(_is_str_map, _hook(v.str_map))
+    conv.register_structure_hook(str, cf.text)
+    conv.register_structure_hook(bool, cf.hook(v.boolean))
+    conv.register_structure_hook(int, cf.hook(v.integer(-(2**63))))
+    conv.register_structure_hook(float, cf.hook(v.number(-float("inf"))))
+    conv.register_structure_hook_func(_is_str_tuple, cf.hook(v.str_tuple))
+    conv.register_structure_hook_func(_is_str_map, cf.hook(v.str_map))
     conv.register_structure_hook_factory(attrs.has, _attrs_hook_factory(conv))
     return conv

@@ -19,6 +19,7 @@ labels by default and Alice's own labels in :data:`ALICE_LABELS`).
 
 from __future__ import annotations
 
+import base64
 import enum
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "diff_snapshots",
     "display_path",
     "format_file_changes",
+    "json_path",
     "merge_changes",
     "refine_written",
     "relative_path",
@@ -101,6 +103,32 @@ _UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029", ord("\\"): "\\\\"})
 #: A name that is not UTF-8 arrives with surrogate escapes (``os.fsdecode``): its bytes as
 #: ``\\xNN``, so the text can be encoded and printed anywhere.
 _UNPRINTABLE.update({0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
+
+
+def json_path(path: str) -> tuple[str, str | None]:
+    """``path`` for a JSON document (the CLI's result object, docs/cli.md): ``(text,
+    path_bytes)``. A name that is UTF-8 is itself, and ``path_bytes`` is None. A name that is
+    not arrives with surrogate escapes (``os.fsdecode``); its text has each byte that is not
+    UTF-8 as the four characters ``\\xNN`` (as :func:`display_path` shows it), and
+    ``path_bytes`` is the name's exact bytes, base64 (standard alphabet, padded). Another lone
+    surrogate (no file system name holds one) is U+FFFD in the text and its UTF-8 form
+    (``surrogatepass``) in the bytes."""
+    if not any(0xD800 <= ord(c) <= 0xDFFF for c in path):
+        return path, None
+    text: list[str] = []
+    data = bytearray()
+    for c in path:
+        code = ord(c)
+        if 0xDC80 <= code <= 0xDCFF:
+            text.append(f"\\x{code - 0xDC00:02x}")
+            data.append(code - 0xDC00)
+        elif 0xD800 <= code <= 0xDFFF:
+            text.append("\ufffd")
+            data += c.encode("utf-8", "surrogatepass")
+        else:
+            text.append(c)
+            data += c.encode("utf-8")
+    return "".join(text), base64.b64encode(bytes(data)).decode("ascii")
 
 
 def display_path(path: str) -> str:

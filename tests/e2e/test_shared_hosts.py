@@ -130,6 +130,37 @@ class SharedCases:
             )
         await assert_nothing_left(setup)
 
+    async def test_another_key_resuming_a_live_thread_takes_it_over(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """A thread is open in one conversation at a time (sessions/threads.py): key b's run
+        naming the thread key a's live conversation holds closes a's (idle) and resumes the
+        thread on the same process — before, it opened a second copy elsewhere (codex
+        refused it: "already has an active writer"); a's next run takes it back."""
+        setup = cli_setup(self.CLI)
+
+        def request(key: str, text: str, thread_id: str = "") -> RunRequest:
+            return self.request(setup, "a", text).evolve(  # one cwd: the thread's
+                env={SESSION_KEY_ENV: key}, thread_id=thread_id
+            )
+
+        async with SessionBackend(
+            self.PROVIDER, self.config(setup), scaling=ScalingConfig(warm=0)
+        ) as backend:
+            with trio.fail_after(TURN_LIMIT):
+                a = await backend.run(request("a", "first of a"))
+                b = await backend.run(request("b", "from b", a.next_thread_id))
+                assert "You said: from b" in b.reply and b.next_thread_id == a.next_thread_id
+                assert backend.open_sessions() == ["b"] and backend.pool.processes() == 1
+                back = await backend.run(request("a", "a again"))
+            assert "You said: a again" in back.reply and back.next_thread_id == a.next_thread_id
+            assert backend.pool.processes() == 1
+            bodies = [json.dumps(r) for r in fake_server.model_requests()]
+            assert any("first of a" in x and "from b" in x and "a again" in x for x in bodies), (
+                "the thread's history did not reach the model"
+            )
+        await assert_nothing_left(setup)
+
     async def test_a_spare_closed_while_a_conversation_opens_does_not_fail_it(
         self, cli_setup: SetupFactory, fake_server: FakeServer
     ) -> None:

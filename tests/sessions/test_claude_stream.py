@@ -610,3 +610,62 @@ async def test_a_claude_that_closed_its_output_is_reported_as_such_not_as_exited
         "claude closed its output and was stopped during the turn (exit status 0)"
     ), err.error
     assert "fatal: lost my output" in err.error
+
+
+def with_spurious_result(tmp_path: Path, name: str, after_in: int) -> Path:
+    """Timeline ``name`` with a copy of the first ``result`` printed right after claude read
+    its ``after_in``-th stdin line (a duplicate: no CLI turn printed anything since)."""
+    entries = [json.loads(x) for x in timeline(name).read_text().splitlines() if x.strip()]
+    first = next(e for e in entries if e["dir"] == "out" and '"type":"result"' in e["line"])
+    ins = [i for i, e in enumerate(entries) if e["dir"] == "in"]
+    at = ins[after_in - 1] + 1
+    entries.insert(at, {**first})
+    path = tmp_path / f"{name}.spurious.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "second"),
+    [("claude_bidi_replay_two_turns", "first turn", "second turn"),  # claude echoes messages
+     ("claude_bidi", "first turn: say hello", "[[TOOL]] second turn: run a command")],  # no echo
+)  # fmt: skip
+async def test_a_duplicate_result_read_while_the_next_turn_waits_is_not_its_reply(
+    tmp_path: Path, name: str, first: str, second: str
+) -> None:
+    """A ``result`` with no CLI turn output since the previous one (here the first turn's,
+    again, read once the second message was sent) completed the oldest pending message: the
+    second turn ended with the first turn's reply, and every later reply shifted by one."""
+    inv = Invocation(
+        argv=(sys.executable, str(FAKE), str(with_spurious_result(tmp_path, name, 3))),
+        limits=RunLimits(kill_grace=0.5),
+    )
+    driver = ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        one = await s.submit(req(first))
+        ev1 = await collect(s, {one.turn_id})
+        two = await s.submit(req(second))
+        ev2 = await collect(s, {two.turn_id})
+    reply1 = of(ev1, one.turn_id, EventKind.ASSISTANT_TEXT)[-1].text
+    texts2 = [e.text for e in of(ev2, two.turn_id, EventKind.ASSISTANT_TEXT)]
+    assert texts2 and reply1 not in texts2
+    if name == "claude_bidi":
+        assert texts2[-1].startswith("The tool returned")
+    else:
+        assert texts2[-1].endswith("You said: second turn")
+    assert len(of(ev2, two.turn_id, EventKind.TURN_COMPLETED)) == 1
+    stray = [e for e in ev2 if e.kind is EventKind.UNKNOWN and "no submitted message" in e.text]
+    assert len(stray) == 1 and stray[0].turn_id == ""
+
+
+def test_mapper_a_result_right_after_a_result_completes_nothing() -> None:
+    m = ClaudeBidiMapper()
+    m.submit("t1", "hi")
+    result = '{"type":"result","subtype":"success","is_error":false,"result":"one"}'
+    m.feed('{"type":"system","subtype":"init","session_id":"s"}')
+    assert [e.turn_id for e in m.feed(result) if e.kind.terminal] == ["t1"]
+    m.submit("t2", "again")
+    assert not any(e.kind.terminal or e.turn_id for e in m.feed(result))  # the duplicate
+    assert [s.turn_id for s in m.pending] == ["t2"]
+    m.feed('{"type":"assistant","message":{"content":[{"type":"text","text":"two"}]}}')
+    assert [e.turn_id for e in m.feed(result) if e.kind.terminal] == ["t2"]

@@ -253,3 +253,24 @@ def test_an_agent_that_sends_no_trailing_usage_stops_being_waited_for():
     assert [(e.kind, e.turn_id) for e in late] == [(EventKind.USAGE, "t3")] and m.trailing_usage
     m.begin("t4")
     assert m.finish({"stopReason": "end_turn"}) == [] and m.holding
+
+
+def test_acp_a_usage_after_the_next_turns_output_is_that_turns_even_when_one_is_owed():
+    """Turn one was released without its usage (it is owed one), but a usage_update that comes
+    after turn two's own output, before its end, is turn two's context use — not turn one's."""
+    m = AcpUpdateMapper(provider="kimi", session_id="s", trailing_usage=True)
+    m.begin("t1")
+    m.feed(chunk("one", "m1"))
+    m.finish({"stopReason": "end_turn"})
+    assert [e.turn_id for e in m.release()] == ["t1"]
+    m.begin("t2")
+    m.feed(chunk("two", "m2"))
+    out = m.feed(upd("usage_update", used=40, size=100))
+    usage = [e for e in out if e.kind is EventKind.USAGE]
+    assert [(e.turn_id, e.usage.input_tokens) for e in usage] == [("t2", 40)]
+    assert m.finish({"stopReason": "end_turn"}) == [] and m.holding  # waits for its usage
+    out = m.feed(upd("usage_update", used=52, size=100))
+    assert [(e.kind, e.turn_id) for e in out] == [
+        (EventKind.USAGE, "t2"), (EventKind.TURN_COMPLETED, "t2")
+    ]  # fmt: skip
+    assert out[-1].usage.input_tokens == 52

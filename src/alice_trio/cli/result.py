@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import AliceError
+from ..file_changes import json_path
 from ..models import RunResult
 
 __all__ = ["EVENT_SCHEMA", "RESULT_SCHEMA", "SCHEMA_VERSION", "result_json"]
@@ -29,10 +30,12 @@ _USAGE = {
 
 _FILE_CHANGE = {
     "type": "object",
-    "required": ["path", "kind", "added_lines", "removed_lines", "failed"],
+    "required": ["path", "path_bytes", "kind", "added_lines", "removed_lines", "failed"],
     "additionalProperties": False,
     "properties": {
         "path": {"type": "string"},
+        # the exact name, base64, when it is not UTF-8 (``path`` shows its bytes as \xNN)
+        "path_bytes": {"type": ["string", "null"], "contentEncoding": "base64"},
         "kind": {"enum": ["added", "modified", "deleted", "written"]},
         "added_lines": {"type": "integer", "minimum": 0},
         "removed_lines": {"type": "integer", "minimum": 0},
@@ -110,13 +113,22 @@ def result_json(
         "next_thread_id": base["next_thread_id"],
         "goal_done": bool(base["goal_done"]),
         "usage": base["usage"],
-        "file_changes": base["file_changes"],
+        "file_changes": [_file_change(change) for change in base["file_changes"]],
         "provider": provider,
         "profile": profile,
         "error": error,
         "error_type": error_type if error is not None else None,
         "stderr_tail": stderr_tail,
     }
+
+
+def _file_change(change: dict[str, Any]) -> dict[str, Any]:
+    """A file change of the result: its path as text (a name that is not UTF-8 with its bytes
+    as ``\\xNN``) and, for such a name, its exact bytes (see
+    :func:`~alice_trio.file_changes.json_path`)."""
+    path, path_bytes = json_path(change["path"])
+    return {"path": path, "path_bytes": path_bytes,
+            **{k: v for k, v in change.items() if k != "path"}}  # fmt: skip
 
 
 def error_json(

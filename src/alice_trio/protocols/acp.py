@@ -55,6 +55,8 @@ import re
 from collections.abc import Container, Mapping
 from typing import Any
 
+import attrs
+
 from ..file_changes import FileChange, FileChangeKind, format_file_changes, merge_changes
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_list, as_map, as_str
@@ -349,40 +351,40 @@ class AcpUpdateMapper:
         if kind in ("tool_call", "tool_call_update"):
             return out + self._tool(update, raw, new=kind == "tool_call")
         if kind == "usage_update":
-            # kimi sends it just after the prompt's response: then it is the finished turn's
-            # (reported under its id) and never the next turn's terminal usage — also when the
-            # next prompt went out before it arrived: an agent reports a step's context use
-            # after the step's output, so one before any output of this turn is the previous
-            # turn's
             used, size = as_int(update.get("used")), as_int(update.get("size"))
             usage = Usage(input_tokens=used)
             text = f"context {used}/{size} tokens" if size else f"context {used} tokens"
-            owed, self._owed = self._owed, ""
-            late = self._held is not None or not self._output or self._ended
-            if owed and owed != self.turn_id and late:
-                # the late usage of a turn whose end stopped waiting for it: that turn's, not
-                # the held or running one's (one usage_update per turn, in order)
+            event = self._event(EventKind.USAGE, raw, text=text, usage=usage)
+            earlier = self._usage_of_earlier_turn()
+            if earlier:
                 self.trailing_usage = True
-                return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,
-                                        turn_id=owed, raw=raw, text=text, usage=usage,
-                                        provider=self.provider)]  # fmt: skip
-            if self.turn_id and not self._output and self._previous_turn and not self._ended:
-                self.trailing_usage = True
-                return [*out, TurnEvent(kind=EventKind.USAGE, thread_id=self.session_id,
-                                        turn_id=self._previous_turn, raw=raw, text=text,
-                                        usage=usage, provider=self.provider)]  # fmt: skip
+                return [*out, attrs.evolve(event, turn_id=earlier)]
             if not self._ended:
                 self._context_usage = usage
             elif self._held is None:
                 self.trailing_usage = True
-            out.append(self._event(EventKind.USAGE, raw, text=text, usage=usage))
-            if self._held is not None:
-                held, self._held = self._held, None
-                out.append(TurnEvent(kind=held.kind, thread_id=held.thread_id,
-                                     turn_id=held.turn_id, raw=held.raw, text=held.text,
-                                     usage=usage, provider=held.provider))  # fmt: skip
+            out.append(event)
+            if self._held is not None:  # the held terminal event, given out with its usage
+                out.append(attrs.evolve(self._held, usage=usage))
+                self._held = None
             return out
         return [*out, self._event(EventKind.UNKNOWN, raw, text=f"ACP update {kind!r}")]
+
+    def _usage_of_earlier_turn(self) -> str:
+        """The turn a ``usage_update`` arriving now belongs to when it is not the current (or
+        held) turn's, else "". Kimi sends it just after the prompt's response: then it is the
+        finished turn's and never the next turn's terminal usage — also when the next prompt
+        went out before it arrived. The late usage of a turn whose end stopped waiting for it
+        (:meth:`release`) is that turn's (one ``usage_update`` per turn, in order); one before
+        any output of this turn is the previous turn's (an agent reports a step's context use
+        after the step's output)."""
+        owed, self._owed = self._owed, ""
+        late = self._held is not None or not self._output or self._ended
+        if owed and owed != self.turn_id and late:
+            return owed
+        if self.turn_id and not self._output and self._previous_turn and not self._ended:
+            return self._previous_turn
+        return ""
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
         tid = as_str(update.get("toolCallId"))

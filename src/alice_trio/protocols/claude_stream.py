@@ -24,7 +24,12 @@ yields ``steer_consumed``). Events of a CLI turn carry the turn id of its oldest
 submission (else the oldest pending one). A ``result`` completes every consumed submission:
 the oldest gets the terminal event with the usage; each other one gets the turn's final reply
 as ``assistant_text`` and the same terminal kind under its own turn id. A ``result`` without
-any echo (a CLI that does not replay) completes the oldest pending submission. Per-line
+any echo (a CLI that does not replay) completes the oldest pending submission. A ``result``
+with no output of a CLI turn since the previous one (no ``system``, ``assistant``,
+``stream_event`` or tool ``user`` line, no echo of a pending message) belongs to no turn — a
+duplicate, or one printed while nothing was pending and read after the next message was sent:
+it completes nothing (an ``unknown`` event without a turn id), so it can never be taken as the
+reply of the turn in flight and shift every later reply by one. Per-line
 decoding is :class:`~alice_trio.providers.claude.ClaudeStreamDecoder` (one per CLI turn; a line
 printed while nothing is pending belongs to no turn and leaves no state for the next one).
 Nothing here raises on input: unknown lines become ``unknown`` events.
@@ -199,6 +204,10 @@ def permission_response(request_id: str, approval: ApprovalRequest, answer: Any)
     return control_response_success(request_id, response)
 
 
+#: stdout line types a CLI turn prints before its ``result`` (an echo counts when it consumed)
+_TURN_OUTPUT = frozenset({"system", "assistant", "user", "stream_event"})
+
+
 def _joined(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
@@ -246,6 +255,8 @@ class ClaudeBidiMapper:
         self.permission_requests: list[tuple[str, ApprovalRequest, str]] = []
         self.cancelled_requests: list[str] = []
         self._decoder = ClaudeStreamDecoder(thread_id=thread_id)
+        #: a CLI turn printed output since the last ``result`` (see the module docstring)
+        self._in_turn = False
 
     # -- submissions ----------------------------------------------------------------------------
     def submit(self, turn_id: str, text: str, *, steered: bool = False) -> None:
@@ -309,6 +320,8 @@ class ClaudeBidiMapper:
         events = self._decoder.feed(line)
         if kind == "result":
             return self._result(events, s)
+        if isinstance(kind, str) and kind in _TURN_OUTPUT:
+            self._in_turn = True
         if not self.pending:  # no submission's output: it must not shape the next turn's reply
             self._decoder = ClaudeStreamDecoder(thread_id=self.thread_id)
         return self._tag(events)
@@ -336,6 +349,7 @@ class ClaudeBidiMapper:
             for sub in self.pending:
                 if not sub.consumed and sub.text == text:
                     sub.consumed = True
+                    self._in_turn = True
                     if sub.steered:
                         events.append(
                             self._event(
@@ -347,6 +361,9 @@ class ClaudeBidiMapper:
 
     def _result(self, events: list[TurnEvent], raw: str) -> list[TurnEvent]:
         done = [sub for sub in self.pending if sub.consumed] or self.pending[:1]
+        if not self._in_turn:  # no CLI turn printed anything since the last result
+            done = []
+        self._in_turn = False
         out: list[TurnEvent] = []
         terminal = next((e for e in events if e.kind.terminal), None)
         if not done:

@@ -15,6 +15,8 @@ arguments (provider, config of another provider's class, non-finite or negative 
 **Session key.** ``request.env["ALICE_SESSION_KEY"]`` (trimmed), else ``request.thread_id``.
 Runs with the same key are serialized by a per-key lock that is never replaced while anyone
 holds or waits for it (§13.10); a request with neither key gets a fresh one-turn session.
+A thread is open in one conversation at a time: a run of another key naming it waits while
+its conversation is busy, then closes it and resumes the thread (:mod:`.threads`).
 
 **Reuse.** After every run whose session is still alive — completed, interrupted, or refused
 (a failed submit) — the session stays open for ``idle_ttl`` seconds; a timer task in the
@@ -94,6 +96,7 @@ from .arguments import checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
+from .threads import ThreadHolders
 
 __all__ = ["SESSION_KEY_ENV", "SessionBackend", "session_key"]
 
@@ -258,7 +261,9 @@ class _Turn:
 
 
 @attrs.define(eq=False)
-class _Entry:
+class Entry:
+    """One live conversation of a key (its session, idle timer, turn in progress, threads)."""
+
     key: str
     session: InteractiveSession
     close_requested: trio.Event = attrs.Factory(trio.Event)
@@ -267,6 +272,8 @@ class _Entry:
     generation: int = 0
     current: _Turn | None = None
     timer: trio.CancelScope | None = None
+    #: the threads this conversation holds in the backend (see :mod:`.threads`)
+    threads: set[str] = attrs.Factory(set)
 
 
 class SessionBackend:
@@ -317,10 +324,11 @@ class SessionBackend:
         self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
         self._locks: dict[str, trio.Lock] = {}
         self._in_use: set[str] = set()  # keys whose run is past admission (see _using)
-        self._sessions: dict[str, _Entry] = {}
+        self._sessions: dict[str, Entry] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
+        self._threads = ThreadHolders()  # one conversation per thread (sessions/threads.py)
         # -- scaling hooks (sessions/pool.py, sessions/admission.py) --
         if scaling is None:
             scaling = ScalingConfig(warm=0) if driver_factory is not None else ScalingConfig()
@@ -410,19 +418,23 @@ class SessionBackend:
             )
         if not key:
             async with self.admission.turn(request), self._open(request) as session:
-                return await self._run_turn(_Entry(key="", session=session), request)
+                return await self._run_turn(Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
             async with lock, self.admission.turn(request), self._using(key):
-                entry: _Entry | None = self._sessions.get(key)
+                entry: Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(entry)  # resumed below, if the agent can
                     self._drop(entry, graceful=False)
                     entry = None
                 if entry is None:
                     request = self.admission.resume(key, request)
-                    async with self.admission.conversation(self):
-                        entry = await self._nursery.start(self._host, key, request)
+                    # another key's conversation on this thread is waited for or closed first
+                    async with self._threads.opening(self, key, request.thread_id) as opened:
+                        async with self.admission.conversation(self):
+                            entry = await self._nursery.start(self._host, key, request)
+                        opened(entry)
+                    self._hold_thread(entry)
                 assert entry is not None
                 self.admission.touch(key)
                 entry.generation += 1
@@ -431,6 +443,7 @@ class SessionBackend:
                 try:
                     return await self._run_turn(entry, request)
                 finally:
+                    self._hold_thread(entry)  # a new conversation's thread, known now
                     self._arm_idle_close(entry)  # whatever the outcome, if it lives on
         finally:
             self._forget_lock(key, lock)
@@ -479,10 +492,10 @@ class SessionBackend:
 
     async def _host(self, key: str, initial: RunRequest, *, task_status: Any) -> None:
         """Owns one session's context for its whole life (a task of the backend nursery)."""
-        entry: _Entry | None = None
+        entry: Entry | None = None
         try:
             async with self._open(initial) as session:
-                entry = _Entry(key=key, session=session)
+                entry = Entry(key=key, session=session)
                 self._sessions[key] = entry
                 task_status.started(entry)
                 await entry.close_requested.wait()
@@ -493,10 +506,11 @@ class SessionBackend:
                 if self._sessions.get(key) is entry:
                     del self._sessions[key]
                 self._release(entry)
+                self._threads.let_go(entry)
             self.admission.forget(key, self)
             self.pool.notify()  # a process slot may be free now (HostPool._acquire)
 
-    async def _drop_and_wait(self, entry: _Entry) -> None:
+    async def _drop_and_wait(self, entry: Entry) -> None:
         """Kill ``entry``'s session and wait until its process group is reaped (shielded and
         bounded), so a failed or cancelled run returns with nothing of its session left."""
         self._drop(entry, graceful=False)
@@ -505,7 +519,7 @@ class SessionBackend:
         with trio.CancelScope(shield=True), trio.move_on_after(10.0):
             await entry.host_done.wait()
 
-    def _drop(self, entry: _Entry, *, graceful: bool) -> None:
+    def _drop(self, entry: Entry, *, graceful: bool) -> None:
         """Close ``entry``'s session in the background (the host task does the work)."""
         if self._sessions.get(entry.key) is entry:
             del self._sessions[entry.key]
@@ -513,7 +527,7 @@ class SessionBackend:
         entry.close_requested.set()
         self._release(entry)
 
-    def _release(self, entry: _Entry) -> None:
+    def _release(self, entry: Entry) -> None:
         """Let go of what the backend keeps for ``entry`` once it left ``_sessions``, however
         it left (idle close, made room for another, process died, failed run, backend close):
         its idle timer (a sleeping task holding the entry, and so its session, driver and
@@ -527,7 +541,12 @@ class SessionBackend:
         if lock is not None:
             self._forget_lock(entry.key, lock)
 
-    def _arm_idle_close(self, entry: _Entry) -> None:
+    def _hold_thread(self, entry: Entry) -> None:
+        """Register the thread of ``entry``'s conversation if it is still its key's live one."""
+        if self._sessions.get(entry.key) is entry and not entry.session.closed:
+            self._threads.hold(entry)
+
+    def _arm_idle_close(self, entry: Entry) -> None:
         """Give ``entry`` its idle timer if it is still the live session of its key — unless
         the agent cannot resume it and the scaling does not allow closing such a one
         (``close_unresumable``): the idle close would lose it."""
@@ -545,7 +564,7 @@ class SessionBackend:
         self._timers.add(timer)
         self._nursery.start_soon(self._idle_close, entry, entry.generation, timer)
 
-    async def _idle_close(self, entry: _Entry, generation: int, timer: trio.CancelScope) -> None:
+    async def _idle_close(self, entry: Entry, generation: int, timer: trio.CancelScope) -> None:
         with timer:
             try:
                 await trio.sleep(self.idle_ttl)
@@ -573,8 +592,10 @@ class SessionBackend:
             yield
         finally:
             self._in_use.discard(key)
-            # idle now: a start waiting at the process bound may close it (HostPool._acquire)
+            # idle now: a start waiting at the process bound may close it (HostPool._acquire),
+            # a run of another key waiting for its thread may take it (sessions/threads.py)
             self.pool.notify()
+            self._threads.notify()
 
     def _forget_lock(self, key: str, lock: trio.Lock) -> None:
         """Remove a per-key lock only when nobody holds or waits for it and no session uses
@@ -589,7 +610,7 @@ class SessionBackend:
             del self._locks[key]
 
     # -- one run -----------------------------------------------------------------------------
-    async def _run_turn(self, entry: _Entry, request: RunRequest) -> RunResult:
+    async def _run_turn(self, entry: Entry, request: RunRequest) -> RunResult:
         session = entry.session
         me = frozenset({(id(self), entry.key)} if entry.key else ())
         turn = _Turn(

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -89,7 +89,7 @@ from ..errors import (
     TransportClosedError,
 )
 from ..file_changes import FileChange, merge_changes
-from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
+from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage, call_maybe_async
 from ..protocols.turn_outcome import Ending, TurnEnd, clone_error
 from ..providers.base import CLIConfig, Provider
 from ..validation import callback, instance
@@ -452,12 +452,15 @@ class SessionBackend:
                 provider=self.provider.name,
             )
         if not key:
-            async with self.admission.turn(request), self._open(request) as session:
+            async with (
+                self.admission.turn(self._notice(request, key)),
+                self._open(request) as session,
+            ):
                 self._at_turn(gate)
                 return await self._run_turn(_Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock, self.admission.turn(request), self._using(key):
+            async with lock, self.admission.turn(self._notice(request, key)), self._using(key):
                 entry: _Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(entry)  # resumed below, if the agent can
@@ -504,6 +507,30 @@ class SessionBackend:
             turn.steering -= 1
             turn.check()
         return submitted
+
+    def _notice(self, request: RunRequest, key: str) -> Callable[[str], Awaitable[None]] | None:
+        """Deliver a notice of the run itself (``[waiting]`` for a turn slot) to its progress
+        callback as its turn's events are delivered: the callback counts as one of ``key``'s
+        (running that conversation again is :class:`ConfigError`, not a lock error) and an
+        exception it raises fails the run with :class:`CallbackError`."""
+        callback = request.on_progress
+        if callback is None:
+            return None
+        name = self.provider.name
+
+        async def notice(text: str) -> None:
+            mark = _CALLBACKS_OF.set(_CALLBACKS_OF.get() | {(id(self), key)}) if key else None
+            try:
+                await call_maybe_async(callback, text)
+            except Exception as exc:
+                err = CallbackError(f"{name}: callback raised {exc!r}", provider=name)
+                err.__cause__ = exc
+                raise err from exc
+            finally:
+                if mark is not None:
+                    _CALLBACKS_OF.reset(mark)
+
+        return notice
 
     def _refuse_own_approval(self, key: str, what: str) -> None:
         """:class:`ConfigError` when the calling approver is awaited by ``key``'s run."""

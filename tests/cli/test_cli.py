@@ -261,6 +261,30 @@ def test_chat_a_refused_model_is_reported_and_the_chat_goes_on(tmp_path: Path) -
     assert "staying on the default model" in err
 
 
+def test_chat_model_switch_lets_the_running_and_queued_turns_finish(tmp_path: Path) -> None:
+    """Hostile-use finding (round 8): `/model NAME` typed while a turn ran closed the session at
+    once — the running turn and every queued one were killed without a word and their replies
+    lost, though the command promises the model "from the next turn". Now they finish on the
+    model they were sent with; the lines after the command go to the new session."""
+    pytest.importorskip("alice_trio.sessions.session")
+    echo = tmp_path / "claude"
+    fake = Path(__file__).resolve().parents[1] / "sessions" / "fake_claude_echo.py"
+    echo.write_text(f"#!/bin/sh\nexec {sys.executable} {fake}\n")
+    echo.chmod(0o755)
+    proc = subprocess.run(
+        [*CLI, "chat", "--provider", "claude", "--command", str(echo), "--plain"],
+        input=b"first\nqueued\n/model other-model\nsecond\n", capture_output=True, timeout=60,
+        env={**os.environ, "FAKE_CLAUDE_DELAY": "0.3"},  # "first" still runs at the command
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    replies = proc.stdout.decode().splitlines()
+    assert replies[0] == "echo: first" and replies[-1] == "echo: second", (replies, err)
+    assert "queued" in "".join(replies[:-1]), replies  # its own turn, or steered into first's
+    assert "model other-model: after the running turn" in err
+    assert "model other-model: a new session (resuming thread echo-session-1)" in err
+
+
 def collect(stream: Any, into: bytearray) -> None:
     """Append what a pipe gives to ``into`` until its end (a reader thread's body)."""
     while chunk := stream.read1(65536):

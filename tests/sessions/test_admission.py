@@ -9,6 +9,7 @@ import trio
 import trio.testing
 from scripted_driver import ScriptedDriver
 
+from alice_trio.errors import CallbackError, ConfigError
 from alice_trio.models import RunRequest
 from alice_trio.sessions.backend import SESSION_KEY_ENV, SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
@@ -70,6 +71,47 @@ async def test_turns_beyond_the_bound_wait_in_fifo_order_and_are_told(autojump_c
         assert notices["b"][0] == "[waiting] 1 turns running, 0 waiting before this one"
         assert notices["d"][0] == "[waiting] 1 turns running, 2 waiting before this one"
         assert b.admission.waited_turns == 3
+
+
+@pytest.mark.parametrize("misdeed", ["raises", "runs-its-own-conversation"])
+async def test_the_waiting_notice_is_delivered_like_the_turns_progress(autojump_clock, misdeed):
+    """Hostile-use finding (round 8): the ``[waiting]`` notice called the run's progress
+    callback bare — one that raised made ``run`` raise the callback's own exception (every other
+    progress: CallbackError), one that ran its own conversation again hit the key's held lock
+    (``RuntimeError: attempt to re-acquire an already held Lock``) instead of the documented
+    ConfigError. Now both fail the waiting run with CallbackError, nothing else touched."""
+    f = Factory()
+    scaling = ScalingConfig(warm=0, max_turns=1)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+
+        async def progress(text: str) -> None:
+            if not text.startswith("[waiting]"):
+                return
+            if misdeed == "raises":
+                raise ValueError("the chat API is down")
+            await b.run(keyed("again", "b"))  # the conversation this notice is about
+
+        async def first() -> None:
+            assert (await b.run(keyed("hi a", "a"))).reply == "done a"
+
+        async with trio.open_nursery() as n:
+            n.start_soon(first)
+            await until(lambda: len(f.drivers) == 1 and f.drivers[0].started)
+            with pytest.raises(CallbackError) as info:
+                await b.run(keyed("hi b", "b", on_progress=progress))
+            cause = info.value.__cause__
+            if misdeed == "raises":
+                assert isinstance(cause, ValueError)
+            else:
+                assert isinstance(cause, ConfigError) and "would wait for itself" in str(cause)
+            assert len(f.drivers) == 1  # the waiting run opened nothing
+            ref, _ = f.drivers[0].started[0]
+            await f.drivers[0].finish(ref, text="done a")
+        async with trio.open_nursery() as n:  # nothing of the failed run holds "b" now
+            n.start_soon(b.run, keyed("hi b", "b"))
+            await until(lambda: len(f.drivers) == 2 and f.drivers[1].started)
+            ref, _ = f.drivers[1].started[0]
+            await f.drivers[1].finish(ref, text="done b")
 
 
 async def test_a_cancelled_waiter_leaves_the_queue(autojump_clock):

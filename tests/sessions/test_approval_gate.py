@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from alice_trio.errors import ConfigError
 from alice_trio.models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion
 from alice_trio.sessions.approval import (
     ApprovalDecision,
@@ -145,4 +146,43 @@ async def test_a_real_cancellation_of_the_approver_still_propagates():
             await entered.wait()
             nursery.cancel_scope.cancel()
     assert not outer.cancelled_caught
+    assert gate.errors == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer", "want", "expected"),
+    [
+        (COMMAND, True, ApprovalDecision.DECLINE, "ApprovalDecision"),
+        (COMMAND, "approve", ApprovalDecision.DECLINE, "'accept'"),
+        (COMMAND, object(), ApprovalDecision.DECLINE, "declined"),
+        (COMMAND, {"x": "y"}, ApprovalDecision.DECLINE, "declined"),
+        (ASKING, "red", ApprovalDecision.DECLINE, "{question text: answer}"),
+        (ASKING, ["red"], None, "{question text: answer}"),
+        (ASKING, 7, None, "dismissed"),
+    ],
+    ids=["true", "typo", "object", "mapping", "question-string", "question-list", "question-int"],
+)
+async def test_an_answer_the_approver_may_not_give_is_kept_as_an_error(
+    request_, answer, want, expected
+):
+    """Hostile-use finding (round 8): an approver returning ``True`` (or ``"approve"``, a list
+    for a question) was declined without a trace — the caller could not tell a "no" from their
+    own mistake. It still declines (dismisses a question), and the error says why."""
+    gate = ApprovalGate(provider="p", approver=lambda r: answer)
+    got, _ = await decide(gate, request_)
+    assert got is want
+    [error] = gate.errors
+    assert isinstance(error, ConfigError)
+    assert f"a {request_.kind} request" in str(error) and expected in str(error)
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer"),
+    [(COMMAND, None), (COMMAND, ApprovalDecision.ACCEPT), (COMMAND, " Accept "),
+     (ASKING, None), (ASKING, {}), (ASKING, {"Which color?": "red"}),
+     (ASKING, ApprovalDecision.CANCEL)],
+)  # fmt: skip
+async def test_answers_the_approver_may_give_keep_no_error(request_, answer):
+    gate = ApprovalGate(provider="p", approver=lambda r: answer)
+    await decide(gate, request_)
     assert gate.errors == []

@@ -8,8 +8,9 @@ steer) or queued until the turn ends. Progress goes to stderr (framed, see
 A line starting with ``/`` is a command, never sent to the agent (``//text`` sends ``/text``):
 ``/help``, ``/quit`` and ``/exit`` (end now: a running turn is killed with the session),
 ``/interrupt`` (stop the running turn), ``/new`` (a fresh conversation: new session, no
-thread), ``/model NAME`` (the next turns use NAME: a new session resumes the current thread
-with it, since a session's model is fixed when its process starts), ``/thread`` (show the
+thread), ``/model NAME`` (the next turns use NAME: once the running and queued turns ended, a
+new session resumes the current thread with it, since a session's model is fixed when its
+process starts), ``/thread`` (show the
 thread id). An unknown command is reported and dropped.
 
 Ctrl-C interrupts the running turn (a second Ctrl-C, or one while idle, ends the chat with exit
@@ -338,8 +339,7 @@ class _Chat:
                 depth = f" ({submitted.queue_depth} waiting)" if mode == "queued" else ""
                 self.printer.message(f"{mode}{depth}")
         # end of input: let the running and queued turns finish
-        while session.busy:  # noqa: ASYNC110 - the session has no idle event
-            await trio.sleep(0.05)
+        await _settled(session)
         return "end"
 
     async def _command(self, session: Any, line: Line) -> str:
@@ -367,6 +367,12 @@ class _Chat:
             if not line.arg or " " in line.arg:
                 say("usage: /model NAME")
                 return ""
+            if session.busy:
+                # "from the next turn": the running and queued turns end on the model they
+                # were sent with (closing the session now lost them and their replies);
+                # Ctrl-C still interrupts, lines typed meanwhile go to the new session
+                say(f"model {line.arg}: after the running turn")
+                await _settled(session)
             if self.switched_from is None:
                 self.switched_from = self.model
             self.model = line.arg
@@ -401,6 +407,13 @@ class _Chat:
             self.signal = signum
             cancel.cancel()
             return
+
+
+async def _settled(session: Any) -> None:
+    """Wait until ``session`` has no running or queued turn (the turn watchdog and a dying
+    session end the wait by cancelling the session's nursery)."""
+    while session.busy:  # noqa: ASYNC110 - the session has no idle event
+        await trio.sleep(0.05)
 
 
 #: the longest line ``chat`` sends (the bound of a prompt on stdin for ``run -``)

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..errors import ConversationLimitError
-from ..models import RunRequest, call_maybe_async
+from ..models import RunRequest
 from .pool import ScalingConfig
 
 if TYPE_CHECKING:
@@ -69,19 +69,22 @@ class Admission:
 
     # -- turns --------------------------------------------------------------------------------
     @asynccontextmanager
-    async def turn(self, request: RunRequest) -> AsyncIterator[None]:
-        """Hold a turn slot for the body (FIFO; see the module docstring)."""
+    async def turn(
+        self, notice: Callable[[str], Awaitable[None]] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold a turn slot for the body (FIFO; see the module docstring). A run that must wait
+        first tells ``notice`` (the backend's delivery to the run's progress callback, which
+        raises what the run then raises)."""
         token = object()
         try:
             self.turns.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
             self.waited_turns += 1
             stats = self.turns.statistics()
-            if request.on_progress is not None:
-                await call_maybe_async(
-                    request.on_progress,
+            if notice is not None:
+                await notice(
                     f"[waiting] {stats.borrowed_tokens} turns running, "
-                    f"{stats.tasks_waiting} waiting before this one",
+                    f"{stats.tasks_waiting} waiting before this one"
                 )
             await self.turns.acquire_on_behalf_of(token)
         try:

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import attrs
 import trio
 
+from ..errors import ConfigError
 from ..models import EventKind, TurnEvent
 from ..protocols.approval import (
     KIMI_DEFAULT_POLICY,
@@ -84,7 +85,9 @@ async def ask(
     A raising callback gives DECLINE (questions: ``None``) and its exception is appended to
     ``errors`` — also a ``trio.Cancelled`` it raises while no scope around it is cancelled
     (a real cancellation propagates). A string answer is read as an :class:`ApprovalDecision`
-    value; ``None`` for an approval gives ``fallback``; anything else declines.
+    value; ``None`` for an approval gives ``fallback``; anything else declines (questions:
+    dismissed), and a :class:`ConfigError` naming the answer is appended to ``errors`` — a
+    ``True`` or ``"approve"`` is a caller's mistake to see, not a silent "no".
     """
     if approver is None:
         return None if request.kind == "question" else fallback
@@ -108,14 +111,39 @@ async def ask(
         try:
             return ApprovalDecision(answer.strip().lower())
         except ValueError:
+            _wrong_answer(request, answer, errors)
             return ApprovalDecision.DECLINE
     if request.kind == "question":
-        return answer if isinstance(answer, Mapping) and answer else None
+        if isinstance(answer, Mapping) and answer:
+            return answer
+        if not isinstance(answer, (Mapping, ApprovalDecision)) and answer is not None:
+            _wrong_answer(request, answer, errors)
+        return None
     if isinstance(answer, ApprovalDecision):
         return answer
     if answer is None:
         return fallback
+    _wrong_answer(request, answer, errors)
     return ApprovalDecision.DECLINE
+
+
+def _wrong_answer(
+    request: ApprovalRequest, answer: object, errors: list[BaseException] | None
+) -> None:
+    """Keep an answer the approver may not give as a :class:`ConfigError` in ``errors``."""
+    if errors is None:
+        return
+    if request.kind == "question":
+        expected = "{question text: answer} or None; the question is dismissed"
+    else:
+        values = ", ".join(repr(d.value) for d in ApprovalDecision)
+        expected = f"an ApprovalDecision, one of its values ({values}) or None; declined"
+    text = repr(answer)
+    if len(text) > 200:
+        text = text[:200] + "…"
+    errors.append(
+        ConfigError(f"approver answered a {request.kind} request with {text}: expected {expected}")
+    )
 
 
 def _label(answer: Answer) -> str:

@@ -11,6 +11,11 @@ anything, and the open backend goes on unharmed. After a full exit the backend c
 again (its host pool reopens; the sessions of the previous entry are gone). Bad constructor
 arguments (provider, config of another provider's class, non-finite or negative seconds, a
 ``scaling`` that is not a :class:`ScalingConfig`) raise :class:`ConfigError` at construction.
+Runs of tasks outside the ``async with`` may still be in progress when it exits: the close
+ends the turns that run (their sessions are closed under them), a run still waiting for its
+key's lock, a turn or conversation slot or its session's start raises
+:class:`SessionClosedError` at once (it never opens a session), so does a run begun during the
+close; after it, ``run`` raises :class:`ConfigError`.
 
 **Session key.** ``request.env["ALICE_SESSION_KEY"]`` (trimmed), else ``request.thread_id``.
 Runs with the same key are serialized by a per-key lock that is never replaced while anyone
@@ -64,7 +69,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -82,10 +87,11 @@ from ..errors import (
     IdleTimeoutError,
     NoActiveTurnError,
     RunTimeoutError,
+    SessionClosedError,
     TransportClosedError,
 )
 from ..file_changes import FileChange, merge_changes
-from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage
+from ..models import EventKind, RunRequest, RunResult, TurnEvent, Usage, call_maybe_async
 from ..protocols.turn_outcome import Ending, TurnEnd, clone_error
 from ..providers.base import CLIConfig, Provider
 from ..validation import callback, instance
@@ -329,6 +335,10 @@ class SessionBackend:
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
         self._threads = ThreadHolders()  # one conversation per thread (sessions/threads.py)
+        # the runs not yet at their turn (waiting for their key's lock, admission or a session
+        # start): the backend's close cancels them (see _run); set while __aexit__ runs
+        self._waiting: set[trio.CancelScope] = set()
+        self._closing = False
         # -- scaling hooks (sessions/pool.py, sessions/admission.py) --
         if scaling is None:
             scaling = ScalingConfig(warm=0) if driver_factory is not None else ScalingConfig()
@@ -377,6 +387,9 @@ class SessionBackend:
         if self._stack is None or self._owner is not trio.lowlevel.current_task():
             raise ConfigError("SessionBackend.__aexit__ without a matching __aenter__")
         failing = exc is not None
+        self._closing = True  # no run starts a turn, opens a session or arms a timer now
+        for gate in list(self._waiting):
+            gate.cancel()  # their runs raise SessionClosedError
         for timer in list(self._timers):
             timer.cancel()
         for entry in list(self._sessions.values()):
@@ -388,6 +401,7 @@ class SessionBackend:
             self._nursery = None
             self._stack = None
             self._owner = None
+            self._closing = False
 
     def open_sessions(self) -> list[str]:
         return sorted(self._sessions)
@@ -402,8 +416,37 @@ class SessionBackend:
     async def _run(self, request: RunRequest) -> RunResult:
         if self._nursery is None:
             raise ConfigError("use the SessionBackend as `async with SessionBackend(...)`")
+        if self._closing:
+            raise self._closed_error()
         if not request.prompt:  # before any session is looked up or spawned
             raise EmptyPromptError(provider=self.provider.name)
+        # A run in a task outside the backend's ``async with`` may still wait for its key's
+        # lock, a turn slot or its session when the backend closes: the close cancels this
+        # scope, so such a run raises SessionClosedError instead of opening a session in (or
+        # after) the closing nursery — a session nobody would close (the close waited for it).
+        gate = trio.CancelScope()
+        self._waiting.add(gate)
+        try:
+            with gate:
+                return await self._admit_and_run(request, gate)
+        finally:
+            self._waiting.discard(gate)
+        raise self._closed_error()
+
+    def _closed_error(self) -> SessionClosedError:
+        return SessionClosedError(
+            f"{self.provider.name}: the SessionBackend closed before this run's turn started",
+            provider=self.provider.name,
+        )
+
+    def _at_turn(self, gate: trio.CancelScope) -> None:
+        """The run passed its waits: from here on the backend's close ends its turn (the
+        session is dropped) instead of cancelling it."""
+        self._waiting.discard(gate)
+        if gate.cancel_called:  # closed while this task was about to resume
+            raise self._closed_error()
+
+    async def _admit_and_run(self, request: RunRequest, gate: trio.CancelScope) -> RunResult:
         request = request.evolve(provider=self.provider.name)
         key = session_key(request)
         self._refuse_own_approval(key, "run")
@@ -417,11 +460,15 @@ class SessionBackend:
                 provider=self.provider.name,
             )
         if not key:
-            async with self.admission.turn(request), self._open(request) as session:
+            async with (
+                self.admission.turn(self._notice(request, key)),
+                self._open(request) as session,
+            ):
+                self._at_turn(gate)
                 return await self._run_turn(Entry(key="", session=session), request)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock, self.admission.turn(request), self._using(key):
+            async with lock, self.admission.turn(self._notice(request, key)), self._using(key):
                 entry: Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(entry)  # resumed below, if the agent can
@@ -432,10 +479,14 @@ class SessionBackend:
                     # another key's conversation on this thread is waited for or closed first
                     async with self._threads.opening(self, key, request.thread_id) as opened:
                         async with self.admission.conversation(self):
-                            entry = await self._nursery.start(self._host, key, request)
+                            nursery = self._nursery
+                            if nursery is None:  # unreachable: the close cancelled the gate
+                                raise self._closed_error()
+                            entry = await nursery.start(self._host, key, request)
                         opened(entry)
                     self._hold_thread(entry)
                 assert entry is not None
+                self._at_turn(gate)
                 self.admission.touch(key)
                 entry.generation += 1
                 if entry.timer is not None:
@@ -470,6 +521,30 @@ class SessionBackend:
             turn.check()
         return submitted
 
+    def _notice(self, request: RunRequest, key: str) -> Callable[[str], Awaitable[None]] | None:
+        """Deliver a notice of the run itself (``[waiting]`` for a turn slot) to its progress
+        callback as its turn's events are delivered: the callback counts as one of ``key``'s
+        (running that conversation again is :class:`ConfigError`, not a lock error) and an
+        exception it raises fails the run with :class:`CallbackError`."""
+        callback = request.on_progress
+        if callback is None:
+            return None
+        name = self.provider.name
+
+        async def notice(text: str) -> None:
+            mark = _CALLBACKS_OF.set(_CALLBACKS_OF.get() | {(id(self), key)}) if key else None
+            try:
+                await call_maybe_async(callback, text)
+            except Exception as exc:
+                err = CallbackError(f"{name}: callback raised {exc!r}", provider=name)
+                err.__cause__ = exc
+                raise err from exc
+            finally:
+                if mark is not None:
+                    _CALLBACKS_OF.reset(mark)
+
+        return notice
+
     def _refuse_own_approval(self, key: str, what: str) -> None:
         """:class:`ConfigError` when the calling approver is awaited by ``key``'s run."""
         if key and (id(self), key) in _APPROVING_FOR.get():
@@ -498,6 +573,8 @@ class SessionBackend:
                 entry = Entry(key=key, session=session)
                 self._sessions[key] = entry
                 task_status.started(entry)
+                if self._closing:  # started as the close began: the close did not see it
+                    self._drop(entry, graceful=False)
                 await entry.close_requested.wait()
                 await session.aclose(graceful=entry.graceful)
         finally:
@@ -552,6 +629,7 @@ class SessionBackend:
         (``close_unresumable``): the idle close would lose it."""
         if (
             self._nursery is None
+            or self._closing
             or not entry.key
             or self._sessions.get(entry.key) is not entry
             or entry.session.closed

@@ -21,6 +21,12 @@ conversations live and how many turns run at once, so a burst cannot take the ho
   run without one starts afresh). A new conversation that finds the bound taken only by such
   conversations fails at once with :class:`ConversationLimitError` (room would never come).
 
+* **A bound held by the runs a callback waits for**: a run started from a callback or approver
+  of other runs (their turns wait for it to return) that finds a bound (``max_turns``, or no
+  room for its conversation) held only by those runs — and by conversations that may not be
+  closed — gets :class:`ConfigError` at once: room would never come. Where any other run holds
+  part of the bound, it waits like any run.
+
 Cancellation: waiting is cancellable and leaves nothing behind (the FIFO ticket is removed).
 """
 
@@ -28,13 +34,13 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..errors import ConversationLimitError
+from ..errors import ConfigError, ConversationLimitError
 from ..models import RunRequest
 from .pool import ScalingConfig
 
@@ -59,6 +65,7 @@ class Admission:
             limit = min(limit, scaling.max_processes) if limit else scaling.max_processes
         self.max_conversations = limit
         self.turns = trio.CapacityLimiter(scaling.max_turns or math.inf)
+        self._turn_holders: dict[object, str] = {}  # turn token → its run's holder name
         self.recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.resume_ids: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.evicted = 0
@@ -70,15 +77,26 @@ class Admission:
     # -- turns --------------------------------------------------------------------------------
     @asynccontextmanager
     async def turn(
-        self, notice: Callable[[str], Awaitable[None]] | None = None
+        self,
+        notice: Callable[[str], Awaitable[None]] | None = None,
+        *,
+        holder: str = "",
+        chain: frozenset[str] = frozenset(),
+        provider: str = "",
     ) -> AsyncIterator[None]:
-        """Hold a turn slot for the body (FIFO; see the module docstring). A run that must wait
-        first tells ``notice`` (the backend's delivery to the run's progress callback, which
-        raises what the run then raises)."""
+        """Hold a turn slot for the body (FIFO; see the module docstring) in the name of
+        ``holder`` (the run's key, or a name of its own). A run that must wait first tells
+        ``notice`` (the backend's delivery to the run's progress callback, which raises what
+        the run then raises); one started from a callback or approver of the runs in ``chain``
+        gets :class:`ConfigError` instead when only those runs hold the slots (room would
+        never come: their turns wait for it)."""
         token = object()
         try:
             self.turns.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
+            self._refuse_held_by_chain(
+                "max_turns", self._turn_holders.values(), holder, chain, provider
+            )
             self.waited_turns += 1
             stats = self.turns.statistics()
             if notice is not None:
@@ -87,11 +105,31 @@ class Admission:
                     f"{stats.tasks_waiting} waiting before this one"
                 )
             await self.turns.acquire_on_behalf_of(token)
+        self._turn_holders[token] = holder
         try:
             yield
         finally:
+            del self._turn_holders[token]
             self.turns.release_on_behalf_of(token)
             self.notify()
+
+    @staticmethod
+    def _refuse_held_by_chain(
+        bound: str, holders: Iterable[str], holder: str, chain: frozenset[str], provider: str
+    ) -> None:
+        """:class:`ConfigError` when every holder of ``bound`` is a run in ``chain`` (the runs
+        waiting for the callback or approver that started this one): see :meth:`turn`."""
+        held = sorted(set(holders))
+        if not chain or not held or not chain.issuperset(held):
+            return
+        names = ", ".join(repr(h) if not h.startswith("\0") else "a run" for h in held)
+        what = f"conversation {holder!r}" if holder and not holder.startswith("\0") else "a run"
+        raise ConfigError(
+            f"SessionBackend.run of {what} from a callback or approver of {names} would wait "
+            f"forever: {bound} is held by that run, whose turn cannot end before the callback "
+            f"returned; raise {bound}, or run it after that run returned",
+            provider=provider,
+        )
 
     # -- conversations ------------------------------------------------------------------------
     def touch(self, key: str) -> None:
@@ -107,8 +145,12 @@ class Admission:
         return request
 
     @asynccontextmanager
-    async def conversation(self, backend: SessionBackend) -> AsyncIterator[None]:
-        """Admit one new conversation of ``backend`` for the body (which opens it)."""
+    async def conversation(
+        self, backend: SessionBackend, *, holder: str = "", chain: frozenset[str] = frozenset()
+    ) -> AsyncIterator[None]:
+        """Admit one new conversation of ``backend`` for the body (which opens it). Started
+        from a callback or approver of the runs in ``chain``: :class:`ConfigError` when room
+        could only come from those runs' conversations (see :meth:`turn`)."""
         limit = self.max_conversations
         if not limit:
             yield
@@ -125,6 +167,8 @@ class Admission:
                     if evicted is not None:
                         break
                     self._check_room(backend, limit)
+                    if chain and not self._opening:
+                        self._refuse_room_held_by_chain(backend, holder, chain)
                 changed = self._changed
                 await changed.wait()
             if evicted is not None:  # its conversation is gone before the new one starts
@@ -139,6 +183,22 @@ class Admission:
         finally:
             self._opening -= 1
             self.notify()
+
+    def _refuse_room_held_by_chain(
+        self, backend: SessionBackend, holder: str, chain: frozenset[str]
+    ) -> None:
+        """No room, none opening: :class:`ConfigError` when every live conversation is one
+        of a run in ``chain`` or one the backend may not close (room would never come)."""
+        live = [e for e in backend._sessions.values() if not e.session.closed]
+        if all(e.key in chain or not self.closable(e) for e in live):
+            scaling = self.scaling
+            bound = (
+                "max_conversations"
+                if scaling.max_conversations == self.max_conversations
+                else "max_processes"
+            )
+            held = [e.key for e in live if e.key in chain]
+            self._refuse_held_by_chain(bound, held, holder, chain, backend.provider.name)
 
     def closable(self, entry: Any) -> bool:
         """Whether the backend may close ``entry``'s conversation by itself (idle close, room

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -334,6 +335,7 @@ class SessionBackend:
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._timers: set[trio.CancelScope] = set()
+        self._run_ids = itertools.count()  # names of unkeyed runs (see _admit_and_run)
         self._threads = ThreadHolders()  # one conversation per thread (sessions/threads.py)
         # the runs not yet at their turn (waiting for their key's lock, admission or a session
         # start): the backend's close cancels them (see _run); set while __aexit__ runs
@@ -459,16 +461,20 @@ class SessionBackend:
                 "(SessionBackend.steer) or run it after this run returned",
                 provider=self.provider.name,
             )
+        # the runs waiting for the callback or approver this run is started from: a bound
+        # only they hold is refused at once (sessions/admission.py), not waited for forever
+        chain = frozenset(k for b, k in _APPROVING_FOR.get() | _CALLBACKS_OF.get() if b == id(self))
+        holder = key or f"\0run:{next(self._run_ids)}"  # the chains' name of an unkeyed run
+        turn_slot = self.admission.turn(
+            self._notice(request, key), holder=holder, chain=chain, provider=self.provider.name
+        )
         if not key:
-            async with (
-                self.admission.turn(self._notice(request, key)),
-                self._open(request) as session,
-            ):
+            async with turn_slot, self._open(request) as session:
                 self._at_turn(gate)
-                return await self._run_turn(Entry(key="", session=session), request)
+                return await self._run_turn(Entry(key="", session=session), request, holder)
         lock = self._locks.setdefault(key, trio.Lock())
         try:
-            async with lock, self.admission.turn(self._notice(request, key)), self._using(key):
+            async with lock, turn_slot, self._using(key):
                 entry: Entry | None = self._sessions.get(key)
                 if entry is not None and entry.session.closed:
                     self.admission.remember(entry)  # resumed below, if the agent can
@@ -478,7 +484,7 @@ class SessionBackend:
                     request = self.admission.resume(key, request)
                     # another key's conversation on this thread is waited for or closed first
                     async with self._threads.opening(self, key, request.thread_id) as opened:
-                        async with self.admission.conversation(self):
+                        async with self.admission.conversation(self, holder=key, chain=chain):
                             nursery = self._nursery
                             if nursery is None:  # unreachable: the close cancelled the gate
                                 raise self._closed_error()
@@ -492,7 +498,7 @@ class SessionBackend:
                 if entry.timer is not None:
                     entry.timer.cancel()  # reused: its idle close is off
                 try:
-                    return await self._run_turn(entry, request)
+                    return await self._run_turn(entry, request, holder)
                 finally:
                     self._hold_thread(entry)  # a new conversation's thread, known now
                     self._arm_idle_close(entry)  # whatever the outcome, if it lives on
@@ -688,9 +694,11 @@ class SessionBackend:
             del self._locks[key]
 
     # -- one run -----------------------------------------------------------------------------
-    async def _run_turn(self, entry: Entry, request: RunRequest) -> RunResult:
+    async def _run_turn(self, entry: Entry, request: RunRequest, holder: str) -> RunResult:
+        """One run's turn on ``entry``'s conversation; ``holder``: the run's name in the
+        chains (``_APPROVING_FOR``, ``_CALLBACKS_OF``): its key, or a name of its own."""
         session = entry.session
-        me = frozenset({(id(self), entry.key)} if entry.key else ())
+        me = frozenset({(id(self), holder)})
         turn = _Turn(
             provider=self.provider.name, thread_id=request.thread_id,
             approving=_APPROVING_FOR.get() | me, callbacks=_CALLBACKS_OF.get() | me,
@@ -716,8 +724,8 @@ class SessionBackend:
                 async with trio.open_nursery() as nursery:
 
                     async def deliver() -> None:
-                        if entry.key:  # the callbacks' own task: see _CALLBACKS_OF
-                            _CALLBACKS_OF.set(_CALLBACKS_OF.get() | {(id(self), entry.key)})
+                        # the callbacks' own task: see _CALLBACKS_OF
+                        _CALLBACKS_OF.set(_CALLBACKS_OF.get() | me)
                         try:
                             await dispatcher.run()
                         except Exception as exc:  # a user callback raised

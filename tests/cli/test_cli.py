@@ -285,6 +285,20 @@ def test_chat_model_switch_lets_the_running_and_queued_turns_finish(tmp_path: Pa
     assert "model other-model: a new session (resuming thread echo-session-1)" in err
 
 
+def test_chat_new_says_which_queued_messages_it_drops() -> None:
+    """Hostile-use finding (round 8): `/new` while messages were queued behind the running turn
+    dropped them with the old session and said only "the running turn is stopped"."""
+    pytest.importorskip("alice_trio.sessions.session")
+    proc = subprocess.run(  # a slow replay: the two lines after the first wait in the queue
+        [*CLI, "chat", "--provider", "replay", "-o", "speed=0.002", "--plain"],
+        input=b"first\nsecond\nthird\n/new\n", capture_output=True, timeout=60,
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "queued (2 waiting)" in err
+    assert "new conversation (the running turn is stopped, 2 queued messages not sent)" in err
+
+
 def collect(stream: Any, into: bytearray) -> None:
     """Append what a pipe gives to ``into`` until its end (a reader thread's body)."""
     while chunk := stream.read1(65536):

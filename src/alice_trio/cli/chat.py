@@ -361,7 +361,13 @@ class _Chat:
                 await self._interrupt(session)
         elif cmd == "/new":
             self.thread_id = ""
-            say("new conversation" + (" (the running turn is stopped)" if session.busy else ""))
+            stopped = []
+            if session.busy:
+                stopped.append("the running turn is stopped")
+            if session.queue_depth:  # they go with the session: say so, never drop them unsaid
+                n = session.queue_depth
+                stopped.append(f"{n} queued message{'s' if n > 1 else ''} not sent")
+            say("new conversation" + (f" ({', '.join(stopped)})" if stopped else ""))
             return "restart"
         elif cmd == "/model":
             if not line.arg or " " in line.arg:

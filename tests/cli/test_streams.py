@@ -100,12 +100,28 @@ def test_lost_stderr_keeps_the_failure_code() -> None:
     assert proc.stdout == b""
 
 
-@given(st.text())
+#: the bidirectional controls: a terminal reorders what follows them
+BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def _obeyed(c: str) -> bool:
+    code = ord(c)
+    return (code < 0x20 and c not in "\t\n") or 0x7F <= code < 0xA0 or code in BIDI
+
+
+@given(st.text() | st.text(st.sampled_from([chr(c) for c in BIDI] + ["a", "é", "\n"])))
 def test_display_text_leaves_no_control_a_terminal_obeys(text: str) -> None:
     shown = display_text(text)
-    assert not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in shown)
-    if not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in text):
+    assert not any(_obeyed(c) for c in shown)
+    if not any(_obeyed(c) for c in text):
         assert shown is text  # nothing to show differently: no copy
+
+
+def test_a_right_to_left_override_in_a_tool_command_is_shown_not_obeyed() -> None:
+    """ "Trojan Source": U+202E makes a terminal show the rest of the line reversed."""
+    text = "command=`rm -rf ~/\u202eexe.txt`"
+    assert display_text(text) == "command=`rm -rf ~/<U+202E>exe.txt`"
+    assert not shown_as_is(["tool ok", text])
 
 
 def test_shown_as_is_agrees_with_display_text_on_every_character() -> None:

@@ -41,6 +41,15 @@ _stdout_lost: list[str] = []
 _CONTROLS = {c: f"^{chr(c + 64)}" for c in range(0x20) if c not in (0x09, 0x0A)}
 _CONTROLS[0x7F] = "^?"
 _CONTROLS.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+#: Unicode's bidirectional controls (embeddings, overrides, isolates, marks): a terminal that
+#: lays text out by them shows a tool's command in another order than it runs ("Trojan
+#: Source"); shown as ``<U+202E>`` instead
+_CONTROLS.update(
+    {
+        c: f"<U+{c:04X}>"
+        for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    }
+)
 
 
 def display_text(text: str) -> str:

@@ -99,6 +99,10 @@ def test_run_failure_exits_1_with_error(capsys: pytest.CaptureFixture[str]) -> N
         (["run", "-P", "replay", "--json", "--jsonl"], "not allowed with argument"),
         (["run", "-P", "replay", "-o", "transcript=/nonexistent", "hi"], "transcript does not"),
         (["run", "-P", "replay", "-o", "transcript=/", "hi"], "transcript is a directory: /"),
+        (
+            ["run", "-P", "replay", "-o", "transcript=/dev/zero", "hi"],
+            "transcript is not a regular file: /dev/zero",
+        ),
         (["replay", "--provider", "codex", "/nonexistent/file"], "cannot read /nonexistent/file"),
         (["replay", "--provider", "nope", str(HTTP500)], 'unsupported llm_provider "nope"'),
     ],

@@ -227,7 +227,8 @@ def check_invocation(invocation: Invocation, name: str) -> None:
 
 
 def _check_input(name: str, label: str, path: str, cwd: str | None) -> None:
-    """Raise :class:`ConfigError` unless ``path`` (relative to ``cwd``) is a readable file."""
+    """Raise :class:`ConfigError` unless ``path`` (relative to ``cwd``) is a readable regular
+    file."""
     if not path or "\0" in path:
         raise ConfigError(
             f"{name}: the {label} path is empty or contains a NUL byte", provider=name
@@ -237,6 +238,8 @@ def _check_input(name: str, label: str, path: str, cwd: str | None) -> None:
         raise ConfigError(f"{name}: {label} does not exist: {path}", provider=name)
     if os.path.isdir(full):
         raise ConfigError(f"{name}: {label} is a directory: {path}", provider=name)
+    if not os.path.isfile(full):  # a device, FIFO or socket: /dev/zero would never end
+        raise ConfigError(f"{name}: {label} is not a regular file: {path}", provider=name)
     if not os.access(full, os.R_OK):
         raise ConfigError(f"{name}: {label} is not readable: {path}", provider=name)
 

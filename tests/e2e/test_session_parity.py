@@ -138,6 +138,42 @@ class Approvals:
             assert after[-1].kind is EventKind.TURN_COMPLETED, text_of(after)
         await assert_nothing_left(setup)
 
+    async def test_cancel_stops_the_turn_and_a_raising_approver_declines(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """CANCEL: the tool does not run and the turn stops there — no further model call
+        (gemini and Kimi Code went on to the next model call before: ACP's ``cancelled``
+        outcome alone does not stop a prompt). An approver that raises declines; the session
+        goes on."""
+        setup = cli_setup(self.CLI)
+
+        def approver(request: ApprovalRequest) -> ApprovalDecision:
+            if "raised.txt" in request.command:
+                raise RuntimeError("the approver broke")
+            return ApprovalDecision.CANCEL
+
+        work = Path(setup.workspace)
+        initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+        async with open_session(
+            self.PROVIDER, self.config(setup), initial=initial, approver=approver
+        ) as session:
+            results = len(fake_server.tool_results())
+            stopped = await turn(
+                session, initial.evolve(user_text="[[TOOL]][[CMD:touch cancelled.txt]] do it")
+            )
+            assert stopped[-1].kind in (EventKind.TURN_INTERRUPTED, EventKind.TURN_COMPLETED)
+            assert not (work / "cancelled.txt").exists()
+            # the model never got the refused call's result: the turn stopped at the prompt
+            assert len(fake_server.tool_results()) == results, text_of(stopped)
+            raised = await turn(
+                session, initial.evolve(user_text="[[TOOL]][[CMD:touch raised.txt]] do it")
+            )
+            assert raised[-1].kind is EventKind.TURN_COMPLETED, text_of(raised)
+            assert not (work / "raised.txt").exists()
+            if self.CLI != "kimi_legacy":  # kimi-cli ends the turn at any rejection itself
+                assert "The tool returned" in text_of(raised)  # declined: the model was told
+        await assert_nothing_left(setup)
+
 
 class TestClaudeApprovals(Approvals):
     CLI = PROVIDER = "claude"

@@ -520,3 +520,14 @@ def test_a_write_result_of_an_earlier_turn_is_never_a_file_change_of_the_next():
     m.begin("t2")
     late = m.feed(tool_result("c1")["params"])
     assert late == []
+
+
+def test_no_turn_in_progress_is_kimis_invalid_state_answer():
+    """kimi-cli answers a steer or cancel that arrives after the turn ended with -32000 "No
+    agent turn is in progress": the driver reports NoActiveTurnError (steer) or nothing
+    (cancel) for it, never a JsonRpcError."""
+    from alice_trio.protocols.kimi_wire import no_turn_in_progress
+
+    assert no_turn_in_progress(-32000, "No agent turn is in progress")
+    assert not no_turn_in_progress(-32000, "Replay failed")
+    assert not no_turn_in_progress(-32603, "No agent turn is in progress")

@@ -49,6 +49,7 @@ __all__ = [
     "approval_request",
     "approval_result",
     "initialize_params",
+    "no_turn_in_progress",
     "step_usage",
     "user_input_text",
 ]
@@ -72,6 +73,16 @@ def initialize_params(*, supports_question: bool, version: str = "0.1.0") -> dic
         "client": {"name": "alice_trio", "version": version},
         "capabilities": {"supports_question": supports_question, "supports_plan_mode": False},
     }
+
+
+#: kimi-cli's ``ErrorCodes.INVALID_STATE``
+INVALID_STATE = -32000
+
+
+def no_turn_in_progress(code: int, message: str) -> bool:
+    """Whether kimi-cli's error answer to ``steer`` / ``cancel`` says no turn runs (it ended
+    before the request arrived): -32000 "No agent turn is in progress"."""
+    return code == INVALID_STATE and message.strip() == "No agent turn is in progress"
 
 
 def user_input_text(value: Any) -> str:

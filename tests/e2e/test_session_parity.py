@@ -365,6 +365,36 @@ async def test_codex_switches_model_per_turn(
     await assert_nothing_left(setup)
 
 
+async def test_opencode_switches_model_for_one_turn(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    """opencode runs a prompt without a model on the session's last model: a switch must hold
+    for its own turn only (the next request goes back to the configured one), and a model that
+    is not provider/model is refused, not silently left out."""
+    from alice_trio.errors import ConfigError
+
+    setup = cli_setup("opencode")
+    path = Path(setup.env["OPENCODE_CONFIG"])
+    config_json = json.loads(path.read_text())
+    models = config_json["provider"]["fake"]["models"]
+    models["fake-model-2"] = {**models["fake-model"], "name": "Fake Model 2"}
+    path.write_text(json.dumps(config_json, indent=1))
+    _, config = provider_config(setup)
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("opencode", config, initial=initial) as session:
+        for text, model, expected in (
+            ("first", "", "fake-model"),
+            ("second", "fake/fake-model-2", "fake-model-2"),
+            ("third", "", "fake-model"),
+        ):
+            done = await turn(session, initial.evolve(user_text=text, model=model))
+            assert done[-1].kind is EventKind.TURN_COMPLETED, text_of(done)
+            assert models_seen(fake_server)[-1] == expected, models_seen(fake_server)
+        with pytest.raises(ConfigError, match="provider/model"):
+            await session.submit(initial.evolve(user_text="fourth", model="fake-model-2"))
+    await assert_nothing_left(setup)
+
+
 async def test_kimi_code_gets_its_model_and_switches_inside_the_session(
     cli_setup: SetupFactory, fake_server: FakeServer
 ) -> None:

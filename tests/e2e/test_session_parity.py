@@ -360,8 +360,13 @@ async def test_codex_switches_model_per_turn(
         assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
         two = await turn(session, initial.evolve(user_text="second", model="fake-model-2"))
         assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+        assert models_seen(fake_server)[-1] == "fake-model-2", models_seen(fake_server)
+        # codex keeps a turn's model for the turns after it: the switch must hold for its own
+        # turn only (the lane's config names no model: codex's config.toml does)
+        three = await turn(session, initial.evolve(user_text="third"))
+        assert three[-1].kind is EventKind.TURN_COMPLETED, text_of(three)
     assert models_seen(fake_server)[0] == "fake-model"
-    assert models_seen(fake_server)[-1] == "fake-model-2", models_seen(fake_server)
+    assert models_seen(fake_server)[-1] == "fake-model", models_seen(fake_server)
     await assert_nothing_left(setup)
 
 

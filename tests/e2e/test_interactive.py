@@ -114,6 +114,32 @@ class InteractiveCases:
             assert any("You said: after the interrupt" in r for r in replies), text_of(seen)
         await assert_nothing_left(setup)
 
+    async def test_interrupt_mid_tool_then_submit_at_once(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """Input submitted right after an interrupt, before the interrupted turn's end came
+        back, is the next turn: the interrupted turn ends, then the new one runs and completes
+        (codex and legacy kimi refused it as a steer of a turn already over — submit raised)."""
+        setup = cli_setup(self.CLI)
+        tool = long_tool(setup)
+        async with self.open(setup) as session:
+            first = await session.submit(self.request(setup, f"[[TOOL]][[CMD:{tool.command}]]"))
+            await wait_for_tool(tool, fake_server, START_TIMEOUT)
+            await session.interrupt()
+            await session.submit(self.request(setup, "right after the interrupt"))
+            seen: list[TurnEvent] = []
+            ends = [await next_terminal(session, seen), await next_terminal(session, seen)]
+            assert ends[0].turn_id == first.turn_id, text_of(seen)
+            assert ends[0].kind in (EventKind.TURN_INTERRUPTED, EventKind.TURN_COMPLETED)
+            assert ends[1].kind is EventKind.TURN_COMPLETED, text_of(seen)
+            replies = [
+                e.text
+                for e in seen
+                if e.kind is EventKind.ASSISTANT_TEXT and e.turn_id == ends[1].turn_id
+            ]
+            assert any("You said: right after the interrupt" in r for r in replies), text_of(seen)
+        await assert_nothing_left(setup, cmd_token=tool.token)
+
     async def test_cancel_the_owner_mid_tool_leaves_nothing(
         self, cli_setup: SetupFactory, fake_server: FakeServer
     ) -> None:

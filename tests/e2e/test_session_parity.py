@@ -138,6 +138,42 @@ class Approvals:
             assert after[-1].kind is EventKind.TURN_COMPLETED, text_of(after)
         await assert_nothing_left(setup)
 
+    async def test_cancel_stops_the_turn_and_a_raising_approver_declines(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """CANCEL: the tool does not run and the turn stops there — no further model call
+        (gemini and Kimi Code went on to the next model call before: ACP's ``cancelled``
+        outcome alone does not stop a prompt). An approver that raises declines; the session
+        goes on."""
+        setup = cli_setup(self.CLI)
+
+        def approver(request: ApprovalRequest) -> ApprovalDecision:
+            if "raised.txt" in request.command:
+                raise RuntimeError("the approver broke")
+            return ApprovalDecision.CANCEL
+
+        work = Path(setup.workspace)
+        initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+        async with open_session(
+            self.PROVIDER, self.config(setup), initial=initial, approver=approver
+        ) as session:
+            results = len(fake_server.tool_results())
+            stopped = await turn(
+                session, initial.evolve(user_text="[[TOOL]][[CMD:touch cancelled.txt]] do it")
+            )
+            assert stopped[-1].kind in (EventKind.TURN_INTERRUPTED, EventKind.TURN_COMPLETED)
+            assert not (work / "cancelled.txt").exists()
+            # the model never got the refused call's result: the turn stopped at the prompt
+            assert len(fake_server.tool_results()) == results, text_of(stopped)
+            raised = await turn(
+                session, initial.evolve(user_text="[[TOOL]][[CMD:touch raised.txt]] do it")
+            )
+            assert raised[-1].kind is EventKind.TURN_COMPLETED, text_of(raised)
+            assert not (work / "raised.txt").exists()
+            if self.CLI != "kimi_legacy":  # kimi-cli ends the turn at any rejection itself
+                assert "The tool returned" in text_of(raised)  # declined: the model was told
+        await assert_nothing_left(setup)
+
 
 class TestClaudeApprovals(Approvals):
     CLI = PROVIDER = "claude"
@@ -324,8 +360,43 @@ async def test_codex_switches_model_per_turn(
         assert one[-1].kind is EventKind.TURN_COMPLETED, text_of(one)
         two = await turn(session, initial.evolve(user_text="second", model="fake-model-2"))
         assert two[-1].kind is EventKind.TURN_COMPLETED, text_of(two)
+        assert models_seen(fake_server)[-1] == "fake-model-2", models_seen(fake_server)
+        # codex keeps a turn's model for the turns after it: the switch must hold for its own
+        # turn only (the lane's config names no model: codex's config.toml does)
+        three = await turn(session, initial.evolve(user_text="third"))
+        assert three[-1].kind is EventKind.TURN_COMPLETED, text_of(three)
     assert models_seen(fake_server)[0] == "fake-model"
-    assert models_seen(fake_server)[-1] == "fake-model-2", models_seen(fake_server)
+    assert models_seen(fake_server)[-1] == "fake-model", models_seen(fake_server)
+    await assert_nothing_left(setup)
+
+
+async def test_opencode_switches_model_for_one_turn(
+    cli_setup: SetupFactory, fake_server: FakeServer
+) -> None:
+    """opencode runs a prompt without a model on the session's last model: a switch must hold
+    for its own turn only (the next request goes back to the configured one), and a model that
+    is not provider/model is refused, not silently left out."""
+    from alice_trio.errors import ConfigError
+
+    setup = cli_setup("opencode")
+    path = Path(setup.env["OPENCODE_CONFIG"])
+    config_json = json.loads(path.read_text())
+    models = config_json["provider"]["fake"]["models"]
+    models["fake-model-2"] = {**models["fake-model"], "name": "Fake Model 2"}
+    path.write_text(json.dumps(config_json, indent=1))
+    _, config = provider_config(setup)
+    initial = RunRequest(user_text="(start)", workspace_dir=setup.workspace)
+    async with open_session("opencode", config, initial=initial) as session:
+        for text, model, expected in (
+            ("first", "", "fake-model"),
+            ("second", "fake/fake-model-2", "fake-model-2"),
+            ("third", "", "fake-model"),
+        ):
+            done = await turn(session, initial.evolve(user_text=text, model=model))
+            assert done[-1].kind is EventKind.TURN_COMPLETED, text_of(done)
+            assert models_seen(fake_server)[-1] == expected, models_seen(fake_server)
+        with pytest.raises(ConfigError, match="provider/model"):
+            await session.submit(initial.evolve(user_text="fourth", model="fake-model-2"))
     await assert_nothing_left(setup)
 
 

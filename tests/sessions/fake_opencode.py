@@ -52,6 +52,7 @@ class FakeOpenCode:
         self.hook: Callable[[str, str], None] | None = None
         self.password: str | None = None
         self.authorizations: list[str] = []
+        self.config: dict[str, Any] = {}  # GET /config
         self.transport = httpx.MockTransport(self.handle)
 
     def basic(self, password: str, user: str = "opencode") -> str:
@@ -120,6 +121,8 @@ class FakeOpenCode:
             return httpx.Response(404, json={"name": "NotFoundError"})
         if path == "/session/status":
             return httpx.Response(200, json=self.status)
+        if path == "/config" and request.method == "GET":
+            return httpx.Response(200, json=self.config)
         return httpx.Response(404, text="no route")
 
 

@@ -485,3 +485,34 @@ def test_the_kimi_record_says_its_usage_trails_the_response(tmp_path: Path):
         GeminiConfig(workspace_dir=str(tmp_path)), RunRequest(user_text="x")
     )
     assert kimi.mapper.trailing_usage and not gemini.mapper.trailing_usage
+
+
+async def test_an_approvers_cancel_stops_the_turn(tmp_path: Path):
+    """CANCEL means "also stop the turn": ACP's ``cancelled`` outcome alone lets gemini and
+    Kimi Code go on with the next model call, so ``session/cancel`` goes out first (once) and
+    the prompt ends ``cancelled``. Before: no session/cancel, the turn went on."""
+    steps = cgk_steps("acp", "kimi_code_acp")[:2]
+    request = json.loads(json.dumps(ASK))
+    request["params"]["options"] = [
+        {"optionId": "approve_once", "name": "Approve once", "kind": "allow_once"},
+        {"optionId": "reject", "name": "Reject", "kind": "reject_once"},
+    ]
+    request["params"]["toolCall"] = {"toolCallId": "1:c", "title": "Bash", "kind": "execute"}
+    cancelled = {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "cancelled"}}
+    steps += [
+        {"expect": "session/prompt", "id": 3, "reply": [request]},
+        {"expect": "session/cancel", "reply": []},
+        {"expect_response": 0, "reply": [cancelled]},
+    ]
+    driver, log = acp_driver(tmp_path, steps, approver=lambda r: ApprovalDecision.CANCEL)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        ref = await driver.start_turn(RunRequest(user_text="run it"))
+        done = await rec.terminal(ref.turn_id)
+        await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_INTERRUPTED, (peer_problems(log), sent(log))
+    answer = next(m for m in sent(log) if m.get("id") == 0 and "result" in m)
+    assert answer["result"] == {"outcome": {"outcome": "cancelled"}}
+    assert [m.get("method") for m in sent(log)].count("session/cancel") == 1
+    assert peer_problems(log) == []

@@ -449,3 +449,28 @@ async def test_a_steer_that_lost_the_race_with_the_turns_end_is_no_active_turn(
             await driver.steer_turn(ref, RunRequest(user_text="too late"))
         assert isinstance(caught.value.__cause__, JsonRpcError)
         await driver.aclose(graceful=True)
+
+
+async def test_a_model_switch_holds_for_its_own_turn(tmp_path: Path):
+    """codex keeps turn/start's model "for this turn and subsequent turns": without a
+    configured model, a turn after a switch names the model the thread started on (from
+    thread/start's answer). Before: it named none and ran on the switched model."""
+    script, log = write_script(tmp_path, full_steps()[:6])
+    config = CodexConfig(
+        workspace_dir=str(tmp_path),
+        exec_policy=ExecPolicy(sandbox="danger-full-access", ask_for_approval="never"),
+    )
+    inv = Invocation(argv=peer_argv(script, log), cwd=str(tmp_path), limits=FAST)
+    driver = CodexAppServerDriver(config, RunRequest(user_text="x"), invocation=inv, close_grace=1)
+    rec = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run, rec)
+        first = await driver.start_turn(RunRequest(user_text="Say hello"))
+        await rec.terminal(first.turn_id)
+        second = await driver.start_turn(RunRequest(user_text="FAKE_TOOL", model="other-model"))
+        await rec.terminal(second.turn_id)
+        third = await driver.start_turn(RunRequest(user_text="again"))
+        nursery.cancel_scope.cancel()
+    assert third.turn_id
+    starts = [m["params"] for m in sent(log) if m.get("method") == "turn/start"]
+    assert [p.get("model") for p in starts] == ["fake-model", "other-model", "fake-model"]

@@ -470,3 +470,64 @@ async def test_non_json_lines_after_the_protocol_began_are_not_quoted(tmp_path: 
                     await client.request("x")
             nursery.cancel_scope.cancel()
     assert "log line" not in str(info.value) and "exited (exit status 0)" in str(info.value)
+
+
+def tool_call(call_id: str, name: str, arguments: str = "") -> dict[str, Any]:
+    function = {"name": name, "arguments": arguments}
+    return ev("ToolCall", {"type": "function", "id": call_id, "function": function})
+
+
+def tool_result(call_id: str, *, error: bool = False) -> dict[str, Any]:
+    return_value = {"is_error": error, "output": "", "message": "ok", "display": []}
+    return ev("ToolResult", {"tool_call_id": call_id, "return_value": return_value})
+
+
+def test_write_tools_report_their_files_once_they_ran():
+    """kimi-cli streams a call's arguments as ToolCallPart deltas after the ToolCall; a write
+    tool that ran is a file_change (also outside the workspace, which no snapshot sees); a
+    failed one and a shell call are not."""
+    args = json.dumps({"path": "/elsewhere/ünï café.txt", "content": "hi"}, ensure_ascii=False)
+    out = mapped(
+        [
+            ev("TurnBegin", {"user_input": "go"}),
+            tool_call("c1", "WriteFile"),
+            ev("ToolCallPart", {"arguments_part": args[:9]}),
+            ev("ToolCallPart", {"arguments_part": args[9:]}),
+            tool_call("c2", "StrReplaceFile", json.dumps({"path": "src/a.py", "edit": {}})),
+            tool_call("c3", "WriteFile"),
+            ev("ToolCallPart", {"arguments_part": json.dumps({"path": "failed.txt"})}),
+            tool_call("c4", "Shell"),
+            ev("ToolCallPart", {"arguments_part": json.dumps({"command": "touch x"})}),
+            tool_result("c3", error=True),
+            tool_result("c2"),
+            tool_result("c1"),
+            tool_result("c4"),
+            ev("TurnEnd", {}),
+        ]
+    )
+    changes = [
+        [(f.path, f.kind.value) for f in e.files] for e in out if e.kind is EventKind.FILE_CHANGE
+    ]
+    assert changes == [[("src/a.py", "modified")], [("/elsewhere/ünï café.txt", "written")]]
+    assert all(e.turn_id == "t" for e in out)
+
+
+def test_a_write_result_of_an_earlier_turn_is_never_a_file_change_of_the_next():
+    m = KimiWireMapper(session_id="s")
+    m.begin("t1")
+    m.feed(tool_call("c1", "WriteFile", json.dumps({"path": "a.txt"}))["params"])
+    m.finish({"status": "cancelled"})
+    m.begin("t2")
+    late = m.feed(tool_result("c1")["params"])
+    assert late == []
+
+
+def test_no_turn_in_progress_is_kimis_invalid_state_answer():
+    """kimi-cli answers a steer or cancel that arrives after the turn ended with -32000 "No
+    agent turn is in progress": the driver reports NoActiveTurnError (steer) or nothing
+    (cancel) for it, never a JsonRpcError."""
+    from alice_trio.protocols.kimi_wire import no_turn_in_progress
+
+    assert no_turn_in_progress(-32000, "No agent turn is in progress")
+    assert not no_turn_in_progress(-32000, "Replay failed")
+    assert not no_turn_in_progress(-32603, "No agent turn is in progress")

@@ -578,3 +578,35 @@ def test_write_tool_and_patch_parts_are_file_changes():
         ("t1", (FileChange(path="/ws/a.py", kind=w),)),
         ("t1", (FileChange(path="/ws/a.py", kind=w), FileChange(path="/ws/b.py", kind=w))),
     ]
+
+
+@pytest.mark.parametrize("base", ["initial", "config"])
+async def test_a_model_switch_holds_for_its_own_turn(base):
+    """opencode runs a prompt without a model on the session's *last* one: after a switch the
+    driver names the base model again (the initial request's, else GET /config's). A model that
+    is not provider/model raises ConfigError (before: left out, so the turn ran on whatever
+    model the session last had)."""
+    from fake_opencode import assistant, idle, user_msg
+
+    from alice_trio.errors import ConfigError
+
+    fake = FakeOpenCode()
+    fake.config = {"model": "fake/base-model"}
+    fake.on_prompt = [
+        user_msg(f"msg_u{n}", "t") + assistant(f"msg_a{n}", f"msg_u{n}", "ok") + idle()
+        for n in range(1, 4)
+    ]
+    initial = req("x", model="fake/base-model") if base == "initial" else req("x")
+    cfg = OpenCodeConfig(server_url="http://oc.test/", workspace_dir=WS)
+    driver = OpenCodeServeDriver(cfg, initial, transport=fake.transport, reconnect_delay=0.01)
+    async with open_session("opencode", initial=req("x"), driver=driver) as s:
+        for r in (req("one"), req("two", model="fake/other"), req("three")):
+            turn = await s.submit(r)
+            await collect(s, {turn.turn_id})
+        with pytest.raises(ConfigError, match="provider/model"):
+            await s.submit(req("four", model="no-slash"))
+    models = [body.get("model") for _, path, _, body in fake.requests if "prompt_async" in path]
+    other = {"providerID": "fake", "modelID": "other"}
+    assert models == [None, other, {"providerID": "fake", "modelID": "base-model"}], models
+    configs = [path for method, path, _, _ in fake.requests if path == "/config"]
+    assert configs == ([] if base == "initial" else ["/config"])

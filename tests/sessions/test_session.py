@@ -286,3 +286,46 @@ async def test_a_cli_that_floods_stray_lines_and_exits_fails_at_once(tmp_path):
             initial=RunRequest(user_text="", workspace_dir=str(tmp_path)),
         ):
             pass  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", [SteerMode.NATIVE, SteerMode.NATIVE_ENQUEUE])
+async def test_input_right_after_an_interrupt_is_the_next_turn_not_a_steer(mode):
+    """Steered into a turn being interrupted, the input is refused (codex: "no active turn to
+    steer", kimi-cli: "No agent turn is in progress") or lost with it; it is queued and starts
+    once the interrupted turn ended. Before: submit steered it (and raised the refusal)."""
+    driver = ScriptedDriver(mode)
+    driver.interrupt_reply = False
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        first = await s.submit(req("one"))
+        await s.interrupt()
+        second = await s.submit(req("two"))
+        assert second.mode is SubmitMode.QUEUED and driver.steered == []
+        await driver.finish(driver.started[0][0], EventKind.TURN_INTERRUPTED)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.prompt for _, r in driver.started] == ["one", "two"]
+        assert s.active_turn is not None and s.active_turn.turn_id != first.turn_id
+
+
+class _TurnAlreadyOver(ScriptedDriver):
+    """The agent ended the turn before the steer reached it; its terminal event is late."""
+
+    async def steer_turn(self, turn, request):
+        raise NoActiveTurnError(provider="fake")
+
+
+async def test_a_submit_whose_steer_finds_the_turn_over_starts_a_turn_of_its_own():
+    driver = _TurnAlreadyOver(SteerMode.NATIVE)
+    async with open_session("fake", initial=req("x"), driver=driver) as s:
+        await s.submit(req("one"))
+        late = await s.submit(req("two"))
+        assert late.mode is SubmitMode.QUEUED  # before: NoActiveTurnError from submit
+        also = await s.submit(req("three"))  # behind it, in order
+        assert also.mode is SubmitMode.QUEUED
+        with pytest.raises(NoActiveTurnError):  # steer() itself reports the refusal
+            await s.steer(req("steer"))
+        await driver.finish(driver.started[0][0])
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.prompt for _, r in driver.started] == ["one", "two"]
+        await driver.finish(driver.started[1][0])
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.prompt for _, r in driver.started] == ["one", "two", "three"]

@@ -158,7 +158,11 @@ class CoreMachine(RuleBasedStateMachine):
         else:
             assert isinstance(decision, Queued)
             assert decision.result.queue_depth == len(core.queue)
-            assert not core.steer_mode.native
+            target = core.outstanding[-1] if core.outstanding else core.active
+            # native modes queue only input for a turn being interrupted (never steered into it)
+            assert not core.steer_mode.native or (
+                target.turn_id in self.interrupted if target else self.interrupt_wanted
+            )
 
     @rule(text=st.sampled_from(["s1", "s2"]))
     def steer(self, text: str) -> None:

@@ -10,7 +10,9 @@ JSON-RPC 2.0 over stdio with **string** ids (kimi-cli validates ``id: str``), wi
   ``turn_started``; ``ContentPart`` text parts are joined **verbatim** (no trimming, spec
   §13.15) into one ``assistant_text`` per message, flushed at a tool call, a new step, a steer
   or the turn's end; ``think`` parts → ``reasoning``; a part without text never contributes its
-  type name; ``ToolCall`` / ``ToolResult`` → ``tool_use``; ``StatusUpdate.token_usage`` (per
+  type name; ``ToolCall`` / ``ToolResult`` → ``tool_use``, and a successful ``ToolResult`` of a
+  write tool (``WriteFile`` / ``StrReplaceFile``: its arguments, which ``ToolCallPart`` deltas
+  stream after the ``ToolCall``) → ``file_change``; ``StatusUpdate.token_usage`` (per
   step) → ``usage``, summed over the turn; ``StepRetry`` → ``retry``; ``SteerInput`` →
   ``steer_consumed``; ``PlanDisplay`` → ``reasoning``; step/compaction/MCP/hook chatter →
   nothing; an unknown type → ``unknown``.
@@ -34,8 +36,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .. import safejson
+from ..file_changes import changes_from_tool_call, format_file_changes
 from ..models import EventKind, QuestionInfo, QuestionOption, TurnEvent, TurnQuestion, Usage
 from ..providers.base import as_int, as_list, as_map, as_str
+from ..providers.kimi import WRITE_TOOLS
 from .approval import ApprovalDecision, ApprovalRequest
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "approval_request",
     "approval_result",
     "initialize_params",
+    "no_turn_in_progress",
     "step_usage",
     "user_input_text",
 ]
@@ -55,7 +61,7 @@ _QUIET = frozenset(
     {
         "StepBegin", "StepInterrupted", "CompactionBegin", "CompactionEnd", "MCPLoadingBegin",
         "MCPLoadingEnd", "HookTriggered", "HookResolved", "ApprovalResponse", "SubagentEvent",
-        "BtwBegin", "BtwEnd", "TurnEnd", "ToolCallPart",
+        "BtwBegin", "BtwEnd", "TurnEnd",
     }
 )  # fmt: skip
 _FLUSH = frozenset({"ToolCall", "StepBegin", "StepInterrupted", "SteerInput", "TurnEnd"})
@@ -67,6 +73,16 @@ def initialize_params(*, supports_question: bool, version: str = "0.1.0") -> dic
         "client": {"name": "alice_trio", "version": version},
         "capabilities": {"supports_question": supports_question, "supports_plan_mode": False},
     }
+
+
+#: kimi-cli's ``ErrorCodes.INVALID_STATE``
+INVALID_STATE = -32000
+
+
+def no_turn_in_progress(code: int, message: str) -> bool:
+    """Whether kimi-cli's error answer to ``steer`` / ``cancel`` says no turn runs (it ended
+    before the request arrived): -32000 "No agent turn is in progress"."""
+    return code == INVALID_STATE and message.strip() == "No agent turn is in progress"
 
 
 def user_input_text(value: Any) -> str:
@@ -106,6 +122,8 @@ class KimiWireMapper:
         self._think_raw = ""
         self._tools: dict[str, str] = {}
         self._tool_turn: dict[str, str] = {}  # tool call id -> turn that made the call
+        self._tool_args: dict[str, list[str]] = {}  # write tool call id -> its argument text
+        self._last_call = ""  # the call that ToolCallPart deltas continue
         self._ended = False  # the current turn got its terminal event
         self.dropped = 0  # late events of finished turns
 
@@ -113,6 +131,7 @@ class KimiWireMapper:
         self.turn_id = turn_id
         self.usage = Usage()
         self._ended = False
+        self._tool_args.clear()  # an earlier turn's results are dropped, never credited here
 
     def _event(self, kind: EventKind, raw: str, **kw: Any) -> TurnEvent:
         return TurnEvent(kind=kind, thread_id=self.session_id, turn_id=self.turn_id, raw=raw,
@@ -165,21 +184,34 @@ class KimiWireMapper:
                 return out
             self.usage = self.usage + usage
             return [*out, self._event(EventKind.USAGE, raw, usage=self.usage)]
+        if etype == "ToolCallPart":
+            part = payload.get("arguments_part")
+            if isinstance(part, str) and self._last_call in self._tool_args:
+                self._tool_args[self._last_call].append(part)
+            return out
         if etype == "ToolCall":
             fn = payload.get("function")
             name = as_str(fn.get("name")) if isinstance(fn, Mapping) else ""
             name = name or as_str(payload.get("name"))
-            self._tools[as_str(payload.get("id"))] = name
-            self._tool_turn[as_str(payload.get("id"))] = self.turn_id
+            call = as_str(payload.get("id"))
+            self._tools[call] = name
+            self._tool_turn[call] = self.turn_id
+            self._last_call = call
+            if name in WRITE_TOOLS:
+                args = fn.get("arguments") if isinstance(fn, Mapping) else None
+                self._tool_args[call] = [args] if isinstance(args, str) else []
             return [*out, self._event(EventKind.TOOL_USE, raw, text=f"ToolCall {name}".strip())]
         if etype == "ToolResult":
-            name = self._tools.pop(as_str(payload.get("tool_call_id")), "")
+            call = as_str(payload.get("tool_call_id"))
+            name = self._tools.pop(call, "")
             rv = payload.get("return_value")
             failed = isinstance(rv, Mapping) and rv.get("is_error") is True
             message = as_str(rv.get("message")) if isinstance(rv, Mapping) else ""
             text = f"ToolResult {name}".strip() + (" (error)" if failed else "")
             text += f": {message}" if message else ""
-            return [*out, self._event(EventKind.TOOL_USE, raw, text=text)]
+            out.append(self._event(EventKind.TOOL_USE, raw, text=text))
+            args = self._tool_args.pop(call, None)
+            return out + ([] if failed or args is None else self._written(name, args, raw))
         if etype == "StepRetry":
             text = (
                 f"retry {as_int(payload.get('next_attempt'))}/"
@@ -196,6 +228,19 @@ class KimiWireMapper:
             text = as_str(payload.get("title")) or as_str(payload.get("body"))
             return [*out, self._event(EventKind.UNKNOWN, raw, text=f"notification: {text}")]
         return [*out, self._event(EventKind.UNKNOWN, raw, text=f"kimi wire event {etype!r}")]
+
+    def _written(self, name: str, parts: list[str], raw: str) -> list[TurnEvent]:
+        """The ``file_change`` event of a write tool that ran (none when its streamed
+        arguments are not JSON or name no path: the turn-end snapshot still sees the change)."""
+        try:
+            arguments = safejson.loads("".join(parts))
+        except safejson.NotJSON:
+            return []
+        files = changes_from_tool_call(WRITE_TOOLS, name, arguments)
+        if not files:
+            return []
+        text = format_file_changes(files)
+        return [self._event(EventKind.FILE_CHANGE, raw, text=text, files=tuple(files))]
 
     def finish(self, result: Any, raw: str = "") -> list[TurnEvent]:
         """The ``prompt`` response: flush, then the terminal event of the current turn."""

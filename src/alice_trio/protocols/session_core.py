@@ -28,6 +28,7 @@ turn yet), ``running`` (a turn active), ``closed``, ``failed``. The public
     started        -             active turn          -                    - (drops the turn)
     start_failed   -             idle / running       -                    ok
     steered        -             (steer in flight)    outstanding turn     ok
+    steer_refused  queue (front) queue (front)        queue (front)        SessionClosedError
     interrupt      nothing       deferred             interrupt active     SessionClosedError
     event          thread id, a terminal event with a known turn id ends that turn
     close          closed        closed               closed               nothing
@@ -36,10 +37,14 @@ turn yet), ``running`` (a turn active), ``closed``, ``failed``. The public
 *dispatch*: the command goes to the session's single worker task, which calls ``take`` when it
 reaches it (in FIFO order) and then executes the decided action; *queue*: with steer mode
 ``queue_when_busy``/``interrupt_only`` input that arrives while busy is queued at once (it never
-waits behind a slow start). A dispatched command whose caller was cancelled before the worker
-took it is ``withdraw``-n and leaves no trace; one the worker took runs to completion and is
-recorded (``started``/``steered``): caller cancellation can never split a start from its
-bookkeeping (issue 12 item 1).
+waits behind a slow start) — with any steer mode when the turn it would join is being
+interrupted (input submitted right after :meth:`SessionCore.interrupt` starts the next turn once
+that one ended; steered into it, the CLI refuses or drops it) — and a submit whose steer the
+driver refused because the turn had already ended on the agent's side (``steer_refused``:
+the terminal event is still on its way) is queued at the front the same way. A dispatched
+command whose caller was cancelled before the worker took it is ``withdraw``-n and leaves no
+trace; one the worker took runs to completion and is recorded (``started``/``steered``):
+caller cancellation can never split a start from its bookkeeping (issue 12 item 1).
 
 **Cancellation and errors**: the core never awaits; every command is atomic.
 """
@@ -215,6 +220,8 @@ class SessionCore:
         self.starting = False
         self.steering = False
         self.interrupt_pending = False
+        #: pending turns that take no more input: interrupted, or refused a steer as over
+        self.interrupted: set[str] = set()
         self.closed = False
         self.failed = False
         self.failure: BaseException | None = None
@@ -309,6 +316,13 @@ class SessionCore:
     def steer_failed(self) -> None:
         self._apply("steer_failed")
 
+    def steer_refused(self, request: RunRequest) -> tuple[Queued, list[Action]]:
+        """The driver refused a *submit*'s steer because the turn already ended on the
+        agent's side (its terminal event is on its way): the input is queued at the front and
+        starts once that turn ended."""
+        result: tuple[Queued, list[Action]] = self._apply("steer_refused", request)
+        return result
+
     def interrupt(self) -> InterruptTurn | None:
         """Interrupt the active turn; during a start the interrupt waits for the turn id."""
         result: InterruptTurn | None = self._apply("interrupt")
@@ -350,13 +364,23 @@ class SessionCore:
         )  # fmt: skip
 
     def _submit(self, request: RunRequest) -> Dispatch | Queued:
-        if self.busy and not self.steer_mode.native:
+        if self.busy and (not self.steer_mode.native or self._target_interrupted()):
             return self._queue(request)  # pure state: never waits behind a slow start
         self.handed += 1
         return Dispatch()
 
-    def _queue(self, request: RunRequest) -> Queued:
-        self.queue.append(request)
+    def _target_interrupted(self) -> bool:
+        """The turn a steer would join is being interrupted (see the module docstring)."""
+        target = self.outstanding[-1] if self.outstanding else self.active
+        if target is None:  # a start in flight: interrupted once it is known
+            return self.starting and self.interrupt_pending
+        return target.turn_id in self.interrupted
+
+    def _queue(self, request: RunRequest, *, front: bool = False) -> Queued:
+        if front:
+            self.queue.appendleft(request)
+        else:
+            self.queue.append(request)
         thread = self.active.thread_id if self.active is not None else self.thread_id
         return Queued(
             SubmitResult(
@@ -400,9 +424,9 @@ class SessionCore:
         if self.active is None and not self.outstanding:
             self.starting = True
             return StartTurn(request)
-        if self.steer_mode.native and self.active is not None:
+        if self.steer_mode.native and self.active is not None and not self._target_interrupted():
             return self._begin_steer(request)
-        return self._queue(request)  # pragma: no cover - the worker serializes starts
+        return self._queue(request, front=command == "queued")
 
     def _begin_steer(self, request: RunRequest) -> SteerTurn:
         assert self.active is not None
@@ -423,6 +447,7 @@ class SessionCore:
         self.active = ref
         if self.interrupt_pending:
             self.interrupt_pending = False
+            self.interrupted.add(ref.turn_id)
             return [InterruptTurn(ref)]
         return []
 
@@ -450,8 +475,20 @@ class SessionCore:
             raise self._illegal("steer_failed", "no steer in flight")
         self.steering = False
 
+    def _steer_refused(self, request: RunRequest) -> tuple[Queued, list[Action]]:
+        self._steer_failed()
+        target = self.outstanding[-1] if self.outstanding else self.active
+        if target is not None:  # over on the agent's side: later input queues behind this one
+            self.interrupted.add(target.turn_id)
+        return self._queue(request, front=True), self._next_queued()
+
+    def _steer_refused_closed(self, request: RunRequest) -> tuple[Queued, list[Action]]:
+        self._steer_failed()
+        raise self._closed_error("submit")
+
     def _interrupt(self) -> InterruptTurn | None:
         if self.active is not None:
+            self.interrupted.add(self.active.turn_id)
             return InterruptTurn(self.active)
         return None
 
@@ -471,6 +508,7 @@ class SessionCore:
         tid = event.turn_id
         if tid not in self._finished:
             self._finished.append(tid)
+        self.interrupted.discard(tid)
         self.outstanding = [t for t in self.outstanding if t.turn_id != tid]
         if self.active is not None and self.active.turn_id == tid:
             self.active = self.outstanding.pop(0) if self.outstanding else None
@@ -505,6 +543,7 @@ class SessionCore:
         self.active = None
         self.outstanding = []
         self.interrupt_pending = False
+        self.interrupted.clear()
         if not pending or was_closed:
             return []
         if turn_error is not None:
@@ -550,6 +589,7 @@ for _phase in _LIVE:
     TABLE[_phase, "fail"] = SessionCore._fail
     TABLE[_phase, "steered"] = SessionCore._steered
     TABLE[_phase, "steer_failed"] = SessionCore._steer_failed
+    TABLE[_phase, "steer_refused"] = SessionCore._steer_refused
 TABLE[_P.IDLE, "steer"] = SessionCore._steer_idle
 TABLE[_P.STARTING, "steer"] = SessionCore._steer
 TABLE[_P.RUNNING, "steer"] = SessionCore._steer
@@ -568,6 +608,7 @@ for _phase in _ENDED:
     TABLE[_phase, "fail"] = SessionCore._fail_again
     TABLE[_phase, "steered"] = SessionCore._steered
     TABLE[_phase, "steer_failed"] = SessionCore._steer_failed
+    TABLE[_phase, "steer_refused"] = SessionCore._steer_refused_closed
     TABLE[_phase, "started"] = SessionCore._started  # checks a start is in flight; drops it
     TABLE[_phase, "start_failed"] = SessionCore._start_failed
 del _phase, _command

@@ -24,6 +24,9 @@ queues it; :meth:`AcpDriver.steer_turn` raises :class:`SteerUnsupportedError`.
   "Model … is not configured in config.toml") — never a prompt silently run on the old model.
 * ``session/request_permission`` → the approver callback, else
   :func:`~alice_trio.sessions.approval.default_decision` (``auto_approve`` / yolo → accept).
+  An approver's CANCEL also stops the turn: ACP's ``cancelled`` outcome alone lets the agent go
+  on with the next model call (gemini and Kimi Code do), so the driver sends ``session/cancel``
+  first (once per turn; an interrupt has sent it already) and the prompt ends ``cancelled``.
   Other agent requests (``fs/*``, ``terminal/*``, which we did not offer) get ``-32601``.
 
 **Gemini resume** (issue 14 item 5). gemini-cli 0.61 records a conversation in
@@ -71,7 +74,7 @@ from ..providers.gemini import GeminiConfig
 from ..providers.gemini import default_env as gemini_env
 from ..providers.kimi import KimiConfig
 from ..providers.kimi import default_env as kimi_env
-from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
+from .approval import KIMI_DEFAULT_POLICY, ApprovalDecision, Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .rpc_driver import RpcDriver
 
@@ -151,6 +154,7 @@ class AcpDriver(RpcDriver):
         self._usage_came: trio.Event | None = None
         self._turns = itertools.count(1)
         self._last_update = 0.0
+        self._cancel_sent = ""  # the turn whose session/cancel went out (interrupt or CANCEL)
 
     async def handshake(self, client: Any) -> None:
         info = await client.request("initialize", proto.initialize_params())
@@ -280,6 +284,7 @@ class AcpDriver(RpcDriver):
     async def interrupt_turn(self, turn: TurnRef) -> None:
         """``session/cancel``, then every pending permission request is answered
         ``cancelled`` at once (the ACP rule for a cancelled prompt)."""
+        self._cancel_sent = turn.turn_id
         await self._require_client().notify("session/cancel", proto.cancel_params(self.session_id))
         self.gate.withdraw_all()
 
@@ -295,6 +300,12 @@ class AcpDriver(RpcDriver):
         approval = attrs.evolve(approval, thread_id=self.session_id)
         fallback = default_decision(self.policy, auto_approve=self.auto_approve)
         answer = await self.decide(approval, fallback, req.raw)
+        turn = approval.turn_id
+        if answer is ApprovalDecision.CANCEL and turn and self._cancel_sent != turn:
+            self._cancel_sent = turn  # CANCEL stops the turn (see the module docstring)
+            await self._require_client().notify(
+                "session/cancel", proto.cancel_params(self.session_id)
+            )
         return proto.permission_result(approval, answer)
 
 

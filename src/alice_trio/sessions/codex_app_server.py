@@ -8,7 +8,9 @@ turn as ``expectedTurnId`` and is answered inside the same turn.
   model, cwd, ``approvalPolicy`` and ``sandbox`` of the config merged with that request's
   exec policy (spec §13.14: the Go driver ignored the per-request policy). Later turns reuse it.
 * ``start_turn``: ``turn/start`` (text input, model, effort, personality, cwd, approvalPolicy;
-  the config's model/effort/personality are the defaults). Returns once codex accepted the
+  the config's model/effort/personality are the defaults; codex keeps a turn's model for the
+  turns after it, so without a request's or the config's model a turn names the model the
+  thread started on and a switch holds for its own turn only). Returns once codex accepted the
   turn, with codex's own turn id; the turn's events follow through ``emit``.
 * ``interrupt_turn``: ``turn/interrupt``; codex then ends the turn with status ``interrupted``.
 * Approvals: the approver callback, else :func:`~alice_trio.sessions.approval.default_decision`
@@ -77,6 +79,7 @@ class CodexAppServerDriver(RpcDriver):
         self.config = config
         self.thread_id = initial.thread_id
         self._thread_ready = False
+        self._base_model = ""  # the model the thread started on (thread/start's answer)
         self._thread_lock = trio.Lock()
         self.mapper = proto.CodexNotificationMapper(
             thread_id=self.thread_id, workspace=self._cwd(initial)
@@ -110,6 +113,9 @@ class CodexAppServerDriver(RpcDriver):
                 raise ProtocolError("codex app-server returned no thread id", provider="codex")
             self.thread_id = self.mapper.thread_id = thread_id
             self._policy = policy
+            # turn/start's model is sticky ("for this turn and subsequent turns"): a later turn
+            # without one names the model the thread started on, so a switch holds for its turn
+            self._base_model = as_str(result.get("model")) if isinstance(result, dict) else ""
             self._thread_ready = True
             return thread_id
 
@@ -121,7 +127,7 @@ class CodexAppServerDriver(RpcDriver):
         params = proto.turn_start_params(
             thread_id=thread_id,
             text=text,
-            model=request.model or self.config.model.strip(),
+            model=request.model or self.config.model.strip() or self._base_model,
             effort=request.reasoning_effort or self.config.reasoning_effort.strip(),
             personality=request.personality or self.config.personality.strip(),
             cwd=self._cwd(request),

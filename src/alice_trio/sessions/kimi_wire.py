@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..errors import NoActiveTurnError
 from ..models import RunRequest, TurnEvent
 from ..protocols import kimi_wire as proto
 from ..protocols.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, Notification, Request
@@ -159,13 +160,25 @@ class KimiWireDriver(RpcDriver):
                                 on_cancel=self._cancel)  # fmt: skip
 
     async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        """``steer``; :class:`NoActiveTurnError` when the turn already ended on kimi's side
+        (the session then starts the input as a turn of its own)."""
         text = self.check_prompt(request)
-        await self._require_client().request("steer", {"user_input": text})
+        try:
+            await self._require_client().request("steer", {"user_input": text})
+        except JsonRpcError as exc:
+            if proto.no_turn_in_progress(exc.code, exc.rpc_message):
+                raise NoActiveTurnError(provider=self.provider) from exc
+            raise
         return turn
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
+        """``cancel``; a turn that already ended on kimi's side has nothing left to stop."""
         self.gate.withdraw_all()  # a pending approval is rejected: kimi can stop the turn
-        await self._require_client().request("cancel", {})
+        try:
+            await self._require_client().request("cancel", {})
+        except JsonRpcError as exc:
+            if not proto.no_turn_in_progress(exc.code, exc.rpc_message):
+                raise
 
     async def answer_request(self, req: Request) -> Any:
         params = req.params if isinstance(req.params, dict) else {}

@@ -25,7 +25,11 @@ parts first (``GET /session/{id}/message/{msg}``): under load opencode publishes
 
 Turns: ``start_turn``/``steer_turn`` post ``prompt_async`` (steer mode ``native_enqueue``; each
 steer gets its own turn id) and the mapping in :mod:`alice_trio.protocols.opencode_events`
-attributes the answers. ``interrupt_turn`` posts ``/abort``.
+attributes the answers. ``interrupt_turn`` posts ``/abort``. Model: each prompt names the
+request's model, else the config's (:func:`model_ref`; a name that is not ``provider/model``
+raises :class:`ConfigError`). Without either opencode runs a prompt on the session's *last*
+model, so once a prompt named one, a later prompt without one names the base model (the
+initial request's, else ``GET /config``'s ``model``) — a switch holds for its own turn only.
 
 Approvals and questions (one :class:`~alice_trio.sessions.approval.ApprovalGate`, each in its
 own task): ``permission.asked`` (a tool opencode's ``permission`` config sets to ``ask``) goes
@@ -116,14 +120,23 @@ def find_url(line: str) -> str:
     return ""
 
 
+def model_ref(model: str) -> dict[str, str]:
+    """``provider/model`` as opencode's ``{providerID, modelID}`` (split at the first "/").
+    Raises :class:`ConfigError` for a name without both parts: opencode cannot be asked for
+    it, and leaving it out would run the turn on the session's last model."""
+    provider_id, sep, model_id = model.strip().partition("/")
+    if not (sep and provider_id and model_id):
+        raise ConfigError(f"opencode model {model!r} is not 'provider/model'", provider="opencode")
+    return {"providerID": provider_id, "modelID": model_id}
+
+
 def prompt_body(request: RunRequest, config: OpenCodeConfig) -> dict[str, Any]:
-    """The ``prompt_async`` body (spec §6.5.1: parts, model split at the first "/", variant,
-    agent for the built-in agents)."""
+    """The ``prompt_async`` body (spec §6.5.1: parts, model split at the first "/" —
+    :func:`model_ref` —, variant, agent for the built-in agents)."""
     body: dict[str, Any] = {"parts": [{"type": "text", "text": request.prompt}]}
-    model = request.model or config.model.strip()
-    provider_id, sep, model_id = model.partition("/")
-    if sep and provider_id and model_id:
-        body["model"] = {"providerID": provider_id, "modelID": model_id}
+    model = request.model.strip() or config.model.strip()
+    if model:
+        body["model"] = model_ref(model)
     variant = request.variant or config.variant.strip()
     if variant:
         body["variant"] = variant
@@ -177,6 +190,8 @@ class OpenCodeServeDriver:
         self._scope = trio.CancelScope()
         self._done = trio.Event()
         self._closing = False
+        self._model_named = False  # a prompt named its model: opencode keeps it for later ones
+        self._base: str | None = None  # see _base_model
         self.reconnects = 0
         self.approval_errors: list[BaseException] = []
         self.gate = ApprovalGate(
@@ -521,16 +536,35 @@ class OpenCodeServeDriver:
             raise EmptyPromptError(provider="opencode")
         if self._closing or self._done.is_set():
             raise SessionClosedError(provider="opencode")
+        body = prompt_body(request, self.config)
+        if "model" in body:
+            self._model_named = True
+        elif self._model_named:  # opencode would stay on the last named model: go back
+            base = await self._base_model()
+            if base:
+                body["model"] = model_ref(base)
         sid = self.mapper.session_id
         ref = TurnRef(thread_id=sid, turn_id=f"opencode-{next(self._ids)}")
         self.mapper.submit(ref.turn_id, request.prompt)
 
         async def send() -> None:
-            await self._post(f"/session/{sid}/prompt_async", prompt_body(request, self.config))
+            await self._post(f"/session/{sid}/prompt_async", body)
 
         return await send_turn(
             ref, send, self.mapper.withdraw, self._emit, provider="opencode", announce=started
         )
+
+    async def _base_model(self) -> str:
+        """The model a request without one runs on: the initial request's, else the one
+        opencode's configuration names (``GET /config``), "" when neither says."""
+        if self._base is None:
+            base = self.initial.model.strip()
+            if not base:
+                config = await self._get("/config")
+                named = config.get("model") if isinstance(config, dict) else None
+                base = named.strip() if isinstance(named, str) else ""
+            self._base = base
+        return self._base
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         return await self._prompt(request, started=True)

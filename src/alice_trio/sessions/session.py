@@ -62,6 +62,7 @@ from ..engine.workspace import TurnFiles, watch_turn
 from ..errors import (
     AliceError,
     EmptyPromptError,
+    NoActiveTurnError,
     ProtocolError,
     RunTimeoutError,
     SessionClosedError,
@@ -321,7 +322,7 @@ class InteractiveSession:
         except AliceError as exc:
             command.answer(error=exc)
             return
-        if isinstance(decision, Queued):  # pragma: no cover - the worker serializes starts
+        if isinstance(decision, Queued):  # the turn it would join is being interrupted
             command.answer(result=decision.result)
         elif isinstance(decision, StartTurn):
             await self._start(command, decision.request)
@@ -329,6 +330,17 @@ class InteractiveSession:
             try:
                 ref = await self._call(self.driver.steer_turn, decision.target, decision.request)
             except BaseException as exc:
+                if isinstance(exc, NoActiveTurnError) and command.kind != "steer":
+                    # a submit raced the turn's end on the agent's side: it gets a turn of its
+                    # own once that turn's terminal event arrived (the core queues it first)
+                    try:
+                        queued, actions = self._core.steer_refused(decision.request)
+                    except AliceError as closed:
+                        command.answer(error=closed)
+                        return
+                    command.answer(result=queued.result)
+                    self._execute(actions)
+                    return
                 self._core.steer_failed()
                 if not isinstance(exc, AliceError):
                     raise

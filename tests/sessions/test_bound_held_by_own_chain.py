@@ -19,7 +19,15 @@ from alice_trio.sessions.approval import ApprovalDecision, ApprovalRequest
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
 
-BOUNDS = [{"max_turns": 1}, {"max_conversations": 1}]
+BOUNDS = [{"max_turns": 1}, {"max_conversations": 1}, {"max_processes": 1, "share": False}]
+
+
+def refusal(key: str, holders: str, bound: str) -> str:
+    return (
+        f"SessionBackend.run of {key} from a callback or approver of {holders} would wait "
+        f"forever: {bound} is held by that run, whose turn cannot end before the callback "
+        f"returned; raise {bound}, or run it after that run returned"
+    )
 
 
 @pytest.mark.parametrize("bound", BOUNDS, ids=lambda b: next(iter(b)))
@@ -48,7 +56,8 @@ async def test_an_approver_running_another_conversation_at_a_bound_its_run_holds
             assert result.reply == DECLINED[mode]  # the raising approver declined
             assert len(refused) == 1, refused
             name = next(iter(bound))
-            assert name in str(refused[0]) and "'k1'" in str(refused[0]), refused[0]
+            assert str(refused[0]) == refusal("conversation 'k2'", "'k1'", name)
+            assert refused[0].provider == provider_of(mode)  # type: ignore[attr-defined]
             # nothing is left held: k2 runs now, k1 goes on
             assert (await backend.run(req("k2", "later"))).reply.endswith(": later")
             assert (await backend.run(req("k1", "again"))).reply.endswith(": again")
@@ -74,14 +83,17 @@ async def test_a_progress_callback_running_another_conversation_at_a_bound_its_r
         async with backend:
             result = await backend.run(req("k1", "hello", on_events=on_events))
             assert result.reply.endswith(": hello")
-            assert len(refused) == 1 and next(iter(bound)) in str(refused[0]), refused
+            assert len(refused) == 1, refused
+            assert str(refused[0]) == refusal("conversation 'k2'", "'k1'", next(iter(bound)))
 
 
+@pytest.mark.parametrize("bound", [{"max_turns": 2}, {"max_conversations": 2}], ids=str)
 async def test_a_nested_run_still_waits_when_another_run_holds_part_of_the_bound(
-    tmp_path: Path,
+    tmp_path: Path, bound: dict[str, int]
 ) -> None:
-    """max_turns=2: k1 waits for its approver, an unrelated k3 holds the other slot; the
-    approver's run of k2 waits for k3's slot (room will come) and then runs."""
+    """A bound of 2: k1 waits for its approver, an unrelated k3 holds the rest (its turn
+    slot, or its conversation while its turn runs); the approver's run of k2 waits for k3
+    (room will come) and then runs."""
     config, _log = make_config(tmp_path, "codex")
     replies: list[str] = []
     backend: SessionBackend
@@ -93,7 +105,7 @@ async def test_a_nested_run_still_waits_when_another_run_holds_part_of_the_bound
         return ApprovalDecision.ACCEPT
 
     backend = SessionBackend(
-        "codex", config, scaling=ScalingConfig(warm=0, max_turns=2), approver=approver
+        "codex", config, scaling=ScalingConfig(warm=0, **bound), approver=approver
     )
 
     async def k3() -> None:
@@ -134,5 +146,5 @@ async def test_the_approver_of_a_run_without_a_session_key_at_max_turns(tmp_path
         async with backend:
             result = await backend.run(RunRequest(user_text="ASK"))
             assert result.reply == DECLINED["codex"]
-            assert len(refused) == 1 and "max_turns" in str(refused[0]), refused
-            assert "from a callback or approver of a run" in str(refused[0])
+            assert len(refused) == 1, refused
+            assert str(refused[0]) == refusal("conversation 'k2'", "a run", "max_turns")

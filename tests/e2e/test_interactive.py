@@ -9,6 +9,7 @@ module does not exist yet is skipped at collection (conftest) with that reason.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -139,6 +140,43 @@ class InteractiveCases:
             ]
             assert any("You said: right after the interrupt" in r for r in replies), text_of(seen)
         await assert_nothing_left(setup, cmd_token=tool.token)
+
+    async def test_input_while_a_tool_runs_is_answered_and_every_turn_ends_once(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """A message submitted while a tool runs (steered, queued or taken at claude's next
+        boundary, per the provider's steer mode) is answered, the tool's turn finishes with
+        its result, and each submitted turn ends exactly once — none is left waiting."""
+        setup = cli_setup(self.CLI)
+        script = Path(setup.workspace) / "sleep_then_say.py"
+        script.write_text("import time\ntime.sleep(4)\nprint('SLEPT')\n")
+        async with self.open(setup) as session:
+            first = await session.submit(
+                self.request(setup, f"[[TOOL]][[CMD:python3 {script}]] go")
+            )
+            await wait_until(
+                lambda: any(r.get("decision") == "tool" for r in fake_server.model_requests()),
+                START_TIMEOUT, "the tool call",
+            )  # fmt: skip
+            second = await session.submit(self.request(setup, "steered PARROT"))
+            seen: list[TurnEvent] = []
+            ends: dict[str, list[EventKind]] = {}
+            with trio.fail_after(TURN_LIMIT):
+                while first.turn_id not in ends or (second.turn_id or first.turn_id) not in ends:
+                    event = await next_terminal(session, seen)
+                    ends.setdefault(event.turn_id, []).append(event.kind)
+                with trio.move_on_after(1):  # a second end of a turn would come right after
+                    while True:
+                        event = await next_terminal(session, seen)
+                        ends.setdefault(event.turn_id, []).append(event.kind)
+            assert all(kinds == [EventKind.TURN_COMPLETED] for kinds in ends.values()), (
+                ends, text_of(seen),
+            )  # fmt: skip
+            texts = " ".join(e.text for e in seen if e.kind is EventKind.ASSISTANT_TEXT)
+            assert "PARROT" in texts, text_of(seen)
+            results = " ".join(e.text for e in seen if e.kind is EventKind.TOOL_RESULT)
+            assert "SLEPT" in texts + results + " ".join(fake_server.tool_results()), text_of(seen)
+        await assert_nothing_left(setup)
 
     async def test_cancel_the_owner_mid_tool_leaves_nothing(
         self, cli_setup: SetupFactory, fake_server: FakeServer

@@ -18,8 +18,9 @@ from test_hosted_conversations import FAST, make_config, req, wait_for
 from test_shared_opencode import make_config as opencode_config
 from test_unresumable_conversations import no_load_config
 
-from alice_trio.errors import ResumeUnsupportedError
+from alice_trio.errors import ConfigError, ResumeUnsupportedError
 from alice_trio.providers.kimi import KimiConfig
+from alice_trio.sessions.approval import ApprovalDecision
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
 
@@ -180,3 +181,47 @@ async def test_a_run_cancelled_while_it_waits_for_the_thread_leaves_nothing_held
         assert b._threads.holder(thread) is b._sessions["a"]  # no mark of b's left
         c = await b.run(req("c", "from c", thread_id=thread))
         assert c.reply == f"reply to {thread}: from c" and b.open_sessions() == ["c"]
+
+
+@pytest.mark.parametrize("via", ["approver", "callback"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_callback_resuming_the_thread_its_own_run_holds_is_refused(
+    tmp_path: Path, provider: str, via: str
+) -> None:
+    """A's approver or progress callback runs key B on A's thread: A's conversation is busy
+    until the callback returned, so waiting for it never ends — B gets ConfigError at once
+    (it hung), and A's turn goes on."""
+    refused: list[BaseException] = []
+    thread = ""
+
+    async def take_thread(*_args: Any) -> Any:
+        if refused:
+            return ApprovalDecision.ACCEPT
+        try:
+            await b.run(req("b", "from the callback", thread_id=thread))
+        except ConfigError as exc:
+            refused.append(exc)
+        return ApprovalDecision.ACCEPT
+
+    b = backend(tmp_path, provider, approver=take_thread)
+    with trio.fail_after(30):
+        async with b:
+            thread = (await b.run(req("a", "one"))).next_thread_id
+            if via == "approver":
+                result = await b.run(req("a", "ASK"))
+            else:
+                result = await b.run(req("a", "two", on_events=take_thread))
+                assert result.reply == f"reply to {thread}: two"
+            if via == "callback" or provider != "opencode":  # the opencode fake never asks
+                assert len(refused) == 1, refused
+                assert str(refused[0]) == (
+                    f"SessionBackend.run of conversation 'b' from a callback or approver of 'a' "
+                    f"would wait forever: thread {thread!r} is open in conversation 'a', whose "
+                    "turn cannot end before the callback returned; run it after that run returned"
+                )
+                assert refused[0].provider == b.provider.name  # type: ignore[attr-defined]
+            # nothing is left held: b takes the thread now, a takes it back
+            taken = await b.run(req("b", "later", thread_id=thread))
+            assert taken.reply == f"reply to {thread}: later"
+            assert (await b.run(req("a", "again"))).reply == f"reply to {thread}: again"
+            assert b.open_sessions() == ["a"]

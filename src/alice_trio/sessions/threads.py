@@ -20,6 +20,10 @@ A conversation the agent cannot resume (``session.resumable`` false) is not clos
 key unless ``ScalingConfig.close_unresumable`` allows it: B's run fails at once with
 :class:`~alice_trio.errors.ResumeUnsupportedError` instead (waiting would never end).
 
+A run started from a callback or approver of the run that holds T busy (``chain``: the runs
+waiting for that callback) would wait for a turn that cannot end before the callback returned:
+it fails at once with :class:`~alice_trio.errors.ConfigError` instead.
+
 Cancellation: waiting is cancellable and leaves nothing held (the opening mark is removed and
 the waiters woken).
 """
@@ -32,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..errors import ResumeUnsupportedError
+from ..errors import ConfigError, ResumeUnsupportedError
 
 if TYPE_CHECKING:
     from .backend import Entry, SessionBackend
@@ -88,15 +92,21 @@ class ThreadHolders:
 
     @asynccontextmanager
     async def opening(
-        self, backend: SessionBackend, key: str, thread: str
+        self,
+        backend: SessionBackend,
+        key: str,
+        thread: str,
+        chain: frozenset[str] = frozenset(),
     ) -> AsyncIterator[Callable[[Entry], None]]:
         """Hold ``thread`` for ``key``'s conversation being opened in the body (nothing when
         ``thread`` is ""): waits for, or closes, the conversation holding it (see the module).
+        ``chain``: the session keys of the runs waiting for the callback or approver this run
+        is started from (:class:`ConfigError` when one of them holds ``thread`` busy).
         The body calls the yielded function with its opened entry, which then holds it."""
         if not thread:
             yield _nothing
             return
-        mark = await self._take(backend, key, thread)
+        mark = await self._take(backend, key, thread, chain)
 
         def opened(entry: Entry) -> None:
             if self._holders.get(thread) is mark:
@@ -111,7 +121,9 @@ class ThreadHolders:
             mark.done.set()
             self.notify()
 
-    async def _take(self, backend: SessionBackend, key: str, thread: str) -> _Opening:
+    async def _take(
+        self, backend: SessionBackend, key: str, thread: str, chain: frozenset[str]
+    ) -> _Opening:
         while True:
             holder = self._holders.get(thread)
             if holder is None:
@@ -131,6 +143,14 @@ class ThreadHolders:
                         provider=backend.provider.name,
                     )
                 if holder.current is not None or holder.key in backend._in_use:
+                    if holder.key in chain:  # its turn waits for this run: it never ends
+                        raise ConfigError(
+                            f"SessionBackend.run of conversation {key!r} from a callback or "
+                            f"approver of {holder.key!r} would wait forever: thread {thread!r} "
+                            f"is open in conversation {holder.key!r}, whose turn cannot end "
+                            "before the callback returned; run it after that run returned",
+                            provider=backend.provider.name,
+                        )
                     await self._changed.wait()  # busy: its run ends, then look again
                     continue
                 backend.admission.remember(holder)  # its next run resumes the thread

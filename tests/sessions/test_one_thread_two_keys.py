@@ -225,3 +225,36 @@ async def test_a_callback_resuming_the_thread_its_own_run_holds_is_refused(
             assert taken.reply == f"reply to {thread}: later"
             assert (await b.run(req("a", "again"))).reply == f"reply to {thread}: again"
             assert b.open_sessions() == ["a"]
+
+
+async def test_a_take_over_cancelled_right_after_its_local_reopen_leaves_the_thread_parked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B takes A's thread over: A's conversation is parked on the process (the agent cannot
+    release it), B's resume is answered locally — and B's run is cancelled right then, before
+    its open ended. The agent still holds the thread: it stays parked, so C's resume is
+    answered locally too (it was sent to gemini, which refused it: "Internal error")."""
+    from alice_trio.sessions import host as host_module
+
+    scope = trio.CancelScope()
+    protocol = type(host_module.ACP_HOST)
+    reopen = protocol.reopen
+
+    def cancelling(self: Any, method: str, params: Any, parked: set[str]) -> Any:
+        local = reopen(self, method, params, parked)
+        if local is not None:
+            scope.cancel()
+        return local
+
+    monkeypatch.setattr(protocol, "reopen", cancelling)
+    with trio.fail_after(30):
+        async with backend(tmp_path, "gemini") as b:
+            thread = (await b.run(req("a", "one"))).next_thread_id
+            with scope:
+                await b.run(req("b", "from b", thread_id=thread))
+            assert scope.cancelled_caught
+            monkeypatch.setattr(protocol, "reopen", reopen)
+            taken = await b.run(req("c", "from c", thread_id=thread))
+            assert taken.reply == f"reply to {thread}: from c"
+            assert (await b.run(req("a", "again"))).reply == f"reply to {thread}: again"
+            assert b.pool.processes() == 1

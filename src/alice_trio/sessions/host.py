@@ -263,6 +263,9 @@ class _Link:
         self.conversation = conversation
         self.send, self.inbox = trio.open_memory_channel[_Inboxed](math.inf)
         self.keys: set[str] = set()
+        # parked conversations this link reopened locally: still held by the agent, so parked
+        # again if the link ends without releasing them (an open cancelled after the reopen)
+        self.reopened: set[str] = set()
 
     @property
     def shared(self) -> JsonRpcClient:
@@ -287,8 +290,11 @@ class _Link:
     ) -> Any:
         if method == "initialize":
             return self.host.info
-        local = self.host.protocol.reopen(method, params, self.host.parked)
+        parked = self.host.parked
+        before = set(parked) if parked else set()
+        local = self.host.protocol.reopen(method, params, parked)
         if local is not None:
+            self.reopened |= before - parked
             return local
         params = self.host.protocol.tag(method, params, self.conversation.tag)
         try:
@@ -423,6 +429,8 @@ class AgentHost(ProcessHost):
             if self._routes.get(key) is link:
                 del self._routes[key]
         link.send.close()
+        if not release and not self.done.is_set():
+            self.parked |= link.reopened  # the agent holds them still (see _Link.reopened)
         try:
             if release and self.client is not None and not self.done.is_set():
                 kept = set(link.keys)  # parked unless the agent released it in time

@@ -483,9 +483,7 @@ class SessionBackend:
                 if entry is None:
                     request = self.admission.resume(key, request)
                     # another key's conversation on this thread is waited for or closed first
-                    async with self._threads.opening(
-                        self, key, request.thread_id, chain
-                    ) as opened:
+                    async with self._threads.opening(self, key, request.thread_id, chain) as opened:
                         async with self.admission.conversation(self, holder=key, chain=chain):
                             nursery = self._nursery
                             if nursery is None:  # unreachable: the close cancelled the gate

@@ -30,12 +30,11 @@ def refusal(key: str, holders: str, bound: str) -> str:
     )
 
 
-@pytest.mark.parametrize("bound", BOUNDS, ids=lambda b: next(iter(b)))
-@pytest.mark.parametrize("mode", MODES)
-async def test_an_approver_running_another_conversation_at_a_bound_its_run_holds(
-    tmp_path: Path, mode: str, bound: dict[str, int]
-) -> None:
-    config, _log = make_config(tmp_path, mode)
+def running_k2_from_the_approver(
+    provider: str, config: Any, scaling: ScalingConfig
+) -> tuple[SessionBackend, list[BaseException]]:
+    """A backend whose approver runs conversation ``k2`` (re-raising, hence declining, on a
+    refusal), and the list its :class:`ConfigError` refusals are kept in."""
     refused: list[BaseException] = []
     backend: SessionBackend
 
@@ -47,8 +46,18 @@ async def test_an_approver_running_another_conversation_at_a_bound_its_run_holds
             raise
         return ApprovalDecision.ACCEPT  # pragma: no cover - the old hang never got here
 
-    backend = SessionBackend(
-        provider_of(mode), config, scaling=ScalingConfig(warm=0, **bound), approver=approver
+    backend = SessionBackend(provider, config, scaling=scaling, approver=approver)
+    return backend, refused
+
+
+@pytest.mark.parametrize("bound", BOUNDS, ids=lambda b: next(iter(b)))
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_approver_running_another_conversation_at_a_bound_its_run_holds(
+    tmp_path: Path, mode: str, bound: dict[str, int]
+) -> None:
+    config, _log = make_config(tmp_path, mode)
+    backend, refused = running_k2_from_the_approver(
+        provider_of(mode), config, ScalingConfig(warm=0, **bound)
     )
     with trio.fail_after(30):
         async with backend:
@@ -128,19 +137,8 @@ async def test_the_approver_of_a_run_without_a_session_key_at_max_turns(tmp_path
     from alice_trio.models import RunRequest
 
     config, _log = make_config(tmp_path, "codex")
-    refused: list[BaseException] = []
-    backend: SessionBackend
-
-    async def approver(request: ApprovalRequest) -> ApprovalDecision:
-        try:
-            await backend.run(req("k2", "from the approver"))
-        except ConfigError as exc:
-            refused.append(exc)
-            raise
-        return ApprovalDecision.ACCEPT  # pragma: no cover - the old hang never got here
-
-    backend = SessionBackend(
-        "codex", config, scaling=ScalingConfig(warm=0, max_turns=1), approver=approver
+    backend, refused = running_k2_from_the_approver(
+        "codex", config, ScalingConfig(warm=0, max_turns=1)
     )
     with trio.fail_after(30):
         async with backend:

@@ -26,7 +26,9 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     stdout), 'chatty' (holds our stdout and never goes quiet: a line every 0.1 s, like a
     ``(while true; do echo log; sleep .1; done) &`` left behind), 'setsid' (own session, escapes
     the group), 'setsid-fork' (own session, then forks again below it), 'setsid-exit' (own
-    session, exits at once and is never waited for: a zombie the host adopts).
+    session, exits at once and is never waited for: a zombie the host adopts), 'setsid-envless'
+    (own session, and runs a command with an empty environment — no run marker — that it
+    waits for).
 
     Returns only once the grandchild (the last process of the chain) is running and has
     recorded its pid: a pipe handshake, so a CLI that exits right away never races its tool.
@@ -56,6 +58,12 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     if mode == "setsid-fork" and os.fork():
         # the intermediate exits: its child is orphaned below our subreaper / init
         os._exit(0)
+    if mode == "setsid-envless":
+        child = os.fork()
+        if child:  # the tool shell waits for its command, like `bash -c 'env -i CMD'`
+            os.close(ready_w)
+            os.waitpid(child, 0)
+            os._exit(0)
     if pidfile:
         with open(pidfile, "a") as f:
             f.write(f"{os.getpid()}\n")
@@ -63,6 +71,9 @@ def spawn_grandchild(mode: str, ignore_term: bool, pidfile: str | None) -> None:
     os.close(ready_w)
     if mode == "setsid-exit":
         os._exit(0)
+    if mode == "setsid-envless":  # the command runs with an empty environment: no marker
+        code = "import time; time.sleep(600)"
+        os.execve(sys.executable, [sys.executable, "-c", code], {})
     if mode == "chatty":
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from alice_trio.transports.process import open_agent_process
 from fake_provider import FAKE_CLI, FAST, PROVIDER, FakeConfig
 from helpers import alive, marked, new_mark, read_pids
 
-ESCAPES = ("setsid", "setsid-fork")
+ESCAPES = ("setsid", "setsid-fork", "setsid-envless")
 
 
 def cfg(*args: str, **kw) -> FakeConfig:

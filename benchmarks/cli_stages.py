@@ -17,7 +17,8 @@ above it) except ``bare`` and ``floor``, which start again from the framed lines
 * ``bare``: the bare reader's per-line work (``benchmarks/cli_subjects.py``): parse, three
   lookups, one f-string into a buffer;
 * ``floor``: the least any typed path can do: ``utf8``, the parse, the three fields a tool line
-  shows, one ``TurnEvent`` and the printed line — no checks, no dispatch.
+  shows, its text as the codex decoder writes it, one ``TurnEvent`` and the printed line — no
+  checks, no dispatch.
 
 ``floor`` over ``bare`` bounds how close a CLI that builds a typed event per line can come to
 the bare reader (issue 16's 1.6× goal): the rendering benchmark's ``--instructions`` measures
@@ -81,7 +82,10 @@ def _stage(stage: str, path: str) -> None:
         if stage == "floor":
             for text in texts:
                 item = loads(text).get("item") or {}
-                detail = f"command=`{item.get('command')}` status=`{item.get('status')}`"
+                detail = (
+                    f"command=`{item.get('command')}` status=`{item.get('status')}` "
+                    f"exit_code=`{item.get('exit_code')}`"
+                )  # the codex decoder's text
                 event = plain_event(tool, text, "codex", "", detail)
                 write(f"[tool_use] {event.text}\n")
             continue

@@ -669,3 +669,52 @@ def test_mapper_a_result_right_after_a_result_completes_nothing() -> None:
     assert [s.turn_id for s in m.pending] == ["t2"]
     m.feed('{"type":"assistant","message":{"content":[{"type":"text","text":"two"}]}}')
     assert [e.turn_id for e in m.feed(result) if e.kind.terminal] == ["t2"]
+
+
+def bare_result_timeline(tmp_path: Path, *, duplicate: bool = False) -> Path:
+    """The recorded handshake, then a turn whose only output is its ``result`` (no init, no
+    echo, no assistant text: ``result`` ``""``), then a normal turn; ``duplicate``: the bare
+    result is printed twice."""
+    recorded = [json.loads(x) for x in timeline("claude_bidi").read_text().splitlines() if x]
+    handshake = recorded[:2]
+    assert handshake[0]["dir"] == "in" and handshake[1]["dir"] == "out"
+
+    def out(obj: dict) -> dict:
+        return {"dir": "out", "line": json.dumps(obj)}
+
+    bare = out({"type": "result", "subtype": "success", "is_error": False, "result": "",
+                "session_id": "S", "uuid": "u-1", "usage": {"input_tokens": 3}})  # fmt: skip
+    entries = [*handshake, {"dir": "in", "line": ""}, bare, *([bare] if duplicate else []),
+               {"dir": "in", "line": ""},
+               out({"type": "system", "subtype": "init", "session_id": "S", "tools": []}),
+               out({"type": "assistant", "session_id": "S",
+                    "message": {"content": [{"type": "text", "text": "two"}]}}),
+               out({"type": "result", "subtype": "success", "is_error": False, "result": "two",
+                    "session_id": "S", "uuid": "u-2"})]  # fmt: skip
+    path = tmp_path / "bare.timeline.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["bare", "bare-then-duplicate"])
+async def test_a_result_with_no_output_before_it_ends_the_turn_at_once(
+    tmp_path: Path, duplicate: bool
+) -> None:
+    """A turn whose only output is its ``result`` waited for the session's timeout (the
+    result was taken for a stray duplicate); it ends at once with no reply, like a one-shot
+    run. A real duplicate of it (same uuid) still completes nothing."""
+    inv = Invocation(argv=(sys.executable, str(FAKE), str(bare_result_timeline(
+        tmp_path, duplicate=duplicate))), limits=RunLimits(kill_grace=0.5))  # fmt: skip
+    driver = ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        one = await s.submit(req("first"))
+        with trio.fail_after(20):
+            ev1 = await collect(s, {one.turn_id})
+        ends = [e.kind for e in ev1 if e.turn_id == one.turn_id and e.kind.terminal]
+        assert ends == [EventKind.TURN_COMPLETED], ev1
+        assert not [e.text for e in of(ev1, one.turn_id, EventKind.ASSISTANT_TEXT) if e.text]
+        two = await s.submit(req("second"))
+        with trio.fail_after(20):
+            ev2 = await collect(s, {two.turn_id})
+        assert [e.text for e in of(ev2, two.turn_id, EventKind.ASSISTANT_TEXT)] == ["two"]
+        assert len(of(ev2, two.turn_id, EventKind.TURN_COMPLETED)) == 1

@@ -813,7 +813,7 @@ class SessionBackend:
     async def _follow(
         self,
         session: InteractiveSession,
-        events: trio.MemoryReceiveChannel[TurnEvent],
+        events: trio.abc.ReceiveChannel[TurnEvent],
         turn: _Turn,
         dispatcher: CallbackDispatcher,
         request: RunRequest,
@@ -866,7 +866,7 @@ class SessionBackend:
     async def _interrupt_and_wait(
         self,
         session: InteractiveSession,
-        events: trio.MemoryReceiveChannel[TurnEvent],
+        events: trio.abc.ReceiveChannel[TurnEvent],
         turn: _Turn,
     ) -> None:
         """Interrupt the turn and read its events until it ended or the deadline passed."""

@@ -77,7 +77,7 @@ from ..providers.base import Invocation, as_list, merge_env
 from ..providers.opencode import STATE, OpenCodeConfig, resolve_agent
 from ..transports.http_client import async_client
 from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
-from ..transports.process import AgentProcess, open_agent_process
+from ..transports.process import EXIT_GRACE, AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnErrors, TurnRef
@@ -526,6 +526,10 @@ class OpenCodeServeDriver:
         try:
             resp = await client.request(method, f"{self.base_url}{path}", **kwargs)
         except httpx.HTTPError as exc:
+            if self._proc is not None and isinstance(exc, httpx.TransportError):
+                # the server went away: say how, once its exit is seen (EXIT_GRACE at most)
+                with trio.move_on_after(EXIT_GRACE):
+                    await self._proc.exited.wait()
             ended = exit_error(self._proc, "opencode serve", "opencode")
             raise TransportClosedError(
                 f"opencode serve {method} {path} failed: {exc!r}"

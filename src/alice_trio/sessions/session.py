@@ -34,7 +34,10 @@ A terminal event ends a turn only when its turn id is a pending one (an event wi
 never ends anything, §13.6). While :func:`open_session` is still opening nobody can read, so
 events that do not fit then are dropped (no turn exists yet) and one ``unknown`` event counts
 them, instead of holding the driver's reader until the start timeout. :meth:`events` returns
-that channel: breaking out of ``async for`` or cancelling mid-iteration is harmless.
+that channel's :class:`~alice_trio.sessions.event_stream.EventStream`: breaking out of
+``async for`` or cancelling mid-iteration is harmless; it has one reader at a time (a second
+task reading while one waits raises :class:`~alice_trio.errors.SessionError` rather than
+silently taking half the events).
 
 **Closing.** Leaving the context closes the session; closed is sticky (every later call raises
 :class:`SessionClosedError`). After a finished turn the driver closes gracefully (EOF, short
@@ -97,6 +100,7 @@ from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .event_stream import EventStream
 from .starting import StartedFlag
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -146,6 +150,7 @@ class InteractiveSession:
         self._nursery = nursery
         self._core = SessionCore(driver.steer_mode, provider=provider, thread_id=thread_id)
         self._send, self._recv = trio.open_memory_channel[TurnEvent](buffer)
+        self._events = EventStream(self._recv, provider=provider)
         self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
         self.driver_done = trio.Event()
@@ -212,9 +217,11 @@ class InteractiveSession:
         fn = getattr(self.driver, "stderr_tail", None)
         return fn() if callable(fn) else ""
 
-    def events(self) -> trio.MemoryReceiveChannel[TurnEvent]:
-        """The outbound event stream (one consumer; ends when the session closes)."""
-        return self._recv
+    def events(self) -> EventStream:
+        """The outbound event stream (always the same one; ends when the session closes). One
+        reader at a time: a task reading while another task waits for an event raises
+        :class:`~alice_trio.errors.SessionError` (:mod:`alice_trio.sessions.event_stream`)."""
+        return self._events
 
     # -- commands -------------------------------------------------------------------------------
     async def submit(self, request: RunRequest) -> SubmitResult:

@@ -718,3 +718,48 @@ async def test_a_result_with_no_output_before_it_ends_the_turn_at_once(
             ev2 = await collect(s, {two.turn_id})
         assert [e.text for e in of(ev2, two.turn_id, EventKind.ASSISTANT_TEXT)] == ["two"]
         assert len(of(ev2, two.turn_id, EventKind.TURN_COMPLETED)) == 1
+
+
+def steer_taken_after_the_last_text(tmp_path: Path) -> Path:
+    """The recorded steer_tool timeline, with claude taking the steered message in (its echo)
+    only after the turn's last assistant text, right before the ``result``."""
+    entries = [
+        json.loads(x)
+        for x in timeline("claude_bidi_replay_steer_tool").read_text().splitlines()
+        if x.strip()
+    ]
+    echo = next(
+        i for i, e in enumerate(entries)
+        if e["dir"] == "out" and '"isReplay":true' in e["line"].replace(" ", "")
+        and "second message" in e["line"]
+    )  # fmt: skip
+    moved = entries.pop(echo)
+    result = next(
+        i for i, e in enumerate(entries) if e["dir"] == "out" and '"type":"result"' in e["line"]
+    )
+    entries.insert(result, moved)
+    path = tmp_path / "steer_late_echo.timeline.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return path
+
+
+async def test_a_steered_message_taken_in_after_the_last_text_does_not_repeat_it(
+    tmp_path: Path,
+) -> None:
+    """The steered message's turn got the running turn's final text as its reply although
+    claude wrote that text before it took the message in (it repeated the previous turn's
+    reply). Now such a turn ends with no reply of its own; a steered message taken in before
+    the text (the recording) still shares the reply written after it."""
+    inv = Invocation(argv=(sys.executable, str(FAKE), str(steer_taken_after_the_last_text(
+        tmp_path))), limits=RunLimits(kill_grace=0.5))  # fmt: skip
+    driver = ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        first = await s.submit(req("[[TOOL]] [[CMD:sleep 1.5; echo hi]] first"))
+        second = await s.submit(req("second message"))
+        events = await collect(s, {first.turn_id, second.turn_id})
+    assert of(events, first.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == (
+        "The tool returned: hi. Done."
+    )
+    assert of(events, second.turn_id, EventKind.STEER_CONSUMED)
+    assert of(events, second.turn_id, EventKind.TURN_COMPLETED)
+    assert of(events, second.turn_id, EventKind.ASSISTANT_TEXT) == []

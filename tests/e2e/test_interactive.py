@@ -8,6 +8,9 @@ module does not exist yet is skipped at collection (conftest) with that reason.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +29,7 @@ from e2e_support import (
 )
 from oneshot_cases import START_TIMEOUT, SetupFactory
 
+from alice_trio.errors import TransportClosedError
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import CLIConfig
 from alice_trio.sessions.session import InteractiveSession, open_session
@@ -195,6 +199,37 @@ class InteractiveCases:
         assert groups
         await assert_nothing_left(setup, groups, cmd_token=tool.token)
         assert not tool.running(), f"the tool (pid {tool.pid()}) survived the cancel"
+
+    async def test_input_after_the_agent_was_killed_raises_transport_closed(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """The agent's process group SIGKILLed between turns: the next submit raises
+        ``TransportClosedError`` (how the process ended), on every provider with a process of
+        its own (the one-shot gemini session has none between turns: its next turn starts a
+        new one)."""
+        setup = cli_setup(self.CLI)
+        async with self.open(setup) as session:
+            seen: list[TurnEvent] = []
+            await session.submit(self.request(setup, "say hello"))
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            groups = {p.pgid for p in run_processes(setup)}
+            if self.DRIVER_MODULE.endswith("oneshot_driver"):
+                assert not groups
+                await session.submit(self.request(setup, "say hello again"))
+                assert (await next_terminal(session, seen)).kind is EventKind.TURN_COMPLETED
+                return
+            assert groups
+            for pgid in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+            await wait_until(lambda: not run_processes(setup), 30, "the killed agent's end")
+            with pytest.raises(TransportClosedError) as caught:
+                await session.submit(self.request(setup, "are you there?"))
+            assert "SIGKILL" in str(caught.value), str(caught.value)
+            with pytest.raises(TransportClosedError):
+                await session.submit(self.request(setup, "still there?"))
+        await assert_nothing_left(setup)
 
 
 class TestCodexInteractive(InteractiveCases):

@@ -104,3 +104,47 @@ async def test_a_sent_turn_is_announced_once_and_kept() -> None:
     assert [(e.kind, e.turn_id, e.thread_id, e.provider) for e in events] == [
         (EventKind.TURN_STARTED, "turn-1", "t1", "opencode")
     ]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["sent", "send-failed"])
+async def test_output_read_before_the_send_returned_is_announced_first(fails: bool) -> None:
+    """The turn is announced once its prompt is sent; output of it that the reader gets
+    before the sending task runs again announces it right before that output (turn_started
+    stays the turn's first event, once). A send that then fails ends the announced turn."""
+    from alice_trio.sessions.stream_turns import Sending
+
+    events: list[TurnEvent] = []
+    sending = Sending("claude")
+
+    async def emit(event: TurnEvent) -> None:
+        events.append(event)
+
+    reply = TurnEvent(kind=EventKind.ASSISTANT_TEXT, text="hi", turn_id=REF.turn_id)
+
+    async def send() -> None:  # the reader gets the turn's output meanwhile
+        await sending.before(reply, emit)
+        await emit(reply)
+        if fails:
+            raise SessionClosedError(provider="claude")
+
+    withdrawn: list[str] = []
+    with pytest.raises(SessionClosedError) if fails else nullcontext():
+        await send_turn(REF, send, withdrawn.append, emit, provider="claude", announce=True,
+                        sending=sending)  # fmt: skip
+    kinds = [e.kind for e in events]
+    if fails:
+        assert kinds == [EventKind.TURN_STARTED, EventKind.ASSISTANT_TEXT, EventKind.ERROR]
+        assert withdrawn == ["turn-1"]
+    else:
+        assert kinds == [EventKind.TURN_STARTED, EventKind.ASSISTANT_TEXT]
+    assert REF.turn_id not in sending
+    # a steer is never announced, also not by its output
+    events.clear()
+    steer = TurnRef(thread_id="t1", turn_id="turn-2")
+
+    async def send_steer() -> None:
+        await sending.before(attrs.evolve(reply, turn_id="turn-2"), emit)
+
+    await send_turn(steer, send_steer, withdrawn.append, emit, provider="claude",
+                    announce=False, sending=sending)  # fmt: skip
+    assert events == []

@@ -75,7 +75,7 @@ from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalGate, ApprovalRequest, Approver, default_decision
 from .driver import Emit, SteerMode, TurnErrors, TurnRef
-from .stream_turns import exit_error, report_exit, send_turn
+from .stream_turns import Sending, exit_error, report_exit, send_turn
 
 #: claude's defaults for the fields of an exec policy left unset (spec §10)
 CLAUDE_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
@@ -132,7 +132,7 @@ class ClaudeStreamDriver:
         self._model_lock = trio.Lock()
         self._proc: AgentProcess | None = None
         self._turn_errors = TurnErrors()  # the TransportClosedError of turns the exit failed
-        self._sending: set[str] = set()  # turns whose prompt is being sent (send_turn)
+        self._sending = Sending("claude")  # turns whose prompt is being sent (send_turn)
         self._emit: Emit | None = None
         self._ids = itertools.count(1)
         self._req_ids = itertools.count(1)
@@ -232,6 +232,7 @@ class ClaudeStreamDriver:
                 self._prompts[rid] = scope = trio.CancelScope()
                 self._nursery.start_soon(self._answer_prompt, proc, rid, approval, raw, scope)
             for event in events:
+                await self._sending.before(event, self._emit)
                 await self._emit(event)
 
     async def _answer_prompt(

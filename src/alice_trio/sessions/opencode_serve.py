@@ -81,7 +81,7 @@ from ..transports.process import EXIT_GRACE, AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
 from .driver import Emit, SteerMode, TurnErrors, TurnRef
-from .stream_turns import exit_error, report_exit, send_turn
+from .stream_turns import Sending, exit_error, report_exit, send_turn
 
 __all__ = ["OpenCodeServeDriver", "ServerSecret", "find_url", "open_driver", "prompt_body"]
 
@@ -185,7 +185,7 @@ class OpenCodeServeDriver:
         self._client: httpx.AsyncClient | None = None
         self._proc: AgentProcess | None = None
         self._turn_errors = TurnErrors()  # the TransportClosedError of turns the exit failed
-        self._sending: set[str] = set()  # turns whose prompt is being sent (send_turn)
+        self._sending = Sending("opencode")  # turns whose prompt is being sent (send_turn)
         self._emit: Emit | None = None
         self._nursery: trio.Nursery | None = None
         self._ids = itertools.count(1)
@@ -422,6 +422,7 @@ class OpenCodeServeDriver:
                 self._nursery.start_soon(self._ask, event.question)
             elif event.kind is EventKind.QUESTION and event.question is not None:
                 self._question_asked(event)
+            await self._sending.before(event, self._emit)
             await self._emit(event)
 
     def _permission_asked(self, obj: dict[str, Any], raw: str) -> None:

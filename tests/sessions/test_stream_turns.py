@@ -148,3 +148,40 @@ async def test_output_read_before_the_send_returned_is_announced_first(fails: bo
     await send_turn(steer, send_steer, withdrawn.append, emit, provider="claude",
                     announce=False, sending=sending)  # fmt: skip
     assert events == []
+
+
+async def test_rpc_turn_output_read_before_the_write_returned_is_announced_first() -> None:
+    """The JSON-RPC drivers (ACP) announce a turn once its request is written; output of it
+    the reader emits before the writing task runs again announces it first, once."""
+    from alice_trio.providers.base import Invocation
+    from alice_trio.sessions.rpc_driver import RpcDriver, TurnStart
+
+    events: list[TurnEvent] = []
+
+    async def emit(event: TurnEvent) -> None:
+        events.append(event)
+
+    driver = RpcDriver(Invocation(argv=("true",)))
+    driver._emit = emit
+    driver._started = True
+    text = TurnEvent(kind=EventKind.ASSISTANT_TEXT, text="hi", turn_id=REF.turn_id)
+
+    class Client:
+        closed = trio.Event()
+
+        async def request(self, method, params, *, on_cancel, ordered, on_written):
+            await driver.announce_before(text.turn_id)  # the pump got the turn's output
+            await emit(text)
+            await on_written()
+            return {}
+
+    driver.client = Client()  # type: ignore[assignment]
+
+    async def announce() -> None:
+        await emit(TurnEvent(kind=EventKind.TURN_STARTED, turn_id=REF.turn_id))
+
+    start = TurnStart()
+    await driver.request_turn(REF, "session/prompt", {}, lambda result: [], start=start,
+                              announce=announce)  # fmt: skip
+    await start.wait()
+    assert [e.kind for e in events] == [EventKind.TURN_STARTED, EventKind.ASSISTANT_TEXT]

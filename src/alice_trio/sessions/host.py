@@ -701,6 +701,7 @@ class HostedConversation:
                 msg.reached.set()
             elif isinstance(msg, Notification):
                 for event in inner._map_incoming(msg):
+                    await inner.announce_before(event.turn_id)
                     await self._on_event(event)
         for event in inner.eof_events():
             await self._on_event(event)

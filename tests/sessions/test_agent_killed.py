@@ -88,9 +88,12 @@ def kill_and_wait_until_dead(pid: int) -> None:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
+            threads = len(os.listdir(f"/proc/{pid}/task"))
         except FileNotFoundError:
             return
-        if state in ("Z", "X"):
+        # a multi-threaded process's leader shows Z while its other threads still exit (and
+        # hold its pipes and sockets open): dead once only the leader is left
+        if state in ("Z", "X") and threads <= 1:
             return
         time.sleep(0.005)
     raise AssertionError(f"process {pid} did not die")

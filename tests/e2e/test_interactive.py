@@ -8,6 +8,9 @@ module does not exist yet is skipped at collection (conftest) with that reason.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +29,7 @@ from e2e_support import (
 )
 from oneshot_cases import START_TIMEOUT, SetupFactory
 
+from alice_trio.errors import TransportClosedError
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import CLIConfig
 from alice_trio.sessions.session import InteractiveSession, open_session
@@ -46,6 +50,18 @@ async def next_terminal(session: InteractiveSession, seen: list[TurnEvent]) -> T
 
 def text_of(events: list[TurnEvent]) -> str:
     return "\n".join(f"{e.kind.value} {e.text} {e.raw}" for e in events)
+
+
+def _exited(pid: int) -> bool:
+    """``pid`` is gone, or a zombie whose every thread exited (a multi-threaded process's
+    leader shows ``Z`` while its other threads still exit and hold its pipes open)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X") and threads <= 1
 
 
 class InteractiveCases:
@@ -195,6 +211,41 @@ class InteractiveCases:
         assert groups
         await assert_nothing_left(setup, groups, cmd_token=tool.token)
         assert not tool.running(), f"the tool (pid {tool.pid()}) survived the cancel"
+
+    async def test_input_after_the_agent_was_killed_raises_transport_closed(
+        self, cli_setup: SetupFactory, fake_server: FakeServer
+    ) -> None:
+        """The agent's process group SIGKILLed between turns: the next submit raises
+        ``TransportClosedError`` (how the process ended), on every provider with a process of
+        its own (the one-shot gemini session has none between turns: its next turn starts a
+        new one)."""
+        setup = cli_setup(self.CLI)
+        async with self.open(setup) as session:
+            seen: list[TurnEvent] = []
+            await session.submit(self.request(setup, "say hello"))
+            end = await next_terminal(session, seen)
+            assert end.kind is EventKind.TURN_COMPLETED, text_of(seen)
+            procs = run_processes(setup)
+            groups = {p.pgid for p in procs}
+            if not groups:  # a one-shot session (gemini session_protocol: oneshot)
+                await session.submit(self.request(setup, "say hello again"))
+                assert (await next_terminal(session, seen)).kind is EventKind.TURN_COMPLETED
+                return
+            for pgid in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+            # dead (zombies at most: their pipes are closed), without a checkpoint of ours in
+            # between, so the session may not have noticed yet
+            deadline = time.monotonic() + 30
+            while not all(_exited(pid) for pid in groups | {p.pid for p in procs}):
+                assert time.monotonic() < deadline, "the killed agent did not die"
+                time.sleep(0.01)  # noqa: ASYNC251 - no checkpoint on purpose (above)
+            with pytest.raises(TransportClosedError) as caught:
+                await session.submit(self.request(setup, "are you there?"))
+            assert "SIGKILL" in str(caught.value), str(caught.value)
+            with pytest.raises(TransportClosedError):
+                await session.submit(self.request(setup, "still there?"))
+        await assert_nothing_left(setup)
 
 
 class TestCodexInteractive(InteractiveCases):

@@ -57,6 +57,7 @@ REVIEWED = {
     "nothing) and wraps a descriptor it was given (closefd=False)",
     ("cli/main.py", "open"): "opens os.devnull for writing (silences stdout at exit)",
     ("cli/main.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
+    ("cli/console.py", "write_text"): "the CLI's own helper writing to stderr, not a file",
     ("cli/chat.py", "write_text"): "the CLI's own helper writing to stdout/stderr, not a file",
     ("cli/progress.py", "write_text"): "the CLI's own helper writing to stderr, not a file",
     ("cli/doctor.py", "write_text"): "the CLI's own helper writing to stdout, not a file",

@@ -669,3 +669,97 @@ def test_mapper_a_result_right_after_a_result_completes_nothing() -> None:
     assert [s.turn_id for s in m.pending] == ["t2"]
     m.feed('{"type":"assistant","message":{"content":[{"type":"text","text":"two"}]}}')
     assert [e.turn_id for e in m.feed(result) if e.kind.terminal] == ["t2"]
+
+
+def bare_result_timeline(tmp_path: Path, *, duplicate: bool = False) -> Path:
+    """The recorded handshake, then a turn whose only output is its ``result`` (no init, no
+    echo, no assistant text: ``result`` ``""``), then a normal turn; ``duplicate``: the bare
+    result is printed twice."""
+    recorded = [json.loads(x) for x in timeline("claude_bidi").read_text().splitlines() if x]
+    handshake = recorded[:2]
+    assert handshake[0]["dir"] == "in" and handshake[1]["dir"] == "out"
+
+    def out(obj: dict) -> dict:
+        return {"dir": "out", "line": json.dumps(obj)}
+
+    bare = out({"type": "result", "subtype": "success", "is_error": False, "result": "",
+                "session_id": "S", "uuid": "u-1", "usage": {"input_tokens": 3}})  # fmt: skip
+    entries = [*handshake, {"dir": "in", "line": ""}, bare, *([bare] if duplicate else []),
+               {"dir": "in", "line": ""},
+               out({"type": "system", "subtype": "init", "session_id": "S", "tools": []}),
+               out({"type": "assistant", "session_id": "S",
+                    "message": {"content": [{"type": "text", "text": "two"}]}}),
+               out({"type": "result", "subtype": "success", "is_error": False, "result": "two",
+                    "session_id": "S", "uuid": "u-2"})]  # fmt: skip
+    path = tmp_path / "bare.timeline.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["bare", "bare-then-duplicate"])
+async def test_a_result_with_no_output_before_it_ends_the_turn_at_once(
+    tmp_path: Path, duplicate: bool
+) -> None:
+    """A turn whose only output is its ``result`` waited for the session's timeout (the
+    result was taken for a stray duplicate); it ends at once with no reply, like a one-shot
+    run. A real duplicate of it (same uuid) still completes nothing."""
+    inv = Invocation(argv=(sys.executable, str(FAKE), str(bare_result_timeline(
+        tmp_path, duplicate=duplicate))), limits=RunLimits(kill_grace=0.5))  # fmt: skip
+    driver = ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        one = await s.submit(req("first"))
+        with trio.fail_after(20):
+            ev1 = await collect(s, {one.turn_id})
+        ends = [e.kind for e in ev1 if e.turn_id == one.turn_id and e.kind.terminal]
+        assert ends == [EventKind.TURN_COMPLETED], ev1
+        assert not [e.text for e in of(ev1, one.turn_id, EventKind.ASSISTANT_TEXT) if e.text]
+        two = await s.submit(req("second"))
+        with trio.fail_after(20):
+            ev2 = await collect(s, {two.turn_id})
+        assert [e.text for e in of(ev2, two.turn_id, EventKind.ASSISTANT_TEXT)] == ["two"]
+        assert len(of(ev2, two.turn_id, EventKind.TURN_COMPLETED)) == 1
+
+
+def steer_taken_after_the_last_text(tmp_path: Path) -> Path:
+    """The recorded steer_tool timeline, with claude taking the steered message in (its echo)
+    only after the turn's last assistant text, right before the ``result``."""
+    entries = [
+        json.loads(x)
+        for x in timeline("claude_bidi_replay_steer_tool").read_text().splitlines()
+        if x.strip()
+    ]
+    echo = next(
+        i for i, e in enumerate(entries)
+        if e["dir"] == "out" and '"isReplay":true' in e["line"].replace(" ", "")
+        and "second message" in e["line"]
+    )  # fmt: skip
+    moved = entries.pop(echo)
+    result = next(
+        i for i, e in enumerate(entries) if e["dir"] == "out" and '"type":"result"' in e["line"]
+    )
+    entries.insert(result, moved)
+    path = tmp_path / "steer_late_echo.timeline.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return path
+
+
+async def test_a_steered_message_taken_in_after_the_last_text_does_not_repeat_it(
+    tmp_path: Path,
+) -> None:
+    """The steered message's turn got the running turn's final text as its reply although
+    claude wrote that text before it took the message in (it repeated the previous turn's
+    reply). Now such a turn ends with no reply of its own; a steered message taken in before
+    the text (the recording) still shares the reply written after it."""
+    inv = Invocation(argv=(sys.executable, str(FAKE), str(steer_taken_after_the_last_text(
+        tmp_path))), limits=RunLimits(kill_grace=0.5))  # fmt: skip
+    driver = ClaudeStreamDriver(ClaudeConfig(), req("x"), invocation=inv, close_grace=1.0)
+    async with open_session("claude", initial=req("x"), driver=driver) as s:
+        first = await s.submit(req("[[TOOL]] [[CMD:sleep 1.5; echo hi]] first"))
+        second = await s.submit(req("second message"))
+        events = await collect(s, {first.turn_id, second.turn_id})
+    assert of(events, first.turn_id, EventKind.ASSISTANT_TEXT)[-1].text == (
+        "The tool returned: hi. Done."
+    )
+    assert of(events, second.turn_id, EventKind.STEER_CONSUMED)
+    assert of(events, second.turn_id, EventKind.TURN_COMPLETED)
+    assert of(events, second.turn_id, EventKind.ASSISTANT_TEXT) == []

@@ -370,6 +370,15 @@ def test_an_approval_waits_for_the_turn_it_names_or_could_belong_to() -> None:
     no_thread = _Turn(provider="codex", awaited={"t1"})
     asking.pending[:] = [approval(thread_id="thr-2")]
     assert asking.waiting(no_thread)  # the turn knows no thread yet: it may be its own
+    # submit still in flight (no turn id known yet): the agent may ask before it returned
+    # (ACP answers start_turn once the prompt is written); its thread decides
+    submitting = _Turn(provider="codex", thread_id="thr-1")
+    for request, expected in [
+        (approval(thread_id="thr-1", turn_id="acp-2"), True),
+        (approval(thread_id="thr-2", turn_id="acp-2"), False),
+    ]:
+        asking.pending[:] = [request]
+        assert asking.waiting(submitting) is expected, request
 
 
 # -- arguments and the errors' fields --------------------------------------------------------------

@@ -217,7 +217,8 @@ async def test_defect_13_driver_crash_fails_pending_turns_with_an_error():
         assert events[-1].kind is EventKind.ERROR and events[-1].turn_id == started.turn_id
         assert "exit status 3" in events[-1].error
         assert s.state is SessionState.FAILED
-        with pytest.raises(SessionClosedError):
+        # later input gets the driver's failure (typed), not SessionClosedError
+        with pytest.raises(TransportClosedError, match="exit status 3"):
             await s.submit(req("two"))
 
 

@@ -67,7 +67,8 @@ async def test_a_send_stopped_by_anything_withdraws_the_submission(
     stop: str, announce: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A cancelled send is withdrawn too (opencode's driver used to keep it pending, where the
-    next prompt's user message could be bound to it)."""
+    next prompt's user message could be bound to it); a send that did not happen announced
+    its turn all the same (a ``turn_started`` for input the dead agent never got)."""
     withdrawn: list[str] = []
     events: list[TurnEvent] = []
 
@@ -84,7 +85,7 @@ async def test_a_send_stopped_by_anything_withdraws_the_submission(
             await send_turn(REF, send, withdrawn.append, emit, provider="claude", announce=announce)
     assert scope.cancelled_caught is (stop == "cancel")
     assert withdrawn == ["turn-1"]
-    assert [e.kind for e in events] == ([EventKind.TURN_STARTED] if announce else [])
+    assert events == []  # a turn is announced once it is sent, never before
 
 
 async def test_a_sent_turn_is_announced_once_and_kept() -> None:
@@ -103,3 +104,84 @@ async def test_a_sent_turn_is_announced_once_and_kept() -> None:
     assert [(e.kind, e.turn_id, e.thread_id, e.provider) for e in events] == [
         (EventKind.TURN_STARTED, "turn-1", "t1", "opencode")
     ]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["sent", "send-failed"])
+async def test_output_read_before_the_send_returned_is_announced_first(fails: bool) -> None:
+    """The turn is announced once its prompt is sent; output of it that the reader gets
+    before the sending task runs again announces it right before that output (turn_started
+    stays the turn's first event, once). A send that then fails ends the announced turn."""
+    from alice_trio.sessions.stream_turns import Sending
+
+    events: list[TurnEvent] = []
+    sending = Sending("claude")
+
+    async def emit(event: TurnEvent) -> None:
+        events.append(event)
+
+    reply = TurnEvent(kind=EventKind.ASSISTANT_TEXT, text="hi", turn_id=REF.turn_id)
+
+    async def send() -> None:  # the reader gets the turn's output meanwhile
+        await sending.before(reply, emit)
+        await emit(reply)
+        if fails:
+            raise SessionClosedError(provider="claude")
+
+    withdrawn: list[str] = []
+    with pytest.raises(SessionClosedError) if fails else nullcontext():
+        await send_turn(REF, send, withdrawn.append, emit, provider="claude", announce=True,
+                        sending=sending)  # fmt: skip
+    kinds = [e.kind for e in events]
+    if fails:
+        assert kinds == [EventKind.TURN_STARTED, EventKind.ASSISTANT_TEXT, EventKind.ERROR]
+        assert withdrawn == ["turn-1"]
+    else:
+        assert kinds == [EventKind.TURN_STARTED, EventKind.ASSISTANT_TEXT]
+    assert REF.turn_id not in sending
+    # a steer is never announced, also not by its output
+    events.clear()
+    steer = TurnRef(thread_id="t1", turn_id="turn-2")
+
+    async def send_steer() -> None:
+        await sending.before(attrs.evolve(reply, turn_id="turn-2"), emit)
+
+    await send_turn(steer, send_steer, withdrawn.append, emit, provider="claude",
+                    announce=False, sending=sending)  # fmt: skip
+    assert events == []
+
+
+async def test_rpc_turn_output_read_before_the_write_returned_is_announced_first() -> None:
+    """The JSON-RPC drivers (ACP) announce a turn once its request is written; output of it
+    the reader emits before the writing task runs again announces it first, once."""
+    from alice_trio.providers.base import Invocation
+    from alice_trio.sessions.rpc_driver import RpcDriver, TurnStart
+
+    events: list[TurnEvent] = []
+
+    async def emit(event: TurnEvent) -> None:
+        events.append(event)
+
+    driver = RpcDriver(Invocation(argv=("true",)))
+    driver._emit = emit
+    driver._started = True
+    text = TurnEvent(kind=EventKind.ASSISTANT_TEXT, text="hi", turn_id=REF.turn_id)
+
+    class Client:
+        closed = trio.Event()
+
+        async def request(self, method, params, *, on_cancel, ordered, on_written):
+            await driver.announce_before(text.turn_id)  # the pump got the turn's output
+            await emit(text)
+            await on_written()
+            return {}
+
+    driver.client = Client()  # type: ignore[assignment]
+
+    async def announce() -> None:
+        await emit(TurnEvent(kind=EventKind.TURN_STARTED, turn_id=REF.turn_id))
+
+    start = TurnStart()
+    await driver.request_turn(REF, "session/prompt", {}, lambda result: [], start=start,
+                              announce=announce)  # fmt: skip
+    await start.wait()
+    assert [e.kind for e in events] == [EventKind.TURN_STARTED, EventKind.ASSISTANT_TEXT]

@@ -42,16 +42,12 @@ import trio
 
 from ..errors import AliceError, ConfigError, SessionClosedError
 from ..models import EventKind, RunRequest, TurnEvent
+from .console import config_error as _config_error
+from .console import err as _err
+from .console import isatty as _isatty
+from .console import signal_receiver
 from .exits import EXIT_OK, UsageError, exit_code_for, signal_exit
-from .main import (
-    MAX_STDIN_PROMPT_BYTES,
-    _config_error,
-    _err,
-    _isatty,
-    resolve_profile,
-    run_trio,
-    signal_receiver,
-)
+from .main import MAX_STDIN_PROMPT_BYTES, resolve_profile, run_trio
 from .progress import ProgressPrinter, write_text
 from .signals import interrupt_signal
 from .streams import write_reply

@@ -553,7 +553,10 @@ def render_text(rows: list[DoctorRow], width: int = 80) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .main import CONFIG_ENV, _config_error, _err, _with_signals, run_trio
+    from .console import config_error as _config_error
+    from .console import err as _err
+    from .console import with_signals as _with_signals
+    from .main import CONFIG_ENV, run_trio
 
     timeout = DEFAULT_AUTH_STATUS_TIMEOUT
     path = getattr(args, "config", None) or os.environ.get(CONFIG_ENV, "")

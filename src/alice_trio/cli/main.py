@@ -14,8 +14,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,10 @@ from ..errors import AliceError, ConfigError
 from ..models import RunRequest
 from ..providers.registry import get_provider, normalize_name, provider_names
 from ..routing import backend_from_config
+from .console import config_error as _config_error
+from .console import err as _err
+from .console import isatty as _isatty
+from .console import with_signals as _with_signals
 from .exits import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -49,7 +52,7 @@ from .exits import (
 )
 from .progress import JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
-from .signals import Terminated, install, interrupt_signal, listened
+from .signals import Terminated, install, interrupt_signal
 from .signals import signal_name as _signal_name
 from .streams import reset as _reset_streams
 from .streams import stdout_outcome, write_reply, write_text
@@ -72,22 +75,6 @@ _STDERR_TAIL_CHARS = 64 * 1024
 
 
 # -- shared helpers -----------------------------------------------------------------------------
-
-
-def _err(text: str) -> None:
-    """``alice-trio: <line>`` on stderr for each line of ``text`` (dropped when stderr is lost)."""
-    if sys.stderr is not None:
-        write_text(sys.stderr, "".join(f"alice-trio: {line}\n"
-                                       for line in text.rstrip("\n").split("\n")))  # fmt: skip
-
-
-def _config_error(exc: ConfigError) -> int:
-    source = getattr(exc, "source", "")
-    text = str(exc)
-    if source and not text.startswith(source):
-        text = "\n".join(f"{source}: {line}" for line in text.split("\n"))
-    _err(text)
-    return EXIT_USAGE
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -203,56 +190,6 @@ def _read_prompt(args: argparse.Namespace, provider: str) -> str:
     if sys.stdin is not None and not _isatty(sys.stdin):
         return _read_stdin()
     raise UsageError("no prompt: give it as arguments, or '-' to read it from stdin")
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-async def _with_signals(body: Callable[[], Any]) -> tuple[Any, int | None]:
-    """Run ``body`` until it returns or SIGINT/SIGTERM arrives; on a signal ``body`` is
-    cancelled (the engine then kills and reaps the CLI's process tree before this returns).
-    Returns ``(body's value or None, signal number or None)``."""
-    caught: list[int] = []
-    value: Any = None
-    with signal_receiver() as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for signum in signals:
-                    caught.append(signum)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(watch)
-            try:
-                value = await body()
-            finally:
-                nursery.cancel_scope.cancel()
-    return value, (caught[0] if caught else None)
-
-
-class _NoSignals:
-    """A receiver for when every signal is ignored: iterating waits for ever."""
-
-    def __aiter__(self) -> _NoSignals:
-        return self
-
-    async def __anext__(self) -> int:
-        await trio.sleep_forever()
-        raise StopAsyncIteration  # pragma: no cover - sleep_forever only ends by cancellation
-
-
-def signal_receiver() -> AbstractContextManager[AsyncIterator[int]]:
-    """``trio.open_signal_receiver`` for SIGINT and SIGTERM, less the ones the command was
-    started with ignored (see :func:`~alice_trio.cli.signals.listened`)."""
-    wanted = listened()
-    if not wanted:
-        return nullcontext(_NoSignals())
-    return trio.open_signal_receiver(*wanted)
 
 
 def run_trio(fn: Callable[..., Any], *args: Any) -> Any:

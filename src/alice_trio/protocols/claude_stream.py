@@ -22,14 +22,17 @@ Attribution (:class:`ClaudeBidiMapper`): submissions are kept in order; an echo 
 submissions whose text it carries as *consumed* by the current CLI turn (a steered one also
 yields ``steer_consumed``). Events of a CLI turn carry the turn id of its oldest consumed
 submission (else the oldest pending one). A ``result`` completes every consumed submission:
-the oldest gets the terminal event with the usage; each other one gets the turn's final reply
-as ``assistant_text`` and the same terminal kind under its own turn id. A ``result`` without
-any echo (a CLI that does not replay) completes the oldest pending submission. A ``result``
-with no output of a CLI turn since the previous one (no ``system``, ``assistant``,
-``stream_event`` or tool ``user`` line, no echo of a pending message) belongs to no turn — a
-duplicate, or one printed while nothing was pending and read after the next message was sent:
-it completes nothing (an ``unknown`` event without a turn id), so it can never be taken as the
-reply of the turn in flight and shift every later reply by one. Per-line
+the oldest gets the terminal event with the usage; each other one gets the same terminal kind
+under its own turn id, and the turn's final reply as ``assistant_text`` when claude wrote
+assistant text after it took that message in (text written before claude saw a steered message
+is never that message's reply: it then ends with none). A ``result`` without
+any echo (a CLI that does not replay) completes the oldest pending submission — also a bare
+``result`` (a turn that printed nothing else: it ends at once, with no reply, as a one-shot run
+does). A ``result`` that repeats the previous one (same ``uuid``, else the same line) with no
+output of a CLI turn since (no ``system``, ``assistant``, ``stream_event`` or tool ``user``
+line, no echo of a pending message) is a duplicate and belongs to no turn: it completes nothing
+(an ``unknown`` event without a turn id), so it can never be taken as the reply of the turn in
+flight and shift every later reply by one. Per-line
 decoding is :class:`~alice_trio.providers.claude.ClaudeStreamDecoder` (one per CLI turn; a line
 printed while nothing is pending belongs to no turn and leaves no state for the next one).
 Nothing here raises on input: unknown lines become ``unknown`` events.
@@ -220,6 +223,8 @@ class Submission:
     text: str
     steered: bool = False
     consumed: bool = False
+    #: how many assistant texts the CLI turn had printed when claude took this message in
+    texts_before: int = 0
 
 
 def _texts(message: Any) -> list[str]:
@@ -257,6 +262,11 @@ class ClaudeBidiMapper:
         self._decoder = ClaudeStreamDecoder(thread_id=thread_id)
         #: a CLI turn printed output since the last ``result`` (see the module docstring)
         self._in_turn = False
+        #: the last ``result``'s ``uuid`` (else its line): a duplicate repeats it
+        self._last_result = ""
+        #: assistant texts the current CLI turn printed (a steered message's reply is text
+        #: printed after claude took it in: :meth:`_result`)
+        self._texts = 0
 
     # -- submissions ----------------------------------------------------------------------------
     def submit(self, turn_id: str, text: str, *, steered: bool = False) -> None:
@@ -319,9 +329,10 @@ class ClaudeBidiMapper:
             self.thread_id = session
         events = self._decoder.feed(line)
         if kind == "result":
-            return self._result(events, s)
+            return self._result(events, s, as_str(obj.get("uuid")) or s)
         if isinstance(kind, str) and kind in _TURN_OUTPUT:
             self._in_turn = True
+        self._texts += sum(1 for e in events if e.kind is EventKind.ASSISTANT_TEXT)
         if not self.pending:  # no submission's output: it must not shape the next turn's reply
             self._decoder = ClaudeStreamDecoder(thread_id=self.thread_id)
         return self._tag(events)
@@ -349,6 +360,7 @@ class ClaudeBidiMapper:
             for sub in self.pending:
                 if not sub.consumed and sub.text == text:
                     sub.consumed = True
+                    sub.texts_before = self._texts
                     self._in_turn = True
                     if sub.steered:
                         events.append(
@@ -359,11 +371,12 @@ class ClaudeBidiMapper:
                     break
         return events
 
-    def _result(self, events: list[TurnEvent], raw: str) -> list[TurnEvent]:
+    def _result(self, events: list[TurnEvent], raw: str, key: str) -> list[TurnEvent]:
         done = [sub for sub in self.pending if sub.consumed] or self.pending[:1]
-        if not self._in_turn:  # no CLI turn printed anything since the last result
-            done = []
+        if not self._in_turn and key == self._last_result:
+            done = []  # the previous result again, with no CLI turn output since: a duplicate
         self._in_turn = False
+        self._last_result = key
         out: list[TurnEvent] = []
         terminal = next((e for e in events if e.kind.terminal), None)
         if not done:
@@ -385,7 +398,15 @@ class ClaudeBidiMapper:
             ]
             reply = self._decoder.current_reply
             for sub in done[1:]:
-                if reply and terminal is not None and terminal.kind is EventKind.TURN_COMPLETED:
+                # the reply claude wrote after it took this message in (text written before
+                # it saw the message is never its reply: it ends with no reply of its own)
+                answered = self._texts > sub.texts_before
+                if (
+                    reply
+                    and answered
+                    and terminal is not None
+                    and terminal.kind is EventKind.TURN_COMPLETED
+                ):
                     out.append(
                         self._event(EventKind.ASSISTANT_TEXT, raw, text=reply, turn_id=sub.turn_id)
                     )
@@ -398,4 +419,5 @@ class ClaudeBidiMapper:
             finished = {sub.turn_id for sub in done}
             self.pending = [sub for sub in self.pending if sub.turn_id not in finished]
         self._decoder = ClaudeStreamDecoder(thread_id=self.thread_id)
+        self._texts = 0
         return out

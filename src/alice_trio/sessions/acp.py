@@ -10,10 +10,12 @@ queues it; :meth:`AcpDriver.steer_turn` raises :class:`SteerUnsupportedError`.
   the driver waits until the agent has been quiet for ``load_settle`` seconds (at most
   ``load_settle_max``) and discards every update up to then: the replayed history is never
   reported as the new turn's reply.
-* ``start_turn``: a ``turn_started`` event, then ``session/prompt`` in the background; the turn
+* ``start_turn``: ``session/prompt`` in the background, returning once it is written (then a
+  ``turn_started`` event; a prompt that cannot be written — the process is gone — raises
+  :class:`~alice_trio.errors.TransportClosedError` and no turn exists); the turn
   id is ``acp-<n>`` (ACP has none), the thread id the session id. The prompt's response ends the
-  turn (see :mod:`alice_trio.protocols.acp`); a JSON-RPC error or a dead process becomes an
-  ``error`` event of that turn.
+  turn (see :mod:`alice_trio.protocols.acp`); a JSON-RPC error or a dead process after that
+  becomes an ``error`` event of that turn.
 * ``interrupt_turn``: the ``session/cancel`` notification; the prompt then ends ``cancelled``.
 * Model (§13.17): the session runs on the initial request's model, else the config's (gemini
   also gets ``--model``; Kimi Code has no model flag, so after ``session/new``/``session/load``
@@ -76,7 +78,7 @@ from ..providers.kimi import KimiConfig
 from ..providers.kimi import default_env as kimi_env
 from .approval import KIMI_DEFAULT_POLICY, ApprovalDecision, Approver, default_decision
 from .driver import SteerMode, TurnRef
-from .rpc_driver import RpcDriver
+from .rpc_driver import RpcDriver, TurnStart
 
 __all__ = [
     "AcpConfig",
@@ -248,17 +250,18 @@ class AcpDriver(RpcDriver):
         self._require_client()
         await self._switch_model(request)
         ref = TurnRef(thread_id=self.session_id, turn_id=f"acp-{next(self._turns)}")
-        started = trio.Event()
+        started = TurnStart()
         self._spawn(self._prompt, ref, text, started)
-        await started.wait()
+        await started.wait()  # raises when the prompt could not be written (the process died)
         return ref
 
-    async def _prompt(self, ref: TurnRef, text: str, started: trio.Event) -> None:
+    async def _prompt(self, ref: TurnRef, text: str, started: TurnStart) -> None:
         self.mapper.flush()
         self.mapper.begin(ref.turn_id)
-        await self.emit(TurnEvent(kind=EventKind.TURN_STARTED, thread_id=ref.thread_id,
-                                  turn_id=ref.turn_id, provider=self.provider))  # fmt: skip
-        started.set()
+
+        async def announce() -> None:  # once the prompt is written: the turn exists
+            await self.emit(TurnEvent(kind=EventKind.TURN_STARTED, thread_id=ref.thread_id,
+                                      turn_id=ref.turn_id, provider=self.provider))  # fmt: skip
 
         async def cancel() -> None:
             if self.client is not None:
@@ -268,7 +271,7 @@ class AcpDriver(RpcDriver):
 
         await self.request_turn(
             ref, "session/prompt", proto.prompt_params(self.session_id, text),
-            self.mapper.finish, on_cancel=cancel,
+            self.mapper.finish, on_cancel=cancel, start=started, announce=announce,
         )  # fmt: skip
         if self.mapper.holding:  # the turn's end waits (bounded) for the usage after it
             self._usage_came = came = trio.Event()

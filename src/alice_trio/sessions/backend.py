@@ -224,8 +224,9 @@ class _Turn:
 
     def asks(self, request: ApprovalRequest) -> bool:
         """Whether ``request`` is of this turn (by turn id, else thread id); a request or a
-        turn without ids counts as the turn's."""
-        if request.turn_id:
+        turn without ids counts as the turn's. While the run's submit is in flight (no turn
+        id known yet: the agent may ask before ``submit`` returned) the thread decides."""
+        if request.turn_id and self.awaited:
             return request.turn_id in self.awaited
         return not request.thread_id or not self.thread_id or request.thread_id == self.thread_id
 
@@ -700,7 +701,7 @@ class SessionBackend:
         session = entry.session
         me = frozenset({(id(self), holder)})
         turn = _Turn(
-            provider=self.provider.name, thread_id=request.thread_id,
+            provider=self.provider.name, thread_id=request.thread_id or session.thread_id,
             approving=_APPROVING_FOR.get() | me, callbacks=_CALLBACKS_OF.get() | me,
         )  # fmt: skip
         limits = getattr(self.config, "limits", None)
@@ -813,7 +814,7 @@ class SessionBackend:
     async def _follow(
         self,
         session: InteractiveSession,
-        events: trio.MemoryReceiveChannel[TurnEvent],
+        events: trio.abc.ReceiveChannel[TurnEvent],
         turn: _Turn,
         dispatcher: CallbackDispatcher,
         request: RunRequest,
@@ -866,7 +867,7 @@ class SessionBackend:
     async def _interrupt_and_wait(
         self,
         session: InteractiveSession,
-        events: trio.MemoryReceiveChannel[TurnEvent],
+        events: trio.abc.ReceiveChannel[TurnEvent],
         turn: _Turn,
     ) -> None:
         """Interrupt the turn and read its events until it ended or the deadline passed."""

@@ -55,6 +55,7 @@ import attrs
 import trio
 
 from ..errors import (
+    AliceError,
     EmptyPromptError,
     ProcessFailedError,
     ProtocolError,
@@ -73,8 +74,8 @@ from ..providers.claude import ClaudeConfig, build_invocation
 from ..transports.process import AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalGate, ApprovalRequest, Approver, default_decision
-from .driver import Emit, SteerMode, TurnRef
-from .stream_turns import report_exit, send_turn
+from .driver import Emit, SteerMode, TurnErrors, TurnRef
+from .stream_turns import Sending, exit_error, report_exit, send_turn
 
 #: claude's defaults for the fields of an exec policy left unset (spec §10)
 CLAUDE_DEFAULT_POLICY = ExecPolicy(sandbox="danger-full-access", ask_for_approval="never")
@@ -130,6 +131,8 @@ class ClaudeStreamDriver:
         self._nursery: trio.Nursery | None = None
         self._model_lock = trio.Lock()
         self._proc: AgentProcess | None = None
+        self._turn_errors = TurnErrors()  # the TransportClosedError of turns the exit failed
+        self._sending = Sending("claude")  # turns whose prompt is being sent (send_turn)
         self._emit: Emit | None = None
         self._ids = itertools.count(1)
         self._req_ids = itertools.count(1)
@@ -138,6 +141,15 @@ class ClaudeStreamDriver:
         self._done = trio.Event()
         self._closing = False
         self.warmed_up = False
+
+    def exit_error(self) -> AliceError | None:
+        """Once the process ended: the :class:`TransportClosedError` saying how (None before)."""
+        return exit_error(self._proc, "claude", "claude")
+
+    def turn_error(self, turn_id: str) -> AliceError | None:
+        """The :class:`TransportClosedError` behind turn ``turn_id``'s ``error`` event when the
+        process's end failed it (None otherwise: the agent's own failure)."""
+        return self._turn_errors.get(turn_id)
 
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
@@ -220,6 +232,7 @@ class ClaudeStreamDriver:
                 self._prompts[rid] = scope = trio.CancelScope()
                 self._nursery.start_soon(self._answer_prompt, proc, rid, approval, raw, scope)
             for event in events:
+                await self._sending.before(event, self._emit)
                 await self._emit(event)
 
     async def _answer_prompt(
@@ -248,7 +261,16 @@ class ClaudeStreamDriver:
             return
         turn_ids = self.mapper.take_pending()
         thread_id = self.mapper.thread_id
-        await report_exit(self._emit, self._proc, "claude", turn_ids, "claude", thread_id)
+        await report_exit(
+            self._emit,
+            self._proc,
+            "claude",
+            turn_ids,
+            "claude",
+            thread_id,
+            errors=self._turn_errors,
+            sending=self._sending,
+        )
 
     # -- commands ----------------------------------------------------------------------------
     def _live(self) -> AgentProcess:
@@ -313,7 +335,13 @@ class ClaudeStreamDriver:
             await proc.send(user_message(text))
 
         return await send_turn(
-            ref, send, self.mapper.withdraw, self._emit, provider="claude", announce=not steered
+            ref,
+            send,
+            self.mapper.withdraw,
+            self._emit,
+            provider="claude",
+            announce=not steered,
+            sending=self._sending,
         )
 
     async def start_turn(self, request: RunRequest) -> TurnRef:

@@ -286,7 +286,13 @@ class _Link:
         self.shared._check_open()
 
     async def request(
-        self, method: str, params: Any = None, *, on_cancel: Any = None, ordered: bool = False
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        on_cancel: Any = None,
+        ordered: bool = False,
+        on_written: Any = None,
     ) -> Any:
         if method == "initialize":
             return self.host.info
@@ -295,10 +301,14 @@ class _Link:
         local = self.host.protocol.reopen(method, params, parked)
         if local is not None:
             self.reopened |= before - parked
+            if on_written is not None:
+                await on_written()
             return local
         params = self.host.protocol.tag(method, params, self.conversation.tag)
         try:
-            return await self.shared.request(method, params, on_cancel=on_cancel, ordered=ordered)
+            return await self.shared.request(
+                method, params, on_cancel=on_cancel, ordered=ordered, on_written=on_written
+            )
         finally:
             if ordered:
                 await self.sync()
@@ -691,6 +701,7 @@ class HostedConversation:
                 msg.reached.set()
             elif isinstance(msg, Notification):
                 for event in inner._map_incoming(msg):
+                    await inner.announce_before(event.turn_id)
                     await self._on_event(event)
         for event in inner.eof_events():
             await self._on_event(event)

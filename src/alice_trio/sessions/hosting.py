@@ -62,6 +62,7 @@ class ProcessHost:
         #: called when the last conversation detached (the pool retires or idles the host)
         self.on_empty: Callable[[Any], None] | None = None
         self._scope: trio.CancelScope | None = None
+        self._detached = trio.Event()  # set (and replaced) each time a conversation detached
 
     @property
     def pid(self) -> int | None:
@@ -132,8 +133,24 @@ class ProcessHost:
             self.done.set()
 
     def _emptied(self) -> None:
+        detached, self._detached = self._detached, trio.Event()
+        detached.set()
         if not self.links and self.on_empty is not None:
             self.on_empty(self)
+
+    async def released(self, key: str) -> None:
+        """Return once no live conversation here holds route key ``key`` (it closed: its
+        thread is parked here or released), or the process ended. Cancellable."""
+        while key and self.holds(key) and not self.done.is_set():
+            detached = self._detached
+            async with trio.open_nursery() as nursery:
+
+                async def wait(event: trio.Event) -> None:
+                    await event.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(wait, detached)
+                nursery.start_soon(wait, self.done)
 
 
 class DriverWrapper:

@@ -38,7 +38,6 @@ import uuid
 from typing import Any
 
 import attrs
-import trio
 
 from ..errors import NoActiveTurnError
 from ..models import RunRequest, TurnEvent
@@ -49,7 +48,7 @@ from ..providers.kimi import PROVIDER, KimiConfig
 from .approval import KIMI_DEFAULT_POLICY, Approver, default_decision
 from .driver import SteerMode, TurnRef
 from .preload import with_preload
-from .rpc_driver import RpcDriver
+from .rpc_driver import RpcDriver, TurnStart
 
 __all__ = ["KimiWireDriver", "build_invocation", "open_driver"]
 
@@ -142,9 +141,9 @@ class KimiWireDriver(RpcDriver):
         self._require_client()
         await self._switch_model(request)
         ref = TurnRef(thread_id=self.session_id, turn_id=f"wire-{next(self._turns)}")
-        started = trio.Event()
+        started = TurnStart()
         self._spawn(self._prompt, ref, text, started)
-        await started.wait()
+        await started.wait()  # raises when the prompt could not be written (the process died)
         return ref
 
     async def _cancel(self) -> None:
@@ -152,12 +151,11 @@ class KimiWireDriver(RpcDriver):
         if self.client is not None:
             await self.client.send_untracked("cancel", {}, request=True)
 
-    async def _prompt(self, ref: TurnRef, text: str, started: trio.Event) -> None:
+    async def _prompt(self, ref: TurnRef, text: str, started: TurnStart) -> None:
         self.mapper.flush()
         self.mapper.begin(ref.turn_id)
-        started.set()
         await self.request_turn(ref, "prompt", {"user_input": text}, self.mapper.finish,
-                                on_cancel=self._cancel)  # fmt: skip
+                                on_cancel=self._cancel, start=started)  # fmt: skip
 
     async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
         """``steer``; :class:`NoActiveTurnError` when the turn already ended on kimi's side

@@ -77,11 +77,11 @@ from ..providers.base import Invocation, as_list, merge_env
 from ..providers.opencode import STATE, OpenCodeConfig, resolve_agent
 from ..transports.http_client import async_client
 from ..transports.http_sse import DEFAULT_MAX_FRAME_BYTES, read_events
-from ..transports.process import AgentProcess, open_agent_process
+from ..transports.process import EXIT_GRACE, AgentProcess, open_agent_process
 from ._groups import single_exception
 from .approval import ApprovalDecision, ApprovalGate, Approver, default_decision, question_answers
-from .driver import Emit, SteerMode, TurnRef
-from .stream_turns import report_exit, send_turn
+from .driver import Emit, SteerMode, TurnErrors, TurnRef
+from .stream_turns import Sending, exit_error, report_exit, send_turn
 
 __all__ = ["OpenCodeServeDriver", "ServerSecret", "find_url", "open_driver", "prompt_body"]
 
@@ -184,6 +184,8 @@ class OpenCodeServeDriver:
         self.mapper = OpenCodeMapper(session_id=initial.thread_id)
         self._client: httpx.AsyncClient | None = None
         self._proc: AgentProcess | None = None
+        self._turn_errors = TurnErrors()  # the TransportClosedError of turns the exit failed
+        self._sending = Sending("opencode")  # turns whose prompt is being sent (send_turn)
         self._emit: Emit | None = None
         self._nursery: trio.Nursery | None = None
         self._ids = itertools.count(1)
@@ -199,6 +201,15 @@ class OpenCodeServeDriver:
         )
         self.policy = config.exec_policy.merged(initial.exec_policy)
         self._asked: set[str] = set()  # permission/question ids already being answered
+
+    def exit_error(self) -> AliceError | None:
+        """Once the process ended: the :class:`TransportClosedError` saying how (None before)."""
+        return exit_error(self._proc, "opencode serve", "opencode")
+
+    def turn_error(self, turn_id: str) -> AliceError | None:
+        """The :class:`TransportClosedError` behind turn ``turn_id``'s ``error`` event when the
+        process's end failed it (None otherwise: the agent's own failure)."""
+        return self._turn_errors.get(turn_id)
 
     def stderr_tail(self) -> str:
         return self._proc.stderr_tail() if self._proc is not None else ""
@@ -411,6 +422,7 @@ class OpenCodeServeDriver:
                 self._nursery.start_soon(self._ask, event.question)
             elif event.kind is EventKind.QUESTION and event.question is not None:
                 self._question_asked(event)
+            await self._sending.before(event, self._emit)
             await self._emit(event)
 
     def _permission_asked(self, obj: dict[str, Any], raw: str) -> None:
@@ -487,7 +499,16 @@ class OpenCodeServeDriver:
             return
         turn_ids = self.mapper.take_pending()
         thread_id = self.mapper.session_id
-        await report_exit(self._emit, self._proc, "opencode serve", turn_ids, "opencode", thread_id)
+        await report_exit(
+            self._emit,
+            self._proc,
+            "opencode serve",
+            turn_ids,
+            "opencode",
+            thread_id,
+            errors=self._turn_errors,
+            sending=self._sending,
+        )
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:
@@ -506,8 +527,14 @@ class OpenCodeServeDriver:
         try:
             resp = await client.request(method, f"{self.base_url}{path}", **kwargs)
         except httpx.HTTPError as exc:
+            if self._proc is not None and isinstance(exc, httpx.TransportError):
+                # the server went away: say how, once its exit is seen (EXIT_GRACE at most)
+                with trio.move_on_after(EXIT_GRACE):
+                    await self._proc.exited.wait()
+            ended = exit_error(self._proc, "opencode serve", "opencode")
             raise TransportClosedError(
-                f"opencode serve {method} {path} failed: {exc!r}",
+                f"opencode serve {method} {path} failed: {exc!r}"
+                + (f"; {ended.message}" if ended is not None else ""),
                 provider="opencode",
                 stderr_tail=self.stderr_tail(),
             ) from exc
@@ -551,7 +578,13 @@ class OpenCodeServeDriver:
             await self._post(f"/session/{sid}/prompt_async", body)
 
         return await send_turn(
-            ref, send, self.mapper.withdraw, self._emit, provider="opencode", announce=started
+            ref,
+            send,
+            self.mapper.withdraw,
+            self._emit,
+            provider="opencode",
+            announce=started,
+            sending=self._sending,
         )
 
     async def _base_model(self) -> str:

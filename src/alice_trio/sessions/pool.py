@@ -47,10 +47,18 @@ chosen when the driver is handed out but counts the conversation only once its `
 attached: a host closed in between (to free a slot, retired) makes the conversation choose
 again, the same way (``rehost``).
 
-Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start); cancelling
-it leaves nothing behind. Errors: what starting the agent raises (:class:`CLINotFoundError`,
-:class:`ProtocolError`, ...), typed; a host that has not spawned and finished its handshake
-within ``start_timeout`` seconds is killed and :class:`RunTimeoutError` raised.
+**Resume**: a conversation that resumes a thread goes to the process that still holds it
+(parked there after its conversation closed), never to another one. While a live conversation
+of the pool has that thread open, :meth:`HostPool.driver` waits until it is closed (a second
+open of one thread is refused by the agent, or loads a second copy of it on another process);
+:class:`~alice_trio.sessions.backend.SessionBackend` closes that conversation itself when it is
+idle (:mod:`alice_trio.sessions.threads`), a caller of the pool closes it.
+
+Cancellation: :meth:`HostPool.driver` may wait (for a process slot, a host's start, a thread's
+conversation to close); cancelling it leaves nothing behind. Errors: what starting the agent
+raises (:class:`CLINotFoundError`, :class:`ProtocolError`, ...), typed; a host that has not
+spawned and finished its handshake within ``start_timeout`` seconds is killed and
+:class:`RunTimeoutError` raised.
 """
 
 from __future__ import annotations
@@ -679,6 +687,12 @@ class HostPool:
         for gone in [h for h in self.hosts if not h.alive and h.has_parked(thread_id)]:
             # the closing process still holds this conversation: never two at once
             await gone.done.wait()
+        while holding := [h for h in self.hosts if not h.done.is_set() and h.holds(thread_id)]:
+            # a live conversation has this thread open on that process: another process
+            # would refuse it (codex) or load a second copy (gemini), the same one refuses a
+            # second open. Wait until it is closed (parked there, or released), then route
+            # (SessionBackend closes it first, threads.py; a caller of the pool closes it)
+            await holding[0].released(thread_id)
         usable = [
             h for h in self.hosts
             if h.key == key and h.alive and not h.holds(thread_id)

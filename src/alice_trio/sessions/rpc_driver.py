@@ -20,6 +20,7 @@ then kills the process group; ``graceful=False`` kills at once. Either way it re
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import trio
@@ -33,11 +34,36 @@ from ..transports.process import AgentProcess, open_agent_process
 from .approval import Answer, ApprovalDecision, ApprovalGate, ApprovalRequest, Approver
 from .driver import Emit, SteerMode, TurnErrors, TurnRef
 
-__all__ = ["RpcDriver"]
+__all__ = ["RpcDriver", "TurnStart"]
 
 
 async def _discard(event: TurnEvent) -> None:
     return None
+
+
+class TurnStart:
+    """The answer to a turn's start whose protocol request runs in the background
+    (:meth:`RpcDriver.request_turn`): confirmed once the request is written, else failed with
+    the error that kept it from being written (the agent process is gone:
+    :class:`TransportClosedError`). The first answer counts."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._error: AliceError | None = None
+
+    def confirm(self) -> None:
+        self._done.set()
+
+    def fail(self, error: AliceError) -> None:
+        if not self._done.is_set():
+            self._error = error
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Return once the request was written; raise the error that kept it from it."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
 
 
 class RpcDriver:
@@ -75,6 +101,8 @@ class RpcDriver:
         self._process_scope: trio.CancelScope | None = None
         #: the TransportClosedError a turn got from its process's end
         self._turn_errors = TurnErrors()
+        #: turn id -> its announcement, while its request is being written (request_turn)
+        self._unannounced: dict[str, Callable[[], Awaitable[None]]] = {}
 
     # -- hooks for subclasses -------------------------------------------------------------------
     async def handshake(self, client: JsonRpcClient) -> None:
@@ -201,6 +229,7 @@ class RpcDriver:
                     msg.release()
                     continue
                 for event in self._map_incoming(msg):
+                    await self.announce_before(event.turn_id)
                     await self._emit(event)
         for event in self.eof_events():
             await self._emit(event)
@@ -223,6 +252,7 @@ class RpcDriver:
         self, request: ApprovalRequest, fallback: ApprovalDecision, raw: str
     ) -> Answer:
         """The approval/question round trip (:class:`ApprovalGate`), events through ``emit``."""
+        await self.announce_before(request.turn_id)
         return await self.gate.decide(request, fallback, self._emit, raw=raw)
 
     async def request_turn(
@@ -232,20 +262,69 @@ class RpcDriver:
         params: Any,
         on_result: Any,
         on_cancel: Any = None,
+        *,
+        start: TurnStart | None = None,
+        announce: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Run ``method`` (a request that ends with the turn) in the background; ``on_result``
-        maps its result to events. A JSON-RPC error or a dead process becomes an ``error`` event
-        of ``ref``'s turn."""
-        client = self._require_client()
+        maps its result to events. Once the request is written, ``announce`` runs (e.g. the
+        ``turn_started`` event; earlier, right before the first event of ``ref``'s turn the
+        reader gets, when that comes first: :meth:`announce_before`) and ``start`` is
+        confirmed. A request that could not be written
+        fails ``start`` (the turn never began: ``start_turn`` raises the typed error, no event);
+        after that, a JSON-RPC error or a dead process becomes an ``error`` event of ``ref``'s
+        turn."""
+        written = False
+        if announce is not None:
+            self._unannounced[ref.turn_id] = announce
+
+        async def on_written() -> None:
+            nonlocal written
+            written = True
+            pending = self._unannounced.pop(ref.turn_id, None)
+            if pending is not None:
+                await pending()
+            if start is not None:
+                start.confirm()
+
         try:
-            result = await client.request(method, params, on_cancel=on_cancel, ordered=True)
+            client = self._require_client()
+            result = await client.request(
+                method, params, on_cancel=on_cancel, ordered=True, on_written=on_written
+            )
         except AliceError as exc:
+            early = announce is not None and ref.turn_id not in self._unannounced
+            self._unannounced.pop(ref.turn_id, None)
+            if not written and start is not None:
+                start.fail(exc)
+                if early:  # output of it announced it already: the announced turn ends
+                    await self._emit(self._error_event(ref, str(exc)))
+                return
             if isinstance(exc, TransportClosedError):  # the process's end, not the agent's verdict
                 self._turn_errors.record(ref.turn_id, exc)
             await self._emit(self._error_event(ref, str(exc), getattr(exc, "stderr_tail", "")))
             return
+        finally:
+            self._unannounced.pop(ref.turn_id, None)
+            if start is not None:  # cancelled before it was written: the session is closing
+                start.fail(SessionClosedError(f"{self.provider} session is not running"))
         for event in on_result(result):
             await self._emit(event)
+
+    async def announce_before(self, turn_id: str) -> None:
+        """Before the reader emits an event of turn ``turn_id`` (or an approval of it is
+        asked): announce the turn first when its request is still on its way out
+        (:meth:`request_turn`), so its announcement stays its first event."""
+        pending = self._unannounced.pop(turn_id, None)
+        if pending is not None:
+            await pending()
+
+    def exit_error(self) -> AliceError | None:
+        """Once the process ended: the :class:`TransportClosedError` saying how (None before)."""
+        client = self.client
+        if isinstance(client, JsonRpcClient) and client.closed.is_set():
+            return client._copy_closed()
+        return None
 
     def turn_error(self, turn_id: str) -> AliceError | None:
         """The typed error behind turn ``turn_id``'s ``error`` event when it was the process's

@@ -34,7 +34,10 @@ A terminal event ends a turn only when its turn id is a pending one (an event wi
 never ends anything, §13.6). While :func:`open_session` is still opening nobody can read, so
 events that do not fit then are dropped (no turn exists yet) and one ``unknown`` event counts
 them, instead of holding the driver's reader until the start timeout. :meth:`events` returns
-that channel: breaking out of ``async for`` or cancelling mid-iteration is harmless.
+that channel's :class:`~alice_trio.sessions.event_stream.EventStream`: breaking out of
+``async for`` or cancelling mid-iteration is harmless; it has one reader at a time (a second
+task reading while one waits raises :class:`~alice_trio.errors.SessionError` rather than
+silently taking half the events).
 
 **Closing.** Leaving the context closes the session; closed is sticky (every later call raises
 :class:`SessionClosedError`). After a finished turn the driver closes gracefully (EOF, short
@@ -42,6 +45,15 @@ grace); with a turn running, on error, or when the caller is cancelled, the proc
 killed at once. When the driver ends by itself (the CLI crashed), every pending turn gets an
 ``error`` event (:meth:`InteractiveSession.turn_error` gives the typed error behind it), the
 state becomes ``FAILED`` and the event channel ends.
+
+**The agent process died** (killed, crashed): the same on every driver. Input it can no longer
+take — written once the process is gone, whether or not the session noticed yet — raises
+:class:`TransportClosedError` from ``submit``/``steer`` (provider, how the process ended, stderr
+tail; no turn and no event exist for it), and so does every later ``submit``/``steer``/
+``interrupt`` (the driver's own failure instead when it failed with one, e.g.
+:class:`LineTooLongError`); a turn already running ends with an ``error`` event whose
+``turn_error`` is that :class:`TransportClosedError`. :class:`SessionClosedError` stays the
+answer for a session its owner closed.
 
 **Errors.** Every method raises an :class:`~alice_trio.errors.AliceError`, bare
 ``trio.Cancelled``, or (from ``open_session``) the body's own exception — never a group.
@@ -51,8 +63,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import attrs
@@ -81,12 +93,14 @@ from ..protocols.session_core import (
     StartTurn,
     SteerTurn,
 )
+from ..protocols.turn_outcome import clone_error
 from ..providers.base import CLIConfig, Provider, RunLimits
 from ..validation import callback, instance
 from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .event_stream import EventStream
 from .starting import StartedFlag
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -136,11 +150,13 @@ class InteractiveSession:
         self._nursery = nursery
         self._core = SessionCore(driver.steer_mode, provider=provider, thread_id=thread_id)
         self._send, self._recv = trio.open_memory_channel[TurnEvent](buffer)
+        self._events = EventStream(self._recv, provider=provider)
         self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
         self.driver_done = trio.Event()
         self._readable = False  # open_session handed the session over: events() has a reader
         self._shed = 0  # events that did not fit before that (see _deliver)
+        self._ended: AliceError | None = None  # the typed error of the driver's own end
 
     # -- read-only state (all of it lives in the core) --------------------------------------------
     @property
@@ -201,9 +217,11 @@ class InteractiveSession:
         fn = getattr(self.driver, "stderr_tail", None)
         return fn() if callable(fn) else ""
 
-    def events(self) -> trio.MemoryReceiveChannel[TurnEvent]:
-        """The outbound event stream (one consumer; ends when the session closes)."""
-        return self._recv
+    def events(self) -> EventStream:
+        """The outbound event stream (always the same one; ends when the session closes). One
+        reader at a time: a task reading while another task waits for an event raises
+        :class:`~alice_trio.errors.SessionError` (:mod:`alice_trio.sessions.event_stream`)."""
+        return self._events
 
     # -- commands -------------------------------------------------------------------------------
     async def submit(self, request: RunRequest) -> SubmitResult:
@@ -219,10 +237,11 @@ class InteractiveSession:
         request = request_arg("submit", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
-        decision = self._core.submit(request)
-        if isinstance(decision, Queued):
-            return decision.result
-        return await self._hand_over("submit", request)
+        with self._ended_errors():
+            decision = self._core.submit(request)
+            if isinstance(decision, Queued):
+                return decision.result
+            return await self._hand_over("submit", request)
 
     async def steer(self, request: RunRequest) -> SubmitResult:
         """Inject ``request`` into the active turn; never starts or queues a turn.
@@ -235,8 +254,9 @@ class InteractiveSession:
         request = request_arg("steer", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
-        self._core.steer(request)
-        return await self._hand_over("steer", request)
+        with self._ended_errors():
+            self._core.steer(request)
+            return await self._hand_over("steer", request)
 
     async def interrupt(self) -> None:
         """Ask the driver to stop the active turn (its terminal event ends it; the active turn
@@ -245,9 +265,10 @@ class InteractiveSession:
         or the driver's error. The request runs in a session task: a cancelled caller leaves
         it to complete. Always a checkpoint (see :meth:`submit`), also without a turn to stop."""
         await trio.lowlevel.checkpoint()
-        decision = self._core.interrupt()
-        if decision is not None:
-            await self._owned(self.driver.interrupt_turn, decision.turn)
+        with self._ended_errors():
+            decision = self._core.interrupt()
+            if decision is not None:
+                await self._owned(self.driver.interrupt_turn, decision.turn)
 
     async def aclose(self, *, graceful: bool = True) -> None:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
@@ -261,6 +282,31 @@ class InteractiveSession:
                 await self._call(self.driver.aclose, graceful=action.graceful)
         if not awaited:
             await trio.lowlevel.checkpoint()
+
+    @contextmanager
+    def _ended_errors(self) -> Iterator[None]:
+        """A command refused because the driver ended by itself (the agent process died)
+        raises the typed error of that end, not :class:`SessionClosedError` (which stays the
+        answer for a session its owner closed)."""
+        try:
+            yield
+        except SessionClosedError as exc:
+            if not self._core.failed:
+                raise
+            raise self._ended_error() from exc
+
+    def _ended_error(self) -> AliceError:
+        """The error of the driver's own end: its failure, else how its process ended
+        (the driver's optional ``exit_error``), else a :class:`TransportClosedError`."""
+        failure = self._core.failure
+        if isinstance(failure, AliceError):
+            return clone_error(failure)
+        if isinstance(self._ended, AliceError):
+            return clone_error(self._ended)
+        return TransportClosedError(
+            f"{self.provider or 'agent'} process ended: the session is over",
+            provider=self.provider, stderr_tail=self.stderr_tail(),
+        )  # fmt: skip
 
     # -- executing the core's decisions ---------------------------------------------------------
     async def _hand_over(self, kind: str, request: RunRequest) -> SubmitResult:
@@ -387,6 +433,9 @@ class InteractiveSession:
             self._execute(actions)
             return
         actions = self._core.started(ref)
+        if self._core.failed:  # the driver ended meanwhile: the turn was dropped, never ends
+            command.answer(error=self._ended_error())
+            return
         command.answer(
             SubmitResult(thread_id=ref.thread_id, turn_id=ref.turn_id, mode=SubmitMode.STARTED)
         )
@@ -510,14 +559,23 @@ class InteractiveSession:
 
     def _driver_ended(self, failure: AliceError | None) -> None:
         self._stop_watching()
-        reason = (
-            str(failure)
-            if failure is not None
-            else f"{self.provider or 'agent'} process ended during the turn"
-        )
-        typed = failure or TransportClosedError(
-            reason, provider=self.provider, stderr_tail=self.stderr_tail()
-        )
+        typed = failure
+        if typed is None:  # it ended quietly: how its process ended, when the driver knows
+            lookup = getattr(self.driver, "exit_error", None)
+            found = lookup() if callable(lookup) else None
+            typed = found if isinstance(found, AliceError) else None
+        agent = self.provider or "agent"
+        if failure is not None:
+            reason = str(failure)
+        elif typed is not None:
+            reason = f"{agent} process ended during the turn: {typed.message}"
+        else:
+            reason = f"{agent} process ended during the turn"
+        if typed is None:
+            typed = TransportClosedError(
+                reason, provider=self.provider, stderr_tail=self.stderr_tail()
+            )
+        self._ended = typed
         for action in self._core.fail(reason, failure, typed):
             if isinstance(action, FailTurns):
                 for ref in action.turns:

@@ -138,10 +138,12 @@ class JsonRpcClient:
         *,
         on_cancel: Callable[[], Awaitable[None]] | None = None,
         ordered: bool = False,
+        on_written: Callable[[], Awaitable[None]] | None = None,
     ) -> Any:
         """Send a request and wait for its response (see the module docstring for errors).
         ``ordered``: the response is delivered through :attr:`incoming` as a :class:`Barrier`
-        (its consumer must release it)."""
+        (its consumer must release it). ``on_written`` is awaited once the request is written
+        whole (not when it could not be: then TransportClosedError is raised without it)."""
         self._check_open()
         rid = self._new_id()
         key = id_key(rid)
@@ -149,6 +151,8 @@ class JsonRpcClient:
         self._pending[key] = slot
         try:
             await self._write(encode_request(rid, method, params, jsonrpc=self.jsonrpc))
+            if on_written is not None:
+                await on_written()
             await slot.event.wait()
         except trio.Cancelled:
             if on_cancel is not None and not slot.event.is_set():

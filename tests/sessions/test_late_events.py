@@ -347,3 +347,32 @@ def test_acp_usage_rule_unknown_without_a_model_option_falls_back_to_learning():
     assert m.catalog_model is None
     m.begin("t1", "hi")
     assert m.finish({"stopReason": "end_turn"}) == [] and m.holding and not m.promised
+
+
+def test_acp_usage_rule_a_usage_just_before_the_response_ends_the_turn_at_it():
+    """Real Kimi Code on a shared process (e2e, 2 of 5 runs): the usage_update is built
+    asynchronously and sometimes comes just *before* the prompt's response — then the turn
+    has it and ends at the response; it waited for a second one that never came."""
+    m = _ruled()
+    m.begin("t1", "hi")
+    m.feed(chunk("one", "m1"))
+    m.feed(upd("usage_update", used=1290, size=9))
+    out = m.finish({"stopReason": "end_turn"})
+    assert out[-1].kind is EventKind.TURN_COMPLETED and out[-1].usage.input_tokens == 1290
+    assert not m.holding
+    # a turn without output whose usage comes first: its own (turn one owes nothing)
+    m.begin("t2", "again")
+    out = m.feed(upd("usage_update", used=1300, size=9))
+    assert [(e.kind, e.turn_id) for e in out] == [(EventKind.USAGE, "t2")]
+    out = m.finish({"stopReason": "end_turn"})
+    assert out[-1].usage.input_tokens == 1300 and not m.holding
+    # a cancelled turn owes one: before the next turn's output it is the cancelled turn's
+    m.begin("t3", "slow")
+    m.feed(chunk("part", "m3"))
+    m.finish({"stopReason": "cancelled"})
+    m.begin("t4", "next")
+    out = m.feed(upd("usage_update", used=1400, size=9))
+    assert [(e.kind, e.turn_id) for e in out] == [(EventKind.USAGE, "t3")]
+    m.feed(chunk("four", "m4"))
+    assert [e.kind for e in m.finish({"stopReason": "end_turn"})] == [EventKind.ASSISTANT_TEXT]
+    assert m.promised  # its own usage is still to come

@@ -27,31 +27,32 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   after the response (kimi sends one there) is reported under the finished turn's id and does
   not become the next turn's usage — also when it arrives after the next prompt went out: a
   ``usage_update`` before any output of a turn is the previous turn's.
-* Trailing usage. Kimi Code 2.1 sends its only ``usage_update`` of a turn just *after* the
-  prompt's response (``AcpSession.onTurnEnded`` → ``emitUsageUpdate``: a catalog lookup and a
-  context count, then the notification; measured ~1 ms after the response, seconds on a
-  loaded machine). Its rule (:attr:`AcpUpdateMapper.usage_rule`, read from its source): one
-  ``usage_update`` after every prompt that launched a turn — completed, failed, refused or
-  cancelled — while the session's model is one of its catalog's (the ``model`` config
-  option's ``currentValue`` among its ``options``: :func:`model_in_catalog`, from the
-  ``session/new``/``session/load`` result and every ``config_option_update``); none for a
-  slash command it answers itself (:func:`slash_command`: ``/help``, ``/usage``, an unknown
-  ``/name``; a skill's ``/name`` runs a turn, whose usage is reported under its id when it
-  comes), a prompt refused with a JSON-RPC error, or a model outside the catalog. A turn
-  that ended normally without usage in its result and is *promised* its ``usage_update`` by
-  that rule is *held* by :meth:`AcpUpdateMapper.finish` and given out with the
-  ``usage_update`` that follows — the driver waits for it with no timer
-  (:attr:`AcpUpdateMapper.promised`; released early only by the process's end, an
-  interrupt, or the run's own timeouts, :meth:`AcpUpdateMapper.release`). Cancelled and
-  refused turns end at their response; their usage is reported under their id when it
-  comes. Without the rule (another agent, or a Kimi session whose result named no model
-  option) the mapper *learns* it (:attr:`AcpUpdateMapper.trailing_usage`): an agent that
-  sends a ``usage_update`` after a response is held for it from then on, bounded by the
-  driver's ``usage_wait`` (best effort). A turn released without its usage is *owed* it:
-  the next ``usage_update`` (while a later turn has no output yet, or waits for its own) is
-  reported under the owed turn's id, never as the later turn's usage. In the learned mode a
-  turn still owed its usage when the next one ends got none: the agent is taken not to send
-  them, and turns end at their response again.
+* Trailing usage. Kimi Code 2.1 sends its only ``usage_update`` of a turn when the turn ends,
+  built asynchronously (``AcpSession.onTurnEnded`` → ``emitUsageUpdate``: a catalog lookup and a
+  context count, then the notification): mostly ~1 ms *after* the prompt's response, seconds
+  after it on a loaded machine, sometimes just *before* it (then the turn simply has it when it
+  ends). Its rule (:attr:`AcpUpdateMapper.usage_rule`, read from its source): one
+  ``usage_update`` for every prompt that launched a turn — completed, failed, refused or
+  cancelled — while the session's model is one of its catalog's (the ``model`` config option's
+  ``currentValue`` among its ``options``: :func:`model_in_catalog`, from the
+  ``session/new``/``session/load`` result and every ``config_option_update``); none for a slash
+  command it answers itself (:func:`slash_command`: ``/help``, ``/usage``, an unknown ``/name``;
+  a skill's ``/name`` runs a turn, whose usage is reported under its id when it comes), a prompt
+  refused with a JSON-RPC error, or a model outside the catalog. A turn that ended normally
+  without usage and is *promised* its ``usage_update`` by that rule is *held* by
+  :meth:`AcpUpdateMapper.finish` and given out with the ``usage_update`` that follows — the
+  driver waits for it with no timer (:attr:`AcpUpdateMapper.promised`; released early only by
+  the process's end, an interrupt or the run's own timeouts: :meth:`AcpUpdateMapper.release`).
+  Cancelled and refused turns end at their response; their usage is reported under their id when
+  it comes (before the next turn's output: the rule says which earlier turn still expects one).
+  Without the rule (another agent, or a Kimi session whose result named no model option) the
+  mapper *learns* it (:attr:`AcpUpdateMapper.trailing_usage`): an agent that sends a
+  ``usage_update`` after a response is held for it from then on, bounded by the driver's
+  ``usage_wait`` (best effort). A turn released without its usage is *owed* it: the next
+  ``usage_update`` (while a later turn has no output yet, or waits for its own) is reported
+  under the owed turn's id, never as the later turn's usage. In the learned mode a turn still
+  owed its usage when the next one ends got none: the agent is taken not to send them, and turns
+  end at their response again.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -298,6 +299,11 @@ class AcpUpdateMapper:
         self._slash = False  # the current turn's prompt is a slash command
         self._held: TurnEvent | None = None  # a terminal event waiting for its trailing usage
         self._held_promised = False  # ... that the agent's rule promises
+        # the rule's bookkeeping: the current turn's usage_update came before its response;
+        # the current / the previous turn still expects its usage_update
+        self._seen = False
+        self._expects = False
+        self._prev_expects = False
         self._owed = ""  # a turn released without its trailing usage: the next one is its
         self.session_id = session_id
         self.turn_id = ""
@@ -354,6 +360,8 @@ class AcpUpdateMapper:
             self._owed = ""  # given up on: a usage_update from now on is its own turn's
         if turn_id != self.turn_id:
             self._previous_turn = self.turn_id
+            self._prev_expects = self._expects
+        self._expects = self._seen = False
         self.turn_id = turn_id
         self._context_usage = None
         self._ended = False
@@ -434,9 +442,12 @@ class AcpUpdateMapper:
                 self.trailing_usage = True
                 return [*out, attrs.evolve(event, turn_id=earlier)]
             if not self._ended:
+                # Kimi Code sends it at the turn's end, sometimes just before the response
                 self._context_usage = usage
+                self._seen = True
             elif self._held is None:
                 self.trailing_usage = True
+            self._expects = False
             out.append(event)
             if self._held is not None:  # the held terminal event, given out with its usage
                 out.append(attrs.evolve(self._held, usage=usage))
@@ -457,7 +468,9 @@ class AcpUpdateMapper:
         if owed and owed != self.turn_id and late:
             return owed
         if self.turn_id and not self._output and self._previous_turn and not self._ended:
-            return self._previous_turn
+            if self._prev_expects or not self._rule_known():  # by the rule: only one it owes
+                self._prev_expects = False
+                return self._previous_turn
         return ""
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
@@ -510,6 +523,11 @@ class AcpUpdateMapper:
         self._ended = True
         stop = as_str(result.get("stopReason")) if isinstance(result, Mapping) else ""
         usage = result_usage(result) or self._context_usage
+        if self._rule_known():  # one usage_update per turn it ran; it may precede the response
+            self._expects = (
+                self.catalog_model is True and not self._slash and not self._seen
+                and result_usage(result) is None
+            )  # fmt: skip
         if stop == "cancelled":
             out.append(self._event(EventKind.TURN_INTERRUPTED, raw, usage=usage))
         elif stop == "refusal":
@@ -519,7 +537,7 @@ class AcpUpdateMapper:
             text = "" if stop in ("", "end_turn") else f"stop reason: {stop}"
             done = self._event(EventKind.TURN_COMPLETED, raw, text=text, usage=usage or Usage())
             if self._rule_known():  # the agent's own rule says whether a usage_update follows
-                hold = promised = self.catalog_model is True and not self._slash
+                hold = promised = self._expects
             else:
                 if self._owed and self._owed != self.turn_id:
                     # the turn before this one is still owed its usage after a whole turn:

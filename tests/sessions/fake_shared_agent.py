@@ -271,14 +271,14 @@ def open_later(msg: dict) -> None:
         spoil = spoiled > 0
         spoiled = max(0, spoiled - 1)
     end = time.monotonic()  # before the answer: the client may open the next one at once
+    with OPEN_LOCK:  # likewise: a close sent right after the answer overlaps no open
+        opening -= 1
     if spoil:
         details = f"session not found: ses-{os.getpid()}-{next(counter)}"
         err = {"code": -32603, "message": "Internal error", "data": {"details": details}}
         write({"id": msg.get("id"), "error": err})
     else:
         handle({**msg, "delayed": True})
-    with OPEN_LOCK:
-        opening -= 1
     log({"open": [start, end], "pid": os.getpid()})
 
 

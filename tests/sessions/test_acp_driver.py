@@ -581,3 +581,29 @@ async def test_kimi_code_turn_waiting_for_its_usage_ends_on_interrupt_or_eof(tmp
         assert done.usage is not None and done.usage.input_tokens == 0
         methods = [m.get("method") for m in sent(where / "script.log.jsonl")]
         assert "session/prompt" in methods and "session/cancel" not in methods
+
+
+async def test_a_model_switch_cancelled_in_flight_leaves_the_model_unknown(tmp_path: Path):
+    """``session/set_model`` cancelled while in flight: the agent may have switched, so the
+    driver no longer takes itself to be on the old model — a later request for the old model
+    sends ``session/set_model`` again (it skipped it: the prompt ran on the new model)."""
+    steps = cgk_steps("acp", "gemini_acp")[:2]
+    current = steps[1]["reply"][0]["result"]["models"]["currentModelId"]
+    steps += [
+        {"expect": "session/set_model", "id": 90, "reply": []},  # never answered
+        {"expect": "session/set_model", "id": 91,
+         "reply": [{"jsonrpc": "2.0", "id": 91, "result": {}}]},
+    ]  # fmt: skip
+    driver, log = acp_driver(tmp_path, steps)
+    rec = Recorder()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, rec)
+            assert driver.model == current
+            with trio.move_on_after(0.3):
+                await driver.start_turn(RunRequest(user_text="x", model="other-model"))
+            await driver._switch_model(RunRequest(user_text="x", model=current))
+            assert driver.model == current
+            await driver.aclose(graceful=True)
+    models = [m["params"]["modelId"] for m in sent(log) if m.get("method") == "session/set_model"]
+    assert models == ["other-model", current]

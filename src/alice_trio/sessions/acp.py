@@ -208,12 +208,16 @@ class AcpDriver(RpcDriver):
 
     async def _set_model(self, client: Any, model: str) -> None:
         """``session/set_model``; a refusal raises JsonRpcError naming the model and the
-        agent's reason (``data.details``)."""
+        agent's reason (``data.details``), and the model stays as it was. Cancelled (or the
+        process ending) while in flight, the agent may have switched: the model is unknown
+        until the next ``session/set_model`` (the next request's model is always sent)."""
+        previous, self.model = self.model, ""
         try:
             await client.request(
                 "session/set_model", proto.set_model_params(self.session_id, model)
             )
         except JsonRpcError as exc:
+            self.model = previous
             data = exc.data
             reason = data.get("details") if isinstance(data, dict) else data
             raise JsonRpcError(

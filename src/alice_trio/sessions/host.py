@@ -40,6 +40,16 @@ A conversation the agent keeps after it was closed (ACP without ``session/close`
 which keeps a thread loaded after ``thread/unsubscribe``) is *parked* on its host: its resume
 is routed back to that process (another one would load a second copy, or is refused).
 
+Opens the agent may apply although nobody waits for them: a conversation's open request (ACP
+``session/new``/``session/load``, codex ``thread/start``/``thread/resume``) runs in the host's
+own task (:meth:`AgentHost.call`). Its conversation cancelled while it is in flight still
+awaits it (shielded, at most ``close_grace``); what it opened is released or parked when the
+conversation ends, like any conversation that opened. Not answered by then, the host takes it
+over (:meth:`AgentHost.adopt`) and releases what it opens once answered; a new open of that
+thread waits for it first (:meth:`AgentHost.settled`). So the agent never holds a conversation
+the host does not know about (gemini refuses to load it again; Kimi Code 2.1 fails a load that
+overlaps a ``session/close`` of it).
+
 Isolation: interrupting, cancelling or timing out a turn uses the protocol's own per-turn
 cancel (``turn/interrupt``, ``session/cancel``) and never touches the process. Closing a
 conversation with a turn still running interrupts that turn and waits ``close_grace`` for its

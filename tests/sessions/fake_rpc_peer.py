@@ -12,6 +12,8 @@ checks it, then writes the step's ``reply`` lines:
   server→client request; its id must equal the recorded one **with the same JSON type**
   (otherwise the peer exits 3, like a server that cannot match the answer).
 * ``{"action": "crash", "stderr": "...", "code": 1}`` — write stderr and exit (no answer).
+* ``{"action": "sleep", "seconds": s}`` — wait that long; ``{"action": "send", "reply": [...]}``
+  — write the lines without waiting for a client message (e.g. a notification after a delay).
 * ``{"action": "hang"}`` — stop answering, keep running until stdin closes.
 * ``{"action": "ignore_sigterm"}`` — from now on SIGTERM is ignored (only SIGKILL ends it), so
   what the client writes while killing it still reaches the log.
@@ -71,6 +73,10 @@ def main() -> int:
             continue
         if action == "sleep":
             time.sleep(float(step["seconds"]))
+            continue
+        if action == "send":
+            for reply in step.get("reply", []):
+                write(reply)
             continue
         msg = read()
         if msg is None:

@@ -22,7 +22,8 @@ What a turn does depends on its prompt text:
 * anything else — answers ``reply to <conversation>: <text>``.
 * ``FAKE_TRAILING_USAGE=<s>`` (env, ACP): like Kimi Code 2.1, a turn that was not cancelled
   sends its only ``usage_update`` (``used`` = 1000 + the prompt's length) that many seconds
-  after the prompt's answer.
+  after the prompt's answer; with ``FAKE_ACP_CATALOG=1`` too, ``session/new``/``session/load``
+  answer Kimi Code's config options naming a catalog model (so the usage is promised).
 
 An interrupt ends only that turn as interrupted. ACP's ``session/cancel`` kills the turn's
 tool (like gemini and Kimi Code); codex's ``turn/interrupt`` leaves it running (like codex
@@ -270,14 +271,14 @@ def open_later(msg: dict) -> None:
         spoil = spoiled > 0
         spoiled = max(0, spoiled - 1)
     end = time.monotonic()  # before the answer: the client may open the next one at once
+    with OPEN_LOCK:  # likewise: a close sent right after the answer overlaps no open
+        opening -= 1
     if spoil:
         details = f"session not found: ses-{os.getpid()}-{next(counter)}"
         err = {"code": -32603, "message": "Internal error", "data": {"details": details}}
         write({"id": msg.get("id"), "error": err})
     else:
         handle({**msg, "delayed": True})
-    with OPEN_LOCK:
-        opening -= 1
     log({"open": [start, end], "pid": os.getpid()})
 
 
@@ -328,7 +329,16 @@ def handle(msg: dict) -> None:
             notify("thread/started", {"thread": {"id": cid}})
             write({"id": rid, "result": {"thread": {"id": cid}}})
         else:
-            write({"id": rid, "result": {"sessionId": cid} if method == "session/new" else {}})
+            result: dict = {"sessionId": cid} if method == "session/new" else {}
+            if os.environ.get("FAKE_ACP_CATALOG"):  # like Kimi Code 2.1
+                model = {
+                    "id": "model",
+                    "type": "select",
+                    "currentValue": "fake-kimi-model",
+                    "options": [{"value": "fake-kimi-model", "name": "fake-kimi-model"}],
+                }
+                result["configOptions"] = [model]
+            write({"id": rid, "result": result})
         return
     if method == "session/set_model":  # any model is fine (Kimi Code has no model flag)
         write({"id": rid, "result": {}})

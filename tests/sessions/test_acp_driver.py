@@ -516,3 +516,97 @@ async def test_an_approvers_cancel_stops_the_turn(tmp_path: Path):
     assert answer["result"] == {"outcome": {"outcome": "cancelled"}}
     assert [m.get("method") for m in sent(log)].count("session/cancel") == 1
     assert peer_problems(log) == []
+
+
+def _kimi_driver(tmp_path: Path, steps: list[dict[str, Any]], **kw: Any) -> Any:
+    """The real Kimi driver (``open_kimi_driver``) on the fake peer: a wrapper drops ``acp``."""
+    import shlex
+
+    script, log = write_script(tmp_path, steps)
+    wrapper = tmp_path / "kimi"
+    wrapper.write_text("#!/bin/sh\nshift\nexec " + shlex.join(peer_argv(script, log)) + "\n")
+    wrapper.chmod(0o755)
+    config = KimiConfig(command=str(wrapper), workspace_dir=str(tmp_path), limits=FAST)
+    return open_kimi_driver(config, RunRequest(user_text="x"), close_grace=1.0, **kw)
+
+
+async def test_kimi_code_usage_later_than_the_old_wait_is_still_the_turns(tmp_path: Path):
+    """CI flake (e2e ``test_session_turns_report_usage[kimi]``: turn two's usage 0): Kimi Code
+    sends the usage_update after the prompt's response, seconds later on a loaded machine;
+    the driver waited at most ``usage_wait`` and returned the turn without it. Its model is
+    in its catalog (session/new's config options), so the usage is promised: the turn waits
+    for it however late (here 0.5 s after the response, ten times ``usage_wait``)."""
+    steps = _kimi_with_usage_after_the_response()
+    usage = steps[2]["reply"].pop()
+    steps += [{"action": "sleep", "seconds": 0.5}, {"action": "send", "reply": [usage]}]
+    driver = _kimi_driver(tmp_path, steps, usage_wait=0.05)
+    rec = Recorder()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, rec)
+            ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+            done = await rec.terminal(ref.turn_id)
+            await driver.aclose(graceful=True)
+    assert done.kind is EventKind.TURN_COMPLETED
+    assert done.usage is not None and done.usage.input_tokens == 22268
+
+
+async def test_kimi_code_turn_waiting_for_its_usage_ends_on_interrupt_or_eof(tmp_path: Path):
+    """What ends the promised wait when the usage never comes: an interrupt (the caller's
+    cancel, the run's timeout or idle timeout) completes the turn at once without usage and
+    sends nothing; the agent's output ending does the same; an agent that breaks its rule and
+    stays silent holds the turn's end ``promised_usage_wait`` at most (it hung until the run's
+    timeout with no bound)."""
+    for ending in ("interrupt", "eof", "bound"):
+        where = tmp_path / ending
+        where.mkdir()
+        steps = _kimi_with_usage_after_the_response()
+        steps[2]["reply"].pop()  # the usage_update never comes
+        if ending == "eof":
+            steps.append({"action": "crash", "code": 0})
+        else:
+            steps.append({"action": "hang"})
+        bound = 0.5 if ending == "bound" else 600.0
+        driver = _kimi_driver(where, steps, usage_wait=0.05, promised_usage_wait=bound)
+        rec = Recorder()
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(driver.run, rec)
+                ref = await driver.start_turn(RunRequest(user_text=TURNS[0]))
+                if ending == "interrupt":
+                    await rec.wait_for(lambda e: e.kind is EventKind.ASSISTANT_TEXT)
+                    await trio.sleep(0.2)  # well past usage_wait: the promise still waits
+                    assert not [e for e in rec.events if e.kind.terminal]
+                    await driver.interrupt_turn(ref)
+                done = await rec.terminal(ref.turn_id)
+                await driver.aclose(graceful=True)
+        assert done.kind is EventKind.TURN_COMPLETED, ending
+        assert done.usage is not None and done.usage.input_tokens == 0
+        methods = [m.get("method") for m in sent(where / "script.log.jsonl")]
+        assert "session/prompt" in methods and "session/cancel" not in methods
+
+
+async def test_a_model_switch_cancelled_in_flight_leaves_the_model_unknown(tmp_path: Path):
+    """``session/set_model`` cancelled while in flight: the agent may have switched, so the
+    driver no longer takes itself to be on the old model — a later request for the old model
+    sends ``session/set_model`` again (it skipped it: the prompt ran on the new model)."""
+    steps = cgk_steps("acp", "gemini_acp")[:2]
+    current = steps[1]["reply"][0]["result"]["models"]["currentModelId"]
+    steps += [
+        {"expect": "session/set_model", "id": 90, "reply": []},  # never answered
+        {"expect": "session/set_model", "id": 91,
+         "reply": [{"jsonrpc": "2.0", "id": 91, "result": {}}]},
+    ]  # fmt: skip
+    driver, log = acp_driver(tmp_path, steps)
+    rec = Recorder()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(driver.run, rec)
+            assert driver.model == current
+            with trio.move_on_after(0.3):
+                await driver.start_turn(RunRequest(user_text="x", model="other-model"))
+            await driver._switch_model(RunRequest(user_text="x", model=current))
+            assert driver.model == current
+            await driver.aclose(graceful=True)
+    models = [m["params"]["modelId"] for m in sent(log) if m.get("method") == "session/set_model"]
+    assert models == ["other-model", current]

@@ -838,3 +838,19 @@ async def test_a_kimi_usage_later_than_the_wait_is_never_the_next_turns(tmp_path
         second = await b.run(req("a", "second prompt", thread_id=first.next_thread_id))
     assert first.usage.input_tokens in (0, 1002)
     assert second.usage.input_tokens in (0, 1000 + len("second prompt"))  # never 1002
+
+
+async def test_a_kimi_usage_promised_by_its_catalog_model_is_each_turns_however_late(
+    tmp_path: Path,
+) -> None:
+    """CI flake (e2e usage[kimi], turn two's usage 0): the agent's session/new names a model
+    of its catalog, so by Kimi Code's rule every turn's usage_update comes — here 1.3 s after
+    each answer, beyond the old 1 s wait — and every run's result carries its own."""
+    config, _log = make_config(tmp_path, "acp")
+    env = {"FAKE_TRAILING_USAGE": "1.3", "FAKE_ACP_CATALOG": "1"}
+    kimi = KimiConfig(command=config.command, limits=FAST, workspace_dir=str(tmp_path), env=env)
+    async with SessionBackend("kimi", kimi, scaling=ScalingConfig(warm=0)) as b:
+        first = await b.run(req("a", "hi"))
+        second = await b.run(req("a", "second prompt", thread_id=first.next_thread_id))
+    assert first.usage.input_tokens == 1000 + len("hi")
+    assert second.usage.input_tokens == 1000 + len("second prompt")

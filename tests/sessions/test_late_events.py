@@ -274,3 +274,105 @@ def test_acp_a_usage_after_the_next_turns_output_is_that_turns_even_when_one_is_
         (EventKind.USAGE, "t2"), (EventKind.TURN_COMPLETED, "t2")
     ]  # fmt: skip
     assert out[-1].usage.input_tokens == 52
+
+
+KIMI_MODELS = [
+    {"type": "select", "id": "model", "name": "Model", "currentValue": "__kimi_env_model__",
+     "options": [{"value": "__kimi_env_model__", "name": "fake-kimi-model"}]},
+]  # fmt: skip
+
+
+def _ruled(catalog: list[dict] | None = KIMI_MODELS) -> AcpUpdateMapper:
+    m = AcpUpdateMapper(provider="kimi", session_id="s", trailing_usage=True, usage_rule=True)
+    m.note_config(catalog)
+    return m
+
+
+def test_acp_usage_rule_promises_the_usage_of_a_turn_on_a_catalog_model():
+    """Kimi Code 2.1 (its source, ``emitUsageUpdate``): one usage_update after every prompt
+    that ran a turn while the session's model is in its catalog — the turn's end is held for
+    it as a promise (the driver waits with no timer), every turn, also after one released
+    early."""
+    m = _ruled()
+    assert m.catalog_model is True
+    for n in range(1, 4):
+        m.begin(f"t{n}", "say hello")
+        m.feed(chunk(f"reply {n}", f"m{n}"))
+        assert [e.kind for e in m.finish({"stopReason": "end_turn"})] == [EventKind.ASSISTANT_TEXT]
+        assert m.holding and m.promised
+        if n == 2:  # interrupted while waiting: ends without it, and it is owed
+            assert [e.turn_id for e in m.release()] == ["t2"] and not m.holding
+            late = m.feed(upd("usage_update", used=2000, size=9))
+            assert [(e.kind, e.turn_id) for e in late] == [(EventKind.USAGE, "t2")]
+            continue
+        out = m.feed(upd("usage_update", used=1000 + n, size=9))
+        assert out[-1].kind is EventKind.TURN_COMPLETED and out[-1].turn_id == f"t{n}"
+        assert out[-1].usage.input_tokens == 1000 + n and not m.holding
+
+
+def test_acp_usage_rule_promises_nothing_where_kimi_sends_nothing():
+    """No hold (so no wait, and nothing owed) for a slash command Kimi answers itself, a
+    cancelled or refused turn, a model outside its catalog (config_option_update says so
+    after a model switch), and a result that carries its usage."""
+    m = _ruled()
+    cases = [
+        ("/help", {"stopReason": "end_turn"}),
+        ("/nosuchcommand x", {"stopReason": "end_turn"}),
+        ("slow", {"stopReason": "cancelled"}),
+        ("bad", {"stopReason": "refusal"}),
+        ("x", {"stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 1}}),
+    ]
+    for n, (text, result) in enumerate(cases):
+        m.begin(f"c{n}", text)
+        out = m.finish(result)
+        assert [e.kind.terminal for e in out] == [True] and not m.holding, text
+    outside = [{**KIMI_MODELS[0], "currentValue": "other-model"}]
+    m.feed(upd("config_option_update", configOptions=outside))
+    assert m.catalog_model is False
+    m.begin("t9", "hello")
+    assert [e.kind for e in m.finish({"stopReason": "end_turn"})] == [EventKind.TURN_COMPLETED]
+    m.feed(upd("config_option_update", configOptions=KIMI_MODELS))
+    m.begin("t10", "hello")
+    assert m.finish({"stopReason": "end_turn"}) == [] and m.promised
+    # a path is not a slash command (Kimi: a name containing "/" is plain text)
+    m.feed(upd("usage_update", used=1, size=9))
+    m.begin("t11", "/etc/hosts: what is in it?")
+    assert m.finish({"stopReason": "end_turn"}) == [] and m.promised
+
+
+def test_acp_usage_rule_unknown_without_a_model_option_falls_back_to_learning():
+    """A session result without a model config option (another ACP agent, an older Kimi):
+    the rule cannot decide, the learned wait (bounded by the driver) applies as before."""
+    m = _ruled(None)
+    assert m.catalog_model is None
+    m.begin("t1", "hi")
+    assert m.finish({"stopReason": "end_turn"}) == [] and m.holding and not m.promised
+
+
+def test_acp_usage_rule_a_usage_just_before_the_response_ends_the_turn_at_it():
+    """Real Kimi Code on a shared process (e2e, 2 of 5 runs): the usage_update is built
+    asynchronously and sometimes comes just *before* the prompt's response — then the turn
+    has it and ends at the response; it waited for a second one that never came."""
+    m = _ruled()
+    m.begin("t1", "hi")
+    m.feed(chunk("one", "m1"))
+    m.feed(upd("usage_update", used=1290, size=9))
+    out = m.finish({"stopReason": "end_turn"})
+    assert out[-1].kind is EventKind.TURN_COMPLETED and out[-1].usage.input_tokens == 1290
+    assert not m.holding
+    # a turn without output whose usage comes first: its own (turn one owes nothing)
+    m.begin("t2", "again")
+    out = m.feed(upd("usage_update", used=1300, size=9))
+    assert [(e.kind, e.turn_id) for e in out] == [(EventKind.USAGE, "t2")]
+    out = m.finish({"stopReason": "end_turn"})
+    assert out[-1].usage.input_tokens == 1300 and not m.holding
+    # a cancelled turn owes one: before the next turn's output it is the cancelled turn's
+    m.begin("t3", "slow")
+    m.feed(chunk("part", "m3"))
+    m.finish({"stopReason": "cancelled"})
+    m.begin("t4", "next")
+    out = m.feed(upd("usage_update", used=1400, size=9))
+    assert [(e.kind, e.turn_id) for e in out] == [(EventKind.USAGE, "t3")]
+    m.feed(chunk("four", "m4"))
+    assert [e.kind for e in m.finish({"stopReason": "end_turn"})] == [EventKind.ASSISTANT_TEXT]
+    assert m.promised  # its own usage is still to come

@@ -258,3 +258,56 @@ async def test_a_take_over_cancelled_right_after_its_local_reopen_leaves_the_thr
             assert taken.reply == f"reply to {thread}: from c"
             assert (await b.run(req("a", "again"))).reply == f"reply to {thread}: again"
             assert b.pool.processes() == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "delay"), [("kimi", "0.3"), ("gemini", "0.3"), ("kimi", "2.5")]
+)
+async def test_a_resume_cancelled_while_its_load_is_in_flight_leaves_the_host_consistent(
+    tmp_path: Path, provider: str, delay: str
+) -> None:
+    """Hostile round 9, open item: a run cancelled while its real ``session/load`` is in
+    flight. The agent completes the load and holds the session; the host forgot it (the
+    request was abandoned), so the next resume of the thread on that process was sent to the
+    agent and refused (Kimi Code and gemini: -32603). Now the abandoned load is still awaited
+    (bounded, shielded) and what the agent holds is released (Kimi: ``session/close``) or
+    parked (gemini: the next resume is answered locally). A load answered only after the
+    host's ``close_grace`` (2.5 s here) is taken over by the host: the next resume of that
+    thread waits for its answer and release."""
+    from test_hosted_conversations import methods
+
+    env = {"FAKE_OPEN_DELAY": delay, **({"FAKE_ACP_CLOSE": "1"} if provider == "kimi" else {})}
+    acp, log = make_config(tmp_path, "acp")
+    config: Any = (KimiConfig if provider == "kimi" else type(acp))(
+        command=acp.command, limits=FAST, workspace_dir=str(tmp_path), env=env
+    )
+    with trio.fail_after(90):
+        async with SessionBackend(provider, config, scaling=ScalingConfig(warm=0)) as first:
+            thread = (await first.run(req("a", "one"))).next_thread_id
+        async with SessionBackend(provider, config, scaling=ScalingConfig(warm=0)) as b:
+            loads = len(methods(log, "session/load"))
+            async with trio.open_nursery() as nursery:
+                scope = trio.CancelScope()
+
+                async def cancelled_resume() -> None:
+                    with scope:
+                        await b.run(req("b", "from b", thread_id=thread))
+
+                nursery.start_soon(cancelled_resume)
+                await wait_for(lambda: len(methods(log, "session/load")) > loads, "the load")
+                scope.cancel()
+            assert scope.cancelled_caught
+            taken = await b.run(req("c", "from c", thread_id=thread))
+            assert taken.reply == f"reply to {thread}: from c"
+            assert (await b.run(req("c", "again"))).reply == f"reply to {thread}: again"
+            assert b.pool.processes() == 1
+        if provider == "kimi":  # the abandoned load was closed before the next one was sent
+            sent = [r["msg"]["method"] for r in _logged(log) if "msg" in r]
+            tail = sent[sent.index("session/load") :]
+            assert tail[:3] == ["session/load", "session/close", "session/load"], tail
+
+
+def _logged(log: Path) -> list[dict[str, Any]]:
+    from test_hosted_conversations import logged
+
+    return logged(log)

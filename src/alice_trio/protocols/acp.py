@@ -27,16 +27,34 @@ Checked against the recorded traffic of Gemini CLI 0.61 (``gemini --acp``) and K
   after the response (kimi sends one there) is reported under the finished turn's id and does
   not become the next turn's usage — also when it arrives after the next prompt went out: a
   ``usage_update`` before any output of a turn is the previous turn's.
-* Trailing usage (:attr:`AcpUpdateMapper.trailing_usage`: Kimi Code 2.1 sends its only
-  ``usage_update`` of a turn just after the prompt's response): the terminal event of a turn
-  that ended normally without usage in its result is *held* by :meth:`AcpUpdateMapper.finish`
-  and given out with the ``usage_update`` that follows (or by :meth:`AcpUpdateMapper.release`
-  when the driver stops waiting for it). An agent that sends a ``usage_update`` after a response
-  is learned to do so from then on. A turn released without its usage is *owed* it: the next
-  ``usage_update`` (while a later turn has no output yet, or waits for its own) is reported under
-  the owed turn's id, never as the later turn's usage. A turn still owed its usage when the next
-  one ends got none: the agent is taken not to send them (Kimi Code 2.1 skips them for a model
-  outside its catalog), and turns end at their response again.
+* Trailing usage. Kimi Code 2.1 sends its only ``usage_update`` of a turn when the turn ends,
+  built asynchronously (``AcpSession.onTurnEnded`` → ``emitUsageUpdate``: a catalog lookup and a
+  context count, then the notification): mostly ~1 ms *after* the prompt's response, seconds
+  after it on a loaded machine, sometimes just *before* it (then the turn simply has it when it
+  ends). Its rule (:attr:`AcpUpdateMapper.usage_rule`, read from its source): one
+  ``usage_update`` for every prompt that launched a turn — completed, failed, refused or
+  cancelled — while the session's model is one of its catalog's (the ``model`` config option's
+  ``currentValue`` among its ``options``: :func:`model_in_catalog`, from the
+  ``session/new``/``session/load`` result and every ``config_option_update``); none for a slash
+  command it answers itself (:func:`slash_command`: ``/help``, ``/usage``, an unknown ``/name``;
+  a skill's ``/name`` runs a turn, whose usage is reported under its id when it comes), a prompt
+  refused with a JSON-RPC error, or a model outside the catalog. A turn that ended normally
+  without usage and is *promised* its ``usage_update`` by that rule is *held* by
+  :meth:`AcpUpdateMapper.finish` and given out with the ``usage_update`` that follows — the
+  driver waits for it however late it comes (:attr:`AcpUpdateMapper.promised`; released early
+  only by the process's end, an interrupt or the run's own timeouts, and after the driver's
+  ``promised_usage_wait`` — a bound against an agent that breaks its rule:
+  :meth:`AcpUpdateMapper.release`).
+  Cancelled and refused turns end at their response; their usage is reported under their id when
+  it comes (before the next turn's output: the rule says which earlier turn still expects one).
+  Without the rule (another agent, or a Kimi session whose result named no model option) the
+  mapper *learns* it (:attr:`AcpUpdateMapper.trailing_usage`): an agent that sends a
+  ``usage_update`` after a response is held for it from then on, bounded by the driver's
+  ``usage_wait`` (best effort). A turn released without its usage is *owed* it: the next
+  ``usage_update`` (while a later turn has no output yet, or waits for its own) is reported
+  under the owed turn's id, never as the later turn's usage. In the learned mode a turn still
+  owed its usage when the next one ends got none: the agent is taken not to send them, and turns
+  end at their response again.
 * ``session/request_permission`` → :func:`permission_request` / :func:`permission_result`:
   the decision picks an offered option **by kind** (``allow_once``, ``allow_always``,
   ``reject_once``, ``reject_always``), never by a guessed id; CANCEL (or no rejecting option)
@@ -72,12 +90,14 @@ __all__ = [
     "gemini_short_id",
     "initialize_params",
     "load_session_params",
+    "model_in_catalog",
     "new_session_params",
     "permission_request",
     "permission_result",
     "prompt_params",
     "result_usage",
     "set_model_params",
+    "slash_command",
 ]
 
 PROTOCOL_VERSION = 1
@@ -192,6 +212,31 @@ def current_models(result: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def model_in_catalog(config_options: Any) -> bool | None:
+    """Whether the ``model`` config option's ``currentValue`` is one of its ``options``
+    (Kimi Code 2.1 lists its model catalog there; it reports usage only for such a model);
+    ``None`` when ``config_options`` (a list) has no model option."""
+    for option in config_options if isinstance(config_options, list) else ():
+        if isinstance(option, Mapping) and as_str(option.get("id")) == "model":
+            current = as_str(option.get("currentValue"))
+            values = {
+                as_str(choice.get("value"))
+                for choice in as_list(option.get("options"))
+                if isinstance(choice, Mapping)
+            }
+            return bool(current) and current in values
+    return None
+
+
+def slash_command(text: str) -> bool:
+    """Kimi Code 2.1's slash intent (``parseSlashInput``): ``/`` then a name without ``/``.
+    It answers its builtins and unknown names itself, without a turn (and without usage)."""
+    if not text.startswith("/"):
+        return False
+    rest = text[1:].strip()
+    return bool(rest) and "/" not in rest.split(" ", 1)[0]
+
+
 def _content_text(content: Any) -> str:
     """Text of an ACP content block (or list of blocks); other block types give ""."""
     if isinstance(content, list):
@@ -239,12 +284,28 @@ class AcpUpdateMapper:
     """
 
     def __init__(
-        self, *, provider: str, session_id: str = "", trailing_usage: bool = False
+        self,
+        *,
+        provider: str,
+        session_id: str = "",
+        trailing_usage: bool = False,
+        usage_rule: bool = False,
     ) -> None:
         self.provider = provider
-        #: the agent reports a turn's usage just after the prompt's response (module docstring)
+        #: learned: the agent reports a turn's usage just after the prompt's response
         self.trailing_usage = trailing_usage
+        #: the agent follows Kimi Code 2.1's usage rule (module docstring)
+        self.usage_rule = usage_rule
+        #: the session's model is in the agent's catalog (:func:`model_in_catalog`), if known
+        self.catalog_model: bool | None = None
+        self._slash = False  # the current turn's prompt is a slash command
         self._held: TurnEvent | None = None  # a terminal event waiting for its trailing usage
+        self._held_promised = False  # ... that the agent's rule promises
+        # the rule's bookkeeping: the current turn's usage_update came before its response;
+        # the current / the previous turn still expects its usage_update
+        self._seen = False
+        self._expects = False
+        self._prev_expects = False
         self._owed = ""  # a turn released without its trailing usage: the next one is its
         self.session_id = session_id
         self.turn_id = ""
@@ -269,19 +330,41 @@ class AcpUpdateMapper:
         """A finished turn's terminal event waits for the ``usage_update`` after it."""
         return self._held is not None
 
+    @property
+    def promised(self) -> bool:
+        """The held terminal event's ``usage_update`` is promised by the agent's rule: the
+        driver waits for it however late, within ``promised_usage_wait`` (see the module
+        docstring)."""
+        return self._held is not None and self._held_promised
+
+    def _rule_known(self) -> bool:
+        return self.usage_rule and self.catalog_model is not None
+
+    def note_config(self, config_options: Any) -> None:
+        """The session's config options (a ``session/new``/``session/load`` result's
+        ``configOptions``, a ``config_option_update``): whether its model is in the catalog."""
+        known = model_in_catalog(config_options)
+        if known is not None:
+            self.catalog_model = known
+
     def release(self) -> list[TurnEvent]:
         """The held terminal event (without the usage that did not come), or nothing."""
         held, self._held = self._held, None
+        self._held_promised = False
         if held is None:
             return []
         self._owed = held.turn_id  # its usage_update is late: when it comes, it is that turn's
         return [held]
 
-    def begin(self, turn_id: str) -> None:
-        if self._owed and not self.trailing_usage:
+    def begin(self, turn_id: str, prompt: str = "") -> None:
+        """A new turn (``prompt``: its text, for :func:`slash_command`)."""
+        self._slash = slash_command(prompt)
+        if self._owed and not self.trailing_usage and not self._rule_known():
             self._owed = ""  # given up on: a usage_update from now on is its own turn's
         if turn_id != self.turn_id:
             self._previous_turn = self.turn_id
+            self._prev_expects = self._expects
+        self._expects = self._seen = False
         self.turn_id = turn_id
         self._context_usage = None
         self._ended = False
@@ -316,10 +399,12 @@ class AcpUpdateMapper:
         update = params.get("update")
         if not isinstance(update, Mapping):
             return [self._event(EventKind.UNKNOWN, raw, text="session/update without update")]
+        kind = as_str(update.get("sessionUpdate"))
+        if kind in ("config_option_update", "config_options_update"):
+            self.note_config(update.get("configOptions"))
         if self.replaying:
             self.replayed += 1
             return []
-        kind = as_str(update.get("sessionUpdate"))
         if self.turn_id and kind not in _QUIET and kind != "usage_update":
             key = as_str(update.get("toolCallId")) if kind.startswith("tool_call") else ""
             if kind in ("agent_message_chunk", "agent_thought_chunk") and update.get("messageId"):
@@ -360,13 +445,16 @@ class AcpUpdateMapper:
                 self.trailing_usage = True
                 return [*out, attrs.evolve(event, turn_id=earlier)]
             if not self._ended:
+                # Kimi Code sends it at the turn's end, sometimes just before the response
                 self._context_usage = usage
+                self._seen = True
             elif self._held is None:
                 self.trailing_usage = True
+            self._expects = False
             out.append(event)
             if self._held is not None:  # the held terminal event, given out with its usage
                 out.append(attrs.evolve(self._held, usage=usage))
-                self._held = None
+                self._held, self._held_promised = None, False
             return out
         return [*out, self._event(EventKind.UNKNOWN, raw, text=f"ACP update {kind!r}")]
 
@@ -383,7 +471,9 @@ class AcpUpdateMapper:
         if owed and owed != self.turn_id and late:
             return owed
         if self.turn_id and not self._output and self._previous_turn and not self._ended:
-            return self._previous_turn
+            if self._prev_expects or not self._rule_known():  # by the rule: only one it owes
+                self._prev_expects = False
+                return self._previous_turn
         return ""
 
     def _tool(self, update: Mapping[str, Any], raw: str, *, new: bool) -> list[TurnEvent]:
@@ -436,6 +526,11 @@ class AcpUpdateMapper:
         self._ended = True
         stop = as_str(result.get("stopReason")) if isinstance(result, Mapping) else ""
         usage = result_usage(result) or self._context_usage
+        if self._rule_known():  # one usage_update per turn it ran; it may precede the response
+            self._expects = (
+                self.catalog_model is True and not self._slash and not self._seen
+                and result_usage(result) is None
+            )  # fmt: skip
         if stop == "cancelled":
             out.append(self._event(EventKind.TURN_INTERRUPTED, raw, usage=usage))
         elif stop == "refusal":
@@ -444,14 +539,18 @@ class AcpUpdateMapper:
         else:
             text = "" if stop in ("", "end_turn") else f"stop reason: {stop}"
             done = self._event(EventKind.TURN_COMPLETED, raw, text=text, usage=usage or Usage())
-            if self._owed and self._owed != self.turn_id:
-                # the turn before this one is still owed its usage after a whole turn: this
-                # agent sent none (Kimi Code skips it for a model outside its catalog), so
-                # turns end at their response again — until a usage_update after one (a late
-                # one is still the owed turn's)
-                self.trailing_usage = False
-            if self.trailing_usage and result_usage(result) is None:
+            if self._rule_known():  # the agent's own rule says whether a usage_update follows
+                hold = promised = self._expects
+            else:
+                if self._owed and self._owed != self.turn_id:
+                    # the turn before this one is still owed its usage after a whole turn:
+                    # this agent sent none, so turns end at their response again — until a
+                    # usage_update after one (a late one is still the owed turn's)
+                    self.trailing_usage = False
+                hold, promised = self.trailing_usage, False
+            if hold and result_usage(result) is None:
                 self._held = done  # given out with the usage_update that follows
+                self._held_promised = promised
             else:
                 out.append(done)
         return out

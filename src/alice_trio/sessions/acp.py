@@ -125,13 +125,23 @@ class AcpDriver(RpcDriver):
         default_model: str = "",
         before_load: Callable[[str, str], object] | None = None,
         trailing_usage: bool = False,
+        usage_rule: bool = False,
         usage_wait: float = 1.0,
+        promised_usage_wait: float = 30.0,
     ) -> None:
         """``before_load(session_id, cwd)``: called before ``session/load`` is sent (gemini:
         :func:`keep_gemini_history`); not when a shared process answers the load locally.
-        ``trailing_usage``: the agent reports a turn's usage just after the prompt's response
-        (Kimi Code; :class:`~alice_trio.protocols.acp.AcpUpdateMapper` also learns it); the
-        turn's end then waits up to ``usage_wait`` seconds for it."""
+        ``usage_rule``: the agent follows Kimi Code 2.1's rule for the ``usage_update`` after
+        a prompt's response (:mod:`alice_trio.protocols.acp`): a turn promised one ends with
+        it however late it comes, up to ``promised_usage_wait`` seconds (a bound against an
+        agent that breaks its rule, not a guess at its delay: its reply is never held longer);
+        the wait ends early when the process's output ends, the turn is interrupted
+        (:meth:`interrupt_turn`: the caller's cancellation, the run's timeout or idle timeout)
+        or the session closes, and then the turn completes without usage (a usage that comes
+        later is reported under its id). ``trailing_usage``: the agent is
+        taken to report usage after the response before it was seen to (the mapper also
+        learns it); where the rule does not decide, the turn's end then waits up to
+        ``usage_wait`` seconds for it (best effort)."""
         super().__init__(invocation, approver=approver, close_grace=close_grace)
         self.provider = provider  # type: ignore[misc]
         self.gate.provider = provider
@@ -151,9 +161,13 @@ class AcpDriver(RpcDriver):
         self.agent_info: dict[str, Any] = {}
         #: whether the agent can load this conversation again (``loadSession``), once known
         self.resumable = True
-        self.mapper = proto.AcpUpdateMapper(provider=provider, trailing_usage=trailing_usage)
+        self.mapper = proto.AcpUpdateMapper(
+            provider=provider, trailing_usage=trailing_usage, usage_rule=usage_rule
+        )
         self.usage_wait = usage_wait
+        self.promised_usage_wait = promised_usage_wait
         self._usage_came: trio.Event | None = None
+        self._usage_given_up = ""  # an interrupted turn: its end does not wait for usage
         self._turns = itertools.count(1)
         self._last_update = 0.0
         self._cancel_sent = ""  # the turn whose session/cancel went out (interrupt or CANCEL)
@@ -188,6 +202,8 @@ class AcpDriver(RpcDriver):
                 raise ProtocolError(f"{self.provider}: session/new returned no sessionId",
                                     provider=self.provider)  # fmt: skip
             self.mapper.session_id = self.session_id = sid
+        if isinstance(result, dict):
+            self.mapper.note_config(result.get("configOptions"))
         current = proto.current_models(result)
         wanted = self.wanted_model
         if wanted and wanted not in current:
@@ -198,12 +214,16 @@ class AcpDriver(RpcDriver):
 
     async def _set_model(self, client: Any, model: str) -> None:
         """``session/set_model``; a refusal raises JsonRpcError naming the model and the
-        agent's reason (``data.details``)."""
+        agent's reason (``data.details``), and the model stays as it was. Cancelled (or the
+        process ending) while in flight, the agent may have switched: the model is unknown
+        until the next ``session/set_model`` (the next request's model is always sent)."""
+        previous, self.model = self.model, ""
         try:
             await client.request(
                 "session/set_model", proto.set_model_params(self.session_id, model)
             )
         except JsonRpcError as exc:
+            self.model = previous
             data = exc.data
             reason = data.get("details") if isinstance(data, dict) else data
             raise JsonRpcError(
@@ -243,7 +263,13 @@ class AcpDriver(RpcDriver):
         return events
 
     def eof_events(self) -> list[TurnEvent]:
-        return self.mapper.flush() + self.mapper.release()
+        events = self.mapper.flush() + self.mapper.release()
+        self._wake_usage_wait()
+        return events
+
+    def _wake_usage_wait(self) -> None:
+        if self._usage_came is not None:
+            self._usage_came.set()
 
     async def start_turn(self, request: RunRequest) -> TurnRef:
         text = self.check_prompt(request)
@@ -256,8 +282,13 @@ class AcpDriver(RpcDriver):
         return ref
 
     async def _prompt(self, ref: TurnRef, text: str, started: TurnStart) -> None:
+        """The turn's ``session/prompt`` (announced once it is written), then (when its end is
+        held) the wait for the usage after it: promised by the agent's rule → until it comes,
+        the output ends or the turn is interrupted (at most ``promised_usage_wait``); learned →
+        at most ``usage_wait``. Cancelled (the session closing) while waiting, the held end is given
+        out by :meth:`eof_events`."""
         self.mapper.flush()
-        self.mapper.begin(ref.turn_id)
+        self.mapper.begin(ref.turn_id, text)
 
         async def announce() -> None:  # once the prompt is written: the turn exists
             await self.emit(TurnEvent(kind=EventKind.TURN_STARTED, thread_id=ref.thread_id,
@@ -273,9 +304,12 @@ class AcpDriver(RpcDriver):
             ref, "session/prompt", proto.prompt_params(self.session_id, text),
             self.mapper.finish, on_cancel=cancel, start=started, announce=announce,
         )  # fmt: skip
-        if self.mapper.holding:  # the turn's end waits (bounded) for the usage after it
+        if self.mapper.holding:  # the turn's end waits for the usage after it
             self._usage_came = came = trio.Event()
-            with trio.move_on_after(self.usage_wait):
+            if self._usage_given_up == ref.turn_id:
+                came.set()
+            wait = self.promised_usage_wait if self.mapper.promised else self.usage_wait
+            with trio.move_on_after(wait):
                 await came.wait()
             self._usage_came = None
             for event in self.mapper.release():
@@ -286,7 +320,13 @@ class AcpDriver(RpcDriver):
 
     async def interrupt_turn(self, turn: TurnRef) -> None:
         """``session/cancel``, then every pending permission request is answered
-        ``cancelled`` at once (the ACP rule for a cancelled prompt)."""
+        ``cancelled`` at once (the ACP rule for a cancelled prompt). A turn whose response
+        came and whose end waits for its usage is over on the agent: it completes at once
+        without usage (nothing is sent)."""
+        self._usage_given_up = turn.turn_id
+        if self.mapper.holding and self.mapper.turn_id == turn.turn_id:
+            self._wake_usage_wait()
+            return
         self._cancel_sent = turn.turn_id
         await self._require_client().notify("session/cancel", proto.cancel_params(self.session_id))
         self.gate.withdraw_all()
@@ -463,4 +503,4 @@ def open_kimi_driver(
                      auto_approve=config.yolo, approver=approver,
                      model=initial.model or config.model.strip(),
                      default_model=config.model.strip(), trailing_usage=True,
-                     **kw)  # fmt: skip
+                     usage_rule=True, **kw)  # fmt: skip

@@ -40,6 +40,16 @@ A conversation the agent keeps after it was closed (ACP without ``session/close`
 which keeps a thread loaded after ``thread/unsubscribe``) is *parked* on its host: its resume
 is routed back to that process (another one would load a second copy, or is refused).
 
+Opens the agent may apply although nobody waits for them: a conversation's open request (ACP
+``session/new``/``session/load``, codex ``thread/start``/``thread/resume``) runs in the host's
+own task (:meth:`AgentHost.call`). Its conversation cancelled while it is in flight still
+awaits it (shielded, at most ``close_grace``); what it opened is released or parked when the
+conversation ends, like any conversation that opened. Not answered by then, the host takes it
+over (:meth:`AgentHost.adopt`) and releases what it opens once answered; a new open of that
+thread waits for it first (:meth:`AgentHost.settled`). So the agent never holds a conversation
+the host does not know about (gemini refuses to load it again; Kimi Code 2.1 fails a load that
+overlaps a ``session/close`` of it).
+
 Isolation: interrupting, cancelling or timing out a turn uses the protocol's own per-turn
 cancel (``turn/interrupt``, ``session/cancel``) and never touches the process. Closing a
 conversation with a turn still running interrupts that turn and waits ``close_grace`` for its
@@ -137,6 +147,13 @@ class HostProtocol:
         loaded already and may refuse to load it twice), or None to send the request."""
         return None
 
+    #: the requests that open a conversation on the agent (see :meth:`opened_key`)
+    opens: frozenset[str] = frozenset()
+
+    def opened_key(self, method: str, params: Any, result: Any) -> str:
+        """The conversation an answered request of :attr:`opens` opened on the agent."""
+        return ""
+
     def tag(self, method: str, params: Any, tag: str) -> Any:
         """``params`` of a conversation's request with its tool tag added, where the protocol
         lets a conversation set its tools' environment (see :data:`CONVERSATION_ENV`)."""
@@ -150,6 +167,10 @@ class HostProtocol:
 class _CodexHost(HostProtocol):
     name = "codex"
     jsonrpc = False
+    opens = frozenset({"thread/start", "thread/resume"})
+
+    def opened_key(self, method: str, params: Any, result: Any) -> str:
+        return self.route_key(method, result) or self.route_key(method, params)
 
     def route_key(self, method: str, params: Any) -> str:
         if not isinstance(params, Mapping):
@@ -204,6 +225,11 @@ class _AcpHost(HostProtocol):
     # session in the same directory runs meanwhile (1 in 2-3 on a warm pool's spare replaced
     # by a conversation's own open): opens and closes never overlap on one process.
     serial_lifecycle = True
+    opens = frozenset({"session/new", "session/load"})
+
+    def opened_key(self, method: str, params: Any, result: Any) -> str:
+        where = result if method == "session/new" else params
+        return as_str(where.get("sessionId")) if isinstance(where, Mapping) else ""
 
     async def initialize(self, client: JsonRpcClient) -> Any:
         return await client.request("initialize", acp_proto.initialize_params())
@@ -243,6 +269,25 @@ CODEX_HOST: HostProtocol = _CodexHost()
 ACP_HOST: HostProtocol = _AcpHost()
 
 
+class _Call:
+    """A request the host sends from its own task (see :meth:`AgentHost.call`)."""
+
+    __slots__ = ("done", "error", "ok", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.ok = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def outcome(self, name: str) -> Any:
+        if self.ok:
+            return self.result
+        if self.error is not None:
+            raise self.error
+        raise SessionClosedError(f"{name} host is not running", provider=name)
+
+
 class _Marker:
     """Put into a conversation's inbox behind everything routed so far (see ``_Link.sync``)."""
 
@@ -263,9 +308,10 @@ class _Link:
         self.conversation = conversation
         self.send, self.inbox = trio.open_memory_channel[_Inboxed](math.inf)
         self.keys: set[str] = set()
-        # parked conversations this link reopened locally: still held by the agent, so parked
-        # again if the link ends without releasing them (an open cancelled after the reopen)
-        self.reopened: set[str] = set()
+        #: conversations the agent may hold because of this link: opened (answered), reopened
+        #: locally from the parked set, or opened by a request answered after this link gave
+        #: up on it — released (or parked) when the link ends (:meth:`AgentHost.detach`)
+        self.held: set[str] = set()
 
     @property
     def shared(self) -> JsonRpcClient:
@@ -296,15 +342,18 @@ class _Link:
     ) -> Any:
         if method == "initialize":
             return self.host.info
+        protocol = self.host.protocol
         parked = self.host.parked
         before = set(parked) if parked else set()
-        local = self.host.protocol.reopen(method, params, parked)
+        local = protocol.reopen(method, params, parked)
         if local is not None:
-            self.reopened |= before - parked
+            self.held |= before - parked
             if on_written is not None:
                 await on_written()
             return local
-        params = self.host.protocol.tag(method, params, self.conversation.tag)
+        params = protocol.tag(method, params, self.conversation.tag)
+        if method in protocol.opens:
+            return await self._open(method, params)
         try:
             return await self.shared.request(
                 method, params, on_cancel=on_cancel, ordered=ordered, on_written=on_written
@@ -312,6 +361,34 @@ class _Link:
         finally:
             if ordered:
                 await self.sync()
+
+    async def _open(self, method: str, params: Any) -> Any:
+        """A request that opens a conversation on the agent. The agent may apply it although
+        we stop waiting, so it runs in the host's task: cancelled while it is in flight, it is
+        still awaited (shielded, at most the host's ``close_grace``) and what it opened is
+        :attr:`held` like any other open — released or parked when the link ends, never left
+        loaded in the agent unknown to the host (whose next load of it the agent refuses:
+        Kimi Code and gemini, -32603). Not answered by then, the host takes it over
+        (:meth:`AgentHost.adopt`). Then ``trio.Cancelled`` propagates."""
+        host = self.host
+        call = host.call(method, params)
+        try:
+            await call.done.wait()
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True), trio.move_on_after(host.close_grace):
+                await call.done.wait()
+            if call.done.is_set():
+                self._opened(method, params, call)
+            else:
+                host.adopt(call, method, params)
+            raise
+        self._opened(method, params, call)
+        return call.outcome(host.name)
+
+    def _opened(self, method: str, params: Any, call: _Call) -> None:
+        key = self.host.protocol.opened_key(method, params, call.result) if call.ok else ""
+        if key:
+            self.held.add(key)
 
     async def notify(self, method: str, params: Any = None) -> None:
         if method == "initialized":
@@ -357,6 +434,9 @@ class AgentHost(ProcessHost):
         self.lifecycle = trio.Lock()
         self._routes: dict[str, _Link] = {}
         self._orphans: collections.OrderedDict[str, list[_Inboxed]] = collections.OrderedDict()
+        self._nursery: trio.Nursery | None = None
+        #: conversation key -> set when an open of it that its link gave up on was answered
+        self._settling: dict[str, trio.Event] = {}
 
     @property
     def frees(self) -> bool:
@@ -384,6 +464,7 @@ class AgentHost(ProcessHost):
                     )
                     self.client = client
                     async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
                         await nursery.start(client.run)
                         nursery.start_soon(self._route, client)
                         self.info = await self.protocol.initialize(client)
@@ -432,32 +513,84 @@ class AgentHost(ProcessHost):
         for msg in self._orphans.pop(key, ()):
             link.send.send_nowait(msg)
 
-    async def detach(self, link: _Link, *, release: bool) -> None:
-        """Stop routing to ``link``; with ``release`` the agent is asked to forget it
-        (bounded, shielded: a close never hangs on a wedged agent)."""
+    async def detach(self, link: _Link) -> None:
+        """Stop routing to ``link``; the agent is asked to forget what it holds because of
+        the link (:attr:`_Link.held`; bounded, shielded: a close never hangs on a wedged
+        agent); what it did not release in time is parked."""
         for key in link.keys:
             if self._routes.get(key) is link:
                 del self._routes[key]
         link.send.close()
-        if not release and not self.done.is_set():
-            self.parked |= link.reopened  # the agent holds them still (see _Link.reopened)
         try:
-            if release and self.client is not None and not self.done.is_set():
-                kept = set(link.keys)  # parked unless the agent released it in time
-                with trio.CancelScope(shield=True), trio.move_on_after(self.close_grace):
-                    async with self.one_at_a_time():
-                        for key in link.keys:
-                            try:
-                                if await self.protocol.release(self.client, key, self.info):
-                                    kept.discard(key)
-                            except AliceError:
-                                pass
-                self.parked |= kept
+            await self._release(link.held)
         finally:
             # counted until released: a host that retires once empty must not end while
             # another conversation's release still waits its turn
             self.links.discard(link)
             self._emptied()
+
+    async def _release(self, keys: set[str]) -> None:
+        """Ask the agent to forget ``keys`` (bounded, shielded); the ones it kept are parked."""
+        if not keys or self.client is None or self.done.is_set():
+            return
+        kept = set(keys)  # parked unless the agent released it in time
+        with trio.CancelScope(shield=True), trio.move_on_after(self.close_grace):
+            async with self.one_at_a_time():
+                for key in keys:
+                    try:
+                        if await self.protocol.release(self.client, key, self.info):
+                            kept.discard(key)
+                    except AliceError:
+                        pass
+        self.parked |= kept
+
+    def call(self, method: str, params: Any) -> _Call:
+        """Send ``method`` from the host's own task (it lives as long as the process): its
+        answer is awaited even when the conversation that asked stops waiting."""
+        client, nursery = self.client, self._nursery
+        if client is None or nursery is None or self.done.is_set():
+            raise SessionClosedError(f"{self.name} host is not running", provider=self.name)
+        call = _Call()
+
+        async def send() -> None:
+            try:
+                call.result = await client.request(method, params)
+                call.ok = True
+            except AliceError as exc:
+                call.error = exc
+            finally:
+                call.done.set()
+
+        nursery.start_soon(send)
+        return call
+
+    def adopt(self, call: _Call, method: str, params: Any) -> None:
+        """Take over an open whose conversation gave up waiting for it: once answered, what
+        it opened is released (or parked); until then a new open of the same key waits
+        (:meth:`settled`). Ends with the process."""
+        key = self.protocol.opened_key(method, params, None)
+        settled = trio.Event()
+        if key:
+            self._settling[key] = settled
+
+        async def finish() -> None:
+            try:
+                await call.done.wait()
+                opened = self.protocol.opened_key(method, params, call.result) if call.ok else ""
+                await self._release({opened} if opened else set())
+            finally:
+                if key and self._settling.get(key) is settled:
+                    del self._settling[key]
+                settled.set()
+
+        if self._nursery is not None:
+            self._nursery.start_soon(finish)
+
+    async def settled(self, key: str) -> None:
+        """Wait until no open of ``key`` that its conversation gave up on is unanswered (call
+        it before :meth:`one_at_a_time`: the takeover releases under that lock)."""
+        while key and key in self._settling:
+            await self._settling[key].wait()
 
     @asynccontextmanager
     async def one_at_a_time(self) -> AsyncIterator[None]:
@@ -624,6 +757,7 @@ class HostedConversation:
                 async with trio.open_nursery() as nursery:
                     inner._nursery = nursery
                     nursery.start_soon(self._pump, link)
+                    await self.host.settled(self.initial.thread_id)
                     async with self.host.one_at_a_time():
                         await inner.handshake(cast(JsonRpcClient, link))
                         inner._started = True
@@ -639,7 +773,7 @@ class HostedConversation:
             inner._started = False
             self._done.set()
             with trio.CancelScope(shield=True):
-                await self.host.detach(link, release=bool(self.route_key))
+                await self.host.detach(link)
                 await self.kill_tools()
 
     async def start_turn(self, request: RunRequest) -> TurnRef:

@@ -438,3 +438,28 @@ async def test_concurrent_spawns_keep_their_exit_status_while_orphans_are_reaped
                 spawners.start_soon(spawn, 60)
         nursery.cancel_scope.cancel()
     assert codes == [3] * 240
+
+
+async def test_the_sweep_ends_when_nothing_is_left_not_at_its_deadline(tmp_path: Path):
+    """A setsid'd tool the sweep killed is a zombie in its own session whose environment is
+    gone: only "we killed it" says it is the run's. The sweep reaps it and returns; left
+    unreaped it counted as still dying and the sweep ran to ``max_seconds`` (the run's
+    teardown took 5 s longer, and no other test noticed)."""
+    if not reaper.subreaper_active():
+        pytest.skip("the subreaper is off in this process")
+    pidfile, run_id = tmp_path / "pids", new_mark()
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, FAKE_CLI, *escaped("setsid", pidfile, "--sleep", "30")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, reaper.MARKER_ENV: run_id},
+    )  # fmt: skip
+    with trio.fail_after(30):
+        while len(read_pids(pidfile)) < 2:  # noqa: ASYNC110 - polling another process's file
+            await trio.sleep(0.01)
+    os.killpg(proc.pid, 9)  # the CLI's group; its setsid'd tool survives, then is adopted
+    await proc.wait()
+    start = trio.current_time()
+    killed = await reaper.sweep(run_id, proc.pid, max_seconds=120.0)
+    assert killed >= 1
+    assert trio.current_time() - start < 60  # nothing left long before the deadline
+    assert [p for p in read_pids(pidfile) if alive(p)] == []

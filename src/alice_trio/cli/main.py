@@ -51,8 +51,8 @@ from .progress import JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
 from .signals import Terminated, install, interrupt_signal, listened
 from .signals import signal_name as _signal_name
+from .streams import display_text, stdout_outcome, write_reply, write_text
 from .streams import reset as _reset_streams
-from .streams import stdout_outcome, write_reply, write_text
 
 __all__ = [
     "EXIT_FAILED",
@@ -75,10 +75,16 @@ _STDERR_TAIL_CHARS = 64 * 1024
 
 
 def _err(text: str) -> None:
-    """``alice-trio: <line>`` on stderr for each line of ``text`` (dropped when stderr is lost)."""
+    """``alice-trio: <line>`` on stderr for each line of ``text`` (dropped when stderr is lost).
+
+    A message may carry what an agent wrote (its error text, its stderr tail) or a name from
+    the command line or a config file: its control characters are shown, never obeyed
+    (:func:`~alice_trio.cli.streams.display_text`; a ``\\r`` that is not part of ``\\r\\n``
+    shows as ``^M``), so no message can clear the screen, write the clipboard or draw a line
+    over ours."""
     if sys.stderr is not None:
-        write_text(sys.stderr, "".join(f"alice-trio: {line}\n"
-                                       for line in text.rstrip("\n").split("\n")))  # fmt: skip
+        lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+        write_text(sys.stderr, "".join(f"alice-trio: {display_text(line)}\n" for line in lines))
 
 
 def _config_error(exc: ConfigError) -> int:

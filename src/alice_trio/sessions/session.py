@@ -87,6 +87,7 @@ from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .same_run import check_same_run, current_run
 from .starting import StartedFlag
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -139,6 +140,7 @@ class InteractiveSession:
         self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
         self.driver_done = trio.Event()
+        self._opened_in = current_run()  # commands from another trio.run are refused
         self._readable = False  # open_session handed the session over: events() has a reader
         self._shed = 0  # events that did not fit before that (see _deliver)
 
@@ -202,7 +204,9 @@ class InteractiveSession:
         return fn() if callable(fn) else ""
 
     def events(self) -> trio.MemoryReceiveChannel[TurnEvent]:
-        """The outbound event stream (one consumer; ends when the session closes)."""
+        """The outbound event stream (one consumer; ends when the session closes). Raises
+        :class:`ConfigError` outside the ``trio.run`` that opened the session."""
+        check_same_run(self._opened_in, "InteractiveSession.events", self.provider)
         return self._recv
 
     # -- commands -------------------------------------------------------------------------------
@@ -216,6 +220,7 @@ class InteractiveSession:
         that only queue never starves the other tasks.
         """
         await trio.lowlevel.checkpoint()
+        check_same_run(self._opened_in, "InteractiveSession.submit", self.provider)
         request = request_arg("submit", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
@@ -232,6 +237,7 @@ class InteractiveSession:
         checkpoint (see :meth:`submit`).
         """
         await trio.lowlevel.checkpoint()
+        check_same_run(self._opened_in, "InteractiveSession.steer", self.provider)
         request = request_arg("steer", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
@@ -245,6 +251,7 @@ class InteractiveSession:
         or the driver's error. The request runs in a session task: a cancelled caller leaves
         it to complete. Always a checkpoint (see :meth:`submit`), also without a turn to stop."""
         await trio.lowlevel.checkpoint()
+        check_same_run(self._opened_in, "InteractiveSession.interrupt", self.provider)
         decision = self._core.interrupt()
         if decision is not None:
             await self._owned(self.driver.interrupt_turn, decision.turn)
@@ -253,6 +260,7 @@ class InteractiveSession:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
         driver is closed (gracefully only when no turn is running). Always a checkpoint, taken
         after the session is marked closed (a cancelled caller still closes it)."""
+        check_same_run(self._opened_in, "InteractiveSession.aclose", self.provider)
         self._stop_watching()
         awaited = False
         for action in self._core.close(graceful):

@@ -64,3 +64,23 @@ def test_an_agents_error_message_and_stderr_are_shown_not_obeyed(tmp_path: Path)
     validate_result(obj)
     assert obj["error"] == "failed " + _HOSTILE
     assert "stderr " + _HOSTILE in obj["stderr_tail"]
+
+
+def test_help_and_version_to_a_full_or_closed_stdout_are_not_a_silent_success() -> None:
+    """``--help`` and ``--version`` are the command's output like a reply: lost to a full
+    device they fail with one line (they exited 0 with nothing written); a reader that
+    closed early (``| head``) is still 0."""
+    for argv in (["--help"], ["run", "--help"], ["--version"]):
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run([*CLI, *argv], stdout=full, stderr=subprocess.PIPE,
+                                  timeout=120)  # fmt: skip
+        assert proc.returncode == 1, (argv, proc.stderr)
+        assert (
+            proc.stderr.decode() == "alice-trio: cannot write to stdout: No space left on device\n"
+        )
+    with subprocess.Popen([*CLI, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        assert p.stdout is not None and p.stderr is not None
+        assert p.stdout.read(5) == b"usage"
+        p.stdout.close()
+        assert p.wait(120) == 0
+        assert p.stderr.read() == b""

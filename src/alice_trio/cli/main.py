@@ -51,7 +51,7 @@ from .progress import JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
 from .signals import Terminated, install, interrupt_signal, listened
 from .signals import signal_name as _signal_name
-from .streams import display_text, stdout_outcome, write_reply, write_text
+from .streams import display_text, std, stdout_outcome, write_reply, write_text
 from .streams import reset as _reset_streams
 
 __all__ = [
@@ -555,8 +555,18 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse writing its help, version and usage errors through :mod:`.streams`, like every
+    other output: ``--help >/dev/full`` loses the help and says so (exit 1), ``--help | head``
+    is 0, never a traceback or a silent 0."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            write_text(file if file is not None else std("stdout"), message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="alice-trio",
         description="Drive AI coding-agent CLIs: one request in, one agent turn out.",
         epilog=epilog(),

@@ -84,3 +84,32 @@ def test_help_and_version_to_a_full_or_closed_stdout_are_not_a_silent_success() 
         p.stdout.close()
         assert p.wait(120) == 0
         assert p.stderr.read() == b""
+
+
+def test_run_jsonl_whose_reader_left_ends_the_run(tmp_path: Path) -> None:
+    """``run --jsonl | head``: once the reader closed stdout nobody sees the events, so the
+    run ends (its agent killed) and the command exits 0 — it worked on unseen to the end of
+    the turn (here 600 s)."""
+    command = json.dumps({"type": "item.completed", "item": {
+        "id": "c", "type": "command_execution", "command": "echo hi", "aggregated_output": "",
+        "exit_code": 0, "status": "completed"}})  # fmt: skip
+    reply = json.dumps({"type": "item.completed",
+                        "item": {"id": "m", "type": "agent_message", "text": "done"}})  # fmt: skip
+    transcript = _transcript(
+        tmp_path,
+        *({"t_ms": 10 + 100 * i, "stream": "stdout", "line": command} for i in range(10)),
+        {"t_ms": 600_000, "stream": "stdout", "line": reply},
+    )
+    argv = [*CLI, "run", "--provider", "replay", "-o", f"transcript={transcript}", "--jsonl", "hi"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(10) == b'{"type": "'
+        proc.stdout.close()
+        try:
+            code = proc.wait(120)  # far below the turn's 600 s
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the run went on after its reader left") from None
+        err = proc.stderr.read().decode()
+    assert code == 0, err
+    assert "Traceback" not in err and "alice-trio:" not in err, err

@@ -323,10 +323,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = OneShotBackend(provider, config)
     outcome: dict[str, Any] = {}
 
+    async def frames(nursery: trio.Nursery) -> None:
+        assert printer is not None
+        await printer.run()
+        # --jsonl's stdout is gone (| head): nobody reads the events, end the run (exit as
+        # streams.stdout_outcome says) instead of letting the agent work on unseen
+        nursery.cancel_scope.cancel()
+
     async def body() -> None:
         async with trio.open_nursery() as nursery:
             if printer is not None:
-                nursery.start_soon(printer.run)
+                nursery.start_soon(frames, nursery)
             if human is not None:
                 human.start()
             try:
@@ -349,6 +356,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             _emit_interrupted(signum, jsonl, **names)
         _err(_signal_name(signum))
         return signal_exit(signum)
+    if not outcome:  # cancelled: --jsonl's stdout was lost (main() says how that ends)
+        return EXIT_OK
     error: AliceError | None = outcome.get("error")
     if error is not None:
         if want_json:

@@ -129,3 +129,17 @@ def test_regular_files_devices_and_folders(tmp_path: Path) -> None:
         assert read_fd_bounded(read_end, 10) == b"abc"
     finally:
         os.close(read_end)
+
+
+def test_a_regular_file_longer_than_its_stat_says_is_read_whole(tmp_path: Path) -> None:
+    """The first read is sized by the file (not by the bound); a file larger than its stat
+    said — ``/proc`` files report 0, a log grows — is still read to its end or the bound."""
+    status = read_bounded("/proc/self/status", 1 << 20)
+    assert status.startswith(b"Name:") and b"\nPid:" in status
+    with pytest.raises(FileTooLargeError):
+        read_bounded("/proc/self/status", 10)
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    assert read_bounded(path, 100) == b"x" * 100
+    with pytest.raises(FileTooLargeError):
+        read_bounded(path, 99)

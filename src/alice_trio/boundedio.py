@@ -43,9 +43,15 @@ def read_fd_bounded(fd: int, limit: int, *, name: str = "") -> bytes:
     """All the bytes of the open descriptor ``fd`` up to its end (it is not closed); raises
     :class:`FileTooLargeError` past ``limit`` bytes. A descriptor that is not a regular file is
     polled in :data:`WAIT_SLICE` waits, so a signal's exception is raised within one slice."""
-    if stat.S_ISREG(os.fstat(fd).st_mode) or not hasattr(select, "poll"):
+    status = os.fstat(fd)
+    if stat.S_ISREG(status.st_mode) or not hasattr(select, "poll"):
         with open(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            # a buffer of the file's size, not of the bound (a 1 kB transcript is not a 64 MiB
+            # allocation); a file that grew since the stat is read on, up to the bound
+            first = min(status.st_size, limit) + 1
+            data = f.read(first)
+            if len(data) == first and first <= limit:
+                data += f.read(limit + 1 - first)
     else:
         data = _read_polled(fd, limit)
     if len(data) > limit:

@@ -326,7 +326,12 @@ def override_profile(
     errors: list[tuple[str, str]] = []
     data = dict(raw)
     for key in list(data):
-        if key not in keys:
+        if key in PROFILE_META_KEYS and key not in keys:
+            # not a setting of the provider: it picks the provider or scales its sessions
+            what = f"{key} cannot be set here, only in a profile of the config file"
+            errors.append((cf.join(path, str(key)), what))
+            del data[key]
+        elif key not in keys:
             errors.append((cf.join(path, str(key)), _unknown_profile_key(str(key), provider, keys)))
             del data[key]
     if "env" in data:

@@ -91,7 +91,13 @@ def problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     if mark is not None:
         where = f" (line {mark.line + 1}, column {mark.column + 1})"
-    return f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (NUL, …)
+        where = f" (character {exc.position + 1})"
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else char
+        return f"invalid YAML{where}: unacceptable character #x{code:04X} ({exc.reason})"
+    text = str(getattr(exc, "problem", None) or exc)
+    return f"invalid YAML{where}: {' '.join(text.split())}"  # one line
 
 
 #: a document that is YAML but cannot be built (nested too deeply, an integer too long, a

@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -41,21 +41,44 @@ _MAX_META_BYTES = 1 << 20
 
 @attrs.frozen
 class Transcript:
-    """``lines``: ``(seconds, stream, data)`` with data ending in a newline (except perhaps a raw
-    file's last line); ``timed``: whether the recording has timing."""
+    """``lines``: ``(seconds, stream, data)`` with data ending in a newline (a raw file is one
+    piece: its bytes as they are); ``timed``: whether the recording has timing."""
 
     lines: tuple[tuple[float, str, bytes], ...]
     exit_code: int = 0
     timed: bool = True
 
 
-def _timeline_records(text: str) -> Iterator[dict[str, object]]:
-    for raw in text.splitlines():
-        raw = raw.strip()
-        if raw:
-            obj = safejson.loads(raw)
-            if isinstance(obj, dict):
-                yield obj
+#: a line's text from its first character that is not white space (the lines of a timeline
+#: that count): found by the regex engine, so a run of blank lines costs no Python loop step
+#: per line, and nothing follows the repetition that could make it backtrack
+_CONTENT_LINE = re.compile(r"\S[^\n]*")
+
+
+def _timeline(text: str) -> tuple[list[tuple[float, str, bytes]], int | None] | None:
+    """The ``(seconds, stream, data)`` lines and the ``exit`` record of a timeline; None when
+    ``text`` is not one (a line that is not JSON, or no ``t_ms``/``stream`` record at all).
+
+    One pass, one record at a time: what is kept is the output lines, never a parsed record
+    per line of the file (a raw stdout of millions of JSON lines, or of blank lines, would
+    cost a dict or a tuple per line: 10 GB for 60 MB of newlines)."""
+    out: list[tuple[float, str, bytes]] = []
+    exit_code: int | None = None
+    timeline = False
+    for match in _CONTENT_LINE.finditer(text):
+        try:
+            r = safejson.loads(match.group().strip())
+        except ValueError:
+            return None
+        if not isinstance(r, dict):
+            continue
+        timeline = timeline or ("t_ms" in r and "stream" in r)
+        if isinstance(r.get("exit"), int) and not isinstance(r.get("exit"), bool):
+            exit_code = r["exit"]
+        elif r.get("stream") in ("stdout", "stderr") and "line" in r:
+            t = _seconds(r.get("t_ms")) / 1000.0
+            out.append((t, str(r["stream"]), (str(r["line"]) + "\n").encode()))
+    return (out, exit_code) if timeline else None
 
 
 def _seconds(value: object) -> float:
@@ -98,22 +121,12 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
         )
         rc = whole.get("exit_code")
         return Transcript(lines, rc if isinstance(rc, int) else 0)
-    try:
-        records = list(_timeline_records(text))
-    except ValueError:
-        records = []
-    if records and any("t_ms" in r and "stream" in r for r in records):
-        out: list[tuple[float, str, bytes]] = []
-        exit_code: int | None = None
-        for r in records:
-            if isinstance(r.get("exit"), int) and not isinstance(r.get("exit"), bool):
-                exit_code = r["exit"]  # type: ignore[assignment]
-            elif r.get("stream") in ("stdout", "stderr") and "line" in r:
-                t = _seconds(r.get("t_ms")) / 1000.0
-                out.append((t, str(r["stream"]), (str(r["line"]) + "\n").encode()))
+    timeline = _timeline(text)
+    if timeline is not None:
+        out, exit_code = timeline
         return Transcript(tuple(out), _meta_rc(path) if exit_code is None else exit_code)
-    raw = tuple((0.0, "stdout", line) for line in data.splitlines(keepends=True))
-    return Transcript(raw, 0, timed=False)
+    # raw stdout: written as it is, in one piece (no delays to place between its lines)
+    return Transcript(((0.0, "stdout", data),) if data else (), 0, timed=False)
 
 
 def replay(transcript: Transcript, speed: float) -> None:

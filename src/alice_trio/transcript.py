@@ -5,6 +5,7 @@ Used by ``alice-trio replay`` and by tests: the same decoder the engine uses, fe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .models import RunRequest
@@ -23,9 +24,29 @@ def decode_transcript(
     provider = get_provider(provider_name)
     request = RunRequest(user_text="(replayed)", thread_id=thread_id)
     decoder = provider.new_decoder(request, provider.config_class())
-    for line in stdout_text.split("\n"):
+    for line in _lines(stdout_text):
         decoder.feed(line.removesuffix("\r"))
     return decoder.finish()
+
+
+#: characters of the text split at once by :func:`_lines`
+_BLOCK = 1 << 16
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text.split("\\n")``, a block of about :data:`_BLOCK` characters at a time: 60 MB of
+    newlines is not a list of 60 million entries (480 MB) before the first line is decoded,
+    and each block is still split at C speed."""
+    start, size = 0, len(text)
+    while size - start > _BLOCK:
+        cut = text.rfind("\n", start, start + _BLOCK)
+        if cut < 0:  # a line longer than a block: it ends at the next newline
+            cut = text.find("\n", start + _BLOCK)
+            if cut < 0:
+                break
+        yield from text[start:cut].split("\n")
+        start = cut + 1
+    yield from text[start:].split("\n")
 
 
 def outcome_error(outcome: DecodeOutcome) -> tuple[str | None, str | None]:

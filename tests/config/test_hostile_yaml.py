@@ -11,7 +11,9 @@ import pytest
 from alice_trio.config import (
     MAX_CONFIG_BYTES,
     MAX_YAML_DEPTH,
+    build_profile,
     load_config,
+    override_profile,
     parse_config,
     parse_yaml_value,
 )
@@ -155,3 +157,23 @@ def test_a_complex_key_on_the_command_line_is_a_yaml_error() -> None:
 def test_a_duplicate_key_on_one_line_is_still_found(tmp_path: Path) -> None:
     message = _load_error(tmp_path, "llm_profiles: {r: {provider: replay}, r: {provider: x}}\n")
     assert "found duplicate key 'r' (first at line 1)" in message
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\ufffe"])
+def test_a_character_yaml_refuses_is_one_line_with_its_place(tmp_path: Path, char: str) -> None:
+    """Every problem is one line (docs/configuration.md): PyYAML's reader error was two, the
+    second naming ``<unicode string>`` instead of the file."""
+    text = _load_error(tmp_path, "llm_profiles: {a: {provider: replay}}\n" + char + "\n")
+    assert "\n" not in text and "<unicode string>" not in text, text
+    assert text.endswith(f"invalid YAML (character 39): unacceptable character "
+                         f"#x{ord(char):04X} (special characters are not allowed)")  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["provider", "description", "scaling"])
+def test_a_profile_key_of_the_file_only_is_refused_on_the_command_line(key: str) -> None:
+    """``-o provider=codex`` said "unknown key …; did you mean "provider"?"."""
+    profile = build_profile("p", {"provider": "replay"}, path="llm_profiles.p")
+    with pytest.raises(ConfigError) as info:
+        override_profile(profile, {key: "codex"}, path="-o")
+    text = str(info.value)
+    assert text == f"-o.{key}: {key} cannot be set here, only in a profile of the config file"

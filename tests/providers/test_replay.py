@@ -6,10 +6,13 @@ import json
 import signal
 import subprocess
 import sys
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from alice_trio.boundedio import read_bounded
 from alice_trio.errors import ConfigError, EmptyPromptError, UnknownProviderError
 from alice_trio.models import RunRequest, Usage
 from alice_trio.providers import get_provider
@@ -21,7 +24,7 @@ from alice_trio.providers.replay import (
     default_transcript_path,
     new_decoder,
 )
-from alice_trio.replay_cli import load_transcript
+from alice_trio.replay_cli import MAX_TRANSCRIPT_BYTES, load_transcript
 from alice_trio.transcript import decode_transcript, outcome_summary
 
 TRANSCRIPTS = Path(__file__).resolve().parent.parent / "transcripts"
@@ -114,7 +117,53 @@ def test_load_capture_and_raw(tmp_path: Path) -> None:
     raw.write_bytes(b"a\r\nb")
     plain = load_transcript(raw)
     assert not plain.timed and plain.exit_code == 0
-    assert [d for _, _, d in plain.lines] == [b"a\r\n", b"b"]
+    assert [d for _, _, d in plain.lines] == [b"a\r\nb"]  # as it is, in one piece
+
+
+def _peak(fn: Callable[[], object]) -> int:
+    """The most memory ``fn`` held at once (tracemalloc), in bytes."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\n" * (2 << 20), b'{"type":"x"}\n' * (1 << 17), b" \r\n" * (1 << 19)],
+    ids=["blank-lines", "json-lines", "white-space-lines"],
+)
+def test_a_transcript_of_many_short_lines_costs_about_its_size(
+    tmp_path: Path, content: bytes
+) -> None:
+    """Loading (``replay_cli``, ``alice-trio replay``) and decoding a file of millions of short
+    lines holds about the file, not an object per line: 60 MB of newlines — within the 64 MiB
+    bound — took 10 GB and 150 s, and SIGTERM waited for it."""
+    path = tmp_path / "stdout.raw"
+    path.write_bytes(content)
+    reading = _peak(lambda: read_bounded(path, MAX_TRANSCRIPT_BYTES))  # the read's own buffer
+    loaded = _peak(lambda: load_transcript(path))
+    assert loaded < reading + 4 * len(content), (loaded, reading, len(content))
+    transcript = load_transcript(path)
+    assert b"".join(d for _, _, d in transcript.lines) == content  # raw: as it is
+    text = content.decode()
+    decoded = _peak(lambda: decode_transcript("codex", text))
+    assert decoded < max(len(content), 4 << 20), (decoded, len(content))
+
+
+def test_a_timeline_is_read_record_by_record(tmp_path: Path) -> None:
+    """A timeline keeps its lines, not a parsed record per line; blank lines, ``\\r\\n`` and a
+    U+2028 inside a JSON string do not change what it holds."""
+    records = [{"t_ms": i, "stream": "stdout", "line": f"l{i}\u2028"} for i in range(3)]
+    text = "\r\n\n".join(json.dumps(r, ensure_ascii=False) for r in records)
+    path = tmp_path / "timeline.jsonl"
+    path.write_text(text + '\n{"exit": 3}\n\n', encoding="utf-8")
+    t = load_transcript(path)
+    assert t.timed and t.exit_code == 3
+    assert [d.decode() for _, _, d in t.lines] == [f"l{i}\u2028\n" for i in range(3)]
+    assert [s for _, s, _ in t.lines] == ["stdout"] * 3
 
 
 # -- the fake CLI as a process ----------------------------------------------------------------

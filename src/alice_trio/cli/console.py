@@ -18,16 +18,22 @@ import trio
 from ..errors import ConfigError
 from .exits import EXIT_USAGE
 from .signals import listened
-from .streams import write_text
+from .streams import display_text, write_text
 
 __all__ = ["config_error", "err", "isatty", "signal_receiver", "with_signals"]
 
 
 def err(text: str) -> None:
-    """``alice-trio: <line>`` on stderr for each line of ``text`` (dropped when stderr is lost)."""
+    """``alice-trio: <line>`` on stderr for each line of ``text`` (dropped when stderr is lost).
+
+    A message may carry what an agent wrote (its error text, its stderr tail) or a name from
+    the command line or a config file: its control characters are shown, never obeyed
+    (:func:`~alice_trio.cli.streams.display_text`; a ``\\r`` that is not part of ``\\r\\n``
+    shows as ``^M``), so no message can clear the screen, write the clipboard or draw a line
+    over ours."""
     if sys.stderr is not None:
-        write_text(sys.stderr, "".join(f"alice-trio: {line}\n"
-                                       for line in text.rstrip("\n").split("\n")))  # fmt: skip
+        lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+        write_text(sys.stderr, "".join(f"alice-trio: {display_text(line)}\n" for line in lines))
 
 
 def config_error(exc: ConfigError) -> int:

@@ -55,7 +55,7 @@ from .result import error_json, result_json
 from .signals import Terminated, install, interrupt_signal
 from .signals import signal_name as _signal_name
 from .streams import reset as _reset_streams
-from .streams import stdout_outcome, write_reply, write_text
+from .streams import std, stdout_outcome, write_reply, write_text
 
 __all__ = [
     "EXIT_FAILED",
@@ -254,10 +254,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = OneShotBackend(provider, config)
     outcome: dict[str, Any] = {}
 
+    async def frames(nursery: trio.Nursery) -> None:
+        assert printer is not None
+        await printer.run()
+        # --jsonl's stdout is gone (| head): nobody reads the events, end the run (exit as
+        # streams.stdout_outcome says) instead of letting the agent work on unseen
+        nursery.cancel_scope.cancel()
+
     async def body() -> None:
         async with trio.open_nursery() as nursery:
             if printer is not None:
-                nursery.start_soon(printer.run)
+                nursery.start_soon(frames, nursery)
             if human is not None:
                 human.start()
             try:
@@ -280,6 +287,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             _emit_interrupted(signum, jsonl, **names)
         _err(_signal_name(signum))
         return signal_exit(signum)
+    if not outcome:  # cancelled: --jsonl's stdout was lost (main() says how that ends)
+        return EXIT_OK
     error: AliceError | None = outcome.get("error")
     if error is not None:
         if want_json:
@@ -486,8 +495,18 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse writing its help, version and usage errors through :mod:`.streams`, like every
+    other output: ``--help >/dev/full`` loses the help and says so (exit 1), ``--help | head``
+    is 0, never a traceback or a silent 0."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            write_text(file if file is not None else std("stdout"), message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="alice-trio",
         description="Drive AI coding-agent CLIs: one request in, one agent turn out.",
         epilog=epilog(),

@@ -474,12 +474,16 @@ class JsonLinesPrinter:
         self._size = 0
         self._last_write = time.monotonic()
         self._ticking = False
+        #: a write failed: the stream is gone (see :meth:`run`)
+        self.lost = False
 
     async def run(self) -> None:
-        """Flush every :data:`FRAME_SECONDS` until cancelled (cancel-safe)."""
+        """Flush every :data:`FRAME_SECONDS` until cancelled (cancel-safe); returns once the
+        stream is lost (its reader closed it, or it failed): nobody reads the events any more,
+        so the caller ends the run instead of letting the agent work on unseen."""
         self._ticking = True
         try:
-            while True:
+            while not self.lost:
                 await trio.sleep(FRAME_SECONDS)
                 self.flush()
         finally:
@@ -491,7 +495,8 @@ class JsonLinesPrinter:
             text = "".join(self._lines)
             self._lines.clear()
             self._size = 0
-            write_text(self.stream, text)
+            if not write_text(self.stream, text):
+                self.lost = True
 
     close = flush
 

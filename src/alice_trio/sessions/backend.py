@@ -102,6 +102,7 @@ from .approval import ApprovalRequest, Approver
 from .arguments import checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SubmitResult
 from .pool import HostPool, ScalingConfig
+from .same_run import check_same_run, current_run
 from .session import DEFAULT_START_TIMEOUT, InteractiveSession, open_session
 from .threads import ThreadHolders
 
@@ -330,6 +331,7 @@ class SessionBackend:
         checked(what, "scaling", instance(ScalingConfig, "a ScalingConfig or None", optional=True),
                 scaling)  # fmt: skip
         self._owner: trio.lowlevel.Task | None = None  # the task that entered (open/opening)
+        self._opened_in: trio.lowlevel.TrioToken | None = None  # that task's trio.run
         self._locks: dict[str, trio.Lock] = {}
         self._in_use: set[str] = set()  # keys whose run is past admission (see _using)
         self._sessions: dict[str, Entry] = {}
@@ -368,13 +370,14 @@ class SessionBackend:
                 "(share the open backend, or make one per `async with`)"
             )
         self._owner = trio.lowlevel.current_task()
+        self._opened_in = current_run()
         try:
             stack = AsyncExitStack()
             with single_exception():
                 await stack.enter_async_context(self.pool)  # closed after the sessions' nursery
                 self._nursery = await stack.enter_async_context(trio.open_nursery())
         except BaseException:
-            self._owner = None
+            self._owner = self._opened_in = None
             raise
         self._stack = stack
         return self
@@ -403,7 +406,7 @@ class SessionBackend:
         finally:
             self._nursery = None
             self._stack = None
-            self._owner = None
+            self._owner = self._opened_in = None
             self._closing = False
 
     def open_sessions(self) -> list[str]:
@@ -413,6 +416,7 @@ class SessionBackend:
     async def run(self, request: RunRequest) -> RunResult:
         """Run one turn (see the module docstring for errors and cancellation)."""
         request = request_arg("SessionBackend.run", request)
+        check_same_run(self._opened_in, "SessionBackend.run", self.provider.name)
         with single_exception():
             return await self._run(request)
 
@@ -511,6 +515,7 @@ class SessionBackend:
         :meth:`run`'s result. Raises :class:`NoActiveTurnError` when no turn runs there, and
         what :meth:`InteractiveSession.steer` raises."""
         request = request_arg("SessionBackend.steer", request)
+        check_same_run(self._opened_in, "SessionBackend.steer", self.provider.name)
         self._refuse_own_approval(session_key(request), "steer")
         entry = self._sessions.get(session_key(request))
         if entry is None or entry.current is None:

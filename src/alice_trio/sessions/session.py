@@ -101,6 +101,7 @@ from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
 from .event_stream import EventStream
+from .same_run import check_same_run, current_run
 from .starting import StartedFlag
 
 __all__ = ["DEFAULT_START_TIMEOUT", "InteractiveSession", "SessionState", "open_session"]
@@ -154,6 +155,7 @@ class InteractiveSession:
         self._to_worker, self._commands = trio.open_memory_channel[_Command](math.inf)
         self._queued_ids = itertools.count(1)
         self.driver_done = trio.Event()
+        self._opened_in = current_run()  # commands from another trio.run are refused
         self._readable = False  # open_session handed the session over: events() has a reader
         self._shed = 0  # events that did not fit before that (see _deliver)
         self._ended: AliceError | None = None  # the typed error of the driver's own end
@@ -220,7 +222,9 @@ class InteractiveSession:
     def events(self) -> EventStream:
         """The outbound event stream (always the same one; ends when the session closes). One
         reader at a time: a task reading while another task waits for an event raises
-        :class:`~alice_trio.errors.SessionError` (:mod:`alice_trio.sessions.event_stream`)."""
+        :class:`~alice_trio.errors.SessionError` (:mod:`alice_trio.sessions.event_stream`).
+        Raises :class:`ConfigError` outside the ``trio.run`` that opened the session."""
+        check_same_run(self._opened_in, "InteractiveSession.events", self.provider)
         return self._events
 
     # -- commands -------------------------------------------------------------------------------
@@ -234,6 +238,7 @@ class InteractiveSession:
         that only queue never starves the other tasks.
         """
         await trio.lowlevel.checkpoint()
+        check_same_run(self._opened_in, "InteractiveSession.submit", self.provider)
         request = request_arg("submit", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
@@ -251,6 +256,7 @@ class InteractiveSession:
         checkpoint (see :meth:`submit`).
         """
         await trio.lowlevel.checkpoint()
+        check_same_run(self._opened_in, "InteractiveSession.steer", self.provider)
         request = request_arg("steer", request)
         if not request.prompt:
             raise EmptyPromptError(provider=self.provider)
@@ -265,6 +271,7 @@ class InteractiveSession:
         or the driver's error. The request runs in a session task: a cancelled caller leaves
         it to complete. Always a checkpoint (see :meth:`submit`), also without a turn to stop."""
         await trio.lowlevel.checkpoint()
+        check_same_run(self._opened_in, "InteractiveSession.interrupt", self.provider)
         with self._ended_errors():
             decision = self._core.interrupt()
             if decision is not None:
@@ -274,6 +281,7 @@ class InteractiveSession:
         """Close the session (idempotent): no more commands, queued input is dropped, then the
         driver is closed (gracefully only when no turn is running). Always a checkpoint, taken
         after the session is marked closed (a cancelled caller still closes it)."""
+        check_same_run(self._opened_in, "InteractiveSession.aclose", self.provider)
         self._stop_watching()
         awaited = False
         for action in self._core.close(graceful):

@@ -209,10 +209,25 @@ def test_add_backend_entry_point_registration(tmp_path: Path) -> None:
 
     cli = "import sys; from alice_trio.cli.entry import main; sys.argv[0] = 'alice-trio'; main()"
     proc = run_python(
-        ["-c", cli, "run", "--provider", "echoagent", "--command", echo, "ping"], folder, env
+        [
+            "-c",
+            cli,
+            "run",
+            "--provider",
+            "echoagent",
+            "--command",
+            echo,
+            "-o",
+            "verbose=true",
+            "ping",
+        ],
+        folder,
+        env,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("echo: ping argv=['run', '--json', '-']"), proc.stdout
+    assert proc.stdout.startswith("echo: ping argv=['run', '--json', '--verbose', '-']"), (
+        proc.stdout
+    )
     listed = run_python(["-c", cli, "providers"], folder, env)
     assert listed.returncode == 0 and "echoagent" in listed.stdout, listed.stderr
 

@@ -44,6 +44,21 @@ EXPECTED_OUTPUT = {
     "scaling": "ScalingConfig(share=True, warm=1, max_processes=8",
     "embedding-testing": "bot tests passed",
     "add-backend/usage": "OK echo: ping",
+    "approver": "approver ok",
+}
+
+#: code run after an example that only defines something, to use what it defines
+EPILOGUE = {
+    "approver": """
+import trio as _trio
+
+from alice_trio import ApprovalDecision as _D, ApprovalRequest as _R
+
+_rm = _R(provider="codex", kind="command", command="rm -rf build")
+assert _trio.run(approver, _rm) is _D.DECLINE
+assert _trio.run(approver, _R(provider="codex", kind="command", command="ls")) is None
+print("approver ok")
+""",
 }
 
 ALICE_YAML = """\
@@ -131,14 +146,14 @@ def example_folder(tmp_path: Path) -> Path:
 def test_the_docs_have_examples() -> None:
     """The extraction itself works: a regex that silently finds nothing would pass every test."""
     assert len(RUNNABLE) >= 8 and len(NEEDS_CLI) >= 2, [b.id for b in PYTHON]
-    assert set(EXPECTED_OUTPUT) | set(AS_FILES) <= {b.marker for b in PYTHON}
+    assert set(EXPECTED_OUTPUT) | set(AS_FILES) | set(EPILOGUE) <= {b.marker for b in PYTHON}
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.id)
 def test_example_runs(block: Block, tmp_path: Path) -> None:
     folder = example_folder(tmp_path)
     script = folder / "example_under_test.py"
-    script.write_text(block.code)
+    script.write_text(block.code + EPILOGUE.get(block.marker, ""))
     proc = run_python([script.name], folder, env_with_path(folder))
     assert proc.returncode == 0, f"{block.id} failed:\n{proc.stderr[-4000:]}"
     expected = EXPECTED_OUTPUT.get(block.marker)

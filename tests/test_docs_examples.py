@@ -264,3 +264,37 @@ print(result.reply)
     assert proc.returncode == 0, proc.stderr
     reply = "echo: hi argv=['run', '--json', '--model=echo-1', '--verbose', '-']"
     assert proc.stdout.strip() == reply, proc.stdout
+
+
+#: a recorded claude turn whose Write tool ran (docs/cli.md: `replay --json` prints the result
+#: object a live run prints, `file_changes` included)
+CLAUDE_WRITE = "\n".join(
+    [
+        '{"type":"system","subtype":"init","session_id":"s-1"}',
+        '{"type":"assistant","message":{"id":"m1","role":"assistant","content":[{"type":"tool_use",'
+        '"id":"t1","name":"Write","input":{"file_path":"a.txt","content":"x"}}]},"session_id":"s-1"}',
+        '{"type":"user","message":{"role":"user","content":[{"type":"tool_result",'
+        '"tool_use_id":"t1","content":"ok","is_error":false}]},"session_id":"s-1"}',
+        '{"type":"assistant","message":{"id":"m2","role":"assistant","content":[{"type":"text",'
+        '"text":"done"}]},"session_id":"s-1"}',
+        '{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"s-1",'
+        '"usage":{"input_tokens":1,"output_tokens":1}}',
+    ]
+)
+
+
+def test_replay_json_reports_the_recorded_file_changes(tmp_path: Path) -> None:
+    import json
+
+    from alice_trio import decode_transcript
+
+    outcome = decode_transcript("claude", CLAUDE_WRITE)
+    assert [(c.path, c.kind.value) for c in outcome.result.file_changes] == [("a.txt", "written")]
+    (tmp_path / "stdout.raw").write_text(CLAUDE_WRITE)
+    cli = "import sys; from alice_trio.cli.entry import main; sys.argv[0] = 'alice-trio'; main()"
+    args = ["-c", cli, "replay", "--provider", "claude", "--json", "stdout.raw"]
+    proc = run_python(args, tmp_path, env_with_path())
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["reply"] == "done"
+    assert [(c["path"], c["kind"]) for c in obj["file_changes"]] == [("a.txt", "written")]

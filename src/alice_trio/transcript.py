@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .models import RunRequest
+import attrs
+
+from .file_changes import FileChange, merge_changes
+from .models import EventKind, RunRequest
 from .providers.base import DecodeOutcome
 from .providers.registry import get_provider
 
@@ -19,14 +22,23 @@ def decode_transcript(
     provider_name: str, stdout_text: str, *, thread_id: str = ""
 ) -> DecodeOutcome:
     """Feed every line of ``stdout_text`` (``\\n``-separated, a trailing ``\\r`` dropped)
-    through a new decoder of ``provider_name`` and return its outcome. Never raises on bad
-    input; raises ``UnknownProviderError`` for an unknown provider."""
+    through a new decoder of ``provider_name`` and return its outcome. Its result's
+    ``file_changes`` are the files the recorded tools wrote, merged as a live run merges them
+    (no workspace snapshot: a write tool's file stays ``written``). Never raises on bad input;
+    raises ``UnknownProviderError`` for an unknown provider."""
     provider = get_provider(provider_name)
     request = RunRequest(user_text="(replayed)", thread_id=thread_id)
     decoder = provider.new_decoder(request, provider.config_class())
+    files: list[FileChange] = []
     for line in _lines(stdout_text):
-        decoder.feed(line.removesuffix("\r"))
-    return decoder.finish()
+        for event in decoder.feed(line.removesuffix("\r")):
+            if event.kind is EventKind.FILE_CHANGE:
+                files.extend(event.files)
+    outcome = decoder.finish()
+    if not files:
+        return outcome
+    result = attrs.evolve(outcome.result, file_changes=tuple(merge_changes(files)))
+    return attrs.evolve(outcome, result=result)
 
 
 #: characters of the text split at once by :func:`_lines`

@@ -90,7 +90,7 @@ def test_run_failure_exits_1_with_error(capsys: pytest.CaptureFixture[str]) -> N
     [
         ([], "the following arguments are required"),
         (["run", "hi"], "give --provider NAME"),
-        (["run", "-P", "nope", "hi"], 'unsupported provider "nope"; known providers:'),
+        (["run", "-P", "nope", "hi"], '--provider: unsupported provider "nope"; known providers:'),
         (["run", "-P", "replay", "-o", "sped=0"], '-o.sped: unknown key for provider "replay"'),
         (["run", "-P", "replay", "-o", "noequals"], "-o expects KEY=VALUE"),
         (["run", "-P", "replay", "-p", "x"], "--profile needs --config"),
@@ -104,7 +104,7 @@ def test_run_failure_exits_1_with_error(capsys: pytest.CaptureFixture[str]) -> N
             "transcript is not a regular file: /dev/zero",
         ),
         (["replay", "--provider", "codex", "/nonexistent/file"], "cannot read /nonexistent/file"),
-        (["replay", "--provider", "nope", str(HTTP500)], 'unsupported llm_provider "nope"'),
+        (["replay", "--provider", "nope", str(HTTP500)], '--provider: unsupported provider "nope"'),
     ],
 )
 def test_usage_and_config_errors_exit_2(

@@ -31,7 +31,7 @@ from ..config import (
     override_profile,
     parse_yaml_value,
 )
-from ..errors import AliceError, ConfigError
+from ..errors import AliceError, ConfigError, UnknownProviderError
 from ..models import RunRequest
 from ..providers.registry import get_provider, normalize_name, provider_names
 from ..routing import backend_from_config
@@ -112,6 +112,7 @@ def resolve_profile(args: argparse.Namespace) -> ProfileConfig:
     elif args.profile:
         raise UsageError(f"--profile needs --config FILE (or ${CONFIG_ENV})")
     elif args.provider:
+        _check_provider_option(args.provider)
         profile = build_profile("", {"provider": args.provider}, path="--provider")
     else:
         raise UsageError(
@@ -120,6 +121,17 @@ def resolve_profile(args: argparse.Namespace) -> ProfileConfig:
     if overrides:
         profile = override_profile(profile, overrides, path="-o")
     return profile
+
+
+def _check_provider_option(name: str) -> None:
+    """Raise :class:`UsageError` naming the option when ``--provider NAME`` is not a provider."""
+    try:
+        get_provider(name)
+    except UnknownProviderError as exc:
+        known = ", ".join(exc.known)
+        raise UsageError(
+            f'--provider: unsupported provider "{exc.name}"; known providers: {known}'
+        ) from None
 
 
 def _route(app: AppConfig, provider: str, profile: str) -> ProfileConfig:
@@ -367,9 +379,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ..transcript import decode_transcript, outcome_error
 
     try:
-        get_provider(args.provider)
-    except ConfigError as exc:
-        return _config_error(exc)
+        _check_provider_option(args.provider)
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     try:
         text, stderr = _transcript_streams(Path(args.file))
     except OSError as exc:

@@ -113,3 +113,31 @@ def test_run_jsonl_whose_reader_left_ends_the_run(tmp_path: Path) -> None:
         err = proc.stderr.read().decode()
     assert code == 0, err
     assert "Traceback" not in err and "alice-trio:" not in err, err
+
+
+def test_chat_whose_reader_left_ends() -> None:
+    """``chat | head -1``: once the reader closed stdout nobody sees the replies, so the chat
+    ends at the first reply it cannot write (the running turn stopped with its session, the
+    queued messages not sent) with exit 0, although stdin is still open (a person or a
+    producer still typing). It went on running the queue unseen, then waited for input."""
+    argv = [*CLI, "chat", "--provider", "replay", "-o", "speed=0", "--plain"]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()  # stdin stays open
+        assert proc.stdout.readline().startswith(b"The command printed:")
+        proc.stdout.close()
+        proc.stdin.write(b"".join(b"message %d\n" % i for i in range(8)))
+        proc.stdin.flush()
+        try:
+            code = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the chat went on after its reader left") from None
+        err = proc.stderr.read().decode()
+        proc.stdin.close()
+    assert code == 0, err
+    assert "Traceback" not in err and "alice-trio:" not in err, err
+    assert err.count("The command printed:") < 9, err  # not every message ran

@@ -4,6 +4,7 @@ transcripts, config files and streams. Each test starts the command as a subproc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -141,3 +142,23 @@ def test_chat_whose_reader_left_ends() -> None:
     assert code == 0, err
     assert "Traceback" not in err and "alice-trio:" not in err, err
     assert err.count("The command printed:") < 9, err  # not every message ran
+
+
+def test_a_workspace_whose_name_is_not_utf8_is_refused_as_such(tmp_path: Path) -> None:
+    """``--cwd`` (or ``-o workspace_dir=``) naming an existing directory whose name is not
+    UTF-8: the error said "does not exist" (the name was made text with U+FFFD, another path).
+    Now it says what is wrong: the name is not valid UTF-8, so it cannot go to the agent CLIs."""
+    name = os.fsencode(tmp_path) + b"/\xffdir"
+    os.mkdir(name)
+    cwd = os.fsdecode(name)
+    for argv in (
+        ["run", "--provider", "replay", "-o", "speed=0", "--cwd", cwd, "x"],
+        ["run", "--provider", "replay", "-o", "speed=0", "-o", f"workspace_dir={cwd}", "x"],
+        ["chat", "--provider", "replay", "-o", "speed=0", "--cwd", cwd],
+    ):
+        proc = _run(*argv, stdin=b"hi\n")
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert "does not exist" not in err, err
+        assert "is not valid UTF-8 (byte \\xff at character" in err, err
+        assert proc.stdout == b""

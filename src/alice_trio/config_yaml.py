@@ -149,8 +149,9 @@ def load(text: str, *, fast: bool = True) -> Any:
     if fast and _CParser is not None:
         try:
             return yaml.load(text, Loader=_FastLoader)  # a SafeLoader
-        except yaml.reader.ReaderError:
+        except (yaml.reader.ReaderError, UnicodeEncodeError):
             # a character YAML refuses: libyaml words it otherwise and counts bytes; PyYAML's
-            # reader checks the whole text before parsing, so its error costs nothing
+            # reader checks the whole text before parsing, so its error costs nothing. A lone
+            # surrogate (a ``-o`` value's non-UTF-8 byte) libyaml cannot take at all
             pass
     return yaml.load(text, Loader=_Loader)  # a SafeLoader

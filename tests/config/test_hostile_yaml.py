@@ -218,3 +218,10 @@ def test_a_profile_key_of_the_file_only_is_refused_on_the_command_line(key: str)
         override_profile(profile, {key: "codex"}, path="-o")
     text = str(info.value)
     assert text == f"-o.{key}: {key} cannot be set here, only in a profile of the config file"
+
+
+def test_a_value_with_a_non_utf8_byte_reads_as_with_the_python_loader() -> None:
+    """An ``-o`` value from argv may hold a lone surrogate (a byte that is not UTF-8): libyaml
+    cannot take it (UnicodeEncodeError, a traceback); it reads as PyYAML reads it."""
+    assert parse_yaml_value("a\udcffb", path="-o x") == "a\udcffb"
+    assert parse_yaml_value("{k: a\udcffb}", path="-o x") == {"k": "a\udcffb"}

@@ -144,6 +144,10 @@ class AppConfig:
 MAX_CONFIG_BYTES = 4 << 20
 #: the deepest nesting of mappings and sequences a config document (or ``-o`` value) may have
 MAX_YAML_DEPTH = 64
+#: the most values (scalars, lists, mappings) a config document (or ``-o`` value) may hold: a
+#: real config holds hundreds; a 4 MiB file of ``[{},{},…]`` holds a million and cost a minute
+#: and a gigabyte to build before its error
+MAX_YAML_NODES = 100_000
 
 
 def parse_yaml_value(text: str, *, path: str) -> Any:

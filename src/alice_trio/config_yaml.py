@@ -1,4 +1,5 @@
-"""Reading YAML for :mod:`alice_trio.config`: PyYAML's safe loader, made strict.
+"""Reading YAML for :mod:`alice_trio.config`: PyYAML's safe loader, made strict; its events
+come from libyaml (C) when PyYAML has it.
 
 Imported on first use (a config file or a ``-o KEY=VALUE`` value to read), not with
 :mod:`alice_trio.config`: ``alice-trio run --provider NAME`` starts without PyYAML.
@@ -11,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .config import MAX_YAML_DEPTH
+from .config import MAX_YAML_DEPTH, MAX_YAML_NODES
 
 __all__ = ["UNBUILDABLE", "YAMLError", "load", "problem"]
 
@@ -24,30 +25,65 @@ _EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 
 class _TooDeep(yaml.composer.ComposerError):
-    """A document nested deeper than :data:`MAX_YAML_DEPTH`."""
+    """A document nested deeper than :data:`MAX_YAML_DEPTH`, or holding more than
+    :data:`MAX_YAML_NODES` values."""
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader, rejecting duplicate keys (PyYAML silently keeps the last one) and
+    """The safe loader, rejecting duplicate keys (PyYAML silently keeps the last one),
     nesting deeper than :data:`MAX_YAML_DEPTH` (a YAML error with line and column instead of a
-    RecursionError); merge keys (``<<: *base``) work; an integer too long for ``int()`` is a
+    RecursionError) and more than :data:`MAX_YAML_NODES` values; merge keys (``<<: *base``)
+    work; an integer too long for ``int()`` is a
     YAML error; ``1e300`` is a float."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
                 raise _TooDeep(
                     None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
                     self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )  # fmt: skip
+            if self._nodes > MAX_YAML_NODES:
+                raise _TooDeep(
+                    None, None, f"more than {MAX_YAML_NODES} values (lists, mappings, scalars)",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )  # fmt: skip
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+#: libyaml's scanner and parser (C), when PyYAML was built with it (None otherwise)
+_CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
+
+
+if _CParser is not None:
+
+    class _FastLoader(_CParser, _Loader):  # type: ignore[misc]
+        """:class:`_Loader` reading its events from libyaml (C; about 10 times faster than
+        PyYAML's scanner and parser). The nodes are still composed by PyYAML's Python composer
+        (the depth check of :class:`_Loader` holds: libyaml's own composer recurses in C
+        without a bound) and built by the same constructors and resolvers, so both loaders
+        give the same documents and the same errors."""
+
+        get_single_node = yaml.composer.Composer.get_single_node
+        get_node = yaml.composer.Composer.get_node
+        check_node = yaml.composer.Composer.check_node
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._depth = 0
+            self._nodes = 0
 
 
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
@@ -105,7 +141,17 @@ def problem(exc: yaml.YAMLError) -> str:
 UNBUILDABLE = (_TooDeep, yaml.constructor.ConstructorError)
 
 
-def load(text: str) -> Any:
-    """The document in ``text``. Raises :data:`YAMLError` (:data:`UNBUILDABLE` among them),
-    ``RecursionError`` or ``MemoryError``."""
-    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+def load(text: str, *, fast: bool = True) -> Any:
+    """The document in ``text``, read by libyaml when PyYAML has it (``fast``; else, or with
+    ``fast=False``, by PyYAML's pure-Python parser: the same documents and errors). Raises
+    :data:`YAMLError` (:data:`UNBUILDABLE` among them), ``RecursionError`` or
+    ``MemoryError``."""
+    if fast and _CParser is not None:
+        try:
+            return yaml.load(text, Loader=_FastLoader)  # a SafeLoader
+        except (yaml.reader.ReaderError, UnicodeEncodeError):
+            # a character YAML refuses: libyaml words it otherwise and counts bytes; PyYAML's
+            # reader checks the whole text before parsing, so its error costs nothing. A lone
+            # surrogate (a ``-o`` value's non-UTF-8 byte) libyaml cannot take at all
+            pass
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader

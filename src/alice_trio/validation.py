@@ -131,11 +131,25 @@ def lower_text(value: Any) -> str:
 
 
 def path_text(value: Any) -> str:
-    """A path: a string or an ``os.PathLike`` (``pathlib.Path``), as a trimmed string."""
+    """A path: a string or an ``os.PathLike`` (``pathlib.Path``), as a trimmed string. A name
+    that is not valid UTF-8 (``--cwd`` of a directory named in Latin-1: argv's surrogate
+    escapes) is refused as such — made U+FFFD it named another, missing, path."""
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
         if isinstance(value, bytes):
             raise InvalidValue("expected a path as text, got a bytes path")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a file name byte from argv (surrogateescape)
+            code = ord(value[exc.start])
+            what = (
+                f"byte \\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "a lone surrogate"
+            )
+            raise InvalidValue(
+                f"the name is not valid UTF-8 ({what} at character {exc.start + 1}), so it "
+                "cannot be passed to the agent CLIs (their arguments and JSON protocols are text)"
+            ) from None
     return text(value)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -461,3 +462,27 @@ async def test_rows_of_checks_that_finished_survive_a_cancel(tmp_path: Path) -> 
     assert rows[1].status != "cancelled"
     assert "cancelled" in render_text(rows)
     assert _gone(pids)
+
+
+def test_doctor_shows_control_characters_of_config_names_and_values(tmp_path: Path) -> None:
+    """Hostile-user finding (round 10): profile names and values from a config file (and what
+    a CLI answers) were printed raw — an ESC cleared the screen, a newline in a name forged a
+    line of the report. Every name and value is now shown in caret form, on its own line."""
+    hostile = "\x1b[2J\x9b1;1H\u202eevil\rX\nforged: ok"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cli = bin_dir / "claude"  # answers --version with the same hostile text
+    _script(cli, f"printf '%s\\n' {shlex.quote(hostile)}\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(_yaml({
+        "p" + hostile: {"provider": "claude", "command": str(cli)},
+        "q" + hostile: {"provider": "codex", "command": str(tmp_path / ("none" + hostile))},
+    }))  # fmt: skip
+    proc = _doctor(_host_env(tmp_path), "--config", str(cfg), "--timeout", "30")
+    out = proc.stdout
+    for obeyed in ("\x1b", "\x9b", "\u202e", "\r"):
+        assert obeyed not in out, (obeyed, out)
+    assert not any(line.startswith("forged") for line in out.splitlines()), out
+    shown = "^[[2J\\x9b1;1H<U+202E>evil^MX^Jforged: ok"
+    assert f"p{shown} (profile, provider claude)".lower() in out.lower(), out  # names: lowercased
+    assert f"none{shown} (not found)" in out.replace("/\n" + " " * 12, "/"), out

@@ -4,6 +4,7 @@ transcripts, config files and streams. Each test starts the command as a subproc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -113,3 +114,51 @@ def test_run_jsonl_whose_reader_left_ends_the_run(tmp_path: Path) -> None:
         err = proc.stderr.read().decode()
     assert code == 0, err
     assert "Traceback" not in err and "alice-trio:" not in err, err
+
+
+def test_chat_whose_reader_left_ends() -> None:
+    """``chat | head -1``: once the reader closed stdout nobody sees the replies, so the chat
+    ends at the first reply it cannot write (the running turn stopped with its session, the
+    queued messages not sent) with exit 0, although stdin is still open (a person or a
+    producer still typing). It went on running the queue unseen, then waited for input."""
+    argv = [*CLI, "chat", "--provider", "replay", "-o", "speed=0", "--plain"]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()  # stdin stays open
+        assert proc.stdout.readline().startswith(b"The command printed:")
+        proc.stdout.close()
+        proc.stdin.write(b"".join(b"message %d\n" % i for i in range(8)))
+        proc.stdin.flush()
+        try:
+            code = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the chat went on after its reader left") from None
+        err = proc.stderr.read().decode()
+        proc.stdin.close()
+    assert code == 0, err
+    assert "Traceback" not in err and "alice-trio:" not in err, err
+    assert err.count("The command printed:") < 9, err  # not every message ran
+
+
+def test_a_workspace_whose_name_is_not_utf8_is_refused_as_such(tmp_path: Path) -> None:
+    """``--cwd`` (or ``-o workspace_dir=``) naming an existing directory whose name is not
+    UTF-8: the error said "does not exist" (the name was made text with U+FFFD, another path).
+    Now it says what is wrong: the name is not valid UTF-8, so it cannot go to the agent CLIs."""
+    name = os.fsencode(tmp_path) + b"/\xffdir"
+    os.mkdir(name)
+    cwd = os.fsdecode(name)
+    for argv in (
+        ["run", "--provider", "replay", "-o", "speed=0", "--cwd", cwd, "x"],
+        ["run", "--provider", "replay", "-o", "speed=0", "-o", f"workspace_dir={cwd}", "x"],
+        ["chat", "--provider", "replay", "-o", "speed=0", "--cwd", cwd],
+    ):
+        proc = _run(*argv, stdin=b"hi\n")
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert "does not exist" not in err, err
+        assert "is not valid UTF-8 (byte \\xff at character" in err, err
+        assert proc.stdout == b""

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from alice_trio import config_yaml
 from alice_trio.config import (
     MAX_CONFIG_BYTES,
     MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
     build_profile,
     load_config,
     override_profile,
@@ -18,6 +20,45 @@ from alice_trio.config import (
     parse_yaml_value,
 )
 from alice_trio.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "python"])
+def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with both loaders: libyaml's events (the default when PyYAML has it)
+    and PyYAML's pure-Python parser — the same documents, the same errors."""
+    if request.param == "libyaml":
+        if getattr(config_yaml, "_CParser", None) is None:
+            pytest.skip("PyYAML without libyaml")
+    else:
+        monkeypatch.setattr(config_yaml, "_CParser", None)
+    return str(request.param)
+
+
+def test_the_loader_in_use_is_the_one_asked_for(loader: str) -> None:
+    used: list[type] = []
+    real = config_yaml.yaml.load
+
+    def spy(text: str, Loader: type) -> object:
+        used.append(Loader)
+        return real(text, Loader=Loader)
+
+    config_yaml.yaml.load = spy  # type: ignore[assignment]
+    try:
+        assert parse_yaml_value("{a: 1}", path="-o x") == {"a": 1}
+    finally:
+        config_yaml.yaml.load = real
+    assert (used[0].__name__ == "_FastLoader") == (loader == "libyaml")
+
+
+def test_a_document_of_too_many_values_is_refused_early(tmp_path: Path) -> None:
+    """Hostile-user finding (round 10): a 3.9 MB config of 1.3 million flow values (under the
+    4 MiB bound) took about 70 s and 1 GB to build before its error. Now a document of more
+    than MAX_YAML_NODES values is refused at the first one over, with its line and column."""
+    text = "x: [" + ",".join(["{}"] * (MAX_YAML_NODES + 10)) + "]\nllm_profiles: {}\n"
+    message = _load_error(tmp_path, text)
+    assert f"more than {MAX_YAML_NODES} values" in message and "(line 1, column " in message
+    fine = "x: [" + ",".join(["1"] * (MAX_YAML_NODES - 10)) + "]\n"
+    assert len(parse_yaml_value(fine, path="-o x")["x"]) == MAX_YAML_NODES - 10
 
 
 def _load_error(tmp_path: Path, text: str) -> str:
@@ -177,3 +218,10 @@ def test_a_profile_key_of_the_file_only_is_refused_on_the_command_line(key: str)
         override_profile(profile, {key: "codex"}, path="-o")
     text = str(info.value)
     assert text == f"-o.{key}: {key} cannot be set here, only in a profile of the config file"
+
+
+def test_a_value_with_a_non_utf8_byte_reads_as_with_the_python_loader() -> None:
+    """An ``-o`` value from argv may hold a lone surrogate (a byte that is not UTF-8): libyaml
+    cannot take it (UnicodeEncodeError, a traceback); it reads as PyYAML reads it."""
+    assert parse_yaml_value("a\udcffb", path="-o x") == "a\udcffb"
+    assert parse_yaml_value("{k: a\udcffb}", path="-o x") == "{k: a\udcffb}"  # not YAML

@@ -24,6 +24,10 @@ stdin is read through a non-blocking :class:`trio.lowlevel.FdStream` on a duplic
 (no threads), decoded as UTF-8 with replacement; its blocking mode is restored on exit. No
 readable stdin (closed, write-only) is exit 2 before a session starts; a read error later ends
 the input as Ctrl-D does; a line over 16 MiB is reported and not sent.
+
+A reply that cannot be written (stdout's reader left, ``| head``; stdout failed) ends the chat
+at once: the running turn with its session, the queued messages not sent; the exit code is
+:func:`~alice_trio.cli.streams.stdout_outcome`'s (0 for a reader that left).
 """
 
 from __future__ import annotations
@@ -179,6 +183,10 @@ class _Chat:
         self.turn_since = 0.0
         #: why the watchdog ended the session ("" while it did not)
         self.timed_out = ""
+        #: the whole chat's scope (set by :func:`_chat`): cancelled once stdout is lost
+        self.chat_scope: trio.CancelScope | None = None
+        #: the reply could not be written: stdout's reader left (``| head``) or it failed
+        self.stdout_lost = False
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: TurnEvent) -> None:
@@ -194,9 +202,11 @@ class _Chat:
         if event.kind is EventKind.TURN_COMPLETED:
             self.printer.finish(self.turn_reply)
             self.printer.close()
-            if self.turn_reply:
-                write_reply(sys.stdout, self.turn_reply.strip())
-                write_text(sys.stdout, "\n")
+            if self.turn_reply and not (
+                write_reply(sys.stdout, self.turn_reply.strip()) and write_text(sys.stdout, "\n")
+            ):
+                self._stdout_lost()
+                return
             if event.usage is not None and event.usage.has_usage:
                 u = event.usage
                 self.printer.message(
@@ -211,6 +221,21 @@ class _Chat:
             self.turn_reply = ""
             return
         self.printer.on_raw_event(event.to_raw_event())
+
+    def _stdout_lost(self) -> None:
+        """Nobody reads the replies any more: end the chat now (the running turn stops with
+        its session, whose process group is killed) instead of running the queue unseen.
+        The queued messages are named on stderr (dropped too when stderr is lost); the exit
+        code is :func:`~alice_trio.cli.streams.stdout_outcome`'s."""
+        self.stdout_lost = True
+        session = self.session
+        queued = session.queue_depth if session is not None else 0
+        if queued:
+            self.printer.message(
+                f"stdout is gone: {queued} queued message{'s' if queued > 1 else ''} not sent"
+            )
+        if self.chat_scope is not None:
+            self.chat_scope.cancel()
 
     # -- the conversation -----------------------------------------------------------------
     async def converse(self, lines: trio.MemoryReceiveChannel[str]) -> None:
@@ -435,6 +460,7 @@ async def _chat(args: argparse.Namespace, provider: object, config: object, fd: 
     with signal_receiver() as signals:
         try:
             async with trio.open_nursery() as nursery:
+                chat.chat_scope = nursery.cancel_scope
                 nursery.start_soon(chat.watch_signals, signals, nursery.cancel_scope)
                 nursery.start_soon(_read_lines, fd, send, printer.error)
                 nursery.start_soon(printer.run)

@@ -55,7 +55,7 @@ from ..providers.record import AuthCheck, Flavor, version_key
 from ..providers.registry import get_provider, provider_names
 from .exits import signal_exit
 from .signals import interrupt_signal, signal_name
-from .streams import write_text
+from .streams import display_line, write_text
 
 __all__ = [
     "PROBE_PROMPT",
@@ -503,13 +503,15 @@ class _PathWrapper(textwrap.TextWrapper):
 
 
 def render_text(rows: list[DoctorRow], width: int = 80) -> str:
-    """One block per target, every line wrapped to ``width`` columns."""
+    """One block per target, every line wrapped to ``width`` columns; the control characters
+    of names and values (from a config file, a CLI's output) are shown in caret form."""
     label_w = 10
     out: list[str] = []
 
     def field(label: str, value: str) -> None:
         if not value:
             return
+        value = display_line(value)  # from a config file or a CLI: shown, never obeyed
         wrapper = _PathWrapper(
             width=width,
             initial_indent=f"  {label:<{label_w}}",
@@ -522,7 +524,7 @@ def render_text(rows: list[DoctorRow], width: int = 80) -> str:
         head = f"{r.name}: {r.status}"
         if r.profile:
             head = f"{r.name} (profile, provider {r.provider}): {r.status}"
-        out.extend(textwrap.wrap(head, width=width))
+        out.extend(textwrap.wrap(display_line(head), width=width))
         if r.flavor:
             field("flavor", r.flavor)
         field("command", r.path or f"{r.command} (not found)")

@@ -54,8 +54,8 @@ from .progress import JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
 from .signals import Terminated, install, interrupt_signal
 from .signals import signal_name as _signal_name
+from .streams import display_line, std, stdout_outcome, write_reply, write_text
 from .streams import reset as _reset_streams
-from .streams import std, stdout_outcome, write_reply, write_text
 
 __all__ = [
     "EXIT_FAILED",
@@ -432,7 +432,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
     if args.json:
         write_text(sys.stdout, json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
-    for row in rows:
+    for row in rows:  # a third-party entry point's texts: shown, never obeyed
+        row = {k: display_line(v) if isinstance(v, str) else v for k, v in row.items()}
         if "error" in row:
             write_text(sys.stdout, f"{row['name']:<10} (failed to load: {row['error']})\n")
         else:

@@ -17,6 +17,7 @@ from typing import TextIO
 
 __all__ = [
     "MissingStream",
+    "display_line",
     "display_text",
     "reset",
     "shown_as_is",
@@ -58,6 +59,13 @@ def display_text(text: str) -> str:
     if text.isprintable() or not any(ord(c) in _CONTROLS for c in text):
         return text
     return text.translate(_CONTROLS)
+
+
+def display_line(text: str) -> str:
+    """:func:`display_text` for one cell or line of a table or summary (a name or value from a
+    config file, a CLI's output, a plugin): a newline shows as ``^J`` too, so it cannot start
+    a forged line."""
+    return display_text(text).replace("\n", "^J")
 
 
 #: the ASCII characters :func:`display_text` changes (see :func:`shown_as_is`)

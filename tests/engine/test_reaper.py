@@ -463,3 +463,23 @@ async def test_the_sweep_ends_when_nothing_is_left_not_at_its_deadline(tmp_path:
     assert killed >= 1
     assert trio.current_time() - start < 60  # nothing left long before the deadline
     assert [p for p in read_pids(pidfile) if alive(p)] == []
+
+
+async def test_a_killed_tools_command_is_swept_however_the_deaths_interleave(tmp_path: Path):
+    """The sweep listed its children, killed a tool and its env-less command, and in its next
+    pass reaped the tool — whose command, still dying, had been handed to the host after that
+    pass's listing. Nothing else was pending, so the sweep returned with the command alive
+    (CI: 1 run in ~10). A pass that reaps now always looks again. The interleaving is the
+    kernel's, so this runs the ending twenty times (against the old sweep it failed 3 times
+    in 5 here)."""
+    left: list[int] = []
+    for i in range(20):
+        pidfile = tmp_path / f"pids{i}"
+        await run_oneshot(
+            PROVIDER,
+            cfg(*escaped("setsid-envless", pidfile, "--text", "done")),
+            RunRequest(user_text="x", env={"TEST_MARK": new_mark()}),
+        )
+        assert len(read_pids(pidfile)) >= 2, "the fake CLI did not start its tool process"
+        left += [p for p in read_pids(pidfile) if alive(p)]
+    assert left == []

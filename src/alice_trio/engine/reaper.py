@@ -355,10 +355,12 @@ async def sweep(run_id: str, sid: int, *, max_seconds: float = 5.0) -> int:
             for pid in _children(me):
                 ours, zombie = _ours(pid, run_id, sid, marker)
                 if zombie and (ours or pid in killed):
-                    if not _reap(pid):
-                        # a multi-threaded process (node) whose main thread is a zombie while
-                        # other threads still exit: its children are not re-parented yet
-                        pending = True
+                    # look again either way: a process that exited handed its children to us
+                    # after this pass listed ours (a killed tool's command, still dying), and a
+                    # multi-threaded one (node) whose main thread is a zombie while its other
+                    # threads still exit has not handed them over yet
+                    _reap(pid)
+                    pending = True
                     continue
                 if pid in killed:  # dying: its environ may already be gone; wait for it
                     pending = True

@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import HERE, REPO, emit, median, tmpdir
+from .common import HERE, REPO, callgrind_instructions, emit, median, tmpdir
 
 
 def _launcher(directory: str) -> str:
@@ -253,22 +253,10 @@ def _load() -> float:
 
 def _instructions_of(subject: str, fake: str, d: str, env: dict[str, str]) -> int:
     """CPU instructions of one run of ``subject`` (its own process) under callgrind."""
-    out_file = Path(d) / f"callgrind.{subject}"
     argv = _argv(subject, fake, str(Path(d) / "unused.peak"))
     argv = [sys.executable, *argv[argv.index("benchmarks.peak") + 2 :]]  # no peak wrapper
     argv[1:1] = ["-m"]
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=env, cwd=str(REPO), timeout=3600,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"{subject} under valgrind exited {proc.returncode}: "
-                           f"{proc.stderr[-2000:]!r}")  # fmt: skip
-    for line in proc.stderr.decode(errors="replace").splitlines():
-        if "Collected :" in line:
-            return int(line.rsplit(":", 1)[1].strip())
-    raise RuntimeError(f"no instruction count from valgrind for {subject}")
+    return callgrind_instructions(subject, argv, env)
 
 
 def instructions(events: int) -> dict[str, Any]:

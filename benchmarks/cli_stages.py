@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import HERE, REPO, tmpdir
+from .common import HERE, callgrind_instructions, tmpdir
 
 STAGES = ("frame", "utf8", "parse", "decode", "print", "bare", "floor")
 
@@ -99,18 +99,7 @@ def _stage(stage: str, path: str) -> None:
 
 def _count(stage: str, path: str, env: dict[str, str]) -> int:
     argv = [sys.executable, "-m", "benchmarks.cli_stages", "--run", stage, path]
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=env, cwd=str(REPO), timeout=3600,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"{stage} under valgrind exited {proc.returncode}: "
-                           f"{proc.stderr[-2000:]!r}")  # fmt: skip
-    for line in proc.stderr.decode(errors="replace").splitlines():
-        if "Collected :" in line:
-            return int(line.rsplit(":", 1)[1].strip())
-    raise RuntimeError(f"no instruction count from valgrind for {stage}")
+    return callgrind_instructions(stage, argv, env)
 
 
 def stages(events: int) -> dict[str, Any]:

@@ -240,6 +240,23 @@ def read_pids(path: str) -> list[int]:
         return []
 
 
+def callgrind_instructions(name: str, argv: Sequence[str], env: dict[str, str]) -> int:
+    """CPU instructions of one run of ``argv`` (its own process, not its children) under
+    ``valgrind --tool=callgrind``; ``name`` names it in errors."""
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=str(REPO), timeout=3600,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} under valgrind exited {proc.returncode}: "
+                           f"{proc.stderr[-2000:]!r}")  # fmt: skip
+    for line in proc.stderr.decode(errors="replace").splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    raise RuntimeError(f"no instruction count from valgrind for {name}")
+
+
 def tmpdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=f"alice-bench-{prefix}-")
 

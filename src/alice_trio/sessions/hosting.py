@@ -23,6 +23,7 @@ from ..providers.base import Invocation
 from ..transports.process import AgentProcess
 from ._groups import single_exception
 from .driver import SessionDriver, SteerMode, TurnRef
+from .wait_any import wait_any
 
 __all__ = ["DriverWrapper", "ProcessHost"]
 
@@ -142,15 +143,7 @@ class ProcessHost:
         """Return once no live conversation here holds route key ``key`` (it closed: its
         thread is parked here or released), or the process ended. Cancellable."""
         while key and self.holds(key) and not self.done.is_set():
-            detached = self._detached
-            async with trio.open_nursery() as nursery:
-
-                async def wait(event: trio.Event) -> None:
-                    await event.wait()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(wait, detached)
-                nursery.start_soon(wait, self.done)
+            await wait_any(self._detached, self.done)
 
 
 class DriverWrapper:

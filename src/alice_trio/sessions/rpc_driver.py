@@ -33,6 +33,7 @@ from ..transports.jsonrpc import Barrier, JsonRpcClient
 from ..transports.process import AgentProcess, open_agent_process
 from .approval import Answer, ApprovalDecision, ApprovalGate, ApprovalRequest, Approver
 from .driver import Emit, SteerMode, TurnErrors, TurnRef
+from .wait_any import wait_any
 
 __all__ = ["RpcDriver", "TurnStart"]
 
@@ -178,14 +179,7 @@ class RpcDriver:
         with trio.move_on_after(self.close_grace):
             await proc.exited.wait()
         scope.cancel()
-        async with trio.open_nursery() as wait:
-
-            async def until(event: trio.Event) -> None:
-                await event.wait()
-                wait.cancel_scope.cancel()
-
-            wait.start_soon(until, restarted)
-            wait.start_soon(until, self._done)
+        await wait_any(restarted, self._done)
         if not restarted.is_set():
             current = self.process
             raise TransportClosedError(

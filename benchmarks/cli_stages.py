@@ -18,7 +18,9 @@ above it) except ``bare`` and ``floor``, which start again from the framed lines
   lookups, one f-string into a buffer;
 * ``floor``: the least any typed path can do: ``utf8``, the parse, the three fields a tool line
   shows, its text as the codex decoder writes it, one ``TurnEvent`` and the printed line — no
-  checks, no dispatch.
+  checks, no dispatch;
+* ``quiet``: ``utf8`` and the codex decoder's ``feed`` while ``quiet`` (the CLI's path for a
+  line over ``RunRequest.informational_rate``: parsed and checked, its state kept, no event).
 
 ``floor`` over ``bare`` bounds how close a CLI that builds a typed event per line can come to
 the bare reader (issue 16's 1.6× goal): the rendering benchmark's ``--instructions`` measures
@@ -39,7 +41,7 @@ from typing import Any
 
 from .common import HERE, callgrind_instructions, tmpdir
 
-STAGES = ("frame", "utf8", "parse", "decode", "print", "bare", "floor")
+STAGES = ("frame", "utf8", "parse", "decode", "print", "bare", "floor", "quiet")
 
 
 def _stage(stage: str, path: str) -> None:
@@ -89,6 +91,11 @@ def _stage(stage: str, path: str) -> None:
                 event = plain_event(tool, text, "codex", "", detail)
                 write(f"[tool_use] {event.text}\n")
             continue
+        if stage == "quiet":
+            decoder.quiet = True
+            for text in texts:
+                decoder.feed(text)
+            continue
         events = []
         for text in texts:
             events += decoder.feed(text)
@@ -133,6 +140,7 @@ def stages(events: int) -> dict[str, Any]:
         "per_line": per_line,
         "stages": rows,
         "floor_over_bare": round(per_line["floor"] / per_line["bare"], 2),
+        "quiet_over_bare": round(per_line["quiet"] / per_line["bare"], 2),
         "cli_path_over_bare": round(per_line["print"] / per_line["bare"], 2),
     }
 
@@ -149,7 +157,7 @@ def main() -> int:
     result = stages(a.events)
     for name, row in result.get("stages", {}).items():
         print(f"{name:8s} {row['own']:>8,} own {row['cumulative']:>8,} cumulative per line")
-    for name in ("bare", "floor") if "per_line" in result else ():
+    for name in ("bare", "floor", "quiet") if "per_line" in result else ():
         print(f"{name:8s} {result['per_line'][name]:>8,} per line")
     print(json.dumps({k: v for k, v in result.items() if k != "stages"}))
     if a.json:

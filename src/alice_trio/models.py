@@ -157,8 +157,14 @@ class RunRequest:
     ``raw_lines`` (debugging, off by default; one-shot runs) also sends every protocol line the
     CLI prints on stdout to ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``,
     before the events decoded from it; like other informational events these may be shed when
-    the callback lags (then one ``dropped`` raw event reports how many; ``on_events`` gets an
-    ``unknown`` event saying so).
+    the callback lags (then one ``dropped`` raw event reports how many; ``on_events`` gets a
+    ``skipped`` event saying so).
+    ``informational_rate`` (0: no limit) lets at most that many informational events (tool use,
+    tool results, reasoning, unknown lines, usage updates, ``stdout_line`` events) a second
+    reach ``on_events`` / ``on_raw_event``; the others are counted, not built where the decoder
+    can tell (the run's state — reply, thread id, usage, file changes — is kept from every line),
+    and a ``skipped`` event (``RawEvent(kind="skipped")``) saying how many, of which kinds,
+    comes before the next event that is delivered. Progress and terminal events always pass.
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 
@@ -190,6 +196,7 @@ class RunRequest:
         default=None, eq=False, repr=False, metadata=v.meta(v.callback)
     )
     raw_lines: bool = False
+    informational_rate: int = 0
 
     @property
     def prompt(self) -> str:
@@ -239,6 +246,9 @@ class EventKind(enum.Enum):
     TURN_INTERRUPTED = "turn_interrupted"
     ERROR = "error"
     UNKNOWN = "unknown"  # unrecognized type, non-JSON line: visible, never fatal
+    #: informational events a callback did not get (``RunRequest.informational_rate``, or
+    #: shed for a lagging callback); ``text`` says how many, of which kinds
+    SKIPPED = "skipped"
 
     @property
     def terminal(self) -> bool:

@@ -108,6 +108,24 @@ def test_held_reply_is_not_shown_twice() -> None:
     assert out.getvalue() == "assistant› partial\n"
 
 
+def test_a_count_of_skipped_events_does_not_show_the_held_reply() -> None:
+    """The rate's last ``skipped`` notice comes between the reply and the turn's end."""
+    for live in (False, True):
+        out = io.StringIO()
+        printer = ProgressPrinter(out, live=live, plain=True, hold_reply=True)
+        printer.start()
+        printer.on_events(
+            [
+                TurnEvent(kind=EventKind.ASSISTANT_TEXT, text="the final reply"),
+                TurnEvent(kind=EventKind.SKIPPED, text="5 events skipped: over 1 a second"),
+            ]
+        )
+        printer.finish("the final reply")
+        printer.close()
+        assert "the final reply" not in out.getvalue()
+        assert "… 5 events skipped: over 1 a second\n" in out.getvalue()
+
+
 def test_status_line_is_erased_and_not_drawn_before_a_turn() -> None:
     out = io.StringIO()
     printer = ProgressPrinter(out, live=True, plain=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from alice_trio.cli.exits import EXIT_NOT_FOUND, EXIT_TIMEOUT
+from alice_trio.cli.progress import PROGRESS_RATE
 
 from cli_support import CLI, PtyProcess, validate_event, validate_result, wait_for
 from helpers import marked, new_mark, started
@@ -119,7 +120,14 @@ def test_an_agents_control_sequences_are_shown_not_obeyed_in_a_terminal(tmp_path
 # -- to files ---------------------------------------------------------------------------------
 
 
-def test_a_flood_to_a_file_is_one_plain_line_per_event(tmp_path: Path) -> None:
+_SKIPPED_LINE = re.compile(
+    r"… ([\d,]+) events skipped: over ([\d,]+) a second \(tool_use ([\d,]+)\)$"
+)
+
+
+def test_a_flood_to_a_file_is_plain_lines_at_a_bounded_rate(tmp_path: Path) -> None:
+    """Every message is shown; of a flood of tool calls, the first PROGRESS_RATE of each second
+    are, and a line counts the others (the reply, thread and usage as ever)."""
     env = {**os.environ, "FAKE_EVENTS": "3000"}
     proc = subprocess.run(
         [*CLI, "run", "--provider", "codex", "--command", _fake_codex(tmp_path), "go"],
@@ -129,12 +137,31 @@ def test_a_flood_to_a_file_is_one_plain_line_per_event(tmp_path: Path) -> None:
     assert proc.stdout == "All done.\n"
     lines = proc.stderr.splitlines()
     assert "\x1b" not in proc.stderr
-    assert sum(ln.startswith("tool› ") for ln in lines) == 2700
+    shown = sum(ln.startswith("tool› ") for ln in lines)
+    notices = [m for m in map(_SKIPPED_LINE.match, lines) if m]
+    counted = [int(m[3].replace(",", "")) for m in notices]
+    assert all(m[1] == m[3] and m[2] == str(PROGRESS_RATE) for m in notices), notices
+    # 2,700 tool calls in well under 27 s: some were counted, none lost from the count
+    assert counted and shown + sum(counted) == 2700, (shown, counted)
     assert sum(ln.startswith("assistant› step ") for ln in lines) == 300
     assert lines[-2:] == [
         "thread: 01a21857-8d93-7d61-8bab-f9ca2ca653ae",
         "usage: 10 input (0 cached), 5 output tokens",
     ]
+
+
+def test_a_flood_to_a_file_with_verbose_is_one_plain_line_per_event(tmp_path: Path) -> None:
+    env = {**os.environ, "FAKE_EVENTS": "3000"}
+    proc = subprocess.run(
+        [*CLI, "run", "--verbose", "--provider", "codex", "--command", _fake_codex(tmp_path),
+         "go"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert sum(ln.startswith("tool› ") for ln in lines) == 2700
+    assert not any(map(_SKIPPED_LINE.match, lines))
+    assert sum(ln.startswith("assistant› step ") for ln in lines) == 300
 
 
 def test_a_huge_reply_is_printed_whole_and_clipped_in_progress(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ outcome a drifted stream must keep. Provider-specific behaviour stays in ``test_
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alice_trio.engine.event_rate import INFORMATIONAL
+from alice_trio.framing import decode_line
 from alice_trio.models import EventKind, RunRequest, TurnEvent
 from alice_trio.providers.base import DecodeOutcome, Decoder
 from alice_trio.providers.registry import get_provider
@@ -233,6 +236,54 @@ def test_any_chunking_gives_the_same_events(row: Row, data: st.DataObject) -> No
     raw = data.draw(st.sampled_from(row.files), label="file").read_bytes()
     cuts = data.draw(st.lists(st.integers(0, max(1, len(raw))), max_size=30), label="cuts")
     assert decode(row, raw, cuts) == decode(row, raw)
+
+
+@pytest.mark.parametrize("row", TABLE, ids=str)
+@SETTINGS
+@given(data=st.data())
+def test_quiet_lines_lose_only_informational_events_and_count_them(
+    row: Row, data: st.DataObject
+) -> None:
+    """``quiet`` (set by the engine while no callback would get an informational event), on
+    any lines: the same outcome, the same other events in order; an informational event either
+    built as ever or counted in ``skipped`` by its kind."""
+    raw = data.draw(st.sampled_from(row.files), label="file").read_bytes()
+    lines = [decode_line(x) for x in raw.split(b"\n")]
+    quiet = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
+    loud, hushed = row.decoder(), row.decoder()
+    assert hushed.quiet is False and hushed.skipped == {}  # type: ignore[attr-defined]
+    for line, q in zip(lines, quiet, strict=True):
+        hushed.quiet = q  # type: ignore[attr-defined]
+        full, got = loud.feed(line), hushed.feed(line)
+        if not q:
+            assert got == full
+            continue
+        assert [e for e in full if e.kind._value_ not in INFORMATIONAL] == [
+            e for e in got if e.kind._value_ not in INFORMATIONAL
+        ]
+        built = iter(got)
+        missing = Counter(e.kind._value_ for e in full if e not in got)
+        assert all(e in built for e in got)  # a subsequence of the full events
+        assert set(missing) <= INFORMATIONAL
+        assert Counter(hushed.skipped) == missing  # type: ignore[attr-defined]
+        hushed.skipped.clear()  # type: ignore[attr-defined]
+    assert hushed.finish() == loud.finish()
+
+
+def test_a_quiet_codex_decoder_builds_no_tool_event() -> None:
+    """The flood's line (the rendering benchmark's): counted, not built, the state kept."""
+    decoder = get_provider("codex").new_decoder(
+        RunRequest(user_text="x"), get_provider("codex").config_class()
+    )
+    decoder.quiet = True  # type: ignore[attr-defined]
+    line = json.dumps(
+        {"type": "item.completed",
+         "item": {"type": "command_execution", "command": "ls", "exit_code": 0}}
+    )  # fmt: skip
+    assert decoder.feed(line) == [] and decoder.feed(line) == []
+    assert decoder.skipped == {"tool_use": 2}  # type: ignore[attr-defined]
+    decoder.quiet = False  # type: ignore[attr-defined]
+    assert [e.kind for e in decoder.feed(line)] == [EventKind.TOOL_USE]
 
 
 @pytest.mark.parametrize("row", TABLE, ids=str)

@@ -79,3 +79,30 @@ async def test_on_events_gets_the_typed_events_raw_callbacks_get(kind):
     assert [e.to_raw_event() for e in shown] == raw and raw
     assert events[-1].kind is EventKind.TURN_COMPLETED
     assert [e.text for e in events if e.kind is EventKind.ASSISTANT_TEXT][-1] == result.reply
+
+
+@pytest.mark.parametrize("kind", ["oneshot", "session"])
+async def test_a_rate_holds_back_informational_events_on_both_paths(kind):
+    """``informational_rate`` on both paths: the same events less the informational ones over
+    the rate, which one ``skipped`` event counts before the terminal one; the same result."""
+    every: list[TurnEvent] = []
+    rated: list[TurnEvent] = []
+    raw: list[RawEvent] = []
+    with trio.fail_after(60):
+        full = await run_once(kind, RunRequest(user_text="hi", on_events=every.extend))
+        result = await run_once(
+            kind,
+            RunRequest(
+                user_text="hi", on_events=rated.extend, on_raw_event=raw.append,
+                informational_rate=1,
+            ),
+        )  # fmt: skip
+    assert result == full
+    tools = [e for e in every if e.kind is EventKind.TOOL_USE]
+    assert len(tools) == 2  # the replay's two tool calls, in well under a second
+    # the first tool call passes, the second is counted
+    assert rated[:-2] == [e for e in every[:-1] if e is not tools[1]]
+    notice, end = rated[-2:]
+    assert end == every[-1] and end.kind is EventKind.TURN_COMPLETED
+    assert notice.text == "1 events skipped: over 1 a second (tool_use 1)"
+    assert raw[-2] == RawEvent(kind="skipped", detail=notice.text)

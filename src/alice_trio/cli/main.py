@@ -50,7 +50,7 @@ from .exits import (
     exit_code_for,
     signal_exit,
 )
-from .progress import JsonLinesPrinter, ProgressPrinter
+from .progress import PROGRESS_RATE, JsonLinesPrinter, ProgressPrinter
 from .result import error_json, result_json
 from .signals import Terminated, install, interrupt_signal
 from .signals import signal_name as _signal_name
@@ -260,6 +260,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             workspace_dir=args.cwd or "",
             # the typed events a batch at a time: no RawEvent and no callback call per event
             on_events=printer.on_events if printer is not None else None,
+            # progress for people: a flood shows PROGRESS_RATE events a second, the rest
+            # counted (--jsonl and --verbose get every event)
+            informational_rate=0 if jsonl or args.verbose else PROGRESS_RATE,
         )
     except (AliceError, ValueError, TypeError) as exc:
         return _fail(exc if isinstance(exc, AliceError) else ConfigError(str(exc)))
@@ -482,7 +485,10 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         help="set a profile key (YAML value), e.g. -o speed=0 -o yolo=true; repeatable",
     )  # fmt: skip
     g.add_argument("--plain", action="store_true", help="no colours or spinner")
-    g.add_argument("--verbose", "-v", action="store_true", help="show every event")
+    g.add_argument(
+        "--verbose", "-v", action="store_true",
+        help=f"show every event (else a flood shows {PROGRESS_RATE} a second, the rest counted)",
+    )  # fmt: skip
 
 
 def _seconds(text: str) -> float:

@@ -45,6 +45,7 @@ __all__ = [
     "BATCH_BYTES",
     "FRAME_SECONDS",
     "LIVE_LINES",
+    "PROGRESS_RATE",
     "JsonLinesPrinter",
     "ProgressPrinter",
     "clip",
@@ -73,7 +74,12 @@ _STYLES: dict[str, tuple[str, str, bool, int]] = {
     "reasoning": ("thinking›", "2;3", False, 160),
     "question": ("question›", "1;33", False, 2000),
     "dropped": ("note›", "2", False, _LINE_CHARS),
+    "skipped": ("…", "2", False, _LINE_CHARS),
 }
+#: ``RunRequest.informational_rate`` of the CLI's runs and chats without ``--verbose``: a flood
+#: of tool calls shows this many a second and one ``… N events skipped`` line for the rest,
+#: and the events it does not show are not built (the run's cost stays the agent's)
+PROGRESS_RATE = 100
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 #: characters per write when a long text goes out (bounds the encoded copy)
 _CHUNK_CHARS = 1 << 20
@@ -318,7 +324,7 @@ class ProgressPrinter:
             if held is None:
                 return
             event = held
-        elif self._held is not None:
+        elif self._held is not None and kind != "skipped":  # a count says nothing of the reply
             held, self._held = self._held, None
             self._add_event(held)
         self._add_event(event)

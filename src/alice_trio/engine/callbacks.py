@@ -43,6 +43,7 @@ from ..models import (
     TurnEvent,
     call_maybe_async,
 )
+from .event_rate import INFORMATIONAL, EventRate
 
 __all__ = ["Batch", "CallbackCancelled", "CallbackDispatcher", "progress_text"]
 
@@ -51,18 +52,6 @@ class CallbackCancelled(Exception):
     """A callback raised ``trio.Cancelled`` that no cancelled scope asked for (``__cause__``)."""
 
 
-#: events that only feed ``on_raw_event`` / ``on_events`` and may be shed when the consumer is
-#: too slow
-_SHEDDABLE = frozenset(
-    {
-        EventKind.REASONING,
-        EventKind.TOOL_USE,
-        EventKind.TOOL_RESULT,
-        EventKind.UNKNOWN,
-        EventKind.USAGE,
-        EventKind.USER_TEXT,
-    }
-)
 #: events delivered back to back before the delivery task checkpoints (the reader's turn)
 _DRAIN_BATCH = 512
 #: scheduling rounds without progress inside an async callback that make the consumer lagging
@@ -95,7 +84,9 @@ def progress_text(event: TurnEvent) -> str | None:
 
 
 def _sheddable(event: TurnEvent | RawEvent) -> bool:
-    return type(event) is RawEvent or event.kind in _SHEDDABLE
+    """An informational event (:data:`~.event_rate.INFORMATIONAL`): shed when the consumer
+    lags."""
+    return type(event) is RawEvent or event.kind._value_ in INFORMATIONAL  # type: ignore[union-attr]
 
 
 class CallbackDispatcher:
@@ -116,6 +107,7 @@ class CallbackDispatcher:
         on_events: EventsCallback | None = None,
         *,
         provider: str = "",
+        rate: int = 0,
     ) -> None:
         self.on_progress = on_progress
         self.on_raw_event = on_raw_event
@@ -134,6 +126,8 @@ class CallbackDispatcher:
         self.dropped = 0
         self.delivered = 0  # events handed to the callbacks (the consumer's progress)
         self._in_callback = False  # the delivery task awaits an async callback
+        #: ``RunRequest.informational_rate`` (only when informational events are wanted at all)
+        self.rate = EventRate(rate, provider=provider) if rate > 0 and self._every else None
 
     @property
     def pending(self) -> int:
@@ -143,10 +137,29 @@ class CallbackDispatcher:
 
     # -- the producer ---------------------------------------------------------------------
     def _wanted(self, events: Batch) -> Batch:
-        """``events`` less those no callback takes (only ``on_progress`` listens)."""
+        """``events`` less those no callback takes (only ``on_progress`` listens) and those
+        over the informational rate (counted, and said in a ``skipped`` event)."""
         if self._every:
-            return events
+            rate = self.rate
+            return events if rate is None else rate.filter(events, trio.current_time())
         return [e for e in events if type(e) is TurnEvent and progress_text(e) is not None]
+
+    def wants_informational(self) -> bool:
+        """Whether an informational event offered now would reach a callback: False when only
+        ``on_progress`` (or nothing) listens, or the informational rate's window is full. The
+        one-shot engine then lets a decoder skip building them (``quiet``)."""
+        if not self._every:
+            return False
+        rate = self.rate
+        return rate is None or rate.open(trio.current_time())
+
+    def count_skipped(self, kinds: dict[str, int]) -> None:
+        """Add what a quiet decoder did not build (kind → count; ``kinds`` is emptied): said in
+        the next ``skipped`` event when a rate is set, else nobody wanted them."""
+        if self.rate is not None:
+            self.rate.count(kinds)
+        else:
+            kinds.clear()
 
     def _push(self, events: Batch) -> None:
         if self._closed:
@@ -164,7 +177,11 @@ class CallbackDispatcher:
         do not fit: the caller then awaits :meth:`offer_batch`. Never checkpoints."""
         if not self.active:
             return True
-        if not self._every:
+        if self.rate is not None:  # filtered once, when it surely fits (+1: a notice)
+            if self._offered - self.delivered + len(events) + 1 > self._capacity:
+                return False
+            events = self._wanted(events)
+        elif not self._every:
             events = self._wanted(events)
         if not events:
             return True
@@ -231,7 +248,10 @@ class CallbackDispatcher:
         return RawEvent(kind="stdout_line", line=line)
 
     def close(self) -> None:
-        """No more events: :meth:`run` returns once the queued ones are delivered."""
+        """No more events: :meth:`run` returns once the queued ones are delivered (the last
+        ``skipped`` notice first, when events were counted since the last one)."""
+        if self.rate is not None and self.rate.skipped and not self._closed:
+            self._push([self.rate.notice()])
         self._closed = True
         wake = self._wake
         if wake is not None:
@@ -270,7 +290,7 @@ class CallbackDispatcher:
         if self.dropped:
             detail = f"{self.dropped} informational events dropped: callback too slow"
             if self.on_events is not None:
-                notice = TurnEvent(kind=EventKind.UNKNOWN, text=detail, provider=self.provider)
+                notice = TurnEvent(kind=EventKind.SKIPPED, text=detail, provider=self.provider)
                 await call_maybe_async(self.on_events, [notice])
             if self.on_raw_event is not None:
                 await call_maybe_async(self.on_raw_event, RawEvent(kind="dropped", detail=detail))

@@ -112,8 +112,18 @@ async def _run_request(provider: Provider, config: CLIConfig, request: RunReques
         on_raw_event=request.on_raw_event,
         on_events=request.on_events,
         raw_lines=request.raw_lines,
+        informational_rate=request.informational_rate,
         explain_exit=provider.explain_exit,
     )
+
+
+def _quiet_counts(decoder: Decoder) -> dict[str, int] | None:
+    """The decoder's ``skipped`` counts when it has them and a ``quiet`` flag (optional parts
+    of the decoder protocol), else None."""
+    skipped = getattr(decoder, "skipped", None)
+    if type(skipped) is dict and type(getattr(decoder, "quiet", None)) is bool:
+        return skipped
+    return None
 
 
 @attrs.define
@@ -137,6 +147,9 @@ class _Run:
     progress: trio.Event = attrs.Factory(trio.Event)  # set (and renewed) per handled chunk
     files: TurnFiles = attrs.Factory(TurnFiles)  # the turn's file changes (workspace.py)
     raw_lines: bool = False  # every stdout line also goes to on_raw_event as "stdout_line"
+    #: the decoder's ``skipped`` (kind → informational events it did not build while
+    #: ``quiet``), None for a decoder without the two
+    skipped: dict[str, int] | None = None
 
     # -- ending ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -198,6 +211,9 @@ class _Run:
         # the per-line hot path: locals only, no call into the dispatcher per event
         decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
         feed, files_event = decoder.feed, self.files.event
+        skipped = self.skipped
+        if skipped is not None:  # no informational event built that no callback would get
+            decoder.quiet = not dispatcher.wants_informational()  # type: ignore[attr-defined]
         file_change = EventKind.FILE_CHANGE
         batch: Batch = []
         append = batch.append
@@ -207,6 +223,8 @@ class _Run:
             item = pop()
             if type(item) is not bytes:  # an OversizedLine
                 assert isinstance(item, OversizedLine)
+                if skipped:
+                    dispatcher.count_skipped(skipped)
                 await self.offer(batch)  # the events before it first
                 batch = []
                 append = batch.append
@@ -223,6 +241,8 @@ class _Run:
                 if event.kind is file_change:
                     event = files_event(event)
                 append(event)
+        if skipped:
+            dispatcher.count_skipped(skipped)
         await self.offer(batch)
         if not self.terminal_seen and decoder.terminal:
             self.terminal_seen = True
@@ -341,6 +361,7 @@ async def run_invocation(
     on_raw_event: RawEventCallback | None = None,
     on_events: EventsCallback | None = None,
     raw_lines: bool = False,
+    informational_rate: int = 0,
     explain_exit: Callable[[int, str], str | AliceError | None] | None = None,
     spawner: Spawner = spawn,
 ) -> RunResult:
@@ -349,6 +370,10 @@ async def run_invocation(
     ``raw_lines``: every stdout line (decoded, before the decoder sees it) also reaches
     ``on_raw_event`` as ``RawEvent(kind="stdout_line", line=...)``, an informational event
     (shed like the others when the callback lags); off, it costs nothing.
+    ``informational_rate``: see :class:`~alice_trio.models.RunRequest` and
+    :mod:`.event_rate`; a decoder with ``quiet`` and ``skipped`` attributes
+    (:class:`~alice_trio.providers.base.JsonLineDecoder`) is told, a read chunk at a time,
+    whether its informational events would reach a callback at all.
 
     This is the engine's only entry point for one-shot runs; it knows no provider by name.
     ``spawner`` starts the process (:func:`.spawn.spawn`; tests pass a fake :class:`.Child`).
@@ -359,10 +384,16 @@ async def run_invocation(
         decoder=decoder,
         provider=provider,
         dispatcher=CallbackDispatcher(
-            on_progress, on_raw_event, limits.callback_buffer, on_events, provider=provider
+            on_progress,
+            on_raw_event,
+            limits.callback_buffer,
+            on_events,
+            provider=provider,
+            rate=informational_rate,
         ),
         tail=StderrTail(limits.stderr_tail_bytes),
         raw_lines=raw_lines and on_raw_event is not None,
+        skipped=_quiet_counts(decoder),
     )
     run.files = await watch_turn(
         invocation.cwd or "", enabled=limits.file_changes, max_files=limits.file_changes_max_files

@@ -308,7 +308,13 @@ class DecodeOutcome:
 
 @runtime_checkable
 class Decoder(Protocol):
-    """A pure state machine over one run's stdout lines."""
+    """A pure state machine over one run's stdout lines.
+
+    Optional (:class:`JsonLineDecoder` has both): a ``quiet`` bool the engine sets while no
+    callback would get an informational event (``RunRequest.informational_rate``, or nobody
+    listens), and a ``skipped`` dict (kind value → count) of the informational events the
+    decoder then did not build. Quiet changes only which events are built, never the state.
+    """
 
     @property
     def terminal(self) -> bool:
@@ -484,6 +490,10 @@ class JsonLineDecoder:
         self.unknown_lines = 0
         self.stray_line = ""
         self._pending_writes: dict[str, list[FileChange]] = {}
+        #: set by the engine while no callback would get an informational event: a hot path
+        #: may then skip building one (counting it in ``skipped``), never a state change
+        self.quiet = False
+        self.skipped: dict[str, int] = {}
 
     @property
     def terminal(self) -> bool:

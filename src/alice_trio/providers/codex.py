@@ -361,6 +361,10 @@ class CodexExecDecoder(JsonLineDecoder):
             if item.get("type") == "command_execution":  # the hot path, inlined from _item
                 if kind == "item.updated":
                     return []
+                if self.quiet:  # nobody would get it: counted, not built
+                    skipped = self.skipped
+                    skipped["tool_use"] = skipped.get("tool_use", 0) + 1
+                    return []
                 return [
                     plain_event(
                         _TOOL_USE, line, self.provider, self.thread_id,

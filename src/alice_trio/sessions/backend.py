@@ -716,6 +716,7 @@ class SessionBackend:
             limits.callback_buffer if limits is not None else 4096,
             request.on_events,
             provider=self.provider.name,
+            rate=request.informational_rate,
         )
         events = session.events()
         timeout = self.config.effective_timeout()

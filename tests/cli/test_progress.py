@@ -24,8 +24,10 @@ from alice_trio.models import (
     QuestionInfo,
     QuestionOption,
     RawEvent,
+    RunResult,
     TurnEvent,
     TurnQuestion,
+    Usage,
 )
 
 
@@ -124,6 +126,33 @@ def test_a_count_of_skipped_events_does_not_show_the_held_reply() -> None:
         printer.close()
         assert "the final reply" not in out.getvalue()
         assert "… 5 events skipped: over 1 a second\n" in out.getvalue()
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_no_agent_text_starts_a_line_of_its_own(live: bool) -> None:
+    """A message, an error, a thread id or a question with newlines: every line after its first
+    is indented, so a line in the first column is always ours (``thread:``, ``usage:``, …)."""
+    forged = "ok\nthread: forged\r\nusage: 1 input (0 cached), 1 output tokens\n\nerror: x"
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=live, plain=True)
+    printer.start()
+    printer.on_events(
+        [TurnEvent(kind=k, text=forged, error=forged) for k in (
+            EventKind.ASSISTANT_TEXT, EventKind.ERROR, EventKind.TOOL_USE, EventKind.RETRY,
+        )]
+    )  # fmt: skip
+    printer.message(forged)
+    printer.error(forged)
+    printer.summary(RunResult(reply="r", next_thread_id=forged, usage=Usage(input_tokens=1)))
+    printer.close()
+    firsts = [ln for ln in out.getvalue().split("\n") if ln and not ln.startswith("  ")]
+    assert [ln.split(" ", 1)[0] for ln in firsts] == [
+        "assistant›", "error›", "tool›", "retry›", "›", "error:", "thread:", "usage:",
+    ], out.getvalue()  # fmt: skip
+    assert [ln for ln in firsts if ln.startswith(("thread:", "usage:"))] == [
+        "thread: ok",
+        "usage: 1 input (0 cached), 0 output tokens",
+    ]
 
 
 def test_status_line_is_erased_and_not_drawn_before_a_turn() -> None:

@@ -235,7 +235,7 @@ async def test_the_configs_callback_buffer_and_provider_reach_the_dispatcher(
             result = await b.run(keyed("x", on_events=blocked))
     assert result.reply == "done"
     notice = batches[-1][-1]
-    assert notice.kind is EventKind.UNKNOWN and notice.provider == "codex"
+    assert notice.kind is EventKind.SKIPPED and notice.provider == "codex"
     assert "informational events dropped" in notice.text
 
 

@@ -267,6 +267,8 @@ class ProgressPrinter:
                     text = display_text(text)
                 else:
                     add_text(text)
+                if keep and "\n" in text:
+                    text = _indented(text)
                 line = f"{prefix}{text}\n"
             append(line)
             last = kind
@@ -371,13 +373,13 @@ class ProgressPrinter:
         ):
             text = clip(text, limit, one_line=not keep)  # details arrive stripped: rarely taken
         if not text.isprintable():  # an agent's ESC or CR must not drive the terminal
-            text = display_text(text)
+            text = _indented(display_text(text))
         if self.color:
             return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
         return f"{label} {text}\n"
 
     def _paint(self, label: str, text: str, ansi: str) -> str:
-        text = display_text(text)
+        text = _indented(display_text(text))
         if self.color:
             return f"\x1b[{ansi}m{label}\x1b[0m {text}\n"
         return f"{label} {text}\n"
@@ -457,6 +459,13 @@ class ProgressPrinter:
         width = shutil.get_terminal_size((80, 24)).columns
         text = text[: max(10, width - 3)]
         return f"\x1b[36m{spin}\x1b[0m {text}" if self.color else f"{spin} {text}"
+
+
+def _indented(text: str) -> str:
+    """``text`` with every line after the first indented by two spaces: a line of progress that
+    starts in the first column is always one of ours (``thread:``, ``usage:``, ``error:``, a
+    label), never one an agent's text forged."""
+    return text.replace("\n", "\n  ") if "\n" in text else text
 
 
 def _same_text(a: str, b: str) -> bool:

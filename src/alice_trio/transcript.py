@@ -5,13 +5,13 @@ Used by ``alice-trio replay`` and by tests: the same decoder the engine uses, fe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 
 from .file_changes import FileChange, merge_changes
-from .models import EventKind, RunRequest
+from .models import EventKind, RunRequest, TurnEvent
 from .providers.base import DecodeOutcome
 from .providers.registry import get_provider
 
@@ -19,21 +19,30 @@ __all__ = ["decode_transcript", "outcome_error", "outcome_summary"]
 
 
 def decode_transcript(
-    provider_name: str, stdout_text: str, *, thread_id: str = ""
+    provider_name: str,
+    stdout_text: str,
+    *,
+    thread_id: str = "",
+    on_events: Callable[[list[TurnEvent]], object] | None = None,
 ) -> DecodeOutcome:
     """Feed every line of ``stdout_text`` (``\\n``-separated, a trailing ``\\r`` dropped)
     through a new decoder of ``provider_name`` and return its outcome. Its result's
     ``file_changes`` are the files the recorded tools wrote, merged as a live run merges them
-    (no workspace snapshot: a write tool's file stays ``written``). Never raises on bad input;
-    raises ``UnknownProviderError`` for an unknown provider."""
+    (no workspace snapshot: a write tool's file stays ``written``). ``on_events`` (sync) gets
+    each line's events, in order (lines without any are not passed). Never raises on bad
+    input (an exception of ``on_events`` propagates); raises ``UnknownProviderError`` for an
+    unknown provider."""
     provider = get_provider(provider_name)
     request = RunRequest(user_text="(replayed)", thread_id=thread_id)
     decoder = provider.new_decoder(request, provider.config_class())
     files: list[FileChange] = []
     for line in _lines(stdout_text):
-        for event in decoder.feed(line.removesuffix("\r")):
+        events = decoder.feed(line.removesuffix("\r"))
+        for event in events:
             if event.kind is EventKind.FILE_CHANGE:
                 files.extend(event.files)
+        if on_events is not None and events:
+            on_events(events)
     outcome = decoder.finish()
     if not files:
         return outcome

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from alice_trio.cli.main import main
+from alice_trio.cli.progress import PROGRESS_RATE
 
 from cli_support import validate_result
 from helpers import cmdline, marked, new_mark, started
@@ -176,6 +177,52 @@ def test_replay_known_outcomes(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and json.loads(out)["error"]
     code, out, err = run_main(capsys, "replay", "-P", "codex", "--plain", str(HTTP500))
     assert code == 0 and "error:" in err
+
+
+def _flood(path: Path, tools: int) -> Path:
+    lines = [{"type": "thread.started", "thread_id": "t-1"}, {"type": "turn.started"}]
+    for i in range(tools):
+        item = {"id": f"i{i}", "type": "command_execution", "command": f"ls {i}",
+                "exit_code": 0, "status": "completed"}  # fmt: skip
+        lines.append({"type": "item.completed", "item": item})
+        if i % 50 == 0:
+            message = {"id": f"m{i}", "type": "agent_message", "text": f"step {i}\nthread: x"}
+            lines.append({"type": "item.completed", "item": message})
+    final = {"id": "m", "type": "agent_message", "text": "All done."}
+    lines += [
+        {"type": "item.completed", "item": final},
+        {"type": "turn.completed", "usage": {"input_tokens": 3, "output_tokens": 2}},
+    ]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def test_replay_shows_the_events_as_a_run_does(tmp_path: Path) -> None:
+    """As typed: the events on stderr (the first PROGRESS_RATE tool calls, the rest counted;
+    every message), the reply on stdout; -v every event, -q and --json none."""
+    flood = str(_flood(tmp_path / "flood.jsonl", 500))
+    replay = [*CLI, "replay", "-P", "codex"]
+    proc = subprocess.run([*replay, flood], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "All done.\n", proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert sum(ln.startswith("tool› command=`ls ") for ln in lines) == PROGRESS_RATE
+    assert f"… {500 - PROGRESS_RATE} events skipped: the first {PROGRESS_RATE} shown" in (
+        proc.stderr
+    )
+    assert sum(ln.startswith("assistant› step ") for ln in lines) == 10
+    assert "  thread: x" in lines and lines[-2:] == [
+        "thread: t-1",
+        "usage: 3 input (0 cached), 2 output tokens",
+    ]
+    verbose = subprocess.run([*replay, "-v", flood], capture_output=True, text=True, timeout=120)
+    assert sum(ln.startswith("tool› ") for ln in verbose.stderr.splitlines()) == 500
+    assert "skipped" not in verbose.stderr and verbose.stdout == "All done.\n"
+    quiet = subprocess.run([*replay, "-q", flood], capture_output=True, text=True, timeout=120)
+    assert quiet.stdout == "All done.\n" and quiet.stderr.splitlines() == lines[-2:]
+    as_json = subprocess.run(
+        [*replay, "--json", flood], capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(as_json.stdout)["reply"] == "All done." and as_json.stderr == ""
 
 
 # -- providers / doctor ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -32,7 +32,7 @@ from ..config import (
     parse_yaml_value,
 )
 from ..errors import AliceError, ConfigError, UnknownProviderError
-from ..models import RunRequest
+from ..models import RunRequest, TurnEvent
 from ..providers.registry import get_provider, normalize_name, provider_names
 from ..routing import backend_from_config
 from .console import config_error as _config_error
@@ -378,8 +378,34 @@ def _transcript_streams(path: Path) -> tuple[str, str]:
     return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
+def _replay_events(args: argparse.Namespace, text: str, printer: ProgressPrinter | None) -> Any:
+    """Decode the transcript; its events to ``printer`` (when given) as a run shows them: a
+    replay takes no time, so without ``--verbose`` it shows the first
+    :data:`~alice_trio.cli.progress.PROGRESS_RATE` informational events and counts the rest."""
+    from ..engine.event_rate import EventRate
+    from ..transcript import decode_transcript
+
+    if printer is None:
+        return decode_transcript(args.provider, text, thread_id=args.thread or "")
+    why = f"the first {PROGRESS_RATE} shown, --verbose shows all"
+    rate = None if args.verbose else EventRate(PROGRESS_RATE, why=why)
+    show = printer.on_events
+
+    def on_events(events: list[TurnEvent]) -> None:
+        # TurnEvents in, TurnEvents out (the rate adds its notices, also TurnEvents)
+        show(events if rate is None else cast("list[TurnEvent]", rate.filter([*events], 0.0)))
+
+    with printer.batched():
+        outcome = decode_transcript(
+            args.provider, text, thread_id=args.thread or "", on_events=on_events
+        )
+        if rate is not None and rate.skipped:
+            show([rate.notice()])
+    return outcome
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    from ..transcript import decode_transcript, outcome_error
+    from ..transcript import outcome_error
 
     try:
         _check_provider_option(args.provider)
@@ -391,8 +417,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         _err(f"cannot read {args.file}: {exc.strerror or exc}")
         return EXIT_USAGE
+    printer = None
+    if not (args.json or args.quiet):
+        printer = ProgressPrinter(
+            plain=args.plain,
+            verbose=args.verbose,
+            live=False,  # a replay takes no time: no frames, no status line
+            hold_reply=_isatty(sys.stdout) and _isatty(sys.stderr),
+        )
     try:
-        outcome = decode_transcript(args.provider, text, thread_id=args.thread or "")
+        outcome = _replay_events(args, text, printer)
     except ConfigError as exc:
         return _config_error(exc)
     error, error_type = outcome_error(outcome)
@@ -407,10 +441,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         write_text(sys.stdout, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
         return EXIT_OK
+    if printer is None:  # --quiet
+        printer = ProgressPrinter(plain=args.plain)
+    else:
+        printer.finish(outcome.result.reply)
+        printer.flush()
     if obj["reply"]:
         write_reply(sys.stdout, obj["reply"])
         write_text(sys.stdout, "\n")
-    printer = ProgressPrinter(plain=args.plain)
     printer.summary(outcome.result)
     if error:
         printer.error(error)
@@ -564,6 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--thread", "-t", metavar="ID", help="thread id the run resumed")
     replay.add_argument("--json", action="store_true", help="print one JSON object")
     replay.add_argument("--plain", action="store_true", help="no colours")
+    replay.add_argument("--quiet", "-q", action="store_true", help="no events, only the result")
+    replay.add_argument(
+        "--verbose", "-v", action="store_true",
+        help=f"show every event (else the first {PROGRESS_RATE} tool calls and the like, the "
+        "rest counted)",
+    )  # fmt: skip
     replay.add_argument("file", metavar="FILE")
     replay.set_defaults(func=cmd_replay)
 

@@ -28,12 +28,13 @@ call writes at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 import trio
@@ -187,6 +188,17 @@ class ProgressPrinter:
                 self._frame()
         finally:
             self._ticking = False
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Buffer as under a running frame task, without one (``replay``: events arrive all at
+        once): lines are written in batches of :data:`BATCH_BYTES`, the rest on leaving."""
+        self._ticking = True
+        try:
+            yield
+        finally:
+            self._ticking = False
+            self._frame()
 
     def start(self) -> None:
         """A turn starts: from now on (after half a second without events) the status line

@@ -58,12 +58,13 @@ def skipped_notice(counts: Mapping[str, int], why: str, provider: str = "") -> T
 class EventRate:
     """At most ``rate`` (> 0) informational events per one-second window (module docstring)."""
 
-    def __init__(self, rate: int, *, provider: str = "") -> None:
+    def __init__(self, rate: int, *, provider: str = "", why: str = "") -> None:
         if rate <= 0:
             raise ValueError(f"rate must be > 0, got {rate}")
         self.rate = rate
         self.provider = provider
-        self.why = f"over {rate:,} a second"
+        #: the reason the notices give ("over N a second" unless given)
+        self.why = why or f"over {rate:,} a second"
         self._window_end = -math.inf
         self._left = 0
         #: kind → informational events counted since the last notice

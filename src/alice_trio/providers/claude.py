@@ -177,6 +177,17 @@ def _status(value: Any) -> int | None:
     return n if n > 0 else None
 
 
+def _result_text(block: Mapping[str, Any]) -> str:
+    """The text of a ``tool_result`` block's event: its id, ``error``, its output."""
+    text = f"tool_result id=`{as_str(block.get('tool_use_id'))}`"
+    if _truthy(block.get("is_error")):
+        text += " error"
+    output = _block_text(block.get("content"))
+    if output:
+        text += f": {output}"
+    return text
+
+
 def _format_tool_use(block: Mapping[str, Any]) -> str:
     parts = ["tool_use"]
     name, ident = as_str(block.get("name")), as_str(block.get("id"))
@@ -297,7 +308,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                     if text:
                         texts.append(text)
                 elif btype in ("tool_use", "server_tool_use"):
-                    tools.append(_format_tool_use(block))
+                    tools.append("" if self.quiet else _format_tool_use(block))
                     self._tool_called(
                         as_str(block.get("id")), as_str(block.get("name")), block.get("input")
                     )
@@ -312,11 +323,11 @@ class ClaudeStreamDecoder(JsonLineDecoder):
 
         events: list[TurnEvent] = []
         if thinking:
-            events.append(self._event(EventKind.REASONING, line, text="\n".join(thinking)))
+            self._informational(events, EventKind.REASONING, line, "\n".join, thinking)
         text = "\n".join(texts)
         if text:
             if as_str(obj.get("parent_tool_use_id")):  # a sub-agent talking, not the reply
-                events.append(self._event(EventKind.REASONING, line, text=text))
+                self._informational(events, EventKind.REASONING, line, str, text)
             else:
                 msg_id = as_str(message.get("id"))
                 events += self._assistant(text, line)
@@ -327,8 +338,17 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                 self._reply_msg_id = msg_id
         if tools:
             self._reply_msg_id = ""  # text after a tool call starts a new reply
-            events.append(self._event(EventKind.TOOL_USE, line, text="; ".join(tools)))
+            self._informational(events, EventKind.TOOL_USE, line, "; ".join, tools)
         return events
+
+    def _informational(
+        self, events: list[TurnEvent], kind: EventKind, line: str, text: Any, arg: Any
+    ) -> None:
+        """Append the ``kind`` event of ``text(arg)`` — or, ``quiet``, count it unbuilt."""
+        if self.quiet:
+            self.skipped[kind._value_] = self.skipped.get(kind._value_, 0) + 1
+        else:
+            events.append(self._event(kind, line, text=text(arg)))
 
     def _user_line(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         message = obj.get("message")
@@ -343,13 +363,7 @@ class ClaudeStreamDecoder(JsonLineDecoder):
                     continue
                 btype = as_str(block.get("type")).lower()
                 if btype == "tool_result":
-                    text = f"tool_result id=`{as_str(block.get('tool_use_id'))}`"
-                    if _truthy(block.get("is_error")):
-                        text += " error"
-                    output = _block_text(block.get("content"))
-                    if output:
-                        text += f": {output}"
-                    events.append(self._event(EventKind.TOOL_RESULT, line, text=text))
+                    self._informational(events, EventKind.TOOL_RESULT, line, _result_text, block)
                     ok = not _truthy(block.get("is_error"))
                     events += self._tool_done(as_str(block.get("tool_use_id")), ok, line)
                 elif btype == "text":

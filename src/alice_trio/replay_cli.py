@@ -129,15 +129,26 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     return Transcript(((0.0, "stdout", data),) if data else (), 0, timed=False)
 
 
+#: the longest single ``time.sleep`` of a replay: a recorded time further away (``t_ms`` of
+#: ``1e300``, or a tiny ``--speed``) is slept in steps of this — ``time.sleep`` of more than
+#: the platform's ``time_t`` raises ``OverflowError`` (the replay died with a traceback)
+_SLEEP_STEP = 86400.0
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep until ``time.monotonic()`` is ``deadline`` (which may be ``inf``: forever, until a
+    signal ends the process — as the recording says)."""
+    while (delay := deadline - time.monotonic()) > 0:
+        time.sleep(min(delay, _SLEEP_STEP))
+
+
 def replay(transcript: Transcript, speed: float) -> None:
     """Write the lines with their timing (``speed`` 0: none), flushing each one."""
     start = time.monotonic()
     streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     for t, stream, data in transcript.lines:
         if transcript.timed and speed > 0:
-            delay = start + t / speed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            _sleep_until(start + t / speed)
         out = streams[stream]
         out.write(data)
         out.flush()

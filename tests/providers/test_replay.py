@@ -225,6 +225,43 @@ def test_sigterm_ends_a_waiting_replay(tmp_path: Path) -> None:
         assert proc.stdout.read() == b""
 
 
+_WOKEN_REPLAY = """
+import signal, sys
+from alice_trio.replay_cli import load_transcript, replay
+class Woken(Exception):
+    pass
+def wake(*_):
+    raise Woken
+signal.signal(signal.SIGALRM, wake)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    replay(load_transcript(sys.argv[1]), float(sys.argv[2]))
+except Woken:
+    sys.stderr.write("asleep when woken")
+"""
+
+
+@pytest.mark.parametrize(
+    ("t_ms", "speed"), [(1e300, 1.0), (10**30, 1.0), (1000, 1e-320), (9e12, 1e-3)]
+)
+def test_a_recorded_time_beyond_what_sleep_takes_is_slept(
+    tmp_path: Path, t_ms: float, speed: float
+) -> None:
+    """A hand-edited ``t_ms`` (or a tiny ``--speed``) whose wait is longer than ``time.sleep``
+    takes (``time_t``) made the replay die with an ``OverflowError`` traceback right after the
+    line before it; it waits (as the recording says) until a signal ends it. The child wakes
+    itself with SIGALRM after 0.3 s: asleep then, not crashed."""
+    timeline = tmp_path / "far.jsonl"
+    lines = [
+        {"t_ms": 0, "stream": "stdout", "line": "first"},
+        {"t_ms": t_ms, "stream": "stdout", "line": "never"},
+    ]
+    timeline.write_text("\n".join(json.dumps(r) for r in lines))
+    argv = [sys.executable, "-c", _WOKEN_REPLAY, str(timeline), repr(speed)]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert (proc.stdout, proc.stderr, proc.returncode) == (b"first\n", b"asleep when woken", 0)
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [(-9999, 1), (-int(signal.SIGSTOP), 1), (-int(signal.SIGTSTP), 1), (-int(signal.SIGCHLD), 1),

@@ -100,6 +100,7 @@ from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .driver_events import malformed
 from .event_stream import EventStream
 from .same_run import check_same_run, current_run
 from .starting import StartedFlag
@@ -163,7 +164,7 @@ class InteractiveSession:
     # -- read-only state (all of it lives in the core) --------------------------------------------
     @property
     def steer_mode(self) -> SteerMode:
-        return self.driver.steer_mode
+        return self._core.steer_mode
 
     @property
     def state(self) -> SessionState:
@@ -491,7 +492,15 @@ class InteractiveSession:
         """The driver's ``emit``: file changes made workspace-relative; before the event that
         ends a turn, the ``file_change`` event of what no tool reported (the workspace snapshot,
         :mod:`alice_trio.engine.workspace`); then the state update and delivery with
-        backpressure."""
+        backpressure. An event that is no well-formed ``TurnEvent`` (a field of the wrong type:
+        :mod:`.driver_events`) is refused with :class:`ProtocolError`: the driver fails, the
+        caller gets a typed error instead of an ``AttributeError`` from deep inside."""
+        why = malformed(event)
+        if why is not None:
+            raise ProtocolError(
+                f"{self.provider or 'session'} driver emitted a malformed event: {why}",
+                provider=self.provider,
+            )
         files = self._files
         if files is not None:
             if event.kind is EventKind.FILE_CHANGE:

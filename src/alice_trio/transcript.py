@@ -19,13 +19,22 @@ __all__ = ["decode_transcript", "outcome_error", "outcome_summary"]
 
 
 def decode_transcript(
-    provider_name: str, stdout_text: str, *, thread_id: str = ""
+    provider_name: str, stdout_text: str | bytes, *, thread_id: str = ""
 ) -> DecodeOutcome:
     """Feed every line of ``stdout_text`` (``\\n``-separated, a trailing ``\\r`` dropped)
     through a new decoder of ``provider_name`` and return its outcome. Its result's
     ``file_changes`` are the files the recorded tools wrote, merged as a live run merges them
-    (no workspace snapshot: a write tool's file stays ``written``). Never raises on bad input;
-    raises ``UnknownProviderError`` for an unknown provider."""
+    (no workspace snapshot: a write tool's file stays ``written``). ``stdout_text`` may be the
+    captured bytes (``Path.read_bytes()``): decoded as UTF-8 with U+FFFD for what is not, as
+    the engine decodes a live CLI's stdout. Never raises on bad input; raises
+    ``UnknownProviderError`` for an unknown provider and ``TypeError`` for a ``stdout_text``
+    that is neither text nor bytes."""
+    if isinstance(stdout_text, (bytes, bytearray, memoryview)):
+        stdout_text = bytes(stdout_text).decode("utf-8", "replace")
+    elif not isinstance(stdout_text, str):
+        raise TypeError(
+            f"decode_transcript: stdout_text must be str or bytes, got {type(stdout_text).__name__}"
+        )
     provider = get_provider(provider_name)
     request = RunRequest(user_text="(replayed)", thread_id=thread_id)
     decoder = provider.new_decoder(request, provider.config_class())

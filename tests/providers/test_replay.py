@@ -99,6 +99,25 @@ def test_decode_transcript_reports_failures() -> None:
     )
 
 
+@pytest.mark.parametrize("provider", ["codex", "claude", "gemini", "kimi", "opencode"])
+def test_decode_transcript_takes_the_captured_bytes(provider: str) -> None:
+    """``decode_transcript(name, path.read_bytes())`` raised ``TypeError: a bytes-like object
+    is required, not 'str'`` (for bytes!); the bytes are decoded as the engine decodes a live
+    stdout, an invalid byte included. Neither text nor bytes: a ``TypeError`` saying so."""
+    root = CODEX.parent / provider
+    captures = sorted(p for p in root.rglob("*stdout*") if p.is_file())[:4]
+    assert captures, root
+    for stdout in captures:
+        data = stdout.read_bytes()
+        data = data.replace(b"\n", b"\xff\n", 1)  # an invalid byte, as a broken CLI prints
+        as_bytes = decode_transcript(provider, data)
+        assert as_bytes == decode_transcript(provider, data.decode("utf-8", "replace"))
+        assert decode_transcript(provider, bytearray(data)) == as_bytes
+    for wrong in (None, 5, ["line"]):
+        with pytest.raises(TypeError, match="must be str or bytes"):
+            decode_transcript(provider, wrong)  # type: ignore[arg-type]
+
+
 # -- transcript loading ------------------------------------------------------------------------
 
 

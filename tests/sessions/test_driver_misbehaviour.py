@@ -146,3 +146,67 @@ def test_well_formed_events_pass() -> None:
         TurnEvent(kind=EventKind.UNKNOWN),
     ):
         assert malformed(event) is None, event
+
+
+# -- a driver factory (a SessionSpec's "module:factory", SessionBackend's driver_factory) ------
+
+
+class FactoryBug(Exception):
+    pass
+
+
+def _raises(config: Any, initial: RunRequest) -> Any:
+    raise FactoryBug("the factory's bug")
+
+
+async def _async_factory(config: Any, initial: RunRequest) -> ScriptedDriver:
+    return ScriptedDriver(auto_reply=True)  # pragma: no cover - never awaited
+
+
+#: factory → the typed error and a word of its message
+FACTORIES: dict[str, tuple[Callable[..., Any], type[Exception], str]] = {
+    "raises": (_raises, ProtocolError, "FactoryBug"),
+    "returns None": (lambda config, initial: None, ConfigError, "returned None"),
+    "returns a string": (lambda config, initial: "codex", ConfigError, "returned 'codex'"),
+    "returns an object": (lambda config, initial: object(), ConfigError, "not a session driver"),
+    "async def": (_async_factory, ConfigError, "coroutine"),
+}
+
+
+def _provider_with(factory: Callable[..., Any]) -> Any:
+    import attrs
+
+    from alice_trio.providers import get_provider
+    from alice_trio.providers.record import Capabilities, Flavor, SessionSpec
+
+    spec = SessionSpec(
+        factory=factory, protocol="scripted", long_lived=True, steer_mode="queue_when_busy",
+        capabilities=Capabilities(),
+    )  # fmt: skip
+    return attrs.evolve(get_provider("replay"), name="factorytest", flavors=(Flavor(session=spec),))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an un-awaited coroutine fails the test
+@pytest.mark.parametrize("name", list(FACTORIES))
+async def test_a_factory_that_fails_or_returns_no_driver_is_a_typed_error(name: str) -> None:
+    factory, error, word = FACTORIES[name]
+    provider = _provider_with(factory)
+    with pytest.raises(error, match=word):
+        async with open_session(provider, initial=RunRequest(user_text="")):
+            pytest.fail("opened")  # pragma: no cover
+    async with SessionBackend(provider) as backend:
+        with pytest.raises(error, match=word):
+            await backend.run(RunRequest(user_text="hi"))
+    async with SessionBackend("codex", driver_factory=factory) as backend:
+        with pytest.raises(error, match=word):
+            await backend.run(RunRequest(user_text="hi"))
+    import gc
+
+    gc.collect()  # the coroutine, if any, is gone: closed, so no "never awaited" warning
+
+
+@pytest.mark.parametrize("driver", ["codex", object(), 5])
+async def test_open_session_with_a_driver_that_is_none_is_a_config_error(driver: Any) -> None:
+    with pytest.raises(ConfigError, match="not a session driver"):
+        async with open_session("codex", initial=RunRequest(user_text=""), driver=driver):
+            pytest.fail("opened")  # pragma: no cover

@@ -632,7 +632,7 @@ async def open_session(
     Cancel-safe: cancelled while opening, the process is killed and ``trio.Cancelled``
     propagates; the body's own exception comes out as itself, never in a group.
     """
-    from .registry import create_driver
+    from .registry import checked_driver, create_driver
 
     what = "open_session"
     buffer = checked(what, "buffer", buffer_size, buffer)
@@ -646,6 +646,7 @@ async def open_session(
             driver = create_driver(prov, cfg_now, initial, approver=approver)
             name = prov.name
         else:
+            driver = checked_driver(driver, "open_session's driver is")
             name = provider if isinstance(provider, str) else provider.name
         async with trio.open_nursery() as nursery:
             session = InteractiveSession(

@@ -210,3 +210,83 @@ async def test_open_session_with_a_driver_that_is_none_is_a_config_error(driver:
     with pytest.raises(ConfigError, match="not a session driver"):
         async with open_session("codex", initial=RunRequest(user_text=""), driver=driver):
             pytest.fail("opened")  # pragma: no cover
+
+
+# -- a driver's methods returning what the protocol does not allow ------------------------------
+
+
+class _Returns(ScriptedDriver):
+    """``start_turn``/``steer_turn`` return ``bad`` (after doing their work)."""
+
+    def __init__(self, start: Any = None, steer: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad_start, self.bad_steer = start, steer
+
+    async def start_turn(self, request: RunRequest) -> TurnRef:
+        ref = await super().start_turn(request)
+        return self.bad_start if self.bad_start is not None else ref
+
+    async def steer_turn(self, turn: TurnRef, request: RunRequest) -> TurnRef:
+        ref = await super().steer_turn(turn, request)
+        return self.bad_steer if self.bad_steer is not None else ref
+
+
+WRONG_REFS = ["t1", ("thr", "t1"), 0, TurnRef(thread_id=5, turn_id=7)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", WRONG_REFS, ids=repr)
+async def test_a_start_turn_that_returns_no_turn_ref_is_a_protocol_error(bad: Any) -> None:
+    """It was an ``AttributeError`` out of ``submit``/``run`` — or, for a ref of numbers, a
+    run that waited forever for events naming a turn id no event had."""
+    driver = _Returns(start=bad)
+    async with open_session("codex", initial=RunRequest(user_text=""), driver=driver) as session:
+        with pytest.raises(ProtocolError, match="start_turn returned"):
+            await session.submit(RunRequest(user_text="a"))
+    backend = SessionBackend(
+        "codex", driver_factory=lambda c, r: _Returns(start=bad, auto_reply=True)
+    )
+    async with backend:
+        with trio.fail_after(30), pytest.raises(ProtocolError, match="start_turn returned"):
+            await backend.run(RunRequest(user_text="hi"))
+
+
+@pytest.mark.parametrize("bad", WRONG_REFS, ids=repr)
+async def test_a_steer_turn_that_returns_no_turn_ref_is_a_protocol_error(bad: Any) -> None:
+    driver = _Returns(steer=bad, steer_mode=SteerMode.NATIVE)
+    async with open_session("codex", initial=RunRequest(user_text=""), driver=driver) as session:
+        first = await session.submit(RunRequest(user_text="a"))
+        with pytest.raises(ProtocolError, match="steer_turn returned"):
+            await session.submit(RunRequest(user_text="b"))
+        # the session goes on: the turn that runs still ends
+        await driver.finish(TurnRef(thread_id=first.thread_id, turn_id=first.turn_id), text="x")
+        async for event in session.events():
+            if event.kind.terminal:
+                assert event.kind is EventKind.TURN_COMPLETED
+                break
+
+
+class _BadTail(ScriptedDriver):
+    def __init__(self, tail: Callable[[], Any]) -> None:
+        super().__init__(auto_reply=True)
+        self.tail = tail
+
+    def stderr_tail(self) -> Any:
+        return self.tail()
+
+
+def _tail_raises() -> str:
+    raise FactoryBug("the tail's bug")
+
+
+@pytest.mark.parametrize(
+    "tail", [_tail_raises, lambda: 5, lambda: b"bytes"], ids=["raises", "int", "bytes"]
+)
+async def test_a_stderr_tail_that_raises_or_is_no_text_does_not_replace_the_result(
+    tail: Callable[[], Any],
+) -> None:
+    """``SessionBackend.run`` reads the tail at every turn's end: one that raised made every
+    run raise it (a bare ``FactoryBug`` here)."""
+    backend = SessionBackend("codex", driver_factory=lambda c, r: _BadTail(tail))
+    async with backend:
+        result = await backend.run(RunRequest(user_text="hi"))
+    assert result.reply == "reply to hi"

@@ -217,8 +217,17 @@ class InteractiveSession:
         return found if isinstance(found, AliceError) else None
 
     def stderr_tail(self) -> str:
+        """The driver's ``stderr_tail()`` (optional); one that raises or returns no string
+        gives a note of that instead — it is read while an error is being built, which it must
+        not replace with its own."""
         fn = getattr(self.driver, "stderr_tail", None)
-        return fn() if callable(fn) else ""
+        if not callable(fn):
+            return ""
+        try:
+            tail = fn()
+        except Exception as exc:
+            return f"(the driver's stderr_tail() raised {exc!r:.200})"
+        return tail if isinstance(tail, str) else ""
 
     def events(self) -> EventStream:
         """The outbound event stream (always the same one; ends when the session closes). One
@@ -383,7 +392,10 @@ class InteractiveSession:
             await self._start(command, decision.request)
         elif isinstance(decision, SteerTurn):
             try:
-                ref = await self._call(self.driver.steer_turn, decision.target, decision.request)
+                ref = self._ref(
+                    await self._call(self.driver.steer_turn, decision.target, decision.request),
+                    "steer_turn",
+                )
             except BaseException as exc:
                 if isinstance(exc, NoActiveTurnError) and command.kind != "steer":
                     # a submit raced the turn's end on the agent's side: it gets a turn of its
@@ -422,7 +434,7 @@ class InteractiveSession:
     async def _start(self, command: _Command, request: RunRequest) -> None:
         try:
             await self._watch_files()
-            ref = await self._call(self.driver.start_turn, request)
+            ref = self._ref(await self._call(self.driver.start_turn, request), "start_turn")
         except BaseException as exc:
             if not self._core.busy:
                 self._stop_watching()
@@ -462,6 +474,20 @@ class InteractiveSession:
             raise ProtocolError(
                 f"{self.provider or 'session'} driver failed: {exc!r}", provider=self.provider
             ) from exc
+
+    def _ref(self, ref: object, call: str) -> TurnRef:
+        """What ``start_turn``/``steer_turn`` returned, when it is a :class:`TurnRef` of two
+        strings; else :class:`ProtocolError` (the command fails as if the call had raised —
+        not an ``AttributeError`` from inside the session, nor a turn id that no event
+        names)."""
+        if isinstance(ref, TurnRef) and isinstance(ref.thread_id, str):
+            if isinstance(ref.turn_id, str):
+                return ref
+        raise ProtocolError(
+            f"{self.provider or 'session'} driver's {call} returned {ref!r:.80}, not a TurnRef "
+            "of a thread id and a turn id",
+            provider=self.provider,
+        )
 
     async def _owned(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a driver call in a session task and wait for it; a cancelled caller stops

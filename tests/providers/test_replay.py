@@ -118,6 +118,24 @@ def test_decode_transcript_takes_the_captured_bytes(provider: str) -> None:
             decode_transcript(provider, wrong)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("decode_as", ["replay", " Replay ", "replaycopy"])
+def test_decode_as_a_replay_under_any_name_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, decode_as: str
+) -> None:
+    """A copy of the replay provider registered under another name (``attrs.evolve(replay,
+    name=...)``), named as ``decode_as``, delegated to itself: a ``RecursionError`` per run."""
+    import attrs
+
+    from alice_trio.providers import registry
+
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    registry.register_provider(attrs.evolve(get_provider("replay"), name="replaycopy"))
+    copy = get_provider("replaycopy")
+    config = ReplayConfig(decode_as=decode_as)
+    with pytest.raises(ConfigError, match="a replay"):
+        copy.new_decoder(RunRequest(user_text="x"), config)
+
+
 # -- transcript loading ------------------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ writes the recorded lines with their recorded timing divided by ``--speed`` (``0
 flushing after every line, and exits the way the recording did. Accepted inputs:
 
 * a timeline JSONL: ``{"t_ms", "stream": "stdout"|"stderr", "line"}`` records (other records
-  are ignored) and an optional ``{"exit": N}`` record; without one, the ``rc`` of a
+  are ignored; a ``line`` that is not a string — the event object itself, written by hand — is
+  written as its JSON) and an optional ``{"exit": N}`` record; without one, the ``rc`` of a
   ``meta.json`` beside the file is used, else 0;
 * a capture ``.json``: ``{"events": [{"t" (seconds), "kind", "text"}], "exit_code"}``;
 * anything else: raw stdout bytes, written as they are, no delays, exit 0.
@@ -19,6 +20,7 @@ itself with that signal. SIGTERM and SIGINT keep their default action: the proce
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -77,8 +79,21 @@ def _timeline(text: str) -> tuple[list[tuple[float, str, bytes]], int | None] | 
             exit_code = r["exit"]
         elif r.get("stream") in ("stdout", "stderr") and "line" in r:
             t = _seconds(r.get("t_ms")) / 1000.0
-            out.append((t, str(r["stream"]), (str(r["line"]) + "\n").encode()))
+            out.append((t, str(r["stream"]), _line_bytes(r["line"])))
     return (out, exit_code) if timeline else None
+
+
+def _line_bytes(value: object) -> bytes:
+    """A recorded line as the bytes to write: a string as it is; anything else — a hand-edited
+    ``"line": {"type": …}`` holding the event itself rather than its text — as its JSON, not
+    as Python's ``repr`` (``{'type': …}``, which no decoder reads); ``null`` as an empty line."""
+    if isinstance(value, str):
+        text = value
+    elif value is None:
+        text = ""
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    return (text + "\n").encode()
 
 
 def _seconds(value: object) -> float:
@@ -115,7 +130,7 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("events"), list):
         lines = tuple(
-            (_seconds(e.get("t")), e["kind"], (str(e.get("text", "")) + "\n").encode())
+            (_seconds(e.get("t")), e["kind"], _line_bytes(e.get("text", "")))
             for e in whole["events"]
             if isinstance(e, dict) and e.get("kind") in ("stdout", "stderr")
         )

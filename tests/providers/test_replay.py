@@ -262,6 +262,33 @@ def test_sigterm_ends_a_waiting_replay(tmp_path: Path) -> None:
         assert proc.stdout.read() == b""
 
 
+def test_a_hand_edited_line_holding_the_event_itself_is_written_as_json(tmp_path: Path) -> None:
+    """``"line": {"type": …}`` (the event rather than its text), in a timeline or a capture's
+    ``text``, was written as Python's repr (``{'type': …}``): the turn failed with "codex
+    returned no final agent message". Now as JSON; a string stays as it is, ``null`` is empty."""
+    events = [
+        {"type": "thread.started", "thread_id": "T1"},
+        {"type": "item.completed", "item": {"id": "i", "type": "agent_message", "text": "hé"}},
+        {"type": "turn.completed", "usage": {"input_tokens": 3}},
+    ]
+    timeline = tmp_path / "objects.timeline.jsonl"
+    records = [{"t_ms": 0, "stream": "stdout", "line": e} for e in events]
+    records += [{"t_ms": 0, "stream": "stdout", "line": None}, {"t_ms": 0, "stream": "stdout",
+                "line": "as text"}, {"exit": 0}]  # fmt: skip
+    timeline.write_text("\n".join(json.dumps(r) for r in records))
+    capture = tmp_path / "objects.json"
+    capture.write_text(
+        json.dumps({"events": [{"t": 0, "kind": "stdout", "text": e} for e in events]})
+    )
+    for path in (timeline, capture):
+        lines = [data for _, _, data in load_transcript(path).lines]
+        for data, event in zip(lines, events, strict=False):
+            assert json.loads(data) == event
+        outcome = decode_transcript("codex", b"".join(lines))
+        assert (outcome.result.reply, outcome.result.next_thread_id) == ("hé", "T1")
+    assert [data for _, _, data in load_transcript(timeline).lines][3:] == [b"\n", b"as text\n"]
+
+
 _WOKEN_REPLAY = """
 import signal, sys
 from alice_trio.replay_cli import load_transcript, replay

@@ -232,8 +232,13 @@ class MultiBackend:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if self._stack is None or self._owner is not trio.lowlevel.current_task():
+        if self._stack is None:
             raise ConfigError("MultiBackend.__aexit__ without a matching __aenter__")
+        if self._owner is not trio.lowlevel.current_task():
+            raise ConfigError(
+                "MultiBackend.__aexit__ from another task than the one that entered it (its "
+                "nursery must be exited by the task that opened it)"
+            )
         stack, self._stack = self._stack, None
         try:
             with single_exception():

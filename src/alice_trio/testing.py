@@ -254,6 +254,14 @@ class ScriptedDriver:
         usage: Usage | None = None,
         error: str = "",
     ) -> None:
+        """End ``ref``'s turn: its ``text`` (if any), then the terminal event ``kind``
+        (``turn_completed``, ``turn_interrupted`` or ``error``; another kind ends nothing and
+        is a ``ValueError``, not a turn that waits for ever)."""
+        if not isinstance(kind, EventKind) or not kind.terminal:
+            raise ValueError(
+                f"finish ends a turn: kind must be turn_completed, turn_interrupted or error, "
+                f"got {kind!r:.60}"
+            )
         if text:
             await self.push(
                 TurnEvent(

@@ -290,3 +290,20 @@ async def test_a_stderr_tail_that_raises_or_is_no_text_does_not_replace_the_resu
     async with backend:
         result = await backend.run(RunRequest(user_text="hi"))
     assert result.reply == "reply to hi"
+
+
+@pytest.mark.parametrize("kind", [EventKind.ASSISTANT_TEXT, EventKind.TURN_STARTED, "error"])
+async def test_scripted_finish_with_a_kind_that_ends_nothing_is_a_value_error(kind: Any) -> None:
+    """``driver.finish(ref, EventKind.ASSISTANT_TEXT)`` sent an event that ends no turn: the
+    bot under test waited for ever (until its own deadline)."""
+    driver = ScriptedDriver()
+    async with open_session("codex", initial=RunRequest(user_text=""), driver=driver) as session:
+        submitted = await session.submit(RunRequest(user_text="a"))
+        ref = TurnRef(thread_id=submitted.thread_id, turn_id=submitted.turn_id)
+        with pytest.raises(ValueError, match="finish ends a turn"):
+            await driver.finish(ref, kind)
+        await driver.finish(ref, text="done")
+        async for event in session.events():
+            if event.kind.terminal:
+                assert event.kind is EventKind.TURN_COMPLETED
+                break

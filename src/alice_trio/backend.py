@@ -2,11 +2,16 @@
 
 ``run`` raises only :class:`~alice_trio.errors.AliceError` subclasses or a bare
 ``trio.Cancelled`` / ``KeyboardInterrupt`` — never an exception group (the contract in
-:mod:`alice_trio.errors`)."""
+:mod:`alice_trio.errors`). A provider's own code that raises (``build_invocation``, the
+decoder's ``feed``/``finish``, ``new_decoder``, ``prepare_request``, ``explain_exit``: a
+third-party provider's bug, or one that returns the wrong type) is a
+:class:`~alice_trio.errors.ProtocolError` with that exception as its ``__cause__``, as a session
+driver's bug is — raised after the CLI's process tree is gone."""
 
 from __future__ import annotations
 
 from .engine.oneshot import run_oneshot
+from .errors import AliceError, ProtocolError
 from .models import RunRequest, RunResult
 from .providers.base import CLIConfig, Provider
 from .sessions._groups import single_exception
@@ -36,8 +41,14 @@ class OneShotBackend:
         """Run one turn. Cancelling the caller kills the CLI's whole process tree first, then
         ``trio.Cancelled`` propagates (bare)."""
         request = request_arg("OneShotBackend.run", request)
-        with single_exception():
-            return await run_oneshot(self.provider, self.config, request)
+        try:
+            with single_exception():
+                return await run_oneshot(self.provider, self.config, request)
+        except AliceError:
+            raise
+        except Exception as exc:  # the provider's code failed (a callback's is a CallbackError)
+            name = self.provider.name
+            raise ProtocolError(f"{name} provider failed: {exc!r}", provider=name) from exc
 
 
 async def run_once(

@@ -40,7 +40,10 @@ cancellation meet, the failure is raised (a still-cancelled scope cancels again 
 checkpoint); when several failures meet, the caller's own exception wins, else the first
 ``AliceError``, and the others are named in its ``__notes__``. Tested for every entry point,
 cancelled at many scheduling steps, in ``tests/reliability/test_exception_contract.py``;
-documented in ``docs/reliability.md``.
+documented in ``docs/reliability.md``. A provider's or session driver's own code that raises
+something outside this tree (a third-party provider's bug, a hook returning the wrong type, a
+driver emitting an event whose fields have the wrong types) is a :class:`ProtocolError` with
+that exception as its ``__cause__``.
 
 Error messages never include environment values (API keys): only the command, exit status, the
 CLI's own error text and the stderr tail.

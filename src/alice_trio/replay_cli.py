@@ -7,7 +7,8 @@ writes the recorded lines with their recorded timing divided by ``--speed`` (``0
 flushing after every line, and exits the way the recording did. Accepted inputs:
 
 * a timeline JSONL: ``{"t_ms", "stream": "stdout"|"stderr", "line"}`` records (other records
-  are ignored) and an optional ``{"exit": N}`` record; without one, the ``rc`` of a
+  are ignored; a ``line`` that is not a string — the event object itself, written by hand — is
+  written as its JSON) and an optional ``{"exit": N}`` record; without one, the ``rc`` of a
   ``meta.json`` beside the file is used, else 0;
 * a capture ``.json``: ``{"events": [{"t" (seconds), "kind", "text"}], "exit_code"}``;
 * anything else: raw stdout bytes, written as they are, no delays, exit 0.
@@ -19,6 +20,7 @@ itself with that signal. SIGTERM and SIGINT keep their default action: the proce
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -77,8 +79,21 @@ def _timeline(text: str) -> tuple[list[tuple[float, str, bytes]], int | None] | 
             exit_code = r["exit"]
         elif r.get("stream") in ("stdout", "stderr") and "line" in r:
             t = _seconds(r.get("t_ms")) / 1000.0
-            out.append((t, str(r["stream"]), (str(r["line"]) + "\n").encode()))
+            out.append((t, str(r["stream"]), _line_bytes(r["line"])))
     return (out, exit_code) if timeline else None
+
+
+def _line_bytes(value: object) -> bytes:
+    """A recorded line as the bytes to write: a string as it is; anything else — a hand-edited
+    ``"line": {"type": …}`` holding the event itself rather than its text — as its JSON, not
+    as Python's ``repr`` (``{'type': …}``, which no decoder reads); ``null`` as an empty line."""
+    if isinstance(value, str):
+        text = value
+    elif value is None:
+        text = ""
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    return (text + "\n").encode()
 
 
 def _seconds(value: object) -> float:
@@ -115,7 +130,7 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("events"), list):
         lines = tuple(
-            (_seconds(e.get("t")), e["kind"], (str(e.get("text", "")) + "\n").encode())
+            (_seconds(e.get("t")), e["kind"], _line_bytes(e.get("text", "")))
             for e in whole["events"]
             if isinstance(e, dict) and e.get("kind") in ("stdout", "stderr")
         )
@@ -129,15 +144,26 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     return Transcript(((0.0, "stdout", data),) if data else (), 0, timed=False)
 
 
+#: the longest single ``time.sleep`` of a replay: a recorded time further away (``t_ms`` of
+#: ``1e300``, or a tiny ``--speed``) is slept in steps of this — ``time.sleep`` of more than
+#: the platform's ``time_t`` raises ``OverflowError`` (the replay died with a traceback)
+_SLEEP_STEP = 86400.0
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep until ``time.monotonic()`` is ``deadline`` (which may be ``inf``: forever, until a
+    signal ends the process — as the recording says)."""
+    while (delay := deadline - time.monotonic()) > 0:
+        time.sleep(min(delay, _SLEEP_STEP))
+
+
 def replay(transcript: Transcript, speed: float) -> None:
     """Write the lines with their timing (``speed`` 0: none), flushing each one."""
     start = time.monotonic()
     streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     for t, stream, data in transcript.lines:
         if transcript.timed and speed > 0:
-            delay = start + t / speed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            _sleep_until(start + t / speed)
         out = streams[stream]
         out.write(data)
         out.flush()

@@ -27,6 +27,7 @@ exception it stands for (the contract in :mod:`alice_trio.errors`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -232,8 +233,13 @@ class MultiBackend:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if self._stack is None or self._owner is not trio.lowlevel.current_task():
+        if self._stack is None:
             raise ConfigError("MultiBackend.__aexit__ without a matching __aenter__")
+        if self._owner is not trio.lowlevel.current_task():
+            raise ConfigError(
+                "MultiBackend.__aexit__ from another task than the one that entered it (its "
+                "nursery must be exited by the task that opened it)"
+            )
         stack, self._stack = self._stack, None
         try:
             with single_exception():
@@ -266,9 +272,15 @@ def _entries(
             continue
         if not (callable(getattr(backend, "run", None))
                 and isinstance(getattr(backend, "name", None), str)):  # fmt: skip
+            hint = ""
+            if inspect.iscoroutine(backend):  # an ``async def`` factory: close them all, so
+                hint = " (the factory must be a plain function, not async def)"
+                for value in mapping.values():  # no "never awaited" warning follows the error
+                    if inspect.iscoroutine(value):
+                        value.close()
             raise ConfigError(
                 f"MultiBackend: {what}.{key}: expected a backend (with .name and .run), "
-                f"got {show(backend)}"
+                f"got {show(backend)}{hint}"
             )
     return list(mapping.items())
 

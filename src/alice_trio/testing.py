@@ -42,6 +42,7 @@ import trio
 
 from .errors import SessionClosedError, TransportClosedError
 from .models import EventKind, RunRequest, TurnEvent, Usage
+from .protocols.session_core import steer_mode_of
 from .providers.replay import ReplayConfig
 from .replay_cli import KILLING_SIGNALS
 from .sessions.driver import Emit, SteerMode, TurnRef
@@ -198,19 +199,26 @@ class ScriptedDriver:
     active one. ``fail_start`` (an exception) makes the next starts fail; ``start_gate`` (a
     ``trio.Event``) holds starts until set; :meth:`end` makes the "process" end by itself, with
     ``crash`` as its error. Interrupts answer ``turn_interrupted`` unless ``interrupt_reply`` is
-    false.
+    false. A ``steer_mode`` that is no :class:`SteerMode` (nor its value), a ``thread_id`` that
+    is no string or a ``reply`` that is not callable is a ``ValueError``; a ``reply`` that
+    returns no string fails the session with a :class:`~alice_trio.errors.ProtocolError` (the
+    driver emitted a malformed event), as any driver would.
     """
 
     def __init__(
         self,
-        steer_mode: SteerMode = SteerMode.QUEUE_WHEN_BUSY,
+        steer_mode: SteerMode | str = SteerMode.QUEUE_WHEN_BUSY,
         *,
         auto_reply: bool = False,
         enqueue: bool = False,
         thread_id: str = "thr-1",
         reply: Callable[[str], str] | None = None,
     ) -> None:
-        self.steer_mode = steer_mode
+        if not isinstance(thread_id, str):
+            raise ValueError(f"thread_id must be a string, got {thread_id!r:.60}")
+        if reply is not None and not callable(reply):
+            raise ValueError(f"reply must be a function of the prompt, got {reply!r:.60}")
+        self.steer_mode = steer_mode_of(steer_mode)  # its value ("native") too; else ValueError
         self.auto_reply = auto_reply
         self.enqueue = enqueue
         self.thread_id = thread_id
@@ -246,6 +254,14 @@ class ScriptedDriver:
         usage: Usage | None = None,
         error: str = "",
     ) -> None:
+        """End ``ref``'s turn: its ``text`` (if any), then the terminal event ``kind``
+        (``turn_completed``, ``turn_interrupted`` or ``error``; another kind ends nothing and
+        is a ``ValueError``, not a turn that waits for ever)."""
+        if not isinstance(kind, EventKind) or not kind.terminal:
+            raise ValueError(
+                f"finish ends a turn: kind must be turn_completed, turn_interrupted or error, "
+                f"got {kind!r:.60}"
+            )
         if text:
             await self.push(
                 TurnEvent(

@@ -20,7 +20,7 @@ __all__ = ["decode_transcript", "outcome_error", "outcome_summary"]
 
 def decode_transcript(
     provider_name: str,
-    stdout_text: str,
+    stdout_text: str | bytes,
     *,
     thread_id: str = "",
     on_events: Callable[[list[TurnEvent]], object] | None = None,
@@ -28,10 +28,18 @@ def decode_transcript(
     """Feed every line of ``stdout_text`` (``\\n``-separated, a trailing ``\\r`` dropped)
     through a new decoder of ``provider_name`` and return its outcome. Its result's
     ``file_changes`` are the files the recorded tools wrote, merged as a live run merges them
-    (no workspace snapshot: a write tool's file stays ``written``). ``on_events`` (sync) gets
-    each line's events, in order (lines without any are not passed). Never raises on bad
-    input (an exception of ``on_events`` propagates); raises ``UnknownProviderError`` for an
-    unknown provider."""
+    (no workspace snapshot: a write tool's file stays ``written``). ``stdout_text`` may be the
+    captured bytes (``Path.read_bytes()``): decoded as UTF-8 with U+FFFD for what is not, as
+    the engine decodes a live CLI's stdout. ``on_events`` (sync) gets each line's events, in
+    order (lines without any are not passed). Never raises on bad input (an exception of
+    ``on_events`` propagates); raises ``UnknownProviderError`` for an unknown provider and
+    ``TypeError`` for a ``stdout_text`` that is neither text nor bytes."""
+    if isinstance(stdout_text, (bytes, bytearray, memoryview)):
+        stdout_text = bytes(stdout_text).decode("utf-8", "replace")
+    elif not isinstance(stdout_text, str):
+        raise TypeError(
+            f"decode_transcript: stdout_text must be str or bytes, got {type(stdout_text).__name__}"
+        )
     provider = get_provider(provider_name)
     request = RunRequest(user_text="(replayed)", thread_id=thread_id)
     decoder = provider.new_decoder(request, provider.config_class())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import attrs
@@ -201,3 +202,27 @@ async def test_backend_from_config_with_session_backends() -> None:
     async with backend_from_config(app, factory=factory) as multi:
         result = await multi.run(RunRequest(user_text="hi", env={"ALICE_SESSION_KEY": "chat-1"}))
     assert result.reply.startswith("The command printed:")
+
+
+def test_an_async_def_factory_is_a_config_error_without_a_never_awaited_warning() -> None:
+    """Hostile-use finding (round 11): ``backend_from_config(app, factory=async_fn)`` was
+    refused, but every profile's coroutine was left un-awaited: one ``RuntimeWarning`` per
+    profile after the error."""
+    import gc
+
+    app = parse_config(
+        {
+            "default_profile": "a",
+            "llm_profiles": {n: {"provider": "replay", "speed": 0} for n in ("a", "b", "c")},
+        }
+    )
+
+    async def factory(provider: Any, config: Any) -> Any:  # pragma: no cover - never awaited
+        return OneShotBackend(provider, config)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ConfigError, match="not async def"):
+            backend_from_config(app, factory=factory)
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]

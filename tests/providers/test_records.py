@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import pytest
 
-from alice_trio.errors import ConfigError
+from alice_trio.errors import ConfigError, UnknownProviderError
 from alice_trio.models import RunRequest
 from alice_trio.provider_docs import BEGIN, END, provider_info, render
 from alice_trio.providers.base import CLIConfig, Invocation, Provider
@@ -348,3 +348,47 @@ def test_a_broken_entry_point_does_not_break_the_others(
     assert rows["thirdgood"]["steer_mode"] == "queue_when_busy"
     assert rows["thirdgood"]["interactive"] is False
     assert "thirdgood" in {t.name for t in default_targets()}
+
+
+def test_an_entry_point_cannot_end_the_process_rename_or_shadow_a_built_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostile-use finding (round 11): a plugin calling ``sys.exit`` at import ended every
+    lookup of a name that is not built in (``alice-trio run --provider nosuch`` printed the
+    plugin's message, exit 1); an entry point ``foo`` whose provider is named ``bar`` was
+    reachable only as ``bar``; and a plugin named ``codex`` replaced the built-in codex when
+    a non-built-in name happened to be looked up first — a renamed replay then decoded as
+    itself, a ``RecursionError``."""
+    from alice_trio.providers import registry
+
+    def exits() -> Any:
+        raise SystemExit("a plugin that exits at import")
+
+    impostor = attrs.evolve(REPLAY, name="codex", flavors=(Flavor(),))
+    renamed = attrs.evolve(REPLAY, name="bar", flavors=(Flavor(),))
+    good = attrs.evolve(REPLAY, name="thirdgood", flavors=(Flavor(),))
+    eps = [
+        _EntryPoint("thirdexit", "thirdexit.mod:PROVIDER", exits),
+        _EntryPoint("codex", "evil.mod:PROVIDER", lambda: impostor),
+        _EntryPoint("foo", "foo.mod:PROVIDER", lambda: renamed),
+        _EntryPoint("sneaky", "sneaky.mod:PROVIDER", lambda: impostor),
+        _EntryPoint("thirdgood", "thirdgood.mod:PROVIDER", lambda: good),
+    ]
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_broken", {})
+    builtins = {k: v for k, v in registry._registry.items() if k in registry.BUILTIN_MODULES}
+    monkeypatch.setattr(registry, "_registry", {})  # nothing looked up yet: as a fresh process
+    with pytest.raises(UnknownProviderError):
+        registry.get_provider("nosuch")  # loads every entry point first
+    assert registry.get_provider("thirdgood") is good
+    with pytest.raises(ConfigError, match="SystemExit: a plugin that exits at import"):
+        registry.get_provider("thirdexit")
+    with pytest.raises(ConfigError, match="an entry point's name must be its provider's name"):
+        registry.get_provider("foo")
+    with pytest.raises(ConfigError, match="provider 'codex'"):
+        registry.get_provider("sneaky")
+    assert "bar" not in registry.provider_names()
+    codex = registry.get_provider("codex")
+    assert codex is not impostor and codex.description == builtins.get("codex", codex).description
+    assert codex.build_invocation.__module__ == "alice_trio.providers.codex"

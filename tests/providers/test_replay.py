@@ -99,6 +99,43 @@ def test_decode_transcript_reports_failures() -> None:
     )
 
 
+@pytest.mark.parametrize("provider", ["codex", "claude", "gemini", "kimi", "opencode"])
+def test_decode_transcript_takes_the_captured_bytes(provider: str) -> None:
+    """``decode_transcript(name, path.read_bytes())`` raised ``TypeError: a bytes-like object
+    is required, not 'str'`` (for bytes!); the bytes are decoded as the engine decodes a live
+    stdout, an invalid byte included. Neither text nor bytes: a ``TypeError`` saying so."""
+    root = CODEX.parent / provider
+    captures = sorted(p for p in root.rglob("*stdout*") if p.is_file())[:4]
+    assert captures, root
+    for stdout in captures:
+        data = stdout.read_bytes()
+        data = data.replace(b"\n", b"\xff\n", 1)  # an invalid byte, as a broken CLI prints
+        as_bytes = decode_transcript(provider, data)
+        assert as_bytes == decode_transcript(provider, data.decode("utf-8", "replace"))
+        assert decode_transcript(provider, bytearray(data)) == as_bytes
+    for wrong in (None, 5, ["line"]):
+        with pytest.raises(TypeError, match="must be str or bytes"):
+            decode_transcript(provider, wrong)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("decode_as", ["replay", " Replay ", "replaycopy"])
+def test_decode_as_a_replay_under_any_name_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, decode_as: str
+) -> None:
+    """A copy of the replay provider registered under another name (``attrs.evolve(replay,
+    name=...)``), named as ``decode_as``, delegated to itself: a ``RecursionError`` per run."""
+    import attrs
+
+    from alice_trio.providers import registry
+
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    registry.register_provider(attrs.evolve(get_provider("replay"), name="replaycopy"))
+    copy = get_provider("replaycopy")
+    config = ReplayConfig(decode_as=decode_as)
+    with pytest.raises(ConfigError, match="a replay"):
+        copy.new_decoder(RunRequest(user_text="x"), config)
+
+
 # -- transcript loading ------------------------------------------------------------------------
 
 
@@ -223,6 +260,70 @@ def test_sigterm_ends_a_waiting_replay(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == -signal.SIGTERM
         assert proc.stdout.read() == b""
+
+
+def test_a_hand_edited_line_holding_the_event_itself_is_written_as_json(tmp_path: Path) -> None:
+    """``"line": {"type": …}`` (the event rather than its text), in a timeline or a capture's
+    ``text``, was written as Python's repr (``{'type': …}``): the turn failed with "codex
+    returned no final agent message". Now as JSON; a string stays as it is, ``null`` is empty."""
+    events = [
+        {"type": "thread.started", "thread_id": "T1"},
+        {"type": "item.completed", "item": {"id": "i", "type": "agent_message", "text": "hé"}},
+        {"type": "turn.completed", "usage": {"input_tokens": 3}},
+    ]
+    timeline = tmp_path / "objects.timeline.jsonl"
+    records = [{"t_ms": 0, "stream": "stdout", "line": e} for e in events]
+    records += [{"t_ms": 0, "stream": "stdout", "line": None}, {"t_ms": 0, "stream": "stdout",
+                "line": "as text"}, {"exit": 0}]  # fmt: skip
+    timeline.write_text("\n".join(json.dumps(r) for r in records))
+    capture = tmp_path / "objects.json"
+    capture.write_text(
+        json.dumps({"events": [{"t": 0, "kind": "stdout", "text": e} for e in events]})
+    )
+    for path in (timeline, capture):
+        lines = [data for _, _, data in load_transcript(path).lines]
+        for data, event in zip(lines, events, strict=False):
+            assert json.loads(data) == event
+        outcome = decode_transcript("codex", b"".join(lines))
+        assert (outcome.result.reply, outcome.result.next_thread_id) == ("hé", "T1")
+    assert [data for _, _, data in load_transcript(timeline).lines][3:] == [b"\n", b"as text\n"]
+
+
+_WOKEN_REPLAY = """
+import signal, sys
+from alice_trio.replay_cli import load_transcript, replay
+class Woken(Exception):
+    pass
+def wake(*_):
+    raise Woken
+signal.signal(signal.SIGALRM, wake)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    replay(load_transcript(sys.argv[1]), float(sys.argv[2]))
+except Woken:
+    sys.stderr.write("asleep when woken")
+"""
+
+
+@pytest.mark.parametrize(
+    ("t_ms", "speed"), [(1e300, 1.0), (10**30, 1.0), (1000, 1e-320), (9e12, 1e-3)]
+)
+def test_a_recorded_time_beyond_what_sleep_takes_is_slept(
+    tmp_path: Path, t_ms: float, speed: float
+) -> None:
+    """A hand-edited ``t_ms`` (or a tiny ``--speed``) whose wait is longer than ``time.sleep``
+    takes (``time_t``) made the replay die with an ``OverflowError`` traceback right after the
+    line before it; it waits (as the recording says) until a signal ends it. The child wakes
+    itself with SIGALRM after 0.3 s: asleep then, not crashed."""
+    timeline = tmp_path / "far.jsonl"
+    lines = [
+        {"t_ms": 0, "stream": "stdout", "line": "first"},
+        {"t_ms": t_ms, "stream": "stdout", "line": "never"},
+    ]
+    timeline.write_text("\n".join(json.dumps(r) for r in lines))
+    argv = [sys.executable, "-c", _WOKEN_REPLAY, str(timeline), repr(speed)]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert (proc.stdout, proc.stderr, proc.returncode) == (b"first\n", b"asleep when woken", 0)
 
 
 @pytest.mark.parametrize(

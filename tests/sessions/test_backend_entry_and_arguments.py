@@ -100,6 +100,27 @@ async def test_exit_without_entry_is_a_config_error_and_touches_nothing():
         assert await ask(b)
 
 
+async def test_exit_from_another_task_says_so_and_the_owner_still_exits():
+    """Hostile-use finding (round 11): the exit of a backend entered by another task was
+    refused as "without a matching __aenter__" — it had one."""
+    b = replay()
+    m = MultiBackend({"replay": replay()})
+    for backend in (b, m):
+        await backend.__aenter__()
+        refused: list[ConfigError] = []
+
+        async def intruder(backend: Any = backend, refused: list[ConfigError] = refused) -> None:
+            with pytest.raises(ConfigError, match="from another task") as caught:
+                await backend.__aexit__(None, None, None)
+            refused.append(caught.value)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(intruder)
+        assert len(refused) == 1 and "matching __aenter__" not in str(refused[0])
+        assert await ask(backend)
+        await backend.__aexit__(None, None, None)
+
+
 async def test_reentry_after_a_full_exit_reopens_the_pool():
     b = replay()
     async with b:

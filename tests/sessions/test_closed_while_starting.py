@@ -25,6 +25,7 @@ from alice_trio.providers.kimi import KimiConfig
 from alice_trio.providers.opencode import OpenCodeConfig
 from alice_trio.sessions.scaling import ScalingConfig
 from alice_trio.sessions.session import open_session
+from alice_trio.testing import ScriptedDriver
 
 FAST = RunLimits(kill_grace=0.2, drain_timeout=0.5)
 
@@ -69,19 +70,14 @@ async def test_a_backend_closed_while_its_spare_host_starts_exits_cleanly(
 
 
 async def test_a_driver_that_ends_before_it_started_is_a_session_closed_error() -> None:
-    class Quitter:
+    class Quitter(ScriptedDriver):
         """A driver whose run returns at once, never reporting itself started."""
-
-        steer_mode = None
 
         async def run(self, emit: Any, *, task_status: Any) -> None:
             await trio.lowlevel.checkpoint()
 
-        async def aclose(self, *, graceful: bool) -> None:
-            await trio.lowlevel.checkpoint()
-
     with pytest.raises(SessionClosedError, match="ended before it started"):
-        async with open_session("codex", initial=RunRequest(user_text=""), driver=Quitter()):  # type: ignore[arg-type]
+        async with open_session("codex", initial=RunRequest(user_text=""), driver=Quitter()):
             pytest.fail("opened")  # pragma: no cover
 
 

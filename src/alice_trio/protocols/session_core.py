@@ -59,6 +59,7 @@ from typing import Any
 import attrs
 
 from ..errors import (
+    ConfigError,
     NoActiveTurnError,
     SessionClosedError,
     SessionStateError,
@@ -84,6 +85,7 @@ __all__ = [
     "SubmitMode",
     "SubmitResult",
     "TurnRef",
+    "steer_mode_of",
 ]
 
 _FINISHED_MEMORY = 256  # terminal turn ids remembered (a fast turn can end before start returns)
@@ -206,11 +208,29 @@ Action = (
 )
 
 
+def steer_mode_of(value: object) -> SteerMode:
+    """A driver's ``steer_mode`` as a :class:`SteerMode`: the member itself or its value (the
+    ``"native"`` a :class:`~alice_trio.providers.record.SessionSpec` spells); anything else is a
+    :class:`ConfigError` naming it, raised when the session opens — not an ``AttributeError``
+    at the first input sent while a turn runs."""
+    if isinstance(value, SteerMode):
+        return value
+    try:
+        return SteerMode(value)
+    except (ValueError, TypeError):
+        names = ", ".join(mode.value for mode in SteerMode)
+        raise ConfigError(
+            f"a session driver's steer_mode must be a SteerMode ({names}), got {value!r:.60}"
+        ) from None
+
+
 class SessionCore:
     """The session's state and transitions (see the module docstring)."""
 
-    def __init__(self, steer_mode: SteerMode, *, provider: str = "", thread_id: str = "") -> None:
-        self.steer_mode = steer_mode
+    def __init__(
+        self, steer_mode: SteerMode | str, *, provider: str = "", thread_id: str = ""
+    ) -> None:
+        self.steer_mode = steer_mode_of(steer_mode)
         self.provider = provider
         self.thread_id = thread_id
         self.active: TurnRef | None = None

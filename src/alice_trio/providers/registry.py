@@ -8,9 +8,12 @@ A third-party package registers a provider without touching this package, in its
 
 where ``PROVIDER`` is a :class:`~alice_trio.providers.base.Provider`. Names are trimmed and
 lower-cased; an unknown name raises :class:`~alice_trio.errors.UnknownProviderError` listing the
-known ones. An entry point that fails to import, or names something that is not a ``Provider``,
-does not break the others: its name is still listed and :func:`get_provider` raises
-:class:`~alice_trio.errors.ConfigError` saying why it could not be loaded.
+known ones. An entry point that fails to import (an exception, or ``sys.exit`` at import time),
+names something that is not a ``Provider``, or a provider of another name than its own, does not
+break the others: its name is still listed and :func:`get_provider` raises
+:class:`~alice_trio.errors.ConfigError` saying why it could not be loaded. A built-in name is
+never taken by an entry point (which provider ``codex`` is must not depend on the order names
+were first looked up in); :func:`register_provider` with ``replace=True`` can replace one.
 """
 
 from __future__ import annotations
@@ -70,17 +73,26 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        name = normalize_name(ep.name)
+        if name in BUILTIN_MODULES:  # loaded lazily: a plugin would win only if looked up first
+            continue
         try:
             obj = ep.load()
-        except Exception as exc:  # a broken third-party package must not break the others
-            _broken[normalize_name(ep.name)] = f"{type(exc).__name__}: {exc}"
+        except (Exception, SystemExit) as exc:  # a broken package must not break (or end) others
+            _broken[name] = f"{type(exc).__name__}: {exc}"
             continue
         provider = getattr(obj, "PROVIDER", obj)
         if not isinstance(provider, Provider):
-            _broken[normalize_name(ep.name)] = f"{ep.value} is not a Provider"
+            _broken[name] = f"{ep.value} is not a Provider"
             continue
-        if normalize_name(provider.name) not in _registry:
-            _registry[normalize_name(provider.name)] = provider
+        if normalize_name(provider.name) != name:
+            _broken[name] = (
+                f"{ep.value} is the provider {provider.name!r}: an entry point's name must be "
+                "its provider's name"
+            )
+            continue
+        if name not in _registry:
+            _registry[name] = provider
 
 
 def _load_builtin(key: str) -> None:

@@ -62,11 +62,15 @@ def build_invocation(request: RunRequest, config: ReplayConfig) -> Invocation:
 
 def new_decoder(request: RunRequest, config: ReplayConfig) -> Decoder:
     """The ``decode_as`` provider's decoder, with that provider's default config. Raises
-    :class:`ConfigError` for ``decode_as: replay`` and ``UnknownProviderError`` for an unknown
-    name."""
-    if normalize_name(config.decode_as) == "replay":
-        raise ConfigError("replay decode_as must name another provider, not replay")
+    :class:`ConfigError` for ``decode_as: replay`` — or a provider that is a replay under
+    another name (registered as a copy of this one), which would delegate to itself until a
+    ``RecursionError`` — and ``UnknownProviderError`` for an unknown name."""
     delegate = get_provider(config.decode_as)
+    if normalize_name(config.decode_as) == "replay" or delegate.new_decoder is new_decoder:
+        raise ConfigError(
+            f"replay decode_as must name a provider that decodes a CLI's output, not "
+            f"{config.decode_as!r} (a replay)"
+        )
     return delegate.new_decoder(request, delegate.config_class())
 
 

@@ -390,8 +390,13 @@ class SessionBackend:
     ) -> bool:
         """Close every session (gracefully unless the body failed) and wait for them; the
         body's own exception comes out as itself. Only the task that entered may exit."""
-        if self._stack is None or self._owner is not trio.lowlevel.current_task():
+        if self._stack is None:
             raise ConfigError("SessionBackend.__aexit__ without a matching __aenter__")
+        if self._owner is not trio.lowlevel.current_task():
+            raise ConfigError(
+                "SessionBackend.__aexit__ from another task than the one that entered it (its "
+                "nursery must be exited by the task that opened it)"
+            )
         failing = exc is not None
         self._closing = True  # no run starts a turn, opens a session or arms a timer now
         for gate in list(self._waiting):

@@ -565,9 +565,10 @@ class HostPool:
         return rehost
 
     def _build(self, base: RunRequest) -> SessionDriver:
+        from .registry import build_driver, create_driver
+
         if self.factory is not None:
-            return self.factory(self.config, base)
-        from .registry import create_driver
+            return build_driver(self.factory, self.config, base)
 
         return create_driver(self.provider, self.config, base, approver=self.approver)
 

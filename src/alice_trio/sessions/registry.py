@@ -12,6 +12,12 @@ A factory has the signature ``factory(config, initial: RunRequest) -> SessionDri
 declare the keywords ``approver`` (also passed to ``**kwargs``) and ``provider`` (the
 :class:`Provider` record; passed only when named); they are passed only to a factory that
 takes them.
+
+A factory that raises something outside the error tree (a third party's bug) is a
+:class:`ProtocolError` with that exception as its ``__cause__`` (its own ``AliceError`` stays
+itself); one that returns no driver — ``None``, a string, a coroutine (an ``async def``
+factory) — is a :class:`ConfigError` naming what it returned, never an ``AttributeError`` of
+the session that tried to use it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import AliceError, ConfigError, ProtocolError
 from ..models import RunRequest
 from ..providers.base import CLIConfig, Provider
 from ..providers.record import SessionSpec
@@ -29,6 +35,8 @@ from .driver import SessionDriver
 
 __all__ = [
     "DriverFactory",
+    "build_driver",
+    "checked_driver",
     "create_driver",
     "load_factory",
     "open_oneshot_driver",
@@ -53,6 +61,35 @@ def load_factory(spec: str | Callable[..., Any]) -> DriverFactory:
     if not callable(obj):
         raise ConfigError(f"session driver {spec!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def checked_driver(driver: object, what: str) -> SessionDriver:
+    """``driver`` when it is a :class:`SessionDriver` (it has the protocol's methods and a
+    ``steer_mode``); else :class:`ConfigError` saying ``what`` (e.g. "open_session's driver
+    is", "… factory returned") it is. A coroutine is closed first (no "never awaited"
+    warning)."""
+    if isinstance(driver, SessionDriver):
+        return driver
+    if inspect.iscoroutine(driver):
+        driver.close()
+        raise ConfigError(
+            f"{what} a coroutine, not a session driver: a factory must be a plain function "
+            "(not async def) returning the driver"
+        )
+    raise ConfigError(f"{what} {driver!r:.60}, not a session driver")
+
+
+def build_driver(factory: Callable[..., Any], *args: Any, **kwargs: Any) -> SessionDriver:
+    """``factory(*args, **kwargs)``, checked: a bug in it is a :class:`ProtocolError`, what is
+    no driver a :class:`ConfigError` (the module docstring)."""
+    what = f"session driver factory {getattr(factory, '__qualname__', factory)!r:.80}"
+    try:
+        driver = factory(*args, **kwargs)
+    except AliceError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"{what} failed: {exc!r}") from exc
+    return checked_driver(driver, f"{what} returned")
 
 
 def session_spec(provider: Provider, config: CLIConfig) -> SessionSpec:
@@ -91,7 +128,7 @@ def create_driver(
         if not spec.capabilities.approvals or not _accepts(factory, "approver"):
             raise ConfigError(f"the {provider.name} session driver takes no approver")
         kwargs["approver"] = approver
-    return factory(config, initial, **kwargs)
+    return build_driver(factory, config, initial, **kwargs)
 
 
 def open_oneshot_driver(config: Any, initial: RunRequest, *, provider: Provider) -> SessionDriver:

@@ -100,6 +100,7 @@ from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
+from .driver_events import malformed
 from .event_stream import EventStream
 from .same_run import check_same_run, current_run
 from .starting import StartedFlag
@@ -163,7 +164,7 @@ class InteractiveSession:
     # -- read-only state (all of it lives in the core) --------------------------------------------
     @property
     def steer_mode(self) -> SteerMode:
-        return self.driver.steer_mode
+        return self._core.steer_mode
 
     @property
     def state(self) -> SessionState:
@@ -216,8 +217,17 @@ class InteractiveSession:
         return found if isinstance(found, AliceError) else None
 
     def stderr_tail(self) -> str:
+        """The driver's ``stderr_tail()`` (optional); one that raises or returns no string
+        gives a note of that instead — it is read while an error is being built, which it must
+        not replace with its own."""
         fn = getattr(self.driver, "stderr_tail", None)
-        return fn() if callable(fn) else ""
+        if not callable(fn):
+            return ""
+        try:
+            tail = fn()
+        except Exception as exc:
+            return f"(the driver's stderr_tail() raised {exc!r:.200})"
+        return tail if isinstance(tail, str) else ""
 
     def events(self) -> EventStream:
         """The outbound event stream (always the same one; ends when the session closes). One
@@ -382,7 +392,10 @@ class InteractiveSession:
             await self._start(command, decision.request)
         elif isinstance(decision, SteerTurn):
             try:
-                ref = await self._call(self.driver.steer_turn, decision.target, decision.request)
+                ref = self._ref(
+                    await self._call(self.driver.steer_turn, decision.target, decision.request),
+                    "steer_turn",
+                )
             except BaseException as exc:
                 if isinstance(exc, NoActiveTurnError) and command.kind != "steer":
                     # a submit raced the turn's end on the agent's side: it gets a turn of its
@@ -421,7 +434,7 @@ class InteractiveSession:
     async def _start(self, command: _Command, request: RunRequest) -> None:
         try:
             await self._watch_files()
-            ref = await self._call(self.driver.start_turn, request)
+            ref = self._ref(await self._call(self.driver.start_turn, request), "start_turn")
         except BaseException as exc:
             if not self._core.busy:
                 self._stop_watching()
@@ -462,6 +475,20 @@ class InteractiveSession:
                 f"{self.provider or 'session'} driver failed: {exc!r}", provider=self.provider
             ) from exc
 
+    def _ref(self, ref: object, call: str) -> TurnRef:
+        """What ``start_turn``/``steer_turn`` returned, when it is a :class:`TurnRef` of two
+        strings; else :class:`ProtocolError` (the command fails as if the call had raised —
+        not an ``AttributeError`` from inside the session, nor a turn id that no event
+        names)."""
+        if isinstance(ref, TurnRef) and isinstance(ref.thread_id, str):
+            if isinstance(ref.turn_id, str):
+                return ref
+        raise ProtocolError(
+            f"{self.provider or 'session'} driver's {call} returned {ref!r:.80}, not a TurnRef "
+            "of a thread id and a turn id",
+            provider=self.provider,
+        )
+
     async def _owned(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a driver call in a session task and wait for it; a cancelled caller stops
         waiting, the call completes."""
@@ -491,7 +518,15 @@ class InteractiveSession:
         """The driver's ``emit``: file changes made workspace-relative; before the event that
         ends a turn, the ``file_change`` event of what no tool reported (the workspace snapshot,
         :mod:`alice_trio.engine.workspace`); then the state update and delivery with
-        backpressure."""
+        backpressure. An event that is no well-formed ``TurnEvent`` (a field of the wrong type:
+        :mod:`.driver_events`) is refused with :class:`ProtocolError`: the driver fails, the
+        caller gets a typed error instead of an ``AttributeError`` from deep inside."""
+        why = malformed(event)
+        if why is not None:
+            raise ProtocolError(
+                f"{self.provider or 'session'} driver emitted a malformed event: {why}",
+                provider=self.provider,
+            )
         files = self._files
         if files is not None:
             if event.kind is EventKind.FILE_CHANGE:
@@ -623,7 +658,7 @@ async def open_session(
     Cancel-safe: cancelled while opening, the process is killed and ``trio.Cancelled``
     propagates; the body's own exception comes out as itself, never in a group.
     """
-    from .registry import create_driver
+    from .registry import checked_driver, create_driver
 
     what = "open_session"
     buffer = checked(what, "buffer", buffer_size, buffer)
@@ -637,6 +672,7 @@ async def open_session(
             driver = create_driver(prov, cfg_now, initial, approver=approver)
             name = prov.name
         else:
+            driver = checked_driver(driver, "open_session's driver is")
             name = provider if isinstance(provider, str) else provider.name
         async with trio.open_nursery() as nursery:
             session = InteractiveSession(

@@ -23,6 +23,7 @@ PURE = (
     "alice_trio.file_changes",
     "alice_trio.errors",
     "alice_trio.transcript",
+    "alice_trio.event_check",
 )
 #: modules that do I/O or concurrency: only the engine, transports and sessions use them
 FORBIDDEN_EXTERNAL = frozenset(

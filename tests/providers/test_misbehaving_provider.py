@@ -82,6 +82,17 @@ BROKEN: dict[str, dict[str, Any]] = {
     "feed returns strings": {"decoder": _decoder_with(feed=lambda self, line: ["x"])},
     "finish raises": {"decoder": _decoder_with(finish=_raise)},
     "finish returns None": {"decoder": _decoder_with(finish=lambda self: None)},
+    "feed returns an event of bytes": {
+        "decoder": _decoder_with(
+            feed=lambda self, line: [TurnEvent(kind=EventKind.ASSISTANT_TEXT, text=b"x")]  # type: ignore[arg-type]
+        )
+    },
+    "feed returns an event with a dict for usage": {
+        "decoder": _decoder_with(
+            feed=lambda self, line: [TurnEvent(kind=EventKind.USAGE, usage={"input": 1})]  # type: ignore[arg-type]
+        )
+    },
+    "feed returns a number": {"decoder": _decoder_with(feed=lambda self, line: 42)},
     "prepare_request raises": {"prepare_request": _raise},
     "explain_exit raises": {"explain_exit": _raise, "code": 3},
 }
@@ -137,7 +148,10 @@ async def test_a_provider_bug_is_a_protocol_error_and_leaves_no_process(
     with pytest.raises(ProtocolError) as caught:
         await backend.run(RunRequest(user_text="ping"))
     assert "misbehaving provider failed" in str(caught.value)
-    assert caught.value.__cause__ is not None
+    if "raises" in name:
+        assert caught.value.__cause__ is not None
+    if "event" in name:  # refused before any callback saw it, naming the field
+        assert ("text is bytes" if "bytes" in name else "usage is dict") in str(caught.value)
     assert _gone(pidfile)
 
 
@@ -167,8 +181,23 @@ async def test_a_cancel_of_a_run_whose_provider_is_broken_is_a_bare_cancel(
     assert _gone(pidfile)
 
 
+#: what only the command sees: the library passes a provider's SystemExit on, bare
+CLI_CASES = {
+    **BROKEN,
+    "feed exits": {"decoder": _decoder_with(feed=lambda self, line: sys.exit(3))},
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("feed raises", "misbehaving provider failed: Bug("),
+        ("feed returns an event of bytes", "its decoder's event: text is bytes"),
+        ("feed exits", "internal error: SystemExit(3)"),
+    ],
+)
 def test_alice_trio_run_prints_one_line_for_a_broken_entry_point_provider(
-    tmp_path: Path,
+    tmp_path: Path, name: str, says: str
 ) -> None:
     """The same through the CLI, the provider installed as an entry point: one
     ``alice-trio: …`` line and exit 1, no ExceptionGroup traceback."""
@@ -183,7 +212,7 @@ def test_alice_trio_run_prints_one_line_for_a_broken_entry_point_provider(
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "import pathlib, test_misbehaving_provider as t\n"
-        f"PROVIDER, _ = t._provider(pathlib.Path({str(tmp_path)!r}), t.BROKEN['feed raises'],"
+        f"PROVIDER, _ = t._provider(pathlib.Path({str(tmp_path)!r}), t.CLI_CASES[{name!r}],"
         " linger=600)\n"
     )
     env = {
@@ -196,5 +225,42 @@ def test_alice_trio_run_prints_one_line_for_a_broken_entry_point_provider(
     proc = subprocess.run(argv, env=env, capture_output=True, timeout=120, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "ExceptionGroup" not in proc.stderr, proc.stderr
-    assert "misbehaving provider failed: Bug(" in proc.stderr
+    assert says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert _gone(tmp_path / "pid")
+
+
+def test_alice_trio_providers_shows_a_plugins_nested_texts_never_obeys_them(
+    tmp_path: Path,
+) -> None:
+    """Every text of a plugin's record, at any depth (a flavor's protocol, its verified
+    versions), reaches the terminal in caret form."""
+    package = tmp_path / "site"
+    dist = package / "loud_provider-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: loud-provider\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[alice_trio.providers]\nloud = loud_provider:PROVIDER\n"
+    )
+    (package / "loud_provider.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import attrs, pathlib, test_misbehaving_provider as t\n"
+        "from alice_trio.providers.record import Flavor, SessionSpec, VersionCheck\n"
+        f"base, _ = t._provider(pathlib.Path({str(tmp_path)!r}), {{}}, linger=0)\n"
+        "flavor = Flavor(label='loud\\x1b[2J',"
+        " session=SessionSpec(protocol='x\\x1b[31mred\\nforged'),"
+        " versions=VersionCheck(verified=('1.0\\x07',)))\n"
+        "PROVIDER = attrs.evolve(base, name='loud', flavors=(flavor,))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(package), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    argv = [sys.executable, "-m", "alice_trio.cli.main", "providers"]
+    proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loud = proc.stdout.split(b"\nloud ", 1)[1]
+    assert b"x^[[31mred^Jforged" in loud and b"1.0^G" in loud, proc.stdout
+    assert not any(c in proc.stdout for c in (b"\x1b", b"\x07")), proc.stdout

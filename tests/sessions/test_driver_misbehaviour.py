@@ -21,10 +21,10 @@ import trio
 
 from alice_trio import EventKind, RunRequest, SessionBackend, SubmitMode, open_session
 from alice_trio.errors import ConfigError, ProtocolError
+from alice_trio.event_check import malformed
 from alice_trio.file_changes import FileChange, FileChangeKind
 from alice_trio.models import TurnEvent, Usage
 from alice_trio.sessions.driver import SteerMode, TurnRef
-from alice_trio.sessions.driver_events import malformed
 from alice_trio.testing import ScriptedDriver
 
 

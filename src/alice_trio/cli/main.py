@@ -461,6 +461,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # -- providers ----------------------------------------------------------------------------------
 
 
+def _shown(value: Any) -> Any:
+    """``value`` with every string in it, at any depth, in :func:`display_line` form."""
+    if isinstance(value, str):
+        return display_line(value)
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
     from ..provider_docs import provider_info  # the records, as docs/providers.md shows them
 
@@ -473,8 +484,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     if args.json:
         write_text(sys.stdout, json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
-    for row in rows:  # a third-party entry point's texts: shown, never obeyed
-        row = {k: display_line(v) if isinstance(v, str) else v for k, v in row.items()}
+    for row in map(_shown, rows):  # a third-party entry point's texts: shown, never obeyed
         if "error" in row:
             write_text(sys.stdout, f"{row['name']:<10} (failed to load: {row['error']})\n")
         else:
@@ -679,9 +689,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted_result(argv, signum)
         _err(_signal_name(signum))
         return signal_exit(signum)
+    except (Exception, BaseExceptionGroup) as exc:  # never a traceback (exits.py)
+        # a bug, ours or a plugin's (a provider calling sys.exit inside a run comes as a group)
+        _err(f"internal error: {_describe(exc)} (a bug of alice-trio or of a provider plugin)")
+        return EXIT_FAILED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _describe(exc: BaseException) -> str:
+    """``repr`` of ``exc``, or of the exceptions of a group (the first four), on one line."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [exc]
+        while stack and len(leaves) < 4:
+            top = stack.pop(0)
+            if isinstance(top, BaseExceptionGroup):
+                stack[:0] = top.exceptions
+            else:
+                leaves.append(top)
+        return "; ".join(display_line(repr(e))[:300] for e in leaves)
+    return display_line(repr(exc))[:600]
 
 
 def interrupted_result(argv: Sequence[str] | None, signum: int) -> None:

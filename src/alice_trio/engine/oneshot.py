@@ -47,6 +47,7 @@ from ..errors import (
     ProtocolError,
     RunTimeoutError,
 )
+from ..event_check import malformed
 from ..framing import LineFramer, OversizedLine, decode_line
 from ..models import (
     EventKind,
@@ -150,6 +151,8 @@ class _Run:
     #: the decoder's ``skipped`` (kind → informational events it did not build while
     #: ``quiet``), None for a decoder without the two
     skipped: dict[str, int] | None = None
+    #: the decoder is another package's: each of its events is checked (event_check.py)
+    foreign: bool = False
 
     # -- ending ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -237,7 +240,10 @@ class _Run:
                 raw = dispatcher.line_event(line)
                 if raw is not None:
                     append(raw)
-            for event in feed(line):
+            events = feed(line)
+            if self.foreign and not self.checked(events):
+                return
+            for event in events:
                 if event.kind is file_change:
                     event = files_event(event)
                 append(event)
@@ -250,6 +256,20 @@ class _Run:
                 self.idle_scope.deadline = math.inf
             assert self.io is not None
             self.io.start_soon(self.drain_then_kill)
+
+    def checked(self, events: object) -> bool:
+        """Whether another package's decoder returned a list of well-formed events; else the
+        run fails with a :class:`ProtocolError` naming the first wrong field."""
+        why = (
+            f"feed returned {type(events).__name__}, not a list of events"
+            if not isinstance(events, (list, tuple))
+            else next((f"event: {w}" for w in map(malformed, events) if w), None)
+        )
+        if why is None:
+            return True
+        message = f"{self.provider} provider failed: its decoder's {why}"
+        self.fail(ProtocolError(message, provider=self.provider))
+        return False
 
     async def offer(self, batch: Batch) -> None:
         if batch and not self.dispatcher.offer_batch_nowait(batch):
@@ -394,6 +414,7 @@ async def run_invocation(
         tail=StderrTail(limits.stderr_tail_bytes),
         raw_lines=raw_lines and on_raw_event is not None,
         skipped=_quiet_counts(decoder),
+        foreign=not type(decoder).__module__.startswith("alice_trio."),
     )
     run.files = await watch_turn(
         invocation.cwd or "", enabled=limits.file_changes, max_files=limits.file_changes_max_files

@@ -80,6 +80,7 @@ from ..errors import (
     SessionClosedError,
     TransportClosedError,
 )
+from ..event_check import malformed
 from ..models import EventKind, RunRequest, TurnEvent
 from ..protocols.session_core import (
     Action,
@@ -100,7 +101,6 @@ from ._groups import single_exception
 from .approval import Approver
 from .arguments import buffer_size, checked, finite_seconds, request_arg, resolve_provider
 from .driver import SessionDriver, SteerMode, SubmitMode, SubmitResult, TurnRef
-from .driver_events import malformed
 from .event_stream import EventStream
 from .same_run import check_same_run, current_run
 from .starting import StartedFlag
@@ -519,7 +519,7 @@ class InteractiveSession:
         ends a turn, the ``file_change`` event of what no tool reported (the workspace snapshot,
         :mod:`alice_trio.engine.workspace`); then the state update and delivery with
         backpressure. An event that is no well-formed ``TurnEvent`` (a field of the wrong type:
-        :mod:`.driver_events`) is refused with :class:`ProtocolError`: the driver fails, the
+        :mod:`alice_trio.event_check`) is refused with :class:`ProtocolError`: the driver fails, the
         caller gets a typed error instead of an ``AttributeError`` from deep inside."""
         why = malformed(event)
         if why is not None:

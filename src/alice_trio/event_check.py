@@ -1,20 +1,22 @@
-"""What a session driver may emit: a :class:`~alice_trio.models.TurnEvent` whose fields hold
-their declared types.
+"""What another package's code may hand us as an event: a :class:`~alice_trio.models.TurnEvent`
+whose fields hold their declared types.
 
 ``TurnEvent`` does not check its fields at construction (it is built once per protocol line), so
-a driver of another package — or a test's :class:`~alice_trio.testing.ScriptedDriver` whose
-``reply`` returns a number — can emit ``text=42`` or ``thread_id=b"x"``. Unchecked, that reached
-the caller as an ``AttributeError`` from deep inside ``SessionBackend.run``, or as a
-``RunResult`` whose ``reply`` is bytes. :func:`malformed` names the first wrong field;
+a session driver or a one-shot decoder of another package — or a test's
+:class:`~alice_trio.testing.ScriptedDriver` whose ``reply`` returns a number — can emit
+``text=42`` or ``thread_id=b"x"``. Unchecked, that reached the caller as an ``AttributeError``
+from deep inside ``SessionBackend.run``, as a ``RunResult`` whose ``reply`` is bytes, or as the
+caller's own callback failing on it. :func:`malformed` names the first wrong field;
 :class:`~alice_trio.sessions.session.InteractiveSession` refuses such an event at its ``emit``
-(the one door every driver's events pass) with a :class:`~alice_trio.errors.ProtocolError`.
+(the one door every driver's events pass), and the one-shot engine refuses one from a decoder
+that is not alice_trio's own, each with a :class:`~alice_trio.errors.ProtocolError`.
 Pure: no trio, no I/O.
 """
 
 from __future__ import annotations
 
-from ..file_changes import FileChange
-from ..models import EventKind, TurnEvent, TurnQuestion, Usage
+from .file_changes import FileChange
+from .models import EventKind, TurnEvent, TurnQuestion, Usage
 
 __all__ = ["malformed"]
 

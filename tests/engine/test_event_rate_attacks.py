@@ -4,15 +4,25 @@ through a fake process (no real waiting; what is checked holds however slow the 
 from __future__ import annotations
 
 import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 from test_mock_clock import FakeChild, spawner_of
 
+from alice_trio.engine.event_rate import INFORMATIONAL
 from alice_trio.engine.oneshot import run_invocation
-from alice_trio.models import EventKind, TurnEvent
+from alice_trio.errors import AliceError
+from alice_trio.models import EventKind, RunRequest, RunResult, TurnEvent
 from alice_trio.providers.base import Invocation, RunLimits
 from alice_trio.providers.codex import CodexExecDecoder
+from alice_trio.providers.registry import get_provider
+
+_NOTICE = re.compile(r"([\d,]+) events skipped: over \d+ a second \((.*)\)$")
 
 
 def _line(**obj: object) -> bytes:
@@ -77,3 +87,143 @@ async def test_quiet_is_decided_again_after_the_reader_waited_for_the_callbacks(
     assert not any("`counted`" in t or "`over`" in t for t in shown)
     notices = [e.text for e in got if e.kind is EventKind.SKIPPED]
     assert sum(int(t.split()[0]) for t in notices) == 2, notices
+
+
+# -- the result and the events with and without a rate, on every recorded transcript ---------
+
+_TRANSCRIPTS = Path(__file__).parent.parent / "transcripts"
+
+
+def _claude_writes() -> bytes:
+    """A claude stream no recording has: write and edit tools that succeed (file changes), one
+    that fails, thinking and a sub-agent's text before each result, usage at the end."""
+    lines = [_line(type="system", subtype="init", session_id="s-1")]
+    for i in range(12):
+        tool = {
+            "type": "tool_use", "id": f"t{i}", "name": "Write" if i % 2 else "Edit",
+            "input": {"file_path": f"/w/f{i}.txt", "content": "x", "old_string": "a",
+                      "new_string": "b"},
+        }  # fmt: skip
+        thinking = {"type": "thinking", "thinking": f"plan {i}"}
+        sub = {"id": f"s{i}", "content": [{"type": "text", "text": f"sub-agent {i}"}]}
+        result = {"type": "tool_result", "tool_use_id": f"t{i}", "is_error": i == 5}
+        lines += [
+            _line(type="assistant", message={"id": f"m{i}", "content": [thinking, tool]}),
+            _line(type="assistant", parent_tool_use_id=f"t{i}", message=sub),
+            _line(type="user", message={"content": [result]}),
+        ]
+    final = {"id": "final", "content": [{"type": "text", "text": "All written."}]}
+    lines += [
+        _line(type="assistant", message=final),
+        _line(type="result", subtype="success", is_error=False, result="All written.",
+              session_id="s-1", usage={"input_tokens": 5, "output_tokens": 7}),
+    ]  # fmt: skip
+    return b"".join(lines)
+
+
+_RECORDED: list[tuple[str, Path | None]] = [
+    *(("claude", p) for p in sorted((_TRANSCRIPTS / "claude").rglob("*.stdout*"))),
+    *(("codex", p) for p in sorted((_TRANSCRIPTS / "codex").rglob("stdout.raw"))),
+    ("claude", None),  # _claude_writes
+]
+
+
+def _kind(event: TurnEvent) -> str:
+    return event.kind._value_
+
+
+async def _replayed(
+    provider: str, data: bytes, seed: int, rate: int
+) -> tuple[RunResult | AliceError, list[TurnEvent]]:
+    """``data`` through the engine in random chunks, random virtual seconds apart."""
+    rnd = random.Random(seed)
+    child = FakeChild()
+
+    async def cli() -> None:
+        await child.say(_line(type="x_prefill") * 3)  # informational: fills a window of 1-3
+        i = 0
+        while i < len(data):
+            n = rnd.choice([1, 7, 100, 4096, 1 << 20])
+            await child.say(data[i : i + n])
+            i += n
+            await trio.sleep(rnd.choice([0, 0, 0.01, 0.4, 1.5]))
+        await child._out.aclose()
+        await trio.sleep(rnd.choice([0, 0.2]))
+        child.exit(0)
+
+    got: list[TurnEvent] = []
+    p = get_provider(provider)
+    decoder = p.new_decoder(RunRequest(user_text="x"), p.config_class())
+    limits = RunLimits(kill_grace=0.5, drain_timeout=1.0, callback_buffer=rnd.choice([1, 3, 4096]))
+    outcome: RunResult | AliceError
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cli)
+        try:
+            outcome = await run_invocation(
+                Invocation(argv=("fake",), limits=limits), decoder, provider=provider,
+                on_events=got.extend, informational_rate=rate, spawner=spawner_of(child),
+            )  # fmt: skip
+        except AliceError as exc:
+            outcome = exc
+    return outcome, got
+
+
+@pytest.mark.parametrize(
+    ("provider", "path"),
+    _RECORDED,
+    ids=lambda x: x if isinstance(x, str) else getattr(x, "name", "claude_writes"),
+)
+async def test_a_rate_changes_no_result_and_loses_no_count(
+    autojump_clock: trio.testing.MockClock, provider: str, path: Path | None
+) -> None:
+    """Every recorded claude and codex stdout (and claude's write tools, which no recording
+    has), in random chunks at random times, after three unknown lines that fill a window of a
+    rate of 1-3 (quiet decoders while it lasts): the same result or error (reply, thread id,
+    usage, file changes) as without a rate; the same other events in the same order; every
+    informational event of the full run shown or counted in a notice, before the end."""
+    data = path.read_bytes() if path is not None else _claude_writes()
+    for seed in range(4):
+        full, every = await _replayed(provider, data, seed, 0)
+        rated, got = await _replayed(provider, data, seed, 1 + seed % 3)
+        if isinstance(full, AliceError):
+            assert type(rated) is type(full) and rated.partial == full.partial  # type: ignore[union-attr]
+        else:
+            assert rated == full
+            if path is None:
+                assert len(full.file_changes) == 11 and full.usage.output_tokens == 7
+        assert [
+            e for e in got if _kind(e) not in INFORMATIONAL and e.kind is not EventKind.SKIPPED
+        ] == [e for e in every if _kind(e) not in INFORMATIONAL]
+        informational = Counter(_kind(e) for e in every if _kind(e) in INFORMATIONAL)
+        shown = Counter(_kind(e) for e in got if _kind(e) in INFORMATIONAL)
+        counted = sum((_counted(e) for e in got), Counter[str]())
+        other = counted.pop("other", 0)
+        missing = informational - shown - counted
+        assert not (shown + counted) - informational and missing.total() == other, path
+        # what was not shown before the end is counted before it (a notice, then the end)
+        end = next((i for i, e in enumerate(got) if e.kind.terminal), None)
+        if end is not None:
+            end_of_full = every.index(got[end])
+            before = Counter(_kind(e) for e in every[:end_of_full] if _kind(e) in INFORMATIONAL)
+            said = sum((_counted(e) for e in got[:end]), Counter[str]())
+            said += Counter(_kind(e) for e in got[:end] if _kind(e) in INFORMATIONAL)
+            other = said.pop("other", 0)
+            assert (before - said).total() <= other, (path, before, said)
+
+
+def _counted(event: TurnEvent) -> Counter[str]:
+    """kind → count of a ``skipped`` notice (empty for any other event); the kinds it does not
+    name (more than four: ``, …``) as ``"other"``."""
+    if event.kind is not EventKind.SKIPPED:
+        return Counter()
+    m = _NOTICE.match(event.text)
+    assert m, event.text
+    total, named = int(m[1].replace(",", "")), m[2].removesuffix(", …")
+    kinds = Counter(
+        {k: int(n.replace(",", "")) for k, n in (p.rsplit(" ", 1) for p in named.split(", "))}
+    )
+    assert 0 < kinds.total() <= total
+    if kinds.total() < total:
+        assert m[2].endswith(", …"), event.text
+        kinds["other"] = total - kinds.total()
+    return kinds

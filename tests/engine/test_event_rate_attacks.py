@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_mock_clock import FakeChild, spawner_of
 
+from alice_trio.engine.callbacks import CallbackDispatcher
 from alice_trio.engine.event_rate import INFORMATIONAL
 from alice_trio.engine.oneshot import run_invocation
 from alice_trio.errors import AliceError
-from alice_trio.models import EventKind, RunRequest, RunResult, TurnEvent
+from alice_trio.models import EventKind, RawEvent, RunRequest, RunResult, TurnEvent
 from alice_trio.providers.base import Invocation, RunLimits
 from alice_trio.providers.codex import CodexExecDecoder
 from alice_trio.providers.registry import get_provider
@@ -227,3 +230,92 @@ def _counted(event: TurnEvent) -> Counter[str]:
         assert m[2].endswith(", …"), event.text
         kinds["other"] = total - kinds.total()
     return kinds
+
+
+# -- the dispatcher: a rate, a tiny buffer and a lagging callback together ------------------
+
+_MIXED = [
+    EventKind.TOOL_USE, EventKind.REASONING, EventKind.USAGE, EventKind.ASSISTANT_TEXT,
+    EventKind.FILE_CHANGE, EventKind.QUESTION, EventKind.ERROR,
+]  # fmt: skip
+_DROPPED = re.compile(r"(\d+) informational events dropped: callback too slow$")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    buffer=st.sampled_from([1, 2, 3, 5, 64]),
+    rate=st.integers(1, 3),
+    lag=st.booleans(),
+    plan=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_MIXED), max_size=12),
+            st.integers(0, 5),  # what a quiet decoder counted before the batch
+            st.booleans(),  # offer_batch_nowait first
+            st.sampled_from([0.0, 0.3, 1.1]),  # virtual seconds after it
+        ),
+        max_size=25,
+    ),
+    tail=st.lists(st.sampled_from([EventKind.TOOL_USE, EventKind.REASONING]), max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_a_rate_a_tiny_buffer_and_a_lagging_callback_lose_no_event_and_no_count(
+    buffer: int,
+    rate: int,
+    lag: bool,
+    plan: list[tuple[list[EventKind], int, bool, float]],
+    tail: list[EventKind],
+    seed: int,
+) -> None:
+    """Batches larger than the buffer, the +1 of a notice, shedding for a lagging callback and
+    the rate at once: every other event delivered in order, the terminal one last; every
+    informational event delivered, or counted in a notice (the last at close, for what came
+    after the terminal event) or in the lag's ``dropped`` notice."""
+    rnd = random.Random(seed)
+    got: list[TurnEvent] = []
+
+    async def on_events(events: list[TurnEvent]) -> None:
+        got.extend(events)
+        if lag and rnd.random() < 0.3:
+            await trio.sleep(rnd.choice([0.01, 0.5, 2.0]))
+        else:
+            await trio.lowlevel.checkpoint()
+
+    offered: list[TurnEvent] = []
+    quiet = 0
+
+    async def main() -> None:
+        nonlocal quiet
+        d = CallbackDispatcher(None, None, buffer, on_events, rate=rate)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.run)
+            end = ([EventKind.TURN_COMPLETED], 0, True, 0.0)
+            for kinds, counted, nowait, pause in [*plan, end, (tail, 0, True, 0.0)]:
+                batch: list[TurnEvent | RawEvent] = [
+                    TurnEvent(kind=k, text=str(len(offered) + i)) for i, k in enumerate(kinds)
+                ]
+                offered.extend(batch)  # type: ignore[arg-type]
+                if counted:
+                    d.count_skipped({"tool_use": counted})
+                    quiet += counted
+                if not (nowait and d.offer_batch_nowait(batch)):
+                    await d.offer_batch(batch)
+                await trio.sleep(pause)
+            d.close()
+        assert d.pending == 0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [
+        e for e in got if _kind(e) not in INFORMATIONAL and e.kind is not EventKind.SKIPPED
+    ] == [e for e in offered if _kind(e) not in INFORMATIONAL]
+    ends = [i for i, e in enumerate(got) if e.kind is EventKind.TURN_COMPLETED]
+    assert all(e.kind is EventKind.SKIPPED or e.kind in tail for e in got[ends[0] + 1 :])
+    informational = sum(_kind(e) in INFORMATIONAL for e in offered) + quiet
+    counted = dropped = 0
+    for event in got:
+        if event.kind is EventKind.SKIPPED:
+            m = _DROPPED.match(event.text)
+            if m:
+                dropped += int(m[1])
+            else:
+                counted += sum(_counted(event).values())
+    assert sum(_kind(e) in INFORMATIONAL for e in got) + counted + dropped == informational

@@ -24,6 +24,8 @@ from alice_trio.models import EventKind, RawEvent, RunRequest, RunResult, TurnEv
 from alice_trio.providers.base import Invocation, RunLimits
 from alice_trio.providers.codex import CodexExecDecoder
 from alice_trio.providers.registry import get_provider
+from alice_trio.sessions._groups import single_exception
+from cancel_at import call_cancelled_at
 
 _NOTICE = re.compile(r"([\d,]+) events skipped: over \d+ a second \((.*)\)$")
 
@@ -319,3 +321,54 @@ def test_a_rate_a_tiny_buffer_and_a_lagging_callback_lose_no_event_and_no_count(
             else:
                 counted += sum(_counted(event).values())
     assert sum(_kind(e) in INFORMATIONAL for e in got) + counted + dropped == informational
+
+
+# -- cancelled at any step of a rated run ---------------------------------------------------
+
+
+@pytest.mark.parametrize("k", range(1, 120, 7))
+async def test_a_rated_run_cancelled_at_any_step_is_bare_and_a_finished_one_whole(
+    autojump_clock: trio.testing.MockClock, k: int
+) -> None:
+    """A flood at a rate of 2 behind a buffer of 2 and a callback that sleeps now and then,
+    cancelled at its k-th step: a bare ``Cancelled`` (never a group, never another error), or,
+    when it finished first, the whole result with every event said (shown or counted)."""
+    child = FakeChild()
+    got: list[TurnEvent] = []
+
+    async def on_events(events: list[TurnEvent]) -> None:
+        got.extend(events)
+        await trio.sleep(0.4 if len(got) % 3 == 0 else 0)
+
+    async def cli() -> None:
+        for burst in range(5):
+            await child.say(b"".join(_tool(f"{burst}-{i}") for i in range(40)))
+            await trio.sleep(0.3)
+        await child.say(_message("done") + _line(type="turn.completed", usage={}))
+        await trio.sleep(60)
+        child.exit(0)
+
+    limits = RunLimits(kill_grace=0.5, drain_timeout=1.0, callback_buffer=2)
+
+    async def run() -> RunResult:
+        with single_exception():  # as OneShotBackend.run, the public surface
+            return await run_invocation(
+                Invocation(argv=("fake",), limits=limits), CodexExecDecoder(), provider="codex",
+                on_events=on_events, informational_rate=2, spawner=spawner_of(child),
+            )  # fmt: skip
+
+    raised: list[BaseException] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cli)
+        cancelled, value, _ = await call_cancelled_at(k, run, raised=raised)
+        nursery.cancel_scope.cancel()
+    assert all(type(e) is trio.Cancelled for e in raised), raised
+    if not cancelled:
+        assert isinstance(value, RunResult) and value.reply == "done"
+        tools = sum(e.kind is EventKind.TOOL_USE for e in got)
+        said = sum(
+            int(m[1]) if (m := _DROPPED.match(e.text)) else sum(_counted(e).values())
+            for e in got
+            if e.kind is EventKind.SKIPPED
+        )
+        assert tools + said == 200 and EventKind.TURN_COMPLETED in [e.kind for e in got]

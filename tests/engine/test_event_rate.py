@@ -61,9 +61,10 @@ def test_a_notice_names_the_four_commonest_kinds() -> None:
     )
 
 
-def test_a_rate_must_be_positive() -> None:
-    with pytest.raises(ValueError):
-        EventRate(0)
+def test_a_rate_must_be_a_positive_int() -> None:
+    for bad in (0, -1, 1.5, 0.5, True, "3"):
+        with pytest.raises(ValueError):
+            EventRate(bad)  # type: ignore[arg-type]
 
 
 def test_a_request_rate_is_a_count() -> None:

@@ -77,7 +77,7 @@ _STYLES: dict[str, tuple[str, str, bool, int]] = {
     "dropped": ("note›", "2", False, _LINE_CHARS),
     "skipped": ("…", "2", False, _LINE_CHARS),
 }
-#: ``RunRequest.informational_rate`` of the CLI's runs and chats without ``--verbose``: a flood
+#: ``RunRequest.informational_rate`` of ``alice-trio run`` without ``--verbose``: a flood
 #: of tool calls shows this many a second and one ``… N events skipped`` line for the rest,
 #: and the events it does not show are not built (the run's cost stays the agent's)
 PROGRESS_RATE = 100

@@ -132,7 +132,7 @@ class CallbackDispatcher:
     @property
     def pending(self) -> int:
         """Events offered and not yet delivered (queued, or in the delivery task's hands):
-        never more than ``buffer``."""
+        never more than ``buffer`` (but for the last ``skipped`` notice :meth:`close` adds)."""
         return self._offered - self.delivered
 
     # -- the producer ---------------------------------------------------------------------

@@ -3,10 +3,12 @@
 A flood of tool calls is unreadable and costs the consumer as much as the run; a chat bot or a
 terminal wants a few events a second and to know how many it did not get. :class:`EventRate`
 passes the first ``rate`` informational events of each one-second window (the window starts at
-the first event after the previous one ended) and counts the others by kind; before the next
-event it lets through it puts one ``skipped`` :class:`~alice_trio.models.TurnEvent` saying how
-many, of which kinds. Every other event — progress, terminal, ``thread_started``, questions,
-file changes — passes, in order.
+the first event after the previous one ended) and counts the others by kind. The count goes out
+as one ``skipped`` :class:`~alice_trio.models.TurnEvent` (how many, of which kinds) right before
+the first event let through in a later window, or before a terminal event, whichever comes
+first; what is counted after the last of those is for the caller to say at the end
+(:meth:`EventRate.notice`). Every other event — progress, terminal, ``thread_started``,
+questions, file changes — passes, in order.
 
 The one-shot engine asks :meth:`EventRate.open` before decoding a read chunk; while the window
 has no room left, a decoder with a ``quiet`` flag does not build the informational events of
@@ -37,9 +39,8 @@ INFORMATIONAL = frozenset(
         "stdout_line",
     }
 )
-_TERMINAL = frozenset(
-    {EventKind.TURN_COMPLETED._value_, EventKind.TURN_INTERRUPTED._value_, EventKind.ERROR._value_}
-)
+#: the kinds a notice goes out before, whatever the window (``EventKind.terminal``)
+_TERMINAL = frozenset(kind._value_ for kind in EventKind if kind.terminal)
 #: the length of a window, in seconds
 WINDOW = 1.0
 
@@ -56,11 +57,12 @@ def skipped_notice(counts: Mapping[str, int], why: str, provider: str = "") -> T
 
 
 class EventRate:
-    """At most ``rate`` (> 0) informational events per one-second window (module docstring)."""
+    """At most ``rate`` (an int > 0) informational events per one-second window (module
+    docstring); anything else raises ``ValueError``."""
 
     def __init__(self, rate: int, *, provider: str = "", why: str = "") -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0, got {rate}")
+        if type(rate) is not int or rate <= 0:  # a float rate would pass one event too many
+            raise ValueError(f"rate must be an int > 0, got {rate!r}")
         self.rate = rate
         self.provider = provider
         #: the reason the notices give ("over N a second" unless given)
@@ -94,7 +96,8 @@ class EventRate:
     def filter(self, events: list[TurnEvent | RawEvent], now: float) -> list[TurnEvent | RawEvent]:
         """``events`` less the informational ones over the rate (counted). The count goes out
         as one ``skipped`` notice before the first event let through in a later window, or
-        before the terminal event: at most one a second, and none lost at the end."""
+        before a terminal event: at most one a window but for those before terminal events;
+        what is counted after the last one waits in :attr:`skipped` (:meth:`notice`)."""
         self.open(now)
         informational, terminal = INFORMATIONAL, _TERMINAL
         skipped = self.skipped

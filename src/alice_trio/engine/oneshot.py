@@ -233,6 +233,8 @@ class _Run:
                 append = batch.append
                 if not await self.oversized(item):
                     return
+                if skipped is not None:  # the callbacks may have held us into a new window
+                    decoder.quiet = not dispatcher.wants_informational()  # type: ignore[attr-defined]
                 continue
             line = item.decode("utf-8", "replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed

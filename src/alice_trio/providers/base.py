@@ -200,7 +200,9 @@ def prompt_argument(flag: str, prompt: str, *, provider: str, why: str) -> str:
 
 
 def _check_invocation(inv: Invocation) -> None:
-    """Everything ``execve`` would refuse, as a typed error before anything is spawned."""
+    """Everything ``execve`` would refuse, and a field of the wrong type (a builder of another
+    package), as a typed error before anything is spawned."""
+    _check_fields(inv)
     if not inv.argv:
         raise ConfigError("empty argv: no command to run")
     total = 0
@@ -225,7 +227,31 @@ def _check_invocation(inv: Invocation) -> None:
         )
 
 
+def _check_fields(inv: Invocation) -> None:
+    """The fields' types: ``cwd`` a string, ``stdin`` bytes, the timeouts numbers >= 0 (not
+    NaN), ``limits`` a :class:`RunLimits`, ``env_remove`` strings — each None where allowed."""
+    if inv.cwd is not None and not isinstance(inv.cwd, str):
+        raise ConfigError(f"invocation cwd is {type(inv.cwd).__name__}, not a string")
+    if inv.stdin is not None and not isinstance(inv.stdin, bytes):
+        raise ConfigError(f"invocation stdin is {type(inv.stdin).__name__}, not bytes")
+    for name in ("timeout", "idle_timeout"):
+        value = getattr(inv, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigError(f"invocation {name} is {value!r}, not a number of seconds >= 0")
+    if not isinstance(inv.limits, RunLimits):
+        raise ConfigError(f"invocation limits is {type(inv.limits).__name__}, not a RunLimits")
+    if isinstance(inv.env_remove, (str, bytes)) or not all(
+        isinstance(k, str) for k in inv.env_remove
+    ):
+        raise ConfigError("invocation env_remove is not a sequence of names (strings)")
+
+
 def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    """``argv`` as a tuple; a lone string (or bytes) is refused, not split into characters."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise ConfigError(f"argv is a {type(value).__name__}, not a sequence of strings")
     return tuple(value)
 
 

@@ -160,11 +160,13 @@ class RunRequest:
     the callback lags (then one ``dropped`` raw event reports how many; ``on_events`` gets a
     ``skipped`` event saying so).
     ``informational_rate`` (0: no limit) lets at most that many informational events (tool use,
-    tool results, reasoning, unknown lines, usage updates, ``stdout_line`` events) a second
-    reach ``on_events`` / ``on_raw_event``; the others are counted, not built where the decoder
-    can tell (the run's state — reply, thread id, usage, file changes — is kept from every line),
-    and a ``skipped`` event (``RawEvent(kind="skipped")``) saying how many, of which kinds,
-    comes before the next event that is delivered. Progress and terminal events always pass.
+    tool results, reasoning, unknown lines, usage updates, echoed user text, ``stdout_line``
+    events) per one-second window reach ``on_events`` / ``on_raw_event``; the others are
+    counted, not built where the decoder can tell (the run's state — reply, thread id, usage,
+    file changes — is kept from every line). One ``skipped`` event
+    (``RawEvent(kind="skipped")``) says how many, of which kinds: before the first event let
+    through in a later window, before the terminal event, or at the end of the run. Progress,
+    terminal, question and file-change events always pass.
     A callback that raises fails the run (``CallbackError``) after the process group is killed.
     """
 

@@ -132,7 +132,10 @@ def test_a_count_of_skipped_events_does_not_show_the_held_reply() -> None:
 def test_no_agent_text_starts_a_line_of_its_own(live: bool) -> None:
     """A message, an error, a thread id or a question with newlines: every line after its first
     is indented, so a line in the first column is always ours (``thread:``, ``usage:``, …)."""
-    forged = "ok\nthread: forged\r\nusage: 1 input (0 cached), 1 output tokens\n\nerror: x"
+    forged = (
+        "ok\nthread: forged\r\nusage: 1 input (0 cached), 1 output tokens\n\nerror: x"
+        "\u2028thread: forged\u2029thread: forged\x85thread: forged\x0bthread: forged"
+    )
     out = io.StringIO()
     printer = ProgressPrinter(out, live=live, plain=True)
     printer.start()
@@ -145,7 +148,7 @@ def test_no_agent_text_starts_a_line_of_its_own(live: bool) -> None:
     printer.error(forged)
     printer.summary(RunResult(reply="r", next_thread_id=forged, usage=Usage(input_tokens=1)))
     printer.close()
-    firsts = [ln for ln in out.getvalue().split("\n") if ln and not ln.startswith("  ")]
+    firsts = [ln for ln in out.getvalue().splitlines() if ln and not ln.startswith("  ")]
     assert [ln.split(" ", 1)[0] for ln in firsts] == [
         "assistant›", "error›", "tool›", "retry›", "›", "error:", "thread:", "usage:",
     ], out.getvalue()  # fmt: skip

@@ -51,6 +51,9 @@ _CONTROLS.update(
         for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
     }
 )
+#: Unicode's line and paragraph separators: no terminal breaks a line there, but a log reader
+#: that splits lines as Python does (``str.splitlines``) would start a forged one
+_CONTROLS.update({c: f"<U+{c:04X}>" for c in (0x2028, 0x2029)})
 
 
 def display_text(text: str) -> str:

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 from test_admission import Factory, keyed
 
+from alice_trio.errors import ResumeUnsupportedError
 from alice_trio.sessions.backend import SessionBackend
 from alice_trio.sessions.pool import ScalingConfig
 from alice_trio.testing import ScriptedDriver
@@ -47,3 +48,23 @@ async def test_a_resume_of_a_thread_whose_conversation_died_does_not_wait_for_it
             await b.run(keyed("a again", "a"))
         # a's next run resumes its thread where the agent can (taking it back from b)
         assert f.initials[2].thread_id == (thread if resumable else "")
+
+
+async def test_a_resume_of_a_thread_an_unresumable_conversation_holds_is_refused_typed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Another key resuming the thread of an idle conversation the agent cannot resume once
+    closed: not closed for it, the run fails at once, naming the provider and the way out."""
+    f = _Unresumable(auto_reply=True)
+    async with SessionBackend("codex", driver_factory=f, scaling=ScalingConfig(warm=0)) as b:
+        with trio.fail_after(100):
+            thread = (await b.run(keyed("one", "a"))).next_thread_id
+            with pytest.raises(ResumeUnsupportedError) as caught:
+                await b.run(keyed("from b", "b", thread_id=thread))
+        assert caught.value.provider == "codex"
+        assert str(caught.value) == (
+            f"codex: thread {thread!r} is open in conversation 'a', and the agent cannot "
+            "resume it once closed there: run that conversation's key, or allow closing it "
+            "with ScalingConfig(close_unresumable=True)"
+        )
+        assert b.open_sessions() == ["a"] and not f.drivers[0].closed_with

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from test_admission import Factory, keyed
+from test_admission import Factory, keyed, until
 
 from alice_trio.errors import ResumeUnsupportedError
 from alice_trio.sessions.backend import SessionBackend
@@ -68,3 +68,23 @@ async def test_a_resume_of_a_thread_an_unresumable_conversation_holds_is_refused
             "with ScalingConfig(close_unresumable=True)"
         )
         assert b.open_sessions() == ["a"] and not f.drivers[0].closed_with
+
+
+async def test_a_thread_taken_over_is_closed_gracefully_and_no_closed_conversation_holds_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """b resuming the thread of a's idle conversation closes a's gracefully (the agent parks
+    or releases the thread for b); and once conversations ended — one on a thread learned at
+    its first turn, one on a resumed thread — none of them is the holder of its thread."""
+    f = Factory(auto_reply=True)
+    scaling = ScalingConfig(warm=0)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling, idle_ttl=50) as b:
+        with trio.fail_after(1000):
+            thread = (await b.run(keyed("one", "a"))).next_thread_id
+            assert b._threads.holder(thread) is not None  # a's conversation holds it
+            await b.run(keyed("from b", "b", thread_id=thread))
+            assert f.drivers[0].closed_with == [True]
+            other = (await b.run(keyed("c's own", "c"))).next_thread_id
+            await until(lambda: not b.open_sessions())  # their idle timers close them
+        assert b._threads.holder(thread) is None
+        assert b._threads.holder(other) is None

@@ -201,3 +201,18 @@ async def test_a_chained_run_is_not_refused_while_the_slot_passes_to_another_run
             assert got == []  # waits behind b
             b_done.set()
     assert got == ["c"]
+
+
+async def test_a_thread_id_given_by_the_run_wins_over_the_remembered_one(autojump_clock):
+    """a's conversation was closed to make room (its thread remembered); a's next run names a
+    thread of its own: that thread is opened, not the remembered one."""
+    f = Factory(auto_reply=True)
+    scaling = ScalingConfig(warm=0, max_conversations=1)
+    async with SessionBackend("codex", driver_factory=f, scaling=scaling) as b:
+        with trio.fail_after(100):
+            await b.run(keyed("a1", "a"))
+            await b.run(keyed("b1", "b"))  # a closed to make room, thr-1 remembered
+            assert b.admission.resume_ids == {"a": "thr-1"}
+            result = await b.run(keyed("a2", "a", thread_id="thr-other"))
+        assert f.initials[-1].thread_id == "thr-other"
+        assert result.next_thread_id == "thr-other"

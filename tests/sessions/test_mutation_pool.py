@@ -15,7 +15,7 @@ from test_admission import Factory, keyed, until
 from test_hosted_conversations import make_config, wait_for
 from test_pool_resume_routing import reply_of
 
-from alice_trio.errors import AliceError, TransportClosedError
+from alice_trio.errors import AliceError, RunTimeoutError, TransportClosedError
 from alice_trio.models import RunRequest
 from alice_trio.providers import get_provider
 from alice_trio.providers.codex import CodexConfig
@@ -136,3 +136,49 @@ async def test_a_taken_spare_whose_process_ends_fails_the_turn_typed(
         else:
             assert isinstance(failed[0], TransportClosedError)
             assert str(failed[0]).startswith("codex process ended during the turn")
+
+
+async def test_at_the_bound_a_full_spare_process_is_closed_for_a_resume(tmp_path: Path) -> None:
+    """max_processes=1, host_capacity=1: the warm spare fills its process. A resume (which
+    never takes a spare) gets a process of its own — the spare's is closed for it — rather
+    than a second conversation on a process that takes one."""
+    config, _ = make_config(tmp_path, "codex")
+    provider = get_provider("codex")
+    scaling = ScalingConfig(warm=1, max_processes=1, host_capacity=1)
+    async with HostPool(provider, config, scaling=scaling, idle_ttl=600) as pool:
+        await wait_for(lambda: pool.spares, "a warm spare")
+        spare_host = pool.hosts[0]
+        with trio.fail_after(60):  # a hang guard only
+            driver = await pool.driver(RunRequest(user_text="", thread_id="thr-elsewhere"))
+        assert driver.host is not spare_host  # type: ignore[attr-defined]
+        assert spare_host.closing or spare_host.done.is_set()
+        assert pool.processes() == 1
+
+
+async def test_a_shared_start_that_fails_fails_every_run_that_waited_for_it_typed(
+    tmp_path: Path,
+) -> None:
+    """The agent process exits at once: a second conversation that waited for that start
+    (one start per process key at a time) tries its own, and both fail with the start's
+    error — not a start timeout (the start did not time out)."""
+    cmd = tmp_path / "fake-broken"
+    cmd.write_text("#!/bin/sh\necho 'no such model' >&2\nexit 3\n")
+    cmd.chmod(0o755)
+    config, _ = make_config(tmp_path, "codex", command=str(cmd))
+    provider = get_provider("codex")
+    failures: list[BaseException] = []
+
+    async def start() -> None:
+        try:
+            await pool.driver(RunRequest(user_text=""))
+        except AliceError as exc:
+            failures.append(exc)
+
+    async with HostPool(provider, config, scaling=ScalingConfig(warm=0)) as pool:
+        with trio.fail_after(60):  # a hang guard only
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(start)
+                nursery.start_soon(start)
+    assert len(failures) == 2, failures
+    assert not any(isinstance(f, RunTimeoutError) for f in failures), failures
+    assert type(failures[0]) is type(failures[1])

@@ -182,3 +182,37 @@ async def test_a_shared_start_that_fails_fails_every_run_that_waited_for_it_type
     assert len(failures) == 2, failures
     assert not any(isinstance(f, RunTimeoutError) for f in failures), failures
     assert type(failures[0]) is type(failures[1])
+
+
+class _SlowCloser(ScriptedDriver):
+    async def aclose(self, *, graceful: bool) -> None:
+        await trio.sleep(1)  # waits for its process, as a real driver's close does
+        await super().aclose(graceful=graceful)
+
+
+class _ClosesSlowly(Factory):
+    def __call__(self, config: object, initial: RunRequest) -> ScriptedDriver:
+        driver = _SlowCloser(thread_id=f"thr-{len(self.drivers) + 1}")
+        self.drivers.append(driver)
+        self.initials.append(initial)
+        return driver
+
+
+async def test_a_session_on_a_taken_spare_cancelled_mid_turn_kills_its_process(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The caller's cancel ends a session that runs on a spare: the spare's driver is closed
+    at once, without grace, and to the end though the close waits for its process (it was
+    left running in the pool until the pool closed)."""
+    f = _ClosesSlowly()
+    initial = RunRequest(user_text="")
+    scaling = ScalingConfig(warm=1)
+    async with HostPool(get_provider("codex"), CodexConfig(), scaling=scaling, factory=f) as pool:
+        await until(lambda: pool.spares)
+        driver = await pool.driver(initial)
+        with trio.move_on_after(5) as cancelled:
+            async with open_session("codex", initial=initial, driver=driver) as s:
+                await s.submit(RunRequest(user_text="a long turn"))
+                await trio.sleep_forever()
+        assert cancelled.cancelled_caught
+        assert f.drivers[0].closed_with == [False]

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 from test_admission import Factory, keyed, until
-from test_hosted_conversations import make_config, wait_for
+from test_hosted_conversations import make_config, req, wait_for
 from test_pool_resume_routing import reply_of
 
 from alice_trio.errors import AliceError, RunTimeoutError, TransportClosedError
@@ -216,3 +216,26 @@ async def test_a_session_on_a_taken_spare_cancelled_mid_turn_kills_its_process(
                 await trio.sleep_forever()
         assert cancelled.cancelled_caught
         assert f.drivers[0].closed_with == [False]
+
+
+@pytest.mark.parametrize("mode", ["codex", "acp"])
+async def test_a_resume_goes_to_the_process_that_parked_it_not_the_first_one(
+    tmp_path: Path, mode: str
+) -> None:
+    """Two processes of one kind; the conversation closed on the second is resumed there —
+    not on the first (listed first, with room), which never held that thread."""
+    config, _ = make_config(tmp_path, mode)
+    scaling = ScalingConfig(warm=0, host_capacity=2)
+    provider = "codex" if mode == "codex" else "gemini"
+    async with SessionBackend(provider, config, scaling=scaling, idle_ttl=600) as b:
+        await b.run(req("a", "one"))
+        await b.run(req("b", "two"))
+        c = await b.run(req("c", "three"))  # the first process is full: a second one
+        first, second = b.pool.hosts
+        for key in ("a", "c"):  # room on the first; the second holds c's thread parked
+            b._drop(b._sessions[key], graceful=True)
+        await wait_for(lambda: first.load == 1 and second.load == 0, "both closed")
+        again = await b.run(req("d", "back", thread_id=c.next_thread_id))
+        assert again.reply == f"reply to {c.next_thread_id}: back"
+        assert second.load == 1 and first.load == 1
+        assert c.next_thread_id in {k for link in second.links for k in link.keys}

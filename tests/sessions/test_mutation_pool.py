@@ -222,8 +222,9 @@ async def test_a_session_on_a_taken_spare_cancelled_mid_turn_kills_its_process(
 async def test_a_resume_goes_to_the_process_that_parked_it_not_the_first_one(
     tmp_path: Path, mode: str
 ) -> None:
-    """Two processes of one kind; the conversation closed on the second is resumed there —
-    not on the first (listed first, with room), which never held that thread."""
+    """Two processes of one kind, the first full (it opened ``host_capacity`` conversations):
+    the conversation closed on the second is resumed there — not on the first (listed first),
+    which never held that thread."""
     config, _ = make_config(tmp_path, mode)
     scaling = ScalingConfig(warm=0, host_capacity=2)
     provider = "codex" if mode == "codex" else "gemini"
@@ -232,10 +233,12 @@ async def test_a_resume_goes_to_the_process_that_parked_it_not_the_first_one(
         await b.run(req("b", "two"))
         c = await b.run(req("c", "three"))  # the first process is full: a second one
         first, second = b.pool.hosts
-        for key in ("a", "c"):  # room on the first; the second holds c's thread parked
+        for key in ("a", "c"):  # the second holds c's thread parked
             b._drop(b._sessions[key], graceful=True)
         await wait_for(lambda: first.load == 1 and second.load == 0, "both closed")
+        await b.run(req("e", "new"))  # a new conversation: the process with room
+        assert first.load == 1 and second.load == 1
         again = await b.run(req("d", "back", thread_id=c.next_thread_id))
         assert again.reply == f"reply to {c.next_thread_id}: back"
-        assert second.load == 1 and first.load == 1
+        assert first.load == 1 and second.load == 2
         assert c.next_thread_id in {k for link in second.links for k in link.keys}

@@ -766,9 +766,13 @@ class HostPool:
             self._release(host)
 
     def _host_emptied(self, host: Any) -> None:
-        """A host's last conversation detached: retire a full one now, else after idle_ttl."""
+        """A host's last conversation detached: retire a full one now, else after idle_ttl.
+        A start waiting at the process bound looks again (``_acquire``): an empty process is
+        one it may close (it waited for the idle timer — the spare replaced for another
+        request at ``max_processes`` held the only slot for ``idle_ttl``)."""
         if self._nursery is None or self._closed or not host.alive:
             return
+        self.notify()
         if host.full:
             host.closing = True  # from now on: a resume parked here waits for its end
             self._nursery.start_soon(self._close_host, host, True)

@@ -133,8 +133,9 @@ class ThreadHolders:
                 await holder.done.wait()
                 continue
             live = backend._sessions.get(holder.key)
-            if live is holder and not holder.session.closed:
-                if not backend.admission.closable(holder):  # waiting would never end
+            if live is holder:
+                dead = holder.session.closed  # its process ended under it, between runs
+                if not dead and not backend.admission.closable(holder):  # would never end
                     raise ResumeUnsupportedError(
                         f"{backend.provider.name}: thread {thread!r} is open in conversation "
                         f"{holder.key!r}, and the agent cannot resume it once closed there: "
@@ -153,8 +154,11 @@ class ThreadHolders:
                         )
                     await self._changed.wait()  # busy: its run ends, then look again
                     continue
-                backend.admission.remember(holder)  # its next run resumes the thread
-                backend._drop(holder, graceful=True)
+                # its next run resumes the thread (a dead one's too, as SessionBackend.run
+                # does): a dead one is dropped here as well, not left holding the thread
+                # until its idle timer (or for good, when it has none)
+                backend.admission.remember(holder)
+                backend._drop(holder, graceful=not dead)
             await holder.host_done.wait()
             if self._holders.get(thread) is holder:  # its task let go of it (normally)
                 del self._holders[thread]

@@ -32,38 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-#: sets defined here until they move to pyproject.toml (a table there of the same name wins)
-_SCRIPT_SETS: dict[str, dict[str, list[str]]] = {
-    "threads": {
-        "paths": ["src/alice_trio/sessions/threads.py"],
-        "tests": [
-            "tests/sessions/test_one_thread_two_keys.py",
-            "tests/sessions/test_pool_resume_routing.py",
-            "tests/sessions/test_unresumable_conversations.py",
-            "tests/sessions/test_close_with_runs_waiting.py",
-            "tests/sessions/test_mutation_threads.py",
-        ],
-    },
-    "pool": {
-        "paths": ["src/alice_trio/sessions/pool.py"],
-        "tests": [
-            "tests/sessions/test_hosted_conversations.py",
-            "tests/sessions/test_pool_resume_routing.py",
-            "tests/sessions/test_shared_opencode.py",
-            "tests/sessions/test_admission.py",
-            "tests/sessions/test_one_thread_two_keys.py",
-            "tests/sessions/test_close_with_runs_waiting.py",
-            "tests/sessions/test_closed_while_starting.py",
-            "tests/sessions/test_mutation_pool.py",
-        ],
-    },
-}
-
-
 def _sets() -> dict[str, dict[str, list[str]]]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
     sets: dict[str, dict[str, list[str]]] = data["tool"]["alice-trio-mutation"]
-    return {**_SCRIPT_SETS, **sets}
+    return sets
 
 
 def _mutmut_section(paths: list[str], tests: list[str], args: list[str]) -> str:

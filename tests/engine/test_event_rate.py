@@ -52,6 +52,28 @@ def test_the_first_rate_events_of_a_window_pass_and_the_rest_are_said_once() -> 
     assert rate.total_skipped == 12 and rate.skipped == {}
 
 
+def test_counts_from_a_quiet_decoder_are_said_once_a_window_like_the_others() -> None:
+    """What a quiet decoder counted goes into the same notice: not before an event let through
+    in the same window, before the first one of a later window."""
+    rate = EventRate(2)
+    tools = [_ev(EventKind.TOOL_USE, i) for i in range(2)]
+    assert rate.filter([*tools], 0.0) == tools
+    tally = {"tool_use": 5, "reasoning": 1}
+    rate.count(tally)
+    assert tally == {} and rate.total_skipped == 6
+    rate.count({"tool_use": 1})
+    assert rate.total_skipped == 7
+    message = _ev(EventKind.ASSISTANT_TEXT)
+    assert rate.filter([message], 0.5) == [message]  # the same window: no notice yet
+    out = rate.filter([tools[0]], WINDOW + 0.5)
+    assert out == [skipped_notice({"tool_use": 6, "reasoning": 1}, "over 2 a second"), tools[0]]
+
+
+def test_kinds_counted_as_often_are_named_in_their_names_order() -> None:
+    notice = skipped_notice({"usage": 2, "unknown": 2, "tool_use": 9}, "why")
+    assert notice.text == "13 events skipped: why (tool_use 9, unknown 2, usage 2)"
+
+
 def test_a_notice_names_the_four_commonest_kinds() -> None:
     counts = {"tool_use": 5, "reasoning": 7, "unknown": 1, "usage": 1, "tool_result": 3}
     notice = skipped_notice(counts, "why", provider="p")
@@ -63,7 +85,7 @@ def test_a_notice_names_the_four_commonest_kinds() -> None:
 
 def test_a_rate_must_be_a_positive_int() -> None:
     for bad in (0, -1, 1.5, 0.5, True, "3"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=re.escape(f"rate must be an int > 0, got {bad!r}")):
             EventRate(bad)  # type: ignore[arg-type]
 
 

@@ -144,3 +144,19 @@ def test_codex_spells_a_path_like_every_other_provider(path: str) -> None:
 
     item = {"type": "file_change", "changes": [{"path": path, "kind": "update"}]}
     assert [c.path for c in file_changes_of(item, "/ws")] == [relative_path(path, "/ws")]
+
+
+@pytest.mark.parametrize(("decoder", "lines", "tool", "inp", "kind"), CASES)
+@pytest.mark.parametrize("error", [False, True])
+def test_a_quiet_decoder_reports_the_same_files(
+    decoder: Any, lines: Any, tool: str, inp: Any, kind: FileChangeKind, error: bool
+) -> None:
+    """``quiet`` (no callback would get a tool event) skips the tool events, never the write
+    tool's ``file_change``: the same events less the tool ones, which are counted."""
+    loud = _feed(decoder(), lines(tool, inp, error))
+    hushed = decoder()
+    hushed.quiet = True
+    quiet = _feed(hushed, lines(tool, inp, error))
+    tools = (EventKind.TOOL_USE, EventKind.TOOL_RESULT)
+    assert quiet == [e for e in loud if e.kind not in tools]
+    assert hushed.skipped == {k.value: n for k in tools if (n := sum(e.kind is k for e in loud))}

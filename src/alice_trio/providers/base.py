@@ -558,6 +558,22 @@ class JsonLineDecoder:
             kw["thread_id"] = self.thread_id
         return TurnEvent(kind=kind, raw=line, provider=self.provider, text=text, **kw)
 
+    def _skip(self, kind: EventKind) -> list[TurnEvent]:
+        """``quiet``: count one informational ``kind`` event not built; returns ``[]``."""
+        value = kind._value_
+        self.skipped[value] = self.skipped.get(value, 0) + 1
+        return []
+
+    def _informational(
+        self, events: list[TurnEvent], kind: EventKind, line: str, text: Any, arg: Any
+    ) -> None:
+        """Append the ``kind`` event of ``text(arg)`` — or, ``quiet``, count it unbuilt (the
+        text is not even formatted)."""
+        if self.quiet:
+            self._skip(kind)
+        else:
+            events.append(self._event(kind, line, text=text(arg)))
+
     def _tool_called(self, tool_id: str, name: str, arguments: Any) -> None:
         """Remember the files a write/edit tool call names until its result says it ran."""
         changes = changes_from_tool_call(self.write_tools, name, arguments)

@@ -341,15 +341,6 @@ class ClaudeStreamDecoder(JsonLineDecoder):
             self._informational(events, EventKind.TOOL_USE, line, "; ".join, tools)
         return events
 
-    def _informational(
-        self, events: list[TurnEvent], kind: EventKind, line: str, text: Any, arg: Any
-    ) -> None:
-        """Append the ``kind`` event of ``text(arg)`` — or, ``quiet``, count it unbuilt."""
-        if self.quiet:
-            self.skipped[kind._value_] = self.skipped.get(kind._value_, 0) + 1
-        else:
-            events.append(self._event(kind, line, text=text(arg)))
-
     def _user_line(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         message = obj.get("message")
         content = message.get("content") if isinstance(message, dict) else None

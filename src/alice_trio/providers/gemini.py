@@ -321,10 +321,17 @@ class GeminiStreamDecoder(JsonLineDecoder):
     def _tool_use(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         name, tool_id = as_str(obj.get("tool_name")), as_str(obj.get("tool_id"))
         self._tool_called(tool_id, name, obj.get("parameters"))
+        if self.quiet:
+            return self._skip(EventKind.TOOL_USE)
         text = f"tool_use name=`{name}` id=`{tool_id}`"
         return [self._event(EventKind.TOOL_USE, line, text=text)]
 
     def _tool_result(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
+        if self.quiet:
+            ok = as_str(obj.get("status")).lower() == "success"
+            return self._skip(EventKind.TOOL_RESULT) + self._tool_done(
+                as_str(obj.get("tool_id")), ok, line
+            )
         text = f"tool_result id=`{as_str(obj.get('tool_id'))}` status=`{as_str(obj.get('status'))}`"
         err = obj.get("error")
         detail = as_str(err.get("message")) if isinstance(err, Mapping) else as_str(err)
@@ -338,6 +345,8 @@ class GeminiStreamDecoder(JsonLineDecoder):
     def _thought(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         subject, description = as_str(obj.get("subject")), as_str(obj.get("description"))
         text = f"{subject}: {description}" if subject and description else subject or description
+        if text and self.quiet:
+            return self._skip(EventKind.REASONING)
         return [self._event(EventKind.REASONING, line, text=text)] if text else []
 
     def _error(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:

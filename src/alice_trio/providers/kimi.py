@@ -115,6 +115,14 @@ class KimiConfig(CLIConfig):
     disable_auto_update: bool = True
 
 
+def _result_detail(msg: dict[str, Any]) -> str:
+    """The text of a ``tool`` message's ``tool_result`` event: its call id and output."""
+    text = _text_of(msg.get("content"))
+    call_id = as_str(msg.get("tool_call_id"))
+    detail = f"tool_result id=`{call_id}`" if call_id else "tool_result"
+    return f"{detail} {text}" if text else detail
+
+
 def _workspace(request: RunRequest, config: CLIConfig) -> str | None:
     wd = request.workspace_dir or config.workspace_dir.strip()
     return os.path.abspath(os.path.normpath(wd)) if wd else None
@@ -344,20 +352,17 @@ class KimiDecoder(JsonLineDecoder):
             events += self._assistant(_text_of(msg.get("content")), line)
             tools = format_tool_calls(msg.get("tool_calls"))
             if tools:
-                events.append(self._event(EventKind.TOOL_USE, line, text=tools))
+                self._informational(events, EventKind.TOOL_USE, line, str, tools)
                 for call_id, name, args in tool_calls(msg.get("tool_calls")):
                     self._tool_called(call_id, name, args)
             return events
         if role == "tool":
             self._pending_retry = None
-            text = _text_of(msg.get("content"))
             call_id = as_str(msg.get("tool_call_id"))
-            detail = f"tool_result id=`{call_id}`" if call_id else "tool_result"
-            if text:
-                detail += f" {text}"
             ok = not any(msg.get(key) is True for key in ("is_error", "isError"))
             done = self._tool_done(call_id, ok, line)
-            return [*events, self._event(EventKind.TOOL_RESULT, line, text=detail), *done]
+            self._informational(events, EventKind.TOOL_RESULT, line, _result_detail, msg)
+            return [*events, *done]
         if role in ("user", "system"):
             return events
         if events:

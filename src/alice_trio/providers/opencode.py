@@ -270,9 +270,11 @@ class OpenCodeDecoder(JsonLineDecoder):
             return events + self._assistant(as_str(part.get("text")), line)
         if etype == "reasoning":
             text = as_str(part.get("text"))
-            return events + ([self._event(EventKind.REASONING, line, text=text)] if text else [])
+            if text:
+                self._informational(events, EventKind.REASONING, line, str, text)
+            return events
         if etype == "tool_use":
-            events.append(self._event(EventKind.TOOL_USE, line, text=format_tool_part(part)))
+            self._informational(events, EventKind.TOOL_USE, line, format_tool_part, part)
             changes = part_file_changes(part)
             return events + (self._file_changes(changes, line) if changes else [])
         if etype == "step_finish":

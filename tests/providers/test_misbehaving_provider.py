@@ -181,6 +181,26 @@ async def test_a_cancel_of_a_run_whose_provider_is_broken_is_a_bare_cancel(
     assert _gone(pidfile)
 
 
+def _installed(tmp_path: Path, name: str, body: str) -> dict[str, str]:
+    """The environment of a command that finds provider ``name`` as an installed entry point:
+    a module ``<name>_provider`` (``body``, with ``pathlib`` and this module as ``t``) exporting
+    ``PROVIDER``."""
+    package = tmp_path / "site"
+    dist = package / f"{name}_provider-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-provider\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        f"[alice_trio.providers]\n{name} = {name}_provider:PROVIDER\n"
+    )
+    (package / f"{name}_provider.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import pathlib, test_misbehaving_provider as t\n" + body
+    )
+    path = [str(package), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
 #: what only the command sees: the library passes a provider's SystemExit on, bare
 CLI_CASES = {
     **BROKEN,
@@ -201,26 +221,12 @@ def test_alice_trio_run_prints_one_line_for_a_broken_entry_point_provider(
 ) -> None:
     """The same through the CLI, the provider installed as an entry point: one
     ``alice-trio: …`` line and exit 1, no ExceptionGroup traceback."""
-    package = tmp_path / "site"
-    dist = package / "broken_provider-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-provider\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[alice_trio.providers]\nmisbehaving = broken_provider:PROVIDER\n"
-    )
-    (package / "broken_provider.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "import pathlib, test_misbehaving_provider as t\n"
+    env = _installed(
+        tmp_path,
+        "misbehaving",
         f"PROVIDER, _ = t._provider(pathlib.Path({str(tmp_path)!r}), t.CLI_CASES[{name!r}],"
-        " linger=600)\n"
+        " linger=600)\n",
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(package), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-    }
     argv = [sys.executable, "-m", "alice_trio.cli.main", "run", "--provider", "misbehaving", "hi"]
     proc = subprocess.run(argv, env=env, capture_output=True, timeout=120, text=True)
     assert proc.returncode == 1, proc.stderr
@@ -234,30 +240,17 @@ def test_alice_trio_providers_shows_a_plugins_nested_texts_never_obeys_them(
 ) -> None:
     """Every text of a plugin's record, at any depth (a flavor's protocol, its verified
     versions), reaches the terminal in caret form."""
-    package = tmp_path / "site"
-    dist = package / "loud_provider-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: loud-provider\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[alice_trio.providers]\nloud = loud_provider:PROVIDER\n"
-    )
-    (package / "loud_provider.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "import attrs, pathlib, test_misbehaving_provider as t\n"
+    env = _installed(
+        tmp_path,
+        "loud",
+        "import attrs\n"
         "from alice_trio.providers.record import Flavor, SessionSpec, VersionCheck\n"
         f"base, _ = t._provider(pathlib.Path({str(tmp_path)!r}), {{}}, linger=0)\n"
         "flavor = Flavor(label='loud\\x1b[2J',"
         " session=SessionSpec(protocol='x\\x1b[31mred\\nforged'),"
         " versions=VersionCheck(verified=('1.0\\x07',)))\n"
-        "PROVIDER = attrs.evolve(base, name='loud', flavors=(flavor,))\n"
+        "PROVIDER = attrs.evolve(base, name='loud', flavors=(flavor,))\n",
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(package), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-    }
     argv = [sys.executable, "-m", "alice_trio.cli.main", "providers"]
     proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -214,9 +214,7 @@ class _Run:
         # the per-line hot path: locals only, no call into the dispatcher per event
         decoder, dispatcher, raw_lines = self.decoder, self.dispatcher, self.raw_lines
         feed, files_event = decoder.feed, self.files.event
-        skipped = self.skipped
-        if skipped is not None:  # no informational event built that no callback would get
-            decoder.quiet = not dispatcher.wants_informational()  # type: ignore[attr-defined]
+        self.decide_quiet()
         file_change = EventKind.FILE_CHANGE
         batch: Batch = []
         append = batch.append
@@ -226,15 +224,12 @@ class _Run:
             item = pop()
             if type(item) is not bytes:  # an OversizedLine
                 assert isinstance(item, OversizedLine)
-                if skipped:
-                    dispatcher.count_skipped(skipped)
                 await self.offer(batch)  # the events before it first
                 batch = []
                 append = batch.append
                 if not await self.oversized(item):
                     return
-                if skipped is not None:  # the callbacks may have held us into a new window
-                    decoder.quiet = not dispatcher.wants_informational()  # type: ignore[attr-defined]
+                self.decide_quiet()  # the callbacks may have held us into a new window
                 continue
             line = item.decode("utf-8", "replace")  # framing.decode_line, inlined
             del item  # a 50 MB line must not be held as bytes and str while it is parsed
@@ -249,8 +244,6 @@ class _Run:
                 if event.kind is file_change:
                     event = files_event(event)
                 append(event)
-        if skipped:
-            dispatcher.count_skipped(skipped)
         await self.offer(batch)
         if not self.terminal_seen and decoder.terminal:
             self.terminal_seen = True
@@ -273,7 +266,18 @@ class _Run:
         self.fail(ProtocolError(message, provider=self.provider))
         return False
 
+    def decide_quiet(self) -> None:
+        """Tell a decoder with ``quiet`` whether to build informational events: not when no
+        callback would get one (the informational rate's window is full, or nobody takes
+        them)."""
+        if self.skipped is not None:
+            self.decoder.quiet = not self.dispatcher.wants_informational()  # type: ignore[attr-defined]
+
     async def offer(self, batch: Batch) -> None:
+        """Hand ``batch`` to the dispatcher, with what the decoder counted while it was built
+        (said in the rate's next ``skipped`` notice)."""
+        if self.skipped:
+            self.dispatcher.count_skipped(self.skipped)
         if batch and not self.dispatcher.offer_batch_nowait(batch):
             await self.dispatcher.offer_batch(batch)
 

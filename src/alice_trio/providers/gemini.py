@@ -254,6 +254,15 @@ WRITE_TOOLS: WriteTools = {
 }
 
 
+def _result_text(obj: Mapping[str, Any]) -> str:
+    """The text of a ``tool_result`` event: its id, status and error or output."""
+    text = f"tool_result id=`{as_str(obj.get('tool_id'))}` status=`{as_str(obj.get('status'))}`"
+    err = obj.get("error")
+    detail = as_str(err.get("message")) if isinstance(err, Mapping) else as_str(err)
+    detail = detail or as_str(obj.get("output"))
+    return f"{text}: {detail}" if detail else text
+
+
 class GeminiStreamDecoder(JsonLineDecoder):
     """Decoder of ``gemini -o stream-json`` stdout (see the module docstring for the
     mapping); never raises. Lines that are not JSON objects of a known type never end an
@@ -327,20 +336,11 @@ class GeminiStreamDecoder(JsonLineDecoder):
         return [self._event(EventKind.TOOL_USE, line, text=text)]
 
     def _tool_result(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
-        if self.quiet:
-            ok = as_str(obj.get("status")).lower() == "success"
-            return self._skip(EventKind.TOOL_RESULT) + self._tool_done(
-                as_str(obj.get("tool_id")), ok, line
-            )
-        text = f"tool_result id=`{as_str(obj.get('tool_id'))}` status=`{as_str(obj.get('status'))}`"
-        err = obj.get("error")
-        detail = as_str(err.get("message")) if isinstance(err, Mapping) else as_str(err)
-        detail = detail or as_str(obj.get("output"))
-        if detail:
-            text += f": {detail}"
         ok = as_str(obj.get("status")).lower() == "success"
         done = self._tool_done(as_str(obj.get("tool_id")), ok, line)
-        return [self._event(EventKind.TOOL_RESULT, line, text=text), *done]
+        events: list[TurnEvent] = []
+        self._informational(events, EventKind.TOOL_RESULT, line, _result_text, obj)
+        return [*events, *done]
 
     def _thought(self, obj: Mapping[str, Any], line: str) -> list[TurnEvent]:
         subject, description = as_str(obj.get("subject")), as_str(obj.get("description"))
